@@ -1,0 +1,45 @@
+"""The `ramlab` command: one subcommand per job, each a thin layer over the Python API.
+
+Each module of this package adds its subcommands with `register(subparsers)`; a handler
+returns an exit code. A `RamlabError` becomes its message on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ramlab import __version__
+from ramlab.errors import RamlabError
+
+COMMAND_MODULES = ("data",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ramlab",
+        description="The Recurrent Attention Model versus low-parameter CNNs on MNIST scenes.",
+    )
+    parser.add_argument("--version", action="version", version=f"ramlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"ramlab.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except RamlabError as exc:
+        print(f"ramlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ramlab: interrupted (finished work is kept; rerun to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: verified MNIST digits and the scenes built from them."""

@@ -1,0 +1,133 @@
+"""Named datasets and their splits, built from MNIST by the scene generator and cached.
+
+Splits: train = MNIST train[:55000], val = MNIST train[55000:], test = MNIST test. Every
+scene of a split holds the split's digits in order, so label counts are MNIST's and the
+same test digits appear in every variant (robustness curves are comparable across levels).
+Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-seed<S>-<split>.npz`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ramlab.atomic import atomic_write
+from ramlab.data.mnist import Mnist, load_mnist
+from ramlab.data.scenes import SceneSpec, Scenes, generate_scenes
+from ramlab.errors import unknown_name
+from ramlab.home import ramlab_home
+
+DATASETS: dict[str, SceneSpec] = {
+    "mnist": SceneSpec(canvas=28),
+    "translated60": SceneSpec(canvas=60),
+    "centred60": SceneSpec(canvas=60, max_offset=4),
+    "cluttered60": SceneSpec(canvas=60, clutter_count=4, clutter_size=8),
+    "cluttered100": SceneSpec(canvas=100, clutter_count=8, clutter_size=8),
+}
+SPLITS = ("train", "val", "test")
+TRAIN_SIZE = 55_000
+CACHE_VERSION = 1  # bump when the generator's output changes for the same spec and seed
+
+_mnist: Mnist | None = None
+
+
+def dataset_spec(name: str) -> SceneSpec:
+    """The spec of a named dataset; an unknown name lists the valid ones."""
+    if name not in DATASETS:
+        raise unknown_name("dataset", name, DATASETS)
+    return DATASETS[name]
+
+
+def resolve_spec(data: str | SceneSpec, **overrides) -> SceneSpec:
+    """A named dataset or a spec, with fields replaced (e.g. robustness levels)."""
+    spec = dataset_spec(data) if isinstance(data, str) else data
+    return dataclasses.replace(spec, **overrides) if overrides else spec
+
+
+def mnist_digits() -> Mnist:
+    global _mnist
+    if _mnist is None:
+        _mnist = load_mnist()
+    return _mnist
+
+
+def split_digits(mnist: Mnist, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if split == "train":
+        return mnist.train_images[:TRAIN_SIZE], mnist.train_labels[:TRAIN_SIZE]
+    if split == "val":
+        return mnist.train_images[TRAIN_SIZE:], mnist.train_labels[TRAIN_SIZE:]
+    if split == "test":
+        return mnist.test_images, mnist.test_labels
+    raise unknown_name("split", split, SPLITS)
+
+
+def split_seed(spec: SceneSpec, seed: int, split: str) -> int:
+    """Independent random streams per split, spec and seed."""
+    return zlib.crc32(f"{spec.key()}/{seed}/{split}/v{CACHE_VERSION}".encode())
+
+
+def cache_path(name: str, spec: SceneSpec, seed: int, split: str) -> Path:
+    return ramlab_home() / "scenes" / f"{name}-{spec.key()}-seed{seed}-{split}.npz"
+
+
+def _read(path: Path, spec: SceneSpec) -> Scenes | None:
+    try:
+        with np.load(path) as z:
+            return Scenes(images=z["images"], labels=z["labels"], bboxes=z["bboxes"], spec=spec)
+    except (OSError, ValueError, KeyError, EOFError):
+        path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
+        return None
+
+
+def load_split(
+    data: str | SceneSpec,
+    split: str,
+    *,
+    seed: int = 0,
+    digits: Mnist | None = None,
+    cache: bool = True,
+    limit: int | None = None,
+) -> Scenes:
+    """The scenes of one split, from the cache or built (and cached) on first use.
+
+    `digits` replaces MNIST (tests use tiny synthetic digits); `limit` keeps the first N.
+    """
+    if split not in SPLITS:
+        raise unknown_name("split", split, SPLITS)
+    name = data if isinstance(data, str) else "custom"
+    spec = resolve_spec(data)
+    path = cache_path(name, spec, seed, split)
+    scenes = _read(path, spec) if cache and digits is None and path.is_file() else None
+    if scenes is None:
+        images, labels = split_digits(digits or mnist_digits(), split)
+        scenes = generate_scenes(spec, images, labels, seed=split_seed(spec, seed, split))
+        if cache and digits is None:
+            save_scenes(path, scenes)
+    if limit is not None:
+        scenes = Scenes(scenes.images[:limit], scenes.labels[:limit], scenes.bboxes[:limit], spec)
+    return scenes
+
+
+def save_scenes(path: Path, scenes: Scenes) -> Path:
+    arrays = {"images": scenes.images, "labels": scenes.labels, "bboxes": scenes.bboxes}
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def build_dataset(name: str, *, seed: int = 0) -> dict[str, Path]:
+    """Build (or find) every split of a named dataset; return their cache paths."""
+    spec = dataset_spec(name)
+    paths = {}
+    for split in SPLITS:
+        load_split(name, split, seed=seed)
+        paths[split] = cache_path(name, spec, seed, split)
+    return paths
+
+
+def image_size(data: str | SceneSpec) -> tuple[int, int]:
+    """(H, W) of a dataset's images."""
+    spec = resolve_spec(data)
+    return spec.canvas, spec.canvas
+

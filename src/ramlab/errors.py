@@ -1,0 +1,10 @@
+"""User-facing errors: the CLI prints their message and exits non-zero, without a traceback."""
+
+
+class RamlabError(Exception):
+    """An error caused by the user's input or environment, with a message that says the fix."""
+
+
+def unknown_name(kind: str, name: str, valid) -> RamlabError:
+    """The error for a name that is not one of `valid`, listing the valid ones."""
+    return RamlabError(f"unknown {kind} {name!r}; valid: {', '.join(sorted(valid))}")

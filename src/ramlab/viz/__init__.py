@@ -1,0 +1,1 @@
+"""Figures: scene grids, glimpse trajectories, curves. matplotlib with the Agg backend."""
