@@ -13,7 +13,7 @@ import sys
 from ramlab import __version__
 from ramlab.errors import RamlabError
 
-COMMAND_MODULES = ("data",)
+COMMAND_MODULES = ("data", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,11 +14,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     p = cmds.add_parser("fetch", help="obtain, verify (SHA-256) and cache the MNIST files")
-    p.add_argument("--from", dest="source", metavar="DIR", help="folder with the four IDX files (gzipped or not)")
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="DIR",
+        help="folder with the four IDX files (gzipped or not)",
+    )
     p.set_defaults(handler=cmd_fetch)
 
     names = ", ".join(DATASETS)
-    p = cmds.add_parser("build", help="build (or find) every split of a dataset; print its cache paths")
+    p = cmds.add_parser(
+        "build", help="build (or find) every split of a dataset; print its cache paths"
+    )
     p.add_argument("name", metavar="NAME", help=f"dataset: {names}")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     p.set_defaults(handler=cmd_build)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ramlab.atomic import atomic_write
 from ramlab.data.mnist import Mnist, load_mnist
-from ramlab.data.scenes import SceneSpec, Scenes, generate_scenes
+from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
 from ramlab.errors import unknown_name
+from ramlab.files import atomic_write
 from ramlab.home import ramlab_home
 
 DATASETS: dict[str, SceneSpec] = {
@@ -130,4 +130,3 @@ def image_size(data: str | SceneSpec) -> tuple[int, int]:
     """(H, W) of a dataset's images."""
     spec = resolve_spec(data)
     return spec.canvas, spec.canvas
-

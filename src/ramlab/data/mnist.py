@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ramlab.atomic import atomic_write
 from ramlab.errors import RamlabError
+from ramlab.files import atomic_write
 from ramlab.home import ramlab_home
 
 #: SHA-256 of the uncompressed IDX files.

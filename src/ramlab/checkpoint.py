@@ -1,0 +1,38 @@
+"""Checkpoints: self-describing dicts (config, weights, optimiser, position, RNG), written
+atomically and loaded with `weights_only=True` (no pickled code is ever executed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ramlab.errors import RamlabError
+from ramlab.files import atomic_write
+
+FORMAT = 1
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    state = {"format": FORMAT, **state}
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(
+    path: str | Path, *, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise RamlabError(f"{path}: no checkpoint there")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise RamlabError(
+            f"{path}: cannot read the checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
+            "it is damaged or not a ramlab checkpoint. Fix: delete it and rerun (training resumes "
+            "from the other checkpoint, or starts again)"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise RamlabError(f"{path}: not a ramlab checkpoint of format {FORMAT}")
+    return state

@@ -1,0 +1,117 @@
+"""`ramlab train MODEL ...` and `ramlab eval RUN_DIR ...`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ramlab.config import add_dataclass_args, field_names, load_yaml
+from ramlab.data.datasets import DATASETS
+from ramlab.errors import RamlabError
+from ramlab.models.registry import model_class, model_names
+from ramlab.runconfig import RunConfig, TrainConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a model; writes a run directory")
+    models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
+    for name in model_names():
+        cls = model_class(name)
+        p = models.add_parser(name, help=(cls.__doc__ or name).strip().splitlines()[0])
+        p.add_argument(
+            "--config",
+            metavar="FILE.yaml",
+            help="a run config (model, data, train, model_config); options below override it",
+        )
+        p.add_argument(
+            "--data",
+            choices=sorted(DATASETS),
+            help="dataset (default: translated60, or the config's)",
+        )
+        p.add_argument(
+            "--out", metavar="DIR", help="run directory (default: runs/<model>-<data>-seed<seed>)"
+        )
+        p.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in --out exactly where it stopped",
+        )
+        add_dataclass_args(p, TrainConfig, title="training")
+        add_dataclass_args(p, cls.config_class, title=f"{name} model")
+        p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a trained run (its best checkpoint) on a dataset")
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory written by ramlab train")
+    p.add_argument(
+        "--data",
+        choices=sorted(DATASETS),
+        help="dataset of the same canvas size (default: the run's)",
+    )
+    p.add_argument("--split", choices=("val", "test"), default="test", help="split (default test)")
+    p.add_argument(
+        "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
+    )
+    p.add_argument("--limit", type=int, help="evaluate only the first N scenes")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    p.set_defaults(handler=cmd_eval)
+
+
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    base: dict = {"model": args.model, "data": "translated60"}
+    if args.config:
+        loaded = load_yaml(args.config)
+        if loaded.get("model", args.model) != args.model:
+            raise RamlabError(
+                f"{args.config} is a config for model {loaded['model']!r}, not {args.model!r}"
+            )
+        base.update(loaded)
+        base["model"] = args.model
+    if args.data:
+        base["data"] = args.data
+    config = RunConfig.from_dict(base, where=args.config or "options")
+    given = vars(args)
+    train_over = {k: given[k] for k in field_names(TrainConfig) if k in given}
+    model_over = {k: given[k] for k in field_names(type(config.model_config)) if k in given}
+    return config.with_overrides(train=train_over, model_config=model_over)
+
+
+def default_run_dir(config: RunConfig) -> Path:
+    reward = getattr(config.model_config, "reward", None)
+    tag = f"-{reward.replace('*', 'x')}" if reward else ""
+    return Path("runs") / f"{config.model}-{config.data}{tag}-seed{config.train.seed}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ramlab.trainer import Trainer
+
+    config = run_config_from_args(args)
+    out = Path(args.out) if args.out else default_run_dir(config)
+    result = Trainer(config, out, command=" ".join(["ramlab", *sys.argv[1:]])).fit(
+        resume=args.resume
+    )
+    print(
+        f"{out}: test error {result['test_error']:.2f}%, val error {result['val_error']:.2f}%, "
+        f"{result['params']:,} parameters, {result['train_seconds']:.0f} s of training"
+    )
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from ramlab.run import evaluate_run
+
+    result = evaluate_run(
+        args.run,
+        data=args.data,
+        split=args.split,
+        sample=args.sample,
+        limit=args.limit,
+        device=args.device,
+    )
+    text = json.dumps(result, indent=2)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0

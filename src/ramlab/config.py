@@ -1,0 +1,173 @@
+"""Configuration: frozen dataclasses whose fields carry their help text, and YAML/CLI glue.
+
+A field is declared with `param(default, "help")`; the help becomes `--help` text and the
+dataclass's `__post_init__` validates values with a message a user understands. A run's
+configuration (`RunConfig`) nests the trainer's config and the model's own config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ramlab.errors import RamlabError
+
+
+def param(default: Any, help: str, **metadata: Any) -> Any:
+    """A dataclass field with a default and help text (shown by `--help`)."""
+    kwargs: dict[str, Any] = {"metadata": {"help": help, **metadata}}
+    if isinstance(default, (list, dict, tuple)) and not isinstance(default, tuple):
+        kwargs["default_factory"] = lambda: default
+    else:
+        kwargs["default"] = default
+    return field(**kwargs)
+
+
+def choice(name: str, value: str, valid: typing.Iterable[str]) -> None:
+    """Raise a clear error unless `value` is one of `valid`."""
+    valid = tuple(valid)
+    if value not in valid:
+        raise RamlabError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+
+def _base_type(tp: Any) -> Any:
+    """int for `int | None`, etc."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0]) if len(args) == 1 else str
+    return tp
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _optional(convert):
+    def parse(text: str):
+        return None if text.lower() in ("none", "null") else convert(text)
+
+    parse.__name__ = getattr(convert, "__name__", "value")
+    return parse
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, title: str) -> None:
+    """Add `--field-name` options for each field of `cls`; unspecified options stay absent."""
+    group = parser.add_argument_group(title)
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        tp = hints[f.name]
+        base = _base_type(tp)
+        default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")
+        flag = "--" + f.name.replace("_", "-")
+        is_optional = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        if base is bool:
+            group.add_argument(
+                flag,
+                type=_parse_bool,
+                metavar="BOOL",
+                help=help_text,
+                default=argparse.SUPPRESS,
+                dest=f.name,
+            )
+        elif typing.get_origin(base) in (tuple, list):
+            inner = typing.get_args(base)[0]
+            group.add_argument(
+                flag, type=inner, nargs="+", help=help_text, default=argparse.SUPPRESS, dest=f.name
+            )
+        else:
+            convert = base if base in (int, float, str) else str
+            if is_optional:
+                convert = _optional(convert)
+            group.add_argument(
+                flag,
+                type=convert,
+                help=help_text,
+                default=argparse.SUPPRESS,
+                dest=f.name,
+                metavar=f.name.upper(),
+            )
+
+
+def field_names(cls: type) -> set[str]:
+    return {f.name for f in fields(cls)}
+
+
+def from_dict(cls: type, data: dict[str, Any], *, where: str) -> Any:
+    """Build `cls` from a dict, naming the file/section and the valid keys on a wrong key."""
+    data = dict(data or {})
+    valid = field_names(cls)
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise RamlabError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+        )
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if typing.get_origin(_base_type(hints[key])) is tuple and isinstance(value, list):
+            data[key] = tuple(value)
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise RamlabError(f"{where}: {exc}") from None
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A dataclass as plain YAML/JSON-friendly data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RamlabError(f"{path}: no such file") from None
+    except yaml.YAMLError as exc:
+        raise RamlabError(f"{path}: not valid YAML ({exc})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RamlabError(f"{path}: expected a mapping of keys to values at the top level")
+    return data
+
+
+def save_yaml(path: str | Path, data: dict[str, Any]) -> Path:
+    from ramlab.files import atomic_write
+
+    text = yaml.safe_dump(data, sort_keys=False)
+    return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+__all__ = [
+    "add_dataclass_args",
+    "choice",
+    "dataclass",
+    "field_names",
+    "from_dict",
+    "load_yaml",
+    "param",
+    "save_yaml",
+    "to_dict",
+]

@@ -1,0 +1,47 @@
+"""metrics.jsonl: one JSON object per line, keys namespaced (`train/loss`, `val/error`, ...)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item") and getattr(value, "numel", lambda: 2)() == 1:
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+class MetricsLog:
+    """Appends lines; on resume, drops lines past the checkpoint's step (they will be redone)."""
+
+    def __init__(self, path: str | Path, *, resume_step: int | None = None) -> None:
+        self.path = Path(path)
+        if resume_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            kept = [line for line in read_metrics(self.path) if line.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+        self._file = self.path.open("a")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    lines = []
+    for text in Path(path).read_text().splitlines():
+        if text.strip():
+            try:
+                lines.append(json.loads(text))
+            except json.JSONDecodeError:
+                break  # a line cut by a crash ends the usable log
+    return lines

@@ -1,0 +1,62 @@
+"""The interface every model shares, so training, evaluation and cost never branch on type.
+
+out = model(images)                # images (B, 1, H, W) in [0, 1]
+out.logits                         # (B, C) the final prediction
+out.step_logits                    # (B, T, C) anytime predictions (T = 1 for a CNN)
+terms = model.objective(out, batch)  # loss to minimise and metrics to log
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    logits: torch.Tensor  # (B, C)
+    step_logits: torch.Tensor  # (B, T, C)
+    rollout: Any = None  # the RAM's Rollout; None for feed-forward models
+
+
+@dataclass
+class Objective:
+    loss: torch.Tensor  # scalar to minimise
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)  # namespaced scalars
+
+
+class Model(nn.Module):
+    """Base class: subclasses set `config_class` and implement `forward`."""
+
+    config_class: ClassVar[type]
+
+    def __init__(self, *, config: Any, image_size: tuple[int, int], num_classes: int) -> None:
+        super().__init__()
+        self.config = config
+        self.image_size = tuple(image_size)
+        self.num_classes = num_classes
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> ModelOutput:
+        raise NotImplementedError
+
+    def objective(self, out: ModelOutput, labels: torch.Tensor, bboxes: torch.Tensor) -> Objective:
+        """Cross-entropy on the final logits; the RAM overrides this with its hybrid loss."""
+        loss = nn.functional.cross_entropy(out.logits, labels)
+        return Objective(loss=loss, metrics={"loss/classification": loss.detach()})
+
+    @classmethod
+    def config_for_image_size(cls, config: Any, image_size: int) -> Any:
+        """The config to use on larger images (the RAM adds scales); unchanged by default."""
+        return config
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

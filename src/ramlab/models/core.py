@@ -1,0 +1,56 @@
+"""The core network: the recurrent state that integrates glimpses.
+
+    rnn:  h_t = relu(W_h h_{t-1} + W_g g_t)          (the paper's)
+    lstm: (h_t, c_t) = LSTMCell(g_t, (h_{t-1}, c_{t-1}))
+The state is a tuple so that both cores share one interface; `hidden(state)` is h_t.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CORES = ("rnn", "lstm")
+
+
+class RNNCore(nn.Module):
+    def __init__(self, *, input_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden
+        self.input_to_hidden = nn.Linear(input_dim, hidden)
+        self.hidden_to_hidden = nn.Linear(hidden, hidden, bias=False)
+
+    def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(batch, self.hidden_size, device=device),)
+
+    def forward(self, g: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        (h,) = state
+        return (
+            torch.relu(torch.addmm(self.input_to_hidden(g), h, self.hidden_to_hidden.weight.t())),
+        )
+
+    @staticmethod
+    def hidden(state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return state[0]
+
+
+class LSTMCore(nn.Module):
+    def __init__(self, *, input_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.hidden_size = hidden
+        self.cell = nn.LSTMCell(input_dim, hidden)
+
+    def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        zeros = torch.zeros(batch, self.hidden_size, device=device)
+        return (zeros, zeros)
+
+    def forward(self, g: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        return self.cell(g, state)
+
+    @staticmethod
+    def hidden(state: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return state[0]
+
+
+def build_core(kind: str, *, input_dim: int, hidden: int) -> nn.Module:
+    return {"rnn": RNNCore, "lstm": LSTMCore}[kind](input_dim=input_dim, hidden=hidden)

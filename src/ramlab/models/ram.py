@@ -1,0 +1,199 @@
+"""The Recurrent Attention Model (Mnih et al. 2014) and its one rollout.
+
+    for t in 0..T-1:
+        g_t = glimpse_net(retina(x, l_t), l_t)          # what and where
+        h_t = core(h_{t-1}, g_t)                         # recurrent state
+        logits_t = classifier(h_t)                       # anytime prediction
+        l_{t+1} ~ policy(h_t.detach())                   # where to look next
+    b_t = baseline(h_{t-1}.detach())                     # expected return of action l_t
+
+`rollout` is the only implementation of this loop; training, evaluation, robustness and
+visualisation all call it (through `forward`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ramlab.config import choice, param
+from ramlab.errors import RamlabError
+from ramlab.losses import hybrid_loss
+from ramlab.models.base import Model, ModelOutput, Objective
+from ramlab.models.core import CORES, build_core
+from ramlab.models.glimpse import GlimpseNetwork
+from ramlab.models.heads import Baseline, Classifier
+from ramlab.models.policy import LocationPolicy
+from ramlab.models.registry import register_model
+from ramlab.models.retina import Retina
+from ramlab.rewards import parse_reward
+
+FIRST_LOCATIONS = ("random", "centre")
+
+
+@dataclass(frozen=True)
+class RAMConfig:
+    """The RAM's architecture and its reinforcement-learning objective."""
+
+    glimpses: int = param(6, "number of glimpses T")
+    glimpse_size: int = param(12, "side g of the smallest glimpse patch in pixels")
+    scales: int = param(3, "number of patches k per glimpse, each twice as wide as the last")
+    glimpse_hidden: int = param(128, "units of the glimpse network's 'what' layer (h_g)")
+    location_hidden: int = param(128, "units of the glimpse network's 'where' layer (h_l)")
+    hidden: int = param(256, "units of the glimpse feature g_t and of the core state h_t")
+    core: str = param("rnn", "core network: rnn (the paper's ReLU RNN) or lstm")
+    std: float = param(0.1, "std of the Gaussian location policy (initial std if learned)")
+    learn_std: bool = param(False, "learn the std: the policy outputs a mean and a log-std")
+    first_location: str = param("random", "first glimpse location: random (the paper) or centre")
+    reward: str = param("sparse", "reward structure, e.g. sparse, sparse+infogain, sparse+0.5*bbox")
+    gamma: float = param(1.0, "discount of the reward-to-go")
+    ce_all_steps: bool = param(False, "cross-entropy on every step's logits, not only the last")
+    reinforce_weight: float = param(1.0, "weight of the REINFORCE term in the hybrid loss")
+    baseline_weight: float = param(1.0, "weight of the baseline's MSE in the hybrid loss")
+    entropy_weight: float = param(0.0, "entropy bonus for a learned std (0: none)")
+
+    def __post_init__(self) -> None:
+        for name in (
+            "glimpses",
+            "glimpse_size",
+            "scales",
+            "glimpse_hidden",
+            "location_hidden",
+            "hidden",
+        ):
+            if getattr(self, name) < 1:
+                raise RamlabError(
+                    f"ram {name} must be a positive integer, got {getattr(self, name)}"
+                )
+        choice("ram core", self.core, CORES)
+        choice("ram first_location", self.first_location, FIRST_LOCATIONS)
+        if not self.std > 0 or not math.isfinite(self.std):
+            raise RamlabError(f"ram std must be > 0, got {self.std}")
+        if not 0 <= self.gamma <= 1:
+            raise RamlabError(f"ram gamma must be in [0, 1], got {self.gamma}")
+        parse_reward(self.reward)
+
+    @property
+    def widest_patch(self) -> int:
+        return self.glimpse_size * 2 ** (self.scales - 1)
+
+
+@dataclass
+class Rollout:
+    """What one pass of the RAM produced. Index t is glimpse t throughout."""
+
+    locations: torch.Tensor  # (B, T, 2) where glimpse t looked, (x, y) in [-1, 1]
+    log_probs: torch.Tensor  # (B, T) log pi(l_t | h_{t-1}); 0 where no policy acted
+    baselines: torch.Tensor  # (B, T) b_t, the return expected before choosing l_t
+    step_logits: torch.Tensor  # (B, T, C) the classifier on h_t
+    entropy: torch.Tensor  # (B, T) entropy of the policy that chose l_t; 0 where none did
+    acted: torch.Tensor  # (T,) bool: l_t was chosen by the policy (and is trained)
+    image_size: tuple[int, int]  # (H, W), to turn locations into pixels
+
+
+@register_model("ram")
+class RAM(Model):
+    config_class = RAMConfig
+
+    def __init__(
+        self, *, config: RAMConfig, image_size: tuple[int, int], num_classes: int = 10
+    ) -> None:
+        super().__init__(config=config, image_size=image_size, num_classes=num_classes)
+        height, width = image_size
+        if config.glimpse_size > min(height, width):
+            raise RamlabError(
+                f"ram glimpse_size {config.glimpse_size} is wider than the {height}x{width} canvas"
+            )
+        if config.widest_patch > 2 * max(height, width):
+            raise RamlabError(
+                f"ram's widest patch ({config.glimpse_size} x 2^{config.scales - 1} = "
+                f"{config.widest_patch} px) is over twice the {height}x{width} canvas; use fewer scales"
+            )
+        self.reward_weights = parse_reward(config.reward)
+        self.retina = Retina(
+            glimpse_size=config.glimpse_size, scales=config.scales, image_size=image_size
+        )
+        self.glimpse = GlimpseNetwork(
+            glimpse_dim=self.retina.output_size,
+            what_hidden=config.glimpse_hidden,
+            where_hidden=config.location_hidden,
+            out_dim=config.hidden,
+        )
+        self.core = build_core(config.core, input_dim=config.hidden, hidden=config.hidden)
+        self.policy = LocationPolicy(
+            hidden=config.hidden, std=config.std, learn_std=config.learn_std
+        )
+        self.classifier = Classifier(hidden=config.hidden, num_classes=num_classes)
+        self.baseline = Baseline(hidden=config.hidden)
+
+    def first_location(
+        self, batch: int, device: torch.device, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        if self.config.first_location == "centre":
+            return torch.zeros(batch, 2, device=device)
+        return torch.rand(batch, 2, generator=generator, device=device) * 2.0 - 1.0
+
+    def rollout(
+        self, images: torch.Tensor, *, sample: bool, generator: torch.Generator | None = None
+    ) -> Rollout:
+        """images (B, 1, H, W) -> Rollout. `sample`: draw locations (training) or use the mean."""
+        batch, device, steps = images.shape[0], images.device, self.config.glimpses
+        pyramid = self.retina.prepare(images)
+        location = self.first_location(batch, device, generator)
+        state = self.core.initial_state(batch, device)
+        hiddens, locations = [self.core.hidden(state)], [location]
+        log_probs, entropies = [images.new_zeros(batch)], [images.new_zeros(batch)]
+        for t in range(steps):
+            g = self.glimpse(self.retina.glimpse(pyramid, location), location)
+            state = self.core(g, state)
+            hiddens.append(self.core.hidden(state))
+            if t + 1 < steps:
+                action = self.policy(hiddens[-1].detach(), sample=sample, generator=generator)
+                location = action.location
+                locations.append(location)
+                log_probs.append(action.log_prob)
+                entropies.append(action.entropy)
+        h = torch.stack(
+            hiddens, dim=1
+        )  # (B, T+1, hidden): h_{-1} = initial state, then h_0..h_{T-1}
+        acted = torch.ones(steps, dtype=torch.bool, device=device)
+        acted[0] = False  # the first location is not the policy's
+        return Rollout(
+            locations=torch.stack(locations, dim=1),
+            log_probs=torch.stack(log_probs, dim=1),
+            baselines=self.baseline(h[:, :-1].detach()),
+            step_logits=self.classifier(h[:, 1:]),
+            entropy=torch.stack(entropies, dim=1),
+            acted=acted,
+            image_size=self.image_size,
+        )
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> ModelOutput:
+        rollout = self.rollout(images, sample=sample, generator=generator)
+        return ModelOutput(
+            logits=rollout.step_logits[:, -1], step_logits=rollout.step_logits, rollout=rollout
+        )
+
+    def objective(self, out: ModelOutput, labels: torch.Tensor, bboxes: torch.Tensor) -> Objective:
+        return hybrid_loss(
+            out.rollout, labels, bboxes, config=self.config, reward_weights=self.reward_weights
+        )
+
+    @classmethod
+    def config_for_image_size(cls, config: RAMConfig, image_size: int) -> RAMConfig:
+        """Keep the glimpse size; add scales until the widest patch spans at least 80% of
+        the image (the fraction 48/60 of the paper's 60×60 set-up)."""
+        import dataclasses
+
+        scales = 1
+        while config.glimpse_size * 2 ** (scales - 1) < 0.8 * image_size:
+            scales += 1
+        return dataclasses.replace(config, scales=scales)

@@ -1,0 +1,103 @@
+"""The glimpse sensor (retina): k square patches centred on a location, each twice as wide.
+
+    rho(x, l) = [ area-average_{2^s}( crop(x, l, g * 2^s) ) for s in 0..k-1 ]   (B, k, g, g)
+
+Location l = (x, y) in [-1, 1]^2, (0, 0) the image centre, (-1, -1) the top-left corner,
+so the patch centre in pixels is c = (l + 1) / 2 * (W, H), and a patch of side S starts at
+the integer pixel floor(c - S / 2 + 1/2). Pixels outside the image are zero, for any
+location, inside the image or beyond it; images may be non-square.
+
+For speed the work is split. `prepare` runs once per batch: for each scale s it builds the
+table M_s[r, c] = mean of the q×q block (q = 2^s) whose top-left pixel is (r, c), for every
+r in [-q, H] and c in [-q, W] (the outermost rows and columns are blocks wholly outside the
+image, hence zero). M_0 is the image with a zero border; M_s comes from M_{s-1} as the mean
+of four shifted copies. `glimpse` then needs one `gather` of k·g² values per sample: output
+pixel (i, j) of scale s is M_s[clamp(y0 + i q), clamp(x0 + j q)], the clamp sending every
+block beyond the edge to a zero one. No Python loop over samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class Pyramid:
+    """The batch's block-mean tables of every scale, flattened into one buffer."""
+
+    flat: torch.Tensor  # (B, N)
+    height: int
+    width: int
+
+
+class Retina:
+    """Extracts glimpses; holds no parameters (the sensor is not learned)."""
+
+    def __init__(self, *, glimpse_size: int, scales: int, image_size: tuple[int, int]) -> None:
+        if glimpse_size < 1 or scales < 1:
+            raise ValueError("glimpse_size and scales must be positive")
+        self.glimpse_size = glimpse_size
+        self.scales = scales
+        self.height, self.width = h, w = image_size
+        g = glimpse_size
+        q = torch.tensor([2**s for s in range(scales)])  # block side per scale
+        rows, cols = h + q + 1, w + q + 1  # table shape per scale
+        base = torch.cumsum(rows * cols, 0) - rows * cols
+        steps = torch.arange(g)[None, :] * q[:, None]  # (k, g): block offsets inside a patch
+        self._consts = {
+            "half_width": (g * q).float() * 0.5,  # (k,)
+            "steps": steps.float(),  # (k, g)
+            "low": -q[:, None].float(),  # (k, 1)
+            "high_x": torch.full((scales, 1), float(w)),  # (k, 1)
+            "high_y": torch.full((scales, 1), float(h)),
+            "row_stride": cols[:, None],  # (k, 1)
+            "base": (base + q * cols + q)[:, None],  # (k, 1): flat index of (0, 0)
+        }
+        self.buffer_size = int((rows * cols).sum())
+        self._cache: dict[torch.device, dict[str, torch.Tensor]] = {}
+
+    @property
+    def output_size(self) -> int:
+        return self.scales * self.glimpse_size**2
+
+    def _constants(self, device: torch.device) -> dict[str, torch.Tensor]:
+        if device not in self._cache:
+            self._cache[device] = {k: v.to(device) for k, v in self._consts.items()}
+        return self._cache[device]
+
+    @torch.no_grad()
+    def prepare(self, images: torch.Tensor) -> Pyramid:
+        """images (B, 1, H, W) -> the block-mean tables (channel 0: scenes are grey)."""
+        b, _, h, w = images.shape
+        if (h, w) != (self.height, self.width):
+            raise ValueError(f"retina built for {self.height}x{self.width} images, got {h}x{w}")
+        table = F.pad(images[:, 0], (1, 1, 1, 1))  # M_0 over [-1, H] x [-1, W]
+        parts = [table.reshape(b, -1)]
+        for s in range(1, self.scales):
+            half = 2 ** (s - 1)
+            # M_{s-1} covers [-half, H]; extend it with zeros to [-2 half, H + half].
+            ext = F.pad(table, (half, half, half, half))
+            pairs = ext[:, :, :-half] + ext[:, :, half:]  # separable: columns, then rows
+            table = (pairs[:, :-half] + pairs[:, half:]).mul_(0.25)
+            parts.append(table.reshape(b, -1))
+        flat = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        return Pyramid(flat=flat, height=h, width=w)
+
+    @torch.no_grad()
+    def glimpse(self, pyramid: Pyramid, location: torch.Tensor) -> torch.Tensor:
+        """location (B, 2) as (x, y) -> glimpse (B, k·g·g), scale-major, row-major."""
+        c = self._constants(location.device)
+        b = len(location)
+        cx = (location[:, 0:1] + 1.0) * (0.5 * pyramid.width)  # (B, 1) pixels
+        cy = (location[:, 1:2] + 1.0) * (0.5 * pyramid.height)
+        x0 = torch.floor(cx - c["half_width"] + 0.5)  # (B, k) patch corner per scale
+        y0 = torch.floor(cy - c["half_width"] + 0.5)
+        cols = (x0[:, :, None] + c["steps"]).clamp_(min=c["low"], max=c["high_x"])  # (B, k, g)
+        rows = (y0[:, :, None] + c["steps"]).clamp_(min=c["low"], max=c["high_y"])
+        index = (rows.long() * c["row_stride"] + c["base"])[:, :, :, None] + cols.long()[
+            :, :, None, :
+        ]
+        return torch.gather(pyramid.flat, 1, index.reshape(b, -1))

@@ -1,0 +1,64 @@
+"""Reading a finished run directory back: its config, its best model, evaluations of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ramlab.checkpoint import load_checkpoint
+from ramlab.data.datasets import image_size, load_split
+from ramlab.data.loader import SceneLoader
+from ramlab.device import resolve_device
+from ramlab.errors import RamlabError
+from ramlab.evaluate import evaluate
+from ramlab.models.base import Model
+from ramlab.runconfig import RunConfig
+from ramlab.trainer import build_run_model
+
+
+def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Model]:
+    """The run's config and its best model (in eval mode)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise RamlabError(
+            f"{run_dir}: not a run directory (no config.yaml); train one with ramlab train"
+        )
+    config = RunConfig.load(run_dir / "config.yaml")
+    weights = run_dir / "best.pt"
+    if not weights.is_file():
+        raise RamlabError(
+            f"{run_dir}: no best.pt yet; finish or resume the run (ramlab train ... --resume)"
+        )
+    model = build_run_model(config, resolve_device(device))
+    model.load_state_dict(load_checkpoint(weights, map_location=resolve_device(device))["model"])
+    return config, model.eval()
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    data: Any = None,
+    split: str = "test",
+    sample: bool = False,
+    limit: int | None = None,
+    device: str = "auto",
+    batch_size: int = 1000,
+) -> dict[str, Any]:
+    """Evaluate a run's best model on a dataset (a name or SceneSpec) of the same canvas."""
+    config, model = load_run(run_dir, device=device)
+    data = data or config.data
+    if image_size(data) != image_size(config.data):
+        raise RamlabError(
+            f"{run_dir} was trained on {image_size(config.data)} images; "
+            f"{data} has {image_size(data)}: choose a dataset of the same canvas size"
+        )
+    scenes = load_split(data, split, seed=config.train.data_seed, limit=limit)
+    loader = SceneLoader(scenes, batch_size=batch_size, device=next(model.parameters()).device)
+    result = evaluate(model, loader, sample=sample)
+    return {
+        "run": str(run_dir),
+        "data": data if isinstance(data, str) else "custom",
+        "split": split,
+        "sample": sample,
+        **result.to_dict(),
+    }

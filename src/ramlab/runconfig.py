@@ -1,0 +1,138 @@
+"""A run's whole configuration: what to train on what, how, and with which model config.
+
+    RunConfig(model="ram", data="translated60", train=TrainConfig(...), model_config=RAMConfig(...))
+
+It is saved as `config.yaml` in the run directory, and read back from there (or from a
+user's YAML file, with CLI overrides on top).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ramlab.config import choice, from_dict, load_yaml, param, to_dict
+from ramlab.data.datasets import DATASETS, dataset_spec
+from ramlab.device import DEVICES
+from ramlab.errors import RamlabError
+from ramlab.models.registry import model_config_class, model_names
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("none", "cosine", "step")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimisation, budget, seeding and logging."""
+
+    epochs: int = param(10, "number of passes over the training split")
+    batch_size: int = param(128, "samples per optimisation step")
+    optimizer: str = param("adam", "adam or sgd (with momentum)")
+    lr: float = param(1e-3, "initial learning rate")
+    momentum: float = param(0.9, "momentum for sgd")
+    weight_decay: float = param(0.0, "L2 weight decay")
+    schedule: str = param(
+        "cosine",
+        "learning-rate schedule: none, cosine (per step, to 0), step (x0.1 at 50% and 75%)",
+    )
+    grad_clip: float = param(0.0, "clip the global gradient norm to this value (0: no clipping)")
+    seed: int = param(0, "seed of the model initialisation, shuffling and policy sampling")
+    data_seed: int = param(0, "seed of the scene generator (which placements and clutter)")
+    device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    threads: int = param(0, "CPU threads for torch (0: torch's default)")
+    train_limit: int | None = param(None, "use only the first N training scenes (None: all)")
+    eval_limit: int | None = param(
+        None, "use only the first N validation and test scenes (None: all)"
+    )
+    eval_batch_size: int = param(1000, "samples per evaluation batch")
+    eval_sample: bool = param(False, "evaluate with sampled locations instead of the policy mean")
+    log_every: int = param(50, "steps between training-metric lines in metrics.jsonl")
+    checkpoint_every: int = param(
+        0, "also write last.pt every N steps within an epoch (0: each epoch only)"
+    )
+    tensorboard: bool = param(False, "also log to TensorBoard (needs the tensorboard package)")
+    progress: bool = param(True, "show a progress bar")
+
+    def __post_init__(self) -> None:
+        choice("optimizer", self.optimizer, OPTIMIZERS)
+        choice("schedule", self.schedule, SCHEDULES)
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise RamlabError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise RamlabError(f"lr must be > 0, got {self.lr}")
+        if self.grad_clip < 0 or self.checkpoint_every < 0 or self.threads < 0:
+            raise RamlabError("grad_clip, checkpoint_every and threads must be >= 0")
+        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+            raise RamlabError(
+                f"device must be one of {', '.join(DEVICES)} or cuda:N; got {self.device!r}"
+            )
+        for name in ("train_limit", "eval_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise RamlabError(f"{name} must be >= 1 or None, got {value}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a run; saved as the run directory's config.yaml."""
+
+    model: str
+    data: str
+    train: TrainConfig
+    model_config: Any
+
+    def __post_init__(self) -> None:
+        if self.model not in model_names():
+            raise RamlabError(f"unknown model {self.model!r}; valid: {', '.join(model_names())}")
+        dataset_spec(self.data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "train": to_dict(self.train),
+            "model_config": to_dict(self.model_config),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> RunConfig:
+        valid = {"model", "data", "train", "model_config"}
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise RamlabError(
+                f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
+            )
+        model = data.get("model")
+        if model not in model_names():
+            raise RamlabError(
+                f"{where}: model must be one of {', '.join(model_names())}; got {model!r}"
+            )
+        name = data.get("data", "translated60")
+        if name not in DATASETS:
+            raise RamlabError(f"{where}: data must be one of {', '.join(DATASETS)}; got {name!r}")
+        return cls(
+            model=model,
+            data=name,
+            train=from_dict(TrainConfig, data.get("train") or {}, where=f"{where}: train"),
+            model_config=from_dict(
+                model_config_class(model),
+                data.get("model_config") or {},
+                where=f"{where}: model_config",
+            ),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        return cls.from_dict(load_yaml(path), where=str(path))
+
+    def with_overrides(self, *, train: dict[str, Any], model_config: dict[str, Any]) -> RunConfig:
+        try:
+            return replace(
+                self,
+                train=replace(self.train, **train),
+                model_config=replace(self.model_config, **model_config),
+            )
+        except TypeError as exc:
+            raise RamlabError(str(exc)) from None
