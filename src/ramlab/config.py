@@ -112,9 +112,7 @@ def from_dict(cls: type, data: dict[str, Any], *, where: str) -> Any:
     valid = field_names(cls)
     unknown = sorted(set(data) - valid)
     if unknown:
-        raise RamlabError(
-            f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-        )
+        raise RamlabError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
         if typing.get_origin(_base_type(hints[key])) is tuple and isinstance(value, list):

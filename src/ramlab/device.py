@@ -14,9 +14,7 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RamlabError(
-                f"device {name!r} requested but CUDA is not available; use --device cpu"
-            )
+            raise RamlabError(f"device {name!r} requested but CUDA is not available; use --device cpu")
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")

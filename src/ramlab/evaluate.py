@@ -35,9 +35,7 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(
-    model: Model, loader: SceneLoader, *, sample: bool = False, seed: int = EVAL_SEED
-) -> Evaluation:
+def evaluate(model: Model, loader: SceneLoader, *, sample: bool = False, seed: int = EVAL_SEED) -> Evaluation:
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=loader.device).manual_seed(seed)
@@ -51,6 +49,4 @@ def evaluate(
         count += len(batch)
     model.train(was_training)
     per_step = (wrong_steps.double() * 100.0 / count).tolist()
-    return Evaluation(
-        error=per_step[-1], per_step_error=per_step, loss=loss_sum / count, count=count
-    )
+    return Evaluation(error=per_step[-1], per_step_error=per_step, loss=loss_sum / count, count=count)

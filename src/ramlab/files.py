@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 
-def atomic_write(
-    path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb"
-) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
     """Call `write(fileobj)` on a temp file beside `path`, fsync it, and rename it onto `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,14 +16,10 @@ from ramlab.models.base import Objective
 from ramlab.rewards import combined_reward, discounted_returns
 
 
-def hybrid_loss(
-    rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, reward_weights
-) -> Objective:
+def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, reward_weights) -> Objective:
     logits = rollout.step_logits  # (B, T, C)
     if config.ce_all_steps:
-        classification = F.cross_entropy(
-            logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1])
-        )
+        classification = F.cross_entropy(logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1]))
     else:
         classification = F.cross_entropy(logits[:, -1], labels)
 

@@ -20,15 +20,11 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Mo
     """The run's config and its best model (in eval mode)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
-        raise RamlabError(
-            f"{run_dir}: not a run directory (no config.yaml); train one with ramlab train"
-        )
+        raise RamlabError(f"{run_dir}: not a run directory (no config.yaml); train one with ramlab train")
     config = RunConfig.load(run_dir / "config.yaml")
     weights = run_dir / "best.pt"
     if not weights.is_file():
-        raise RamlabError(
-            f"{run_dir}: no best.pt yet; finish or resume the run (ramlab train ... --resume)"
-        )
+        raise RamlabError(f"{run_dir}: no best.pt yet; finish or resume the run (ramlab train ... --resume)")
     model = build_run_model(config, resolve_device(device))
     model.load_state_dict(load_checkpoint(weights, map_location=resolve_device(device))["model"])
     return config, model.eval()

@@ -42,15 +42,11 @@ class TrainConfig:
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     threads: int = param(0, "CPU threads for torch (0: torch's default)")
     train_limit: int | None = param(None, "use only the first N training scenes (None: all)")
-    eval_limit: int | None = param(
-        None, "use only the first N validation and test scenes (None: all)"
-    )
+    eval_limit: int | None = param(None, "use only the first N validation and test scenes (None: all)")
     eval_batch_size: int = param(1000, "samples per evaluation batch")
     eval_sample: bool = param(False, "evaluate with sampled locations instead of the policy mean")
     log_every: int = param(50, "steps between training-metric lines in metrics.jsonl")
-    checkpoint_every: int = param(
-        0, "also write last.pt every N steps within an epoch (0: each epoch only)"
-    )
+    checkpoint_every: int = param(0, "also write last.pt every N steps within an epoch (0: each epoch only)")
     tensorboard: bool = param(False, "also log to TensorBoard (needs the tensorboard package)")
     progress: bool = param(True, "show a progress bar")
 
@@ -65,9 +61,7 @@ class TrainConfig:
         if self.grad_clip < 0 or self.checkpoint_every < 0 or self.threads < 0:
             raise RamlabError("grad_clip, checkpoint_every and threads must be >= 0")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
-            raise RamlabError(
-                f"device must be one of {', '.join(DEVICES)} or cuda:N; got {self.device!r}"
-            )
+            raise RamlabError(f"device must be one of {', '.join(DEVICES)} or cuda:N; got {self.device!r}")
         for name in ("train_limit", "eval_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -106,9 +100,7 @@ class RunConfig:
             )
         model = data.get("model")
         if model not in model_names():
-            raise RamlabError(
-                f"{where}: model must be one of {', '.join(model_names())}; got {model!r}"
-            )
+            raise RamlabError(f"{where}: model must be one of {', '.join(model_names())}; got {model!r}")
         name = data.get("data", "translated60")
         if name not in DATASETS:
             raise RamlabError(f"{where}: data must be one of {', '.join(DATASETS)}; got {name!r}")

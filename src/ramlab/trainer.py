@@ -79,17 +79,13 @@ def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_step
 
 
 def build_run_model(config: RunConfig, device: torch.device | str = "cpu") -> Model:
-    return build_model(config.model, config.model_config, image_size=image_size(config.data)).to(
-        device
-    )
+    return build_model(config.model, config.model_config, image_size=image_size(config.data)).to(device)
 
 
 class Trainer:
     """Trains `config` into `out_dir`. `fit()` returns the result dict (also result.json)."""
 
-    def __init__(
-        self, config: RunConfig, out_dir: str | Path, *, command: str | None = None
-    ) -> None:
+    def __init__(self, config: RunConfig, out_dir: str | Path, *, command: str | None = None) -> None:
         self.config = config
         self.cfg = config.train
         self.out = Path(out_dir)
@@ -159,14 +155,10 @@ class Trainer:
             best_error, best_epoch = state["best_val_error"], state["best_epoch"]
             train_seconds = state["train_seconds"]
             generator_state = state["generator"]
-        log = MetricsLog(
-            self.out / "metrics.jsonl", resume_step=global_step if state is not None else None
-        )
+        log = MetricsLog(self.out / "metrics.jsonl", resume_step=global_step if state is not None else None)
         board = self._tensorboard()
 
-        def checkpoint(
-            path: Path, *, epoch: int, step_in_epoch: int, generator: torch.Generator
-        ) -> None:
+        def checkpoint(path: Path, *, epoch: int, step_in_epoch: int, generator: torch.Generator) -> None:
             save_checkpoint(
                 path,
                 {
@@ -201,9 +193,7 @@ class Trainer:
                     leave=False,
                 )
                 tick, seen = time.perf_counter(), 0
-                for step, batch in enumerate(
-                    train.iterate(order, start=start_step), start=start_step
-                ):
+                for step, batch in enumerate(train.iterate(order, start=start_step), start=start_step):
                     out = model(batch.images, sample=True, generator=sample_gen)
                     objective = model.objective(out, batch.labels, batch.bboxes)
                     loss = objective.loss

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 
 from ramlab import __version__
 from ramlab.errors import RamlabError
 
-COMMAND_MODULES = ("data", "train")
+
+def command_modules() -> list[str]:
+    """Every module of this package, in name order (each registers its subcommands)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"ramlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
+    for name in command_modules():
         importlib.import_module(f"ramlab.cli.{name}").register(sub)
     return parser
 

@@ -23,9 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_fetch)
 
     names = ", ".join(DATASETS)
-    p = cmds.add_parser(
-        "build", help="build (or find) every split of a dataset; print its cache paths"
-    )
+    p = cmds.add_parser("build", help="build (or find) every split of a dataset; print its cache paths")
     p.add_argument("name", metavar="NAME", help=f"dataset: {names}")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     p.set_defaults(handler=cmd_build)

@@ -30,9 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             choices=sorted(DATASETS),
             help="dataset (default: translated60, or the config's)",
         )
-        p.add_argument(
-            "--out", metavar="DIR", help="run directory (default: runs/<model>-<data>-seed<seed>)"
-        )
+        p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-<data>-seed<seed>)")
         p.add_argument(
             "--resume",
             action="store_true",
@@ -64,9 +62,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.config:
         loaded = load_yaml(args.config)
         if loaded.get("model", args.model) != args.model:
-            raise RamlabError(
-                f"{args.config} is a config for model {loaded['model']!r}, not {args.model!r}"
-            )
+            raise RamlabError(f"{args.config} is a config for model {loaded['model']!r}, not {args.model!r}")
         base.update(loaded)
         base["model"] = args.model
     if args.data:
@@ -89,9 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = run_config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(config)
-    result = Trainer(config, out, command=" ".join(["ramlab", *sys.argv[1:]])).fit(
-        resume=args.resume
-    )
+    result = Trainer(config, out, command=" ".join(["ramlab", *sys.argv[1:]])).fit(resume=args.resume)
     print(
         f"{out}: test error {result['test_error']:.2f}%, val error {result['val_error']:.2f}%, "
         f"{result['params']:,} parameters, {result['train_seconds']:.0f} s of training"

@@ -47,9 +47,7 @@ class SceneDataset(Dataset):
 class SceneLoader:
     """Iterates over a split in batches; shuffled by a torch Generator when given one."""
 
-    def __init__(
-        self, scenes: Scenes, *, batch_size: int, device: torch.device | str = "cpu"
-    ) -> None:
+    def __init__(self, scenes: Scenes, *, batch_size: int, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         # Keep uint8 on the device: a quarter of the memory, converted per batch.
         self.images = torch.from_numpy(scenes.images).to(self.device)

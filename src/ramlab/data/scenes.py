@@ -57,8 +57,7 @@ class SceneSpec:
             raise RamlabError(f"scene clutter_count must be >= 0, got {self.clutter_count}")
         if not 1 <= self.clutter_size <= DIGIT or self.clutter_size > self.canvas:
             raise RamlabError(
-                f"scene clutter_size must be in 1..{min(DIGIT, self.canvas)}, "
-                f"got {self.clutter_size}"
+                f"scene clutter_size must be in 1..{min(DIGIT, self.canvas)}, got {self.clutter_size}"
             )
         for key in ("rotation", "scale"):
             lo_hi = getattr(self, key)
@@ -113,9 +112,7 @@ class Scenes:
 
 def _windows(canvas: np.ndarray, size: int) -> np.ndarray:
     """A writable view (N, H-size+1, W-size+1, size, size) of every size×size window."""
-    return np.lib.stride_tricks.sliding_window_view(
-        canvas, (size, size), axis=(1, 2), writeable=True
-    )
+    return np.lib.stride_tricks.sliding_window_view(canvas, (size, size), axis=(1, 2), writeable=True)
 
 
 def _warp(digits: np.ndarray, spec: SceneSpec, rng: np.random.Generator) -> np.ndarray:
@@ -138,9 +135,7 @@ def _warp(digits: np.ndarray, spec: SceneSpec, rng: np.random.Generator) -> np.n
         theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
         theta[:, 1, 0], theta[:, 1, 1] = sin, cos
         grid = F.affine_grid(theta, [stop - start, 1, size, size], align_corners=False)
-        warped = F.grid_sample(
-            src, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )
+        warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out[start:stop] = warped.squeeze(1).round().clamp(0, 255).to(torch.uint8).numpy()
     return out
 
@@ -170,9 +165,7 @@ def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) ->
     return rng.integers(low, high + 1, size=(n, 2))
 
 
-def generate_scenes(
-    spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, seed: int
-) -> Scenes:
+def generate_scenes(spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, seed: int) -> Scenes:
     """Build one scene per digit, in order, so labels are the digits' labels.
 
     digits: (N, 28, 28) uint8; labels: (N,). Clutter is cut from other digits of `digits`.
@@ -200,9 +193,7 @@ def generate_scenes(
         pieces = _windows(digits, k)[other, crop[:, 1], crop[:, 0]]  # (N, k, k)
         where = rng.integers(0, spec.canvas - k + 1, size=(n, 2))
         target = _windows(canvas, k)
-        target[rows, where[:, 1], where[:, 0]] = np.maximum(
-            target[rows, where[:, 1], where[:, 0]], pieces
-        )
+        target[rows, where[:, 1], where[:, 0]] = np.maximum(target[rows, where[:, 1], where[:, 0]], pieces)
 
     if spec.noise > 0:
         for start in range(0, n, 4096):  # chunks keep the float temporaries small

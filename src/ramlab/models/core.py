@@ -25,9 +25,7 @@ class RNNCore(nn.Module):
 
     def forward(self, g: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         (h,) = state
-        return (
-            torch.relu(torch.addmm(self.input_to_hidden(g), h, self.hidden_to_hidden.weight.t())),
-        )
+        return (torch.relu(torch.addmm(self.input_to_hidden(g), h, self.hidden_to_hidden.weight.t())),)
 
     @staticmethod
     def hidden(state: tuple[torch.Tensor, ...]) -> torch.Tensor:

@@ -10,9 +10,7 @@ from torch import nn
 
 
 class GlimpseNetwork(nn.Module):
-    def __init__(
-        self, *, glimpse_dim: int, what_hidden: int, where_hidden: int, out_dim: int
-    ) -> None:
+    def __init__(self, *, glimpse_dim: int, what_hidden: int, where_hidden: int, out_dim: int) -> None:
         super().__init__()
         self.what = nn.Linear(glimpse_dim, what_hidden)  # W_g
         self.where = nn.Linear(2, where_hidden)  # W_l

@@ -64,9 +64,7 @@ class RAMConfig:
             "hidden",
         ):
             if getattr(self, name) < 1:
-                raise RamlabError(
-                    f"ram {name} must be a positive integer, got {getattr(self, name)}"
-                )
+                raise RamlabError(f"ram {name} must be a positive integer, got {getattr(self, name)}")
         choice("ram core", self.core, CORES)
         choice("ram first_location", self.first_location, FIRST_LOCATIONS)
         if not self.std > 0 or not math.isfinite(self.std):
@@ -97,9 +95,7 @@ class Rollout:
 class RAM(Model):
     config_class = RAMConfig
 
-    def __init__(
-        self, *, config: RAMConfig, image_size: tuple[int, int], num_classes: int = 10
-    ) -> None:
+    def __init__(self, *, config: RAMConfig, image_size: tuple[int, int], num_classes: int = 10) -> None:
         super().__init__(config=config, image_size=image_size, num_classes=num_classes)
         height, width = image_size
         if config.glimpse_size > min(height, width):
@@ -112,9 +108,7 @@ class RAM(Model):
                 f"{config.widest_patch} px) is over twice the {height}x{width} canvas; use fewer scales"
             )
         self.reward_weights = parse_reward(config.reward)
-        self.retina = Retina(
-            glimpse_size=config.glimpse_size, scales=config.scales, image_size=image_size
-        )
+        self.retina = Retina(glimpse_size=config.glimpse_size, scales=config.scales, image_size=image_size)
         self.glimpse = GlimpseNetwork(
             glimpse_dim=self.retina.output_size,
             what_hidden=config.glimpse_hidden,
@@ -122,9 +116,7 @@ class RAM(Model):
             out_dim=config.hidden,
         )
         self.core = build_core(config.core, input_dim=config.hidden, hidden=config.hidden)
-        self.policy = LocationPolicy(
-            hidden=config.hidden, std=config.std, learn_std=config.learn_std
-        )
+        self.policy = LocationPolicy(hidden=config.hidden, std=config.std, learn_std=config.learn_std)
         self.classifier = Classifier(hidden=config.hidden, num_classes=num_classes)
         self.baseline = Baseline(hidden=config.hidden)
 
@@ -155,9 +147,7 @@ class RAM(Model):
                 locations.append(location)
                 log_probs.append(action.log_prob)
                 entropies.append(action.entropy)
-        h = torch.stack(
-            hiddens, dim=1
-        )  # (B, T+1, hidden): h_{-1} = initial state, then h_0..h_{T-1}
+        h = torch.stack(hiddens, dim=1)  # (B, T+1, hidden): h_{-1} = initial state, then h_0..h_{T-1}
         acted = torch.ones(steps, dtype=torch.bool, device=device)
         acted[0] = False  # the first location is not the policy's
         return Rollout(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from typing import Any
 
 from ramlab.config import from_dict
@@ -10,7 +11,6 @@ from ramlab.errors import unknown_name
 from ramlab.models.base import Model
 
 MODELS: dict[str, type[Model]] = {}
-_MODULES = ("ramlab.models.ram",)  # imported on first use so that registration happens
 
 
 def register_model(name: str):
@@ -23,8 +23,11 @@ def register_model(name: str):
 
 
 def _load() -> None:
-    for module in _MODULES:
-        importlib.import_module(module)
+    """Import every module of ramlab.models once, so that their models register."""
+    import ramlab.models as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"ramlab.models.{info.name}")
 
 
 def model_class(name: str) -> type[Model]:

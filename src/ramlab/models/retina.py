@@ -97,7 +97,5 @@ class Retina:
         y0 = torch.floor(cy - c["half_width"] + 0.5)
         cols = (x0[:, :, None] + c["steps"]).clamp_(min=c["low"], max=c["high_x"])  # (B, k, g)
         rows = (y0[:, :, None] + c["steps"]).clamp_(min=c["low"], max=c["high_y"])
-        index = (rows.long() * c["row_stride"] + c["base"])[:, :, :, None] + cols.long()[
-            :, :, None, :
-        ]
+        index = (rows.long() * c["row_stride"] + c["base"])[:, :, :, None] + cols.long()[:, :, None, :]
         return torch.gather(pyramid.flat, 1, index.reshape(b, -1))

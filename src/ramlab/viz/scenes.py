@@ -24,9 +24,7 @@ def draw_scenes(scenes: Scenes, out: str | Path, *, count: int = 16, title: str 
         ax.imshow(scenes.images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         x0, y0, x1, y1 = scenes.bboxes[i].tolist()
         # Pixel i covers [i - 0.5, i + 0.5] in imshow's coordinates.
-        ax.add_patch(
-            Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=PALETTE[1])
-        )
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=PALETTE[1]))
         ax.set_title(f"label {int(scenes.labels[i])}", fontsize=9)
     if title:
         fig.suptitle(title)
