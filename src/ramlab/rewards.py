@@ -63,7 +63,10 @@ def parse_reward(spec: str) -> dict[str, float]:
     for term in spec.split("+"):
         match = _TERM.match(term)
         if not match:
-            raise RamlabError(f"reward {spec!r}: cannot read term {term!r}; write e.g. sparse+0.5*bbox")
+            raise RamlabError(
+                f"reward {spec!r}: cannot read term {term!r}; write e.g. sparse+0.5*bbox "
+                f"(valid: {', '.join(REWARDS)})"
+            )
         name = match["name"]
         if name not in REWARDS:
             raise RamlabError(f"reward {spec!r}: unknown reward {name!r}; valid: {', '.join(REWARDS)}")

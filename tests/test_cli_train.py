@@ -1,0 +1,175 @@
+"""Smoke tests of `ramlab train ram` and `ramlab eval` end to end, on tiny synthetic MNIST."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import yaml
+
+from ramlab.cli import main
+from ramlab.config import load_yaml
+from ramlab.models.ram import RAMConfig
+
+TINY = [
+    "--train-limit", "16",
+    "--eval-limit", "8",
+    "--epochs", "1",
+    "--batch-size", "8",
+    "--glimpses", "2",
+    "--glimpse-size", "8",
+    "--scales", "2",
+    "--glimpse-hidden", "8",
+    "--location-hidden", "4",
+    "--hidden", "12",
+    "--device", "cpu",
+    "--threads", "1",
+    "--progress", "false",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """Training sets torch's thread count for the process; give it back after each test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    code = main(
+        ["train", "ram", "--data", "translated60", "--reward", "sparse+0.5*bbox", *TINY, "--out", str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "test error" in printed
+
+    result = json.loads((out / "result.json").read_text())
+    assert result["data"] == "translated60"
+    assert result["epochs"] == 1
+    assert len(result["per_glimpse_test_error"]) == 2
+    saved = load_yaml(out / "config.yaml")
+    assert saved["model_config"]["reward"] == "sparse+0.5*bbox"
+    assert saved["train"]["train_limit"] == 16
+    assert {"config.yaml", "metrics.jsonl", "last.pt", "best.pt", "result.json"} <= {
+        p.name for p in out.iterdir()
+    }
+
+    # ramlab eval: the run's own dataset (test split, all 20 fake test scenes) ...
+    assert main(["eval", str(out), "--device", "cpu"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["data"] == "translated60"
+    assert evaluation["split"] == "test"
+    assert evaluation["count"] == 20
+    assert len(evaluation["per_step_error"]) == 2
+    assert evaluation["error"] == evaluation["per_step_error"][-1]
+
+    # ... a dataset on the same 60×60 canvas, with a JSON copy ...
+    copy = tmp_path / "eval.json"
+    code = main(["eval", str(out), "--data", "cluttered60", "--split", "val", "--json", str(copy)])
+    assert code == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert (evaluation["data"], evaluation["split"], evaluation["count"]) == ("cluttered60", "val", 8)
+    assert json.loads(copy.read_text()) == evaluation
+
+    # ... but not MNIST's 28×28 images.
+    assert main(["eval", str(out), "--data", "mnist"]) == 2
+    err = capsys.readouterr().err
+    assert "ramlab: error:" in err
+    assert "(60, 60)" in err and "(28, 28)" in err and "same canvas size" in err
+
+    # Training into the same directory again is refused unless resuming.
+    assert main(["train", "ram", *TINY, "--out", str(out)]) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+def test_yaml_config_with_cli_overrides(fake_mnist, tmp_path, capsys) -> None:
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(
+        yaml.safe_dump(
+            {
+                "model": "ram",
+                "data": "cluttered60",
+                "train": {
+                    "epochs": 1,
+                    "batch_size": 8,
+                    "train_limit": 16,
+                    "eval_limit": 8,
+                    "lr": 0.02,
+                    "seed": 5,
+                    "device": "cpu",
+                    "threads": 1,
+                    "progress": False,
+                },
+                "model_config": {
+                    "glimpses": 3,
+                    "glimpse_size": 8,
+                    "scales": 2,
+                    "glimpse_hidden": 8,
+                    "location_hidden": 4,
+                    "hidden": 12,
+                    "core": "lstm",
+                    "reward": "infogain",
+                },
+            }
+        )
+    )
+    out = tmp_path / "run"
+    overrides = ["--glimpses", "2", "--lr", "0.005"]
+    assert main(["train", "ram", "--config", str(config_file), *overrides, "--out", str(out)]) == 0
+    capsys.readouterr()
+    saved = load_yaml(out / "config.yaml")
+    # The options override the file; everything else comes from the file.
+    assert saved["model_config"]["glimpses"] == 2
+    assert saved["train"]["lr"] == 0.005
+    assert saved["data"] == "cluttered60"
+    assert saved["train"]["seed"] == 5
+    assert saved["model_config"]["core"] == "lstm"
+    assert saved["model_config"]["reward"] == "infogain"
+    assert saved["model_config"]["std"] == RAMConfig().std  # absent from both: the default
+    result = json.loads((out / "result.json").read_text())
+    assert len(result["per_glimpse_test_error"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "key", "valid"),
+    [
+        ({"model": "ram", "model_config": {"glimpse": 4}}, "glimpse", "glimpse_size"),
+        ({"model": "ram", "train": {"epoch": 1}}, "epoch", "epochs"),
+        ({"model": "ram", "trian": {}}, "trian", "model_config, train"),
+    ],
+)
+def test_yaml_wrong_key_names_file_key_and_valid_keys(
+    tmp_path, capsys, content: dict, key: str, valid: str
+) -> None:
+    config_file = tmp_path / "wrong.yaml"
+    config_file.write_text(yaml.safe_dump(content))
+    assert main(["train", "ram", "--config", str(config_file), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert str(config_file) in err
+    assert f"unknown key(s) {key};" in err
+    assert "valid:" in err and valid in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_yaml_bad_value_is_a_clear_error(tmp_path, capsys) -> None:
+    config_file = tmp_path / "bad.yaml"
+    config_file.write_text(yaml.safe_dump({"model": "ram", "model_config": {"std": -1.0}}))
+    assert main(["train", "ram", "--config", str(config_file), "--out", str(tmp_path / "run")]) == 2
+    assert "std must be > 0" in capsys.readouterr().err
+
+
+def test_train_ram_help_lists_every_model_field(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "ram", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    squeezed = "".join(text.split())  # help text is wrapped over lines
+    for field in dataclasses.fields(RAMConfig):
+        assert "--" + field.name.replace("_", "-") in text, field.name
+        assert "".join(field.metadata["help"].split()) in squeezed, field.name
+    for option in ("--config", "--data", "--out", "--resume", "--epochs", "--train-limit"):
+        assert option in text

@@ -1,0 +1,283 @@
+"""The RAM: its rollout's shapes and conventions, its config checks, and which loss term
+reaches which parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from ramlab.errors import RamlabError
+from ramlab.models.ram import RAM, RAMConfig
+from ramlab.models.registry import build_model
+
+IMAGE_SIZE = (20, 24)  # (H, W), non-square on purpose
+SMALL = RAMConfig(
+    glimpses=4,
+    glimpse_size=4,
+    scales=2,
+    glimpse_hidden=8,
+    location_hidden=6,
+    hidden=16,
+    reward="sparse+infogain",
+)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors run several times faster on one thread, above all on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_ram(**changes) -> RAM:
+    torch.manual_seed(0)
+    return RAM(config=dataclasses.replace(SMALL, **changes), image_size=IMAGE_SIZE, num_classes=10)
+
+
+def images(batch: int = 5, seed: int = 0) -> torch.Tensor:
+    return torch.rand(batch, 1, *IMAGE_SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---- the rollout ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+@pytest.mark.parametrize("sample", [True, False])
+def test_rollout_shapes_and_conventions(core: str, sample: bool) -> None:
+    ram = make_ram(core=core)
+    rollout = ram.rollout(images(), sample=sample, generator=gen())
+    assert rollout.locations.shape == (5, 4, 2)
+    assert rollout.log_probs.shape == (5, 4)
+    assert rollout.baselines.shape == (5, 4)
+    assert rollout.step_logits.shape == (5, 4, 10)
+    assert rollout.entropy.shape == (5, 4)
+    assert rollout.acted.tolist() == [False, True, True, True]
+    assert rollout.image_size == IMAGE_SIZE
+    assert rollout.locations.abs().max() <= 1.0
+    # The first location is not the policy's: no log-probability, no entropy.
+    assert torch.equal(rollout.log_probs[:, 0], torch.zeros(5))
+    assert torch.equal(rollout.entropy[:, 0], torch.zeros(5))
+    if sample:
+        assert (rollout.log_probs[:, 1:] != 0).all()
+    else:
+        assert torch.equal(rollout.log_probs, torch.zeros(5, 4))
+    for tensor in (rollout.locations, rollout.log_probs, rollout.baselines, rollout.step_logits):
+        assert torch.isfinite(tensor).all()
+
+    out = ram(images(), sample=sample, generator=gen())
+    assert out.step_logits.shape == (5, 4, 10)
+    torch.testing.assert_close(out.logits, out.step_logits[:, -1])
+
+
+def test_rollout_indices_line_up() -> None:
+    """Index t is glimpse t: l_t was drawn from the policy on h_{t-1}, b_t = baseline(h_{t-1}),
+    step_logits[:, t] = classifier(h_t). The policy's inputs are the states h_0..h_{T-2}."""
+    std = 0.1
+    ram = make_ram(std=std)
+    states = []
+    ram.policy.register_forward_hook(lambda module, args, output: states.append(args[0].detach()))
+    rollout = ram.rollout(images(), sample=True, generator=gen(2))
+    assert len(states) == 3
+    with torch.no_grad():
+        # h_{-1} is the zero state: b_0 is the baseline's bias alone.
+        torch.testing.assert_close(rollout.baselines[:, 0], ram.baseline.fc.bias.expand(5))
+        for t, h in enumerate(states):  # h = h_t, t = 0..T-2
+            torch.testing.assert_close(rollout.step_logits[:, t], ram.classifier.fc(h))
+            torch.testing.assert_close(rollout.baselines[:, t + 1], ram.baseline.fc(h)[:, 0])
+            mean = torch.tanh(ram.policy.mean(h))
+            location = rollout.locations[:, t + 1]
+            inside = (location.abs() < 1).all(dim=1)  # not clamped: the drawn action itself
+            assert inside.sum() >= 3
+            # log N(l; mu, std^2) summed over x and y
+            log_density = (
+                -0.5 * ((location - mean) / std) ** 2 - math.log(std * math.sqrt(2 * math.pi))
+            ).sum(1)
+            torch.testing.assert_close(rollout.log_probs[inside, t + 1], log_density[inside])
+
+
+def test_a_single_glimpse() -> None:
+    ram = make_ram(glimpses=1)
+    out = ram(images(), sample=True, generator=gen())
+    assert out.rollout.locations.shape == (5, 1, 2)
+    assert out.rollout.acted.tolist() == [False]
+    objective = ram.objective(out, torch.arange(5), torch.zeros(5, 4))
+    assert objective.metrics["loss/reinforce"] == 0
+    assert objective.metrics["loss/baseline"] == 0
+    assert torch.isfinite(objective.loss)
+
+
+def test_first_location_random_or_centre() -> None:
+    random_first = make_ram().rollout(images(), sample=False, generator=gen())
+    assert random_first.locations[:, 0].std(dim=0).min() > 0.1  # spread over the canvas
+    centre_first = make_ram(first_location="centre").rollout(images(), sample=False, generator=gen())
+    assert torch.equal(centre_first.locations[:, 0], torch.zeros(5, 2))
+
+
+def test_deterministic_mode_repeats_and_sampling_varies() -> None:
+    ram = make_ram()
+    first = ram.rollout(images(), sample=False, generator=gen(7))
+    again = ram.rollout(images(), sample=False, generator=gen(7))
+    assert torch.equal(first.locations, again.locations)
+    assert torch.equal(first.step_logits, again.step_logits)
+
+    # With sample=False only the (random) first location draws from the generator.
+    other_seed = ram.rollout(images(), sample=False, generator=gen(8))
+    assert not torch.equal(first.locations[:, 0], other_seed.locations[:, 0])
+
+    # Sampling with the same seed repeats too, and differs from the policy mean.
+    sampled = ram.rollout(images(), sample=True, generator=gen(7))
+    sampled_again = ram.rollout(images(), sample=True, generator=gen(7))
+    assert torch.equal(sampled.locations, sampled_again.locations)
+    assert torch.equal(sampled.locations[:, 0], first.locations[:, 0])
+    assert not torch.equal(sampled.locations[:, 1:], first.locations[:, 1:])
+
+
+def test_fixed_std_entropy_is_the_gaussian_entropy() -> None:
+    rollout = make_ram(std=0.2).rollout(images(), sample=True, generator=gen())
+    # Two independent coordinates: 2 * (log sigma + 1/2 + log sqrt(2 pi)).
+    expected = 2 * (math.log(0.2) + 0.5 + 0.5 * math.log(2 * math.pi))
+    torch.testing.assert_close(rollout.entropy[:, 1:], torch.full((5, 3), expected))
+
+
+def test_learned_std_starts_at_the_configured_std_and_varies_with_the_state() -> None:
+    ram = make_ram(std=0.2, learn_std=True)
+    rollout = ram.rollout(images(), sample=True, generator=gen())
+    expected = 2 * (math.log(0.2) + 0.5 + 0.5 * math.log(2 * math.pi))
+    torch.testing.assert_close(rollout.entropy[:, 1:], torch.full((5, 3), expected))
+
+    with torch.no_grad():  # as after some training: the log-std depends on h_t
+        ram.policy.log_std.weight.normal_(0.0, 0.5, generator=gen(3))
+    rollout = ram.rollout(images(), sample=True, generator=gen())
+    entropy = rollout.entropy[:, 1:]
+    assert entropy.std() > 1e-3
+    assert len(torch.unique(entropy)) > 1
+    assert entropy.requires_grad  # the entropy bonus can train the log-std
+
+    objective = ram.objective(ram(images(), sample=True, generator=gen()), torch.arange(5), torch.zeros(5, 4))
+    assert "policy/entropy" in objective.metrics
+
+
+def test_build_model_by_name() -> None:
+    model = build_model(
+        "ram", {"glimpses": 2, "glimpse_size": 4, "scales": 2, "hidden": 8}, image_size=(28, 28)
+    )
+    assert isinstance(model, RAM)
+    assert model(torch.rand(3, 1, 28, 28)).step_logits.shape == (3, 2, 10)
+
+
+# ---- config checks --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"std": 0.0}, "std must be > 0"),
+        ({"std": -0.1}, "std must be > 0"),
+        ({"std": float("nan")}, "std must be > 0"),
+        ({"core": "gru"}, "core must be one of rnn, lstm; got 'gru'"),
+        ({"reward": "accuracy"}, "unknown reward 'accuracy'; valid: sparse, infogain, bbox"),
+        ({"reward": "sparse+0.5*box"}, "unknown reward 'box'"),
+        ({"first_location": "corner"}, "first_location must be one of random, centre"),
+        ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"),
+        ({"hidden": 0}, "hidden must be a positive integer"),
+        ({"glimpse_hidden": -3}, "glimpse_hidden must be a positive integer"),
+        ({"glimpses": 0}, "glimpses must be a positive integer"),
+    ],
+)
+def test_config_errors(changes: dict, message: str) -> None:
+    with pytest.raises(RamlabError, match=message):
+        dataclasses.replace(SMALL, **changes)
+
+
+def test_glimpse_wider_than_the_canvas_is_refused() -> None:
+    with pytest.raises(RamlabError, match="glimpse_size 21 is wider than the 20x24 canvas"):
+        make_ram(glimpse_size=21, scales=1)
+    # 4 * 2^4 = 64 px > twice the canvas's longer side (48 px)
+    with pytest.raises(RamlabError, match=r"widest patch .* 64 px"):
+        make_ram(scales=5)
+    make_ram(glimpse_size=12, scales=3)  # 48 px: allowed
+
+
+# ---- gradient routing -----------------------------------------------------------------------
+
+GROUPS = ("glimpse", "core", "classifier", "policy", "baseline")
+
+
+def gradients(ram: RAM, loss: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Every parameter's gradient of `loss` (zeros where it does not reach), by name."""
+    names, params = zip(*ram.named_parameters(), strict=True)
+    grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+    return {
+        name: torch.zeros_like(p) if g is None else g for name, p, g in zip(names, params, grads, strict=True)
+    }
+
+
+def reached(grads: dict[str, torch.Tensor]) -> set[str]:
+    """Parameter groups (top-level modules) with a non-zero gradient."""
+    return {name.split(".")[0] for name, g in grads.items() if g.abs().sum() > 0}
+
+
+@pytest.fixture
+def routed():
+    """A learned-std RAM, one sampled rollout of it, and the labels."""
+    ram = make_ram(learn_std=True, entropy_weight=0.0)
+    with torch.no_grad():
+        ram.policy.log_std.weight.normal_(0.0, 0.1, generator=gen(5))
+    out = ram(images(8), sample=True, generator=gen(1))
+    labels = torch.arange(8) % 10
+    return ram, out, labels
+
+
+def test_each_rollout_output_reaches_only_its_own_module(routed) -> None:
+    ram, out, labels = routed
+    rollout = out.rollout
+    ce = torch.nn.functional.cross_entropy(rollout.step_logits[:, -1], labels)
+    assert reached(gradients(ram, ce)) == {"glimpse", "core", "classifier"}
+    assert reached(gradients(ram, rollout.log_probs.sum())) == {"policy"}
+    assert reached(gradients(ram, rollout.baselines.sum())) == {"baseline"}
+    assert set(GROUPS) == {name.split(".")[0] for name, _ in ram.named_parameters()}
+
+
+def test_hybrid_loss_routing(routed) -> None:
+    ram, out, labels = routed
+    bboxes = torch.tensor([[8.0, 6.0, 16.0, 14.0]]).expand(8, -1)
+
+    def loss_grads(reinforce_weight: float, baseline_weight: float) -> dict[str, torch.Tensor]:
+        ram.config = dataclasses.replace(
+            SMALL, learn_std=True, reinforce_weight=reinforce_weight, baseline_weight=baseline_weight
+        )
+        return gradients(ram, ram.objective(out, labels, bboxes).loss)
+
+    classification_only = loss_grads(0.0, 0.0)
+    reinforce_added = loss_grads(1.0, 0.0)
+    baseline_added = loss_grads(0.0, 1.0)
+    full = loss_grads(1.0, 1.0)
+
+    # Classification reaches glimpse net, core and classifier only.
+    assert reached(classification_only) == {"glimpse", "core", "classifier"}
+    # REINFORCE adds the policy (mean and log-std) and nothing else: the baseline is detached.
+    assert reached(reinforce_added) == {"glimpse", "core", "classifier", "policy"}
+    assert classification_only["policy.log_std.weight"].abs().sum() == 0
+    assert reinforce_added["policy.log_std.weight"].abs().sum() > 0
+    assert reinforce_added["policy.mean.weight"].abs().sum() > 0
+    # The baseline's MSE adds the baseline and nothing else.
+    assert reached(baseline_added) == {"glimpse", "core", "classifier", "baseline"}
+    assert reached(full) == set(GROUPS)
+    for name, grad in full.items():
+        group = name.split(".")[0]
+        if group in ("glimpse", "core", "classifier"):
+            # The other two terms leave these gradients exactly as classification makes them.
+            torch.testing.assert_close(grad, classification_only[name], rtol=0, atol=0, msg=name)
+        elif group == "policy":
+            torch.testing.assert_close(grad, reinforce_added[name], rtol=0, atol=1e-7, msg=name)
+        else:
+            torch.testing.assert_close(grad, baseline_added[name], rtol=0, atol=1e-7, msg=name)

@@ -1,0 +1,224 @@
+"""The trainer on tiny synthetic MNIST: what a run writes, exact resume, NaN stops,
+checkpoint safety and refusing to overwrite a run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ramlab.checkpoint import load_checkpoint
+from ramlab.config import load_yaml
+from ramlab.errors import RamlabError
+from ramlab.metrics import read_metrics
+from ramlab.models.base import Objective
+from ramlab.models.ram import RAM, RAMConfig
+from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.trainer import Trainer
+
+TINY_RAM = RAMConfig(
+    glimpses=2,
+    glimpse_size=8,
+    scales=2,
+    glimpse_hidden=8,
+    location_hidden=4,
+    hidden=12,
+    reward="sparse+infogain",
+)
+
+
+def tiny_config(**train) -> RunConfig:
+    options = {
+        "epochs": 2,
+        "batch_size": 8,
+        "train_limit": 24,  # 3 steps per epoch
+        "eval_limit": 8,
+        "lr": 0.01,
+        "device": "cpu",
+        "progress": False,
+        "log_every": 1,
+        "threads": 1,  # tiny tensors: one thread is fastest, and the test machine is shared
+        **train,
+    }
+    return RunConfig(model="ram", data="translated60", train=TrainConfig(**options), model_config=TINY_RAM)
+
+
+def tiny_params() -> int:
+    """The tiny RAM's parameter count, layer by layer (weights + biases)."""
+    k, g, what, where, hidden = 2, 8, 8, 4, 12
+    return (
+        (k * g * g + 1) * what  # glimpse net: what
+        + (2 + 1) * where  # where
+        + (what + where + 1) * hidden  # fusion to g_t
+        + (hidden + hidden + 1) * hidden  # ReLU RNN core on [g_t, h_{t-1}]
+        + (hidden + 1) * 2  # policy mean
+        + (hidden + 1) * 10  # classifier
+        + (hidden + 1) * 1  # baseline
+    )
+
+
+def weights(path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+@pytest.fixture(autouse=True)
+def restore_threads():
+    """The trainer sets torch's thread count for the process; give it back after each test."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+class ObjectiveHook:
+    """Wraps RAM.objective to act at training step `at` (1-based): interrupt or give NaN."""
+
+    def __init__(self, monkeypatch, *, at: int, action: str) -> None:
+        self.calls, self.at, self.action = 0, at, action
+        original = RAM.objective
+
+        def objective(model, out, labels, bboxes) -> Objective:
+            self.calls += 1
+            result = original(model, out, labels, bboxes)
+            if self.calls == self.at:
+                if self.action == "interrupt":
+                    raise KeyboardInterrupt
+                return Objective(loss=result.loss * float("nan"), metrics=result.metrics)
+            return result
+
+        monkeypatch.setattr(RAM, "objective", objective)
+
+
+def test_a_run_describes_itself(fake_mnist, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = Trainer(tiny_config(), out).fit()
+
+    assert RunConfig.from_dict(load_yaml(out / "config.yaml")) == tiny_config()
+    saved = json.loads((out / "result.json").read_text())
+    assert saved == result
+    for key in ("test_error", "val_error", "per_glimpse_test_error", "params", "epochs", "train_seconds"):
+        assert key in saved, key
+    assert saved["epochs"] == 2
+    assert saved["params"] == tiny_params()
+    assert saved["train_seconds"] > 0
+    assert len(saved["per_glimpse_test_error"]) == TINY_RAM.glimpses
+    assert saved["per_glimpse_test_error"][-1] == saved["test_error"]
+    # Errors are percentages of the 8 test and 8 validation scenes (eval_limit).
+    assert saved["test_count"] == 8
+    for error in [*saved["per_glimpse_test_error"], saved["val_error"]]:
+        assert error * 8 / 100 == pytest.approx(round(error * 8 / 100))
+
+    lines = read_metrics(out / "metrics.jsonl")
+    keys = set().union(*lines)
+    for key in keys - {"step", "epoch"}:
+        assert "/" in key, key
+    for key in ("train/loss", "train/error", "loss/classification", "loss/reinforce", "loss/baseline"):
+        assert key in keys, key
+    assert {"policy/reward", "val/error", "val/per_step_error"} <= keys
+    assert [line["step"] for line in lines if "train/loss" in line] == [1, 2, 3, 4, 5, 6]
+    validations = [line for line in lines if "val/error" in line]
+    assert [(line["step"], line["epoch"]) for line in validations] == [(3, 1), (6, 2)]
+    val_errors = [line["val/error"] for line in validations]
+    assert saved["val_error"] == min(val_errors)
+    assert saved["best_epoch"] == 1 + val_errors.index(min(val_errors))
+
+    # Checkpoints hold only tensors and plain data: they load with weights_only=True.
+    last = torch.load(out / "last.pt", weights_only=True)
+    best = torch.load(out / "best.pt", weights_only=True)
+    assert (last["epoch"], last["step_in_epoch"], last["global_step"]) == (2, 0, 6)
+    assert {"config", "model", "optimizer", "schedule", "generator"} <= last.keys()
+    assert RunConfig.from_dict(best["config"]) == tiny_config()
+    assert best["val_error"] == saved["val_error"]
+    assert best["epoch"] == saved["best_epoch"]
+
+
+@pytest.mark.parametrize(
+    ("interrupt_at", "checkpoint_every"),
+    [
+        (6, 2),  # last.pt after step 4 (epoch 2, 1 of 3 steps done): step 5 is redone
+        (4, 0),  # last.pt from the end of epoch 1 only: the first step of epoch 2 is lost
+    ],
+)
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(
+    fake_mnist, tmp_path, monkeypatch, interrupt_at: int, checkpoint_every: int
+) -> None:
+    config = tiny_config(checkpoint_every=checkpoint_every)
+    Trainer(config, tmp_path / "a").fit()
+
+    with monkeypatch.context() as patch:
+        hook = ObjectiveHook(patch, at=interrupt_at, action="interrupt")
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, tmp_path / "b").fit()
+        assert hook.calls == interrupt_at
+    assert not (tmp_path / "b" / "result.json").exists()
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert state["global_step"] == (4 if checkpoint_every else 3)
+    assert state["step_in_epoch"] == (1 if checkpoint_every else 0)
+
+    result = Trainer(config, tmp_path / "b").fit(resume=True)
+    assert_same_weights(weights(tmp_path / "a" / "last.pt"), weights(tmp_path / "b" / "last.pt"))
+    assert_same_weights(weights(tmp_path / "a" / "best.pt"), weights(tmp_path / "b" / "best.pt"))
+    uninterrupted = json.loads((tmp_path / "a" / "result.json").read_text())
+    for key in ("test_error", "val_error", "per_glimpse_test_error", "steps", "best_epoch"):
+        assert result[key] == uninterrupted[key], key
+
+    # The log of the resumed run is the uninterrupted one (timings aside): no repeated or
+    # missing steps, the same losses, rewards and validation errors.
+    def log(run: str) -> list[dict]:
+        lines = read_metrics(tmp_path / run / "metrics.jsonl")
+        return [{k: v for k, v in line.items() if not k.startswith("perf/")} for line in lines]
+
+    assert log("b") == log("a")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fake_mnist, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    ObjectiveHook(monkeypatch, at=5, action="nan")  # epoch 2, second step
+    with pytest.raises(RamlabError, match=r"loss became nan at epoch 2, step \d+; stopped") as info:
+        Trainer(tiny_config(), out).fit()
+    assert str(out) in str(info.value)
+    assert not (out / "result.json").exists()
+    state = load_checkpoint(out / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (1, 0, 3)
+    for name, tensor in state["model"].items():
+        assert torch.isfinite(tensor).all(), name
+    assert load_checkpoint(out / "best.pt")["epoch"] == 1
+    # No tensor was left half-written: no temp files beside the checkpoints.
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.yaml", "last.pt", "metrics.jsonl"]
+
+
+def test_corrupt_checkpoint_is_named(fake_mnist, tmp_path) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(epochs=1)
+    Trainer(config, out).fit()
+    last = out / "last.pt"
+    last.write_bytes(last.read_bytes()[:200])  # cut short, as by a full disk
+    with pytest.raises(RamlabError, match="cannot read the checkpoint") as info:
+        load_checkpoint(last)
+    assert str(last) in str(info.value)
+    with pytest.raises(RamlabError, match="cannot read the checkpoint") as info:
+        Trainer(config, out).fit(resume=True)
+    assert str(last) in str(info.value)
+
+    (out / "best.pt").write_text("not a checkpoint")
+    with pytest.raises(RamlabError, match="cannot read the checkpoint") as info:
+        load_checkpoint(out / "best.pt")
+    assert str(out / "best.pt") in str(info.value)
+
+
+def test_an_existing_run_is_not_overwritten(fake_mnist, tmp_path) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(epochs=1)
+    Trainer(config, out).fit()
+    before = (out / "result.json").read_bytes()
+    with pytest.raises(RamlabError, match="already holds a run; pass --resume"):
+        Trainer(config, out).fit()
+    with pytest.raises(RamlabError, match="another config"):
+        Trainer(tiny_config(epochs=1, lr=0.02), out).fit(resume=True)
+    assert (out / "result.json").read_bytes() == before
