@@ -14,18 +14,19 @@ CORES = ("rnn", "lstm")
 
 
 class RNNCore(nn.Module):
+    """`W_g` and `W_h` are stored side by side as one linear layer on [g_t, h_{t-1}]."""
+
     def __init__(self, *, input_dim: int, hidden: int) -> None:
         super().__init__()
         self.hidden_size = hidden
-        self.input_to_hidden = nn.Linear(input_dim, hidden)
-        self.hidden_to_hidden = nn.Linear(hidden, hidden, bias=False)
+        self.linear = nn.Linear(input_dim + hidden, hidden)  # [W_g W_h]
 
     def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
         return (torch.zeros(batch, self.hidden_size, device=device),)
 
     def forward(self, g: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
         (h,) = state
-        return (torch.relu(torch.addmm(self.input_to_hidden(g), h, self.hidden_to_hidden.weight.t())),)
+        return (torch.relu(self.linear(torch.cat([g, h], dim=1))),)
 
     @staticmethod
     def hidden(state: tuple[torch.Tensor, ...]) -> torch.Tensor:
