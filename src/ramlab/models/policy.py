@@ -4,25 +4,18 @@
     l_{t+1} ~ N(mu_t, sigma^2), clamped to [-1, 1] for the retina
 
 Its input is the detached hidden state, so only REINFORCE trains it. The log-probability
-is of the unclamped sample (the action the policy actually drew).
+is of the unclamped sample (the action the policy actually drew). The rollout calls
+`forward` once per step and scores all steps' actions at once with `log_prob`/`entropy`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
-
-
-@dataclass
-class LocationSample:
-    location: torch.Tensor  # (B, 2) clamped to [-1, 1], what the retina sees
-    log_prob: torch.Tensor  # (B,) of the unclamped sample under N(mu, sigma^2), summed over x, y
-    entropy: torch.Tensor  # (B,) of the Gaussian
 
 
 class LocationPolicy(nn.Module):
@@ -36,22 +29,31 @@ class LocationPolicy(nn.Module):
             nn.init.zeros_(self.log_std.weight)
             nn.init.constant_(self.log_std.bias, self.fixed_log_std)
 
-    def forward(
-        self, h: torch.Tensor, *, sample: bool, generator: torch.Generator | None = None
-    ) -> LocationSample:
-        """h (B, hidden), detached by the caller -> the next location."""
-        mu = torch.tanh(self.mean(h))  # (B, 2)
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """h (B, hidden), detached by the caller -> mean (B, 2), log-std (B, 2) or a float."""
+        mu = torch.tanh(self.mean(h))
         if self.log_std is None:
-            log_std = torch.full_like(mu, self.fixed_log_std)
-        else:
-            log_std = self.log_std(h).clamp(min=self.min_log_std, max=1.0)
-        if not sample:
-            zeros = mu.new_zeros(len(mu))
-            return LocationSample(location=mu.detach(), log_prob=zeros, entropy=zeros)
-        noise = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
-        action = (mu + noise * log_std.exp()).detach()
-        # log N(a; mu, sigma) = -(a - mu)^2 / (2 sigma^2) - log sigma - log sqrt(2 pi)
-        z = (action - mu) * torch.exp(-log_std)
-        log_prob = (-0.5 * z.square() - log_std - LOG_SQRT_2PI).sum(dim=1)
-        entropy = (log_std + 0.5 + LOG_SQRT_2PI).sum(dim=1)
-        return LocationSample(location=action.clamp(-1.0, 1.0), log_prob=log_prob, entropy=entropy)
+            return mu, self.fixed_log_std
+        return mu, self.log_std(h).clamp(min=self.min_log_std, max=1.0)
+
+    @staticmethod
+    def sample(mu: torch.Tensor, log_std: torch.Tensor | float, noise: torch.Tensor) -> torch.Tensor:
+        """The action mu + sigma * noise, detached (REINFORCE, not reparameterisation)."""
+        std = log_std.exp() if isinstance(log_std, torch.Tensor) else math.exp(log_std)
+        return (mu + noise * std).detach()
+
+    @staticmethod
+    def log_prob(action: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor | float) -> torch.Tensor:
+        """log N(action; mu, sigma^2) summed over (x, y): (..., 2) -> (...)."""
+        if isinstance(log_std, torch.Tensor):
+            z = (action - mu) * torch.exp(-log_std)
+            return (-0.5 * z.square() - log_std - LOG_SQRT_2PI).sum(dim=-1)
+        z = (action - mu) * math.exp(-log_std)
+        return (-0.5 * z.square()).sum(dim=-1) - 2 * (log_std + LOG_SQRT_2PI)
+
+    @staticmethod
+    def entropy(log_std: torch.Tensor | float, shape: torch.Size) -> torch.Tensor:
+        """Entropy of the Gaussian, summed over (x, y): (...,) of `shape`."""
+        if isinstance(log_std, torch.Tensor):
+            return (log_std + 0.5 + LOG_SQRT_2PI).sum(dim=-1)
+        return torch.full(shape, 2 * (log_std + 0.5 + LOG_SQRT_2PI))

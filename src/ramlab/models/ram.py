@@ -134,28 +134,38 @@ class RAM(Model):
         batch, device, steps = images.shape[0], images.device, self.config.glimpses
         pyramid = self.retina.prepare(images)
         location = self.first_location(batch, device, generator)
+        # All steps' noise in one call; the actions are scored after the loop, all at once.
+        noise = torch.randn(batch, steps - 1, 2, generator=generator, device=device) if sample else None
         state = self.core.initial_state(batch, device)
-        hiddens, locations = [self.core.hidden(state)], [location]
-        log_probs, entropies = [images.new_zeros(batch)], [images.new_zeros(batch)]
+        hiddens, locations, actions, means, log_stds = [self.core.hidden(state)], [location], [], [], []
         for t in range(steps):
             g = self.glimpse(self.retina.glimpse(pyramid, location), location)
             state = self.core(g, state)
             hiddens.append(self.core.hidden(state))
             if t + 1 < steps:
-                action = self.policy(hiddens[-1].detach(), sample=sample, generator=generator)
-                location = action.location
+                mu, log_std = self.policy(hiddens[-1].detach())
+                action = mu.detach() if noise is None else self.policy.sample(mu, log_std, noise[:, t])
+                location = action.clamp(-1.0, 1.0)
                 locations.append(location)
-                log_probs.append(action.log_prob)
-                entropies.append(action.entropy)
+                actions.append(action)
+                means.append(mu)
+                log_stds.append(log_std)
         h = torch.stack(hiddens, dim=1)  # (B, T+1, hidden): h_{-1} = initial state, then h_0..h_{T-1}
+        log_probs = images.new_zeros(batch, steps)  # (B, T); 0 where no policy acted
+        entropy = images.new_zeros(batch, steps)
+        if noise is not None and steps > 1:
+            mu = torch.stack(means, dim=1)  # (B, T-1, 2)
+            log_std = torch.stack(log_stds, dim=1) if self.config.learn_std else log_stds[0]
+            log_probs[:, 1:] = self.policy.log_prob(torch.stack(actions, dim=1), mu, log_std)
+            entropy[:, 1:] = self.policy.entropy(log_std, mu.shape[:2])
         acted = torch.ones(steps, dtype=torch.bool, device=device)
         acted[0] = False  # the first location is not the policy's
         return Rollout(
             locations=torch.stack(locations, dim=1),
-            log_probs=torch.stack(log_probs, dim=1),
+            log_probs=log_probs,
             baselines=self.baseline(h[:, :-1].detach()),
             step_logits=self.classifier(h[:, 1:]),
-            entropy=torch.stack(entropies, dim=1),
+            entropy=entropy,
             acted=acted,
             image_size=self.image_size,
         )

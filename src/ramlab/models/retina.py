@@ -48,11 +48,11 @@ class Retina:
         base = torch.cumsum(rows * cols, 0) - rows * cols
         steps = torch.arange(g)[None, :] * q[:, None]  # (k, g): block offsets inside a patch
         self._consts = {
-            "half_width": (g * q).float() * 0.5,  # (k,)
+            "half_size": torch.tensor([w / 2, h / 2]),  # (2,) as (x, y)
+            "corner_shift": (g * q).float() * 0.5 - 0.5,  # (k,): S/2 - 1/2
             "steps": steps.float(),  # (k, g)
             "low": -q[:, None].float(),  # (k, 1)
-            "high_x": torch.full((scales, 1), float(w)),  # (k, 1)
-            "high_y": torch.full((scales, 1), float(h)),
+            "high": torch.tensor([float(w), float(h)])[:, None, None],  # (2, 1, 1) as (x, y)
             "row_stride": cols[:, None],  # (k, 1)
             "base": (base + q * cols + q)[:, None],  # (k, 1): flat index of (0, 0)
         }
@@ -91,11 +91,10 @@ class Retina:
         """location (B, 2) as (x, y) -> glimpse (B, k·g·g), scale-major, row-major."""
         c = self._constants(location.device)
         b = len(location)
-        cx = (location[:, 0:1] + 1.0) * (0.5 * pyramid.width)  # (B, 1) pixels
-        cy = (location[:, 1:2] + 1.0) * (0.5 * pyramid.height)
-        x0 = torch.floor(cx - c["half_width"] + 0.5)  # (B, k) patch corner per scale
-        y0 = torch.floor(cy - c["half_width"] + 0.5)
-        cols = (x0[:, :, None] + c["steps"]).clamp_(min=c["low"], max=c["high_x"])  # (B, k, g)
-        rows = (y0[:, :, None] + c["steps"]).clamp_(min=c["low"], max=c["high_y"])
-        index = (rows.long() * c["row_stride"] + c["base"])[:, :, :, None] + cols.long()[:, :, None, :]
+        centre = (location + 1.0) * c["half_size"]  # (B, 2) in pixels
+        corner = torch.floor(centre[:, :, None] - c["corner_shift"])  # (B, 2, k) patch corner per scale
+        # Block starts along x and y, clamped so that blocks past an edge read a zero block.
+        starts = (corner[..., None] + c["steps"]).clamp_(min=c["low"], max=c["high"]).long()  # (B, 2, k, g)
+        rows = starts[:, 1] * c["row_stride"] + c["base"]  # (B, k, g)
+        index = rows[:, :, :, None] + starts[:, 0, :, None, :]  # (B, k, g, g)
         return torch.gather(pyramid.flat, 1, index.reshape(b, -1))
