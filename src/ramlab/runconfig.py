@@ -39,6 +39,11 @@ class TrainConfig:
     grad_clip: float = param(0.0, "clip the global gradient norm to this value (0: no clipping)")
     seed: int = param(0, "seed of the model initialisation, shuffling and policy sampling")
     data_seed: int = param(0, "seed of the scene generator (which placements and clutter)")
+    fresh_scenes: bool = param(
+        False,
+        "draw new placements and clutter for the training digits every epoch (augmentation); "
+        "validation and test scenes stay fixed",
+    )
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     threads: int = param(0, "CPU threads for torch (0: torch's default)")
     train_limit: int | None = param(None, "use only the first N training scenes (None: all)")

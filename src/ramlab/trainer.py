@@ -128,6 +128,18 @@ class Trainer:
             SceneLoader(test, batch_size=cfg.eval_batch_size, device=self.device),
         )
 
+    def _fresh_train_loader(self, epoch: int) -> SceneLoader:
+        """Epoch e's own training scenes (same digits, new placements): scene seed
+        data_seed + 1000·e, built in memory and not cached."""
+        scenes = load_split(
+            self.config.data,
+            "train",
+            seed=self.cfg.data_seed + 1000 * epoch,
+            limit=self.cfg.train_limit,
+            cache=False,
+        )
+        return SceneLoader(scenes, batch_size=self.cfg.batch_size, device=self.device)
+
     # ---- the loop -----------------------------------------------------------------------
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
         if resume and (self.out / "result.json").exists() and not (self.out / "last.pt").exists():
@@ -179,6 +191,8 @@ class Trainer:
 
         try:
             while epoch < cfg.epochs:
+                if cfg.fresh_scenes and epoch > 0:
+                    train = self._fresh_train_loader(epoch)
                 generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
                 order = train.order(generator)
                 if generator_state is not None and start_step > 0:
@@ -200,7 +214,7 @@ class Trainer:
                     loss = objective.loss
                     if not torch.isfinite(loss):
                         raise RamlabError(
-                            f"the loss became {loss.item()} at epoch {epoch + 1}, step {step}; stopped. "
+                            f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} of {steps_per_epoch}; stopped. "
                             f"The last good checkpoint is kept in {self.out}. Fix: lower --lr or set --grad-clip"
                         )
                     optimizer.zero_grad(set_to_none=True)
