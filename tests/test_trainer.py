@@ -180,7 +180,7 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fake_mnist, tmp_path, monkeypatch) -> None:
     out = tmp_path / "run"
     ObjectiveHook(monkeypatch, at=5, action="nan")  # epoch 2, second step
-    with pytest.raises(RamlabError, match=r"loss became nan at epoch 2, step \d+; stopped") as info:
+    with pytest.raises(RamlabError, match=r"loss became nan at epoch 2, step \d+ of \d+; stopped") as info:
         Trainer(tiny_config(), out).fit()
     assert str(out) in str(info.value)
     assert not (out / "result.json").exists()
