@@ -139,16 +139,17 @@ def test_a_run_describes_itself(fake_mnist, tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("interrupt_at", "checkpoint_every"),
+    ("interrupt_at", "checkpoint_every", "fresh_scenes"),
     [
-        (6, 2),  # last.pt after step 4 (epoch 2, 1 of 3 steps done): step 5 is redone
-        (4, 0),  # last.pt from the end of epoch 1 only: the first step of epoch 2 is lost
+        (6, 2, False),  # last.pt after step 4 (epoch 2, 1 of 3 steps done): step 5 is redone
+        (4, 0, False),  # last.pt from the end of epoch 1 only: the first step of epoch 2 is lost
+        (6, 2, True),  # epoch 2 trains on its own scenes, rebuilt on resume
     ],
 )
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(
-    fake_mnist, tmp_path, monkeypatch, interrupt_at: int, checkpoint_every: int
+    fake_mnist, tmp_path, monkeypatch, interrupt_at: int, checkpoint_every: int, fresh_scenes: bool
 ) -> None:
-    config = tiny_config(checkpoint_every=checkpoint_every)
+    config = tiny_config(checkpoint_every=checkpoint_every, fresh_scenes=fresh_scenes)
     Trainer(config, tmp_path / "a").fit()
 
     with monkeypatch.context() as patch:
@@ -175,6 +176,15 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(
         return [{k: v for k, v in line.items() if not k.startswith("perf/")} for line in lines]
 
     assert log("b") == log("a")
+
+
+def test_fresh_scenes_move_the_digits_but_keep_them(fake_mnist, tmp_path) -> None:
+    trainer = Trainer(tiny_config(fresh_scenes=True), tmp_path / "run")
+    first, second = trainer._fresh_train_loader(1), trainer._fresh_train_loader(2)
+    assert torch.equal(first.labels, second.labels)  # the same digits, in the same order
+    assert not torch.equal(first.bboxes, second.bboxes)  # at other places
+    again = trainer._fresh_train_loader(1)
+    assert torch.equal(first.images, again.images)  # and epoch e's scenes are reproducible
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fake_mnist, tmp_path, monkeypatch) -> None:
