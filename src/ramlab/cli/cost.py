@@ -1,0 +1,75 @@
+"""`ramlab cost`: parameters, FLOPs, latency, throughput and peak memory per model and image size."""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, format_cost_table, measure_costs, write_cost_json
+from ramlab.errors import RamlabError
+from ramlab.models.registry import model_class
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cost",
+        help="measure parameters, FLOPs, latency, throughput and peak memory per image size",
+        description="Measure each model's inference cost on square images of each size (the RAM "
+        "adds glimpse scales for larger images) and print a table with the ResNet / RAM ratios.",
+    )
+    p.add_argument(
+        "--models",
+        default=",".join(DEFAULT_MODELS),
+        help=f"comma-separated model names (default: {','.join(DEFAULT_MODELS)})",
+    )
+    p.add_argument(
+        "--sizes",
+        type=_int_list,
+        default=list(DEFAULT_SIZES),
+        metavar="N,N,...",
+        help=f"image sides in pixels (default: {','.join(map(str, DEFAULT_SIZES))})",
+    )
+    p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=256,
+        help="throughput batch, capped at 256 images of 100×100 pixels (default 256)",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (default 3)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for torch (0: torch's default; 1 is steadier on a busy machine)",
+    )
+    p.set_defaults(handler=cmd_cost)
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    if not models:
+        raise RamlabError("--models needs at least one model name")
+    for name in models:
+        model_class(name)  # an unknown name lists the valid ones
+    if args.batch < 1 or args.repeats < 1 or args.threads < 0:
+        raise RamlabError("--batch and --repeats must be >= 1 and --threads >= 0")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = measure_costs(models, args.sizes, device=args.device, batch=args.batch, repeats=args.repeats)
+    print(format_cost_table(rows))
+    if args.json:
+        print(f"wrote {write_cost_json(rows, args.json)}")
+    return 0

@@ -1,0 +1,337 @@
+"""Compute cost of inference, measured: parameters, FLOPs, latency, throughput, peak memory.
+
+    rows = measure_costs(["ram", "resnet"], [28, 60, 100, 200, 400, 800])
+    print(format_cost_table(rows)); write_cost_json(rows, "cost.json")
+
+Every row is one (model, image side) with the model's default config adapted by
+`config_for_image_size` (the RAM keeps its glimpse size g and adds scales until its widest
+patch g·2^(k-1) spans at least 80% of the side; the CNNs are unchanged), built on a fixed
+seed, in eval mode, without gradients; the RAM looks where its policy's mean says.
+
+FLOPs per image are counted by `torch.utils.flop_counter.FlopCounterMode` on one forward
+pass at batch 1, never by hand. The counter's own formulas count matrix products and
+convolutions (2 FLOPs per multiply-add). The RAM's retina has none: it is block means
+(adds and a multiply per table entry) and gathers, which the counter alone scores 0. So
+we register one more formula, for every model alike: an elementwise add, sub, mul or div
+costs 1 FLOP per output element (in the retina this is its pyramid of block means, which
+grows with the pixel count, and its index arithmetic). Gathers, copies, comparisons,
+activations, normalisation and pooling are not counted (for the ResNet, BatchNorm in eval
+mode would add about 2 FLOPs per activation: under 1% of its convolutions).
+
+`flops_breakdown` splits the count by the model's top-level submodules, from the counter's
+module-level counts; work done outside every submodule is "other". For the RAM the parts
+are grouped as retina (the rollout's own arithmetic: the retina, plus 4 FLOPs per image for
+a random first location), glimpse (the glimpse network), core, and heads (location policy,
+classifier, baseline). Everything but the retina is independent of the image size, except
+the glimpse network's first layer, whose input k·g² grows by one g² per added scale.
+
+Timing: the median of `repeats` calls after one warm-up call (CUDA is synchronised), at
+batch 1 (latency) and at a throughput batch of `batch` images, reduced for large images so
+that one batch holds at most THROUGHPUT_PIXELS pixels (256 images of 100×100), which keeps
+memory and time bounded; the batch used is reported as "throughput_batch".
+
+Peak memory: the most bytes held at once by live tensors (weights, buffers, input and
+activations) during one batch-1 forward pass. On CPU it is tracked by a dispatch mode that
+watches every tensor storage the model creates (tracemalloc cannot see torch's allocator
+and `resource`'s maximum RSS is per process, not per measurement); kernel scratch space is
+not seen. On CUDA it is `torch.cuda.max_memory_allocated`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from math import prod
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import FlopCounterMode
+
+from ramlab.config import to_dict
+from ramlab.device import resolve_device
+from ramlab.files import write_json
+from ramlab.models.base import Model
+from ramlab.models.registry import build_model, model_class
+
+DEFAULT_SIZES = (28, 60, 100, 200, 400, 800)
+DEFAULT_MODELS = ("ram", "resnet", "convnet", "fc")
+THROUGHPUT_PIXELS = 256 * 100 * 100
+"""At most this many pixels in one throughput batch (256 images of 100×100)."""
+
+_aten = torch.ops.aten
+ELEMENTWISE_OPS = (
+    _aten.add,
+    _aten.add_,
+    _aten.sub,
+    _aten.sub_,
+    _aten.mul,
+    _aten.mul_,
+    _aten.div,
+    _aten.div_,
+)
+
+# Top-level submodules grouped into the parts a reader asks about; "" is the model's own
+# work outside every submodule. Models not listed are split by their submodules' names.
+BREAKDOWN_GROUPS: dict[str, dict[str, str]] = {
+    "ram": {
+        "": "retina",
+        "glimpse": "glimpse",
+        "core": "core",
+        "policy": "heads",
+        "classifier": "heads",
+        "baseline": "heads",
+    },
+}
+
+
+def _elementwise_flops(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """1 FLOP per output element."""
+    return prod(out_shape)
+
+
+ELEMENTWISE_FLOPS = dict.fromkeys(ELEMENTWISE_OPS, _elementwise_flops)
+
+
+def count_flops(model: Model, images: torch.Tensor) -> tuple[int, dict[str, int], dict[str, int]]:
+    """FLOPs of `model(images)`: (total, per top-level part, per operator), for the whole batch."""
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FLOPS) as counter:
+        model(images)
+    counts = counter.get_flop_counts()
+    root = type(model).__name__
+    total = sum(counts.get(root, {}).values())
+    groups = BREAKDOWN_GROUPS.get(getattr(model, "registry_name", ""), {})
+    parts = dict.fromkeys(groups.values(), 0)  # the groups' order, e.g. retina first
+    inside = 0
+    for child, _ in model.named_children():
+        flops = sum(counts.get(f"{root}.{child}", {}).values())
+        inside += flops
+        key = groups.get(child, child)
+        parts[key] = parts.get(key, 0) + flops
+    if total > inside or "" in groups:
+        own = groups.get("", "other")
+        parts[own] = parts.get(own, 0) + total - inside
+    by_op: dict[str, int] = {}
+    for op, flops in counts.get(root, {}).items():
+        name = str(op).removeprefix("aten.")
+        by_op[name] = by_op.get(name, 0) + flops
+    return total, parts, by_op
+
+
+class LiveTensorMemory(TorchDispatchMode):
+    """Tracks the peak bytes of live tensor storages while active.
+
+    Storages alive at entry (weights, input) are given to `start`; every op's outputs are
+    added; a storage counts until it is freed (checked after each op), so the peak is exact
+    at op granularity. Views share their base's storage and are counted once.
+    """
+
+    def __init__(self, *, start: list[torch.Tensor]) -> None:
+        super().__init__()
+        self._live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.peak = 0
+        self._add(start)
+
+    def _add(self, tensors: list[Any]) -> None:
+        self._live = {k: v for k, v in self._live.items() if not v[0].expired()}
+        for tensor in tensors:
+            if isinstance(tensor, torch.Tensor):
+                storage = tensor.untyped_storage()
+                ref = StorageWeakRef(storage)
+                self._live.setdefault(ref.cdata, (ref, storage.nbytes()))
+        self.peak = max(self.peak, sum(nbytes for _, nbytes in self._live.values()))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        self._add(tree_flatten(out)[0])
+        return out
+
+
+def peak_memory_bytes(model: Model, images: torch.Tensor) -> int:
+    """The most bytes held at once by live tensors during `model(images)` (see the module doc)."""
+    if images.device.type == "cuda":
+        torch.cuda.synchronize(images.device)
+        torch.cuda.reset_peak_memory_stats(images.device)
+        with torch.no_grad():
+            model(images)
+        torch.cuda.synchronize(images.device)
+        return torch.cuda.max_memory_allocated(images.device)
+    start = [images, *model.parameters(), *model.buffers()]
+    with torch.no_grad(), LiveTensorMemory(start=start) as tracker:
+        model(images)
+    return tracker.peak
+
+
+def median_seconds(call: Callable[[], Any], *, repeats: int, device: torch.device) -> float:
+    """The median wall time of `call()` over `repeats` runs, after one warm-up run."""
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    times = []
+    with torch.no_grad():
+        call()
+        for _ in range(repeats):
+            sync()
+            tick = time.perf_counter()
+            call()
+            sync()
+            times.append(time.perf_counter() - tick)
+    return statistics.median(times)
+
+
+def throughput_batch(batch: int, size: int) -> int:
+    """The throughput batch for `size`×`size` images: `batch`, capped at THROUGHPUT_PIXELS."""
+    return max(1, min(batch, THROUGHPUT_PIXELS // (size * size)))
+
+
+def measure_cost(
+    name: str,
+    size: int,
+    *,
+    device: str | torch.device = "cpu",
+    batch: int = 256,
+    repeats: int = 3,
+    config: Any = None,
+) -> dict[str, Any]:
+    """One row of `measure_costs`: model `name` on `size`×`size` images."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    cls = model_class(name)
+    config = cls.config_for_image_size(config if config is not None else cls.config_class(), size)
+    torch.manual_seed(0)
+    model = build_model(name, config, image_size=(size, size)).to(device).eval()
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def images(count: int) -> torch.Tensor:
+        return torch.rand(count, 1, size, size, generator=generator, device=device)  # (B, 1, H, W)
+
+    one = images(1)
+    flops, parts, by_op = count_flops(model, one)
+    many = images(throughput_batch(batch, size))
+    latency = median_seconds(lambda: model(one), repeats=repeats, device=device)
+    per_batch = median_seconds(lambda: model(many), repeats=repeats, device=device)
+    return {
+        "model": name,
+        "size": size,
+        "params": model.num_parameters(),
+        "flops": flops,
+        "flops_breakdown": parts,
+        "flops_by_op": by_op,
+        "latency_ms": latency * 1e3,
+        "throughput": len(many) / per_batch,
+        "throughput_batch": len(many),
+        "peak_memory_mb": peak_memory_bytes(model, one) / 2**20,
+        "device": str(device),
+        "config": to_dict(config),
+    }
+
+
+def measure_costs(
+    models: list[str],
+    sizes: list[int],
+    *,
+    device: str = "cpu",
+    batch: int = 256,
+    repeats: int = 3,
+    configs: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per (model, size), models outer: the keys model, size, params, flops (per
+    image), flops_breakdown, flops_by_op, latency_ms (batch 1), throughput (images/s),
+    throughput_batch, peak_memory_mb (batch 1), device and config (the config used).
+
+    `configs` maps a model name to its base config (a dataclass; default: the model's
+    defaults), which `config_for_image_size` then adapts to each size. An unknown model
+    name raises a RamlabError listing the valid ones before anything is measured.
+    """
+    for name in models:
+        model_class(name)
+    resolved = resolve_device(device)
+    configs = configs or {}
+    return [
+        measure_cost(name, size, device=resolved, batch=batch, repeats=repeats, config=configs.get(name))
+        for name in models
+        for size in sizes
+    ]
+
+
+def write_cost_json(rows: list[dict[str, Any]], path: str | Path) -> Path:
+    """Write the rows as JSON ({"rows": [...]}) atomically; returns the path."""
+    return write_json(path, {"rows": rows})
+
+
+def read_cost_json(path: str | Path) -> list[dict[str, Any]]:
+    return json.loads(Path(path).read_text())["rows"]
+
+
+def _si(value: float) -> str:
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def cost_ratios(rows: list[dict[str, Any]], *, numerator: str, denominator: str) -> list[dict[str, Any]]:
+    """Per size where both models were measured: numerator / denominator of flops, params,
+    latency, peak memory, and denominator / numerator of throughput (how many times faster)."""
+    by_key = {(row["model"], row["size"]): row for row in rows}
+    ratios = []
+    for size in sorted({row["size"] for row in rows}):
+        top, bottom = by_key.get((numerator, size)), by_key.get((denominator, size))
+        if top is None or bottom is None:
+            continue
+        ratios.append(
+            {
+                "size": size,
+                "flops": top["flops"] / bottom["flops"],
+                "params": top["params"] / bottom["params"],
+                "latency": top["latency_ms"] / bottom["latency_ms"],
+                "throughput": bottom["throughput"] / top["throughput"],
+                "peak_memory": top["peak_memory_mb"] / bottom["peak_memory_mb"],
+            }
+        )
+    return ratios
+
+
+def format_cost_table(rows: list[dict[str, Any]]) -> str:
+    """A plain-text table of the rows, then the ResNet / RAM ratios per size (when both ran)."""
+    header = ("model", "size", "params", "FLOPs", "FLOPs breakdown", "latency ms", "img/s (batch)", "peak MB")
+    lines = [header]
+    for row in rows:
+        breakdown = " ".join(f"{k}={_si(v)}" for k, v in row["flops_breakdown"].items())
+        lines.append(
+            (
+                row["model"],
+                str(row["size"]),
+                _si(row["params"]),
+                _si(row["flops"]),
+                breakdown,
+                f"{row['latency_ms']:.3g}",
+                f"{row['throughput']:.4g} ({row['throughput_batch']})",
+                f"{row['peak_memory_mb']:.3g}",
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    left = {0, 4}
+    text = [
+        "  ".join(
+            cell.ljust(w) if i in left else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    ]
+    ratios = cost_ratios(rows, numerator="resnet", denominator="ram")
+    if ratios:
+        text += ["", "ResNet / RAM per image side (throughput: how many times more images/s the RAM does):"]
+        for r in ratios:
+            text.append(
+                f"  {r['size']:>4}: FLOPs x{r['flops']:.3g}, params x{r['params']:.3g}, "
+                f"latency x{r['latency']:.3g}, throughput x{r['throughput']:.3g}, "
+                f"peak memory x{r['peak_memory']:.3g}"
+            )
+    return "\n".join(text)

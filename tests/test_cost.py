@@ -1,0 +1,134 @@
+"""Compute cost on tiny images: what the FLOP counts must show, the JSON, and `ramlab cost`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from ramlab.cli import main
+from ramlab.cost import (
+    THROUGHPUT_PIXELS,
+    LiveTensorMemory,
+    format_cost_table,
+    measure_costs,
+    read_cost_json,
+    throughput_batch,
+    write_cost_json,
+)
+from ramlab.models.ram import RAMConfig
+
+QUICK = {"batch": 2, "repeats": 1}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors gain nothing from threads, and on a busy 2-core machine they cost a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def by_size(rows):
+    return {row["size"]: row for row in rows}
+
+
+def test_ram_flops_apart_from_the_retina_do_not_depend_on_the_image_size():
+    # 32, 48 and 60 all get 3 scales (widest patch 48 >= 80% of the side).
+    rows = by_size(measure_costs(["ram"], [32, 48, 60], **QUICK))
+    assert {row["config"]["scales"] for row in rows.values()} == {3}
+    parts = {size: row["flops_breakdown"] for size, row in rows.items()}
+    assert list(parts[32]) == ["retina", "glimpse", "core", "heads"]
+    for part in ("glimpse", "core", "heads"):
+        assert parts[32][part] == parts[48][part] == parts[60][part] > 0
+    assert 0 < parts[32]["retina"] < parts[48]["retina"] < parts[60]["retina"]
+    for row in rows.values():
+        assert row["flops"] == sum(row["flops_breakdown"].values())
+
+
+def test_added_scales_only_widen_the_glimpse_networks_first_layer():
+    rows = by_size(measure_costs(["ram"], [28, 60, 100], **QUICK))
+    base = RAMConfig()
+    assert [rows[s]["config"]["scales"] for s in (28, 60, 100)] == [2, 3, 4]
+    for size in (60, 100):
+        assert rows[size]["flops_breakdown"]["core"] == rows[28]["flops_breakdown"]["core"]
+        assert rows[size]["flops_breakdown"]["heads"] == rows[28]["flops_breakdown"]["heads"]
+    # One more g×g patch per glimpse: g² more inputs to the 'what' layer, 2 FLOPs per weight.
+    per_scale = base.glimpses * 2 * base.glimpse_size**2 * base.glimpse_hidden
+    glimpse = {s: rows[s]["flops_breakdown"]["glimpse"] for s in (28, 60, 100)}
+    assert glimpse[60] - glimpse[28] == glimpse[100] - glimpse[60] == per_scale
+
+
+def test_cnn_flops_grow_with_the_pixel_count():
+    rows = measure_costs(["resnet", "convnet", "fc"], [32, 64], **QUICK)
+    flops = {(row["model"], row["size"]): row["flops"] for row in rows}
+    # ResNet: every layer scales with the pixels (32 and 64 divide by all its strides).
+    assert flops[("resnet", 64)] / flops[("resnet", 32)] == pytest.approx(4.0, rel=0.05)
+    # The paper's nets have a size-independent tail, so a little less than 4x.
+    for name in ("convnet", "fc"):
+        assert 3.0 < flops[(name, 64)] / flops[(name, 32)] < 5.0
+
+
+def test_rows_describe_themselves(tmp_path):
+    rows = measure_costs(["resnet", "ram"], [28, 200], **QUICK)
+    assert [(row["model"], row["size"]) for row in rows] == [
+        ("resnet", 28),
+        ("resnet", 200),
+        ("ram", 28),
+        ("ram", 200),
+    ]
+    for row in rows:
+        assert row["params"] > 0 and row["flops"] > 0
+        assert row["latency_ms"] > 0 and row["throughput"] > 0 and row["peak_memory_mb"] > 0
+        assert row["throughput_batch"] == min(2, throughput_batch(2, row["size"]))
+        assert row["flops_by_op"] and sum(row["flops_by_op"].values()) == row["flops"]
+    # The config actually used: the RAM keeps g = 12 and adds scales (12 * 2^4 = 192 >= 0.8 * 200).
+    assert rows[3]["config"]["glimpse_size"] == 12 and rows[3]["config"]["scales"] == 5
+    assert rows[3]["config"] == {**RAMConfig().__dict__, "scales": 5}
+    path = write_cost_json(rows, tmp_path / "cost.json")
+    assert read_cost_json(path) == json.loads(json.dumps(rows))
+    table = format_cost_table(rows)
+    assert "ResNet / RAM" in table and "retina=" in table
+
+
+def test_throughput_batch_is_capped_by_pixels():
+    assert throughput_batch(256, 100) == 256
+    assert throughput_batch(256, 200) == THROUGHPUT_PIXELS // 200**2 == 64
+    assert throughput_batch(256, 5000) == 1
+    assert throughput_batch(8, 28) == 8
+
+
+def test_live_tensor_memory_counts_the_peak_of_live_storages():
+    with LiveTensorMemory(start=[]) as tracker:
+        a = torch.ones(1000)  # 4000 bytes
+        b = a + 1  # 8000 live
+        view = b[:10]  # a view: no new storage
+        del a
+        c = view * 2  # b (4000) + c (40)
+    assert tracker.peak == 8000
+    assert c.shape == (10,)
+
+
+def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "cost.json"
+    argv = ["cost", "--models", "ram,resnet", "--sizes", "28,32", "--repeats", "1", "--batch", "2"]
+    assert main([*argv, "--device", "cpu", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ResNet / RAM" in out and "resnet" in out
+    rows = read_cost_json(path)
+    assert [(row["model"], row["size"]) for row in rows] == [
+        ("ram", 28),
+        ("ram", 32),
+        ("resnet", 28),
+        ("resnet", 32),
+    ]
+
+
+def test_cli_lists_the_valid_models_on_a_wrong_name(capsys):
+    assert main(["cost", "--models", "ram,resnett", "--sizes", "28"]) == 2
+    err = capsys.readouterr().err
+    assert "resnett" in err
+    for name in ("convnet", "fc", "ram", "resnet"):
+        assert name in err
