@@ -1,0 +1,34 @@
+"""`ramlab glimpses RUN_DIR --out FILE.png [--gif FILE.gif] [--count N]`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "glimpses",
+        help="draw an attention model's glimpse trajectories on test scenes (PNG grid, GIF)",
+        description="Run a trained attention model once on the first test scenes of its dataset "
+        "and draw where it looked: the path of numbered glimpses, every scale's patch, the digit's "
+        "bounding box, the true label and the prediction after each glimpse.",
+    )
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory of an attention model (e.g. ram)")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="where to write the PNG grid")
+    p.add_argument("--gif", metavar="FILE.gif", help="also write an animation, one frame per glimpse")
+    p.add_argument("--count", type=int, default=6, help="number of test scenes (default 6)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
+    p.set_defaults(handler=cmd_glimpses)
+
+
+def cmd_glimpses(args: argparse.Namespace) -> int:
+    from ramlab.errors import RamlabError
+    from ramlab.viz.glimpses import draw_run_glimpses
+
+    if args.count < 1:
+        raise RamlabError(f"--count must be >= 1, got {args.count}")
+    draw_run_glimpses(args.run, png=args.out, gif=args.gif, count=args.count, device=args.device)
+    print(args.out)
+    if args.gif:
+        print(args.gif)
+    return 0

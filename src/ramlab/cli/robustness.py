@@ -1,0 +1,64 @@
+"""`ramlab robustness RUN_DIR [--shift S ...] [--levels ...] [--json FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ramlab.errors import RamlabError
+from ramlab.robustness import SHIFTS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    lines = [f"{name}: {kind.label}" for name, kind in SHIFTS.items()]
+    p = sub.add_parser(
+        "robustness",
+        help="test a trained run on scenes shifted beyond its training data",
+        description="Evaluate a run's best model on its test digits with one scene parameter "
+        "shifted, level by level. Shifts: " + "; ".join(lines) + ".",
+    )
+    p.add_argument("run", metavar="RUN_DIR", help="a run directory written by ramlab train")
+    p.add_argument(
+        "--shift",
+        action="append",
+        choices=list(SHIFTS),
+        help="shift to sweep (repeat for several; default: all)",
+    )
+    p.add_argument(
+        "--levels",
+        nargs="+",
+        metavar="LEVEL",
+        help="levels of the (single) --shift; default: translate 0..whole canvas, rotate 0-60, "
+        "scale 0.5-1.6, noise 0-0.5, clutter 0-16",
+    )
+    p.add_argument("--limit", type=int, help="use only the first N test scenes (default: all)")
+    p.add_argument(
+        "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
+    )
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
+    p.add_argument("--json", metavar="FILE", help="write the sweep as JSON (resumes a partial file)")
+    p.set_defaults(handler=cmd_robustness)
+
+
+def cmd_robustness(args: argparse.Namespace) -> int:
+    from ramlab.robustness import format_sweep, robustness_sweep
+
+    names = args.shift or list(SHIFTS)
+    if args.levels is not None and len(names) != 1:
+        raise RamlabError("--levels needs exactly one --shift (levels differ between shifts)")
+    if args.limit is not None and args.limit < 1:
+        raise RamlabError(f"--limit must be >= 1, got {args.limit}")
+    shifts = {name: args.levels for name in names}
+    result = robustness_sweep(
+        args.run,
+        shifts=shifts,
+        limit=args.limit,
+        sample=args.sample,
+        device=args.device,
+        json_path=Path(args.json) if args.json else None,
+        command=" ".join(["ramlab", *sys.argv[1:]]),
+        progress=lambda text: print(text, file=sys.stderr),
+    )
+    print(format_sweep(result))
+    return 0

@@ -1,0 +1,257 @@
+"""Robustness: a trained run's test error on scenes shifted beyond what it was trained on.
+
+    error[shift][i] = test error of the run's best model on its dataset's test scenes with
+                      one scene parameter replaced by levels[shift][i]
+
+The scenes come from the scene generator with the run's own dataset spec and data seed, one
+field replaced, so every level holds the same test digits in the same order: curves are
+comparable across levels and across models. The shifts:
+
+    translate  max_offset   the placement window (± px from the centre) grows to the whole canvas
+    rotate     rotation     every digit turned by exactly this angle (degrees, counter-clockwise)
+    scale      scale        every digit resized by exactly this factor
+    noise      noise        Gaussian pixel noise of this σ on the [0, 1] intensity scale
+    clutter    clutter_count  this many clutter pieces (of the dataset's clutter size)
+
+A sweep's JSON (`robustness.json`) holds, per shift, its levels and the error at each:
+`{"shifts": {"rotate": {"levels": [0, 15, ...], "error": [1.2, 3.4, ...], ...}}}`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ramlab.data import datasets
+from ramlab.data.datasets import resolve_spec
+from ramlab.data.loader import SceneLoader
+from ramlab.data.scenes import DIGIT, Scenes, SceneSpec
+from ramlab.errors import RamlabError, unknown_name
+from ramlab.evaluate import evaluate
+from ramlab.files import write_json
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One kind of distribution shift: which SceneSpec field it sets, and to what."""
+
+    name: str
+    field: str  # the SceneSpec field the level replaces
+    label: str  # axis label, with its unit
+    levels: tuple[float, ...]  # default levels (translate: computed from the canvas)
+    integer: bool = False
+
+    def spec(self, base: SceneSpec, level: float) -> SceneSpec:
+        if self.name in ("rotate", "scale"):
+            value: Any = (float(level), float(level))
+        elif self.integer:
+            value = int(level)
+        else:
+            value = float(level)
+        return dataclasses.replace(base, **{self.field: value})
+
+    def default_levels(self, base: SceneSpec) -> list[float]:
+        if self.name == "translate":
+            widest = max(0, (base.canvas - DIGIT) // 2)  # beyond it the window is the whole canvas
+            return sorted({round(widest * i / 4) for i in range(5)})
+        levels = []
+        for level in self.levels:
+            try:
+                self.spec(base, level)
+            except RamlabError:
+                continue  # e.g. a scale that does not fit a 28×28 canvas
+            levels.append(level)
+        return levels
+
+    def trained(self, base: SceneSpec) -> Any:
+        """The run's training value of the field (None for translate: the whole canvas)."""
+        value = getattr(base, self.field)
+        if self.name == "translate" and value is None:
+            return max(0, (base.canvas - DIGIT) // 2)
+        return list(value) if isinstance(value, tuple) else value
+
+    def parse(self, text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise RamlabError(f"robustness {self.name}: level {text!r} is not a number") from None
+        if self.integer:
+            if value != int(value) or value < 0:
+                raise RamlabError(f"robustness {self.name}: levels are whole numbers >= 0, got {text}")
+            return int(value)
+        return value
+
+
+SHIFTS: dict[str, Shift] = {
+    "translate": Shift("translate", "max_offset", "placement window (± px from the centre)", (), True),
+    "rotate": Shift("rotate", "rotation", "rotation (degrees)", (0.0, 15.0, 30.0, 45.0, 60.0)),
+    "scale": Shift("scale", "scale", "digit scale (× its 28 px size)", (0.5, 0.75, 1.0, 1.3, 1.6)),
+    "noise": Shift("noise", "noise", "noise σ (intensity, [0, 1] scale)", (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)),
+    "clutter": Shift("clutter", "clutter_count", "clutter pieces per image", (0, 2, 4, 8, 12, 16), True),
+}
+
+
+def shift(name: str) -> Shift:
+    if name not in SHIFTS:
+        raise unknown_name("robustness shift", name, SHIFTS)
+    return SHIFTS[name]
+
+
+def resolve_levels(base: SceneSpec, shifts: dict[str, Sequence[float] | None]) -> dict[str, list[float]]:
+    """{shift: levels or None (defaults)} -> {shift: levels}, every level checked against the canvas."""
+    out = {}
+    for name, levels in shifts.items():
+        kind = shift(name)
+        chosen = kind.default_levels(base) if levels is None else [kind.parse(str(v)) for v in levels]
+        if not chosen:
+            raise RamlabError(f"robustness {name}: no level fits the {base.canvas}x{base.canvas} canvas")
+        for level in chosen:
+            try:
+                kind.spec(base, level)
+            except RamlabError as exc:
+                raise RamlabError(f"robustness {name} level {level}: {exc}") from None
+        out[name] = chosen
+    return out
+
+
+# Scenes of one level are the same for every run of a dataset: keep the last few in memory
+# so that a study sweeping several runs generates each level once.
+_SCENES: dict[tuple, Scenes] = {}
+_SCENES_KEPT = 48
+
+
+def shifted_scenes(spec: SceneSpec, *, seed: int, limit: int | None) -> Scenes:
+    """The test scenes of `spec`: the whole test split (limit None: then a level equal to the
+    run's own dataset reproduces its test set exactly), or scenes of its first `limit` test
+    digits only, generated alone (many times faster than building 10,000 and keeping a few)."""
+    key = (spec, seed, limit)
+    if key not in _SCENES:
+        if len(_SCENES) >= _SCENES_KEPT:
+            _SCENES.pop(next(iter(_SCENES)))
+        digits = None
+        if limit is not None:
+            full = datasets.mnist_digits()
+            digits = dataclasses.replace(
+                full, test_images=full.test_images[:limit], test_labels=full.test_labels[:limit]
+            )
+        # Not cached on disk: a sweep would leave dozens of 36 MB test sets behind.
+        _SCENES[key] = datasets.load_split(spec, "test", seed=seed, cache=False, digits=digits)
+    return _SCENES[key]
+
+
+def robustness_sweep(
+    run_dir: str | Path,
+    *,
+    shifts: dict[str, Sequence[float] | None] | None = None,
+    limit: int | None = None,
+    sample: bool = False,
+    device: str = "auto",
+    batch_size: int = 1000,
+    json_path: str | Path | None = None,
+    command: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate a run at every level of every shift; return (and write) the sweep's dict.
+
+    `shifts` maps a shift name to its levels (None: the defaults); None sweeps every shift.
+    With `json_path`, the file is rewritten after each shift, and shifts it already holds
+    with the same levels, limit and policy are kept rather than redone (an interrupted
+    sweep resumes).
+    """
+    from ramlab.run import load_run
+    from ramlab.trainer import git_commit
+
+    config, model = load_run(run_dir, device=device)
+    base = resolve_spec(config.data)
+    wanted = resolve_levels(base, shifts if shifts is not None else dict.fromkeys(SHIFTS))
+    seed = config.train.data_seed
+    result: dict[str, Any] = {
+        "format": FORMAT,
+        "run": str(run_dir),
+        "model": config.model,
+        "data": config.data,
+        "split": "test",
+        "limit": limit,
+        "sample": sample,
+        "seed": config.train.seed,
+        "data_seed": seed,
+        "commit": git_commit(),
+        "command": command or " ".join(["ramlab", *sys.argv[1:]]),
+        "shifts": {},
+    }
+    previous = read_robustness(json_path) if json_path and Path(json_path).is_file() else None
+    device_ = next(model.parameters()).device
+    for name, levels in wanted.items():
+        kept = (previous or {}).get("shifts", {}).get(name)
+        if (
+            kept is not None
+            and kept.get("levels") == levels
+            and previous.get("limit") == limit
+            and previous.get("sample") == sample
+        ):
+            result["shifts"][name] = kept
+            continue
+        kind = SHIFTS[name]
+        errors, per_step, count = [], [], 0
+        for level in levels:
+            scenes = shifted_scenes(kind.spec(base, level), seed=seed, limit=limit)
+            loader = SceneLoader(scenes, batch_size=batch_size, device=device_)
+            evaluation = evaluate(model, loader, sample=sample)
+            errors.append(evaluation.error)
+            per_step.append(evaluation.per_step_error)
+            count = evaluation.count
+            if progress:
+                progress(f"{name} {level:g}: error {evaluation.error:.2f}%")
+        result["shifts"][name] = {
+            "parameter": kind.field,
+            "label": kind.label,
+            "trained": kind.trained(base),
+            "levels": levels,
+            "error": errors,
+            "per_step_error": per_step,
+            "count": count,
+        }
+        if json_path:
+            write_json(json_path, result)
+    if json_path:
+        write_json(json_path, result)
+    return result
+
+
+def read_robustness(path: str | Path) -> dict[str, Any]:
+    """A sweep's JSON, checked for the keys the report and plots read."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RamlabError(f"{path}: cannot read the robustness sweep ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("shifts"), dict):
+        raise RamlabError(f"{path}: not a robustness sweep (no 'shifts')")
+    for name, entry in data["shifts"].items():
+        if len(entry.get("levels", [])) != len(entry.get("error", [None])):
+            raise RamlabError(
+                f"{path}: shift {name} has {len(entry['levels'])} levels but not as many errors"
+            )
+    return data
+
+
+def format_sweep(result: dict[str, Any]) -> str:
+    """A plain-text table of a sweep, one block per shift."""
+    lines = [f"{result['run']} ({result['model']} on {result['data']}), test error %"]
+    for name, entry in result["shifts"].items():
+        lines.append(f"{name}: {entry['label']} (trained: {entry['trained']})")
+        for level, error in zip(entry["levels"], entry["error"], strict=True):
+            mark = "" if math.isfinite(error) else " (n/a)"
+            lines.append(f"  {level:>8g}  {error:6.2f}{mark}")
+    return "\n".join(lines)
+
+
+__all__ = ["SHIFTS", "Shift", "format_sweep", "read_robustness", "resolve_levels", "robustness_sweep"]

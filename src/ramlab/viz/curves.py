@@ -1,0 +1,421 @@
+"""Curves of the study: anytime error, training, cost against image size, robustness, rewards.
+
+Every function takes plain data (lists and dicts read from run files), writes one PNG and
+returns its path. Axes carry their units; a series keeps its colour across figures when the
+caller passes the same `styles` (see `series_styles`); the palette is Okabe–Ito, and past
+its eight colours series also differ by line style, so figures stay readable in grey print.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ramlab.viz.style import PALETTE, plt
+
+LINE_STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+Style = dict[str, Any]
+
+
+# Okabe–Ito order with its yellow last: yellow lines are faint on white paper.
+COLOURS = tuple(PALETTE[i] for i in (0, 1, 2, 3, 4, 5, 7, 6))
+
+
+def series_styles(labels: Iterable[str]) -> dict[str, Style]:
+    """A colour, line style and marker per label, stable in the order given."""
+    styles = {}
+    for i, label in enumerate(dict.fromkeys(labels)):
+        styles[label] = {
+            "color": COLOURS[i % len(COLOURS)],
+            "linestyle": LINE_STYLES[(i // len(COLOURS)) % len(LINE_STYLES)],
+            "marker": MARKERS[i % len(MARKERS)],
+        }
+    return styles
+
+
+def _style(styles: dict[str, Style] | None, label: str, index: int) -> Style:
+    if styles and label in styles:
+        return styles[label]
+    return series_styles([f"#{i}" for i in range(index + 1)])[f"#{index}"]
+
+
+def _mean_std(rows: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (sample) std over seeds of equally long series; std 0 for one seed."""
+    array = np.asarray(rows, dtype=float)
+    std = array.std(axis=0, ddof=1) if len(array) > 1 else np.zeros(array.shape[1:])
+    return array.mean(axis=0), std
+
+
+def _save(fig, out: str | Path) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _legend(ax, **kwargs) -> None:
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, **kwargs)
+
+
+def plot_anytime(
+    curves: dict[str, list[list[float]]],
+    out: str | Path,
+    *,
+    title: str = "",
+    styles: dict[str, Style] | None = None,
+) -> Path:
+    """Test error after each glimpse. curves: label -> per-seed lists of per-step error (%).
+
+    A one-step series (a CNN) is drawn as a horizontal reference line.
+    """
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    longest = max((len(rows[0]) for rows in curves.values() if rows), default=1)
+    for i, (label, rows) in enumerate(curves.items()):
+        if not rows:
+            continue
+        style = _style(styles, label, i)
+        mean, std = _mean_std(rows)
+        n = f" (n={len(rows)})" if len(rows) > 1 else ""
+        if len(mean) == 1:
+            ax.axhline(mean[0], color=style["color"], ls="--", lw=1.2, label=f"{label}{n}")
+            continue
+        steps = np.arange(1, len(mean) + 1)
+        ax.plot(
+            steps,
+            mean,
+            color=style["color"],
+            ls=style["linestyle"],
+            marker=style["marker"],
+            ms=4,
+            label=f"{label}{n}",
+        )
+        if len(rows) > 1:
+            ax.fill_between(steps, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
+    ax.set_xlabel("glimpses taken")
+    ax.set_ylabel("test error (%)")
+    ax.set_xticks(range(1, longest + 1))
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or "Anytime prediction: error after each glimpse", fontsize=10)
+    _legend(ax)
+    return _save(fig, out)
+
+
+TRAINING_PANELS = (  # (metric, y label with unit, panel title)
+    ("train/loss", "loss (per batch)", "training loss (the model's objective)"),
+    ("error", "error (%)", "validation (solid) and training (dotted) error"),
+    ("policy/reward", "return (reward units)", "mean return per episode"),
+    ("policy/location_spread", "std of l (location units)", "spread of glimpse locations"),
+)
+
+
+def _series(records: list[dict], key: str) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for record in records:
+        value = record.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            xs.append(record.get("epoch", len(xs)))
+            ys.append(value)
+    return xs, ys
+
+
+def _smooth(values: list[float], width: int) -> np.ndarray:
+    if width <= 1 or len(values) < width:
+        return np.asarray(values, dtype=float)
+    kernel = np.ones(width) / width
+    padded = np.pad(np.asarray(values, dtype=float), (width // 2, width - 1 - width // 2), mode="edge")
+    return np.convolve(padded, kernel, mode="valid")
+
+
+def plot_training(
+    runs: list[tuple[str, list[dict]]],
+    out: str | Path,
+    *,
+    title: str = "",
+    styles: dict[str, Style] | None = None,
+) -> Path:
+    """Training curves from metrics.jsonl records, one line per run (label, records): loss,
+    training and validation error, mean return, and where the policy looks (location
+    spread; entropy when no spread is logged). Panels with no data say so."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), squeeze=False)
+    seen: set[str] = set()
+    for i, (label, records) in enumerate(runs):
+        style = _style(styles, label, i)
+        legend = None if label in seen else label
+        seen.add(label)
+        for ax, (key, _, _) in zip(axes.flat, TRAINING_PANELS, strict=True):
+            if key == "error":
+                xs, ys = _series(records, "val/error")
+                ax.plot(xs, ys, color=style["color"], marker=style["marker"], ms=3, lw=1.3, label=legend)
+                xs, ys = _series(records, "train/error")
+                ax.plot(xs, _smooth(ys, 5), color=style["color"], ls=":", lw=1.0)
+                continue
+            if key == "policy/location_spread" and not _series(records, key)[1]:
+                key = "policy/entropy"
+            xs, ys = _series(records, key)
+            if ys:
+                ax.plot(xs, _smooth(ys, 5), color=style["color"], ls=style["linestyle"], lw=1.2, label=legend)
+    for ax, (key, ylabel, panel) in zip(axes.flat, TRAINING_PANELS, strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel, fontsize=9)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "not logged by these models", transform=ax.transAxes, ha="center", color="0.4")
+        if key == "error":
+            ax.set_ylim(bottom=0)
+    _legend(axes[0, 0])
+    fig.suptitle(title or "Training curves", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+COST_PANELS = (
+    ("flops", "FLOPs per image"),
+    ("latency_ms", "latency at batch 1 (ms)"),
+    ("peak_memory_mb", "peak memory (MB)"),
+)
+
+
+def plot_cost(
+    rows: list[dict],
+    out: str | Path,
+    *,
+    title: str = "",
+    styles: dict[str, Style] | None = None,
+) -> Path:
+    """Cost against image side, log–log: FLOPs, latency and peak memory, one line per model."""
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    panels = [p for p in COST_PANELS if any(_positive(row.get(p[0])) for row in rows)]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.6), squeeze=False)
+    for ax, (key, ylabel) in zip(axes.flat, panels, strict=False):
+        for i, model in enumerate(models):
+            style = _style(styles, model, i)
+            points = sorted(
+                (row["size"], row[key]) for row in rows if row["model"] == model and _positive(row.get(key))
+            )
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(
+                    xs,
+                    ys,
+                    color=style["color"],
+                    ls=style["linestyle"],
+                    marker=style["marker"],
+                    ms=4,
+                    label=model,
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        sizes = sorted({row["size"] for row in rows})
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([str(size) for size in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("image side (px)")
+        ax.set_ylabel(ylabel)
+    _legend(axes[0, 0])
+    fig.suptitle(title or "Inference cost against image size (log–log)", fontsize=11)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def plot_robustness(
+    sweeps: dict[str, dict[str, list[dict]]],
+    out: str | Path,
+    *,
+    title: str = "",
+    styles: dict[str, Style] | None = None,
+) -> Path:
+    """Error against shift level, one panel per shift, one line per label (mean ± std over
+    the seeds that share the levels). sweeps: shift -> label -> [robustness.json entries];
+    the training level is marked with a grey band (or line)."""
+    names = list(sweeps)
+    cols = min(3, max(1, len(names)))
+    rows_ = math.ceil(max(1, len(names)) / cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(4.3 * cols, 3.4 * rows_), squeeze=False)
+    for ax in axes.flat[len(names) :]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names, strict=False):
+        trained_marked = False
+        for i, (label, entries) in enumerate(sweeps[name].items()):
+            entries = [e for e in entries if e["levels"] == entries[0]["levels"]]
+            style = _style(styles, label, i)
+            levels = np.asarray(entries[0]["levels"], dtype=float)
+            mean, std = _mean_std([e["error"] for e in entries])
+            n = f" (n={len(entries)})" if len(entries) > 1 else ""
+            ax.plot(
+                levels,
+                mean,
+                color=style["color"],
+                ls=style["linestyle"],
+                marker=style["marker"],
+                ms=4,
+                label=f"{label}{n}",
+            )
+            if len(entries) > 1:
+                ax.fill_between(levels, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
+            trained = entries[0].get("trained")
+            if not trained_marked and trained is not None:
+                if isinstance(trained, list) and trained[0] != trained[1]:
+                    ax.axvspan(trained[0], trained[1], color="0.5", alpha=0.15, lw=0)
+                else:
+                    value = trained[0] if isinstance(trained, list) else trained
+                    ax.axvline(value, color="0.5", ls=":", lw=1.0)
+                trained_marked = True
+        label = next(iter(sweeps[name].values()))[0].get("label", name) if sweeps[name] else name
+        ax.set_xlabel(label)
+        ax.set_ylabel("test error (%)")
+        ax.set_ylim(bottom=0)
+        ax.set_title(name, fontsize=10)
+    if names:
+        _legend(axes.flat[0])
+    fig.suptitle(
+        title or "Robustness: test error under shifts not seen in training (grey: training level)",
+        fontsize=11,
+    )
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_rewards(
+    errors: dict[str, list[float]],
+    out: str | Path,
+    *,
+    val_curves: dict[str, list[list[tuple[float, float]]]] | None = None,
+    inside: dict[str, list[list[float]]] | None = None,
+    title: str = "",
+    styles: dict[str, Style] | None = None,
+) -> Path:
+    """Reward structures compared: test error per reward (every seed, mean ± std); learning
+    speed (validation error per epoch, mean over seeds); where the glimpses go (% of
+    glimpse centres inside the digit's bounding box, per step)."""
+    labels = list(errors)
+    fig = plt.figure(figsize=(10, 3.2 + 0.35 * len(labels)), layout="constrained")
+    grid = fig.add_gridspec(2, 2, height_ratios=[0.3 * len(labels) + 0.8, 3.0])
+    # Seeds as dots, mean ± std as a bar, one row per reward: long labels stay readable.
+    ax = fig.add_subplot(grid[0, :])
+    for i, label in enumerate(labels):
+        style = _style(styles, label, i)
+        values = np.asarray(errors[label], dtype=float)
+        ax.plot(
+            values,
+            np.full(len(values), i),
+            ls="none",
+            marker=style["marker"],
+            color=style["color"],
+            alpha=0.6,
+            ms=6,
+        )
+        std = values.std(ddof=1) if len(values) > 1 else 0.0
+        ax.errorbar(
+            values.mean(), i - 0.25, xerr=std, fmt="|", ms=10, color=style["color"], capsize=4, lw=1.5
+        )
+    low = min(min(v) for v in errors.values())
+    high = max(max(v) for v in errors.values())
+    pad = max(0.0, 5.0 - (high - low)) / 2 + 0.5  # a span of >= 5 points: no zoom into seed noise
+    ax.set_xlim(max(0.0, low - pad), min(100.0, high + pad))
+    ax.set_yticks(range(len(labels)))
+    ax.set_yticklabels([f"{label} (n={len(errors[label])})" for label in labels], fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.7)
+    ax.set_xlabel("test error (%)")
+    ax.set_title("error per reward: every seed (dots), mean ± std (bar below)", fontsize=9)
+    axes = [fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
+    column = 0
+    if val_curves:
+        ax = axes[column]
+        column += 1
+        for i, (label, runs) in enumerate(val_curves.items()):
+            style = _style(styles, label, i)
+            length = min(len(run) for run in runs) if runs else 0
+            if not length:
+                continue
+            epochs = [epoch for epoch, _ in runs[0][:length]]
+            mean, std = _mean_std([[err for _, err in run[:length]] for run in runs])
+            ax.plot(
+                epochs,
+                mean,
+                color=style["color"],
+                ls=style["linestyle"],
+                marker=style["marker"],
+                ms=3,
+                label=label,
+            )
+            if len(runs) > 1:
+                ax.fill_between(epochs, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation error (%)")
+        ax.set_title("learning speed", fontsize=9)
+        _legend(ax)
+    if inside:
+        ax = axes[column]
+        column += 1
+        for i, (label, runs) in enumerate(inside.items()):
+            style = _style(styles, label, i)
+            if not runs:
+                continue
+            mean, _ = _mean_std(runs)
+            steps = np.arange(1, len(mean) + 1)
+            ax.plot(
+                steps,
+                mean,
+                color=style["color"],
+                ls=style["linestyle"],
+                marker=style["marker"],
+                ms=4,
+                label=label,
+            )
+            ax.set_xticks(steps)
+        ax.set_xlabel("glimpse")
+        ax.set_ylabel("centres inside the digit's box (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title("where the glimpses go (mean over seeds)", fontsize=9)
+    for ax in axes[column:]:
+        ax.axis("off")
+    fig.suptitle(title or "Reward structures", fontsize=11)
+    return _save(fig, out)
+
+
+def plot_error_vs_flops(
+    points: list[tuple[str, float, list[float]]],
+    out: str | Path,
+    *,
+    title: str = "",
+    styles: dict[str, Style] | None = None,
+) -> Path:
+    """Accuracy per FLOP: test error (mean ± std over seeds) against FLOPs per image, log x."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (label, flops, errs) in enumerate(points):
+        style = _style(styles, label, i)
+        values = np.asarray(errs, dtype=float)
+        std = values.std(ddof=1) if len(values) > 1 else 0.0
+        ax.errorbar(
+            flops, values.mean(), yerr=std, fmt=style["marker"], color=style["color"], capsize=3, label=label
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("FLOPs per image (log scale)")
+    ax.set_ylabel("test error (%)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(title or "Error against compute", fontsize=10)
+    _legend(ax, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside: points may be anywhere
+    return _save(fig, out)
+
+
+__all__ = [
+    "plot_anytime",
+    "plot_cost",
+    "plot_error_vs_flops",
+    "plot_rewards",
+    "plot_robustness",
+    "plot_training",
+    "series_styles",
+]

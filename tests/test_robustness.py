@@ -1,0 +1,166 @@
+"""Robustness sweeps on a tiny trained run (synthetic digits): levels, JSON shape, same test
+digits at every level, resuming a partial sweep, the CLI and its errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ramlab import robustness
+from ramlab.cli import main
+from ramlab.data.datasets import dataset_spec, resolve_spec
+from ramlab.errors import RamlabError
+from ramlab.models.ram import RAMConfig
+from ramlab.robustness import SHIFTS, read_robustness, resolve_levels, robustness_sweep, shifted_scenes
+from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.trainer import Trainer
+
+TINY_RAM = RAMConfig(glimpses=2, glimpse_size=8, scales=2, glimpse_hidden=8, location_hidden=4, hidden=12)
+
+
+@pytest.fixture(autouse=True)
+def fresh_scene_memo():
+    """The sweep keeps shifted scenes in memory; each test starts from its own digits."""
+    robustness._SCENES.clear()
+    threads = torch.get_num_threads()
+    yield
+    robustness._SCENES.clear()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def run_dir(fake_mnist, tmp_path):
+    """A RAM trained for one epoch on centred60 (digits within ±4 px of the centre)."""
+    train = TrainConfig(
+        epochs=1,
+        batch_size=8,
+        train_limit=16,
+        device="cpu",
+        threads=1,
+        progress=False,
+    )
+    config = RunConfig(model="ram", data="centred60", train=train, model_config=TINY_RAM)
+    out = tmp_path / "run"
+    Trainer(config, out, command="test").fit()
+    return out
+
+
+def test_default_levels_span_the_issue_ranges():
+    centred = dataset_spec("centred60")
+    levels = resolve_levels(centred, dict.fromkeys(SHIFTS))
+    assert levels["translate"] == [0, 4, 8, 12, 16]  # 16 px: the whole 60 px canvas for a 28 px digit
+    assert levels["rotate"][0] == 0 and levels["rotate"][-1] == 60
+    assert levels["scale"][0] == 0.5 and levels["scale"][-1] == 1.6
+    assert levels["noise"][0] == 0 and levels["noise"][-1] == 0.5
+    assert levels["clutter"][0] == 0 and levels["clutter"][-1] == 16
+    # On 28×28 MNIST a digit cannot grow, nor move.
+    small = resolve_levels(dataset_spec("mnist"), {"scale": None, "translate": None})
+    assert max(small["scale"]) == 1.0 and small["translate"] == [0]
+
+
+def test_a_level_that_does_not_fit_names_shift_and_level():
+    with pytest.raises(RamlabError, match=r"robustness scale level 3\.0: .*needs 84 px"):
+        resolve_levels(dataset_spec("translated60"), {"scale": [1.0, 3.0]})
+    with pytest.raises(RamlabError, match="unknown robustness shift 'blur'; valid: "):
+        resolve_levels(dataset_spec("translated60"), {"blur": None})
+
+
+@pytest.mark.parametrize("limit", [None, 6])
+def test_every_level_holds_the_same_test_digits(fake_mnist, limit):
+    base = dataset_spec("centred60")
+    kind = SHIFTS["translate"]
+    scenes = [shifted_scenes(kind.spec(base, level), seed=0, limit=limit) for level in (0, 8, 16)]
+    assert len(scenes[0]) == (limit or 20)
+    assert np.array_equal(scenes[0].labels, fake_mnist.test_labels[: len(scenes[0])])
+    for other in scenes[1:]:
+        assert np.array_equal(other.labels, scenes[0].labels)
+        assert not np.array_equal(other.images, scenes[0].images)
+    # The window grows: at level 0 every digit's box sits at the centre, at 16 they spread.
+    centres = [((s.bboxes[:, 0] + s.bboxes[:, 2]) / 2) for s in scenes]
+    assert np.ptp(centres[0]) < np.ptp(centres[2])
+
+
+def test_sweep_json_shape_and_training_level_matches_the_test_error(run_dir, tmp_path):
+    path = tmp_path / "rob.json"
+    shifts = {"translate": None, "rotate": [0, 30, 60], "noise": [0.0, 0.5]}
+    result = robustness_sweep(run_dir, shifts=shifts, device="cpu", json_path=path, command="test")
+    saved = read_robustness(path)
+    assert saved == json.loads(json.dumps(result))
+    assert saved["model"] == "ram" and saved["data"] == "centred60"
+    assert list(saved["shifts"]) == ["translate", "rotate", "noise"]
+    for name, entry in saved["shifts"].items():
+        assert len(entry["error"]) == len(entry["levels"]) == len(entry["per_step_error"])
+        assert all(0 <= e <= 100 for e in entry["error"])
+        assert all(len(steps) == TINY_RAM.glimpses for steps in entry["per_step_error"])
+        assert entry["count"] == 20  # the whole fake test split
+        assert entry["parameter"] == SHIFTS[name].field
+    assert saved["shifts"]["translate"]["levels"] == [0, 4, 8, 12, 16]
+    assert saved["shifts"]["translate"]["trained"] == 4
+    assert saved["shifts"]["rotate"]["levels"] == [0, 30, 60]
+    # Noise 0 on the whole split is the run's own test set (same spec, same seed): the
+    # trainer's test error, exactly.
+    trained = json.loads((run_dir / "result.json").read_text())
+    assert saved["shifts"]["noise"]["error"][0] == pytest.approx(trained["test_error"])
+    limited = robustness_sweep(run_dir, shifts={"noise": [0.0, 0.5]}, limit=8, device="cpu")
+    assert limited["shifts"]["noise"]["count"] == 8
+
+
+def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monkeypatch):
+    path = tmp_path / "rob.json"
+    robustness_sweep(run_dir, shifts={"rotate": [0, 45]}, limit=8, device="cpu", json_path=path)
+    calls = []
+    original = robustness.evaluate
+    monkeypatch.setattr(robustness, "evaluate", lambda *a, **k: calls.append(1) or original(*a, **k))
+    result = robustness_sweep(
+        run_dir, shifts={"rotate": [0, 45], "clutter": [0, 4]}, limit=8, device="cpu", json_path=path
+    )
+    assert len(calls) == 2  # only the two clutter levels
+    assert list(result["shifts"]) == ["rotate", "clutter"]
+    # Other levels are a different sweep: redone.
+    robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
+    assert len(calls) == 4
+
+
+def test_cli_writes_json_and_prints_a_table(run_dir, tmp_path, capsys):
+    out = tmp_path / "sweep.json"
+    args = ["--shift", "scale", "--levels", "0.5", "1", "1.6", "--limit", "8", "--device", "cpu"]
+    code = main(["robustness", str(run_dir), *args, "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "scale" in printed and "1.6" in printed
+    saved = json.loads(out.read_text())
+    assert list(saved["shifts"]) == ["scale"]
+    assert saved["shifts"]["scale"]["levels"] == [0.5, 1.0, 1.6]
+    assert saved["limit"] == 8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--shift", "rotate", "--shift", "noise", "--levels", "0", "1"],
+            "--levels needs exactly one --shift",
+        ),
+        (["--shift", "clutter", "--levels", "2.5"], "robustness clutter: levels are whole numbers"),
+        (["--shift", "rotate", "--levels", "ten"], "robustness rotate: level 'ten' is not a number"),
+    ],
+)
+def test_cli_errors_exit_2(run_dir, args, message, capsys):
+    assert main(["robustness", str(run_dir), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_on_a_folder_that_is_no_run(tmp_path, capsys):
+    assert main(["robustness", str(tmp_path)]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+
+
+def test_shift_replaces_only_its_field():
+    base = resolve_spec("cluttered60")
+    rotated = SHIFTS["rotate"].spec(base, 30)
+    assert rotated.rotation == (30.0, 30.0) and rotated.clutter_count == base.clutter_count
+    assert SHIFTS["clutter"].spec(base, 16).clutter_count == 16
+    assert SHIFTS["translate"].spec(base, 4).max_offset == 4

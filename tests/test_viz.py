@@ -1,0 +1,156 @@
+"""Figures: glimpse boxes are the retina's patches, the PNG grid and the GIF, where glimpses go,
+and every curve function writes a PNG without layout warnings."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ramlab.data.datasets import load_split
+from ramlab.data.loader import SceneLoader
+from ramlab.errors import RamlabError
+from ramlab.models import build_model
+from ramlab.viz import curves
+from ramlab.viz.glimpses import animate_trajectories, draw_trajectories, trajectories, where_glimpses_go
+
+TINY_RAM = {
+    "glimpses": 3,
+    "glimpse_size": 8,
+    "scales": 2,
+    "glimpse_hidden": 8,
+    "location_hidden": 4,
+    "hidden": 12,
+}
+
+
+@pytest.fixture
+def ram():
+    torch.manual_seed(0)
+    return build_model("ram", TINY_RAM, image_size=(60, 60)).eval()
+
+
+@pytest.fixture
+def scenes(fake_mnist):
+    return load_split("translated60", "test", limit=4)
+
+
+def test_drawn_boxes_are_the_patches_the_retina_reads(ram, scenes):
+    traj = trajectories(ram, scenes)
+    assert traj.locations.shape == (4, 3, 2) and traj.predictions.shape == (4, 3)
+    images = torch.from_numpy(scenes.images).float()[:, None] / 255.0  # (B, 1, H, W)
+    pyramid = ram.retina.prepare(images)
+    for t in range(3):
+        location = torch.from_numpy(traj.locations[:, t]).float()
+        seen = ram.retina.glimpse(pyramid, location).reshape(4, 2, 8, 8)  # (B, k, g, g)
+        for i in range(4):
+            x0, y0, side = traj.boxes(i, t)[0]  # the smallest scale: pixels as they are
+            padded = np.pad(images[i, 0].numpy(), 8)
+            crop = padded[y0 + 8 : y0 + 8 + side, x0 + 8 : x0 + 8 + side]
+            np.testing.assert_allclose(seen[i, 0].numpy(), crop, atol=1e-6)
+            assert traj.boxes(i, t)[1][2] == 16  # the next scale is twice as wide
+
+
+def test_png_grid_and_gif(ram, scenes, tmp_path):
+    traj = trajectories(ram, scenes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        png = draw_trajectories(traj, tmp_path / "g.png", title="tiny")
+        gif = animate_trajectories(traj, tmp_path / "g.gif", count=4)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with Image.open(gif) as image:
+        assert image.n_frames == 3  # one frame per glimpse
+        sizes = set()
+        for frame in range(image.n_frames):
+            image.seek(frame)
+            sizes.add(image.size)
+        assert len(sizes) == 1
+
+
+def test_where_glimpses_go_counts_centres_inside_the_box(ram, scenes):
+    loader = SceneLoader(scenes, batch_size=3)
+    where = where_glimpses_go(ram, loader)
+    assert where["count"] == 4
+    assert len(where["inside_bbox_percent"]) == len(where["distance_to_bbox_px"]) == 3
+    traj = trajectories(ram, scenes)
+    centres = traj.centres()  # (N, T, 2)
+    boxes = scenes.bboxes[:, None, :].astype(float)
+    inside = (
+        (centres[..., 0] >= boxes[..., 0])
+        & (centres[..., 0] <= boxes[..., 2])
+        & (centres[..., 1] >= boxes[..., 1])
+        & (centres[..., 1] <= boxes[..., 3])
+    )
+    np.testing.assert_allclose(where["inside_bbox_percent"], inside.mean(axis=0) * 100, atol=1e-6)
+
+
+def test_a_model_without_glimpses_is_refused(scenes):
+    resnet = build_model("resnet", {"widths": [4], "depths": [1], "strides": [1]}, image_size=(60, 60))
+    with pytest.raises(RamlabError, match="takes no glimpses"):
+        trajectories(resnet, scenes)
+
+
+def test_every_curve_writes_a_png_without_warnings(tmp_path):
+    styles = curves.series_styles(["a", "b"])
+    assert styles["a"]["color"] != styles["b"]["color"]
+    records = [
+        {
+            "epoch": 0.5,
+            "train/loss": 2.0,
+            "train/error": 80.0,
+            "policy/reward": 0.1,
+            "policy/location_spread": 0.3,
+        },
+        {"epoch": 1, "val/error": 60.0},
+    ]
+    sweep = {"levels": [0, 30], "error": [10.0, 20.0], "trained": [0.0, 0.0], "label": "rotation (degrees)"}
+    cost = [
+        {"model": m, "size": s, "flops": f, "latency_ms": 1.0, "peak_memory_mb": 0.5}
+        for m, s, f in (("ram", 28, 1e6), ("ram", 60, 2e6), ("resnet", 28, 3e6), ("resnet", 60, 1.3e7))
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = [
+            curves.plot_anytime(
+                {"a": [[30.0, 20.0], [32.0, 18.0]], "b": [[15.0]]}, tmp_path / "1.png", styles=styles
+            ),
+            curves.plot_training([("a", records), ("b", records[1:])], tmp_path / "2.png", styles=styles),
+            curves.plot_cost(cost, tmp_path / "3.png"),
+            curves.plot_robustness({"rotate": {"a": [sweep, sweep]}}, tmp_path / "4.png", styles=styles),
+            curves.plot_rewards(
+                {"a": [10.0, 12.0], "b": [9.0]},
+                tmp_path / "5.png",
+                val_curves={"a": [[(1, 50.0), (2, 40.0)]]},
+                inside={"a": [[10.0, 60.0]]},
+                styles=styles,
+            ),
+            curves.plot_error_vs_flops([("a", 1e6, [10.0, 12.0])], tmp_path / "6.png", styles=styles),
+        ]
+    for path in paths:
+        assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_glimpses_cli(fake_mnist, tmp_path, capsys):
+    from ramlab.cli import main
+    from ramlab.runconfig import RunConfig
+    from ramlab.trainer import Trainer
+
+    threads = torch.get_num_threads()
+    train = {"epochs": 1, "batch_size": 8, "train_limit": 8, "eval_limit": 4, "threads": 1, "progress": False}
+    for model, config in (("ram", TINY_RAM), ("resnet", {"widths": [4], "depths": [1], "strides": [1]})):
+        run = RunConfig.from_dict(
+            {"model": model, "data": "translated60", "train": train, "model_config": config}
+        )
+        Trainer(run, tmp_path / model, command="test").fit()
+    torch.set_num_threads(threads)
+
+    png, gif = tmp_path / "g.png", tmp_path / "g.gif"
+    args = ["glimpses", str(tmp_path / "ram"), "--out", str(png), "--gif", str(gif), "--count", "2"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.split() == [str(png), str(gif)]
+    assert png.read_bytes()[:4] == b"\x89PNG" and gif.read_bytes()[:4] == b"GIF8"
+    assert main(["glimpses", str(tmp_path / "resnet"), "--out", str(png)]) == 2
+    assert "takes no glimpses" in capsys.readouterr().err
