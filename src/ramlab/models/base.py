@@ -60,3 +60,18 @@ class Model(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class FeedForwardModel(Model):
+    """A one-shot classifier: subclasses implement `logits`; its anytime prediction has T = 1."""
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 1, H, W) -> logits (B, C)."""
+        raise NotImplementedError
+
+    def forward(
+        self, images: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+    ) -> ModelOutput:
+        """`sample` and `generator` are unused: nothing in a feed-forward net is random."""
+        logits = self.logits(images)  # (B, C)
+        return ModelOutput(logits=logits, step_logits=logits[:, None])

@@ -22,7 +22,7 @@ from torch import nn
 
 from ramlab.config import param
 from ramlab.errors import RamlabError
-from ramlab.models.base import Model, ModelOutput
+from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import register_model
 
 
@@ -56,12 +56,8 @@ class ConvNetConfig:
         _check_positive("convnet", self, ("filters", "kernel", "stride", "hidden"))
 
 
-def _feed_forward(logits: torch.Tensor) -> ModelOutput:
-    return ModelOutput(logits=logits, step_logits=logits[:, None])
-
-
 @register_model("fc")
-class FC(Model):
+class FC(FeedForwardModel):
     """The paper's fully connected baseline: hidden ReLU layers on the flattened image."""
 
     config_class = FCConfig
@@ -77,19 +73,13 @@ class FC(Model):
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(inputs, num_classes)
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        *,
-        sample: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> ModelOutput:
-        """images (B, 1, H, W) -> logits (B, C); `sample` and `generator` are unused."""
-        return _feed_forward(self.head(self.body(images)))  # (B, C)
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 1, H, W) -> logits (B, C)."""
+        return self.head(self.body(images))  # (B, C)
 
 
 @register_model("convnet")
-class ConvNet(Model):
+class ConvNet(FeedForwardModel):
     """The paper's small conv net: one strided convolution, one hidden layer."""
 
     config_class = ConvNetConfig
@@ -107,14 +97,8 @@ class ConvNet(Model):
         self.hidden = nn.Linear(config.filters * rows * cols, config.hidden)
         self.head = nn.Linear(config.hidden, num_classes)
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        *,
-        sample: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> ModelOutput:
-        """images (B, 1, H, W) -> logits (B, C); `sample` and `generator` are unused."""
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 1, H, W) -> logits (B, C)."""
         features = torch.relu(self.conv(images))  # (B, F, rows, cols)
         hidden = torch.relu(self.hidden(features.flatten(1)))  # (B, hidden)
-        return _feed_forward(self.head(hidden))
+        return self.head(hidden)  # (B, C)

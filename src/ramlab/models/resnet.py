@@ -25,7 +25,7 @@ from torch import nn
 
 from ramlab.config import param
 from ramlab.errors import RamlabError
-from ramlab.models.base import Model, ModelOutput
+from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import register_model
 
 
@@ -94,7 +94,7 @@ class BasicBlock(nn.Module):
 
 
 @register_model("resnet")
-class ResNet(Model):
+class ResNet(FeedForwardModel):
     """Low-parameter ResNet of basic blocks with BatchNorm and global average pooling."""
 
     config_class = ResNetConfig
@@ -130,13 +130,6 @@ class ResNet(Model):
         """features (B, widths[-1]) -> logits (B, C)."""
         return self.head(features)
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        *,
-        sample: bool = False,
-        generator: torch.Generator | None = None,
-    ) -> ModelOutput:
-        """images (B, 1, H, W) -> logits (B, C); `sample` and `generator` are unused."""
-        logits = self.forward_head(self.forward_features(images))
-        return ModelOutput(logits=logits, step_logits=logits[:, None])
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 1, H, W) -> logits (B, C)."""
+        return self.forward_head(self.forward_features(images))
