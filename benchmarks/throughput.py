@@ -78,6 +78,38 @@ def measure(model, images, labels, bboxes, *, seconds: float) -> tuple[float, fl
     return train, infer
 
 
+def profile_matmuls(model, images, labels, bboxes, *, steps: int = 10) -> None:
+    """Milliseconds per step in matrix products (mm, addmm) against the whole step."""
+    from torch.profiler import profile
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+
+    def train_step() -> None:
+        loss = model.objective(model(images, sample=True), labels, bboxes).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer_step() -> None:
+        with torch.no_grad():
+            model(images)
+
+    for name, step in (("train", train_step), ("inference", infer_step)):
+        for _ in range(3):
+            step()
+        with profile() as prof:
+            for _ in range(steps):
+                step()
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events) / steps / 1000
+        matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm"))
+        matmul = matmul / steps / 1000
+        print(
+            f"{name:9s} step: {total:6.2f} ms profiled, of which matrix products {matmul:6.2f} ms "
+            f"(a bound of {len(images) / matmul * 1000:,.0f} samples/s from them alone)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -85,6 +117,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="timing window per measurement")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-naive", action="store_true", help="skip the per-sample retina")
+    parser.add_argument(
+        "--profile", action="store_true", help="also print where a step's time goes (torch.profiler)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -114,6 +149,8 @@ def main() -> None:
         print(f"per-sample retina  train {n_train:9,.0f} samples/s   inference {n_infer:9,.0f} samples/s")
         print(f"ratio (ramlab / per-sample): train {train / n_train:.1f}x, inference {infer / n_infer:.1f}x")
     print(f"peak resident memory of this process: {peak_mib:,.0f} MiB")
+    if args.profile:
+        profile_matmuls(model, images, labels, bboxes)
 
 
 if __name__ == "__main__":
