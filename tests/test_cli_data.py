@@ -58,3 +58,10 @@ def test_unknown_dataset_exits_2_and_lists_valid_names(action, fake_mnist, capsy
     assert "Traceback" not in err
     assert not out.exists()
     assert not (datasets.ramlab_home() / "scenes").exists()
+
+
+def test_show_refuses_a_count_below_one(fake_mnist, tmp_path, capsys) -> None:
+    out = tmp_path / "grid.png"
+    assert main(["data", "show", "translated60", "--out", str(out), "--count", "0"]) == 2
+    assert "--count must be at least 1" in capsys.readouterr().err
+    assert not out.exists()

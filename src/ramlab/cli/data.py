@@ -6,6 +6,7 @@ import argparse
 
 from ramlab.data.datasets import DATASETS, SPLITS, build_dataset, load_split
 from ramlab.data.mnist import fetch
+from ramlab.errors import RamlabError
 from ramlab.viz.scenes import draw_scenes
 
 
@@ -49,6 +50,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise RamlabError(f"--count must be at least 1, got {args.count}")
     scenes = load_split(args.name, args.split, seed=args.seed)
     out = draw_scenes(scenes, args.out, count=args.count, title=f"{args.name} ({args.split})")
     print(out)
