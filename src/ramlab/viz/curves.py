@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ramlab.viz.style import PALETTE, plt
+from ramlab.viz.style import PALETTE, plt, save_figure
 
 LINE_STYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
@@ -52,12 +52,12 @@ def _mean_std(rows: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
     return array.mean(axis=0), std
 
 
-def _save(fig, out: str | Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+def _mean_band(ax, x, rows: Sequence[Sequence[float]], style: Style, label: str, *, ms: int = 4) -> None:
+    """The mean of `rows` against `x`, with a ±1 std band when there are several rows."""
+    mean, std = _mean_std(rows)
+    ax.plot(x, mean, color=style["color"], ls=style["linestyle"], marker=style["marker"], ms=ms, label=label)
+    if len(rows) > 1:
+        ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
 
 
 def _legend(ax, **kwargs) -> None:
@@ -82,30 +82,18 @@ def plot_anytime(
         if not rows:
             continue
         style = _style(styles, label, i)
-        mean, std = _mean_std(rows)
         n = f" (n={len(rows)})" if len(rows) > 1 else ""
-        if len(mean) == 1:
-            ax.axhline(mean[0], color=style["color"], ls="--", lw=1.2, label=f"{label}{n}")
+        if len(rows[0]) == 1:  # a one-shot model: one error whatever the glimpse count
+            ax.axhline(_mean_std(rows)[0][0], color=style["color"], ls="--", lw=1.2, label=f"{label}{n}")
             continue
-        steps = np.arange(1, len(mean) + 1)
-        ax.plot(
-            steps,
-            mean,
-            color=style["color"],
-            ls=style["linestyle"],
-            marker=style["marker"],
-            ms=4,
-            label=f"{label}{n}",
-        )
-        if len(rows) > 1:
-            ax.fill_between(steps, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
+        _mean_band(ax, np.arange(1, len(rows[0]) + 1), rows, style, f"{label}{n}")
     ax.set_xlabel("glimpses taken")
     ax.set_ylabel("test error (%)")
     ax.set_xticks(range(1, longest + 1))
     ax.set_ylim(bottom=0)
     ax.set_title(title or "Anytime prediction: error after each glimpse", fontsize=10)
     _legend(ax)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 TRAINING_PANELS = (  # (metric, y label with unit, panel title)
@@ -173,7 +161,7 @@ def plot_training(
     _legend(axes[0, 0])
     fig.suptitle(title or "Training curves", fontsize=11)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 COST_PANELS = (
@@ -222,7 +210,7 @@ def plot_cost(
     _legend(axes[0, 0])
     fig.suptitle(title or "Inference cost against image size (log–log)", fontsize=11)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _positive(value: Any) -> bool:
@@ -251,19 +239,8 @@ def plot_robustness(
             entries = [e for e in entries if e["levels"] == entries[0]["levels"]]
             style = _style(styles, label, i)
             levels = np.asarray(entries[0]["levels"], dtype=float)
-            mean, std = _mean_std([e["error"] for e in entries])
             n = f" (n={len(entries)})" if len(entries) > 1 else ""
-            ax.plot(
-                levels,
-                mean,
-                color=style["color"],
-                ls=style["linestyle"],
-                marker=style["marker"],
-                ms=4,
-                label=f"{label}{n}",
-            )
-            if len(entries) > 1:
-                ax.fill_between(levels, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
+            _mean_band(ax, levels, [e["error"] for e in entries], style, f"{label}{n}")
             trained = entries[0].get("trained")
             if not trained_marked and trained is not None:
                 if isinstance(trained, list) and trained[0] != trained[1]:
@@ -284,7 +261,7 @@ def plot_robustness(
         fontsize=11,
     )
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_rewards(
@@ -340,18 +317,7 @@ def plot_rewards(
             if not length:
                 continue
             epochs = [epoch for epoch, _ in runs[0][:length]]
-            mean, std = _mean_std([[err for _, err in run[:length]] for run in runs])
-            ax.plot(
-                epochs,
-                mean,
-                color=style["color"],
-                ls=style["linestyle"],
-                marker=style["marker"],
-                ms=3,
-                label=label,
-            )
-            if len(runs) > 1:
-                ax.fill_between(epochs, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
+            _mean_band(ax, epochs, [[err for _, err in run[:length]] for run in runs], style, label, ms=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation error (%)")
         ax.set_title("learning speed", fontsize=9)
@@ -382,7 +348,7 @@ def plot_rewards(
     for ax in axes[column:]:
         ax.axis("off")
     fig.suptitle(title or "Reward structures", fontsize=11)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_error_vs_flops(
@@ -407,7 +373,7 @@ def plot_error_vs_flops(
     ax.set_ylim(bottom=0)
     ax.set_title(title or "Error against compute", fontsize=10)
     _legend(ax, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside: points may be anywhere
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 __all__ = [

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ramlab.errors import RamlabError
-from ramlab.viz.style import PALETTE, plt
+from ramlab.viz.style import PALETTE, plt, save_figure
 
 PATH_COLOUR, BOX_COLOUR, BBOX_COLOUR = PALETTE[0], PALETTE[3], PALETTE[2]
 SCALE_STYLES = ("-", "--", ":", (0, (1, 3)))
@@ -172,7 +172,7 @@ def draw_trajectories(traj: Trajectories, out: str | Path, *, title: str = "") -
     if title:
         fig.suptitle(title, fontsize=10)
     _legend(fig, traj, ncol=min(cols, 3 + traj.scales))
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _legend(fig, traj: Trajectories, *, ncol: int, anchor=(0.5, 0.04), loc: str = "upper center") -> None:
@@ -228,14 +228,6 @@ def animate_trajectories(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(out, save_all=True, append_images=frames[1:], duration=durations, loop=0)
-    return out
-
-
-def _save(fig, out: str | Path) -> Path:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
     return out
 
 

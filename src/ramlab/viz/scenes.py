@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from ramlab.data.scenes import Scenes
-from ramlab.viz.style import PALETTE, plt
+from ramlab.viz.style import PALETTE, plt, save_figure
 
 
 def draw_scenes(scenes: Scenes, out: str | Path, *, count: int = 16, title: str = "") -> Path:
@@ -28,8 +28,4 @@ def draw_scenes(scenes: Scenes, out: str | Path, *, count: int = 16, title: str 
         ax.set_title(f"label {int(scenes.labels[i])}", fontsize=9)
     if title:
         fig.suptitle(title)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)

@@ -1,5 +1,7 @@
 """Shared figure style: Agg backend, a colour-blind-safe palette (Okabe–Ito), print-size fonts."""
 
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -19,4 +21,14 @@ plt.rcParams.update(
     }
 )
 
-__all__ = ["PALETTE", "plt"]
+
+def save_figure(fig, out) -> Path:
+    """Save `fig` to `out` (folders created) and close it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+__all__ = ["PALETTE", "plt", "save_figure"]
