@@ -93,6 +93,8 @@ class Rollout:
 
 @register_model("ram")
 class RAM(Model):
+    """The Recurrent Attention Model: glimpses, a recurrent core and a location policy."""
+
     config_class = RAMConfig
 
     def __init__(self, *, config: RAMConfig, image_size: tuple[int, int], num_classes: int = 10) -> None:
