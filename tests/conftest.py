@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ramlab.data import datasets, mnist
 from ramlab.data.mnist import Mnist
@@ -117,3 +118,15 @@ def fake_mnist(monkeypatch) -> Mnist:
     monkeypatch.setattr(datasets, "_mnist", digits)
     monkeypatch.setattr(datasets, "TRAIN_SIZE", FAKE_TRAIN_SIZE)
     return digits
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test, restored after it (the trainer sets its own count).
+
+    The tests' tensors are tiny: threads gain nothing, and on a busy 2-core machine they
+    cost several times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -6,7 +6,6 @@ import dataclasses
 import json
 
 import pytest
-import torch
 import yaml
 
 from ramlab.cli import main
@@ -28,14 +27,6 @@ TINY = [
     "--threads", "1",
     "--progress", "false",
 ]  # fmt: skip
-
-
-@pytest.fixture(autouse=True)
-def restore_threads():
-    """Training sets torch's thread count for the process; give it back after each test."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:

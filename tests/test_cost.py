@@ -22,15 +22,6 @@ from ramlab.models.ram import RAMConfig
 QUICK = {"batch": 2, "repeats": 1}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine they cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def by_size(rows):
     return {row["size"]: row for row in rows}
 

@@ -23,15 +23,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy 2-core machine they cost a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_model(name: str, size: tuple[int, int], *, seed: int = 0) -> Model:
     torch.manual_seed(seed)
     return build_model(name, image_size=size, num_classes=CLASSES)

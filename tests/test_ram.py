@@ -25,15 +25,6 @@ SMALL = RAMConfig(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors run several times faster on one thread, above all on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_ram(**changes) -> RAM:
     torch.manual_seed(0)
     return RAM(config=dataclasses.replace(SMALL, **changes), image_size=IMAGE_SIZE, num_classes=10)

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from ramlab import robustness
 from ramlab.cli import main
@@ -25,10 +24,8 @@ TINY_RAM = RAMConfig(glimpses=2, glimpse_size=8, scales=2, glimpse_hidden=8, loc
 def fresh_scene_memo():
     """The sweep keeps shifted scenes in memory; each test starts from its own digits."""
     robustness._SCENES.clear()
-    threads = torch.get_num_threads()
     yield
     robustness._SCENES.clear()
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

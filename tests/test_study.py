@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from ramlab import robustness, study
@@ -38,10 +37,8 @@ TINY_TRAIN = {
 
 @pytest.fixture(autouse=True)
 def restore_state():
-    threads = torch.get_num_threads()
     robustness._SCENES.clear()
     yield
-    torch.set_num_threads(threads)
     robustness._SCENES.clear()
 
 

@@ -68,14 +68,6 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
         assert torch.equal(a[name], b[name]), name
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    """The trainer sets torch's thread count for the process; give it back after each test."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 class ObjectiveHook:
     """Wraps RAM.objective to act at training step `at` (1-based): interrupt or give NaN."""
 

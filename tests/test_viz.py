@@ -138,14 +138,12 @@ def test_glimpses_cli(fake_mnist, tmp_path, capsys):
     from ramlab.runconfig import RunConfig
     from ramlab.trainer import Trainer
 
-    threads = torch.get_num_threads()
     train = {"epochs": 1, "batch_size": 8, "train_limit": 8, "eval_limit": 4, "threads": 1, "progress": False}
     for model, config in (("ram", TINY_RAM), ("resnet", {"widths": [4], "depths": [1], "strides": [1]})):
         run = RunConfig.from_dict(
             {"model": model, "data": "translated60", "train": train, "model_config": config}
         )
         Trainer(run, tmp_path / model, command="test").fit()
-    torch.set_num_threads(threads)
 
     png, gif = tmp_path / "g.png", tmp_path / "g.gif"
     args = ["glimpses", str(tmp_path / "ram"), "--out", str(png), "--gif", str(gif), "--count", "2"]

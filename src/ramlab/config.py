@@ -136,6 +136,16 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(obj).items()}
 
 
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys; lists become tuples (hashable, comparable)."""
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): tuple(data) if isinstance(data, list) else data}
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -163,6 +173,7 @@ __all__ = [
     "choice",
     "dataclass",
     "field_names",
+    "flatten",
     "from_dict",
     "load_yaml",
     "param",

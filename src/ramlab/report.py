@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from ramlab.config import flatten
 from ramlab.errors import RamlabError
 from ramlab.files import atomic_write
 
@@ -138,22 +139,13 @@ def find_runs(root: Path) -> list[Run]:
     return runs
 
 
-def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): tuple(data) if isinstance(data, list) else data}
-
-
 def _label(runs: list[Run]) -> None:
     """Label each run by its model and the config fields that set it apart on its dataset."""
     groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
         groups.setdefault((run.data, run.model), []).append(run)
     for (_, model), members in groups.items():
-        flats = [{k: v for k, v in _flat(r.config).items() if k not in NOT_EXPERIMENT} for r in members]
+        flats = [{k: v for k, v in flatten(r.config).items() if k not in NOT_EXPERIMENT} for r in members]
         keys = sorted({k for f in flats for k in f if len({repr(g.get(k)) for g in flats}) > 1})
         for run, flat in zip(members, flats, strict=True):
             parts = [f"{k.split('.')[-1]}={_value(flat.get(k))}" for k in keys]

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ramlab.config import load_yaml, save_yaml
+from ramlab.config import flatten, load_yaml, save_yaml
 from ramlab.data import datasets
 from ramlab.errors import RamlabError
 from ramlab.files import write_json
@@ -431,17 +431,8 @@ class Job:
         return f"{self.kind} {self.run}" if self.run else self.kind
 
 
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict):
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): data}
-
-
 def config_difference(old: dict, new: dict) -> str:
-    a, b = _flatten(old), _flatten(new)
+    a, b = flatten(old), flatten(new)
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:6]) or "none"
 
