@@ -6,6 +6,7 @@ import dataclasses
 import json
 
 import pytest
+import tiny
 import yaml
 
 from ramlab.cli import main
@@ -96,12 +97,8 @@ def test_yaml_config_with_cli_overrides(fake_mnist, tmp_path, capsys) -> None:
                     "progress": False,
                 },
                 "model_config": {
+                    **tiny.TINY_RAM,
                     "glimpses": 3,
-                    "glimpse_size": 8,
-                    "scales": 2,
-                    "glimpse_hidden": 8,
-                    "location_hidden": 4,
-                    "hidden": 12,
                     "core": "lstm",
                     "reward": "infogain",
                 },

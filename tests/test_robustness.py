@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import tiny
 
 from ramlab import robustness
 from ramlab.cli import main
@@ -17,7 +18,7 @@ from ramlab.robustness import SHIFTS, read_robustness, resolve_levels, robustnes
 from ramlab.runconfig import RunConfig, TrainConfig
 from ramlab.trainer import Trainer
 
-TINY_RAM = RAMConfig(glimpses=2, glimpse_size=8, scales=2, glimpse_hidden=8, location_hidden=4, hidden=12)
+TINY_RAM = RAMConfig(**tiny.TINY_RAM, glimpses=2)
 
 
 @pytest.fixture(autouse=True)

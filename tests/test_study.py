@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import tiny
 import yaml
 
 from ramlab import robustness, study
@@ -16,14 +17,7 @@ from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
 from ramlab.study import Study, load_preset, preset_path
 
-TINY_RAM = {
-    "glimpses": 2,
-    "glimpse_size": 8,
-    "scales": 2,
-    "glimpse_hidden": 8,
-    "location_hidden": 4,
-    "hidden": 12,
-}
+TINY_RAM = {**tiny.TINY_RAM, "glimpses": 2}
 TINY_TRAIN = {
     "epochs": 2,
     "batch_size": 8,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import tiny
 import torch
 
 from ramlab.checkpoint import load_checkpoint
@@ -17,15 +18,7 @@ from ramlab.models.ram import RAM, RAMConfig
 from ramlab.runconfig import RunConfig, TrainConfig
 from ramlab.trainer import Trainer
 
-TINY_RAM = RAMConfig(
-    glimpses=2,
-    glimpse_size=8,
-    scales=2,
-    glimpse_hidden=8,
-    location_hidden=4,
-    hidden=12,
-    reward="sparse+infogain",
-)
+TINY_RAM = RAMConfig(**tiny.TINY_RAM, glimpses=2, reward="sparse+infogain")
 
 
 def tiny_config(**train) -> RunConfig:

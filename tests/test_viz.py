@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+import tiny
 import torch
 from PIL import Image
 
@@ -17,14 +18,7 @@ from ramlab.models import build_model
 from ramlab.viz import curves
 from ramlab.viz.glimpses import animate_trajectories, draw_trajectories, trajectories, where_glimpses_go
 
-TINY_RAM = {
-    "glimpses": 3,
-    "glimpse_size": 8,
-    "scales": 2,
-    "glimpse_hidden": 8,
-    "location_hidden": 4,
-    "hidden": 12,
-}
+TINY_RAM = {**tiny.TINY_RAM, "glimpses": 3}
 
 
 @pytest.fixture
