@@ -11,7 +11,7 @@ import torch
 from ramlab.errors import RamlabError
 from ramlab.files import atomic_write
 
-FORMAT = 1
+FORMAT = 2  # 2: the RAM's glimpse network and core keep W_hg/W_hl and W_g/W_h as separate layers
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -31,6 +31,12 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             "it is damaged or not a ramlab checkpoint. Fix: delete it and rerun (training resumes "
             "from the other checkpoint, or starts again)"
         ) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise RamlabError(f"{path}: not a ramlab checkpoint of format {FORMAT}")
+    if not isinstance(state, dict) or "format" not in state:
+        raise RamlabError(f"{path}: not a ramlab checkpoint")
+    if state["format"] != FORMAT:
+        raise RamlabError(
+            f"{path}: checkpoint format {state['format']}, this ramlab reads format {FORMAT} "
+            "(the model's layers changed). Fix: retrain the run, or evaluate it with the ramlab "
+            "version that wrote it"
+        )
     return state

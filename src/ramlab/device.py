@@ -1,6 +1,11 @@
-"""Device and thread selection (`--device auto` uses CUDA when present)."""
+"""Device and thread selection (`--device auto` uses CUDA when present), and the CPU
+memory allocator."""
 
 from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
 
 import torch
 
@@ -19,3 +24,21 @@ def resolve_device(name: str) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise RamlabError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+
+
+def reuse_freed_memory() -> bool:
+    """Make glibc's malloc keep freed blocks of up to 32 MiB for reuse.
+
+    By default glibc returns big blocks to the system on free and maps fresh pages on the
+    next allocation, so every batch pays page faults on its activations: the RAM trained
+    about 1.2-1.4x slower so (benchmarks/throughput.py). Returns whether it applied (only on
+    glibc; elsewhere the allocator is left alone).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):  # no libc found, or not glibc (musl has no mallopt)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))

@@ -34,7 +34,7 @@ class Evaluation:
         }
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(model: Model, loader: SceneLoader, *, sample: bool = False, seed: int = EVAL_SEED) -> Evaluation:
     was_training = model.training
     model.eval()

@@ -12,6 +12,7 @@ import pkgutil
 import sys
 
 from ramlab import __version__
+from ramlab.device import reuse_freed_memory
 from ramlab.errors import RamlabError
 
 
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    reuse_freed_memory()
     try:
         return int(args.handler(args) or 0)
     except RamlabError as exc:

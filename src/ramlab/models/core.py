@@ -1,8 +1,9 @@
 """The core network: the recurrent state that integrates glimpses.
 
-    rnn:  h_t = relu(W_h h_{t-1} + W_g g_t)          (the paper's)
+    rnn:  h_t = relu(W_g g_t + W_h h_{t-1} + b)          (the paper's)
     lstm: (h_t, c_t) = LSTMCell(g_t, (h_{t-1}, c_{t-1}))
 The state is a tuple so that both cores share one interface; `hidden(state)` is h_t.
+The state before the first glimpse is None (all zeros), so the first step skips W_h h_{-1}.
 """
 
 from __future__ import annotations
@@ -10,23 +11,26 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ramlab.models.layers import init_as_one_layer, linear_sum
+
 CORES = ("rnn", "lstm")
+
+State = tuple[torch.Tensor, ...] | None
 
 
 class RNNCore(nn.Module):
-    """`W_g` and `W_h` are stored side by side as one linear layer on [g_t, h_{t-1}]."""
-
     def __init__(self, *, input_dim: int, hidden: int) -> None:
         super().__init__()
         self.hidden_size = hidden
-        self.linear = nn.Linear(input_dim + hidden, hidden)  # [W_g W_h]
+        self.input = nn.Linear(input_dim, hidden)  # W_g, with the bias b
+        self.recurrent = nn.Linear(hidden, hidden, bias=False)  # W_h
+        init_as_one_layer(self.input, self.recurrent)
 
-    def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        return (torch.zeros(batch, self.hidden_size, device=device),)
-
-    def forward(self, g: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        (h,) = state
-        return (torch.relu(self.linear(torch.cat([g, h], dim=1))),)
+    def forward(self, g: torch.Tensor, state: State) -> tuple[torch.Tensor, ...]:
+        """g (B, input_dim), state (h_{t-1},) or None -> (h_t,)."""
+        if state is None:
+            return (self.input(g).relu_(),)
+        return (linear_sum(self.input, g, self.recurrent, state[0]).relu_(),)
 
     @staticmethod
     def hidden(state: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -39,11 +43,7 @@ class LSTMCore(nn.Module):
         self.hidden_size = hidden
         self.cell = nn.LSTMCell(input_dim, hidden)
 
-    def initial_state(self, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
-        zeros = torch.zeros(batch, self.hidden_size, device=device)
-        return (zeros, zeros)
-
-    def forward(self, g: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    def forward(self, g: torch.Tensor, state: State) -> tuple[torch.Tensor, ...]:
         return self.cell(g, state)
 
     @staticmethod

@@ -138,8 +138,9 @@ class RAM(Model):
         location = self.first_location(batch, device, generator)
         # All steps' noise in one call; the actions are scored after the loop, all at once.
         noise = torch.randn(batch, steps - 1, 2, generator=generator, device=device) if sample else None
-        state = self.core.initial_state(batch, device)
-        hiddens, locations, actions, means, log_stds = [self.core.hidden(state)], [location], [], [], []
+        state = None  # all zeros before the first glimpse
+        hiddens = [images.new_zeros(batch, self.config.hidden)]
+        locations, actions, means, log_stds = [location], [], [], []
         for t in range(steps):
             g = self.glimpse(self.retina.glimpse(pyramid, location), location)
             state = self.core(g, state)

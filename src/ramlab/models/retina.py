@@ -34,7 +34,8 @@ class Pyramid:
 
 
 class Retina:
-    """Extracts glimpses; holds no parameters (the sensor is not learned)."""
+    """Extracts glimpses; holds no parameters (the sensor is not learned). Its ops are
+    differentiable in the images, though nothing in the RAM asks for that gradient."""
 
     def __init__(self, *, glimpse_size: int, scales: int, image_size: tuple[int, int]) -> None:
         if glimpse_size < 1 or scales < 1:
@@ -53,10 +54,13 @@ class Retina:
             "steps": steps.float(),  # (k, g)
             "low": -q[:, None].float(),  # (k, 1)
             "high": torch.tensor([float(w), float(h)])[:, None, None],  # (2, 1, 1) as (x, y)
-            "row_stride": cols[:, None],  # (k, 1)
-            "base": (base + q * cols + q)[:, None],  # (k, 1): flat index of (0, 0)
+            "row_stride": cols[:, None].float(),  # (k, 1)
+            "base": (base + q * cols + q)[:, None].float(),  # (k, 1): flat index of (0, 0)
         }
         self.buffer_size = int((rows * cols).sum())
+        # The index arithmetic runs in floating point; float32 holds integers exactly to 2^24.
+        exact = torch.float32 if self.buffer_size < 2**24 else torch.float64
+        self._consts = {k: v.to(exact) for k, v in self._consts.items()}
         self._cache: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     @property
@@ -68,7 +72,6 @@ class Retina:
             self._cache[device] = {k: v.to(device) for k, v in self._consts.items()}
         return self._cache[device]
 
-    @torch.no_grad()
     def prepare(self, images: torch.Tensor) -> Pyramid:
         """images (B, 1, H, W) -> the block-mean tables (channel 0: scenes are grey)."""
         b, _, h, w = images.shape
@@ -86,15 +89,14 @@ class Retina:
         flat = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         return Pyramid(flat=flat, height=h, width=w)
 
-    @torch.no_grad()
     def glimpse(self, pyramid: Pyramid, location: torch.Tensor) -> torch.Tensor:
         """location (B, 2) as (x, y) -> glimpse (B, k·g·g), scale-major, row-major."""
         c = self._constants(location.device)
         b = len(location)
-        centre = (location + 1.0) * c["half_size"]  # (B, 2) in pixels
+        centre = torch.addcmul(c["half_size"], location, c["half_size"])  # (B, 2) pixels: (l + 1) W / 2
         corner = torch.floor(centre[:, :, None] - c["corner_shift"])  # (B, 2, k) patch corner per scale
         # Block starts along x and y, clamped so that blocks past an edge read a zero block.
-        starts = (corner[..., None] + c["steps"]).clamp_(min=c["low"], max=c["high"]).long()  # (B, 2, k, g)
-        rows = starts[:, 1] * c["row_stride"] + c["base"]  # (B, k, g)
-        index = rows[:, :, :, None] + starts[:, 0, :, None, :]  # (B, k, g, g)
-        return torch.gather(pyramid.flat, 1, index.reshape(b, -1))
+        starts = torch.add(corner[..., None], c["steps"]).clamp_(min=c["low"], max=c["high"])  # (B, 2, k, g)
+        rows = torch.addcmul(c["base"], starts[:, 1], c["row_stride"])  # (B, k, g) flat row starts
+        index = torch.add(rows[:, :, :, None], starts[:, 0, :, None, :]).long()  # (B, k, g, g)
+        return torch.gather(pyramid.flat, 1, index.view(b, -1))

@@ -1,0 +1,35 @@
+"""Device names and the CPU allocator setting."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+import torch
+
+from ramlab.device import resolve_device, reuse_freed_memory
+from ramlab.errors import RamlabError
+
+
+def test_cpu_and_auto_resolve_to_a_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+
+
+def test_a_wrong_device_lists_the_valid_ones() -> None:
+    with pytest.raises(RamlabError, match="valid: auto, cpu, cuda, cuda:N"):
+        resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is missing")
+def test_cuda_without_cuda_says_what_to_use() -> None:
+    with pytest.raises(RamlabError, match="--device cpu"):
+        resolve_device("cuda")
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_the_allocator_setting_applies_on_glibc() -> None:
+    assert reuse_freed_memory() is True
+    # Allocation still works and memory is still zeroed where asked.
+    assert torch.zeros(1 << 22).abs().sum().item() == 0.0
