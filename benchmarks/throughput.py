@@ -1,8 +1,12 @@
 """RAM throughput on translated60: training and deterministic inference samples/s.
 
 The paper's 60×60 set-up: 6 glimpses of 12×12 at 3 scales, batch 128, 2 CPU threads by
-default. In the same process it times the same model with a per-sample-loop retina (the
-usual way public implementations extract glimpses) and prints the ratios. Prints, never
+default. In the same process it also times
+- the step's matrix products alone (recorded from one step, replayed on operands of the
+  same sizes and strides): the bound the model's own arithmetic sets on this machine;
+- the same model with a per-sample-loop retina (the usual way public implementations
+  extract glimpses), and prints the ratios.
+Each line is the median of 5 timing windows (their range in brackets). Prints, never
 asserts: machines are noisy.
 
     python benchmarks/throughput.py [--threads 2] [--batch 128] [--seconds 5] [--device auto]
@@ -12,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import resource
+import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from ramlab.device import resolve_device
+from ramlab.device import resolve_device, reuse_freed_memory
 from ramlab.models import build_model
 from ramlab.models.retina import Pyramid, Retina
 
@@ -46,81 +52,98 @@ class PerSampleRetina(Retina):
         return torch.stack(out)
 
 
-def samples_per_second(step, batch: int, seconds: float) -> float:
-    for _ in range(3):
-        step()  # warm-up
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
+class MatmulRecorder(TorchDispatchMode):
+    """Records the matrix products (linear, mm, addmm) an operation runs, with their
+    operands' sizes and strides, so that they can be replayed alone."""
+
+    OPS = (
+        torch.ops.aten.linear.default,  # kept whole in inference mode
+        torch.ops.aten.mm.default,
+        torch.ops.aten.addmm.default,
+        torch.ops.aten.addmm_.default,
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in self.OPS:
+            self.calls.append(
+                (func, [(a.size(), a.stride()) if isinstance(a, torch.Tensor) else a for a in args])
+            )
+        return func(*args, **(kwargs or {}))
+
+
+def matmul_replay(step, device: torch.device):
+    """A function running only the matrix products of one `step`, on operands of the same
+    sizes and strides: the time the step would take if everything else were free."""
+    with MatmulRecorder() as recorder:
         step()
-        count += 1
-    return count * batch / (time.perf_counter() - start)
+
+    def operand(spec):
+        if isinstance(spec, tuple):  # (size, stride) of a tensor
+            return torch.empty_strided(*spec, device=device).normal_()
+        return spec
+
+    calls = [(func, [operand(spec) for spec in specs]) for func, specs in recorder.calls]
+
+    def replay() -> None:
+        for func, args in calls:
+            func(*args)
+
+    return replay, len(calls)
 
 
-def measure(model, images, labels, bboxes, *, seconds: float) -> tuple[float, float]:
+def windows(step, *, batch: int, seconds: float, count: int = 5) -> list[float]:
+    """samples/s in `count` windows of seconds/count each, after a warm-up."""
+    for _ in range(3):
+        step()
+    rates = []
+    for _ in range(count):
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / count:
+            step()
+            steps += 1
+        rates.append(steps * batch / (time.perf_counter() - start))
+    return rates
+
+
+def steps_of(model, images, labels, bboxes):
+    """The two timed steps: a training step (sampled rollout, hybrid loss, backward, Adam)
+    and a deterministic inference step."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     generator = torch.Generator(device=images.device).manual_seed(0)
 
     def train_step() -> None:
+        model.train()
         out = model(images, sample=True, generator=generator)
         loss = model.objective(out, labels, bboxes).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def infer_step() -> None:
+        model.eval()
         model(images, sample=False, generator=generator)
 
-    model.train()
-    train = samples_per_second(train_step, len(images), seconds)
-    model.eval()
-    infer = samples_per_second(infer_step, len(images), seconds)
-    return train, infer
+    return {"train": train_step, "inference": infer_step}
 
 
-def profile_matmuls(model, images, labels, bboxes, *, steps: int = 10) -> None:
-    """Milliseconds per step in matrix products (mm, addmm) against the whole step."""
-    from torch.profiler import profile
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
-
-    def train_step() -> None:
-        loss = model.objective(model(images, sample=True), labels, bboxes).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def infer_step() -> None:
-        with torch.no_grad():
-            model(images)
-
-    for name, step in (("train", train_step), ("inference", infer_step)):
-        for _ in range(3):
-            step()
-        with profile() as prof:
-            for _ in range(steps):
-                step()
-        events = prof.key_averages()
-        total = sum(e.self_cpu_time_total for e in events) / steps / 1000
-        matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm"))
-        matmul = matmul / steps / 1000
-        print(
-            f"{name:9s} step: {total:6.2f} ms profiled, of which matrix products {matmul:6.2f} ms "
-            f"(a bound of {len(images) / matmul * 1000:,.0f} samples/s from them alone)"
-        )
+def summary(rates: list[float]) -> str:
+    return f"{statistics.median(rates):9,.0f} samples/s (windows {min(rates):,.0f}-{max(rates):,.0f})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--seconds", type=float, default=5.0, help="timing window per measurement")
+    parser.add_argument("--seconds", type=float, default=5.0, help="time per measured line")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-naive", action="store_true", help="skip the per-sample retina")
-    parser.add_argument(
-        "--profile", action="store_true", help="also print where a step's time goes (torch.profiler)"
-    )
     args = parser.parse_args()
+    reuse_freed_memory()  # as the ramlab command does
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -138,19 +161,29 @@ def main() -> None:
         f"device {device}, {torch.get_num_threads()} threads, batch {args.batch}, torch {torch.__version__}"
     )
     print(f"model: RAM, {model.num_parameters():,} parameters, {config}")
-    train, infer = measure(model, images, labels, bboxes, seconds=args.seconds)
+    print(f"median of 5 timing windows over {args.seconds:g} s per line (range in brackets)")
+    steps = steps_of(model, images, labels, bboxes)
+    rates = {name: windows(step, batch=args.batch, seconds=args.seconds) for name, step in steps.items()}
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"ramlab retina      train {train:9,.0f} samples/s   inference {infer:9,.0f} samples/s")
+    for name, r in rates.items():
+        print(f"ramlab            {name:9s} {summary(r)}")
+    for name, step in steps.items():
+        replay, calls = matmul_replay(step, device)
+        bound = windows(replay, batch=args.batch, seconds=args.seconds)
+        share = statistics.median(rates[name]) / statistics.median(bound)
+        print(
+            f"its {calls:3d} matrix products alone {summary(bound)}: the step runs at "
+            f"{share:.0%} of that bound"
+        )
     if not args.skip_naive:
         naive = build_model("ram", config, image_size=size).to(device)
         naive.load_state_dict(model.state_dict())
         naive.retina = PerSampleRetina(glimpse_size=12, scales=3, image_size=size)
-        n_train, n_infer = measure(naive, images, labels, bboxes, seconds=args.seconds)
-        print(f"per-sample retina  train {n_train:9,.0f} samples/s   inference {n_infer:9,.0f} samples/s")
-        print(f"ratio (ramlab / per-sample): train {train / n_train:.1f}x, inference {infer / n_infer:.1f}x")
-    print(f"peak resident memory of this process: {peak_mib:,.0f} MiB")
-    if args.profile:
-        profile_matmuls(model, images, labels, bboxes)
+        for name, step in steps_of(naive, images, labels, bboxes).items():
+            r = windows(step, batch=args.batch, seconds=args.seconds)
+            ratio = statistics.median(rates[name]) / statistics.median(r)
+            print(f"per-sample retina {name:9s} {summary(r)}: ramlab is {ratio:.1f}x faster")
+    print(f"peak resident memory of this process (before the per-sample runs): {peak_mib:,.0f} MiB")
 
 
 if __name__ == "__main__":
