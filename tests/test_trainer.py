@@ -210,7 +210,7 @@ def test_corrupt_checkpoint_is_named(fake_mnist, tmp_path) -> None:
 def test_a_checkpoint_of_another_format_says_so_and_how_to_fix_it(tmp_path) -> None:
     old = tmp_path / "old.pt"
     torch.save({"format": 1, "model": {}}, old)
-    with pytest.raises(RamlabError, match="format 1, this ramlab reads format 2.*retrain") as info:
+    with pytest.raises(RamlabError, match=r"format 1, this ramlab reads format 2.*retrain") as info:
         load_checkpoint(old)
     assert str(old) in str(info.value)
     torch.save({"weights": {}}, tmp_path / "other.pt")

@@ -1,6 +1,6 @@
 """The glimpse network: what and where (Mnih et al. 2014, eq. for g_t).
 
-    h_g = relu(W_g rho + b_g),  h_l = relu(W_l l + b_l),  g = relu(W_hg h_g + W_hl h_l + b)
+h_g = relu(W_g rho + b_g),  h_l = relu(W_l l + b_l),  g = relu(W_hg h_g + W_hl h_l + b)
 """
 
 from __future__ import annotations
