@@ -147,12 +147,15 @@ class RAM(Model):
             hiddens.append(self.core.hidden(state))
             if t + 1 < steps:
                 mu, log_std = self.policy(hiddens[-1].detach())
-                action = mu.detach() if noise is None else self.policy.sample(mu, log_std, noise[:, t])
-                location = action.clamp(-1.0, 1.0)
+                if noise is None:  # the mean, a tanh: already in [-1, 1]
+                    location = mu.detach()
+                else:
+                    action = self.policy.sample(mu, log_std, noise[:, t])
+                    location = action.clamp(-1.0, 1.0)
+                    actions.append(action)
+                    means.append(mu)
+                    log_stds.append(log_std)
                 locations.append(location)
-                actions.append(action)
-                means.append(mu)
-                log_stds.append(log_std)
         h = torch.stack(hiddens, dim=1)  # (B, T+1, hidden): h_{-1} = initial state, then h_0..h_{T-1}
         log_probs = images.new_zeros(batch, steps)  # (B, T); 0 where no policy acted
         entropy = images.new_zeros(batch, steps)
