@@ -149,3 +149,18 @@ def test_output_size_and_wrong_image_size() -> None:
     assert retina.output_size == 4 * 3 * 3
     with pytest.raises(ValueError, match="10x12"):
         retina.prepare(torch.zeros(2, 1, 12, 10))
+
+
+def test_huge_tables_keep_exact_indices() -> None:
+    # Tables of over 2^24 entries: index arithmetic in float32 would round the indices.
+    size = (2900, 2900)
+    retina = Retina(glimpse_size=2, scales=2, image_size=size)
+    assert retina.buffer_size > 2**24
+    image = torch.zeros(1, 1, *size)
+    image[0, 0, 2890, 2893] = 1.0
+    image[0, 0, 2890, 2894] = 3.0  # a neighbour: a rounded index would read it instead
+    location = torch.tensor([[2893.5 / 1450 - 1, 2890.5 / 1450 - 1]])  # centre on pixel (2890, 2893)
+    out = retina.glimpse(retina.prepare(image), location)
+    expected = reference_glimpse(image[0, 0].numpy(), tuple(location[0].double().tolist()), 2, 2)
+    np.testing.assert_allclose(out[0].double().numpy(), expected, atol=1e-6)
+    assert out[0].sum() > 0  # the patch found the pixels
