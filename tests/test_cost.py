@@ -39,6 +39,19 @@ def test_ram_flops_apart_from_the_retina_do_not_depend_on_the_image_size():
         assert row["flops"] == sum(row["flops_breakdown"].values())
 
 
+def test_ram_matrix_product_flops_by_hand():
+    # The paper's 60×60 RAM: T = 6 glimpses of 3 scales of 12×12 (432 values), h_g = h_l = 128,
+    # hidden 256, 10 classes. 2 FLOPs per multiply-add.
+    (row,) = measure_costs(["ram"], [60], **QUICK)
+    parts = row["flops_breakdown"]
+    t, rho, what, where, hidden, classes = 6, 432, 128, 128, 256, 10
+    glimpse = t * 2 * (rho * what + 2 * where + what * hidden + where * hidden)
+    # h_0 = relu(W_g g_0 + b): the first step has no W_h h_{-1} (h_{-1} = 0).
+    core = 2 * (t * hidden * hidden + (t - 1) * hidden * hidden)
+    heads = 2 * ((t - 1) * hidden * 2 + t * hidden * classes + t * hidden)  # policy, classifier, baseline
+    assert (parts["glimpse"], parts["core"], parts["heads"]) == (glimpse, core, heads)
+
+
 def test_added_scales_only_widen_the_glimpse_networks_first_layer():
     rows = by_size(measure_costs(["ram"], [28, 60, 100], **QUICK))
     base = RAMConfig()

@@ -12,8 +12,8 @@ FLOPs per image are counted by `torch.utils.flop_counter.FlopCounterMode` on one
 pass at batch 1, never by hand. The counter's own formulas count matrix products and
 convolutions (2 FLOPs per multiply-add). The RAM's retina has none: it is block means
 (adds and a multiply per table entry) and gathers, which the counter alone scores 0. So
-we register one more formula, for every model alike: an elementwise add, sub, mul or div
-costs 1 FLOP per output element (in the retina this is its pyramid of block means, which
+we register more formulas, for every model alike: an elementwise add, sub, mul or div
+costs 1 FLOP per output element (addcmul 2), and the in-place addmm_ as addmm (in the retina this is its pyramid of block means, which
 grows with the pixel count, and its index arithmetic). Gathers, copies, comparisons,
 activations, normalisation and pooling are not counted (for the ResNet, BatchNorm in eval
 mode would add about 2 FLOPs per activation: under 1% of its convolutions).
@@ -95,12 +95,28 @@ def _elementwise_flops(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
     return prod(out_shape)
 
 
-ELEMENTWISE_FLOPS = dict.fromkeys(ELEMENTWISE_OPS, _elementwise_flops)
+def _addcmul_flops(*args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    """a + b * c: 2 FLOPs per output element."""
+    return 2 * prod(out_shape)
+
+
+def _addmm_flops(bias_shape: Any, mat1_shape: Any, mat2_shape: Any, *args: Any, **kwargs: Any) -> int:
+    """bias + mat1 @ mat2 counted as the counter counts addmm: 2 FLOPs per multiply-add."""
+    (m, k), n = mat1_shape, mat2_shape[1]
+    return 2 * m * k * n
+
+
+FLOP_FORMULAS = {
+    **dict.fromkeys(ELEMENTWISE_OPS, _elementwise_flops),
+    _aten.addcmul: _addcmul_flops,
+    _aten.addcmul_: _addcmul_flops,
+    _aten.addmm_: _addmm_flops,  # the counter knows addmm but not its in-place form
+}
 
 
 def count_flops(model: Model, images: torch.Tensor) -> tuple[int, dict[str, int], dict[str, int]]:
     """FLOPs of `model(images)`: (total, per top-level part, per operator), for the whole batch."""
-    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=ELEMENTWISE_FLOPS) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
         model(images)
     counts = counter.get_flop_counts()
     root = type(model).__name__
