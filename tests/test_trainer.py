@@ -4,11 +4,13 @@ checkpoint safety and refusing to overwrite a run."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 import tiny
 import torch
 
+from ramlab import trainer as trainer_module
 from ramlab.checkpoint import load_checkpoint
 from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
@@ -16,7 +18,7 @@ from ramlab.metrics import read_metrics
 from ramlab.models.base import Objective
 from ramlab.models.ram import RAM, RAMConfig
 from ramlab.runconfig import RunConfig, TrainConfig
-from ramlab.trainer import Trainer
+from ramlab.trainer import Trainer, git_commit
 
 TINY_RAM = RAMConfig(**tiny.TINY_RAM, glimpses=2, reward="sparse+infogain")
 
@@ -121,6 +123,39 @@ def test_a_run_describes_itself(fake_mnist, tmp_path) -> None:
     assert RunConfig.from_dict(best["config"]) == tiny_config()
     assert best["val_error"] == saved["val_error"]
     assert best["epoch"] == saved["best_epoch"]
+
+
+def test_the_result_names_the_commit_the_run_started_from(fake_mnist, tmp_path, monkeypatch) -> None:
+    tree = {"commit": "aaa111"}
+    save = trainer_module.save_checkpoint
+
+    def save_then_move_on(*args, **kwargs):  # the tree moves on while the run trains
+        tree["commit"] = "bbb222"
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "git_commit", lambda: tree["commit"])
+    monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_move_on)
+    assert Trainer(tiny_config(epochs=1), tmp_path / "run").fit()["commit"] == "aaa111"
+    assert tree["commit"] == "bbb222"
+
+
+def test_git_commit_marks_a_modified_tree(tmp_path) -> None:
+    assert git_commit(tmp_path) is None  # not a checkout
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("one")
+    git("add", "a.txt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
+    sha = git("rev-parse", "HEAD")
+    assert git_commit(tmp_path) == sha
+    (tmp_path / "new.txt").write_text("untracked files do not count")
+    assert git_commit(tmp_path) == sha
+    (tmp_path / "a.txt").write_text("two")
+    assert git_commit(tmp_path) == sha + "-dirty"
 
 
 @pytest.mark.parametrize(

@@ -38,18 +38,21 @@ from ramlab.models.registry import build_model
 from ramlab.runconfig import RunConfig, TrainConfig
 
 
-def git_commit() -> str | None:
+def git_commit(where: Path = Path(__file__).parent) -> str | None:
+    """The commit of the git checkout holding `where` (ramlab's source by default), with
+    "-dirty" when tracked files differ from it; None outside a checkout."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=where)
+
     try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=Path(__file__).parent,
-        )
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0 or not head.stdout.strip():
+            return None
+        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None if done.returncode == 0 else None
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -145,6 +148,7 @@ class Trainer:
         if resume and (self.out / "result.json").exists() and not (self.out / "last.pt").exists():
             raise RamlabError(f"{self.out}: the run has finished (result.json) and has no last.pt")
         state = self._prepare_dir(resume)
+        commit = git_commit()  # the code this process loaded, whatever the tree holds by the end
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         model = build_run_model(self.config, self.device)
@@ -311,7 +315,7 @@ class Trainer:
             "seed": cfg.seed,
             "data_seed": cfg.data_seed,
             "device": str(self.device),
-            "commit": git_commit(),
+            "commit": commit,
             "command": self.command,
             "config": self.config.to_dict(),
         }
