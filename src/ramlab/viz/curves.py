@@ -52,10 +52,15 @@ def _mean_std(rows: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
     return array.mean(axis=0), std
 
 
+def _line(ax, x, y, style: Style, label: str, *, ms: int = 4) -> None:
+    """One series in its style: colour, line style and marker."""
+    ax.plot(x, y, color=style["color"], ls=style["linestyle"], marker=style["marker"], ms=ms, label=label)
+
+
 def _mean_band(ax, x, rows: Sequence[Sequence[float]], style: Style, label: str, *, ms: int = 4) -> None:
     """The mean of `rows` against `x`, with a ±1 std band when there are several rows."""
     mean, std = _mean_std(rows)
-    ax.plot(x, mean, color=style["color"], ls=style["linestyle"], marker=style["marker"], ms=ms, label=label)
+    _line(ax, x, mean, style, label, ms=ms)
     if len(rows) > 1:
         ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
 
@@ -190,15 +195,7 @@ def plot_cost(
             )
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(
-                    xs,
-                    ys,
-                    color=style["color"],
-                    ls=style["linestyle"],
-                    marker=style["marker"],
-                    ms=4,
-                    label=model,
-                )
+                _line(ax, xs, ys, style, model)
         ax.set_xscale("log")
         ax.set_yscale("log")
         sizes = sorted({row["size"] for row in rows})
@@ -331,15 +328,7 @@ def plot_rewards(
                 continue
             mean, _ = _mean_std(runs)
             steps = np.arange(1, len(mean) + 1)
-            ax.plot(
-                steps,
-                mean,
-                color=style["color"],
-                ls=style["linestyle"],
-                marker=style["marker"],
-                ms=4,
-                label=label,
-            )
+            _line(ax, steps, mean, style, label)
             ax.set_xticks(steps)
         ax.set_xlabel("glimpse")
         ax.set_ylabel("centres inside the digit's box (%)")
