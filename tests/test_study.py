@@ -3,6 +3,7 @@ interrupted one, the packaged presets, and clear errors for a wrong preset."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -52,7 +53,9 @@ def mtimes(folder: Path) -> dict[str, int]:
 
 
 # ---- the tiny preset, end to end ------------------------------------------------------------
-def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, capsys):
+def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, capsys, monkeypatch):
+    commits = (f"commit{i}" for i in itertools.count())  # the tree moves on at every look
+    monkeypatch.setattr("ramlab.trainer.git_commit", lambda *args: next(commits))
     out = tmp_path / "study"
     assert main(["study", "tiny", "--out", str(out)]) == 0
     err = capsys.readouterr().err
@@ -99,6 +102,7 @@ def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, caps
     }
     jobs = [json.loads(line) for line in (out / "jobs.jsonl").read_text().splitlines()]
     assert len(jobs) == 16 and all(j["command"].startswith("ramlab") for j in jobs)
+    assert {j["commit"] for j in jobs} == {"commit0"}  # the code the study started with
 
     # The report: every section, and the numbers of the runs.
     report = (out / "report.md").read_text()

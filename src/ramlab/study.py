@@ -469,6 +469,7 @@ class Study:
         self.out = Path(out)
         self.log = log
         self.command = command or " ".join(["ramlab", *sys.argv[1:]])
+        self.commit: str | None = None  # set when `run` starts
         self._rates: dict[tuple[str, str], list[float]] = {}
 
     # ---- the plan ------------------------------------------------------------------------
@@ -589,6 +590,9 @@ class Study:
         study goes on with the jobs that do not need it; the report is written from what
         finished, and then the failures are raised together. Rerunning retries them.
         """
+        from ramlab.trainer import git_commit
+
+        self.commit = git_commit()  # the code this process loaded, whatever the tree holds later
         self.out.mkdir(parents=True, exist_ok=True)
         save_yaml(self.out / "study.yaml", self.preset.raw)
         jobs = self.jobs()
@@ -643,15 +647,13 @@ class Study:
         return path
 
     def _record(self, job: Job, seconds: float) -> None:
-        from ramlab.trainer import git_commit
-
         line = {
             "job": job.title,
             "kind": job.kind,
             "run": job.run,
             "seconds": round(seconds, 3),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "commit": git_commit(),
+            "commit": self.commit,
             "command": self.command,
         }
         with (self.out / "jobs.jsonl").open("a") as f:
