@@ -233,6 +233,7 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     # Error table: mean ± sample std over seeds, the paper beside, the runs named.
     sparse = table_row(report, "`ram (reward=sparse)`")
     assert sparse[1:5] == ["12.00 ± 2.83", "13.00 ± 2.83", "2", "1.22"]
+    assert sparse[-2] == "policy mean, one rollout"  # how the test error was measured
     assert "[ram-sparse-translated60-seed0](#run-runs-ram-sparse-translated60-seed0)" in sparse[-1]
     assert "[ram-sparse-translated60-seed1](#run-runs-ram-sparse-translated60-seed1)" in sparse[-1]
     assert table_row(report, "`ram (reward=sparse+bbox)`")[1:5] == ["9.50", "10.50", "1", "1.22"]

@@ -1,8 +1,13 @@
 """Evaluation: error of the final prediction and of every step's (anytime) prediction.
 
-Deterministic by default: the RAM looks where its policy's mean says (its first location,
-when random, comes from a fixed-seed generator so two evaluations agree); `sample=True`
-draws locations as in training.
+Deterministic by default: one rollout per image, the RAM looking where its policy's mean
+says (its first location, when random, comes from a fixed-seed generator so two evaluations
+agree). `sample=True` draws locations as in training; `rollouts=M > 1` draws M rollouts per
+image and averages their class probabilities (Monte Carlo), at every step. `protocol` names
+which of these produced a number, and every result file carries it.
+
+For a model that glimpses (its output has a rollout), `in_box` is the share (%) of glimpse
+centres inside the digit's bounding box, per step.
 """
 
 from __future__ import annotations
@@ -14,8 +19,16 @@ import torch.nn.functional as F
 
 from ramlab.data.loader import SceneLoader
 from ramlab.models.base import Model
+from ramlab.rewards import box_distance
 
 EVAL_SEED = 1234
+
+
+def protocol(*, sample: bool, rollouts: int) -> str:
+    """How a number was measured, in words (result files and the report quote it)."""
+    if rollouts > 1:
+        return f"sampled policy, class probabilities averaged over {rollouts} rollouts (Monte Carlo)"
+    return "sampled policy, one rollout" if sample else "policy mean, one rollout"
 
 
 @dataclass
@@ -24,6 +37,8 @@ class Evaluation:
     per_step_error: list[float]  # % wrong after each glimpse (one entry for a CNN)
     loss: float  # mean cross-entropy of the final prediction
     count: int
+    protocol: str = "policy mean, one rollout"
+    in_box: list[float] | None = None  # % of glimpse t's centres inside the digit's box
 
     def to_dict(self) -> dict:
         return {
@@ -31,22 +46,51 @@ class Evaluation:
             "per_step_error": self.per_step_error,
             "loss": self.loss,
             "count": self.count,
+            "protocol": self.protocol,
+            "in_box": self.in_box,
         }
 
 
 @torch.inference_mode()
-def evaluate(model: Model, loader: SceneLoader, *, sample: bool = False, seed: int = EVAL_SEED) -> Evaluation:
+def evaluate(
+    model: Model,
+    loader: SceneLoader,
+    *,
+    sample: bool = False,
+    rollouts: int = 1,
+    seed: int = EVAL_SEED,
+) -> Evaluation:
+    if rollouts < 1:
+        raise ValueError(f"rollouts must be >= 1, got {rollouts}")
+    sample = sample or rollouts > 1
     was_training = model.training
     model.eval()
     generator = torch.Generator(device=loader.device).manual_seed(seed)
-    wrong_steps = None
+    wrong_steps = inside = None
     loss_sum, count = 0.0, 0
     for batch in loader:
-        out = model(batch.images, sample=sample, generator=generator)
-        wrong = (out.step_logits.argmax(dim=2) != batch.labels[:, None]).sum(dim=0)  # (T,)
+        images = batch.images.repeat_interleave(rollouts, dim=0) if rollouts > 1 else batch.images
+        out = model(images, sample=sample, generator=generator)
+        log_p = torch.log_softmax(out.step_logits, dim=2)  # (B*M, T, C)
+        if rollouts > 1:  # log of the mean probability over each image's M rollouts
+            log_p = log_p.view(len(batch), rollouts, *log_p.shape[1:]).logsumexp(dim=1) - torch.log(
+                torch.tensor(float(rollouts))
+            )
+        wrong = (log_p.argmax(dim=2) != batch.labels[:, None]).sum(dim=0)  # (T,)
         wrong_steps = wrong if wrong_steps is None else wrong_steps + wrong
-        loss_sum += F.cross_entropy(out.logits, batch.labels, reduction="sum").item()
+        loss_sum += F.nll_loss(log_p[:, -1], batch.labels, reduction="sum").item()
+        if out.rollout is not None:
+            bboxes = batch.bboxes.repeat_interleave(rollouts, dim=0) if rollouts > 1 else batch.bboxes
+            hits = (box_distance(out.rollout.locations, bboxes, out.rollout.image_size) == 0).sum(dim=0)
+            inside = hits if inside is None else inside + hits
         count += len(batch)
     model.train(was_training)
     per_step = (wrong_steps.double() * 100.0 / count).tolist()
-    return Evaluation(error=per_step[-1], per_step_error=per_step, loss=loss_sum / count, count=count)
+    return Evaluation(
+        error=per_step[-1],
+        per_step_error=per_step,
+        loss=loss_sum / count,
+        count=count,
+        protocol=protocol(sample=sample, rollouts=rollouts),
+        in_box=None if inside is None else (inside.double() * 100.0 / (count * rollouts)).tolist(),
+    )

@@ -4,7 +4,10 @@
       + w_b * mean_t (b_t - G_t)^2                 baseline regression (reaches only b)
       - w_r * mean_B sum_t (G_t - b_t) log pi(l_t) REINFORCE, baseline detached
       - w_e * mean_B sum_t H(pi_t)                 optional entropy bonus (learned std)
-over the steps t where the policy chose l_t.
+over the steps t where the policy chose l_t, and every mean over all B rollouts. With M
+rollouts per image (rows i*M .. i*M+M-1 see image i) and `baseline: rollouts`, the advantage
+uses b_t = the mean of G_t over the image's other M-1 rollouts instead of the learned b_t
+(which is still regressed, so it stays comparable).
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ import torch.nn.functional as F
 
 from ramlab.models.base import Objective
 from ramlab.rewards import combined_reward, discounted_returns
+
+
+def leave_one_out_mean(values: torch.Tensor, copies: int) -> torch.Tensor:
+    """(B*M, T) with M consecutive rows per image -> (B*M, T): each row's mean over the
+    other M-1 rows of its image."""
+    grouped = values.view(-1, copies, values.shape[1])  # (B, M, T)
+    others = grouped.sum(dim=1, keepdim=True) - grouped
+    return (others / (copies - 1)).view_as(values)
 
 
 def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, reward_weights) -> Objective:
@@ -28,7 +39,10 @@ def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, 
     acted = rollout.acted.float()  # (T,)
     n_acted = acted.sum().clamp(min=1.0)
     baseline = ((rollout.baselines - returns).square() * acted).sum(1).mean() / n_acted
-    advantage = (returns - rollout.baselines.detach()) * acted
+    reference = rollout.baselines.detach()
+    if config.baseline == "rollouts":
+        reference = leave_one_out_mean(returns, config.rollouts)
+    advantage = (returns - reference) * acted
     reinforce = -(advantage * rollout.log_probs).sum(1).mean()
     entropy = (rollout.entropy * acted).sum(1).mean()
 

@@ -405,13 +405,18 @@ class ReportBuilder:
         doc.para(
             "Beside each row, the test error Mnih et al. (2014, final version) report for the same "
             "model on the same dataset (their RAM: the sparse reward; their FC net: 2 layers of 256). "
-            "`sampled` is the error with glimpse locations drawn from the policy instead of its mean."
+            "`sampled` is the error with glimpse locations drawn from the policy instead of its mean; "
+            "`measured as` says how the test error itself was measured (one rollout with the policy "
+            "mean unless the run's config asked for Monte Carlo averaging of sampled rollouts)."
         )
         for data in self.datasets:
             groups = self.by_label(r for r in self.runs if r.data == data)
             rows = []
             for label, runs in groups.items():
                 errors = [r.result["test_error"] for r in runs]
+                protocols = sorted(
+                    {r.result.get("test_protocol") or "policy mean, one rollout" for r in runs}
+                )
                 sampled = [
                     r.evaluation["sampled"]["error"] for r in runs if (r.evaluation or {}).get("sampled")
                 ]
@@ -429,6 +434,7 @@ class ReportBuilder:
                         si(flops[0]) if flops else "—",
                         f"{statistics.fmean(r.result.get('epochs', 0) for r in runs):g}",
                         duration(statistics.fmean(r.result.get("train_seconds", 0.0) for r in runs)),
+                        "; ".join(protocols),
                         self.links(runs),
                     ]
                 )
@@ -445,6 +451,7 @@ class ReportBuilder:
                     "FLOPs / image",
                     "epochs",
                     "train time",
+                    "measured as",
                     "runs",
                 ],
                 rows,

@@ -36,6 +36,7 @@ def evaluate_run(
     data: Any = None,
     split: str = "test",
     sample: bool = False,
+    rollouts: int = 1,
     limit: int | None = None,
     device: str = "auto",
     batch_size: int = 1000,
@@ -50,11 +51,12 @@ def evaluate_run(
         )
     scenes = load_split(data, split, seed=config.train.data_seed, limit=limit)
     loader = SceneLoader(scenes, batch_size=batch_size, device=next(model.parameters()).device)
-    result = evaluate(model, loader, sample=sample)
+    result = evaluate(model, loader, sample=sample, rollouts=rollouts)
     return {
         "run": str(run_dir),
         "data": data if isinstance(data, str) else "custom",
         "split": split,
-        "sample": sample,
+        "sample": sample or rollouts > 1,
+        "rollouts": rollouts,
         **result.to_dict(),
     }

@@ -17,9 +17,27 @@ from ramlab.data.datasets import DATASETS, dataset_spec
 from ramlab.device import DEVICES
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_config_class, model_names
+from ramlab.optim import SCHEDULES
 
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("none", "cosine", "step")
+RECIPE_DIR = Path(__file__).parent / "presets" / "recipes"
+
+
+def recipe_names() -> list[str]:
+    """The committed training recipes (one per dataset): `ramlab train ram --config NAME`."""
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A run config file: a path, or the name of a committed recipe."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    if str(name_or_path) in recipe_names():
+        return RECIPE_DIR / f"{name_or_path}.yaml"
+    raise RamlabError(
+        f"{name_or_path}: no such config file, and not a recipe name; recipes: {', '.join(recipe_names())}"
+    )
 
 
 @dataclass(frozen=True)
@@ -34,7 +52,21 @@ class TrainConfig:
     weight_decay: float = param(0.0, "L2 weight decay")
     schedule: str = param(
         "cosine",
-        "learning-rate schedule: none, cosine (per step, to 0), step (x0.1 at 50% and 75%)",
+        "learning-rate schedule: none, cosine (per step, to 0), step (x0.1 at 50% and 75%), "
+        "exponential (x lr_decay per epoch, applied at every step, floor lr_min), "
+        "plateau (x plateau_factor after plateau_patience epochs without a better val error, floor lr_min)",
+    )
+    lr_decay: float = param(0.97, "exponential schedule: factor per epoch")
+    lr_min: float = param(1e-5, "exponential and plateau schedules: the learning rate's floor")
+    plateau_factor: float = param(0.5, "plateau schedule: factor applied on a plateau")
+    plateau_patience: int = param(3, "plateau schedule: epochs without improvement before lowering lr")
+    time_budget: float = param(
+        0.0,
+        "stop at the end of the first epoch whose training wall time reaches this many minutes "
+        "(0: no limit); the result then depends on the machine's speed, and says so",
+    )
+    early_stop: int = param(
+        0, "stop after this many epochs without a better validation error (0: train every epoch)"
     )
     grad_clip: float = param(0.0, "clip the global gradient norm to this value (0: no clipping)")
     seed: int = param(0, "seed of the model initialisation, shuffling and policy sampling")
@@ -50,6 +82,16 @@ class TrainConfig:
     eval_limit: int | None = param(None, "use only the first N validation and test scenes (None: all)")
     eval_batch_size: int = param(1000, "samples per evaluation batch")
     eval_sample: bool = param(False, "evaluate with sampled locations instead of the policy mean")
+    eval_rollouts: int = param(
+        1,
+        "validate and test with the mean class probabilities of this many sampled rollouts per "
+        "image (Monte Carlo; 1: one rollout, the policy mean unless eval_sample)",
+    )
+    test: bool = param(
+        True,
+        "evaluate the best checkpoint on the test split when training ends (false for tuning "
+        "runs: choose hyperparameters on the validation split and read the test split once)",
+    )
     log_every: int = param(50, "steps between training-metric lines in metrics.jsonl")
     checkpoint_every: int = param(0, "also write last.pt every N steps within an epoch (0: each epoch only)")
     tensorboard: bool = param(False, "also log to TensorBoard (needs the tensorboard package)")
@@ -58,13 +100,26 @@ class TrainConfig:
     def __post_init__(self) -> None:
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("schedule", self.schedule, SCHEDULES)
-        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
+        for name in (
+            "epochs",
+            "batch_size",
+            "eval_batch_size",
+            "log_every",
+            "eval_rollouts",
+            "plateau_patience",
+        ):
             if getattr(self, name) < 1:
                 raise RamlabError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise RamlabError(f"lr must be > 0, got {self.lr}")
-        if self.grad_clip < 0 or self.checkpoint_every < 0 or self.threads < 0:
-            raise RamlabError("grad_clip, checkpoint_every and threads must be >= 0")
+        if min(self.grad_clip, self.checkpoint_every, self.threads, self.early_stop, self.time_budget) < 0:
+            raise RamlabError("grad_clip, checkpoint_every, threads, early_stop and time_budget must be >= 0")
+        if not 0 < self.lr_decay <= 1 or not 0 < self.plateau_factor < 1:
+            raise RamlabError(
+                f"lr_decay must be in (0, 1] and plateau_factor in (0, 1); got {self.lr_decay}, {self.plateau_factor}"
+            )
+        if self.schedule in ("exponential", "plateau") and not 0 <= self.lr_min <= self.lr:
+            raise RamlabError(f"lr_min must be in [0, lr={self.lr}], got {self.lr_min}")
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise RamlabError(f"device must be one of {', '.join(DEVICES)} or cuda:N; got {self.device!r}")
         for name in ("train_limit", "eval_limit"):

@@ -29,13 +29,15 @@ from ramlab.config import load_yaml, save_yaml
 from ramlab.data.datasets import image_size, load_split
 from ramlab.data.loader import SceneLoader
 from ramlab.device import resolve_device
+from ramlab.diagnostics import grad_norms, starved_parts
 from ramlab.errors import RamlabError
 from ramlab.evaluate import evaluate
 from ramlab.files import write_json
 from ramlab.metrics import MetricsLog
 from ramlab.models.base import Model
 from ramlab.models.registry import build_model
-from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.optim import Schedule, make_optimizer
+from ramlab.runconfig import RunConfig
 
 
 def git_commit(where: Path = Path(__file__).parent) -> str | None:
@@ -57,29 +59,6 @@ def git_commit(where: Path = Path(__file__).parent) -> str | None:
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
-
-
-def make_optimizer(model: Model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # Fused: one kernel per step for all parameters instead of a Python loop over them.
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True
-        )
-    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-
-
-def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    """Stepped once per optimisation step."""
-    if cfg.schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            optimizer,
-            lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)),
-        )
-    if cfg.schedule == "step":
-        return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=[total_steps // 2, (3 * total_steps) // 4], gamma=0.1
-        )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
 def build_run_model(config: RunConfig, device: torch.device | str = "cpu") -> Model:
@@ -154,10 +133,11 @@ class Trainer:
         model = build_run_model(self.config, self.device)
         train, val, test = self._loaders()
         steps_per_epoch = len(train)
-        optimizer = make_optimizer(model, cfg)
-        schedule = make_schedule(optimizer, cfg, cfg.epochs * steps_per_epoch)
+        optimizer = make_optimizer(model.parameters(), cfg)
+        schedule = Schedule(optimizer, cfg, steps_per_epoch=steps_per_epoch)
+        copies = model.training_copies  # the RAM's M rollouts per image
 
-        epoch, start_step, global_step = 0, 0, 0
+        epoch, start_step, global_step, rollouts_seen = 0, 0, 0, 0
         best_error, best_epoch, train_seconds = math.inf, -1, 0.0
         generator_state = None
         if state is not None:
@@ -171,6 +151,7 @@ class Trainer:
             )
             best_error, best_epoch = state["best_val_error"], state["best_epoch"]
             train_seconds = state["train_seconds"]
+            rollouts_seen = state.get("rollouts_seen", 0)
             generator_state = state["generator"]
         log = MetricsLog(self.out / "metrics.jsonl", resume_step=global_step if state is not None else None)
         board = self._tensorboard()
@@ -190,11 +171,15 @@ class Trainer:
                     "best_val_error": best_error,
                     "best_epoch": best_epoch,
                     "train_seconds": train_seconds,
+                    "rollouts_seen": rollouts_seen,
                 },
             )
 
+        def evaluate_on(loader: SceneLoader):
+            return evaluate(model, loader, sample=cfg.eval_sample, rollouts=cfg.eval_rollouts)
+
         try:
-            while epoch < cfg.epochs:
+            while self._stop_reason(epoch, best_epoch, train_seconds) is None:
                 if cfg.fresh_scenes and epoch > 0:
                     train = self._fresh_train_loader(epoch)
                 generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
@@ -212,7 +197,10 @@ class Trainer:
                     leave=False,
                 )
                 tick, seen = time.perf_counter(), 0
+                norm_sums: dict[str, float] = {}
                 for step, batch in enumerate(train.iterate(order, start=start_step), start=start_step):
+                    if copies > 1:
+                        batch = batch.repeat(copies)
                     out = model(batch.images, sample=True, generator=sample_gen)
                     objective = model.objective(out, batch.labels, batch.bboxes)
                     loss = objective.loss
@@ -223,29 +211,37 @@ class Trainer:
                         )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
+                    logging = (global_step + 1) % cfg.log_every == 0 or step + 1 == steps_per_epoch
+                    norms = grad_norms(model) if logging else {}  # before clipping
                     if cfg.grad_clip > 0:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     optimizer.step()
-                    schedule.step()
+                    schedule.after_step()
                     global_step += 1
                     seen += len(batch)
+                    rollouts_seen += len(batch)
                     bar.update(1)
-                    if global_step % cfg.log_every == 0 or step + 1 == steps_per_epoch:
+                    if logging:
                         elapsed = time.perf_counter() - tick
                         error = (out.logits.argmax(1) != batch.labels).float().mean() * 100
+                        train_seconds += elapsed
                         record = {
                             "step": global_step,
                             "epoch": epoch + step / steps_per_epoch,
                             "train/loss": loss.detach(),
                             "train/error": error,
-                            "train/lr": optimizer.param_groups[0]["lr"],
+                            "train/lr": schedule.lr,
+                            "train/rollouts": rollouts_seen,
+                            "perf/train_seconds": train_seconds,
                             "perf/samples_per_s": seen / max(elapsed, 1e-9),
                             **objective.metrics,
+                            **norms,
                         }
                         log.write(record)
                         self._board(board, record, global_step)
                         bar.set_postfix(loss=f"{loss.item():.3f}", err=f"{error.item():.1f}")
-                        train_seconds += elapsed
+                        for key, value in norms.items():
+                            norm_sums[key] = norm_sums.get(key, 0.0) + float(value)
                         tick, seen = time.perf_counter(), 0
                     if (
                         cfg.checkpoint_every
@@ -264,16 +260,26 @@ class Trainer:
                 train_seconds += time.perf_counter() - tick
                 epoch += 1
                 start_step, generator_state = 0, None
-                result = evaluate(model, val, sample=cfg.eval_sample)
+                result = evaluate_on(val)
+                starved = starved_parts(norm_sums)
                 record = {
                     "step": global_step,
                     "epoch": epoch,
                     "val/error": result.error,
                     "val/loss": result.loss,
                     "val/per_step_error": result.per_step_error,
+                    "train/lr": schedule.lr,
+                    "train/rollouts": rollouts_seen,
+                    "perf/train_seconds": train_seconds,
                 }
+                if result.in_box is not None:
+                    record["val/in_box"] = sum(result.in_box) / len(result.in_box)
+                    record["val/in_box_per_step"] = result.in_box
+                if starved:
+                    record["warning/no_gradient"] = starved
                 log.write(record)
                 self._board(board, record, global_step)
+                schedule.after_epoch(result.error)
                 if result.error < best_error:
                     best_error, best_epoch = result.error, epoch
                     save_checkpoint(
@@ -286,9 +292,17 @@ class Trainer:
                         },
                     )
                 checkpoint(self.out / "last.pt", epoch=epoch, step_in_epoch=0, generator=generator)
-                if cfg.progress:
+                if starved:  # shown even without progress output: the run is not what it claims
                     print(
-                        f"epoch {epoch}/{cfg.epochs}: val error {result.error:.2f}% (best {best_error:.2f}%)",
+                        f"warning: epoch {epoch}: no gradient reached {', '.join(starved)} "
+                        "(grad/<part> = 0 at every logged step of the epoch)",
+                        file=sys.stderr,
+                    )
+                if cfg.progress:
+                    in_box = "" if result.in_box is None else f", glimpses in box {record['val/in_box']:.0f}%"
+                    print(
+                        f"epoch {epoch}/{cfg.epochs}: val error {result.error:.2f}% "
+                        f"(best {best_error:.2f}%){in_box}, lr {schedule.lr:.2g}",
                         file=sys.stderr,
                     )
         finally:
@@ -298,19 +312,25 @@ class Trainer:
 
         best = load_checkpoint(self.out / "best.pt", map_location=self.device)
         model.load_state_dict(best["model"])
-        test_result = evaluate(model, test, sample=cfg.eval_sample)
+        test_result = evaluate_on(test) if cfg.test else None
         result = {
             "model": self.config.model,
             "data": self.config.data,
-            "test_error": test_result.error,
+            "test_error": test_result and test_result.error,
             "val_error": best_error,
-            "per_glimpse_test_error": test_result.per_step_error,
-            "test_loss": test_result.loss,
-            "test_count": test_result.count,
+            "per_glimpse_test_error": test_result and test_result.per_step_error,
+            "test_loss": test_result and test_result.loss,
+            "test_count": test_result and test_result.count,
+            "test_protocol": test_result and test_result.protocol,
+            "test_in_box": test_result and test_result.in_box,
             "params": model.num_parameters(),
             "epochs": cfg.epochs,
+            "epochs_run": epoch,
+            "stopped_early": epoch < cfg.epochs,
+            "stop_reason": self._stop_reason(epoch, best_epoch, train_seconds),
             "best_epoch": best_epoch,
             "steps": global_step,
+            "rollouts_seen": rollouts_seen,
             "train_seconds": train_seconds,
             "seed": cfg.seed,
             "data_seed": cfg.data_seed,
@@ -321,6 +341,18 @@ class Trainer:
         }
         write_json(self.out / "result.json", result)
         return result
+
+    def _stop_reason(self, epoch: int, best_epoch: int, train_seconds: float) -> str | None:
+        """Why training ends before epoch `epoch`: every epoch done, `early_stop` epochs
+        without a better validation error, or the time budget spent; None: go on."""
+        cfg = self.cfg
+        if epoch >= cfg.epochs:
+            return "epochs"
+        if cfg.early_stop > 0 and best_epoch > 0 and epoch - best_epoch >= cfg.early_stop:
+            return "early_stop"
+        if cfg.time_budget > 0 and train_seconds >= 60 * cfg.time_budget:
+            return "time_budget"
+        return None
 
     # ---- TensorBoard --------------------------------------------------------------------
     def _tensorboard(self):

@@ -11,7 +11,7 @@ from ramlab.config import add_dataclass_args, field_names, load_yaml
 from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_class, model_names
-from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.runconfig import RunConfig, TrainConfig, config_path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(
             "--config",
             metavar="FILE.yaml",
-            help="a run config (model, data, train, model_config); options below override it",
+            help="a run config (model, data, train, model_config), as a YAML file or the name of a "
+            "committed recipe (mnist, translated60, cluttered60, cluttered100); options below override it",
         )
         p.add_argument(
             "--data",
@@ -51,6 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
     )
+    p.add_argument(
+        "--rollouts",
+        type=int,
+        default=1,
+        metavar="M",
+        help="average the class probabilities of M sampled rollouts per image (Monte Carlo; "
+        "the result says so); default 1: one rollout",
+    )
     p.add_argument("--limit", type=int, help="evaluate only the first N scenes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
@@ -60,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     base: dict = {"model": args.model, "data": "translated60"}
     if args.config:
-        loaded = load_yaml(args.config)
+        loaded = load_yaml(config_path(args.config))
         if loaded.get("model", args.model) != args.model:
             raise RamlabError(f"{args.config} is a config for model {loaded['model']!r}, not {args.model!r}")
         base.update(loaded)
@@ -86,8 +95,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = run_config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(config)
     result = Trainer(config, out, command=" ".join(["ramlab", *sys.argv[1:]])).fit(resume=args.resume)
+    test = "not measured (--test false)" if result["test_error"] is None else f"{result['test_error']:.2f}%"
     print(
-        f"{out}: test error {result['test_error']:.2f}%, val error {result['val_error']:.2f}%, "
+        f"{out}: test error {test}, val error {result['val_error']:.2f}%, "
         f"{result['params']:,} parameters, {result['train_seconds']:.0f} s of training"
     )
     return 0
@@ -96,11 +106,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from ramlab.run import evaluate_run
 
+    if args.rollouts < 1:
+        raise RamlabError(f"--rollouts must be >= 1, got {args.rollouts}")
     result = evaluate_run(
         args.run,
         data=args.data,
         split=args.split,
         sample=args.sample,
+        rollouts=args.rollouts,
         limit=args.limit,
         device=args.device,
     )

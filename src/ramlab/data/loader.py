@@ -28,6 +28,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def repeat(self, copies: int) -> Batch:
+        """Each scene `copies` times in a row: rows i*copies .. i*copies+copies-1 are scene i."""
+        return Batch(*(t.repeat_interleave(copies, dim=0) for t in (self.images, self.labels, self.bboxes)))
+
 
 class SceneDataset(Dataset):
     """Item i: (image (1, H, W) float in [0, 1], label, bbox (4,) float)."""

@@ -53,6 +53,12 @@ class Model(nn.Module):
         loss = nn.functional.cross_entropy(out.logits, labels)
         return Objective(loss=loss, metrics={"loss/classification": loss.detach()})
 
+    @property
+    def training_copies(self) -> int:
+        """How many times the trainer repeats each image in a batch (the RAM's M rollouts),
+        consecutively: copies of image i are rows i*M .. i*M+M-1."""
+        return 1
+
     @classmethod
     def config_for_image_size(cls, config: Any, image_size: int) -> Any:
         """The config to use on larger images (the RAM adds scales); unchanged by default."""

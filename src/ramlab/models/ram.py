@@ -31,6 +31,7 @@ from ramlab.models.retina import Retina
 from ramlab.rewards import parse_reward
 
 FIRST_LOCATIONS = ("random", "centre")
+BASELINES = ("learned", "rollouts")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,16 @@ class RAMConfig:
     reinforce_weight: float = param(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = param(1.0, "weight of the baseline's MSE in the hybrid loss")
     entropy_weight: float = param(0.0, "entropy bonus for a learned std (0: none)")
+    rollouts: int = param(
+        1,
+        "M: in training, each image is seen by M rollouts in the same batch (batch_size images "
+        "become batch_size x M rollouts), each with its own reward, baseline and advantage",
+    )
+    baseline: str = param(
+        "learned",
+        "baseline of the REINFORCE advantage: learned (the paper's b_t, regressed on the return) "
+        "or rollouts (the mean return of the image's other M-1 rollouts; needs rollouts >= 2)",
+    )
 
     def __post_init__(self) -> None:
         for name in (
@@ -67,6 +78,11 @@ class RAMConfig:
                 raise RamlabError(f"ram {name} must be a positive integer, got {getattr(self, name)}")
         choice("ram core", self.core, CORES)
         choice("ram first_location", self.first_location, FIRST_LOCATIONS)
+        choice("ram baseline", self.baseline, BASELINES)
+        if self.rollouts < 1:
+            raise RamlabError(f"ram rollouts must be >= 1, got {self.rollouts}")
+        if self.baseline == "rollouts" and self.rollouts < 2:
+            raise RamlabError("ram baseline rollouts needs rollouts >= 2 (the mean of the other rollouts)")
         if not self.std > 0 or not math.isfinite(self.std):
             raise RamlabError(f"ram std must be > 0, got {self.std}")
         if not 0 <= self.gamma <= 1:
@@ -192,6 +208,10 @@ class RAM(Model):
         return hybrid_loss(
             out.rollout, labels, bboxes, config=self.config, reward_weights=self.reward_weights
         )
+
+    @property
+    def training_copies(self) -> int:
+        return self.config.rollouts
 
     @classmethod
     def config_for_image_size(cls, config: RAMConfig, image_size: int) -> RAMConfig:

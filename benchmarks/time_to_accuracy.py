@@ -1,0 +1,75 @@
+"""Time to accuracy: training wall time and rollouts until a run's validation error first
+reaches given targets (by default the paper's 6-glimpse test error for the run's dataset,
+and twice it), read from each run's metrics.jsonl; optionally a plot of the curves.
+
+    python benchmarks/time_to_accuracy.py RUN_DIR [LABEL=RUN_DIR ...] [--targets 1.22 2.44]
+        [--plot FILE.png]
+
+Wall time is the trainer's `perf/train_seconds` (training steps only, validation excluded),
+as measured on the machine that trained the run; each run's config names its threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ramlab.config import load_yaml
+from ramlab.progress import best, read_val_curve, time_to
+from ramlab.report import PAPER
+
+
+def parse_run(text: str) -> tuple[str, Path]:
+    label, sep, path = text.partition("=")
+    return (label, Path(path)) if sep else (Path(text).name, Path(text))
+
+
+def describe(seconds: float | None, rollouts: int | None, epoch: float) -> str:
+    wall = "?" if seconds is None else f"{seconds / 60:7.1f} min"
+    seen = "?" if rollouts is None else f"{rollouts / 1e6:7.2f} M"
+    return f"{wall}  {seen} rollouts  (epoch {epoch:g})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]RUN_DIR")
+    parser.add_argument("--targets", type=float, nargs="+", help="validation errors (%%) to reach")
+    parser.add_argument("--plot", metavar="FILE.png", help="also plot error against wall time and rollouts")
+    args = parser.parse_args()
+
+    curves, datasets = {}, set()
+    print(f"machine: {os.cpu_count()} CPU cores visible to this process")
+    for label, path in map(parse_run, args.runs):
+        curves[label] = read_val_curve(path)
+        config = load_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {}
+        datasets.add(config.get("data"))
+        threads = config.get("train", {}).get("threads") or "torch default"
+        device = config.get("train", {}).get("device", "?")
+        print(f"{label}: {config.get('data', '?')}, device {device}, threads {threads}, {path}")
+    paper = PAPER.get(next(iter(datasets)) if len(datasets) == 1 else None, {}).get("ram/6")
+    targets = args.targets or ([paper, 2 * paper] if paper else [])
+    for target in targets:
+        print(f"\nvalidation error <= {target:g}%:")
+        for label, curve in curves.items():
+            point = time_to(curve, target)
+            reached = "not reached" if point is None else describe(point.seconds, point.rollouts, point.epoch)
+            print(f"  {label:32s} {reached}")
+    print("\nbest validation error:")
+    for label, curve in curves.items():
+        point = best(curve)
+        if point is not None:
+            print(
+                f"  {label:32s} {point.error:.2f}% at {describe(point.seconds, point.rollouts, point.epoch)}"
+            )
+    if args.plot:
+        from ramlab.viz.progress import plot_time_to_accuracy
+
+        names = {f"paper {paper:g}%": paper} if paper else {}
+        print(plot_time_to_accuracy(curves, args.plot, targets=names))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Time to accuracy: when a run's validation error first reached a target.
+
+A run's metrics.jsonl has one `val/error` line per epoch, with the training wall time so far
+(`perf/train_seconds`, validation excluded) and the rollouts seen so far (`train/rollouts`:
+images x M rollouts). `val_curve` turns those lines into points; `time_to` finds the first
+point at or below a target error. Pure functions of the records, so they are tested on
+hand-written ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ramlab.metrics import read_metrics
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    epoch: float
+    seconds: float | None  # training wall time so far; None in logs that predate it
+    rollouts: int | None  # rollouts seen so far; None in logs that predate it
+    error: float  # validation error (%)
+
+
+def val_curve(records: list[dict]) -> list[CurvePoint]:
+    """The validation points of a metrics log, in order."""
+    return [
+        CurvePoint(
+            epoch=r.get("epoch", 0),
+            seconds=r.get("perf/train_seconds"),
+            rollouts=r.get("train/rollouts"),
+            error=float(r["val/error"]),
+        )
+        for r in records
+        if "val/error" in r
+    ]
+
+
+def read_val_curve(run_dir: str | Path) -> list[CurvePoint]:
+    path = Path(run_dir)
+    return val_curve(read_metrics(path / "metrics.jsonl" if path.is_dir() else path))
+
+
+def time_to(curve: list[CurvePoint], target: float) -> CurvePoint | None:
+    """The first point whose validation error is at or below `target` (%), or None."""
+    return next((point for point in curve if point.error <= target), None)
+
+
+def best(curve: list[CurvePoint]) -> CurvePoint | None:
+    return min(curve, key=lambda point: point.error, default=None)

@@ -1,0 +1,96 @@
+"""Training diagnostics: gradient norms per part, a starved policy made visible, glimpses
+in the box per epoch, and time to accuracy read from a metrics log."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from test_trainer import tiny_config
+from torch import nn
+
+from ramlab.diagnostics import grad_norms, starved_parts
+from ramlab.metrics import read_metrics
+from ramlab.progress import CurvePoint, best, time_to, val_curve
+from ramlab.trainer import Trainer
+
+
+class TwoParts(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.left = nn.Linear(2, 1, bias=False)
+        self.right = nn.Linear(1, 1)
+        self.act = nn.ReLU()  # no parameters: not a part
+
+
+def test_grad_norms_per_part_by_hand() -> None:
+    model = TwoParts()
+    model.left.weight.grad = torch.tensor([[3.0, 4.0]])  # norm 5
+    model.right.weight.grad = torch.tensor([[1.0]])
+    model.right.bias.grad = None  # counts as zero
+    norms = grad_norms(model)
+    assert norms.keys() == {"grad/left", "grad/right"}
+    assert norms["grad/left"].item() == pytest.approx(5.0)
+    assert norms["grad/right"].item() == pytest.approx(1.0)
+    model.right.weight.grad = None
+    assert grad_norms(model)["grad/right"].item() == 0.0
+    assert starved_parts({"grad/left": 2.5, "grad/right": 0.0}) == ["right"]
+
+
+def test_a_policy_without_gradient_is_flagged(fake_mnist, tmp_path, capsys) -> None:
+    config = tiny_config()
+    # No REINFORCE term: nothing else reaches the location policy (its input is detached).
+    starved = dataclasses.replace(
+        config, model_config=dataclasses.replace(config.model_config, reinforce_weight=0.0)
+    )
+    Trainer(starved, tmp_path / "starved").fit()
+    lines = read_metrics(tmp_path / "starved" / "metrics.jsonl")
+    assert all(line["grad/policy"] == 0.0 for line in lines if "grad/policy" in line)
+    assert [line.get("warning/no_gradient") for line in lines if "val/error" in line] == [
+        ["policy"],
+        ["policy"],
+    ]
+    assert "no gradient reached policy" in capsys.readouterr().err
+
+    Trainer(config, tmp_path / "healthy").fit()
+    lines = read_metrics(tmp_path / "healthy" / "metrics.jsonl")
+    train = [line for line in lines if "grad/policy" in line]
+    assert train and all(line["grad/policy"] > 0 for line in train)
+    assert {"grad/glimpse", "grad/core", "grad/classifier", "grad/baseline"} <= train[0].keys()
+    assert not any("warning/no_gradient" in line for line in lines)
+    assert "no gradient" not in capsys.readouterr().err
+
+
+def test_validation_lines_carry_time_rollouts_and_glimpses_in_the_box(fake_mnist, tmp_path) -> None:
+    config = tiny_config()
+    config = dataclasses.replace(config, model_config=dataclasses.replace(config.model_config, rollouts=3))
+    result = Trainer(config, tmp_path / "run").fit()
+    vals = [line for line in read_metrics(tmp_path / "run" / "metrics.jsonl") if "val/error" in line]
+    # 24 training scenes x 3 rollouts per epoch.
+    assert [line["train/rollouts"] for line in vals] == [72, 144]
+    assert result["rollouts_seen"] == 144
+    assert vals[0]["perf/train_seconds"] < vals[1]["perf/train_seconds"]
+    for line in vals:
+        assert len(line["val/in_box_per_step"]) == 2
+        assert all(0.0 <= share <= 100.0 for share in line["val/in_box_per_step"])
+        assert line["val/in_box"] == pytest.approx(sum(line["val/in_box_per_step"]) / 2)
+    assert result["test_protocol"] == "policy mean, one rollout"
+
+
+def test_time_to_accuracy_from_hand_written_records() -> None:
+    records = [
+        {"step": 10, "train/loss": 1.0},
+        {"step": 10, "epoch": 1, "val/error": 9.0, "perf/train_seconds": 60.0, "train/rollouts": 1000},
+        {"step": 20, "epoch": 2, "val/error": 4.0, "perf/train_seconds": 120.0, "train/rollouts": 2000},
+        {"step": 30, "epoch": 3, "val/error": 4.5, "perf/train_seconds": 180.0, "train/rollouts": 3000},
+        {"step": 40, "epoch": 4, "val/error": 2.0, "perf/train_seconds": 240.0, "train/rollouts": 4000},
+    ]
+    curve = val_curve(records)
+    assert [p.error for p in curve] == [9.0, 4.0, 4.5, 2.0]
+    assert time_to(curve, 4.5) == CurvePoint(epoch=2, seconds=120.0, rollouts=2000, error=4.0)
+    assert time_to(curve, 2.0).seconds == 240.0
+    assert time_to(curve, 1.0) is None
+    assert best(curve).epoch == 4
+    # Logs older than the timing fields still give a curve, without time.
+    assert val_curve([{"epoch": 1, "val/error": 3.0}]) == [CurvePoint(1, None, None, 3.0)]

@@ -1,0 +1,137 @@
+"""M rollouts per image: the batch layout, the leave-one-out baseline and the hybrid loss
+over M rollouts on a hand-computed case; Monte Carlo evaluation and where glimpses land."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import tiny
+import torch
+from test_rewards import make_rollout
+
+from ramlab.data.loader import Batch, SceneLoader
+from ramlab.data.scenes import Scenes
+from ramlab.errors import RamlabError
+from ramlab.evaluate import evaluate
+from ramlab.losses import hybrid_loss, leave_one_out_mean
+from ramlab.models.ram import RAM, RAMConfig
+from ramlab.rewards import box_distance
+
+
+def test_batch_repeat_puts_the_copies_of_a_scene_in_a_row() -> None:
+    batch = Batch(
+        images=torch.arange(2.0).view(2, 1, 1, 1),
+        labels=torch.tensor([3, 7]),
+        bboxes=torch.tensor([[0.0, 0, 1, 1], [2, 2, 3, 3]]),
+    )
+    copies = batch.repeat(3)
+    assert copies.images.flatten().tolist() == [0, 0, 0, 1, 1, 1]
+    assert copies.labels.tolist() == [3, 3, 3, 7, 7, 7]
+    assert copies.bboxes[:, 0].tolist() == [0, 0, 0, 2, 2, 2]
+
+
+def test_leave_one_out_mean_by_hand() -> None:
+    # Image 0's three rollouts return 1, 0, 1 at the last step; image 1's 0, 0, 1.
+    values = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.0, 1.0], [3.0, 0.0], [6.0, 0.0], [9.0, 1.0]])
+    expected = torch.tensor([[0.0, 0.5], [0.0, 1.0], [0.0, 0.5], [7.5, 0.5], [6.0, 0.5], [4.5, 0.0]])
+    assert torch.allclose(leave_one_out_mean(values, 3), expected)
+
+
+def test_hybrid_loss_over_m_rollouts_by_hand() -> None:
+    # B = 2 images x M = 2 rollouts = 4 rows, T = 2, C = 2. Final p(1) = 3/4 in every row.
+    # Image 0 (label 1): both rollouts right; image 1 (label 0): both wrong, except that
+    # row 3's final logits favour class 0 (p(0) = 3/4), so row 3 is right.
+    right, wrong = [0.0, math.log(3.0)], [math.log(3.0), 0.0]
+    logits = torch.tensor(
+        [[[0.0, 0.0], right], [[0.0, 0.0], right], [[0.0, 0.0], right], [[0.0, 0.0], wrong]]
+    )
+    labels = torch.tensor([1, 1, 0, 0])
+    log_probs = torch.tensor([[0.0, -1.0], [0.0, -2.0], [0.0, -3.0], [0.0, -4.0]])
+    baselines = torch.tensor([[0.0, 0.5], [0.0, 0.5], [0.0, 0.5], [0.0, 0.5]])
+    rollout = make_rollout(step_logits=logits, log_probs=log_probs, baselines=baselines)
+    # Sparse rewards = returns at step 1: rows 1, 1, 0, 1.
+    # Rows 0, 1, 3 give their label p = 3/4, row 2 gives it 1/4.
+    classification = -(3 * math.log(0.75) + math.log(0.25)) / 4
+    baseline_mse = (0.25 + 0.25 + 0.25 + 0.25) / 4  # (0.5 - G)^2 on the one acted step
+
+    learned = RAMConfig(rollouts=2, baseline="learned")
+    objective = hybrid_loss(
+        rollout, labels, torch.zeros(4, 4), config=learned, reward_weights={"sparse": 1.0}
+    )
+    # advantages G - b: 0.5, 0.5, -0.5, 0.5; -mean of A * log pi:
+    reinforce = -(0.5 * -1 + 0.5 * -2 + -0.5 * -3 + 0.5 * -4) / 4
+    assert objective.metrics["loss/classification"].item() == pytest.approx(classification, abs=1e-6)
+    assert objective.metrics["loss/baseline"].item() == pytest.approx(baseline_mse, abs=1e-6)
+    assert objective.metrics["loss/reinforce"].item() == pytest.approx(reinforce, abs=1e-6)
+
+    loo = RAMConfig(rollouts=2, baseline="rollouts")
+    objective = hybrid_loss(rollout, labels, torch.zeros(4, 4), config=loo, reward_weights={"sparse": 1.0})
+    # The other rollout's return is each row's baseline: 1, 1, 1, 0 -> advantages 0, 0, -1, 1.
+    reinforce = -(0 * -1 + 0 * -2 + -1 * -3 + 1 * -4) / 4
+    assert objective.metrics["loss/reinforce"].item() == pytest.approx(reinforce, abs=1e-6)
+    # The learned baseline is still regressed on the returns.
+    assert objective.metrics["loss/baseline"].item() == pytest.approx(baseline_mse, abs=1e-6)
+    assert objective.loss.item() == pytest.approx(classification + baseline_mse + reinforce, abs=1e-6)
+
+
+def test_rollout_options_are_checked() -> None:
+    with pytest.raises(RamlabError, match="rollouts >= 2"):
+        RAMConfig(baseline="rollouts")
+    with pytest.raises(RamlabError, match="baseline must be one of learned, rollouts"):
+        RAMConfig(rollouts=2, baseline="mean")
+    with pytest.raises(RamlabError, match="rollouts must be >= 1"):
+        RAMConfig(rollouts=0)
+    assert RAM(config=RAMConfig(rollouts=4), image_size=(60, 60)).training_copies == 4
+
+
+def test_box_distance_by_hand() -> None:
+    # 40 (high) x 60 (wide) canvas: location units are 30 px in x and 20 px in y.
+    # Box x 30..36, y 20..30. Centres: (0, 0) = pixel (30, 20), on the box's corner: inside;
+    # (0.5, 0) = (45, 20): 9 px right -> 0.3; (-1, -1) = (0, 0): 30 px left, 20 px up -> sqrt(2).
+    locations = torch.tensor([[[0.0, 0.0], [0.5, 0.0], [-1.0, -1.0]]])
+    bboxes = torch.tensor([[30.0, 20.0, 36.0, 30.0]])
+    distance = box_distance(locations, bboxes, (40, 60))
+    assert torch.allclose(distance, torch.tensor([[0.0, 0.3, math.sqrt(2.0)]]))
+
+
+def tiny_loader(bboxes: list[list[float]], labels: list[int]) -> SceneLoader:
+    count = len(labels)
+    images = (torch.rand(count, 60, 60, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
+    scenes = Scenes(
+        images=images.numpy(),
+        labels=torch.tensor(labels).numpy(),
+        bboxes=torch.tensor(bboxes, dtype=torch.int32).numpy(),
+    )
+    return SceneLoader(scenes, batch_size=count)
+
+
+def test_evaluation_counts_glimpses_inside_the_box() -> None:
+    # One glimpse at the centre (pixel 30, 30): inside the first box, not the second.
+    torch.manual_seed(0)
+    model = RAM(config=RAMConfig(**tiny.TINY_RAM, glimpses=1, first_location="centre"), image_size=(60, 60))
+    loader = tiny_loader([[20, 20, 40, 40], [0, 0, 10, 10]], [1, 2])
+    result = evaluate(model, loader)
+    assert result.in_box == [50.0]
+    assert result.protocol == "policy mean, one rollout"
+
+
+def test_monte_carlo_evaluation_averages_probabilities_and_says_so() -> None:
+    torch.manual_seed(0)
+    model = RAM(config=RAMConfig(**tiny.TINY_RAM, glimpses=3, std=0.5), image_size=(60, 60))
+    loader = tiny_loader([[20, 20, 40, 40]] * 6, [0, 1, 2, 3, 4, 5])
+    result = evaluate(model, loader, rollouts=4)
+    assert "averaged over 4 rollouts" in result.protocol and "Monte Carlo" in result.protocol
+
+    # The same number by hand: 4 sampled rollouts of each image with the evaluation's generator.
+    from ramlab.evaluate import EVAL_SEED
+
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    with torch.no_grad():
+        images = next(iter(loader)).images.repeat_interleave(4, dim=0)
+        probs = model(images, sample=True, generator=generator).logits.softmax(1).view(6, 4, -1).mean(1)
+    labels = torch.arange(6)
+    expected_error = (probs.argmax(1) != labels).double().mean().item() * 100
+    expected_loss = -probs[torch.arange(6), labels].log().mean().item()
+    assert result.error == pytest.approx(expected_error)
+    assert result.loss == pytest.approx(expected_loss, abs=1e-5)

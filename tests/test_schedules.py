@@ -1,0 +1,133 @@
+"""Learning-rate schedules (hand-computed factors), the plateau schedule, early stopping and
+its exact resume."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from test_trainer import tiny_config, weights
+
+from ramlab import trainer as trainer_module
+from ramlab.errors import RamlabError
+from ramlab.evaluate import Evaluation
+from ramlab.metrics import read_metrics
+from ramlab.optim import Schedule, lr_factor
+from ramlab.runconfig import TrainConfig
+from ramlab.trainer import Trainer
+
+
+def factor(kind: str, step: int, **cfg) -> float:
+    options = {"lr": 1e-3, "lr_decay": 0.5, "lr_min": 1e-4, **cfg}
+    return lr_factor(kind, step, total_steps=100, steps_per_epoch=10, cfg=SimpleNamespace(**options))
+
+
+def test_exponential_decays_per_epoch_smoothly_down_to_the_floor() -> None:
+    assert factor("exponential", 0) == 1.0
+    assert factor("exponential", 10) == pytest.approx(0.5)  # one epoch: x lr_decay
+    assert factor("exponential", 5) == pytest.approx(math.sqrt(0.5))  # half an epoch
+    assert factor("exponential", 30) == pytest.approx(0.125)
+    assert factor("exponential", 40) == pytest.approx(0.1)  # 0.0625 < floor 1e-4 / 1e-3
+
+
+def test_cosine_and_step_factors() -> None:
+    assert factor("cosine", 0) == 1.0
+    assert factor("cosine", 50) == pytest.approx(0.5)
+    assert factor("cosine", 100) == pytest.approx(0.0, abs=1e-12)
+    assert [factor("step", s) for s in (49, 50, 74, 75)] == pytest.approx([1.0, 0.1, 0.1, 0.01])
+    assert factor("none", 77) == 1.0
+
+
+def test_plateau_lowers_the_rate_after_patience_epochs_and_stops_at_the_floor() -> None:
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([parameter], lr=1.0)
+    cfg = TrainConfig(schedule="plateau", lr=1.0, plateau_factor=0.5, plateau_patience=1, lr_min=0.3)
+    schedule = Schedule(optimizer, cfg, steps_per_epoch=5)
+    rates = []
+    for error in (10.0, 9.0, 9.0, 9.0, 8.0, 8.0, 8.0, 8.0):
+        for _ in range(5):
+            schedule.after_step()  # no effect per step
+        schedule.after_epoch(error)
+        rates.append(schedule.lr)
+    # Better, better, same (1 bad epoch: patience 1 not exceeded), same (2: halve),
+    # better, same, same (halve to 0.25 -> floor 0.3), same.
+    assert rates == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.3, 0.3])
+
+    restored = Schedule(torch.optim.SGD([parameter], lr=1.0), cfg, steps_per_epoch=5)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.state_dict() == schedule.state_dict()
+
+
+def test_schedule_options_are_checked() -> None:
+    with pytest.raises(RamlabError, match="schedule must be one of none, cosine, step, exponential, plateau"):
+        TrainConfig(schedule="linear")
+    with pytest.raises(RamlabError, match="lr_decay"):
+        TrainConfig(lr_decay=1.5)
+    with pytest.raises(RamlabError, match="lr_min"):
+        TrainConfig(schedule="exponential", lr=1e-3, lr_min=1e-2)
+    with pytest.raises(RamlabError, match="early_stop"):
+        TrainConfig(early_stop=-1)
+
+
+def scripted_validation(monkeypatch, errors: list[float], *, then=None) -> None:
+    """Make the trainer's validation return `errors` epoch after epoch, then raise `then`
+    (an interruption) or return 50%."""
+    calls = iter(errors)
+
+    def fake(model, loader, **kwargs):
+        error = next(calls, None)
+        if error is None and then is not None:
+            raise then
+        error = 50.0 if error is None else error
+        return Evaluation(error=error, per_step_error=[error], loss=1.0, count=8)
+
+    monkeypatch.setattr(trainer_module, "evaluate", fake)
+
+
+def test_early_stopping_after_patience_epochs_without_improvement(fake_mnist, tmp_path, monkeypatch) -> None:
+    # Epoch errors 40, 30, 35, 31, 20: best at epoch 2, two epochs without better -> stop after 4.
+    scripted_validation(monkeypatch, [40.0, 30.0, 35.0, 31.0, 20.0])
+    config = tiny_config(epochs=6, early_stop=2, test=False)
+    result = Trainer(config, tmp_path / "run").fit()
+    vals = [
+        line["val/error"] for line in read_metrics(tmp_path / "run" / "metrics.jsonl") if "val/error" in line
+    ]
+    assert vals == [40.0, 30.0, 35.0, 31.0]
+    assert result["epochs_run"] == 4 and result["stopped_early"] is True
+    assert result["best_epoch"] == 2 and result["val_error"] == 30.0
+    assert result["test_error"] is None  # test false: the test split is not read
+
+
+def test_early_stopping_resumes_exactly(fake_mnist, tmp_path, monkeypatch) -> None:
+    config = tiny_config(epochs=6, early_stop=2, test=False)
+    errors = [40.0, 30.0, 35.0, 31.0, 20.0]
+    scripted_validation(monkeypatch, errors)
+    Trainer(config, tmp_path / "whole").fit()
+
+    # Interrupted while validating epoch 3 (last.pt holds epoch 2), then resumed.
+    scripted_validation(monkeypatch, errors[:2], then=KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config, tmp_path / "cut").fit()
+    scripted_validation(monkeypatch, errors[2:])
+    result = Trainer(config, tmp_path / "cut").fit(resume=True)
+    assert result["epochs_run"] == 4 and result["best_epoch"] == 2
+    whole, cut = weights(tmp_path / "whole" / "last.pt"), weights(tmp_path / "cut" / "last.pt")
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert weights(tmp_path / "whole" / "best.pt").keys() == whole.keys()
+
+
+def test_a_time_budget_ends_training_at_the_end_of_an_epoch(fake_mnist, tmp_path, monkeypatch) -> None:
+    # A fake clock that moves 20 s at every reading: the 3-minute budget runs out mid-run.
+    clock = iter(range(0, 10**6, 20))
+    monkeypatch.setattr(trainer_module.time, "perf_counter", lambda: float(next(clock)))
+    result = Trainer(tiny_config(epochs=20, time_budget=3.0, test=False), tmp_path / "run").fit()
+    seconds = [
+        line["perf/train_seconds"]
+        for line in read_metrics(tmp_path / "run" / "metrics.jsonl")
+        if "val/error" in line
+    ]
+    # The epoch that crossed 180 s was finished, and none began after it.
+    assert seconds[-1] >= 180 > seconds[-2]
+    assert result["epochs_run"] == len(seconds) < 20 and result["stop_reason"] == "time_budget"
