@@ -260,6 +260,26 @@ def test_an_existing_run_is_not_overwritten(fake_mnist, tmp_path) -> None:
     before = (out / "result.json").read_bytes()
     with pytest.raises(RamlabError, match="already holds a run; pass --resume"):
         Trainer(config, out).fit()
-    with pytest.raises(RamlabError, match="another config"):
+    with pytest.raises(RamlabError, match="keeps its config; these differ: lr. A resume may change only epochs"):
         Trainer(tiny_config(epochs=1, lr=0.02), out).fit(resume=True)
     assert (out / "result.json").read_bytes() == before
+
+
+def test_a_resume_may_extend_the_budget_and_says_so(fake_mnist, tmp_path) -> None:
+    # Cosine's length is its number of epochs: extending it would change the past schedule.
+    Trainer(tiny_config(epochs=1), tmp_path / "cosine").fit()
+    with pytest.raises(RamlabError, match="epochs \\(the cosine and step schedules depend on it\\)"):
+        Trainer(tiny_config(epochs=2), tmp_path / "cosine").fit(resume=True)
+
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()
+    longer = tiny_config(epochs=2, schedule="exponential", time_budget=5.0)
+    result = Trainer(longer, out, command="ramlab train ... --resume").fit(resume=True)
+    assert result["epochs_run"] == 2
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history == [{"command": "ramlab train ... --resume", "changed": {"epochs": [1, 2], "time_budget": [0.0, 5.0]}}]
+    assert load_yaml(out / "config.yaml")["train"]["epochs"] == 2
+
+    # The same weights as a run given 2 epochs from the start.
+    Trainer(tiny_config(epochs=2, schedule="exponential"), tmp_path / "whole").fit()
+    assert_same_weights(weights(out / "last.pt"), weights(tmp_path / "whole" / "last.pt"))

@@ -128,6 +128,41 @@ class TrainConfig:
                 raise RamlabError(f"{name} must be >= 1 or None, got {value}")
 
 
+# Training fields a resumed run may change: budgets and how it runs, not what it learns.
+# (`epochs` changes the cosine and step schedules' length, so it may change only under the
+# other schedules.)
+RESUME_MAY_CHANGE = (
+    "epochs",
+    "time_budget",
+    "early_stop",
+    "threads",
+    "device",
+    "progress",
+    "log_every",
+    "checkpoint_every",
+    "eval_batch_size",
+    "tensorboard",
+)
+
+
+def resume_changes(saved: RunConfig, given: RunConfig) -> dict[str, list]:
+    """{field: [saved, given]} for the train fields a resume changes; a clear error if it
+    would change anything else."""
+    old, new = saved.to_dict(), given.to_dict()
+    changed = {k: [old["train"][k], v] for k, v in new["train"].items() if old["train"].get(k) != v}
+    fixed = sorted(k for k in changed if k not in RESUME_MAY_CHANGE)
+    fixed += [f"model_config.{k}" for k, v in new["model_config"].items() if old["model_config"].get(k) != v]
+    fixed += [k for k in ("model", "data") if old[k] != new[k]]
+    if "epochs" in changed and saved.train.schedule in ("cosine", "step"):
+        fixed.append("epochs (the cosine and step schedules depend on it)")
+    if fixed:
+        raise RamlabError(
+            f"a resumed run keeps its config; these differ: {', '.join(fixed)}. A resume may change "
+            f"only {', '.join(RESUME_MAY_CHANGE)}; repeat the run's command, or choose another --out"
+        )
+    return changed
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a run; saved as the run directory's config.yaml."""

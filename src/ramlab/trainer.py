@@ -6,6 +6,7 @@ A run directory holds:
     last.pt         the latest state (every epoch, and every `checkpoint_every` steps)
     best.pt         the weights with the lowest validation error
     result.json     test_error, val_error, per_glimpse_test_error, params, epochs, ...
+    history.jsonl   budgets changed on resume (`--resume --epochs 90`), one line per resume
 
 Exact resume: epoch e shuffles and samples from a generator seeded with (seed, e), and a
 checkpoint stores that generator's state, so an interrupted run continued with `resume`
@@ -14,6 +15,7 @@ ends with the same weights as an uninterrupted one (on CPU).
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
@@ -37,7 +39,7 @@ from ramlab.metrics import MetricsLog
 from ramlab.models.base import Model
 from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
-from ramlab.runconfig import RunConfig
+from ramlab.runconfig import RunConfig, resume_changes
 
 
 def git_commit(where: Path = Path(__file__).parent) -> str | None:
@@ -83,13 +85,15 @@ class Trainer:
         saved = self.out / "config.yaml"
         last = self.out / "last.pt"
         if saved.exists():
-            same = RunConfig.from_dict(load_yaml(saved), where=str(saved)) == self.config
             if resume:
-                if not same:
-                    raise RamlabError(
-                        f"{self.out} holds a run with another config; resume uses it unchanged "
-                        f"(ramlab train --resume {self.out}) or choose another --out"
-                    )
+                try:
+                    changed = resume_changes(RunConfig.from_dict(load_yaml(saved), where=str(saved)), self.config)
+                except RamlabError as exc:
+                    raise RamlabError(f"{self.out}: {exc}") from None
+                if changed:  # the new budget is the run's config from now on; history says when
+                    save_yaml(saved, self.config.to_dict())
+                    with (self.out / "history.jsonl").open("a") as history:
+                        history.write(json.dumps({"command": self.command, "changed": changed}) + "\n")
                 return load_checkpoint(last) if last.exists() else None
             if last.exists() or (self.out / "result.json").exists():
                 raise RamlabError(
