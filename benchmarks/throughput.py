@@ -10,6 +10,7 @@ Each line is the median of 5 timing windows (their range in brackets). Prints, n
 asserts: machines are noisy.
 
     python benchmarks/throughput.py [--threads 2] [--batch 128] [--seconds 5] [--device auto]
+        [--core rnn|lstm]
 """
 
 from __future__ import annotations
@@ -142,13 +143,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measured line")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-naive", action="store_true", help="skip the per-sample retina")
+    parser.add_argument("--core", default="rnn", choices=("rnn", "lstm"), help="the RAM's core (default rnn)")
     args = parser.parse_args()
     reuse_freed_memory()  # as the ramlab command does
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     torch.manual_seed(0)
     size = (60, 60)
-    config = {"glimpses": 6, "glimpse_size": 12, "scales": 3}
+    config = {"glimpses": 6, "glimpse_size": 12, "scales": 3, "core": args.core}
     images = torch.zeros(args.batch, 1, *size, device=device)
     xy = torch.randint(0, 60 - 28, (args.batch, 2))
     for i, (x, y) in enumerate(xy.tolist()):  # a bright 28×28 block somewhere, like a digit

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from test_cli_train import TINY
 
 from ramlab.cli import main
 from ramlab.config import load_yaml
+from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.runconfig import RECIPE_DIR, RunConfig, config_path, recipe_names
 
@@ -65,3 +67,43 @@ def test_an_unknown_config_lists_the_recipes(tmp_path, capsys) -> None:
     assert main(["train", "ram", "--config", "clutered60", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "clutered60: no such config file" in err and "cluttered60, mnist, translated60" in err
+
+
+def test_a_study_group_can_start_from_the_recipes(tmp_path) -> None:
+    from ramlab import study
+
+    preset = tmp_path / "p.yaml"
+    preset.write_text(
+        yaml.safe_dump(
+            {
+                "seeds": 1,
+                "train": {"eval_limit": 100},
+                "runs": [
+                    {
+                        "name": "ram",
+                        "model": "ram",
+                        "data": ["translated60", "mnist"],
+                        "recipe": True,
+                        "train": {"epochs": 3},
+                        "model_config": {"reward": "sparse+infogain"},
+                    }
+                ],
+            }
+        )
+    )
+    loaded = study.load_preset(preset)
+    runner = study.Study(loaded, tmp_path / "out", log=lambda _: None)
+    configs = {job.run: runner.run_config(job) for job in runner.jobs() if job.kind == "train"}
+    mnist = configs["ram-mnist-seed0"]
+    recipe = RunConfig.load(config_path("mnist"))
+    assert (mnist.model_config.glimpse_size, mnist.model_config.scales) == (8, 1)  # the recipe's
+    assert mnist.model_config.core == recipe.model_config.core
+    assert mnist.train.schedule == recipe.train.schedule and mnist.train.grad_clip == recipe.train.grad_clip
+    assert mnist.train.epochs == 3 and mnist.model_config.reward == "sparse+infogain"  # the group's
+    assert mnist.train.eval_limit == 100  # the preset's, where the recipe is silent
+    assert configs["ram-translated60-seed0"].model_config.scales == 3
+
+    resnet = {"name": "cnn", "model": "resnet", "data": ["translated60", "mnist"], "recipe": True}
+    preset.write_text(yaml.safe_dump({"seeds": 1, "runs": [resnet]}))
+    with pytest.raises(RamlabError, match="no resnet recipe for translated60, mnist"):
+        study.load_preset(preset)

@@ -260,7 +260,9 @@ def test_an_existing_run_is_not_overwritten(fake_mnist, tmp_path) -> None:
     before = (out / "result.json").read_bytes()
     with pytest.raises(RamlabError, match="already holds a run; pass --resume"):
         Trainer(config, out).fit()
-    with pytest.raises(RamlabError, match="keeps its config; these differ: lr. A resume may change only epochs"):
+    with pytest.raises(
+        RamlabError, match=r"keeps its config; these differ: lr\. A resume may change only epochs"
+    ):
         Trainer(tiny_config(epochs=1, lr=0.02), out).fit(resume=True)
     assert (out / "result.json").read_bytes() == before
 
@@ -277,7 +279,9 @@ def test_a_resume_may_extend_the_budget_and_says_so(fake_mnist, tmp_path) -> Non
     result = Trainer(longer, out, command="ramlab train ... --resume").fit(resume=True)
     assert result["epochs_run"] == 2
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-    assert history == [{"command": "ramlab train ... --resume", "changed": {"epochs": [1, 2], "time_budget": [0.0, 5.0]}}]
+    assert history == [
+        {"command": "ramlab train ... --resume", "changed": {"epochs": [1, 2], "time_budget": [0.0, 5.0]}}
+    ]
     assert load_yaml(out / "config.yaml")["train"]["epochs"] == 2
 
     # The same weights as a run given 2 epochs from the start.

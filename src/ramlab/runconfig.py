@@ -142,6 +142,7 @@ RESUME_MAY_CHANGE = (
     "checkpoint_every",
     "eval_batch_size",
     "tensorboard",
+    "test",
 )
 
 

@@ -34,7 +34,7 @@ from ramlab.config import flatten, load_yaml, save_yaml
 from ramlab.data import datasets
 from ramlab.errors import RamlabError
 from ramlab.files import write_json
-from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.runconfig import RunConfig, TrainConfig, config_path, recipe_names
 
 PRESET_DIR = Path(__file__).parent / "presets"
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
@@ -59,6 +59,9 @@ class RunGroup:
     """The model's config fields."""
     per_data: dict = field(default_factory=dict)
     """Dataset name -> {train: {...}, model_config: {...}} for that dataset only."""
+    recipe: bool = False
+    """Start each dataset's runs from its committed recipe (`ramlab/presets/recipes/<data>.yaml`,
+    RAM only); the preset's and the group's `train` and `model_config` override it."""
     best_reward_of: tuple[str, ...] = ()
     """Groups whose rewards compete: each dataset's runs take the reward of the group with
     the lowest mean validation error on it (those groups must come earlier)."""
@@ -129,7 +132,17 @@ class Preset:
 
 
 TOP_KEYS = ("description", "seeds", "device", "train", "runs", "evaluate", "robustness", "cost")
-GROUP_KEYS = ("name", "model", "data", "seeds", "train", "model_config", "per_data", "best_reward_of")
+GROUP_KEYS = (
+    "name",
+    "model",
+    "data",
+    "seeds",
+    "recipe",
+    "train",
+    "model_config",
+    "per_data",
+    "best_reward_of",
+)
 
 
 def preset_names() -> list[str]:
@@ -269,6 +282,14 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
             extra = w.keys(extra, ("train", "model_config"), f"{key}.per_data.{d}")
             w.fields_of(TrainConfig, extra.get("train"), f"{key}.per_data.{d}.train")
             w.fields_of(config_class, extra.get("model_config"), f"{key}.per_data.{d}.model_config")
+        recipe = w.boolean(entry.get("recipe", False), f"{key}.recipe")
+        if recipe:
+            missing = sorted(set(data) - set(recipe_names())) if model == "ram" else list(data)
+            if missing:
+                raise w.error(
+                    f"{key}.recipe",
+                    f"no {model} recipe for {', '.join(missing)}; ram recipes: {', '.join(recipe_names())}",
+                )
         best_of: tuple[str, ...] = ()
         if entry.get("best_reward_of") is not None:
             earlier = [g.name for g in groups if g.model == model]
@@ -288,6 +309,7 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
             train=group_train,
             model_config=model_config,
             per_data=per_data,
+            recipe=recipe,
             best_reward_of=best_of,
         )
         for d in data:  # every run's config is built now, so a bad value fails before any job
@@ -398,13 +420,24 @@ def _run_config(
     group: RunGroup, data: str, seed: int, train: dict, *, where: str, reward: str | None = None
 ) -> RunConfig:
     extra = group.per_data.get(data) or {}
-    model_config = {**group.model_config, **(extra.get("model_config") or {})}
+    base = load_yaml(config_path(data)) if group.recipe else {}
+    model_config = {
+        **(base.get("model_config") or {}),
+        **group.model_config,
+        **(extra.get("model_config") or {}),
+    }
     if reward is not None:
         model_config["reward"] = reward
     spec = {
         "model": group.model,
         "data": data,
-        "train": {**train, **group.train, **(extra.get("train") or {}), "seed": seed},
+        "train": {
+            **train,
+            **(base.get("train") or {}),
+            **group.train,
+            **(extra.get("train") or {}),
+            "seed": seed,
+        },
         "model_config": model_config,
     }
     try:

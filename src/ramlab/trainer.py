@@ -87,7 +87,9 @@ class Trainer:
         if saved.exists():
             if resume:
                 try:
-                    changed = resume_changes(RunConfig.from_dict(load_yaml(saved), where=str(saved)), self.config)
+                    changed = resume_changes(
+                        RunConfig.from_dict(load_yaml(saved), where=str(saved)), self.config
+                    )
                 except RamlabError as exc:
                     raise RamlabError(f"{self.out}: {exc}") from None
                 if changed:  # the new budget is the run's config from now on; history says when
