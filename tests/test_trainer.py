@@ -267,7 +267,7 @@ def test_an_existing_run_is_not_overwritten(fake_mnist, tmp_path) -> None:
     assert (out / "result.json").read_bytes() == before
 
 
-def test_a_resume_may_extend_the_budget_and_says_so(fake_mnist, tmp_path) -> None:
+def test_a_resume_may_extend_the_budget_and_says_so(fake_mnist, tmp_path, monkeypatch) -> None:
     # Cosine's length is its number of epochs: extending it would change the past schedule.
     Trainer(tiny_config(epochs=1), tmp_path / "cosine").fit()
     with pytest.raises(RamlabError, match="epochs \\(the cosine and step schedules depend on it\\)"):
@@ -283,6 +283,11 @@ def test_a_resume_may_extend_the_budget_and_says_so(fake_mnist, tmp_path) -> Non
         {"command": "ramlab train ... --resume", "changed": {"epochs": [1, 2], "time_budget": [0.0, 5.0]}}
     ]
     assert load_yaml(out / "config.yaml")["train"]["epochs"] == 2
+
+    # Resuming the finished run with nothing left to train does not read the test split again.
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module, "evaluate", None)  # any evaluation would fail
+        assert Trainer(longer, out).fit(resume=True) == result
 
     # The same weights as a run given 2 epochs from the start.
     Trainer(tiny_config(epochs=2, schedule="exponential"), tmp_path / "whole").fit()

@@ -12,6 +12,7 @@ centres inside the digit's bounding box, per step.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -73,9 +74,7 @@ def evaluate(
         out = model(images, sample=sample, generator=generator)
         log_p = torch.log_softmax(out.step_logits, dim=2)  # (B*M, T, C)
         if rollouts > 1:  # log of the mean probability over each image's M rollouts
-            log_p = log_p.view(len(batch), rollouts, *log_p.shape[1:]).logsumexp(dim=1) - torch.log(
-                torch.tensor(float(rollouts))
-            )
+            log_p = log_p.view(len(batch), rollouts, *log_p.shape[1:]).logsumexp(dim=1) - math.log(rollouts)
         wrong = (log_p.argmax(dim=2) != batch.labels[:, None]).sum(dim=0)  # (T,)
         wrong_steps = wrong if wrong_steps is None else wrong_steps + wrong
         loss_sum += F.nll_loss(log_p[:, -1], batch.labels, reduction="sum").item()

@@ -184,6 +184,7 @@ class Trainer:
         def evaluate_on(loader: SceneLoader):
             return evaluate(model, loader, sample=cfg.eval_sample, rollouts=cfg.eval_rollouts)
 
+        first_epoch = epoch
         try:
             while self._stop_reason(epoch, best_epoch, train_seconds) is None:
                 if cfg.fresh_scenes and epoch > 0:
@@ -316,6 +317,10 @@ class Trainer:
             if board is not None:
                 board.close()
 
+        finished = self.out / "result.json"
+        if epoch == first_epoch and start_step == 0 and finished.exists():
+            # A resume of a finished run that trained nothing: the test split is read once.
+            return json.loads(finished.read_text())
         best = load_checkpoint(self.out / "best.pt", map_location=self.device)
         model.load_state_dict(best["model"])
         test_result = evaluate_on(test) if cfg.test else None
