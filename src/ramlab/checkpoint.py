@@ -40,3 +40,31 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
             "version that wrote it"
         )
     return state
+
+
+def init_weights(model: torch.nn.Module, source: str | Path) -> Path:
+    """Loads the model weights of checkpoint `source` (a .pt file, or a run directory: its
+    best.pt) into `model`; every parameter must match by name and shape. Returns the file."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "best.pt"
+    state = load_checkpoint(path)
+    own = model.state_dict()
+    theirs = state["model"]
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
+    reshaped = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
+    if missing or unexpected or reshaped:
+        problems = [
+            f"{label}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("other shape", reshaped))
+            if keys
+        ]
+        saved = state.get("config", {})
+        raise RamlabError(
+            f"{path}: its weights do not fit this model ({'; '.join(problems)}). It was a "
+            f"{saved.get('model', '?')} with {saved.get('model_config', {})}; give the same model "
+            "settings (sizes, core, glimpses, scales) as that run"
+        )
+    model.load_state_dict(theirs)
+    return path

@@ -96,6 +96,12 @@ class TrainConfig:
     checkpoint_every: int = param(0, "also write last.pt every N steps within an epoch (0: each epoch only)")
     tensorboard: bool = param(False, "also log to TensorBoard (needs the tensorboard package)")
     progress: bool = param(True, "show a progress bar")
+    init_from: str | None = param(
+        None,
+        "start from the model weights of this checkpoint (a .pt file, or a run directory: its "
+        "best.pt) instead of a random initialisation; the optimiser, schedule and budget start "
+        "afresh (fine-tuning, or branching a run with new settings)",
+    )
 
     def __post_init__(self) -> None:
         choice("optimizer", self.optimizer, OPTIMIZERS)

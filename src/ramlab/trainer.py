@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ramlab.checkpoint import load_checkpoint, save_checkpoint
+from ramlab.checkpoint import init_weights, load_checkpoint, save_checkpoint
 from ramlab.config import load_yaml, save_yaml
 from ramlab.data.datasets import image_size, load_split
 from ramlab.data.loader import SceneLoader
@@ -159,6 +159,8 @@ class Trainer:
             train_seconds = state["train_seconds"]
             rollouts_seen = state.get("rollouts_seen", 0)
             generator_state = state["generator"]
+        elif cfg.init_from:
+            init_weights(model, cfg.init_from)
         log = MetricsLog(self.out / "metrics.jsonl", resume_step=global_step if state is not None else None)
         board = self._tensorboard()
 
