@@ -173,7 +173,7 @@ def test_build_model_by_name() -> None:
     [
         ({"std": 0.0}, "std must be > 0"),
         ({"std": -0.1}, "std must be > 0"),
-        ({"std": float("nan")}, "std must be > 0"),
+        ({"std": float("nan")}, "std must be a finite number"),
         ({"core": "gru"}, "core must be one of rnn, lstm; got 'gru'"),
         ({"reward": "accuracy"}, "unknown reward 'accuracy'; valid: sparse, infogain, bbox"),
         ({"reward": "sparse+0.5*box"}, "unknown reward 'box'"),

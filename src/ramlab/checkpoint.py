@@ -3,6 +3,8 @@ atomically and loaded with `weights_only=True` (no pickled code is ever executed
 
 from __future__ import annotations
 
+import io
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +17,25 @@ FORMAT = 2  # 2: the RAM's glimpse network and core keep W_hg/W_hl and W_g/W_h a
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    state = {"format": FORMAT, **state}
-    return atomic_write(path, lambda f: torch.save(state, f))
+    buffer = io.BytesIO()  # serialise first: a failing disk then raises a plain OSError
+    torch.save({"format": FORMAT, **state}, buffer)
+    return atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+
+
+def recovery_advice(path: Path) -> str:
+    """What recovers a run whose checkpoint `path` is damaged, by the checkpoint's role."""
+    if path.name == "last.pt":
+        return (
+            f"the run cannot continue from it. Delete {path} and rerun the run's command with "
+            "--resume: the run starts again from epoch 0 (its config is kept)"
+        )
+    if path.name == "best.pt":
+        return (
+            "the best weights it held are lost. Train the run again into a new --out with the "
+            "command in its result.json or config.yaml (the same seed gives the same weights on "
+            f"CPU); the final epoch's weights are in {path.with_name('last.pt')}, if it is intact"
+        )
+    return "restore it from a copy, or train again"
 
 
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -25,11 +44,19 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         raise RamlabError(f"{path}: no checkpoint there")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" not in str(exc):  # not a pickle of code: a damaged file
+            raise RamlabError(
+                f"{path}: cannot read the checkpoint (damaged); {recovery_advice(path)}"
+            ) from None
+        raise RamlabError(
+            f"{path}: not a ramlab checkpoint: it holds Python objects, which a ramlab checkpoint never "
+            "does, and ramlab does not load such files (loading them can run arbitrary code)"
+        ) from None
     except Exception as exc:  # torch raises many types for a damaged file
         raise RamlabError(
-            f"{path}: cannot read the checkpoint ({type(exc).__name__}: {str(exc)[:200]}); "
-            "it is damaged or not a ramlab checkpoint. Fix: delete it and rerun (training resumes "
-            "from the other checkpoint, or starts again)"
+            f"{path}: cannot read the checkpoint (damaged: {type(exc).__name__}: {str(exc)[:120]}); "
+            f"{recovery_advice(path)}"
         ) from None
     if not isinstance(state, dict) or "format" not in state:
         raise RamlabError(f"{path}: not a ramlab checkpoint")

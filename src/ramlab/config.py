@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -35,6 +36,43 @@ def choice(name: str, value: str, valid: typing.Iterable[str]) -> None:
     valid = tuple(valid)
     if value not in valid:
         raise RamlabError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
+
+
+def check_finite(obj: Any) -> None:
+    """Raise a clear error for a float field of dataclass `obj` holding inf or NaN."""
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RamlabError(f"{f.name} must be a finite number, got {value}")
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a float that is neither inf nor NaN."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: its keys may be overridden
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (lines {seen[key]} and {line}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
 
 
 def _base_type(tp: Any) -> Any:
@@ -89,7 +127,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, title: str
                 flag, type=inner, nargs="+", help=help_text, default=argparse.SUPPRESS, dest=f.name
             )
         else:
-            convert = base if base in (int, float, str) else str
+            convert = {float: finite_float}.get(base, base) if base in (int, float, str) else str
             if is_optional:
                 convert = _optional(convert)
             group.add_argument(
@@ -149,7 +187,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise RamlabError(f"{path}: no such file") from None
     except yaml.YAMLError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
 import torch
@@ -24,6 +25,22 @@ def resolve_device(name: str) -> torch.device:
     if name == "cpu":
         return torch.device("cpu")
     raise RamlabError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+
+
+def set_threads(threads: int) -> int:
+    """Give torch `threads` CPU threads (0: leave torch's default), at most the CPUs this
+    process may use (torch crashes far beyond that); says so when it caps. Returns the count."""
+    if threads <= 0:
+        return torch.get_num_threads()
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if threads > cpus:
+        print(
+            f"ramlab: --threads {threads} is more than the {cpus} CPUs available; using {cpus}",
+            file=sys.stderr,
+        )
+        threads = cpus
+    torch.set_num_threads(threads)
+    return threads
 
 
 def reuse_freed_memory() -> bool:

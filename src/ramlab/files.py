@@ -1,5 +1,10 @@
-"""Atomic file writes: a temp file in the same folder, then a rename, so no reader sees half a file."""
+"""Atomic file writes: a temp file in the same folder, then a rename, so no reader sees half a file.
 
+A write that fails (a full disk, a read-only folder) leaves the previous file as it was,
+removes its temp file and raises RamlabError naming the file and the fix.
+"""
+
+import errno
 import json
 import os
 import tempfile
@@ -7,22 +12,55 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ramlab.errors import RamlabError
+
+TEMP_SUFFIX = ".tmp"
+
+
+def os_error_advice(exc: OSError) -> str:
+    """What to do about a failed read or write, by its cause."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full: free space on it (or choose another --out), then rerun with --resume"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "no permission to write there: choose a writable --out (or fix its permissions)"
+    return "check the disk and the path, then rerun (with --resume to continue a run)"
+
+
+def os_error_message(exc: OSError, path: str | os.PathLike | None = None, *, verb: str = "write") -> str:
+    where = path or exc.filename or "a file"
+    return f"cannot {verb} {where}: {exc.strerror or exc}; {os_error_advice(exc)}"
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
     """Call `write(fileobj)` on a temp file beside `path`, fsync it, and rename it onto `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise RamlabError(os_error_message(exc, path)) from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise RamlabError(os_error_message(exc, path) + f" ({path} was left as it was)") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def remove_stale_temp(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temp files that atomic writes in `directory` left behind when their process
+    was killed mid-write (call it only while holding the directory's lock)."""
+    stale = [p for p in Path(directory).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:

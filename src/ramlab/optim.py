@@ -47,6 +47,7 @@ class Schedule:
     def __init__(self, optimizer: torch.optim.Optimizer, cfg, *, steps_per_epoch: int) -> None:
         self.kind = cfg.schedule
         self.optimizer = optimizer
+        self.initial_lr = cfg.lr
         if self.kind == "plateau":
             self._plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer,
@@ -79,9 +80,24 @@ class Schedule:
 
     def state_dict(self) -> dict[str, Any]:
         inner = self._per_step if self._per_step is not None else self._plateau
-        return {"kind": self.kind, "state": inner.state_dict()}
+        return {"kind": self.kind, "state": inner.state_dict(), "initial_lr": self.initial_lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores the schedule where it was. A resume may give another initial learning rate
+        (`--resume --lr X`, e.g. after a NaN): the schedule then goes on scaled to it. Call it
+        after loading the optimiser's state."""
         inner = self._per_step if self._per_step is not None else self._plateau
         # Checkpoints before the plateau schedule held the LambdaLR's state itself.
         inner.load_state_dict(state["state"] if "kind" in state else state)
+        groups = self.optimizer.param_groups
+        if self._per_step is not None:
+            per_step = self._per_step
+            per_step.base_lrs = [self.initial_lr] * len(groups)
+            for group, factor in zip(groups, per_step.lr_lambdas, strict=True):
+                group["initial_lr"] = self.initial_lr
+                group["lr"] = self.initial_lr * factor(per_step.last_epoch)
+            per_step._last_lr = [group["lr"] for group in groups]
+        else:
+            scale = self.initial_lr / state.get("initial_lr", self.initial_lr)
+            for group, floor in zip(groups, self._plateau.min_lrs, strict=True):
+                group["lr"] = max(group["lr"] * scale, floor)

@@ -12,7 +12,10 @@ reward-to-go G_t = sum_{s >= t} gamma^(s - t) r_s.
     bbox:     r_t = -d_t, d_t the distance from glimpse t's centre to the digit's bounding
               box (0 inside it), in location units (half the canvas side is 1)
 
-A reward structure is a weighted sum written `"sparse+0.5*bbox"`; weights default to 1.
+A reward structure is a weighted sum written `"sparse+0.5*bbox"`; weights default to 1 and
+must be positive and finite: each reward already has the sign of what it asks for (bbox is a
+penalty, -distance), so a negative weight would ask for the opposite of its name (glimpses
+far from the digit, wrong answers), and a zero weight is the term left out.
 """
 
 from __future__ import annotations
@@ -78,9 +81,16 @@ def parse_reward(spec: str) -> dict[str, float]:
         if name not in REWARDS:
             raise RamlabError(f"reward {spec!r}: unknown reward {name!r}; valid: {', '.join(REWARDS)}")
         try:
-            weights[name] = weights.get(name, 0.0) + float(match["w"] or 1.0)
+            weight = float(match["w"] or 1.0)
         except ValueError:
             raise RamlabError(f"reward {spec!r}: bad weight {match['w']!r}") from None
+        if not (math.isfinite(weight) and weight > 0):
+            raise RamlabError(
+                f"reward {spec!r}: the weight of {name} must be a positive finite number, got "
+                f"{match['w']}; each reward already points the right way (bbox is a penalty), "
+                "so a negative weight would reward the opposite; leave a term out to turn it off"
+            )
+        weights[name] = weights.get(name, 0.0) + weight
     return weights
 
 

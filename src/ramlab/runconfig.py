@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ramlab.config import choice, from_dict, load_yaml, param, to_dict
+from ramlab.config import check_finite, choice, from_dict, load_yaml, param, to_dict
 from ramlab.data.datasets import DATASETS, dataset_spec
 from ramlab.device import DEVICES
 from ramlab.errors import RamlabError
@@ -104,6 +104,7 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        check_finite(self)
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("schedule", self.schedule, SCHEDULES)
         for name in (
@@ -134,10 +135,13 @@ class TrainConfig:
                 raise RamlabError(f"{name} must be >= 1 or None, got {value}")
 
 
-# Training fields a resumed run may change: budgets and how it runs, not what it learns.
-# (`epochs` changes the cosine and step schedules' length, so it may change only under the
+# Training fields a resumed run may change: budgets and how it runs, and the learning rate
+# and gradient clipping (the way on after a NaN: `--resume --lr X`; the schedule goes on
+# scaled to the new initial rate, and history.jsonl records the change). (`epochs` changes the cosine and step schedules' length, so it may change only under the
 # other schedules.)
 RESUME_MAY_CHANGE = (
+    "lr",
+    "grad_clip",
     "epochs",
     "time_budget",
     "early_stop",

@@ -7,6 +7,7 @@ A run directory holds:
     best.pt         the weights with the lowest validation error
     result.json     test_error, val_error, per_glimpse_test_error, params, epochs, ...
     history.jsonl   budgets changed on resume (`--resume --epochs 90`), one line per resume
+    .lock           held by the one process writing the run (see ramlab.lock)
 
 Exact resume: epoch e shuffles and samples from a generator seeded with (seed, e), and a
 checkpoint stores that generator's state, so an interrupted run continued with `resume`
@@ -17,9 +18,11 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +33,12 @@ from ramlab.checkpoint import init_weights, load_checkpoint, save_checkpoint
 from ramlab.config import load_yaml, save_yaml
 from ramlab.data.datasets import image_size, load_split
 from ramlab.data.loader import SceneLoader
-from ramlab.device import resolve_device
+from ramlab.device import resolve_device, set_threads
 from ramlab.diagnostics import grad_norms, starved_parts
-from ramlab.errors import RamlabError
+from ramlab.errors import Interrupted, RamlabError
 from ramlab.evaluate import evaluate
-from ramlab.files import write_json
+from ramlab.files import remove_stale_temp, write_json
+from ramlab.lock import DirectoryLock
 from ramlab.metrics import MetricsLog
 from ramlab.models.base import Model
 from ramlab.models.registry import build_model
@@ -67,6 +71,25 @@ def build_run_model(config: RunConfig, device: torch.device | str = "cpu") -> Mo
     return build_model(config.model, config.model_config, image_size=image_size(config.data)).to(device)
 
 
+@dataclass
+class Position:
+    """Where a run stands; saved in last.pt and restored on resume (the checkpoint's keys)."""
+
+    epoch: int = 0  # epochs finished
+    step_in_epoch: int = 0  # steps of the current epoch done (a checkpoint within an epoch)
+    global_step: int = 0
+    rollouts_seen: int = 0
+    best_val_error: float = math.inf
+    best_epoch: int = -1
+    train_seconds: float = 0.0
+    generator: torch.Tensor | None = None  # the epoch generator's state within an epoch
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any]) -> Position:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in names})
+
+
 class Trainer:
     """Trains `config` into `out_dir`. `fit()` returns the result dict (also result.json)."""
 
@@ -74,16 +97,49 @@ class Trainer:
         self.config = config
         self.cfg = config.train
         self.out = Path(out_dir)
-        self.command = command or " ".join(["ramlab", *sys.argv[1:]])
-        if self.cfg.threads:
-            torch.set_num_threads(self.cfg.threads)
+        self.command = command or shlex.join(["ramlab", *sys.argv[1:]])
+        set_threads(self.cfg.threads)
         self.device = resolve_device(self.cfg.device)
 
-    # ---- set-up -------------------------------------------------------------------------
+    @property
+    def resume_command(self) -> str:
+        return self.command if " --resume" in self.command else f"{self.command} --resume"
+
+    # ---- the run, step by step ----------------------------------------------------------
+    def fit(self, *, resume: bool = False) -> dict[str, Any]:
+        """Set up (or resume), train epoch by epoch until a stop reason, then test the best
+        checkpoint and write result.json."""
+        torch.manual_seed(self.cfg.seed)
+        # Built first: settings the model refuses leave no run directory behind.
+        self.model = build_run_model(self.config, self.device)
+        with DirectoryLock(self.out, self.command):
+            state = self._prepare_dir(resume)
+            remove_stale_temp(self.out)
+            self.commit = git_commit()  # the code this process loaded
+            self._set_up(state)
+            first_epoch = self.pos.epoch
+            try:
+                while self._stop_reason(self.pos.epoch, self.pos.best_epoch, self.pos.train_seconds) is None:
+                    self._train_epoch()
+                    self._end_epoch()
+            except KeyboardInterrupt:
+                raise Interrupted(self._interrupted_message()) from None
+            finally:
+                self.log.close()
+                if self.board is not None:
+                    self.board.close()
+            finished = self.out / "result.json"
+            if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0 and finished.exists():
+                # A resume of a finished run that trained nothing: the test split is read once.
+                return json.loads(finished.read_text())
+            return self._finish()
+
     def _prepare_dir(self, resume: bool) -> dict[str, Any] | None:
         """Returns the checkpoint to resume from, or None for a fresh run."""
         saved = self.out / "config.yaml"
         last = self.out / "last.pt"
+        if resume and (self.out / "result.json").exists() and not last.exists():
+            raise RamlabError(f"{self.out}: the run has finished (result.json) and has no last.pt")
         if saved.exists():
             if resume:
                 try:
@@ -101,9 +157,222 @@ class Trainer:
                 raise RamlabError(
                     f"{self.out} already holds a run; pass --resume to continue it, or choose another --out"
                 )
-        self.out.mkdir(parents=True, exist_ok=True)
         save_yaml(saved, self.config.to_dict())
         return None
+
+    def _set_up(self, state: dict[str, Any] | None) -> None:
+        """Data, optimiser, schedule and logs; restored from `state` when resuming."""
+        cfg = self.cfg
+        self.train, self.val, self.test = self._loaders()
+        self.steps_per_epoch = len(self.train)
+        self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.schedule = Schedule(self.optimizer, cfg, steps_per_epoch=self.steps_per_epoch)
+        self.pos = Position()
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.schedule.load_state_dict(state["schedule"])  # at this config's lr (see optim)
+            self.pos = Position.from_checkpoint(state)
+        elif cfg.init_from:
+            init_weights(self.model, cfg.init_from)
+        self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=self.pos.global_step if state else None)
+        self.board = self._tensorboard()
+
+    def _train_epoch(self) -> None:
+        """One pass over the training scenes (from the saved step when resuming mid-epoch)."""
+        cfg, pos, model = self.cfg, self.pos, self.model
+        if cfg.fresh_scenes and pos.epoch > 0:
+            self.train = self._fresh_train_loader(pos.epoch)
+        generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, pos.epoch))
+        order = self.train.order(generator)
+        if pos.generator is not None and pos.step_in_epoch > 0:
+            generator.set_state(pos.generator)
+        self.generator = generator
+        sample_gen = generator if self.device.type == "cpu" else None
+        copies = model.training_copies  # the RAM's M rollouts per image
+        model.train()
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=pos.step_in_epoch,
+            desc=f"epoch {pos.epoch + 1}/{cfg.epochs}",
+            disable=not cfg.progress,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+            leave=False,
+        )
+        self.tick, self.seen, self.norm_sums = time.perf_counter(), 0, {}
+        for step, batch in enumerate(
+            self.train.iterate(order, start=pos.step_in_epoch), start=pos.step_in_epoch
+        ):
+            if copies > 1:
+                batch = batch.repeat(copies)
+            out = model(batch.images, sample=True, generator=sample_gen)
+            objective = model.objective(out, batch.labels, batch.bboxes)
+            if not torch.isfinite(objective.loss):
+                raise RamlabError(self._non_finite_message(objective.loss.item(), step))
+            self.optimizer.zero_grad(set_to_none=True)
+            objective.loss.backward()
+            logging = (pos.global_step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch
+            norms = grad_norms(model) if logging else {}  # before clipping
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            self.schedule.after_step()
+            pos.global_step += 1
+            pos.step_in_epoch = step + 1
+            self.seen += len(batch)
+            pos.rollouts_seen += len(batch)
+            bar.update(1)
+            if logging:
+                self._log_step(batch, out, objective, norms, bar)
+            if (
+                cfg.checkpoint_every
+                and pos.global_step % cfg.checkpoint_every == 0
+                and step + 1 < self.steps_per_epoch
+            ):
+                self._clock()
+                self._checkpoint(self.out / "last.pt")
+        bar.close()
+        self._clock()
+        pos.epoch += 1
+        pos.step_in_epoch, pos.generator = 0, None
+
+    def _clock(self) -> None:
+        """Adds the training time since the last tick to the run's training seconds."""
+        now = time.perf_counter()
+        self.pos.train_seconds += now - self.tick
+        self.tick = now
+
+    def _log_step(self, batch, out, objective, norms: dict[str, Any], bar) -> None:
+        elapsed = time.perf_counter() - self.tick
+        error = (out.logits.argmax(1) != batch.labels).float().mean() * 100
+        self._clock()
+        pos = self.pos
+        record = {
+            "step": pos.global_step,
+            "epoch": pos.epoch + (pos.step_in_epoch - 1) / self.steps_per_epoch,
+            "train/loss": objective.loss.detach(),
+            "train/error": error,
+            "train/lr": self.schedule.lr,
+            "train/rollouts": pos.rollouts_seen,
+            "perf/train_seconds": pos.train_seconds,
+            "perf/samples_per_s": self.seen / max(elapsed, 1e-9),
+            **objective.metrics,
+            **norms,
+        }
+        self.log.write(record)
+        self._board(self.board, record, pos.global_step)
+        bar.set_postfix(loss=f"{objective.loss.item():.3f}", err=f"{error.item():.1f}")
+        for key, value in norms.items():
+            self.norm_sums[key] = self.norm_sums.get(key, 0.0) + float(value)
+        self.seen = 0
+
+    def _end_epoch(self) -> None:
+        """Validate, log, keep the best weights, checkpoint, and say how the epoch went."""
+        pos, cfg = self.pos, self.cfg
+        result = self._evaluate(self.val)
+        starved = starved_parts(self.norm_sums)
+        record = {
+            "step": pos.global_step,
+            "epoch": pos.epoch,
+            "val/error": result.error,
+            "val/loss": result.loss,
+            "val/per_step_error": result.per_step_error,
+            "train/lr": self.schedule.lr,
+            "train/rollouts": pos.rollouts_seen,
+            "perf/train_seconds": pos.train_seconds,
+        }
+        if result.in_box is not None:
+            record["val/in_box"] = sum(result.in_box) / len(result.in_box)
+            record["val/in_box_per_step"] = result.in_box
+        if starved:
+            record["warning/no_gradient"] = starved
+        self.log.write(record)
+        self._board(self.board, record, pos.global_step)
+        self.schedule.after_epoch(result.error)
+        if result.error < pos.best_val_error:
+            pos.best_val_error, pos.best_epoch = result.error, pos.epoch
+            best = {"config": self.config.to_dict(), "model": self.model.state_dict()}
+            save_checkpoint(self.out / "best.pt", {**best, "epoch": pos.epoch, "val_error": result.error})
+        self._checkpoint(self.out / "last.pt")
+        if starved:  # shown even without progress output: the run is not what it claims
+            print(
+                f"warning: epoch {pos.epoch}: no gradient reached {', '.join(starved)} "
+                "(grad/<part> = 0 at every logged step of the epoch)",
+                file=sys.stderr,
+            )
+        if cfg.progress:
+            in_box = "" if result.in_box is None else f", glimpses in box {record['val/in_box']:.0f}%"
+            print(
+                f"epoch {pos.epoch}/{cfg.epochs}: val error {result.error:.2f}% "
+                f"(best {pos.best_val_error:.2f}%){in_box}, lr {self.schedule.lr:.2g}",
+                file=sys.stderr,
+            )
+
+    def _finish(self) -> dict[str, Any]:
+        """Test the best checkpoint (unless `test` is false) and write result.json."""
+        cfg, pos = self.cfg, self.pos
+        best = load_checkpoint(self.out / "best.pt", map_location=self.device)
+        self.model.load_state_dict(best["model"])
+        test_result = self._evaluate(self.test) if cfg.test else None
+        result = {
+            "model": self.config.model,
+            "data": self.config.data,
+            "test_error": test_result and test_result.error,
+            "val_error": pos.best_val_error,
+            "per_glimpse_test_error": test_result and test_result.per_step_error,
+            "test_loss": test_result and test_result.loss,
+            "test_count": test_result and test_result.count,
+            "test_protocol": test_result and test_result.protocol,
+            "test_in_box": test_result and test_result.in_box,
+            "params": self.model.num_parameters(),
+            "epochs": cfg.epochs,
+            "epochs_run": pos.epoch,
+            "stopped_early": pos.epoch < cfg.epochs,
+            "stop_reason": self._stop_reason(pos.epoch, pos.best_epoch, pos.train_seconds),
+            "best_epoch": pos.best_epoch,
+            "steps": pos.global_step,
+            "rollouts_seen": pos.rollouts_seen,
+            "train_seconds": pos.train_seconds,
+            "seed": cfg.seed,
+            "data_seed": cfg.data_seed,
+            "device": str(self.device),
+            "commit": self.commit,
+            "command": self.command,
+            "config": self.config.to_dict(),
+        }
+        write_json(self.out / "result.json", result)
+        return result
+
+    # ---- pieces -------------------------------------------------------------------------
+    def _checkpoint(self, path: Path) -> None:
+        position = {f.name: getattr(self.pos, f.name) for f in fields(self.pos)}
+        position["generator"] = self.generator.get_state()
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        save_checkpoint(
+            path,
+            {"config": self.config.to_dict(), **state, "schedule": self.schedule.state_dict(), **position},
+        )
+
+    def _evaluate(self, loader: SceneLoader):
+        return evaluate(self.model, loader, sample=self.cfg.eval_sample, rollouts=self.cfg.eval_rollouts)
+
+    def _non_finite_message(self, loss: float, step: int) -> str:
+        where = f"the loss became {loss} at epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}; stopped"
+        last = self.out / "last.pt"
+        if not last.exists():
+            return (
+                f"{where}. No checkpoint was written yet, so nothing is kept: rerun with a lower --lr "
+                f"(e.g. {self.cfg.lr / 10:g}) or --grad-clip 5; the run in {self.out} starts again"
+            )
+        return (
+            f"{where}. The last good checkpoint, {last}, is kept: continue from it with a lower "
+            f"learning rate: {self.resume_command} --lr {self.cfg.lr / 10:g} (or --grad-clip 5)"
+        )
+
+    def _interrupted_message(self) -> str:
+        last = self.out / "last.pt"
+        kept = f"the last checkpoint ({last}) is kept" if last.exists() else "no checkpoint was written yet"
+        return f"interrupted at epoch {self.pos.epoch + 1}; {kept}. Resume with: {self.resume_command}"
 
     def _loaders(self) -> tuple[SceneLoader, SceneLoader, SceneLoader]:
         seed, cfg = self.cfg.data_seed, self.cfg
@@ -127,233 +396,6 @@ class Trainer:
             cache=False,
         )
         return SceneLoader(scenes, batch_size=self.cfg.batch_size, device=self.device)
-
-    # ---- the loop -----------------------------------------------------------------------
-    def fit(self, *, resume: bool = False) -> dict[str, Any]:
-        if resume and (self.out / "result.json").exists() and not (self.out / "last.pt").exists():
-            raise RamlabError(f"{self.out}: the run has finished (result.json) and has no last.pt")
-        state = self._prepare_dir(resume)
-        commit = git_commit()  # the code this process loaded, whatever the tree holds by the end
-        cfg = self.cfg
-        torch.manual_seed(cfg.seed)
-        model = build_run_model(self.config, self.device)
-        train, val, test = self._loaders()
-        steps_per_epoch = len(train)
-        optimizer = make_optimizer(model.parameters(), cfg)
-        schedule = Schedule(optimizer, cfg, steps_per_epoch=steps_per_epoch)
-        copies = model.training_copies  # the RAM's M rollouts per image
-
-        epoch, start_step, global_step, rollouts_seen = 0, 0, 0, 0
-        best_error, best_epoch, train_seconds = math.inf, -1, 0.0
-        generator_state = None
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            schedule.load_state_dict(state["schedule"])
-            epoch, start_step, global_step = (
-                state["epoch"],
-                state["step_in_epoch"],
-                state["global_step"],
-            )
-            best_error, best_epoch = state["best_val_error"], state["best_epoch"]
-            train_seconds = state["train_seconds"]
-            rollouts_seen = state.get("rollouts_seen", 0)
-            generator_state = state["generator"]
-        elif cfg.init_from:
-            init_weights(model, cfg.init_from)
-        log = MetricsLog(self.out / "metrics.jsonl", resume_step=global_step if state is not None else None)
-        board = self._tensorboard()
-
-        def checkpoint(path: Path, *, epoch: int, step_in_epoch: int, generator: torch.Generator) -> None:
-            save_checkpoint(
-                path,
-                {
-                    "config": self.config.to_dict(),
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "epoch": epoch,
-                    "step_in_epoch": step_in_epoch,
-                    "global_step": global_step,
-                    "generator": generator.get_state(),
-                    "best_val_error": best_error,
-                    "best_epoch": best_epoch,
-                    "train_seconds": train_seconds,
-                    "rollouts_seen": rollouts_seen,
-                },
-            )
-
-        def evaluate_on(loader: SceneLoader):
-            return evaluate(model, loader, sample=cfg.eval_sample, rollouts=cfg.eval_rollouts)
-
-        first_epoch = epoch
-        try:
-            while self._stop_reason(epoch, best_epoch, train_seconds) is None:
-                if cfg.fresh_scenes and epoch > 0:
-                    train = self._fresh_train_loader(epoch)
-                generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch))
-                order = train.order(generator)
-                if generator_state is not None and start_step > 0:
-                    generator.set_state(generator_state)
-                sample_gen = generator if self.device.type == "cpu" else None
-                model.train()
-                bar = tqdm(
-                    total=steps_per_epoch,
-                    initial=start_step,
-                    desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                    disable=not cfg.progress,
-                    mininterval=1.0 if sys.stderr.isatty() else 30.0,
-                    leave=False,
-                )
-                tick, seen = time.perf_counter(), 0
-                norm_sums: dict[str, float] = {}
-                for step, batch in enumerate(train.iterate(order, start=start_step), start=start_step):
-                    if copies > 1:
-                        batch = batch.repeat(copies)
-                    out = model(batch.images, sample=True, generator=sample_gen)
-                    objective = model.objective(out, batch.labels, batch.bboxes)
-                    loss = objective.loss
-                    if not torch.isfinite(loss):
-                        raise RamlabError(
-                            f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1} of {steps_per_epoch}; stopped. "
-                            f"The last good checkpoint is kept in {self.out}. Fix: lower --lr or set --grad-clip"
-                        )
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    logging = (global_step + 1) % cfg.log_every == 0 or step + 1 == steps_per_epoch
-                    norms = grad_norms(model) if logging else {}  # before clipping
-                    if cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                    optimizer.step()
-                    schedule.after_step()
-                    global_step += 1
-                    seen += len(batch)
-                    rollouts_seen += len(batch)
-                    bar.update(1)
-                    if logging:
-                        elapsed = time.perf_counter() - tick
-                        error = (out.logits.argmax(1) != batch.labels).float().mean() * 100
-                        train_seconds += elapsed
-                        record = {
-                            "step": global_step,
-                            "epoch": epoch + step / steps_per_epoch,
-                            "train/loss": loss.detach(),
-                            "train/error": error,
-                            "train/lr": schedule.lr,
-                            "train/rollouts": rollouts_seen,
-                            "perf/train_seconds": train_seconds,
-                            "perf/samples_per_s": seen / max(elapsed, 1e-9),
-                            **objective.metrics,
-                            **norms,
-                        }
-                        log.write(record)
-                        self._board(board, record, global_step)
-                        bar.set_postfix(loss=f"{loss.item():.3f}", err=f"{error.item():.1f}")
-                        for key, value in norms.items():
-                            norm_sums[key] = norm_sums.get(key, 0.0) + float(value)
-                        tick, seen = time.perf_counter(), 0
-                    if (
-                        cfg.checkpoint_every
-                        and global_step % cfg.checkpoint_every == 0
-                        and step + 1 < steps_per_epoch
-                    ):
-                        train_seconds += time.perf_counter() - tick
-                        tick = time.perf_counter()
-                        checkpoint(
-                            self.out / "last.pt",
-                            epoch=epoch,
-                            step_in_epoch=step + 1,
-                            generator=generator,
-                        )
-                bar.close()
-                train_seconds += time.perf_counter() - tick
-                epoch += 1
-                start_step, generator_state = 0, None
-                result = evaluate_on(val)
-                starved = starved_parts(norm_sums)
-                record = {
-                    "step": global_step,
-                    "epoch": epoch,
-                    "val/error": result.error,
-                    "val/loss": result.loss,
-                    "val/per_step_error": result.per_step_error,
-                    "train/lr": schedule.lr,
-                    "train/rollouts": rollouts_seen,
-                    "perf/train_seconds": train_seconds,
-                }
-                if result.in_box is not None:
-                    record["val/in_box"] = sum(result.in_box) / len(result.in_box)
-                    record["val/in_box_per_step"] = result.in_box
-                if starved:
-                    record["warning/no_gradient"] = starved
-                log.write(record)
-                self._board(board, record, global_step)
-                schedule.after_epoch(result.error)
-                if result.error < best_error:
-                    best_error, best_epoch = result.error, epoch
-                    save_checkpoint(
-                        self.out / "best.pt",
-                        {
-                            "config": self.config.to_dict(),
-                            "model": model.state_dict(),
-                            "epoch": epoch,
-                            "val_error": result.error,
-                        },
-                    )
-                checkpoint(self.out / "last.pt", epoch=epoch, step_in_epoch=0, generator=generator)
-                if starved:  # shown even without progress output: the run is not what it claims
-                    print(
-                        f"warning: epoch {epoch}: no gradient reached {', '.join(starved)} "
-                        "(grad/<part> = 0 at every logged step of the epoch)",
-                        file=sys.stderr,
-                    )
-                if cfg.progress:
-                    in_box = "" if result.in_box is None else f", glimpses in box {record['val/in_box']:.0f}%"
-                    print(
-                        f"epoch {epoch}/{cfg.epochs}: val error {result.error:.2f}% "
-                        f"(best {best_error:.2f}%){in_box}, lr {schedule.lr:.2g}",
-                        file=sys.stderr,
-                    )
-        finally:
-            log.close()
-            if board is not None:
-                board.close()
-
-        finished = self.out / "result.json"
-        if epoch == first_epoch and start_step == 0 and finished.exists():
-            # A resume of a finished run that trained nothing: the test split is read once.
-            return json.loads(finished.read_text())
-        best = load_checkpoint(self.out / "best.pt", map_location=self.device)
-        model.load_state_dict(best["model"])
-        test_result = evaluate_on(test) if cfg.test else None
-        result = {
-            "model": self.config.model,
-            "data": self.config.data,
-            "test_error": test_result and test_result.error,
-            "val_error": best_error,
-            "per_glimpse_test_error": test_result and test_result.per_step_error,
-            "test_loss": test_result and test_result.loss,
-            "test_count": test_result and test_result.count,
-            "test_protocol": test_result and test_result.protocol,
-            "test_in_box": test_result and test_result.in_box,
-            "params": model.num_parameters(),
-            "epochs": cfg.epochs,
-            "epochs_run": epoch,
-            "stopped_early": epoch < cfg.epochs,
-            "stop_reason": self._stop_reason(epoch, best_epoch, train_seconds),
-            "best_epoch": best_epoch,
-            "steps": global_step,
-            "rollouts_seen": rollouts_seen,
-            "train_seconds": train_seconds,
-            "seed": cfg.seed,
-            "data_seed": cfg.data_seed,
-            "device": str(self.device),
-            "commit": commit,
-            "command": self.command,
-            "config": self.config.to_dict(),
-        }
-        write_json(self.out / "result.json", result)
-        return result
 
     def _stop_reason(self, epoch: int, best_epoch: int, train_seconds: float) -> str | None:
         """Why training ends before epoch `epoch`: every epoch done, `early_stop` epochs

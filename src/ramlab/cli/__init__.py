@@ -14,6 +14,7 @@ import sys
 from ramlab import __version__
 from ramlab.device import reuse_freed_memory
 from ramlab.errors import RamlabError
+from ramlab.files import os_error_message
 
 
 def command_modules() -> list[str]:
@@ -42,9 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     except RamlabError as exc:
         print(f"ramlab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("ramlab: interrupted (finished work is kept; rerun to resume)", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # ramlab's own say what was kept and how to resume
+        print(
+            f"ramlab: {exc or 'interrupted (finished work is kept; rerun the same command to resume)'}",
+            file=sys.stderr,
+        )
         return 130
+    except OSError as exc:  # the environment: a full disk, a read-only folder, ...
+        print(f"ramlab: error: {os_error_message(exc, verb='use')}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, format_cost_table, measure_costs, write_cost_json
+from ramlab.device import set_threads
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_class
 
@@ -66,8 +65,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
         model_class(name)  # an unknown name lists the valid ones
     if args.batch < 1 or args.repeats < 1 or args.threads < 0:
         raise RamlabError("--batch and --repeats must be >= 1 and --threads >= 0")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     rows = measure_costs(models, args.sizes, device=args.device, batch=args.batch, repeats=args.repeats)
     print(format_cost_table(rows))
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     preset = load_preset(args.preset, seeds=args.seeds)
     out = Path(args.out) if args.out else Path("studies") / preset.name
-    study = Study(preset, out, command=" ".join(["ramlab", *sys.argv[1:]]))
+    study = Study(preset, out, command=shlex.join(["ramlab", *sys.argv[1:]]))
     if args.list:
         jobs = study.jobs()
         for i, job in enumerate(jobs, start=1):

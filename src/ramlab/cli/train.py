@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = run_config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(config)
-    result = Trainer(config, out, command=" ".join(["ramlab", *sys.argv[1:]])).fit(resume=args.resume)
+    result = Trainer(config, out, command=shlex.join(["ramlab", *sys.argv[1:]])).fit(resume=args.resume)
     test = "not measured (--test false)" if result["test_error"] is None else f"{result['test_error']:.2f}%"
     print(
         f"{out}: test error {test}, val error {result['val_error']:.2f}%, "

@@ -3,22 +3,23 @@
 Splits: train = MNIST train[:55000], val = MNIST train[55000:], test = MNIST test. Every
 scene of a split holds the split's digits in order, so label counts are MNIST's and the
 same test digits appear in every variant (robustness curves are comparable across levels).
-Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-v<CACHE_VERSION>-seed<S>-<split>.npz`.
+Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-v<CACHE_VERSION>-seed<S>-<split>.npz`, with
+a checksum of its arrays (`ramlab.data.cache`): a file that fails to read or verify is named
+on stderr, deleted and rebuilt.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ramlab.data.cache import DamagedCache, load_arrays, read_or_discard, save_arrays
 from ramlab.data.mnist import Mnist, load_mnist
 from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
 from ramlab.errors import unknown_name
-from ramlab.files import atomic_write
 from ramlab.home import ramlab_home
 
 DATASETS: dict[str, SceneSpec] = {
@@ -76,13 +77,27 @@ def cache_path(name: str, spec: SceneSpec, seed: int, split: str) -> Path:
     return ramlab_home() / "scenes" / f"{stem}.npz"
 
 
+def _layout(n: int, canvas: int) -> dict[str, tuple[type, tuple[int, ...]]]:
+    """dtype and shape of each cached array of n scenes (`Scenes`' documented layout)."""
+    return {
+        "images": (np.uint8, (n, canvas, canvas)),
+        "labels": (np.int64, (n,)),
+        "bboxes": (np.int32, (n, 4)),
+    }
+
+
+def _scenes_from(path: Path, spec: SceneSpec) -> Scenes:
+    arrays = load_arrays(path, ("images", "labels", "bboxes"))
+    for name, (dtype, shape) in _layout(len(arrays["labels"]), spec.canvas).items():
+        got = arrays[name]
+        if got.dtype != dtype or got.shape != shape:
+            raise DamagedCache(f"{name} is {got.dtype} {got.shape}, expected {np.dtype(dtype)} {shape}")
+    return Scenes(**arrays, spec=spec)
+
+
 def _read(path: Path, spec: SceneSpec) -> Scenes | None:
-    try:
-        with np.load(path) as z:
-            return Scenes(images=z["images"], labels=z["labels"], bboxes=z["bboxes"], spec=spec)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
-        return None
+    """The cached scenes, or None (after a warning naming the file) when it must be rebuilt."""
+    return read_or_discard(path, lambda p: _scenes_from(p, spec), then="rebuilding it")
 
 
 def load_split(
@@ -115,8 +130,7 @@ def load_split(
 
 
 def save_scenes(path: Path, scenes: Scenes) -> Path:
-    arrays = {"images": scenes.images, "labels": scenes.labels, "bboxes": scenes.bboxes}
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    return save_arrays(path, {"images": scenes.images, "labels": scenes.labels, "bboxes": scenes.bboxes})
 
 
 def build_dataset(name: str, *, seed: int = 0) -> dict[str, Path]:

