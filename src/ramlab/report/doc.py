@@ -1,0 +1,134 @@
+"""The report as a document: blocks rendered both as Markdown and as one self-contained HTML page.
+
+Inline markup in text and table cells: `code`, [text](#link), **bold**, and `{#name}` for a
+link target inside a table cell. The HTML page embeds its figures (base64), so it can be
+sent alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Doc:
+    """Blocks rendered both as Markdown and as HTML (inline: `code`, [text](#link), **bold**)."""
+
+    root: Path
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def heading(self, level: int, text: str, anchor: str | None = None) -> None:
+        self.blocks.append(("heading", (level, text, anchor)))
+
+    def para(self, text: str) -> None:
+        self.blocks.append(("para", text))
+
+    def table(self, headers: list[str], rows: list[list[str]]) -> None:
+        if rows:
+            self.blocks.append(("table", (headers, rows)))
+
+    def figure(self, path: Path, caption: str) -> None:
+        self.blocks.append(("figure", (path, caption)))
+
+    def details(self, summary: str, code: str) -> None:
+        self.blocks.append(("details", (summary, code)))
+
+    # Markdown ----------------------------------------------------------------------------
+    def markdown(self) -> str:
+        out = []
+        for kind, value in self.blocks:
+            if kind == "heading":
+                level, text, anchor = value
+                out.append(("" if not anchor else f'<a id="{anchor}"></a>\n') + "#" * level + " " + text)
+            elif kind == "para":
+                out.append(value)
+            elif kind == "table":
+                headers, rows = value
+                lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+                lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
+                out.append("\n".join(lines))
+            elif kind == "figure":
+                path, caption = value
+                alt = _LINK.sub(r"\1", caption)  # no brackets inside an image's alt text
+                out.append(f"![{alt}]({path.relative_to(self.root).as_posix()})\n\n*{caption}*")
+            elif kind == "details":
+                summary, code = value
+                out.append(
+                    f"<details><summary>{summary}</summary>\n\n```yaml\n{code.rstrip()}\n```\n\n</details>"
+                )
+        return "\n\n".join(out) + "\n"
+
+    # HTML --------------------------------------------------------------------------------
+    def html(self, title: str) -> str:
+        body = []
+        for kind, value in self.blocks:
+            if kind == "heading":
+                level, text, anchor = value
+                ident = f' id="{anchor}"' if anchor else ""
+                body.append(f"<h{level}{ident}>{_inline(text)}</h{level}>")
+            elif kind == "para":
+                body.append(f"<p>{_inline(value)}</p>")
+            elif kind == "table":
+                headers, rows = value
+                head = "".join(f"<th>{_inline(h)}</th>" for h in headers)
+                lines = "".join(
+                    "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in rows
+                )
+                body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{lines}</tbody></table>")
+            elif kind == "figure":
+                path, caption = value
+                mime = "image/gif" if path.suffix == ".gif" else "image/png"
+                data = base64.b64encode(path.read_bytes()).decode()
+                alt = html.escape(_LINK.sub(r"\1", caption))
+                body.append(
+                    f'<figure><img src="data:{mime};base64,{data}" alt="{alt}">'
+                    f"<figcaption>{_inline(caption)}</figcaption></figure>"
+                )
+            elif kind == "details":
+                summary, code = value
+                body.append(
+                    f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(code)}</pre></details>"
+                )
+        return HTML_PAGE.format(title=html.escape(title), body="\n".join(body))
+
+
+_CODE = re.compile(r"`([^`]+)`")
+_ANCHOR = re.compile(r"\{#([A-Za-z0-9_-]+)\}")  # {#name}: a link target inside a table cell
+
+
+def _md_cell(cell: str) -> str:
+    return _ANCHOR.sub(r'<a id="\1"></a>', cell.replace("|", "\\|"))
+
+
+_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+
+
+def _inline(text: str) -> str:
+    out = _ANCHOR.sub(r'<a id="\1"></a>', html.escape(text, quote=False))
+    out = _CODE.sub(r"<code>\1</code>", out)
+    out = _LINK.sub(lambda m: f'<a href="{html.escape(m[2])}">{m[1]}</a>', out)
+    return _BOLD.sub(r"<strong>\1</strong>", out)
+
+
+HTML_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem;
+       color: #111; line-height: 1.45; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; }}
+th, td {{ border: 1px solid #bbb; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }}
+th {{ background: #eee; }}
+img {{ max-width: 100%; }}
+figure {{ margin: 1rem 0; }} figcaption {{ font-style: italic; font-size: 0.9rem; }}
+code, pre {{ background: #f4f4f4; }} pre {{ padding: 0.5rem; overflow-x: auto; font-size: 0.8rem; }}
+@media print {{ details {{ display: none; }} }}
+</style></head><body>
+{body}
+</body></html>
+"""

@@ -1,0 +1,28 @@
+"""The paper's numbers the report sets beside ours: Mnih et al. 2014 (final version), test error %."""
+
+from __future__ import annotations
+
+from ramlab.report.runs import Run
+
+# Keyed by dataset then model row ("ram/<glimpses>" for the RAM).
+PAPER: dict[str, dict[str, float]] = {
+    "mnist": {"fc": 1.69, "convnet": 1.21, "ram/4": 1.54, "ram/6": 1.12, "ram/7": 1.07},
+    "translated60": {"fc": 2.63, "convnet": 1.62, "ram/4": 1.54, "ram/6": 1.22, "ram/8": 1.2},
+    "cluttered60": {"fc": 11.96, "convnet": 8.09, "ram/4": 4.96, "ram/6": 4.08, "ram/8": 4.04},
+    "cluttered100": {"convnet": 14.35, "ram/4": 9.41, "ram/6": 8.31, "ram/8": 8.11},
+}
+# The order datasets appear in: the paper's, then ours, then any other by name.
+DATA_ORDER = ("mnist", "translated60", "centred60", "cluttered60", "cluttered100")
+
+
+def data_key(name: str) -> tuple[int, str]:
+    """Sort key of a dataset name in DATA_ORDER."""
+    return (DATA_ORDER.index(name) if name in DATA_ORDER else len(DATA_ORDER), name)
+
+
+def paper_error(run: Run) -> float | None:
+    """The paper's test error for this model (and number of glimpses) on this dataset."""
+    table = PAPER.get(run.data, {})
+    glimpses = run.config.get("model_config", {}).get("glimpses")
+    key = f"{run.model}/{glimpses}" if glimpses is not None else run.model
+    return table.get(key)

@@ -1,0 +1,166 @@
+"""Run directories read back: a `Run` per folder holding config.yaml and a trainer's files.
+
+    runs, skipped = read_runs(DIR)    every run under DIR, and the damaged ones left out
+
+A run's files (config.yaml, result.json, metrics.jsonl, eval.json, robustness.json) are
+checked as they are read (`ramlab.report.checks`); a run with a damaged file is left out
+whole, as a `Skipped` that says why, so one bad file never stops a report.
+
+Runs are grouped by dataset and model; within a group, runs whose configs differ only in
+the seed share a label, and a label shows the config fields that differ from the other
+runs of that model on that dataset (e.g. `ram (reward=sparse+bbox)`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ramlab.config import flatten
+from ramlab.metrics import read_metrics
+from ramlab.report.checks import (
+    Damaged,
+    check_config,
+    check_evaluation,
+    check_metrics,
+    check_result,
+    check_robustness,
+    parse_json,
+    parse_yaml,
+    read,
+)
+
+# Config fields that never make two runs different experiments.
+NOT_EXPERIMENT = {
+    "train.seed",
+    "train.device",
+    "train.threads",
+    "train.progress",
+    "train.tensorboard",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.eval_batch_size",
+}
+
+
+@dataclass
+class Run:
+    """One run directory, read back."""
+
+    path: Path
+    name: str  # path relative to the report's folder
+    config: dict
+    result: dict | None
+    metrics: list[dict]
+    evaluation: dict | None
+    robustness: dict | None
+    label: str = ""
+
+    @property
+    def model(self) -> str:
+        return self.config["model"]
+
+    @property
+    def data(self) -> str:
+        return self.config["data"]
+
+    @property
+    def seed(self) -> int:
+        return self.config.get("train", {}).get("seed", 0)
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None
+
+    @property
+    def anchor(self) -> str:
+        return "run-" + re.sub(r"[^A-Za-z0-9_-]+", "-", self.name).strip("-")
+
+    def link(self) -> str:
+        return f"[{self.path.name}](#{self.anchor})"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A run directory or a file the report leaves out, and why."""
+
+    name: str  # path relative to the report's folder
+    reason: str
+
+
+def read_run(folder: Path, name: str) -> Run:
+    """The run in `folder`; raises Damaged when one of its files cannot be used."""
+    return Run(
+        path=folder,
+        name=name,
+        config=read(folder / "config.yaml", parse_yaml, check_config),
+        result=read(folder / "result.json", parse_json, check_result),
+        metrics=read(folder / "metrics.jsonl", read_metrics, check_metrics) or [],
+        evaluation=read(folder / "eval.json", parse_json, check_evaluation),
+        robustness=read(folder / "robustness.json", parse_json, check_robustness),
+    )
+
+
+def read_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
+    """Every run directory under `root` (a folder with config.yaml and a trainer's files),
+    labelled, and the run directories left out because a file of theirs is damaged."""
+    runs, skipped = [], []
+    for config_path in sorted(root.rglob("config.yaml")):
+        folder = config_path.parent
+        if not ((folder / "metrics.jsonl").exists() or (folder / "result.json").exists()):
+            continue
+        name = str(folder.relative_to(root))
+        try:
+            runs.append(read_run(folder, name))
+        except Damaged as exc:
+            skipped.append(Skipped(name, str(exc)))
+    # Finished runs are labelled among themselves: a run still training with another config
+    # does not change the labels in the tables.
+    _label([r for r in runs if r.finished])
+    _label([r for r in runs if not r.finished])
+    return runs, skipped
+
+
+def find_runs(root: Path) -> list[Run]:
+    """Every readable run directory under `root`, labelled (see `read_runs`)."""
+    return read_runs(root)[0]
+
+
+def experiment(config: dict) -> dict[str, Any]:
+    """The config as dotted keys, less the fields that never make two runs different experiments."""
+    return {k: v for k, v in flatten(config).items() if k not in NOT_EXPERIMENT}
+
+
+def _label(runs: list[Run]) -> None:
+    """Label each run by its model and the config fields that set it apart on its dataset."""
+    groups: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.data, run.model), []).append(run)
+    for (_, model), members in groups.items():
+        flats = [experiment(r.config) for r in members]
+        keys = sorted({k for f in flats for k in f if len({repr(g.get(k)) for g in flats}) > 1})
+        for run, flat in zip(members, flats, strict=True):
+            parts = [f"{k.split('.')[-1]}={_value(flat.get(k))}" for k in keys]
+            run.label = f"{model} ({', '.join(parts)})" if parts else model
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "-".join(map(str, value))
+    return str(value)
+
+
+def by_label(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by label, in order of model, label and seed."""
+    groups: dict[str, list[Run]] = {}
+    for run in sorted(runs, key=lambda r: (r.model, r.label, r.seed)):
+        groups.setdefault(run.label, []).append(run)
+    return groups
+
+
+def links(runs: list[Run]) -> str:
+    """Links to the runs' provenance rows."""
+    return ", ".join(r.link() for r in runs)

@@ -1,0 +1,98 @@
+"""Section: compute cost of every model at every image side (cost.json), the ResNet over the
+RAM at each side, and accuracy per FLOP of the trained models."""
+
+from __future__ import annotations
+
+from ramlab.report.doc import Doc
+from ramlab.report.formatting import si
+from ramlab.report.inputs import ReportInputs
+from ramlab.report.runs import by_label
+
+HEADERS = [
+    "model",
+    "image side (px)",
+    "params",
+    "FLOPs / image",
+    "latency (ms)",
+    "images/s (batch)",
+    "peak memory (MB)",
+    "FLOPs by part",
+]
+
+
+def cost_section(doc: Doc, inputs: ReportInputs) -> None:
+    from ramlab.viz.curves import plot_cost, plot_error_vs_flops
+
+    doc.heading(2, "Compute cost", "cost")
+    if not inputs.cost_rows:
+        if (inputs.root / "cost.json").is_file():
+            doc.para(
+                "`cost.json` holds no usable measurement; what it could not use is listed under "
+                "Skipped runs and files above."
+            )
+        else:
+            doc.para("No `cost.json` in this folder (run `ramlab study` with a `cost` section).")
+        return
+    cost_job = inputs.cost_job
+    device = ", ".join(sorted({str(r.get("device", "?")) for r in inputs.cost_rows}))
+    doc.para(
+        "Inference of untrained models at each image side, their default config adapted to the size "
+        f"(the RAM adds scales), measured on {device}: FLOPs per image counted by PyTorch's FLOP "
+        "counter, latency at batch 1 (median), throughput at the batch shown, peak memory of live "
+        "tensors at batch 1. "
+        + (
+            f"Measured by `{cost_job['command']}` at commit `{cost_job.get('commit')}`."
+            if cost_job
+            else "Source: `cost.json`."
+        )
+    )
+    rows = [
+        [
+            f"`{r['model']}`",
+            str(r["size"]),
+            si(r.get("params")),
+            si(r.get("flops")),
+            f"{r['latency_ms']:.3g}" if isinstance(r.get("latency_ms"), (int, float)) else "—",
+            f"{r['throughput']:,.0f} ({r.get('throughput_batch', '?')})"
+            if isinstance(r.get("throughput"), (int, float))
+            else "—",
+            f"{r['peak_memory_mb']:.3g}" if isinstance(r.get("peak_memory_mb"), (int, float)) else "—",
+            ", ".join(f"{k} {si(v)}" for k, v in (r.get("flops_breakdown") or {}).items()),
+        ]
+        for r in sorted(inputs.cost_rows, key=lambda r: (r["model"], r["size"]))
+    ]
+    doc.table(HEADERS, rows)
+    _cost_ratios(doc, inputs)
+    path = plot_cost(inputs.cost_rows, inputs.fig_path("cost"), styles=inputs.styles)
+    doc.figure(path, "FLOPs, latency and peak memory against image side (log–log).")
+    points = []
+    for data in inputs.datasets:
+        for label, runs in by_label(r for r in inputs.runs if r.data == data).items():
+            flops = [r.evaluation["flops"] for r in runs if (r.evaluation or {}).get("flops")]
+            if flops:
+                points.append((f"{label} · {data}", flops[0], [r.result["test_error"] for r in runs]))
+    if points:
+        styles = {p[0]: inputs.styles.get(p[0].split(" · ")[0], {}) for p in points}
+        styles = {k: v for k, v in styles.items() if v}
+        path = plot_error_vs_flops(points, inputs.fig_path("error-vs-flops"), styles=styles)
+        doc.figure(path, "Accuracy per FLOP: test error against FLOPs per image of each trained model.")
+
+
+def _cost_ratios(doc: Doc, inputs: ReportInputs) -> None:
+    """The study's first question in one table: how many times the ResNet's cost the RAM's is."""
+    from ramlab.cost import cost_ratios
+
+    ratios = cost_ratios(inputs.cost_rows, numerator="resnet", denominator="ram")
+    if not ratios:
+        return
+    doc.para("ResNet cost over RAM cost at each image side (throughput: RAM images/s over ResNet's):")
+    doc.table(
+        ["image side (px)", "FLOPs", "params", "latency", "throughput", "peak memory"],
+        [
+            [
+                str(r["size"]),
+                *(f"{r[k]:.3g}×" for k in ("flops", "params", "latency", "throughput", "peak_memory")),
+            ]
+            for r in ratios
+        ],
+    )

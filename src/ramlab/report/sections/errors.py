@@ -1,0 +1,90 @@
+"""Section: test error per dataset and model, beside the paper's, with anytime and training curves."""
+
+from __future__ import annotations
+
+import statistics
+
+from ramlab.report.doc import Doc
+from ramlab.report.formatting import duration, fmt_mean_std, si
+from ramlab.report.inputs import ReportInputs
+from ramlab.report.paper import paper_error
+from ramlab.report.runs import by_label, links
+
+HEADERS = [
+    "model",
+    "test error %",
+    "sampled %",
+    "seeds",
+    "paper %",
+    "test scenes",
+    "params",
+    "FLOPs / image",
+    "epochs",
+    "train time",
+    "measured as",
+    "runs",
+]
+
+
+def errors_section(doc: Doc, inputs: ReportInputs) -> None:
+    from ramlab.viz.curves import plot_anytime, plot_training
+
+    doc.heading(2, "Test error per dataset and model", "errors")
+    doc.para(
+        "Beside each row, the test error Mnih et al. (2014, final version) report for the same "
+        "model on the same dataset (their RAM: the sparse reward; their FC net: 2 layers of 256). "
+        "`sampled` is the error with glimpse locations drawn from the policy instead of its mean; "
+        "`measured as` says how the test error itself was measured (one rollout with the policy "
+        "mean unless the run's config asked for Monte Carlo averaging of sampled rollouts)."
+    )
+    for data in inputs.datasets:
+        groups = by_label(r for r in inputs.runs if r.data == data)
+        rows = []
+        for label, runs in groups.items():
+            errors = [r.result["test_error"] for r in runs]
+            protocols = sorted({r.result.get("test_protocol") or "policy mean, one rollout" for r in runs})
+            sampled = [r.evaluation["sampled"]["error"] for r in runs if (r.evaluation or {}).get("sampled")]
+            flops = [r.evaluation["flops"] for r in runs if (r.evaluation or {}).get("flops")]
+            paper = paper_error(runs[0])
+            rows.append(
+                [
+                    f"`{label}`",
+                    fmt_mean_std(errors),
+                    fmt_mean_std(sampled) if sampled else "—",
+                    str(len(runs)),
+                    f"{paper:.2f}" if paper is not None else "—",
+                    str(runs[0].result.get("test_count", "—")),
+                    si(runs[0].result.get("params")),
+                    si(flops[0]) if flops else "—",
+                    f"{statistics.fmean(r.result.get('epochs', 0) for r in runs):g}",
+                    duration(statistics.fmean(r.result.get("train_seconds", 0.0) for r in runs)),
+                    "; ".join(protocols),
+                    links(runs),
+                ]
+            )
+        doc.heading(3, f"{data}")
+        doc.table(HEADERS, rows)
+        anytime = {
+            label: [
+                r.result["per_glimpse_test_error"] for r in runs if r.result.get("per_glimpse_test_error")
+            ]
+            for label, runs in groups.items()
+        }
+        anytime = {k: v for k, v in anytime.items() if v}
+        if any(len(v[0]) > 1 for v in anytime.values()):
+            path = plot_anytime(
+                anytime,
+                inputs.fig_path(f"anytime-{data}"),
+                title=f"Anytime error on {data}",
+                styles=inputs.styles,
+            )
+            doc.figure(
+                path,
+                f"Error after each glimpse on {data} (mean ± std over seeds; dashed: one-shot models).",
+            )
+        curves = [(r.label, r.metrics) for runs in groups.values() for r in runs if r.metrics]
+        if curves:
+            path = plot_training(
+                curves, inputs.fig_path(f"training-{data}"), title=f"Training on {data}", styles=inputs.styles
+            )
+            doc.figure(path, f"Training curves on {data}, one line per run.")

@@ -1,0 +1,177 @@
+"""Section: the reward structures compared on each dataset: test error over seeds, with a
+permutation test of each reward against the sparse reward, learning speed, and where the
+glimpses go.
+
+A reward is tested against the runs whose config is the same but for the reward, which is
+`sparse` (the paper's): the two-sided permutation test of `ramlab.report.stats` over the
+seeds' test errors. p >= SIGNIFICANCE says the difference is within the seed-to-seed
+spread; with fewer than MIN_SEEDS seeds on a side there is no test, and the report says so.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from ramlab.report.doc import Doc
+from ramlab.report.formatting import fmt_mean_std, fmt_p
+from ramlab.report.inputs import ReportInputs
+from ramlab.report.runs import Run, by_label, experiment, links
+from ramlab.report.stats import MAX_EXACT, SAMPLES, PermutationTest, permutation_test
+
+SPARSE = "sparse"
+SIGNIFICANCE = 0.05  # the conventional level; below it a difference is more than seed noise
+MIN_SEEDS = 2  # per reward: one seed says nothing about the spread between seeds
+
+HEADERS = [
+    "reward",
+    "model",
+    "test error %",
+    "p vs sparse",
+    "seeds",
+    "val error after epoch 1 %",
+    "best epoch",
+    "glimpses in bbox %",
+    "distance to bbox (px)",
+    "runs",
+]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A reward's test errors against the sparse reward's, on otherwise the same config."""
+
+    label: str
+    reference: str | None  # the sparse reward's label; None when no run matches
+    errors: list[float]
+    reference_errors: list[float]
+    test: PermutationTest | None  # None when not testable
+
+    @classmethod
+    def of(
+        cls, label: str, reference: str | None, errors: list[float], reference_errors: list[float]
+    ) -> Comparison:
+        testable = reference is not None and min(len(errors), len(reference_errors)) >= MIN_SEEDS
+        test = permutation_test(errors, reference_errors) if testable else None
+        return cls(label, reference, errors, reference_errors, test)
+
+    def sentence(self) -> str:
+        """What the comparison says, plainly."""
+        if self.reference is None:
+            return f"`{self.label}`: no run with the sparse reward and otherwise the same config to test against."
+        mean, reference = statistics.fmean(self.errors), statistics.fmean(self.reference_errors)
+        head = f"`{self.label}` against `{self.reference}`: mean test error {mean:.2f} % against {reference:.2f} %"
+        seeds = f"{len(self.errors)} + {len(self.reference_errors)} seeds"
+        test = self.test
+        if test is None:
+            return (
+                f"{head}; not testable with one seed ({seeds}), so the difference may be "
+                "seed-to-seed spread alone."
+            )
+        head += f", p = {fmt_p(test.p_value)} over {seeds}" + ("" if test.exact else " (Monte Carlo)")
+        if test.p_value < SIGNIFICANCE:
+            side = "lower" if mean < reference else "higher"
+            return f"{head}: {side} error than the sparse reward, beyond the seed-to-seed spread."
+        text = f"{head}: the difference is within the seed-to-seed spread."
+        if test.smallest_p >= SIGNIFICANCE:
+            text += (
+                f" With {seeds} no difference can reach p < {SIGNIFICANCE:g} (the smallest p is "
+                f"{fmt_p(test.smallest_p)}): more seeds are needed."
+            )
+        return text
+
+
+def _reward(run: Run) -> str:
+    return run.config["model_config"]["reward"]
+
+
+def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
+    """Each label not under the sparse reward, against the sparse label that differs from it
+    only in the reward."""
+
+    def rest(label: str) -> dict:
+        return {k: v for k, v in experiment(groups[label][0].config).items() if k != "model_config.reward"}
+
+    sparse = [label for label, runs in groups.items() if _reward(runs[0]) == SPARSE]
+    out = {}
+    for label, runs in groups.items():
+        if label in sparse:
+            continue
+        reference = next((s for s in sparse if rest(s) == rest(label)), None)
+        out[label] = Comparison.of(
+            label,
+            reference,
+            [r.result["test_error"] for r in runs],
+            [r.result["test_error"] for r in groups[reference]] if reference else [],
+        )
+    return out
+
+
+def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
+    from ramlab.viz.curves import plot_rewards
+
+    doc.heading(2, "Reward structures", "rewards")
+    rewarded = [r for r in inputs.runs if "reward" in r.config.get("model_config", {})]
+    compared = [d for d in inputs.datasets if len({r.label for r in rewarded if r.data == d}) > 1]
+    if not compared:
+        doc.para("Fewer than two reward structures were trained on any dataset.")
+        return
+    doc.para(
+        "Runs of the attention model under each reward structure: accuracy (every seed), learning "
+        "speed (validation error per epoch; best epoch) and where the glimpses go (share of glimpse "
+        "centres inside the digit's bounding box, and mean distance to it, on the test scenes)."
+    )
+    doc.para(
+        "`p vs sparse`: two-sided permutation test of the difference in mean test error between the "
+        "reward and the sparse reward with otherwise the same config, over seeds (exact: every way of "
+        f"relabelling the seeds' errors between the two; past {MAX_EXACT:,} ways, a fixed random "
+        f"{SAMPLES:,} of them). p ≥ {SIGNIFICANCE:g}: the difference is within the seed-to-seed spread."
+    )
+    for data in compared:
+        groups = by_label(r for r in rewarded if r.data == data)
+        against = comparisons(groups)
+        rows, errors, val_curves, inside = [], {}, {}, {}
+        for label, runs in groups.items():
+            errors[label] = [r.result["test_error"] for r in runs]
+            val_curves[label] = [
+                [(m["epoch"], m["val/error"]) for m in r.metrics if "val/error" in m] for r in runs
+            ]
+            where = [r.evaluation["where"] for r in runs if (r.evaluation or {}).get("where")]
+            if where:
+                inside[label] = [w["inside_bbox_percent"] for w in where]
+            first_val = [c[0][1] for c in val_curves[label] if c]
+            test = against[label].test if label in against else None
+            rows.append(
+                [
+                    f"`{_reward(runs[0])}`",
+                    f"`{label}`",
+                    fmt_mean_std(errors[label]),
+                    fmt_p(test.p_value) if test else "—",
+                    str(len(runs)),
+                    fmt_mean_std(first_val, 1) if first_val else "—",
+                    fmt_mean_std([r.result.get("best_epoch", math.nan) for r in runs], 1),
+                    fmt_mean_std([statistics.fmean(w["inside_bbox_percent"]) for w in where], 1)
+                    if where
+                    else "—",
+                    fmt_mean_std([statistics.fmean(w["distance_to_bbox_px"]) for w in where], 1)
+                    if where
+                    else "—",
+                    links(runs),
+                ]
+            )
+        doc.heading(3, f"{data}")
+        doc.table(HEADERS, rows)
+        for comparison in against.values():
+            doc.para(comparison.sentence())
+        path = plot_rewards(
+            errors,
+            inputs.fig_path(f"rewards-{data}"),
+            val_curves={k: [c for c in v if c] for k, v in val_curves.items()},
+            inside=inside,
+            title=f"Reward structures on {data}",
+            styles=inputs.styles,
+        )
+        doc.figure(
+            path, f"Reward structures on {data}: error per seed, learning speed, where the glimpses go."
+        )

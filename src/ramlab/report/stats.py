@@ -1,0 +1,69 @@
+"""Is a difference in mean test error more than seed-to-seed spread? A permutation test.
+
+    p = #{relabellings of the pooled errors with |mean(A') - mean(B')| >= |mean(A) - mean(B)|}
+        / #{relabellings}
+
+Two-sided, exact: every way of choosing which len(A) of the pooled values are called A is
+counted (for 3 + 3 seeds, C(6, 3) = 20 ways), so the test assumes nothing about the shape of
+the errors' distribution, which a handful of seeds could not show anyway. With more
+relabellings than `max_exact`, a fixed-seed random sample of them is counted instead
+(Monte Carlo, p = (hits + 1) / (samples + 1)). Few seeds bound how small p can be: for
+n + n seeds it is at least 2 / C(2n, n) (0.33 for 2 + 2, 0.1 for 3 + 3, 0.029 for 4 + 4).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from math import comb
+
+MAX_EXACT = 200_000  # relabellings counted one by one; 10 + 10 seeds have 184,756 (well under a second)
+SAMPLES = 20_000  # past MAX_EXACT: the standard error of a p near 0.05 is then about 0.0015
+
+
+@dataclass(frozen=True)
+class PermutationTest:
+    """The outcome of `permutation_test`."""
+
+    p_value: float
+    relabellings: int
+    """How many relabellings were counted (all of them when exact)."""
+    exact: bool
+    """All relabellings counted (True), or a random sample of them."""
+    smallest_p: float
+    """The smallest p-value an exact test on groups of these sizes can give (distinct values)."""
+
+
+def permutation_test(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    max_exact: int = MAX_EXACT,
+    samples: int = SAMPLES,
+    seed: int = 0,
+) -> PermutationTest:
+    """Two-sided permutation test of equal means of `a` and `b` (see the module's docstring)."""
+    if not a or not b:
+        raise ValueError("a permutation test needs at least one value on each side")
+    pooled = [float(v) for v in (*a, *b)]
+    n, k = len(pooled), len(a)
+    # mean(A') - mean(B') = n / (k (n - k)) * (sum(A') - k * total / n): compare the sums.
+    centre = k * sum(pooled) / n
+    observed = abs(sum(pooled[:k]) - centre)
+    tolerance = 1e-9 * (1.0 + sum(abs(v) for v in pooled))  # equal up to rounding counts as equal
+    total = comb(n, k)
+    smallest_p = (2 if 2 * k == n else 1) / total
+    if total <= max_exact:
+        hits = sum(abs(sum(chosen) - centre) >= observed - tolerance for chosen in combinations(pooled, k))
+        return PermutationTest(hits / total, total, True, smallest_p)
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(samples):
+        rng.shuffle(pooled)
+        hits += abs(sum(pooled[:k]) - centre) >= observed - tolerance
+    return PermutationTest((hits + 1) / (samples + 1), samples, False, smallest_p)
+
+
+__all__ = ["MAX_EXACT", "SAMPLES", "PermutationTest", "permutation_test"]

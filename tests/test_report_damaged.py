@@ -1,0 +1,145 @@
+"""A damaged run never stops the report: a run whose files cannot be read, lack a field the
+report needs or hold NaN is left out, listed with the reason, and warned about on stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_report import table_row, write_run
+
+from ramlab.cli import main
+from ramlab.report import Skipped, read_runs
+
+DAMAGED = "runs/fc-mnist-seed0"
+
+
+def result_with(**changes) -> str:
+    return json.dumps({"test_error": 2.0, "epochs": 2, "train_seconds": 9.0, **changes})
+
+
+# (file, its damaged bytes, the reason the report gives)
+CASES = {
+    "missing test_error": ("result.json", json.dumps({"epochs": 2}), "result.json: no test_error"),
+    "null test_error": ("result.json", result_with(test_error=None), "result.json: no test_error"),
+    "NaN test_error": (
+        "result.json",
+        result_with(test_error=float("nan")),
+        "result.json: test_error is NaN, not a finite number",
+    ),
+    "text test_error": (
+        "result.json",
+        result_with(test_error="2.0"),
+        'result.json: test_error is "2.0", not a finite number',
+    ),
+    "infinite train time": (
+        "result.json",
+        result_with(train_seconds=float("inf")),
+        "result.json: train_seconds is Infinity, not a finite number",
+    ),
+    "non-UTF-8 bytes": (
+        "result.json",
+        b'{"test_error": 2.0, "command": "\xff"}',
+        "result.json: not UTF-8 text (byte 0xff at offset 32)",
+    ),
+    "invalid JSON": (
+        "result.json",
+        "{not json",
+        "result.json: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))",
+    ),
+    "not a mapping": ("result.json", "[2.0]", "result.json: the file is not a mapping"),
+    "invalid YAML config": ("config.yaml", "model: [fc\n", "config.yaml: not valid YAML ("),
+    "config without model": ("config.yaml", "data: mnist\n", "config.yaml: no model name"),
+    "non-UTF-8 metrics": (
+        "metrics.jsonl",
+        b'{"step": 1}\n\xfe\n',
+        "metrics.jsonl: not UTF-8 text (byte 0xfe",
+    ),
+    "NaN validation error": (
+        "metrics.jsonl",
+        '{"step": 1, "epoch": 1}\n{"step": 2, "epoch": 1, "val/error": NaN}\n',
+        "metrics.jsonl: line 2: val/error is NaN, not a finite number",
+    ),
+    "metrics line not an object": ("metrics.jsonl", "[1, 2]\n", "metrics.jsonl: line 1 is not a mapping"),
+    "NaN FLOPs": (
+        "eval.json",
+        json.dumps({"flops": float("nan")}),
+        "eval.json: flops is NaN, not a finite positive number",
+    ),
+    "robustness errors short": (
+        "robustness.json",
+        json.dumps({"shifts": {"rotate": {"levels": [0.0, 30.0], "error": [2.0]}}}),
+        "robustness.json: shift rotate: 1 errors for 2 levels",
+    ),
+    "NaN robustness error": (
+        "robustness.json",
+        json.dumps({"shifts": {"rotate": {"levels": [0.0, 30.0], "error": [2.0, float("nan")]}}}),
+        "robustness.json: shift rotate: error is [2.0, NaN], not a list of finite numbers",
+    ),
+}
+
+
+def damage(root: Path, name: str, content: str | bytes) -> None:
+    path = root / DAMAGED / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_run_with_a_damaged_file_is_skipped_with_its_reason(tmp_path, case):
+    write_run(tmp_path, "convnet-mnist-seed0", model="convnet", data="mnist", seed=0, error=3.0)
+    write_run(tmp_path, "fc-mnist-seed0", model="fc", data="mnist", seed=0, error=2.0)
+    name, content, reason = CASES[case]
+    damage(tmp_path, name, content)
+    runs, skipped = read_runs(tmp_path)
+    assert [run.name for run in runs] == ["runs/convnet-mnist-seed0"]
+    assert len(skipped) == 1 and skipped[0].name == DAMAGED
+    assert skipped[0].reason.startswith(reason)
+
+
+def test_the_report_lists_what_it_skips_and_writes_the_rest(tmp_path, capsys):
+    write_run(tmp_path, "convnet-mnist-seed0", model="convnet", data="mnist", seed=0, error=3.0)
+    write_run(tmp_path, "fc-mnist-seed0", model="fc", data="mnist", seed=0, error=2.0)
+    write_run(tmp_path, "fc-mnist-seed1", model="fc", data="mnist", seed=1, error=2.5)
+    damage(tmp_path, "result.json", result_with(test_error=float("nan")))
+    (tmp_path / "runs" / "fc-mnist-seed1" / "result.json").write_bytes(b"\xff\xfe")
+    good = {"params": 10, "flops": 20, "latency_ms": 1.0, "throughput": 5.0, "peak_memory_mb": 0.5}
+    rows = [{"model": "ram", "size": 28, **good}, {"model": "ram", "size": 60, **good, "latency_ms": None}]
+    (tmp_path / "cost.json").write_text(json.dumps({"rows": rows}))
+    (tmp_path / "jobs.jsonl").write_text('{"kind": "cost", "command": "ramlab study x"}\n{"kind": "co\n')
+
+    assert main(["report", str(tmp_path)]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [
+        f"warning: report skips {DAMAGED}: result.json: test_error is NaN, not a finite number",
+        "warning: report skips runs/fc-mnist-seed1: result.json: not UTF-8 text (byte 0xff at offset 0)",
+        "warning: report skips cost.json, ram at 60 px: no latency_ms",
+        "warning: report skips jobs.jsonl: line 2: not valid JSON (Unterminated string starting at)",
+    ]
+    report = (tmp_path / "report.md").read_text()
+    assert "**Skipped runs and files**" in report
+    assert table_row(report, f"`{DAMAGED}`")[1] == "result.json: test_error is NaN, not a finite number"
+    assert table_row(report, "`cost.json, ram at 60 px`")[1] == "no latency_ms"
+    assert table_row(report, "`convnet`")[1] == "3.00"  # the rest of the report is there
+    assert "`fc`" not in report
+    cost = report[report.index("## Compute cost") :]
+    assert table_row(cost, "`ram`")[1] == "28" and "| `ram` | 60 |" not in cost
+    assert "Source: `cost.json`." in cost  # jobs.jsonl could not say who measured it
+    assert "Skipped runs and files" in (tmp_path / "report.html").read_text()
+
+
+def test_a_folder_of_damaged_runs_still_gets_a_report_that_lists_them(tmp_path, capsys):
+    write_run(tmp_path, "fc-mnist-seed0", model="fc", data="mnist", seed=0, error=2.0)
+    damage(tmp_path, "result.json", "{not json")
+    (tmp_path / "cost.json").write_text("{not json either")
+    assert main(["report", str(tmp_path)]) == 0
+    assert len(capsys.readouterr().err.splitlines()) == 2
+    report = (tmp_path / "report.md").read_text()
+    assert table_row(report, f"`{DAMAGED}`")[1].startswith("result.json: not valid JSON (")
+    assert table_row(report, "`cost.json`")[1].startswith("not valid JSON (")
+    assert "`cost.json` holds no usable measurement" in report
+    assert "0 finished run(s) on no dataset" in report
+
+
+def test_skipped_is_exported_with_the_readers():
+    assert Skipped("runs/x", "why") == Skipped(name="runs/x", reason="why")

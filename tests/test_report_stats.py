@@ -1,0 +1,137 @@
+"""The permutation test of the report's reward comparison, against cases counted by hand,
+and the sentence the report writes for each reward against the sparse reward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_report import table_row, write_run
+
+from ramlab.config import to_dict
+from ramlab.models.ram import RAMConfig
+from ramlab.report import write_report
+from ramlab.report.runs import Run, by_label
+from ramlab.report.sections.rewards import comparisons
+from ramlab.report.stats import permutation_test
+
+
+def test_two_against_two_counts_the_six_relabellings():
+    # Pooled 1, 2, 3, 4; the 6 ways to pick A and |mean(A) - mean(B)|:
+    # {1,2} 2, {1,3} 1, {1,4} 0, {2,3} 0, {2,4} 1, {3,4} 2. Observed {1,2}: 2, reached by 2 of 6.
+    test = permutation_test([1.0, 2.0], [3.0, 4.0])
+    assert test.exact and test.relabellings == 6
+    assert test.p_value == pytest.approx(2 / 6)
+    assert test.smallest_p == pytest.approx(2 / 6)  # 2 + 2 seeds can never give p < 0.05
+
+
+def test_a_middle_difference_counts_every_relabelling_as_far_out():
+    # A = {1, 4}: |mean diff| 0, which every one of the 6 relabellings reaches.
+    assert permutation_test([1.0, 4.0], [2.0, 3.0]).p_value == 1.0
+    # A = {1, 3}: |diff| 1; reached by {1,3} {2,4} (1) and {1,2} {3,4} (2): 4 of 6.
+    assert permutation_test([1.0, 3.0], [2.0, 4.0]).p_value == pytest.approx(4 / 6)
+
+
+def test_three_and_four_seeds_a_side():
+    # Complete separation: only the observed split and its mirror are as extreme.
+    assert permutation_test([1, 2, 3], [4, 5, 6]).p_value == pytest.approx(2 / 20)
+    test = permutation_test([1, 2, 3, 4], [5, 6, 7, 8])
+    assert (test.p_value, test.relabellings, test.smallest_p) == pytest.approx((2 / 70, 70, 2 / 70))
+    assert permutation_test([5, 6, 7, 8], [1, 2, 3, 4]).p_value == pytest.approx(2 / 70)  # two-sided
+
+
+def test_unequal_sizes_and_ties():
+    # A = {0}, B = {1, 2}: mean diffs for A = {0}, {1}, {2} are -1.5, 0, 1.5: 2 of 3 as far.
+    test = permutation_test([0.0], [1.0, 2.0])
+    assert (test.p_value, test.relabellings, test.smallest_p) == pytest.approx((2 / 3, 3, 1 / 3))
+    assert permutation_test([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
+    # Rounding must not split a tie: 0.1 + 0.2 != 0.3 in floating point.
+    assert permutation_test([0.1, 0.2], [0.3, 0.0]).p_value == 1.0
+
+
+def test_many_seeds_fall_back_to_a_reproducible_monte_carlo_estimate():
+    a, b = [1, 2, 3, 4, 5], [3, 4, 5, 6, 7]
+    exact = permutation_test(a, b)
+    sampled = permutation_test(a, b, max_exact=10, samples=4000)
+    assert exact.exact and not sampled.exact and sampled.relabellings == 4000
+    assert sampled.p_value == pytest.approx(exact.p_value, abs=0.03)
+    assert permutation_test(a, b, max_exact=10, samples=4000) == sampled
+    with pytest.raises(ValueError):
+        permutation_test([], [1.0])
+
+
+def fake_run(reward: str, seed: int, error: float, *, glimpses: int = 6) -> Run:
+    config = {
+        "model": "ram",
+        "data": "translated60",
+        "train": {"seed": seed},
+        "model_config": {"reward": reward, "glimpses": glimpses},
+    }
+    return Run(
+        path=Path(f"{reward}-{glimpses}-{seed}"),
+        name=f"{reward}-{glimpses}-{seed}",
+        config=config,
+        result={"test_error": error},
+        metrics=[],
+        evaluation=None,
+        robustness=None,
+        label=f"ram (glimpses={glimpses}, reward={reward})",
+    )
+
+
+def sentences(runs: list[Run]) -> dict[str, str]:
+    return {label: c.sentence() for label, c in comparisons(by_label(runs)).items()}
+
+
+def test_each_reward_is_tested_against_the_sparse_reward_with_the_same_other_settings():
+    runs = [
+        *(fake_run("sparse", s, e) for s, e in enumerate([5.0, 6.0, 7.0, 8.0])),
+        *(fake_run("sparse+bbox", s, e) for s, e in enumerate([1.0, 2.0, 3.0, 4.0])),
+        *(fake_run("sparse+infogain", s, e) for s, e in enumerate([5.5, 8.5])),
+        fake_run("infogain", 0, 3.0),
+        fake_run("sparse+bbox", 0, 3.0, glimpses=4),
+    ]
+    said = sentences(runs)
+    assert said["ram (glimpses=6, reward=sparse+bbox)"] == (
+        "`ram (glimpses=6, reward=sparse+bbox)` against `ram (glimpses=6, reward=sparse)`: mean test "
+        "error 2.50 % against 6.50 %, p = 0.029 over 4 + 4 seeds: lower error than the sparse reward, "
+        "beyond the seed-to-seed spread."
+    )
+    # 15 ways to pick 2 of 5.5, 8.5, 5, 6, 7, 8; the pairs summing to 13, 13, 13.5, 13.5 are
+    # nearer the centre (40 / 3) than the observed 14: p = 11 / 15.
+    assert said["ram (glimpses=6, reward=sparse+infogain)"].endswith(
+        "mean test error 7.00 % against 6.50 %, p = 0.73 over 2 + 4 seeds: the difference is within "
+        "the seed-to-seed spread. With 2 + 4 seeds no difference can reach p < 0.05 (the smallest p "
+        "is 0.067): more seeds are needed."
+    )
+    assert "not testable with one seed (1 + 4 seeds)" in said["ram (glimpses=6, reward=infogain)"]
+    assert said["ram (glimpses=4, reward=sparse+bbox)"] == (
+        "`ram (glimpses=4, reward=sparse+bbox)`: no run with the sparse reward and otherwise the same "
+        "config to test against."
+    )
+    assert len(said) == 4  # the sparse reward is the reference, not compared with itself
+
+
+def test_two_seeds_a_side_say_that_no_difference_could_show(tmp_path):
+    """End to end: the p column and the sentence in the written report."""
+    for reward, errors in (("sparse", (10.0, 12.0)), ("sparse+bbox", (4.0, 5.0))):
+        for seed, error in enumerate(errors):
+            write_run(
+                tmp_path,
+                f"ram-{reward}-seed{seed}",
+                model="ram",
+                data="translated60",
+                seed=seed,
+                error=error,
+                model_config=to_dict(RAMConfig(glimpses=6, reward=reward)),
+            )
+    write_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    rewards = report[report.index("## Reward structures") :]
+    assert table_row(rewards, "`sparse+bbox`")[2:5] == ["4.50 ± 0.71", "0.33", "2"]
+    assert table_row(rewards, "`sparse`")[2:5] == ["11.00 ± 1.41", "—", "2"]
+    assert (
+        "mean test error 4.50 % against 11.00 %, p = 0.33 over 2 + 2 seeds: the difference is within "
+        "the seed-to-seed spread. With 2 + 2 seeds no difference can reach p < 0.05 (the smallest p "
+        "is 0.33): more seeds are needed." in rewards
+    )
