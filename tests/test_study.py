@@ -290,7 +290,7 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
         ),
         (
             {"runs": [{"name": "x", "model": "ram", "data": "mnist", "colour": 1}]},
-            "runs[0].colour",
+            "runs[0] (x).colour",  # a group is named beside its index, as in every key below it
             "name, model",
         ),
         (

@@ -1,0 +1,104 @@
+"""What every job of a study needs besides itself: the preset, the study folder, a log, the
+command and commit to record, and the thread count the environment asks for.
+
+    RAMLAB_THREADS=N   torch threads of every job (overrides the preset's `threads`); set by
+                       executors that run several jobs at once on one machine
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from ramlab.errors import RamlabError
+from ramlab.runconfig import RunConfig
+from ramlab.study.plan import Job, group_seeds, run_dir, run_name
+from ramlab.study.preset import Preset, RunGroup, run_config
+
+THREADS_ENV = "RAMLAB_THREADS"
+
+
+def log_to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def threads_from_env() -> int | None:
+    """RAMLAB_THREADS as a whole number >= 1, or None when unset or empty."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise RamlabError(f"{THREADS_ENV} must be a whole number >= 1 (torch threads per job); got {text!r}")
+    return int(text)
+
+
+class Context:
+    """A study's preset in its folder `out`: run directories and run configs of its jobs."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        out: str | Path,
+        *,
+        log: Callable[[str], None] = log_to_stderr,
+        command: str | None = None,
+    ) -> None:
+        self.preset = preset
+        self.out = Path(out)
+        self.log = log
+        self.command = command or " ".join(["ramlab", *sys.argv[1:]])
+        self.commit: str | None = None
+        """The commit of the code running the jobs, recorded with each (set when they start)."""
+        self.threads = threads_from_env()
+        """Torch threads of every job (RAMLAB_THREADS), or None: the preset's."""
+
+    def group_seeds(self, group: RunGroup) -> int:
+        return group_seeds(self.preset, group)
+
+    def run_dir(self, run: str) -> Path:
+        return run_dir(self.out, run)
+
+    def job_threads(self) -> int:
+        """Torch threads of a job (0: torch's default): RAMLAB_THREADS, else the preset's."""
+        return self.threads or int(self.preset.train.get("threads", 0))
+
+    def run_config(self, job: Job) -> RunConfig:
+        """The training config of a train job's run, as the preset defines it."""
+        reward = self._best_reward(job.group, job.data) if job.group.best_reward_of else None
+        return run_config(
+            job.group,
+            job.data,
+            job.seed,
+            self.preset.train,
+            where=f"{self.preset.source}: {job.group.name} on {job.data}",
+            reward=reward,
+        )
+
+    def _best_reward(self, group: RunGroup, data: str) -> str:
+        """The reward of the compared group with the lowest mean validation error on `data`."""
+        scores = {}
+        for name in group.best_reward_of:
+            source = self.preset.group(name)
+            errors = []
+            for seed in range(self.group_seeds(source)):
+                result = self.run_dir(run_name(source, data, seed)) / "result.json"
+                if result.is_file():
+                    errors.append(json.loads(result.read_text())["val_error"])
+            if not errors:
+                raise RamlabError(
+                    f"{group.name} takes the best reward of {', '.join(group.best_reward_of)}, "
+                    f"but {name} has no finished run on {data} yet"
+                )
+            reward = run_config(
+                source, data, 0, self.preset.train, where=self.preset.source
+            ).model_config.reward
+            scores[name] = (sum(errors) / len(errors), reward)
+        best = min(scores, key=lambda name: scores[name][0])
+        self.log(
+            f"[study] {group.name} on {data}: best reward is {scores[best][1]!r} "
+            f"(group {best}, mean validation error {scores[best][0]:.2f}%)"
+        )
+        return scores[best][1]

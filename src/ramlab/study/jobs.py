@@ -1,0 +1,179 @@
+"""One function per kind of job, each `run_<kind>(context, job)`, and whether a job is done.
+
+    train        Trainer.fit into RUN/ (resumes from RUN/last.pt; done: RUN/result.json)
+    eval         evaluate_run_extras: RUN/eval.json, glimpses.png/.gif (done: eval.json made
+                 with the preset's settings)
+    robustness   robustness_sweep: RUN/robustness.json (done: it holds the sweep's levels)
+    cost         measure_costs: STUDY/cost.json (done: every model at every size; a model's
+                 rows are written as soon as it is measured)
+
+`run_job` runs any of them (with the job's torch threads) and appends its line to
+STUDY/jobs.jsonl: the serial runner and the job entry point (`ramlab.study.job`) both use it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from ramlab.config import flatten, load_yaml, save_yaml
+from ramlab.cost_rows import read_cost_rows
+from ramlab.data import datasets
+from ramlab.errors import RamlabError
+from ramlab.files import os_error_message
+from ramlab.runconfig import RunConfig
+from ramlab.study.context import Context
+from ramlab.study.extras import eval_settings, evaluate_run_extras
+from ramlab.study.plan import Job
+from ramlab.study.preset import model_config
+
+
+def config_difference(old: dict, new: dict) -> str:
+    a, b = flatten(old), flatten(new)
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:6]) or "none"
+
+
+def run_train(ctx: Context, job: Job, *, trainer_class: type | None = None) -> None:
+    """Train the run (or resume it from its last.pt); `trainer_class` replaces the Trainer."""
+    from ramlab.trainer import Trainer
+
+    config = ctx.run_config(job)
+    if ctx.threads:
+        config = config.with_overrides(train={"threads": ctx.threads}, model_config={})
+    run_dir = ctx.run_dir(job.run)
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        old = RunConfig.from_dict(load_yaml(saved), where=str(saved))
+        # Threads say how a run ran, not what it computes: they may differ between attempts.
+        old = replace(old, train=replace(old.train, threads=config.train.threads))
+        if old != config:
+            raise RamlabError(
+                f"{run_dir} holds a run with another config than the preset's "
+                f"({config_difference(old.to_dict(), config.to_dict())}); delete that folder to redo "
+                "the run, or choose another --out"
+            )
+    # resume=True also starts a fresh run: it continues from last.pt only when there is one.
+    trainer = (trainer_class or Trainer)(config, run_dir, command=f"{ctx.command}  # job: {job.title}")
+    trainer.fit(resume=True)
+
+
+def run_eval(ctx: Context, job: Job) -> None:
+    evaluate_run_extras(
+        ctx.run_dir(job.run),
+        spec=ctx.preset.evaluate,
+        device=ctx.preset.train.get("device", "auto"),
+        command=f"{ctx.command}  # job: {job.title}",
+    )
+
+
+def run_robustness(ctx: Context, job: Job) -> None:
+    from ramlab.robustness import robustness_sweep
+
+    run_dir = ctx.run_dir(job.run)
+    robustness_sweep(
+        run_dir,
+        shifts=job.sweep.shifts,
+        limit=job.sweep.limit,
+        sample=job.sweep.sample,
+        device=ctx.preset.train.get("device", "auto"),
+        json_path=run_dir / "robustness.json",
+        command=f"{ctx.command}  # job: {job.title}",
+        progress=lambda text: ctx.log(f"[study]   {text}"),
+    )
+
+
+def run_cost(ctx: Context, job: Job) -> None:
+    from ramlab.cost import measure_costs, write_cost_json
+
+    spec, path = ctx.preset.cost, ctx.out / "cost.json"
+    rows = [r for r in read_cost_rows(path) if r["model"] in spec.models and r["size"] in spec.sizes]
+    for model in spec.models:
+        sizes = [s for s in spec.sizes if not any(r["model"] == model and r["size"] == s for r in rows)]
+        if not sizes:
+            continue
+        ctx.log(f"[study]   cost of {model} at {', '.join(map(str, sizes))} px")
+        configs = (
+            {model: model_config(model, spec.configs[model], where="cost")} if model in spec.configs else None
+        )
+        rows += measure_costs([model], sizes, device=spec.device, batch=spec.batch, configs=configs)
+        write_cost_json(rows, path)  # after each model, so an interruption keeps the rest
+
+
+RUNNERS = {"train": run_train, "eval": run_eval, "robustness": run_robustness, "cost": run_cost}
+
+
+def run_job(ctx: Context, job: Job, *, trainer_class: type | None = None) -> float:
+    """Run one job with its torch threads, record it in jobs.jsonl; returns its seconds."""
+    from ramlab.device import set_threads
+
+    set_threads(ctx.job_threads())
+    tick = time.perf_counter()
+    if job.kind == "train":
+        run_train(ctx, job, trainer_class=trainer_class)
+    else:
+        RUNNERS[job.kind](ctx, job)
+    seconds = time.perf_counter() - tick
+    record(ctx, job, seconds)
+    return seconds
+
+
+def record(ctx: Context, job: Job, seconds: float) -> None:
+    """Append the job's line to STUDY/jobs.jsonl: one write of one line to a file opened with
+    O_APPEND, so jobs finishing at once in several processes never mix their lines."""
+    line = {
+        "job": job.title,
+        "id": job.id,
+        "kind": job.kind,
+        "run": job.run,
+        "seconds": round(seconds, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": ctx.commit,
+        "command": ctx.command,
+    }
+    path = ctx.out / "jobs.jsonl"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(line) + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise RamlabError(os_error_message(exc, path)) from None
+
+
+def save_preset(ctx: Context) -> Path:
+    """STUDY/study.yaml: the preset as run, which the job entry point reads back."""
+    return save_yaml(ctx.out / "study.yaml", ctx.preset.raw)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def is_done(ctx: Context, job: Job) -> bool:
+    """Whether the job's output exists, made with the preset's current settings."""
+    if job.kind == "train":
+        return (ctx.run_dir(job.run) / "result.json").is_file()
+    if job.kind == "eval":
+        path = ctx.run_dir(job.run) / "eval.json"
+        return path.is_file() and _read_json(path).get("settings") == eval_settings(ctx.preset.evaluate)
+    if job.kind == "robustness":
+        from ramlab.robustness import resolve_levels
+
+        done = _read_json(ctx.run_dir(job.run) / "robustness.json")
+        if not done or done.get("limit") != job.sweep.limit or done.get("sample") != job.sweep.sample:
+            return False
+        wanted = resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts)
+        shifts = done.get("shifts", {})
+        return all(shifts.get(name, {}).get("levels") == levels for name, levels in wanted.items())
+    if job.kind == "cost":
+        wanted = {(m, s) for m in ctx.preset.cost.models for s in ctx.preset.cost.sizes}
+        return wanted <= {(r["model"], r["size"]) for r in read_cost_rows(ctx.out / "cost.json")}
+    raise AssertionError(job.kind)

@@ -1,0 +1,179 @@
+"""The serial study runner: every job of the plan not done yet, one after the other, in this
+process; then the report.
+
+A job whose output exists is skipped; an interrupted training resumes from its last.pt; a
+robustness sweep or a cost measurement keeps what it already wrote. A job that fails (a
+RamlabError) is logged and the jobs that need it are skipped; the others go on, and the
+failures are raised together at the end. So a study stopped at any point continues where
+it stopped, and a finished job is never redone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ramlab.data import datasets
+from ramlab.errors import Interrupted, RamlabError
+from ramlab.files import remove_stale_temp
+from ramlab.lock import DirectoryLock
+from ramlab.study.context import Context, log_to_stderr
+from ramlab.study.jobs import is_done, run_job, save_preset
+from ramlab.study.plan import Job, build_plan, topological_order
+from ramlab.study.preset import Preset, load_preset, run_config
+
+# Seconds per unit of work (a scene through a model; a cost measurement) before a job of the
+# kind has run in this session: measured with the quick preset on a 2-core CPU.
+PRIOR_SECONDS = {"train": 1e-3, "eval": 4e-3, "robustness": 2e-3, "cost": 3.0}
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+class Study(Context):
+    """The jobs of a preset in a study directory: which are done, running the rest."""
+
+    def __init__(
+        self,
+        preset: Preset,
+        out: str | Path,
+        *,
+        log: Callable[[str], None] = log_to_stderr,
+        command: str | None = None,
+    ) -> None:
+        super().__init__(preset, out, log=log, command=command)
+        self._rates: dict[tuple[str, str], list[float]] = {}
+
+    def jobs(self) -> list[Job]:
+        """Every job of the plan, each after the jobs it needs."""
+        return topological_order(build_plan(self.preset))
+
+    def is_done(self, job: Job) -> bool:
+        return is_done(self, job)
+
+    # ---- estimates -----------------------------------------------------------------------
+    def _work(self, job: Job) -> tuple[str, float]:
+        """(rate key, units of work) of a job, for the time estimate."""
+        if job.kind == "train":
+            cfg = run_config(job.group, job.data, job.seed, self.preset.train, where="")
+            n_train = min(cfg.train.train_limit or datasets.TRAIN_SIZE, datasets.TRAIN_SIZE)
+            n_eval = cfg.train.eval_limit or 10_000
+            return job.group.model, cfg.train.epochs * (n_train + n_eval / 4) + n_eval / 4
+        if job.kind == "eval":
+            return job.group.model, (self.preset.evaluate.limit or 10_000) * 2
+        if job.kind == "robustness":
+            levels = sum(len(v) if v else 6 for v in job.sweep.shifts.values())
+            return job.group.model, levels * (job.sweep.limit or 10_000)
+        return "all", len(self.preset.cost.models) * len(self.preset.cost.sizes)
+
+    def _seconds(self, job: Job) -> float:
+        model, work = self._work(job)
+        rates = self._rates.get((job.kind, model)) or [
+            r for (kind, _), values in self._rates.items() if kind == job.kind for r in values
+        ]
+        rate = sum(rates) / len(rates) if rates else PRIOR_SECONDS[job.kind]
+        return work * rate
+
+    # ---- running -------------------------------------------------------------------------
+    def run(self, *, report: bool = True) -> Path | None:
+        """Run every job not done yet, then write the report; returns report.md's path.
+
+        A job that fails with a RamlabError (e.g. a loss that became NaN) is logged and the
+        study goes on with the jobs that do not need it; the report is written from what
+        finished, and then the failures are raised together. Rerunning retries them.
+        """
+        with DirectoryLock(self.out, self.command, what="study"):
+            remove_stale_temp(self.out)
+            try:
+                return self._run(report=report)
+            except KeyboardInterrupt:
+                raise Interrupted(
+                    f"study interrupted; finished jobs are kept. Resume with: {self.command}"
+                ) from None
+
+    def _run(self, *, report: bool) -> Path | None:
+        from ramlab.trainer import git_commit
+
+        self.commit = git_commit()  # the code this process loaded, whatever the tree holds later
+        save_preset(self)
+        jobs = self.jobs()
+        todo = [job for job in jobs if not self.is_done(job)]
+        self.log(
+            f"[study] {self.preset.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
+            f"{len(todo)} to run (estimate {duration(sum(self._seconds(j) for j in todo))}) in {self.out}"
+        )
+        by_id = {job.id: job for job in jobs}
+        failures: list[str] = []
+        failed: set[str] = set()
+        skipped: set[str] = set()
+        for i, job in enumerate(todo):
+            if i and self.is_done(job):  # e.g. done by a concurrent study on the same folder
+                continue
+            blocked = [dep for dep in job.deps if dep in failed or dep in skipped]
+            if blocked:
+                skipped.add(job.id)
+                self.log(f"[study] skipped: {job.title} ({_why(job, by_id[blocked[0]], failed)})")
+                continue
+            remaining = sum(self._seconds(j) for j in todo[i:])
+            self.log(
+                f"[study] job {len(jobs) - len(todo) + i + 1}/{len(jobs)}: {job.title} "
+                f"({len(todo) - i - 1} more after it; time left ~{duration(remaining)})"
+            )
+            try:
+                seconds = run_job(self, job)
+            except RamlabError as exc:
+                self.log(f"[study] FAILED: {job.title}: {exc}")
+                failures.append(f"{job.title}: {exc}")
+                failed.add(job.id)
+                continue
+            model, work = self._work(job)
+            self._rates.setdefault((job.kind, model), []).append(seconds / max(work, 1e-9))
+            self.log(f"[study] done: {job.title} in {duration(seconds)}")
+        path = None
+        if report:
+            from ramlab.report import write_report
+
+            try:
+                path = write_report(self.out)
+                self.log(f"[study] report: {path} and {path.with_suffix('.html')}")
+            except RamlabError as exc:
+                if not failures:
+                    raise
+                failures.append(f"report: {exc}")
+        if failures:
+            raise RamlabError(
+                f"{len(failures)} job(s) of the study failed; the rest is done and kept, and "
+                "rerunning the study retries them:\n  " + "\n  ".join(failures)
+            )
+        return path
+
+
+def _why(job: Job, dep: Job, failed: set[str]) -> str:
+    if dep.kind == "train" and dep.run == job.run and dep.id in failed:
+        return "its training failed"
+    return f"{dep.title} {'failed' if dep.id in failed else 'was skipped'}"
+
+
+def run_study(
+    preset: str | Path,
+    *,
+    out: str | Path | None = None,
+    seeds: int | None = None,
+    log: Callable[[str], None] = log_to_stderr,
+    command: str | None = None,
+) -> Path | None:
+    """Load a preset (packaged name or YAML file), run what is not done, write the report."""
+    loaded = load_preset(preset, seeds=seeds)
+    out = Path(out) if out else Path("studies") / loaded.name
+    return Study(loaded, out, log=log, command=command).run()
+
+
+def job_states(preset: Preset, out: str | Path) -> list[tuple[Job, bool]]:
+    """Every job of the study in `out` and whether it is done."""
+    study = Study(preset, out, log=lambda _: None)
+    return [(job, study.is_done(job)) for job in study.jobs()]

@@ -1,0 +1,305 @@
+"""The preset file's schema: a pydantic model per section, and one clear error for a wrong file.
+
+    description, seeds, device, train      the study's text, seeds and defaults of every run
+    runs:       [{name, model, data, seeds, recipe, train, model_config, per_data, best_reward_of}]
+    evaluate:   {glimpses, sampled, limit}                       (EvalSpec)
+    robustness: [{runs, shifts, limit, sample}]                  (RobustnessSpec)
+    cost:       {models, sizes, batch, device, configs}          (CostSpec)
+
+A `train` or `model_config` section takes any of the fields of `TrainConfig` or of the
+model's config dataclass, with their types (`config_section`); their values are checked when
+the run configs are built (`ramlab.study.preset`). YAML values are taken as they are (strict:
+"2" is no number). `ramlab.study.messages` turns the errors into one RamlabError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    TypeAdapter,
+    ValidationInfo,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from ramlab.data.datasets import dataset_spec
+from ramlab.errors import RamlabError
+from ramlab.models.registry import model_config_class, model_names
+from ramlab.runconfig import TrainConfig, recipe_names
+from ramlab.study.values import (
+    Count,
+    DatasetName,
+    DatasetNames,
+    Device,
+    GroupName,
+    Levels,
+    ModelName,
+    invalid,
+    names_of,
+    one_of,
+    problem,
+    shift_names,
+)
+
+_SECTIONS: dict[str, type[Section]] = {}  # class name -> class, for "expected a mapping with keys"
+
+
+def section_keys(class_name: str) -> list[str]:
+    """The keys of the section class named so (as in pydantic's `model_type` errors)."""
+    return _SECTIONS[class_name].yaml_keys() if class_name in _SECTIONS else []
+
+
+class Section(BaseModel):
+    """A mapping of known keys (an unknown one lists the allowed keys), values as YAML gives them."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        _SECTIONS[cls.__name__] = cls
+
+    @classmethod
+    def yaml_keys(cls) -> list[str]:
+        """The keys of this section, as the YAML spells them."""
+        return [info.alias or name for name, info in cls.model_fields.items()]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_the_allowed_keys(cls, data: Any) -> Any:
+        # extra="forbid" refuses an unknown key; this says which keys are allowed instead.
+        if isinstance(data, dict):
+            for key in data:
+                if key not in cls.yaml_keys():
+                    raise invalid((key,), f"unknown key; allowed: {', '.join(cls.yaml_keys())}", data[key])
+        return data
+
+
+def _yaml_type(tp: Any) -> Any:
+    """A config field's type as YAML writes it: tuples are lists."""
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return list[typing.get_args(tp)[0]]
+    if origin in (typing.Union, types.UnionType):
+        return typing.Union[tuple(_yaml_type(a) for a in typing.get_args(tp))]  # noqa: UP007
+    return tp
+
+
+@functools.cache
+def config_section(cls: type) -> type[Section]:
+    """A section taking any of dataclass `cls`'s fields, in their order, with their types."""
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {
+        f.name: (_yaml_type(hints[f.name]), Field(None, description=f.metadata.get("help")))
+        for f in dataclasses.fields(cls)
+    }
+    return create_model(cls.__name__, __base__=Section, **fields)
+
+
+def fields_of(cls: type) -> Any:
+    """The type of a section of `cls`'s fields, given as the dict of the keys set (null: {})."""
+
+    def check(value: Any) -> dict:
+        if value is None:
+            return {}
+        return config_section(cls).model_validate(value).model_dump(exclude_unset=True)
+
+    return Annotated[dict, PlainValidator(check)]
+
+
+TrainFields = fields_of(TrainConfig)
+
+
+@functools.cache
+def _per_data(model: str) -> TypeAdapter:
+    """Dataset name -> {train, model_config} of a group of `model`."""
+    per_data = create_model(
+        f"PerData_{model}",
+        __base__=Section,
+        train=(TrainFields, {}),
+        model_cfg=(fields_of(model_config_class(model)), Field({}, alias="model_config")),
+    )
+    return TypeAdapter(dict[DatasetName, per_data | None])
+
+
+@functools.cache
+def _cost_configs() -> TypeAdapter:
+    """Model name -> its config fields, for every registered model."""
+    fields = {name: (fields_of(model_config_class(name)), None) for name in model_names()}
+    return TypeAdapter(create_model("CostConfigs", __base__=Section, **fields))
+
+
+class Group(Section):
+    """A run group as the YAML gives it (the preset makes a `RunGroup` of it)."""
+
+    name: GroupName
+    model: ModelName
+    data: DatasetNames
+    seeds: Count | None = None
+    recipe: bool = False
+    train: TrainFields = {}
+    model_cfg: Any = Field({}, alias="model_config")
+    per_data: Any = {}
+    best_reward_of: names_of("group") | None = None
+
+    @field_validator("model_cfg", "per_data")
+    @classmethod
+    def _of_the_model(cls, value: Any, info: ValidationInfo) -> dict:
+        model = info.data.get("model")
+        if model is None:  # a wrong model is reported on its own
+            return {}
+        if info.field_name == "model_cfg":
+            return TypeAdapter(fields_of(model_config_class(model))).validate_python(value)
+        entries = _per_data(model).validate_python({} if value is None else value)
+        return {d: e.model_dump(by_alias=True) if e else {} for d, e in entries.items()}
+
+    @model_validator(mode="after")
+    def _recipes_exist(self) -> Group:
+        if self.recipe:
+            missing = sorted(set(self.data) - set(recipe_names())) if self.model == "ram" else self.data
+            if missing:
+                raise invalid(
+                    ("recipe",),
+                    f"no {self.model} recipe for {', '.join(missing)}; ram recipes: {', '.join(recipe_names())}",
+                    True,
+                )
+        return self
+
+
+class EvalSpec(Section, frozen=True):
+    """Extra evaluation of every run: sampled policy, where the glimpses go, trajectories."""
+
+    glimpses: Annotated[int, Field(ge=0)] = 6
+    """Test scenes drawn with their glimpse trajectories (0: none)."""
+    sampled: bool = True
+    """Also measure the test error with sampled glimpse locations."""
+    limit: Count | None = None
+    """Use only the first N test scenes (None: all)."""
+
+
+def _shift_list(value: Any) -> Any:
+    """`shifts: [rotate, noise]` is `shifts: {rotate: null, noise: null}` (default levels)."""
+    if not isinstance(value, list):
+        return value
+    if not value or not all(isinstance(v, str) for v in value):
+        raise problem(f"expected a list of shift names or a mapping of shifts to levels; got {value!r}")
+    return dict.fromkeys(value)
+
+
+class RobustnessSpec(Section, frozen=True):
+    """A robustness sweep of some runs."""
+
+    runs: names_of("group") = ("all",)
+    """Group names whose runs are swept, or all."""
+    shifts: Annotated[dict[one_of("shift", shift_names), Levels | None], BeforeValidator(_shift_list)] = (
+        Field(default_factory=lambda: dict.fromkeys(shift_names()))
+    )
+    """Shift name -> levels (None: the defaults)."""
+    limit: Count | None = 2000
+    """Test scenes per level (None: all 10,000)."""
+    sample: bool = False
+    """Sample glimpse locations instead of using the policy mean."""
+
+
+def _cost_config_dicts(value: Any) -> dict:
+    if value is None:
+        return {}
+    configs = _cost_configs().validate_python(value)
+    return {name: getattr(configs, name) for name in value}  # in the file's order
+
+
+SIZES = (28, 60, 100, 200, 400)
+
+
+class CostSpec(Section, frozen=True):
+    """Cost measurement of untrained models at several image sizes."""
+
+    models: names_of("model", model_names) = ()
+    """Registered model names (default: the models of the run groups)."""
+    sizes: Annotated[tuple[Annotated[int, Field(ge=8)], ...], Field(strict=False, min_length=1)] = SIZES
+    """Image sides in pixels."""
+    batch: Count = 64
+    """Batch of the throughput measurement (capped for large images)."""
+    device: Device = "cpu"
+    """Where to measure: cpu, cuda, auto."""
+    configs: Annotated[dict, PlainValidator(_cost_config_dicts)] = {}
+    """Model name -> config fields (default: the model's defaults), adapted to each size."""
+
+
+class PresetFile(Section):
+    """A whole preset file; the cross-references between its sections are checked last."""
+
+    description: str = ""
+    seeds: Count = 1
+    device: Device | None = None
+    train: TrainFields = {}
+    runs: Annotated[list[Group], Field(min_length=1)]
+    evaluate: EvalSpec | None = None
+    robustness: list[RobustnessSpec] | None = None
+    cost: CostSpec | None = None
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> PresetFile:
+        groups: dict[str, Group] = {}
+        for i, group in enumerate(self.runs):
+            if group.name in groups:
+                raise invalid(("runs", i, "name"), "used by another group; names must be unique", group.name)
+            earlier = [g.name for g in groups.values() if g.model == group.model]
+            for name in group.best_reward_of or ():
+                if name not in earlier:
+                    raise invalid(
+                        ("runs", i, "best_reward_of"),
+                        f"{name!r} is not an earlier group of model {group.model}; allowed: "
+                        f"{', '.join(earlier) or 'none'}",
+                        name,
+                    )
+                missing = sorted(set(group.data) - set(groups[name].data))
+                if missing:
+                    raise invalid(
+                        ("runs", i, "best_reward_of"), f"group {name!r} has no runs on {', '.join(missing)}"
+                    )
+            groups[group.name] = group
+        self._check_sweeps(groups)
+        if self.cost is not None:
+            models = self.cost.models or tuple(dict.fromkeys(g.model for g in self.runs))
+            for name in self.cost.configs:
+                if name not in models:
+                    raise invalid(("cost", "configs", name), f"unknown key; allowed: {', '.join(models)}")
+            self.cost = self.cost.model_copy(update={"models": models})
+        return self
+
+    def _check_sweeps(self, groups: dict[str, Group]) -> None:
+        from ramlab.robustness import resolve_levels
+
+        swept: set[str] = set()
+        for i, sweep in enumerate(self.robustness or ()):
+            allowed = ["all", *groups]
+            for name in sweep.runs:
+                if name not in allowed:
+                    raise invalid(
+                        ("robustness", i, "runs"), f"unknown group {name!r}; allowed: {', '.join(allowed)}"
+                    )
+            targets = list(groups) if "all" in sweep.runs else list(sweep.runs)
+            twice = [name for name in targets if name in swept]
+            if twice:
+                raise invalid(
+                    ("robustness", i, "runs"),
+                    f"group {twice[0]!r} is already in an earlier sweep; give a group one sweep",
+                )
+            swept.update(targets)
+            for data in sorted({d for name in targets for d in groups[name].data}):
+                try:
+                    resolve_levels(dataset_spec(data), sweep.shifts)
+                except RamlabError as exc:
+                    raise invalid(("robustness", i, "shifts"), f"{exc} (dataset {data})") from None

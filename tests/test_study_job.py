@@ -1,0 +1,121 @@
+"""The job entry point, `python -m ramlab.study.job STUDY_DIR JOB_ID`: one job of a study in
+its own process, as parallel executors run it. A crash during training is resumed by the
+next attempt; a done job is not redone; errors exit 1 with their message, Ctrl-C 130."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from test_study import TINY_RAM, TINY_TRAIN, write_preset
+
+from ramlab.config import load_yaml
+from ramlab.data import datasets
+from ramlab.study import Context, load_preset
+from ramlab.study import jobs as study_jobs
+from ramlab.study.job import main
+
+TRAIN = "train-ram-translated60-seed0"
+
+
+@pytest.fixture
+def study_dir(fake_mnist, tmp_path):
+    """A study folder holding its study.yaml (one tiny RAM run, its evaluation and a cost
+    measurement), with the run's scenes cached in RAMLAB_HOME so that another process,
+    which cannot see `fake_mnist`, reads the same tiny scenes."""
+    preset = load_preset(
+        write_preset(
+            tmp_path / "p.yaml",
+            train={**TINY_TRAIN, "threads": 2},
+            evaluate={"glimpses": 0, "sampled": False},
+            cost={"models": ["ram"], "sizes": [28], "batch": 2, "configs": {"ram": TINY_RAM}},
+        )
+    )
+    out = tmp_path / "study"
+    study_jobs.save_preset(Context(preset, out))
+    datasets.build_dataset("translated60", seed=0)
+    return out
+
+
+def records(out) -> list[dict]:
+    path = out / "jobs.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def run_job_process(out, job_id: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ramlab.study.job", str(out), job_id],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_crashed_training_job_resumes_in_the_next_process(study_dir, tmp_path, capsys):
+    mark = tmp_path / "crashed"
+    crash = {"RAMLAB_TEST_CRASH_JOB": TRAIN, "RAMLAB_TEST_CRASH_MARK": str(mark), "RAMLAB_THREADS": "1"}
+    run = study_dir / "runs" / "ram-translated60-seed0"
+
+    first = run_job_process(study_dir, TRAIN, **crash)
+    assert first.returncode == 3, first.stderr
+    assert mark.exists() and (run / "last.pt").is_file() and not (run / "result.json").exists()
+    assert records(study_dir) == []
+
+    second = run_job_process(study_dir, TRAIN, **crash)  # the mark exists: no crash this time
+    assert second.returncode == 0, second.stderr
+    result = json.loads((run / "result.json").read_text())
+    assert result["epochs_run"] == 2
+    val_epochs = [
+        json.loads(line)["epoch"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if "val/error" in line
+    ]
+    assert val_epochs == [1, 2]  # epoch 1 from the crashed process, epoch 2 after the resume
+    assert load_yaml(run / "config.yaml")["train"]["threads"] == 1  # RAMLAB_THREADS over the preset's 2
+    [line] = records(study_dir)
+    assert (line["id"], line["kind"], line["run"]) == (TRAIN, "train", "ram-translated60-seed0")
+    assert line["command"].startswith("python -m ramlab.study.job ")
+
+    third = run_job_process(study_dir, TRAIN)
+    assert third.returncode == 0 and f"{TRAIN}: already done" in third.stderr
+    assert len(records(study_dir)) == 1
+
+    # The same entry point in this process: the evaluation, now that its training is done.
+    assert main([str(study_dir), "eval-ram-translated60-seed0"]) == 0
+    assert (run / "eval.json").is_file()
+    assert [r["id"] for r in records(study_dir)] == [TRAIN, "eval-ram-translated60-seed0"]
+
+
+def test_a_job_whose_deps_are_not_done_is_refused(study_dir, capsys):
+    assert main([str(study_dir), "eval-ram-translated60-seed0"]) == 1
+    assert f"job eval-ram-translated60-seed0 needs {TRAIN} done first" in capsys.readouterr().err
+    assert records(study_dir) == []
+
+
+def test_an_unknown_job_or_study_exits_1_with_its_message(study_dir, tmp_path, capsys):
+    assert main([str(study_dir), "train-ram-translated60-seed9"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ramlab: error: ") and "has no job 'train-ram-translated60-seed9'" in err
+    assert TRAIN in err and "Traceback" not in err
+    assert main([str(tmp_path / "nowhere"), TRAIN]) == 1
+    assert "no study.yaml" in capsys.readouterr().err
+
+
+def test_a_wrong_thread_count_in_the_environment_exits_1(study_dir, capsys, monkeypatch):
+    monkeypatch.setenv("RAMLAB_THREADS", "two")
+    assert main([str(study_dir), "cost"]) == 1
+    assert "RAMLAB_THREADS must be a whole number >= 1" in capsys.readouterr().err
+
+
+def test_ctrl_c_exits_130_and_records_nothing(study_dir, capsys, monkeypatch):
+    def interrupted(ctx, job):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(study_jobs.RUNNERS, "cost", interrupted)
+    assert main([str(study_dir), "cost"]) == 130
+    assert capsys.readouterr().err.endswith("ramlab: interrupted; rerun the same command to resume\n")
+    assert records(study_dir) == []

@@ -1,0 +1,208 @@
+"""The preset schema (pydantic): every problem is one line of one RamlabError naming the
+file, the key path as written in the YAML, and what is allowed; a valid preset gives the
+spec objects the study uses."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+from test_study import TINY_RAM, write_preset
+
+from ramlab.data.datasets import DATASETS
+from ramlab.errors import RamlabError
+from ramlab.models.registry import model_names
+from ramlab.runconfig import TrainConfig
+from ramlab.study import CostSpec, EvalSpec, RobustnessSpec, load_preset
+from ramlab.study.schema import SIZES
+
+RAM_KEYS = "glimpses, glimpse_size, scales, glimpse_hidden"
+
+
+def group(name: str, **fields) -> dict:
+    return {"name": name, "model": "ram", "data": "translated60", "model_config": TINY_RAM, **fields}
+
+
+def error_of(tmp_path, **sections) -> tuple[str, str]:
+    """(the preset file's path, the message of the error loading it)."""
+    path = write_preset(tmp_path / "bad.yaml", **sections)
+    with pytest.raises(RamlabError) as caught:
+        load_preset(path)
+    assert not isinstance(caught.value.__cause__, ValidationError)  # no pydantic text leaks
+    return str(path), str(caught.value)
+
+
+# ---- key path and allowed values ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sections", "line"),
+    [
+        (
+            {"runs": [group("a"), group("b"), group("c", data=["mnist", "mnist9"])]},
+            f"runs[2] (c).data: unknown dataset 'mnist9'; allowed: {', '.join(DATASETS)}",
+        ),
+        (
+            {"runs": [group("x", model="vit")]},
+            f"runs[0] (x).model: unknown model 'vit'; allowed: {', '.join(model_names())}",
+        ),
+        (
+            {"runs": [group("x", per_data={"mnist9": {}})]},
+            f"runs[0] (x).per_data.mnist9: unknown dataset 'mnist9'; allowed: {', '.join(DATASETS)}",
+        ),
+        (
+            {"robustness": [{"shifts": {"blur": [1]}}]},
+            "robustness[0].shifts.blur: unknown shift 'blur'; allowed: translate, rotate, scale, noise, clutter",
+        ),
+        (
+            {"cost": {"models": ["ram", "vit"]}},
+            f"cost.models: unknown model 'vit'; allowed: {', '.join(model_names())}",
+        ),
+        ({"runs": [group("x y")]}, "runs[0].name: expected a name of letters, digits, _ . + -; got 'x y'"),
+    ],
+)
+def test_a_wrong_name_lists_the_allowed_ones(tmp_path, sections, line):
+    path, message = error_of(tmp_path, **sections)
+    assert message == f"{path}: {line}"
+
+
+@pytest.mark.parametrize(
+    ("sections", "line"),
+    [
+        ({"epochs": 3}, "epochs: unknown key; allowed: description, seeds, device, train, runs, evaluate"),
+        ({"train": {"epoch": 2}}, "train.epoch: unknown key; allowed: epochs, batch_size, optimizer"),
+        (
+            {"runs": [group("x", colour=1)]},
+            "runs[0] (x).colour: unknown key; allowed: name, model, data, seeds",
+        ),
+        (
+            {"runs": [group("x", per_data={"mnist": {"model_config": {"glimpse": 3}}})]},
+            f"runs[0] (x).per_data.mnist.model_config.glimpse: unknown key; allowed: {RAM_KEYS}",
+        ),
+        (
+            {"runs": [group("x", per_data={"mnist": {"optimizer": "sgd"}})]},
+            "runs[0] (x).per_data.mnist.optimizer: unknown key; allowed: train, model_config",
+        ),
+        ({"evaluate": {"glimpse": 2}}, "evaluate.glimpse: unknown key; allowed: glimpses, sampled, limit"),
+        (
+            {"cost": {"configs": {"resnet": {"widths": [4]}}, "models": ["ram"]}},
+            "cost.configs.resnet: unknown key; allowed: ram",
+        ),
+        (
+            {"cost": {"configs": {"ram": {"width": 4}}}},
+            f"cost.configs.ram.width: unknown key; allowed: {RAM_KEYS}",
+        ),
+    ],
+)
+def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path, sections, line):
+    path, message = error_of(tmp_path, **sections)
+    assert message.startswith(f"{path}: {line}"), message
+
+
+@pytest.mark.parametrize(
+    ("sections", "line"),
+    [
+        ({"seeds": "two"}, "seeds: expected int; got 'two'"),
+        ({"seeds": True}, "seeds: expected int; got True"),
+        ({"train": {"lr": "1e-3"}}, "train.lr: expected a number; got '1e-3'"),
+        ({"train": {"epochs": 2.0}}, "train.epochs: expected int; got 2.0"),
+        ({"runs": [group("x", recipe="yes")]}, "runs[0] (x).recipe: expected true or false; got 'yes'"),
+        ({"device": 0}, "device: expected auto, cpu, cuda or cuda:N; got 0"),
+        ({"description": ["a"]}, "description: expected text; got ['a']"),
+        ({"runs": {"name": "x"}}, "runs: expected a list; got {'name': 'x'}"),
+        ({"runs": []}, "runs: needs at least 1 item(s); got []"),
+        ({"train": 5}, "train: expected a mapping with keys epochs, batch_size, optimizer, lr"),
+        ({"runs": ["x"]}, "runs[0]: expected a mapping with keys name, model, data, seeds, recipe"),
+        (
+            {"runs": [{"name": "x", "model": "resnet", "data": "mnist", "model_config": {"widths": 4}}]},
+            "runs[0] (x).model_config.widths: expected a list; got 4",
+        ),
+        ({"runs": [{"name": "x", "data": "mnist"}]}, "runs[0] (x).model: missing: this key is required"),
+        (
+            {"runs": [group("x", data=[])]},
+            "runs[0] (x).data: expected a dataset or a list of datasets from: mnist",
+        ),
+        (
+            {"robustness": [{"shifts": {"rotate": []}}]},
+            "robustness[0].shifts.rotate: needs at least 1 item(s)",
+        ),
+        (
+            {"robustness": [{"shifts": {"rotate": ["a"]}}]},
+            "robustness[0].shifts.rotate[0]: expected a number",
+        ),
+        ({"robustness": {"runs": "all"}}, "robustness: expected a list"),
+        ({"cost": {"sizes": [28, 4]}}, "cost.sizes[1]: must be a whole number >= 8; got 4"),
+        ({"evaluate": {"limit": 0}}, "evaluate.limit: must be a whole number >= 1; got 0"),
+    ],
+)
+def test_a_wrong_type_or_value_says_what_is_expected(tmp_path, sections, line):
+    path, message = error_of(tmp_path, **sections)
+    assert message.startswith(f"{path}: {line}"), message
+
+
+def test_all_the_problems_are_listed_in_one_error(tmp_path):
+    path, message = error_of(tmp_path, seeds=0, train={"epoch": 2}, evaluate={"glimpses": "all"})
+    assert message.splitlines() == [
+        f"{path}: seeds: must be a whole number >= 1; got 0",
+        f"{path}: train.epoch: unknown key; allowed: {', '.join(TrainConfig.__dataclass_fields__)}",
+        f"{path}: evaluate.glimpses: expected int; got 'all'",
+    ]
+
+
+# ---- references between sections ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("sections", "line"),
+    [
+        ({"runs": [group("a"), group("a")]}, "runs[1] (a).name: used by another group; names must be unique"),
+        (
+            {"runs": [group("a", best_reward_of="b"), group("b")]},
+            "runs[0] (a).best_reward_of: 'b' is not an earlier group of model ram; allowed: none",
+        ),
+        (
+            {
+                "runs": [
+                    {"name": "cnn", "model": "resnet", "data": "mnist"},
+                    group("b", best_reward_of=["cnn"]),
+                ]
+            },
+            "runs[1] (b).best_reward_of: 'cnn' is not an earlier group of model ram; allowed: none",
+        ),
+        (
+            {"runs": [group("a"), group("b", data=["translated60", "mnist"], best_reward_of="a")]},
+            "runs[1] (b).best_reward_of: group 'a' has no runs on mnist",
+        ),
+        (
+            {"runs": [group("a", recipe=True, data="centred60")]},
+            "runs[0] (a).recipe: no ram recipe for centred60; ram recipes: ",
+        ),
+        (
+            {"robustness": [{"runs": "ram"}, {"runs": "all"}]},
+            "robustness[1].runs: group 'ram' is already in an earlier sweep; give a group one sweep",
+        ),
+        ({"robustness": [{"runs": ["nope"]}]}, "robustness[0].runs: unknown group 'nope'; allowed: all, ram"),
+    ],
+)
+def test_references_to_other_groups_are_checked(tmp_path, sections, line):
+    path, message = error_of(tmp_path, **sections)
+    assert message.startswith(f"{path}: {line}"), message
+
+
+# ---- what a valid preset gives ----------------------------------------------------------------
+def test_a_valid_preset_gives_the_spec_objects_with_their_defaults(tmp_path):
+    path = write_preset(
+        tmp_path / "ok.yaml",
+        runs=[group("a", seeds=2, per_data={"translated60": {"train": {"epochs": 1}}}), group("b")],
+        evaluate={},
+        robustness=[{"runs": "a", "shifts": ["rotate"]}, {"runs": ["b"], "shifts": {"noise": [0, 0.5]}}],
+        cost={"configs": {"ram": {"glimpses": 2}}},
+    )
+    preset = load_preset(path)
+    assert preset.evaluate == EvalSpec() == EvalSpec(glimpses=6, sampled=True, limit=None)
+    assert preset.robustness == (
+        RobustnessSpec(runs=("a",), shifts={"rotate": None}),
+        RobustnessSpec(runs=("b",), shifts={"noise": [0, 0.5]}, limit=2000, sample=False),
+    )
+    assert preset.cost == CostSpec(models=("ram",), sizes=SIZES, configs={"ram": {"glimpses": 2}})
+    a = preset.group("a")
+    assert (a.seeds, a.data, a.best_reward_of) == (2, ("translated60",), ())
+    assert a.per_data == {"translated60": {"train": {"epochs": 1}, "model_config": {}}}
+    assert a.model_config == TINY_RAM
+    with pytest.raises(ValidationError):
+        preset.evaluate.glimpses = 3  # frozen, like the dataclasses they replace
