@@ -1,4 +1,5 @@
-"""`ramlab study PRESET|FILE.yaml [--out DIR] [--seeds N] [--list]` and `ramlab report DIR`."""
+"""`ramlab study PRESET|FILE.yaml [--out DIR] [--seeds N] [--list] [--executor E --jobs N
+--threads-per-job T --gpus-per-job F --option KEY=VALUE]` and `ramlab report DIR`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+
+from ramlab.errors import RamlabError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +31,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="seeds per run group (replaces the preset's `seeds`; groups with their own keep it)",
     )
     p.add_argument("--list", action="store_true", help="list the jobs and which are done; run nothing")
+    run = p.add_argument_group("executors (see the README: one machine, a Ray cluster, Slurm)")
+    run.add_argument(
+        "--executor",
+        default="serial",
+        choices=("serial", "local", "ray", "slurm"),
+        help="serial: one job after another in this process (default); local: N jobs at once as "
+        "subprocesses; ray: Ray tasks (RAY_ADDRESS, or a local Ray; pip install 'ramlab[ray]'); "
+        "slurm: job arrays per dependency level (pip install 'ramlab[slurm]')",
+    )
+    run.add_argument("--jobs", type=int, default=1, metavar="N", help="jobs at once (default 1)")
+    run.add_argument(
+        "--threads-per-job",
+        type=int,
+        default=1,
+        metavar="T",
+        help="CPU threads of each job (default 1); N x T may not exceed the CPUs",
+    )
+    run.add_argument(
+        "--gpus-per-job",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="GPUs of each job where GPUs are visible: 0.25 puts four jobs on one GPU (default 0)",
+    )
+    run.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an executor option, repeatable: e.g. ray retries=2 address=auto; slurm "
+        "timeout_min=600 max_requeues=5 sbatch.partition=gpu sbatch.account=ml",
+    )
     p.set_defaults(handler=cmd_study)
 
     p = sub.add_parser(
@@ -41,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
+    from ramlab.execute import Resources
     from ramlab.study import Study, load_preset
 
     preset = load_preset(args.preset, seeds=args.seeds)
@@ -52,9 +88,33 @@ def cmd_study(args: argparse.Namespace) -> int:
             state = "done" if study.is_done(job) else "to do"
             print(f"{i:>4}  {state:<6} {job.title}")
         return 0
-    path = study.run()
+    resources = Resources(
+        jobs=args.jobs, threads_per_job=args.threads_per_job, gpus_per_job=args.gpus_per_job
+    )
+    if args.executor == "serial" and (args.jobs > 1 or args.gpus_per_job):
+        raise RamlabError("--jobs and --gpus-per-job need a parallel --executor (local, ray or slurm)")
+    path = study.run(executor=args.executor, resources=resources, options=parse_options(args.option))
     print(path)
     return 0
+
+
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """`KEY=VALUE` pairs as executor options; VALUE is read as YAML (numbers, true/false,
+    text), and `sbatch.partition=gpu` fills the `sbatch` mapping."""
+    import yaml
+
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise RamlabError(f"--option {pair!r}: write KEY=VALUE, e.g. retries=2")
+        value = yaml.safe_load(text) if text else ""
+        if "." in key:
+            outer, inner = key.split(".", 1)
+            options.setdefault(outer, {})[inner] = value  # type: ignore[index]
+        else:
+            options[key] = value
+    return options
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ a job whose deps are not done, a loss that became NaN, ...); 130 interrupted (Ct
 
 Environment:
     RAMLAB_THREADS=N         the job's torch threads (overrides the preset's `threads`)
+    RAMLAB_STUDY_COMMAND=... the user's study command, recorded with the job's results
     RAMLAB_TEST_CRASH_JOB=ID and RAMLAB_TEST_CRASH_MARK=FILE, for tests only: if job ID is a
                              training and FILE does not exist, create FILE and exit with
                              status 3 just after the first epoch's last.pt is written (a
@@ -35,6 +36,7 @@ from ramlab.study.plan import Job, build_plan
 from ramlab.study.preset import load_preset
 
 CRASH_JOB, CRASH_MARK = "RAMLAB_TEST_CRASH_JOB", "RAMLAB_TEST_CRASH_MARK"
+STUDY_COMMAND = "RAMLAB_STUDY_COMMAND"
 
 
 def run_one(out: str | Path, job_id: str, *, log: Callable[[str], None] = log_to_stderr) -> bool:
@@ -48,7 +50,8 @@ def run_one(out: str | Path, job_id: str, *, log: Callable[[str], None] = log_to
             "it starts (ramlab study PRESET --out DIR)"
         )
     preset = load_preset(out / "study.yaml")
-    command = shlex.join(["python", "-m", "ramlab.study.job", str(out), job_id])
+    # The command the user gave (the study's, passed by the executor), as a serial run records.
+    command = os.environ.get(STUDY_COMMAND) or shlex.join(["python", "-m", "ramlab.study.job", str(out), job_id])
     ctx = Context(preset, out, log=log, command=command)
     jobs = {job.id: job for job in build_plan(preset)}
     if job_id not in jobs:

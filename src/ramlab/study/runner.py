@@ -1,5 +1,9 @@
-"""The serial study runner: every job of the plan not done yet, one after the other, in this
-process; then the report.
+"""The study runner: every job of the plan not done yet, then the report.
+
+`executor="serial"` (the default) runs the jobs one after the other in this process; any
+other executor (`ramlab.execute`: local, ray, slurm) runs each job as its own process,
+`python -m ramlab.study.job STUDY_DIR JOB_ID`, in dependency order, its output in
+`STUDY_DIR/logs/<job id>.log`.
 
 A job whose output exists is skipped; an interrupted training resumes from its last.pt; a
 robustness sweep or a cost measurement keeps what it already wrote. A job that fails (a
@@ -10,14 +14,17 @@ it stopped, and a finished job is never redone.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ramlab.data import datasets
 from ramlab.errors import Interrupted, RamlabError
+from ramlab.execute import Resources, Task, execute
 from ramlab.files import remove_stale_temp
 from ramlab.lock import DirectoryLock
 from ramlab.study.context import Context, log_to_stderr
+from ramlab.study.job import STUDY_COMMAND
 from ramlab.study.jobs import is_done, run_job, save_preset
 from ramlab.study.plan import Job, build_plan, topological_order
 from ramlab.study.preset import Preset, load_preset, run_config
@@ -25,6 +32,8 @@ from ramlab.study.preset import Preset, load_preset, run_config
 # Seconds per unit of work (a scene through a model; a cost measurement) before a job of the
 # kind has run in this session: measured with the quick preset on a 2-core CPU.
 PRIOR_SECONDS = {"train": 1e-3, "eval": 4e-3, "robustness": 2e-3, "cost": 3.0}
+JOB_COMMAND = (sys.executable, "-m", "ramlab.study.job")
+"""The job entry point every executor but serial runs, followed by STUDY_DIR JOB_ID."""
 
 
 def duration(seconds: float) -> str:
@@ -45,9 +54,11 @@ class Study(Context):
         *,
         log: Callable[[str], None] = log_to_stderr,
         command: str | None = None,
+        job_command: Sequence[str] = JOB_COMMAND,
     ) -> None:
         super().__init__(preset, out, log=log, command=command)
         self._rates: dict[tuple[str, str], list[float]] = {}
+        self.job_command = tuple(job_command)  # a wrapper (container, test data) may replace it
 
     def jobs(self) -> list[Job]:
         """Every job of the plan, each after the jobs it needs."""
@@ -80,17 +91,29 @@ class Study(Context):
         return work * rate
 
     # ---- running -------------------------------------------------------------------------
-    def run(self, *, report: bool = True) -> Path | None:
+    def run(
+        self,
+        *,
+        report: bool = True,
+        executor: str = "serial",
+        resources: Resources | None = None,
+        options: Mapping[str, object] | None = None,
+    ) -> Path | None:
         """Run every job not done yet, then write the report; returns report.md's path.
 
-        A job that fails with a RamlabError (e.g. a loss that became NaN) is logged and the
-        study goes on with the jobs that do not need it; the report is written from what
-        finished, and then the failures are raised together. Rerunning retries them.
+        A job that fails (e.g. a loss that became NaN) is logged and the study goes on with
+        the jobs that do not need it; the report is written from what finished, and then the
+        failures are raised together (with each job's log under a parallel executor).
+        Rerunning retries them and skips what is done.
         """
         with DirectoryLock(self.out, self.command, what="study"):
             remove_stale_temp(self.out)
             try:
-                return self._run(report=report)
+                if executor == "serial":
+                    return self._run(report=report)
+                return self._run_processes(
+                    executor, resources or Resources(), dict(options or {}), report=report
+                )
             except KeyboardInterrupt:
                 raise Interrupted(
                     f"study interrupted; finished jobs are kept. Resume with: {self.command}"
@@ -134,6 +157,53 @@ class Study(Context):
             model, work = self._work(job)
             self._rates.setdefault((job.kind, model), []).append(seconds / max(work, 1e-9))
             self.log(f"[study] done: {job.title} in {duration(seconds)}")
+        return self._finish(failures, report=report)
+
+    def _run_processes(
+        self, executor: str, resources: Resources, options: dict[str, object], *, report: bool
+    ) -> Path | None:
+        """Each job not done as its own process through `executor`, in dependency order."""
+        from ramlab.trainer import git_commit
+
+        self.commit = git_commit()
+        save_preset(self)  # the job processes read the preset from study.yaml
+        jobs = self.jobs()
+        todo = [job for job in jobs if not self.is_done(job)]
+        self.log(
+            f"[study] {self.preset.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
+            f"{len(todo)} to run with --executor {executor} ({resources.jobs} at once, "
+            f"{resources.threads_per_job} thread(s) each) in {self.out}"
+        )
+        pending = {job.id for job in todo}
+        tasks = [
+            Task(
+                id=job.id,
+                argv=(*self.job_command, str(self.out), job.id),
+                log=self.out / "logs" / f"{job.id}.log",
+                deps=tuple(dep for dep in job.deps if dep in pending),  # the others are done
+                title=job.title,
+                seconds=self._seconds(job),
+                env={STUDY_COMMAND: self.command},
+            )
+            for job in todo
+        ]
+        outcomes = execute(
+            tasks,
+            executor=executor,
+            resources=resources,
+            progress=lambda line: self.log(f"[study] {line}"),
+            **options,
+        )
+        titles = {job.id: job.title for job in todo}
+        for skipped in (o for o in outcomes if o.skipped):
+            self.log(f"[study] skipped: {titles[skipped.id]} ({skipped.reason.removeprefix('skipped: ')})")
+        failures = [
+            f"{titles[o.id]}: {o.reason} (log: {o.log})" for o in outcomes if not o.ok and not o.skipped
+        ]
+        return self._finish(failures, report=report)
+
+    def _finish(self, failures: list[str], *, report: bool) -> Path | None:
+        """Write the report from what finished; then raise the failures together."""
         path = None
         if report:
             from ramlab.report import write_report

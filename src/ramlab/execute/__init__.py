@@ -1,0 +1,88 @@
+"""Executors of a DAG of commands: `execute(tasks, executor=..., resources=..., progress=...)`.
+
+A study's jobs are each one command line (the same entry point, resumable), with the ids of
+the jobs it needs. An executor only runs commands, in dependency order; a failed command's
+dependents are skipped, everything else goes on; each task's output is appended to its log.
+
+    serial   one command at a time, in topological order (the reference)
+    local    up to N subprocesses at once on this machine, T threads each, GPU slots
+    ray      Ray tasks on a local Ray or a cluster (pip install 'ramlab[ray]'), with retries
+    slurm    Slurm job arrays per dependency level via submitit (pip install 'ramlab[slurm]')
+
+Each returns one `Outcome` per task, in the order given. Executor-specific options are
+keyword arguments of `execute` (see `options(executor)`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from collections.abc import Callable, Iterable
+
+from ramlab.errors import RamlabError, unknown_name
+from ramlab.execute.dag import Outcome, Task, levels, topological_order
+from ramlab.execute.resources import Resources
+
+__all__ = ["EXECUTORS", "Outcome", "Resources", "Task", "execute", "levels", "options", "topological_order"]
+
+# name -> (module, the package its extra installs, or None for the standard library only)
+EXECUTORS: dict[str, tuple[str, str | None]] = {
+    "serial": ("ramlab.execute.serial", None),
+    "local": ("ramlab.execute.local", None),
+    "ray": ("ramlab.execute.ray_executor", "ray"),
+    "slurm": ("ramlab.execute.slurm_executor", "submitit"),
+}
+NOT_OPTIONS = {"tasks", "resources", "progress"}
+
+
+def _runner(executor: str) -> Callable[..., list[Outcome]]:
+    if executor not in EXECUTORS:
+        raise unknown_name("executor", executor, EXECUTORS)
+    module, package = EXECUTORS[executor]
+    try:
+        return importlib.import_module(module).run
+    except ModuleNotFoundError as exc:
+        if package is None or exc.name != package:
+            raise
+        raise RamlabError(
+            f"--executor {executor} needs the {package} package: pip install 'ramlab[{executor}]'"
+        ) from exc
+
+
+def options(executor: str) -> dict[str, object]:
+    """The options an executor takes, with their defaults."""
+    parameters = inspect.signature(_runner(executor)).parameters
+    return {name: p.default for name, p in parameters.items() if name not in NOT_OPTIONS}
+
+
+def _stderr(line: str) -> None:
+    print(f"ramlab: {line}", file=sys.stderr, flush=True)
+
+
+def execute(
+    tasks: Iterable[Task],
+    *,
+    executor: str,
+    resources: Resources,
+    progress: Callable[[str], None] = _stderr,
+    **executor_options: object,
+) -> list[Outcome]:
+    """Run every task whose dependencies succeeded; one Outcome per task, in the order given.
+
+    A RamlabError for an unknown executor (listing the valid ones) or option, a missing
+    optional package, tasks that do not form a DAG, or resources this machine lacks.
+    KeyboardInterrupt (Ctrl-C) stops the running commands and propagates."""
+    tasks = list(tasks)
+    run = _runner(executor)
+    valid = options(executor)
+    unknown = sorted(set(executor_options) - set(valid))
+    if unknown:
+        raise RamlabError(
+            f"unknown option(s) {', '.join(unknown)} for --executor {executor}; "
+            f"valid: {', '.join(sorted(valid)) or 'none'}"
+        )
+    topological_order(tasks)  # fail fast on duplicate ids, unknown dependencies, cycles
+    if not tasks:
+        return []
+    return run(tasks, resources=resources, progress=progress, **executor_options)

@@ -1,0 +1,158 @@
+"""One task's command as a subprocess: its environment, its log, and how it is stopped.
+
+The command's stdout and stderr are appended to the task's log, after a header line (the
+command, the time, the host); executors that retry count these headers to tell how many
+times a command ran. Stopping is SIGTERM, then SIGKILL for whatever still runs after a
+grace period (a second Ctrl-C skips the grace).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+
+from ramlab.execute.dag import Task
+from ramlab.execute.resources import thread_env
+
+HEADER = b"==> ramlab.execute: "
+GRACE_SECONDS = 10.0
+POLL_SECONDS = 0.05
+
+
+class CommandFailed(Exception):
+    """A command exited non-zero; raised where the executor retries on an exception (Ray,
+    Slurm). Picklable: its args are its fields."""
+
+    def __init__(self, returncode: int, seconds: float) -> None:
+        super().__init__(returncode, seconds)
+        self.returncode = returncode
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"exit {self.returncode} after {self.seconds:.2f} s"
+
+
+def task_env(task: Task, *, threads: int, gpus: str | None = None) -> dict[str, str]:
+    """The variables a task's command gets on top of its worker's environment."""
+    env = {**task.env, **thread_env(threads)}
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    return env
+
+
+def start(
+    argv: Iterable[str],
+    *,
+    log: Path,
+    env: Mapping[str, str],
+    preexec_fn: Callable[[], None] | None = None,
+) -> subprocess.Popen:
+    """Start a command with `env` over this process's environment, output appended to `log`."""
+    argv = list(argv)
+    log = Path(log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        stamp = datetime.now().astimezone().isoformat(timespec="seconds")
+        out.write(HEADER + f"{shlex.join(argv)} | {stamp} on {socket.gethostname()}\n".encode())
+        out.flush()
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            preexec_fn=preexec_fn,
+        )
+
+
+def stop(processes: Iterable[subprocess.Popen], *, grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM to each process still running, SIGKILL to those left after `grace` seconds."""
+    live = [p for p in processes if p.poll() is None]
+    for process in live:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    try:
+        for process in live:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+    except KeyboardInterrupt:
+        for process in live:
+            if process.poll() is None:
+                process.kill()
+        raise
+    finally:
+        for process in live:
+            if process.poll() is None:
+                process.wait()
+
+
+def wait(process: subprocess.Popen, *, grace: float = GRACE_SECONDS) -> int:
+    """Wait for a command to end: its exit code. Interrupted (Ctrl-C, a cancelled Ray task,
+    submitit's SystemExit on requeue), it stops the command before re-raising."""
+    try:
+        # Poll rather than block in waitpid: an interruption that is not a signal (Ray's
+        # cancel) is only seen between bytecodes, and a signal handler that itself stops the
+        # process (submitit's checkpoint) must not find Popen's wait lock taken.
+        while (returncode := process.poll()) is None:
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        stop([process], grace=grace)
+        raise
+    return returncode
+
+
+def run(
+    argv: Iterable[str],
+    *,
+    log: Path,
+    env: Mapping[str, str],
+    grace: float = GRACE_SECONDS,
+) -> tuple[int, float]:
+    """Run a command to its end: (exit code, seconds); see `wait` for interruptions."""
+    began = time.monotonic()
+    process = start(argv, log=log, env=env)
+    return wait(process, grace=grace), time.monotonic() - began
+
+
+def run_or_raise(argv: Iterable[str], *, log: Path, env: Mapping[str, str]) -> float:
+    """Run a command; its seconds, or CommandFailed on a non-zero exit."""
+    returncode, seconds = run(argv, log=log, env=env)
+    if returncode != 0:
+        raise CommandFailed(returncode, seconds)
+    return seconds
+
+
+def log_size(log: Path) -> int:
+    try:
+        return Path(log).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def attempts_since(log: Path, offset: int) -> int:
+    """How many times a command started since its log was `offset` bytes long."""
+    try:
+        with Path(log).open("rb") as f:
+            f.seek(offset)
+            return sum(line.startswith(HEADER) for line in f)
+    except FileNotFoundError:
+        return 0
+
+
+def ignore_signal(signum: int) -> Callable[[], None]:
+    """A preexec_fn making the child ignore `signum` (an ignored signal stays ignored across
+    exec, unlike a handled one)."""
+
+    def preexec() -> None:
+        signal.signal(signum, signal.SIG_IGN)
+
+    return preexec

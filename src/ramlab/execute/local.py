@@ -1,0 +1,87 @@
+"""The local executor: up to N commands at once on this machine, as subprocesses.
+
+Each command gets T threads (OMP_NUM_THREADS, MKL_NUM_THREADS, RAMLAB_THREADS) and N × T may
+not exceed the CPUs available. With GPUs visible and F > 0, each command also gets a GPU slot
+through CUDA_VISIBLE_DEVICES (F = 0.25: four slots per GPU) and N is capped by the slots;
+with none visible, F is ignored with a note. A command starts once all its dependencies
+succeeded; a failure skips its dependents and everything else goes on. Ctrl-C stops the
+running commands (SIGTERM, SIGKILL after a grace period) and re-raises KeyboardInterrupt.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ramlab.execute import command
+from ramlab.execute.dag import Outcome, Task, Tracker
+from ramlab.execute.resources import GpuPool, Resources, check_cpus, visible_gpus
+
+POLL_SECONDS = 0.05
+
+
+@dataclass
+class _Running:
+    process: subprocess.Popen
+    gpus: str | None
+
+
+def plan(resources: Resources, progress: Callable[[str], None]) -> tuple[int, GpuPool | None]:
+    """The jobs to run at once and the GPU slots (None: no GPU), with a note for each
+    request that cannot be met as asked; a RamlabError if the cores would be oversubscribed."""
+    jobs, pool = resources.jobs, None
+    if resources.gpus_per_job > 0:
+        devices = visible_gpus()
+        if not devices:
+            progress(f"note: no GPU visible; --gpus-per-job {resources.gpus_per_job:g} ignored")
+        else:
+            pool = GpuPool(devices, resources.gpus_per_job)
+            if pool.slots < jobs:
+                progress(f"note: --jobs {jobs} capped at {pool.slots}: {pool.describe()}")
+                jobs = pool.slots
+    check_cpus(jobs, resources.threads_per_job)
+    return jobs, pool
+
+
+def run(
+    tasks: list[Task],
+    *,
+    resources: Resources,
+    progress: Callable[[str], None],
+    grace_seconds: float = command.GRACE_SECONDS,
+) -> list[Outcome]:
+    """Run the tasks, up to N at once, each as soon as its dependencies succeeded."""
+    jobs, pool = plan(resources, progress)
+    tracker = Tracker(tasks, jobs=jobs, progress=progress)
+    running: dict[str, _Running] = {}
+    try:
+        while not tracker.finished:
+            for task in tracker.ready()[: jobs - len(running)]:
+                gpus = pool.acquire() if pool else None
+                env = command.task_env(task, threads=resources.threads_per_job, gpus=gpus)
+                tracker.start(task.id)
+                try:
+                    process = command.start(task.argv, log=task.log, env=env)
+                except OSError as exc:  # the program does not exist or cannot be executed
+                    if pool and gpus is not None:
+                        pool.release(gpus)
+                    tracker.end(task.id, returncode=None, error=f"could not start: {exc}")
+                    continue
+                running[task.id] = _Running(process, gpus)
+            time.sleep(POLL_SECONDS)
+            for task_id, job in list(running.items()):
+                returncode = job.process.poll()
+                if returncode is None:
+                    continue
+                del running[task_id]
+                if pool and job.gpus is not None:
+                    pool.release(job.gpus)
+                tracker.end(task_id, returncode=returncode)
+    except BaseException:
+        if running:
+            progress(f"stopping {len(running)} running command(s): {', '.join(running)}")
+            command.stop([job.process for job in running.values()], grace=grace_seconds)
+        raise
+    return tracker.outcomes()

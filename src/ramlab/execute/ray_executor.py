@@ -1,0 +1,147 @@
+"""The Ray executor: each task a Ray task that runs its command as a subprocess on a worker.
+
+Each Ray task asks for num_cpus=T and num_gpus=F (Ray sets CUDA_VISIBLE_DEVICES; F = 0.25
+puts four on one GPU), and its dependencies are passed as object references, so Ray starts
+it only after they succeeded and never runs it when one failed (its dependents are reported
+as skipped). A non-zero exit raises CommandFailed, which Ray retries up to `retries` times
+(`max_retries`, `retry_exceptions`); the log keeps every attempt.
+
+Connects to the cluster at `address` or `RAY_ADDRESS` when given; otherwise, unless Ray is
+already initialised, starts a local Ray with N × T CPUs (checked against the CPUs available)
+and shuts it down at the end. Ctrl-C cancels the Ray tasks (their commands get SIGTERM, and
+SIGKILL after the grace period) and re-raises KeyboardInterrupt.
+
+On a cluster every node runs the commands itself: ramlab must be installed on every node,
+and the study directory (commands, logs, checkpoints) must be on storage every node sees.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import ray
+from ray.exceptions import RayTaskError
+
+from ramlab.execute import command
+from ramlab.execute.dag import Outcome, Task, Tracker
+from ramlab.execute.resources import Resources, check_cpus, visible_gpus
+
+
+def _run_command(argv: list[str], env: dict[str, str], log: str, *deps: float) -> float:
+    """The body of each Ray task (deps are the dependencies' results, only waited for)."""
+    return command.run_or_raise(argv, log=Path(log), env=env)
+
+
+def run(
+    tasks: list[Task],
+    *,
+    resources: Resources,
+    progress: Callable[[str], None],
+    retries: int = 0,
+    address: str | None = None,
+    grace_seconds: float = command.GRACE_SECONDS,
+) -> list[Outcome]:
+    """Run the tasks on Ray.
+
+    retries: further attempts after a non-zero exit. address: a Ray cluster (default
+    `RAY_ADDRESS`; neither: a local Ray unless one is initialised). grace_seconds: after
+    Ctrl-C, how long cancelled tasks get to stop their commands before they are killed."""
+    started_here = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS")
+        if address:
+            progress(f"connecting to the Ray cluster at {address}")
+            ray.init(address=address)
+        else:
+            check_cpus(resources.jobs, resources.threads_per_job)
+            cpus = resources.jobs * resources.threads_per_job
+            progress(f"starting a local Ray with {cpus} CPUs")
+            ray.init(num_cpus=cpus, num_gpus=len(visible_gpus()), include_dashboard=False)
+        started_here = True
+    try:
+        return _run(tasks, resources=resources, progress=progress, retries=retries, grace=grace_seconds)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _run(
+    tasks: list[Task],
+    *,
+    resources: Resources,
+    progress: Callable[[str], None],
+    retries: int,
+    grace: float,
+) -> list[Outcome]:
+    cluster = ray.cluster_resources()
+    gpus = resources.gpus_per_job
+    if gpus > 0 and not cluster.get("GPU"):
+        progress(f"note: the Ray cluster has no GPU; --gpus-per-job {gpus:g} ignored")
+        gpus = 0.0
+    if gpus > 1:  # Ray takes fractions of one GPU or whole GPUs
+        gpus = float(math.ceil(gpus - 1e-9))
+    threads = resources.threads_per_job
+    at_once = max(1, int(cluster.get("CPU", 1) // threads))
+    tracker = Tracker(tasks, jobs=at_once, progress=progress)
+    remote = ray.remote(_run_command)
+    refs: dict[str, ray.ObjectRef] = {}
+    offsets: dict[str, int] = {}
+    for task in tracker.tasks:
+        offsets[task.id] = command.log_size(task.log)
+        refs[task.id] = remote.options(
+            name=task.id,
+            num_cpus=threads,
+            num_gpus=gpus,
+            max_retries=retries,
+            retry_exceptions=[command.CommandFailed],
+        ).remote(
+            list(task.argv),
+            command.task_env(task, threads=threads),
+            str(task.log),
+            *(refs[d] for d in task.deps),
+        )
+    progress(f"submitted {len(refs)} Ray task(s) | {tracker.status()}")
+    waiting = {ref: task_id for task_id, ref in refs.items()}
+
+    def settle(task_id: str) -> None:
+        # Dependencies first: a dependent's reference holds its dependency's error when that
+        # failed, so it must be seen as skipped, not as failed itself.
+        if task_id in tracker.ended:
+            return
+        for dep in tracker.by_id[task_id].deps:
+            settle(dep)
+        if task_id in tracker.ended:  # skipped: a dependency failed, so Ray never ran it
+            return
+        attempts = max(1, command.attempts_since(tracker.by_id[task_id].log, offsets[task_id]))
+        try:
+            seconds = ray.get(refs[task_id])
+        except RayTaskError as exc:
+            cause = exc.cause
+            if isinstance(cause, command.CommandFailed):
+                tracker.end(task_id, returncode=cause.returncode, seconds=cause.seconds, attempts=attempts)
+            else:
+                tracker.end(task_id, returncode=None, attempts=attempts, error=f"{cause!r}")
+        except ray.exceptions.RayError as exc:  # a worker or node lost, an object lost, ...
+            tracker.end(task_id, returncode=None, attempts=attempts, error=f"Ray: {exc}")
+        else:
+            tracker.end(task_id, returncode=0, seconds=seconds, attempts=attempts)
+
+    try:
+        while waiting:
+            done, _ = ray.wait(list(waiting), num_returns=1)
+            for ref in done:
+                settle(waiting[ref])
+            waiting = {ref: task_id for ref, task_id in waiting.items() if task_id not in tracker.ended}
+    except BaseException:
+        if waiting:
+            progress(f"cancelling {len(waiting)} Ray task(s)")
+            for ref in waiting:
+                ray.cancel(ref)  # a KeyboardInterrupt in the task, which stops its command
+            _, left = ray.wait(list(waiting), num_returns=len(waiting), timeout=grace)
+            for ref in left:
+                ray.cancel(ref, force=True)
+        raise
+    return tracker.outcomes()

@@ -1,0 +1,247 @@
+"""The Slurm executor (through submitit): one job array per dependency level.
+
+The driver goes level by level (`dag.levels`): it submits the tasks of a level whose
+dependencies all succeeded as one job array, `--array=0-K%N` (at most N run at once), waits
+for the whole array, then submits the next level. Level by level rather than `afterok`
+dependencies: a failed job then simply leaves its dependents unsubmitted, instead of pending
+forever with DependencyNeverSatisfied, and the driver sees every outcome. The price: a level
+waits for its slowest job.
+
+Each job asks for `--cpus-per-task=T`; with F > 0, ceil(F) whole GPUs (`--gpus-per-node`:
+Slurm does not share a GPU between jobs). Its time limit is `timeout_min`. Preemption and
+time-outs use submitit's signal (`--signal=USR2@signal_delay_s`) and `--requeue`: the job
+runs a `SlurmCommand`, a `submitit.helpers.Checkpointable`, whose `checkpoint()` stops the
+command and resubmits the same command, which resumes from its own checkpoint (the study's
+job entry point resumes). Extra `#SBATCH` options (partition, account, qos, mem, ...) come
+from the `sbatch` dict. `cluster="local"` runs the same on this machine (submitit's
+LocalExecutor, which has no array parallelism: a level goes in batches of N), for tests.
+A job's outcome comes from submitit's result file; a job that dies without one (killed, out
+of memory, node lost) is a failure with submitit's message, and its log says more.
+
+The driver must stay up until the end (Ctrl-C cancels the running level, `scancel`). The
+study directory and the submitit `folder` must be on storage every node sees, and ramlab
+installed at the same path on every node (jobs run this Python, `sys.executable`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import signal
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from ramlab.errors import RamlabError
+from ramlab.execute import command
+from ramlab.execute.dag import Outcome, Task, Tracker, levels
+from ramlab.execute.resources import Resources, visible_gpus
+
+CLUSTERS = ("slurm", "local")
+POLL_SECONDS = 10.0
+FAILED = re.compile(r"CommandFailed: exit (-?\d+) after ([0-9.]+) s")
+
+
+def preempt_signal() -> int:
+    """submitit's preemption/time-out signal (USR2 unless SUBMITIT_PREEMPT_SIGNAL says)."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
+
+
+class SlurmCommand(Checkpointable):
+    """What each Slurm job runs: a task's command, as a subprocess that ignores the
+    preemption signal (submitit handles it here: `checkpoint` stops the command, then the job
+    is requeued with a fresh `SlurmCommand`)."""
+
+    def __init__(self, *, task_id: str, argv: list[str], env: Mapping[str, str], log: str) -> None:
+        self.task_id = task_id
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.log = str(log)
+        self._process = None
+
+    def __call__(self) -> float:
+        began = time.monotonic()
+        self._process = command.start(
+            self.argv, log=Path(self.log), env=self.env, preexec_fn=command.ignore_signal(preempt_signal())
+        )
+        returncode = command.wait(self._process)
+        seconds = time.monotonic() - began
+        if returncode != 0:
+            raise command.CommandFailed(returncode, seconds)
+        return seconds
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()  # reaped in __call__, which submitit's SystemExit ends
+        return DelayedSubmission(
+            SlurmCommand(task_id=self.task_id, argv=self.argv, env=self.env, log=self.log)
+        )
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_process": None}
+
+
+def make_executor(
+    *,
+    folder: Path,
+    cluster: str,
+    resources: Resources,
+    timeout_min: float,
+    max_requeues: int,
+    signal_delay_s: int,
+    sbatch: Mapping[str, Any],
+    progress: Callable[[str], None],
+) -> submitit.SlurmExecutor | submitit.LocalExecutor:
+    """A submitit executor with the parameters every level shares."""
+    gpus = resources.gpus_per_job
+    whole_gpus = math.ceil(gpus - 1e-9) if gpus > 0 else 0
+    if cluster == "slurm":
+        try:
+            executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_requeues)
+        except RuntimeError as exc:  # no srun on PATH
+            raise RamlabError(
+                f"--executor slurm needs a Slurm cluster (sbatch, srun on PATH): {exc}"
+            ) from exc
+        if whole_gpus and whole_gpus != gpus:
+            progress(f"note: Slurm gives whole GPUs: each job gets {whole_gpus} (--gpus-per-job {gpus:g})")
+        executor.update_parameters(
+            time=math.ceil(timeout_min),
+            cpus_per_task=resources.threads_per_job,
+            array_parallelism=resources.jobs,
+            signal_delay_s=int(signal_delay_s),
+            stderr_to_stdout=True,
+            additional_parameters={"requeue": True, **sbatch},
+            **({"gpus_per_node": whole_gpus} if whole_gpus else {}),
+        )
+        return executor
+    if cluster != "local":
+        raise RamlabError(f"unknown Slurm cluster {cluster!r}; valid: {', '.join(CLUSTERS)}")
+    executor = submitit.LocalExecutor(folder=folder, max_num_timeout=max_requeues)
+    if whole_gpus and not visible_gpus():
+        progress(f"note: no GPU visible; --gpus-per-job {gpus:g} ignored")
+        whole_gpus = 0
+    executor.update_parameters(
+        timeout_min=timeout_min,
+        signal_delay_s=int(signal_delay_s),
+        stderr_to_stdout=True,
+        **({"gpus_per_node": whole_gpus} if whole_gpus else {}),
+    )
+    return executor
+
+
+def submit_level(
+    executor: submitit.Executor, tasks: list[Task], *, threads: int, name: str
+) -> list[submitit.Job]:
+    """Submit tasks as one job array (one job when alone); the jobs, in the tasks' order."""
+    executor.update_parameters(job_name=name)
+    with executor.batch():
+        jobs = [
+            executor.submit(
+                SlurmCommand(
+                    task_id=task.id,
+                    argv=list(task.argv),
+                    env=command.task_env(task, threads=threads),
+                    log=str(task.log),
+                )
+            )
+            for task in tasks
+        ]
+    return jobs
+
+
+def settle(tracker: Tracker, task_id: str, job: submitit.Job, offset: int) -> Outcome:
+    """Record how a finished job ended."""
+    attempts = max(1, command.attempts_since(tracker.by_id[task_id].log, offset))
+    error = job.exception()
+    if error is None:
+        return tracker.end(task_id, returncode=0, seconds=job.result(), attempts=attempts)
+    failed = FAILED.search(str(error))
+    if failed:
+        returncode, seconds = int(failed.group(1)), float(failed.group(2))
+        return tracker.end(task_id, returncode=returncode, seconds=seconds, attempts=attempts)
+    summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return tracker.end(
+        task_id, returncode=None, attempts=attempts, error=f"Slurm job {job.job_id}: {summary}"
+    )
+
+
+def run(
+    tasks: list[Task],
+    *,
+    resources: Resources,
+    progress: Callable[[str], None],
+    folder: str | Path | None = None,
+    cluster: str = "slurm",
+    timeout_min: float = 240,
+    max_requeues: int = 5,
+    signal_delay_s: int = 120,
+    sbatch: Mapping[str, Any] | None = None,
+    poll_seconds: float = POLL_SECONDS,
+) -> list[Outcome]:
+    """Run the tasks as Slurm job arrays, level by level.
+
+    folder: submitit's files (scripts, pickles, its logs); default `submitit/` in the common
+        folder of the tasks' logs. cluster: "slurm", or "local" for this machine.
+    timeout_min: each job's time limit (`--time`). max_requeues: time-outs after which a job
+        is no longer requeued (preemptions do not count). signal_delay_s: seconds between
+        the signal and the kill. sbatch: extra `#SBATCH` options, e.g. {"partition": "gpu",
+        "mem": "16G"}. poll_seconds: how often the driver looks for finished jobs."""
+    if not tasks:
+        return []
+    if folder is None:
+        folder = Path(os.path.commonpath([str(Path(t.log).parent.absolute()) for t in tasks])) / "submitit"
+    executor = make_executor(
+        folder=Path(folder),
+        cluster=cluster,
+        resources=resources,
+        timeout_min=timeout_min,
+        max_requeues=max_requeues,
+        signal_delay_s=signal_delay_s,
+        sbatch=dict(sbatch or {}),
+        progress=progress,
+    )
+    tracker = Tracker(tasks, jobs=resources.jobs, progress=progress)
+    for depth, wave in enumerate(levels(tracker.tasks)):
+        todo = [task for task in wave if task.id in tracker.pending]
+        # Slurm caps an array's parallelism (%N); submitit's local cluster has no such cap,
+        # so there a level goes in batches of N.
+        batch = len(todo) if cluster == "slurm" else resources.jobs
+        for first in range(0, len(todo), max(1, batch)):
+            _run_batch(executor, todo[first : first + batch], tracker, resources, depth, poll_seconds)
+    return tracker.outcomes()
+
+
+def _run_batch(
+    executor: submitit.Executor,
+    tasks: list[Task],
+    tracker: Tracker,
+    resources: Resources,
+    depth: int,
+    poll_seconds: float,
+) -> None:
+    """Submit tasks of one level and wait for all of them."""
+    offsets = {task.id: command.log_size(task.log) for task in tasks}
+    jobs = submit_level(executor, tasks, threads=resources.threads_per_job, name=f"ramlab-level{depth}")
+    waiting = {task.id: job for task, job in zip(tasks, jobs, strict=True)}
+    for task in tasks:
+        tracker.start(task.id, quiet=True)
+    array = jobs[0].job_id.split("_")[0]
+    tracker.progress(f"level {depth}: submitted {len(jobs)} job(s) as job {array} | {tracker.status()}")
+    try:
+        while waiting:
+            for task_id, job in list(waiting.items()):
+                if job.done():
+                    del waiting[task_id]
+                    settle(tracker, task_id, job, offsets[task_id])
+            if waiting:
+                time.sleep(poll_seconds)
+    except BaseException:
+        tracker.progress(f"cancelling {len(waiting)} job(s)")
+        for job in waiting.values():
+            job.cancel(check=False)
+        raise

@@ -1,0 +1,93 @@
+"""The Ray executor on a local Ray with 2 CPUs (started once for the module)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from test_execute_local import (
+    check_small_dag,
+    fake,
+    max_overlap,
+    pid_alive,
+    pid_when_started,
+    records,
+    small_dag,
+)
+
+from ramlab.execute import Resources, execute
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_runs_the_dag_two_at_a_time(tmp_path):
+    tasks = small_dag(tmp_path)
+    lines: list[str] = []
+    outcomes = execute(tasks, executor="ray", resources=Resources(jobs=2), progress=lines.append)
+    runs = check_small_dag(tasks, outcomes, tmp_path, jobs=2)
+    assert max_overlap(list(runs.values())) == 2
+    assert all(r["env"]["OMP_NUM_THREADS"] == "1" for r in runs.values())
+    assert runs["b"]["env"]["EXTRA"] == "b-only"
+    assert lines[0].startswith("submitted 8 Ray task(s) | 0/8 done")
+    assert lines[-1].endswith("| 8/8 done | 1 failed | 2 skipped")
+
+
+def test_ray_retries_a_failed_command(tmp_path):
+    tasks = [
+        fake(tmp_path, "flaky", mode="FLAKY", sleep=0),  # exits 3 the first time, then 0
+        fake(tmp_path, "after", deps=["flaky"], sleep=0),
+        fake(tmp_path, "broken", code=3, sleep=0),  # exits 3 every time
+    ]
+    flaky, after, broken = execute(
+        tasks, executor="ray", resources=Resources(jobs=2), progress=lambda line: None, retries=1
+    )
+    assert (flaky.ok, flaky.attempts, flaky.reason) == (True, 2, "ok, retried 1 time")
+    assert after.ok and after.attempts == 1
+    assert (broken.ok, broken.returncode, broken.reason) == (False, 3, "retried 1 time, then exit 3")
+    ran = records(tmp_path)
+    assert (len(ran["flaky"]), len(ran["after"]), len(ran["broken"])) == (2, 1, 2)
+    assert tasks[0].log.read_text().count("==> ramlab.execute: ") == 2
+
+
+def test_ray_gives_each_task_its_threads(tmp_path):
+    outcomes = execute(
+        [fake(tmp_path, "a", sleep=0)],
+        executor="ray",
+        resources=Resources(jobs=1, threads_per_job=2),
+        progress=lambda line: None,
+    )
+    assert outcomes[0].ok
+    env = records(tmp_path)["a"][0]["env"]
+    assert (env["OMP_NUM_THREADS"], env["MKL_NUM_THREADS"], env["RAMLAB_THREADS"]) == ("2", "2", "2")
+
+
+def test_ctrl_c_cancels_the_ray_tasks_and_stops_their_commands(tmp_path):
+    tasks = [fake(tmp_path, "long", sleep=30), fake(tmp_path, "later", deps=["long"])]
+    pids: list[int | None] = []
+
+    def interrupt() -> None:
+        pids.append(pid_when_started(tmp_path / "long.pid"))
+        if pids[0] is not None:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        execute(tasks, executor="ray", resources=Resources(), progress=lambda line: None, grace_seconds=20)
+    assert time.monotonic() - began < 10  # the cancelled task stopped its command: no force needed
+    assert pids[0] is not None
+    deadline = time.monotonic() + 10  # the command is the Ray worker's child: wait until it is gone
+    while time.monotonic() < deadline and pid_alive(pids[0]):
+        time.sleep(0.05)
+    assert not pid_alive(pids[0])
+    assert records(tmp_path) == {}

@@ -1,0 +1,186 @@
+"""The Slurm executor: end to end on submitit's local cluster, and what it would submit to a
+real Slurm (a fake sbatch that records its input)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+
+import pytest
+from test_execute_local import check_small_dag, fake, pid_alive, pid_when_started, records, small_dag
+
+from ramlab.errors import RamlabError
+from ramlab.execute import Resources, execute
+
+submitit = pytest.importorskip("submitit")
+
+from ramlab.execute import command  # noqa: E402
+from ramlab.execute.slurm_executor import SlurmCommand, make_executor, submit_level  # noqa: E402
+
+
+def test_local_cluster_runs_the_dag_level_by_level(tmp_path):
+    tasks = small_dag(tmp_path)
+    lines: list[str] = []
+    outcomes = execute(
+        tasks,
+        executor="slurm",
+        resources=Resources(jobs=2),
+        progress=lines.append,
+        cluster="local",
+        folder=tmp_path / "submitit",
+        poll_seconds=0.05,
+    )
+    runs = check_small_dag(tasks, outcomes, tmp_path, jobs=2)
+    assert all(r["env"]["OMP_NUM_THREADS"] == "1" for r in runs.values())
+    # level 0 (a, b, f) in batches of 2, then c, d (g skipped), then e (h skipped)
+    submitted = [line.split(" |")[0] for line in lines if " submitted " in line]
+    assert [s.split(":")[0] for s in submitted] == ["level 0", "level 0", "level 1", "level 2"]
+    assert [int(s.split("submitted ")[1].split()[0]) for s in submitted] == [2, 1, 2, 1]
+
+
+def test_a_timed_out_job_is_checkpointed_requeued_and_resumes(tmp_path):
+    # submitit's local cluster sends the time-out signal (USR2) 1 s before its 3 s limit: the
+    # job's checkpoint() stops the command and requeues it, and the command runs again.
+    task = fake(tmp_path, "slow", mode="SLOW_FIRST", sleep=0)
+    lines: list[str] = []
+    (outcome,) = execute(
+        [task],
+        executor="slurm",
+        resources=Resources(),
+        progress=lines.append,
+        cluster="local",
+        folder=tmp_path / "submitit",
+        timeout_min=3 / 60,
+        signal_delay_s=1,
+        max_requeues=1,
+        poll_seconds=0.05,
+    )
+    assert (outcome.ok, outcome.attempts, outcome.reason) == (True, 2, "ok, retried 1 time")
+    assert len(records(tmp_path)["slow"]) == 1  # the first run was stopped before it recorded
+    first, _ = map(int, (tmp_path / "slow.pid").read_text().split())
+    assert not pid_alive(first)
+    assert task.log.read_text().count("==> ramlab.execute: ") == 2
+
+
+def fake_slurm(tmp_path, monkeypatch) -> tuple:
+    """sbatch that records its arguments and script and answers job 4242; srun that exists."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    bin_dir.mkdir()
+    record.mkdir()
+    (bin_dir / "sbatch").write_text(
+        f'#!/bin/sh\necho "$@" >> {record}/args\ncat "$1" > {record}/script.sh\necho "Submitted batch job 4242"\n'
+    )
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return record
+
+
+def test_submission_of_a_level_as_an_array(tmp_path, monkeypatch):
+    record = fake_slurm(tmp_path, monkeypatch)
+    lines: list[str] = []
+    executor = make_executor(
+        folder=tmp_path / "submitit",
+        cluster="slurm",
+        resources=Resources(jobs=2, threads_per_job=3, gpus_per_job=0.5),
+        timeout_min=90,
+        max_requeues=4,
+        signal_delay_s=120,
+        sbatch={"partition": "gpu", "account": "lab"},
+        progress=lines.append,
+    )
+    tasks = [fake(tmp_path, f"t{i}") for i in range(3)]
+    jobs = submit_level(executor, tasks, threads=3, name="ramlab-level0")
+
+    assert [job.job_id for job in jobs] == ["4242_0", "4242_1", "4242_2"]
+    assert (record / "args").read_text().count("\n") == 1  # one sbatch for the whole level
+    script = (record / "script.sh").read_text().splitlines()
+    for flag in [
+        "--array=0-2%2",  # 3 jobs, at most 2 at once
+        "--cpus-per-task=3",
+        "--gpus-per-node=1",
+        "--signal=USR2@120",
+        "--requeue",
+        "--time=90",
+        "--job-name=ramlab-level0",
+        "--partition=gpu",
+        "--account=lab",
+        "--open-mode=append",
+    ]:
+        assert f"#SBATCH {flag}" in script, flag
+    assert any(line.startswith("srun ") and "submitit.core._submit" in line for line in script)
+    assert lines == ["note: Slurm gives whole GPUs: each job gets 1 (--gpus-per-job 0.5)"]
+    # the pickled callable of each array element: the task's command, with T threads
+    for task, job in zip(tasks, jobs, strict=True):
+        function = job.submission().function
+        assert isinstance(function, SlurmCommand)
+        assert (function.task_id, function.argv, function.log) == (task.id, list(task.argv), str(task.log))
+        assert function.env["OMP_NUM_THREADS"] == "3"
+        assert job.submission()._timeout_countdown == 4  # requeues left after time-outs
+
+
+def test_a_single_task_is_a_plain_job(tmp_path, monkeypatch):
+    record = fake_slurm(tmp_path, monkeypatch)
+    executor = make_executor(
+        folder=tmp_path / "submitit",
+        cluster="slurm",
+        resources=Resources(jobs=4),
+        timeout_min=60,
+        max_requeues=3,
+        signal_delay_s=90,
+        sbatch={},
+        progress=lambda line: None,
+    )
+    (job,) = submit_level(executor, [fake(tmp_path, "only")], threads=1, name="ramlab-level1")
+    assert job.job_id == "4242"
+    script = (record / "script.sh").read_text()
+    assert "--array" not in script and "--gpus-per-node" not in script
+    assert "#SBATCH --cpus-per-task=1" in script and "#SBATCH --requeue" in script
+
+
+def test_no_slurm_on_path_is_a_ramlab_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RamlabError, match="--executor slurm needs a Slurm cluster"):
+        execute([fake(tmp_path, "a")], executor="slurm", resources=Resources(), folder=tmp_path / "s")
+
+
+def test_checkpoint_stops_the_command_and_resubmits_it(tmp_path):
+    task = fake(tmp_path, "long", sleep=30)
+    job = SlurmCommand(task_id=task.id, argv=list(task.argv), env={"EXTRA": "x"}, log=str(task.log))
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            job()
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    pid = pid_when_started(tmp_path / "long.pid")
+    assert pid is not None
+    # The command ignores the preemption signal: submitit handles it in the job's process.
+    job._process.send_signal(signal.SIGUSR2)
+    time.sleep(0.3)
+    assert job._process.poll() is None
+    resubmitted = job.checkpoint()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert isinstance(errors[0], command.CommandFailed) and errors[0].returncode == -signal.SIGTERM
+    again = resubmitted.function
+    assert isinstance(again, SlurmCommand) and again is not job
+    assert (again.argv, again.env, again.log, again._process) == (job.argv, job.env, job.log, None)
+    assert "_process" in again.__getstate__() and again.__getstate__()["_process"] is None
+    assert records(tmp_path) == {}
+
+
+def test_slurm_command_returns_seconds_or_raises_the_exit_code(tmp_path):
+    ok = fake(tmp_path, "ok", sleep=0)
+    assert SlurmCommand(task_id="ok", argv=list(ok.argv), env={}, log=str(ok.log))() >= 0
+    bad = fake(tmp_path, "bad", sleep=0, code=5)
+    with pytest.raises(command.CommandFailed, match="exit 5 after"):
+        SlurmCommand(task_id="bad", argv=list(bad.argv), env={}, log=str(bad.log))()
+    assert sys.executable in ok.log.read_text()
