@@ -13,10 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import FAKE_TEST, FAKE_TRAIN, FAKE_TRAIN_SIZE, synthetic_mnist  # noqa: E402
+from conftest import FAKE_TEST, FAKE_TRAIN, FAKE_TRAIN_SIZE, synthetic_mnist
 
-from ramlab.data import datasets  # noqa: E402
-from ramlab.study.job import main  # noqa: E402
+from ramlab.data import datasets
+from ramlab.study.job import main
 
 if __name__ == "__main__":
     datasets._mnist = synthetic_mnist(n_train=FAKE_TRAIN, n_test=FAKE_TEST, seed=0)

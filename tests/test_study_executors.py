@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_study import TINY_RAM, write_preset
 
 from ramlab.errors import RamlabError

@@ -51,7 +51,9 @@ def run_one(out: str | Path, job_id: str, *, log: Callable[[str], None] = log_to
         )
     preset = load_preset(out / "study.yaml")
     # The command the user gave (the study's, passed by the executor), as a serial run records.
-    command = os.environ.get(STUDY_COMMAND) or shlex.join(["python", "-m", "ramlab.study.job", str(out), job_id])
+    command = os.environ.get(STUDY_COMMAND) or shlex.join(
+        ["python", "-m", "ramlab.study.job", str(out), job_id]
+    )
     ctx = Context(preset, out, log=log, command=command)
     jobs = {job.id: job for job in build_plan(preset)}
     if job_id not in jobs:
