@@ -45,3 +45,25 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError:
                 break  # a line cut by a crash ends the usable log
     return lines
+
+
+def open_tensorboard(out: str | Path):
+    """A TensorBoard writer logging to OUT/tensorboard (needs the tensorboard package)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        from ramlab.errors import RamlabError
+
+        raise RamlabError(
+            "--tensorboard needs the tensorboard package: pip install 'ramlab[tensorboard]'"
+        ) from None
+    return SummaryWriter(str(Path(out) / "tensorboard"))
+
+
+def write_tensorboard(board, record: dict[str, Any], step: int) -> None:
+    """The record's scalars (namespaced keys) to `board`; nothing when board is None."""
+    if board is None:
+        return
+    for key, value in record.items():
+        if "/" in key and not isinstance(value, list):
+            board.add_scalar(key, float(value), step)

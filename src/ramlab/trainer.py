@@ -17,12 +17,11 @@ ends with the same weights as an uninterrupted one (on CPU).
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +38,11 @@ from ramlab.errors import Interrupted, RamlabError
 from ramlab.evaluate import evaluate
 from ramlab.files import remove_stale_temp, write_json
 from ramlab.lock import DirectoryLock
-from ramlab.metrics import MetricsLog
+from ramlab.metrics import MetricsLog, open_tensorboard, write_tensorboard
 from ramlab.models.base import Model
 from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
+from ramlab.position import Position
 from ramlab.runconfig import RunConfig, resume_changes
 
 
@@ -69,25 +69,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def build_run_model(config: RunConfig, device: torch.device | str = "cpu") -> Model:
     return build_model(config.model, config.model_config, image_size=image_size(config.data)).to(device)
-
-
-@dataclass
-class Position:
-    """Where a run stands; saved in last.pt and restored on resume (the checkpoint's keys)."""
-
-    epoch: int = 0  # epochs finished
-    step_in_epoch: int = 0  # steps of the current epoch done (a checkpoint within an epoch)
-    global_step: int = 0
-    rollouts_seen: int = 0
-    best_val_error: float = math.inf
-    best_epoch: int = -1
-    train_seconds: float = 0.0
-    generator: torch.Tensor | None = None  # the epoch generator's state within an epoch
-
-    @classmethod
-    def from_checkpoint(cls, state: dict[str, Any]) -> Position:
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in state.items() if k in names})
 
 
 class Trainer:
@@ -176,7 +157,7 @@ class Trainer:
         elif cfg.init_from:
             init_weights(self.model, cfg.init_from)
         self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=self.pos.global_step if state else None)
-        self.board = self._tensorboard()
+        self.board = open_tensorboard(self.out) if self.cfg.tensorboard else None
 
     def _train_epoch(self) -> None:
         """One pass over the training scenes (from the saved step when resuming mid-epoch)."""
@@ -260,7 +241,7 @@ class Trainer:
             **norms,
         }
         self.log.write(record)
-        self._board(self.board, record, pos.global_step)
+        write_tensorboard(self.board, record, pos.global_step)
         bar.set_postfix(loss=f"{objective.loss.item():.3f}", err=f"{error.item():.1f}")
         for key, value in norms.items():
             self.norm_sums[key] = self.norm_sums.get(key, 0.0) + float(value)
@@ -287,7 +268,7 @@ class Trainer:
         if starved:
             record["warning/no_gradient"] = starved
         self.log.write(record)
-        self._board(self.board, record, pos.global_step)
+        write_tensorboard(self.board, record, pos.global_step)
         self.schedule.after_epoch(result.error)
         if result.error < pos.best_val_error:
             pos.best_val_error, pos.best_epoch = result.error, pos.epoch
@@ -408,23 +389,3 @@ class Trainer:
         if cfg.time_budget > 0 and train_seconds >= 60 * cfg.time_budget:
             return "time_budget"
         return None
-
-    # ---- TensorBoard --------------------------------------------------------------------
-    def _tensorboard(self):
-        if not self.cfg.tensorboard:
-            return None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise RamlabError(
-                "--tensorboard needs the tensorboard package: pip install 'ramlab[tensorboard]'"
-            ) from None
-        return SummaryWriter(str(self.out / "tensorboard"))
-
-    @staticmethod
-    def _board(board, record: dict[str, Any], step: int) -> None:
-        if board is None:
-            return
-        for key, value in record.items():
-            if "/" in key and not isinstance(value, list):
-                board.add_scalar(key, float(value), step)
