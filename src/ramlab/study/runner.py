@@ -119,17 +119,22 @@ class Study(Context):
                     f"study interrupted; finished jobs are kept. Resume with: {self.command}"
                 ) from None
 
-    def _run(self, *, report: bool) -> Path | None:
+    def _start(self, how: str) -> tuple[list[Job], list[Job]]:
+        """Record the code and the preset, say what is to do; returns (all jobs, jobs to run)."""
         from ramlab.trainer import git_commit
 
         self.commit = git_commit()  # the code this process loaded, whatever the tree holds later
-        save_preset(self)
+        save_preset(self)  # job processes read the preset from study.yaml
         jobs = self.jobs()
         todo = [job for job in jobs if not self.is_done(job)]
         self.log(
             f"[study] {self.preset.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
-            f"{len(todo)} to run (estimate {duration(sum(self._seconds(j) for j in todo))}) in {self.out}"
+            f"{len(todo)} to run {how} (estimate {duration(sum(self._seconds(j) for j in todo))}) in {self.out}"
         )
+        return jobs, todo
+
+    def _run(self, *, report: bool) -> Path | None:
+        jobs, todo = self._start("in this process")
         by_id = {job.id: job for job in jobs}
         failures: list[str] = []
         failed: set[str] = set()
@@ -163,16 +168,8 @@ class Study(Context):
         self, executor: str, resources: Resources, options: dict[str, object], *, report: bool
     ) -> Path | None:
         """Each job not done as its own process through `executor`, in dependency order."""
-        from ramlab.trainer import git_commit
-
-        self.commit = git_commit()
-        save_preset(self)  # the job processes read the preset from study.yaml
-        jobs = self.jobs()
-        todo = [job for job in jobs if not self.is_done(job)]
-        self.log(
-            f"[study] {self.preset.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
-            f"{len(todo)} to run with --executor {executor} ({resources.jobs} at once, "
-            f"{resources.threads_per_job} thread(s) each) in {self.out}"
+        _, todo = self._start(
+            f"with --executor {executor} ({resources.jobs} at once, {resources.threads_per_job} thread(s) each)"
         )
         pending = {job.id for job in todo}
         tasks = [
