@@ -68,7 +68,7 @@ def evaluate(
     model.eval()
     generator = torch.Generator(device=loader.device).manual_seed(seed)
     wrong_steps = inside = None
-    loss_sum, count = 0.0, 0
+    loss_sum, count = torch.zeros((), dtype=torch.float64, device=loader.device), 0
     for batch in loader:
         images = batch.images.repeat_interleave(rollouts, dim=0) if rollouts > 1 else batch.images
         out = model(images, sample=sample, generator=generator)
@@ -77,7 +77,7 @@ def evaluate(
             log_p = log_p.view(len(batch), rollouts, *log_p.shape[1:]).logsumexp(dim=1) - math.log(rollouts)
         wrong = (log_p.argmax(dim=2) != batch.labels[:, None]).sum(dim=0)  # (T,)
         wrong_steps = wrong if wrong_steps is None else wrong_steps + wrong
-        loss_sum += F.nll_loss(log_p[:, -1], batch.labels, reduction="sum").item()
+        loss_sum += F.nll_loss(log_p[:, -1], batch.labels, reduction="sum")  # summed on the device
         if out.rollout is not None:
             bboxes = batch.bboxes.repeat_interleave(rollouts, dim=0) if rollouts > 1 else batch.bboxes
             hits = (box_distance(out.rollout.locations, bboxes, out.rollout.image_size) == 0).sum(dim=0)
@@ -88,7 +88,7 @@ def evaluate(
     return Evaluation(
         error=per_step[-1],
         per_step_error=per_step,
-        loss=loss_sum / count,
+        loss=loss_sum.item() / count,
         count=count,
         protocol=protocol(sample=sample, rollouts=rollouts),
         in_box=None if inside is None else (inside.double() * 100.0 / (count * rollouts)).tolist(),

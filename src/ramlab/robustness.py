@@ -166,8 +166,8 @@ def robustness_sweep(
     with the same levels, limit and policy are kept rather than redone (an interrupted
     sweep resumes).
     """
+    from ramlab.provenance import git_commit
     from ramlab.run import load_run
-    from ramlab.trainer import git_commit
 
     config, model = load_run(run_dir, device=device)
     base = resolve_spec(config.data)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import fields
@@ -36,6 +35,7 @@ from ramlab.device import resolve_device, set_threads
 from ramlab.diagnostics import grad_norms, starved_parts
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.evaluate import evaluate
+from ramlab.fastpath import TrainingStep
 from ramlab.files import remove_stale_temp, write_json
 from ramlab.lock import DirectoryLock
 from ramlab.metrics import MetricsLog, open_tensorboard, write_tensorboard
@@ -43,24 +43,8 @@ from ramlab.models.base import Model
 from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position
+from ramlab.provenance import git_commit
 from ramlab.runconfig import RunConfig, resume_changes
-
-
-def git_commit(where: Path = Path(__file__).parent) -> str | None:
-    """The commit of the git checkout holding `where` (ramlab's source by default), with
-    "-dirty" when tracked files differ from it; None outside a checkout."""
-
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=where)
-
-    try:
-        head = git("rev-parse", "HEAD")
-        if head.returncode != 0 or not head.stdout.strip():
-            return None
-        dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -147,6 +131,7 @@ class Trainer:
         self.train, self.val, self.test = self._loaders()
         self.steps_per_epoch = len(self.train)
         self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.step = TrainingStep(self.model, compiled=cfg.compile)
         self.schedule = Schedule(self.optimizer, cfg, steps_per_epoch=self.steps_per_epoch)
         self.pos = Position()
         if state is not None:
@@ -186,13 +171,16 @@ class Trainer:
         ):
             if copies > 1:
                 batch = batch.repeat(copies)
-            out = model(batch.images, sample=True, generator=sample_gen)
-            objective = model.objective(out, batch.labels, batch.bboxes)
-            if not torch.isfinite(objective.loss):
-                raise RamlabError(self._non_finite_message(objective.loss.item(), step))
+            out, objective = self.step(batch.images, batch.labels, batch.bboxes, sample_gen)
+            logging = (pos.global_step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch
+            checkpoint = (
+                cfg.checkpoint_every > 0
+                and (pos.global_step + 1) % cfg.checkpoint_every == 0
+                and step + 1 < self.steps_per_epoch
+            )
+            self._check_finite(objective.loss, step, now=logging or checkpoint)
             self.optimizer.zero_grad(set_to_none=True)
             objective.loss.backward()
-            logging = (pos.global_step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch
             norms = grad_norms(model) if logging else {}  # before clipping
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -205,11 +193,7 @@ class Trainer:
             bar.update(1)
             if logging:
                 self._log_step(batch, out, objective, norms, bar)
-            if (
-                cfg.checkpoint_every
-                and pos.global_step % cfg.checkpoint_every == 0
-                and step + 1 < self.steps_per_epoch
-            ):
+            if checkpoint:
                 self._clock()
                 self._checkpoint(self.out / "last.pt")
         bar.close()
@@ -337,8 +321,27 @@ class Trainer:
     def _evaluate(self, loader: SceneLoader):
         return evaluate(self.model, loader, sample=self.cfg.eval_sample, rollouts=self.cfg.eval_rollouts)
 
-    def _non_finite_message(self, loss: float, step: int) -> str:
-        where = f"the loss became {loss} at epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}; stopped"
+    def _check_finite(self, loss: torch.Tensor, step: int, *, now: bool) -> None:
+        """Stops the run on a non-finite loss. On a CPU every step is checked. On a GPU the
+        check would wait for the step to finish, so steps accumulate a flag on the device
+        and it is read only at logged and checkpointed steps, which include an epoch's last:
+        no non-finite weights reach a checkpoint, and the message names the step read."""
+        if self.device.type == "cpu":
+            if not torch.isfinite(loss):
+                raise RamlabError(self._non_finite_message(loss.item(), step))
+            return
+        finite = torch.isfinite(loss.detach())
+        self._finite = finite if getattr(self, "_finite", None) is None else self._finite & finite
+        if now:
+            all_finite, self._finite = bool(self._finite), None
+            if not all_finite:
+                raise RamlabError(self._non_finite_message(loss.item(), step, since_check=True))
+
+    def _non_finite_message(self, loss: float, step: int, *, since_check: bool = False) -> str:
+        at = f"epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}"
+        # A GPU run reads its flag at logged and checkpointed steps only.
+        at = f"by {at} (a GPU run checks at logged steps)" if since_check else f"at {at}"
+        where = f"the loss became {loss} {at}; stopped"
         last = self.out / "last.pt"
         if not last.exists():
             return (

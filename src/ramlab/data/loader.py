@@ -82,6 +82,6 @@ class SceneLoader:
     def iterate(self, order: torch.Tensor | None = None, *, start: int = 0) -> Iterator[Batch]:
         """Batches in `order` (default: sequential), beginning with batch number `start`."""
         order = torch.arange(self.num_samples) if order is None else order
+        order = order.to(self.device)  # one copy per epoch: no host-to-device copy per batch
         for b in range(start, len(self)):
-            index = order[b * self.batch_size : (b + 1) * self.batch_size].to(self.device)
-            yield self.batch(index)
+            yield self.batch(order[b * self.batch_size : (b + 1) * self.batch_size])

@@ -45,8 +45,18 @@ class Model(nn.Module):
         *,
         sample: bool = False,
         generator: torch.Generator | None = None,
+        randomness: tuple[torch.Tensor, ...] | None = None,
     ) -> ModelOutput:
+        """`randomness`: what `draw_randomness` drew for this pass, so that a compiled
+        forward (ramlab.fastpath) takes no generator; drawn inside when None."""
         raise NotImplementedError
+
+    def draw_randomness(
+        self, images: torch.Tensor, *, sample: bool, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, ...]:
+        """Every random number one forward pass of `images` uses, drawn from `generator` in
+        the order the pass itself would draw them (so both give the same results)."""
+        return ()
 
     def objective(self, out: ModelOutput, labels: torch.Tensor, bboxes: torch.Tensor) -> Objective:
         """Cross-entropy on the final logits; the RAM overrides this with its hybrid loss."""
@@ -76,8 +86,14 @@ class FeedForwardModel(Model):
         raise NotImplementedError
 
     def forward(
-        self, images: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        *,
+        sample: bool = False,
+        generator: torch.Generator | None = None,
+        randomness: tuple[torch.Tensor, ...] | None = None,
     ) -> ModelOutput:
-        """`sample` and `generator` are unused: nothing in a feed-forward net is random."""
+        """`sample`, `generator` and `randomness` are unused: nothing in a feed-forward net is
+        random."""
         logits = self.logits(images)  # (B, C)
         return ModelOutput(logits=logits, step_logits=logits[:, None])

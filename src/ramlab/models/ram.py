@@ -146,15 +146,33 @@ class RAM(Model):
             return torch.zeros(batch, 2, device=device)
         return torch.rand(batch, 2, generator=generator, device=device) * 2.0 - 1.0
 
+    def draw_randomness(
+        self, images: torch.Tensor, *, sample: bool, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, ...]:
+        """(first location (B, 2),) and, when sampling, the policy's standard-normal noise
+        (B, T-1, 2), in the order `rollout` draws them."""
+        batch, device = images.shape[0], images.device
+        location = self.first_location(batch, device, generator)
+        if not sample:
+            return (location,)
+        return location, torch.randn(batch, self.config.glimpses - 1, 2, generator=generator, device=device)
+
     def rollout(
-        self, images: torch.Tensor, *, sample: bool, generator: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        *,
+        sample: bool,
+        generator: torch.Generator | None = None,
+        randomness: tuple[torch.Tensor, ...] | None = None,
     ) -> Rollout:
-        """images (B, 1, H, W) -> Rollout. `sample`: draw locations (training) or use the mean."""
+        """images (B, 1, H, W) -> Rollout. `sample`: draw locations (training) or use the mean.
+        `randomness`: the draws of `draw_randomness`, made by the caller (the compiled fast
+        path draws them outside its graph); drawn here when None."""
+        if randomness is None:
+            randomness = self.draw_randomness(images, sample=sample, generator=generator)
+        location, noise = randomness[0], randomness[1] if sample else None
         batch, device, steps = images.shape[0], images.device, self.config.glimpses
         pyramid = self.retina.prepare(images)
-        location = self.first_location(batch, device, generator)
-        # All steps' noise in one call; the actions are scored after the loop, all at once.
-        noise = torch.randn(batch, steps - 1, 2, generator=generator, device=device) if sample else None
         state = None  # all zeros before the first glimpse
         hiddens = [images.new_zeros(batch, self.config.hidden)]
         locations, actions, means, log_stds = [location], [], [], []
@@ -199,8 +217,9 @@ class RAM(Model):
         *,
         sample: bool = False,
         generator: torch.Generator | None = None,
+        randomness: tuple[torch.Tensor, ...] | None = None,
     ) -> ModelOutput:
-        rollout = self.rollout(images, sample=sample, generator=generator)
+        rollout = self.rollout(images, sample=sample, generator=generator, randomness=randomness)
         return ModelOutput(
             logits=rollout.step_logits[:, -1], step_logits=rollout.step_logits, rollout=rollout
         )

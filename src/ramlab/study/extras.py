@@ -40,8 +40,8 @@ def evaluate_run_extras(
 
     from ramlab.data.loader import SceneLoader
     from ramlab.evaluate import evaluate
+    from ramlab.provenance import git_commit
     from ramlab.run import load_run
-    from ramlab.trainer import git_commit
     from ramlab.viz.glimpses import animate_trajectories, draw_trajectories, trajectories, where_glimpses_go
 
     run_dir = Path(run_dir)

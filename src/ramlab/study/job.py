@@ -41,7 +41,7 @@ STUDY_COMMAND = "RAMLAB_STUDY_COMMAND"
 
 def run_one(out: str | Path, job_id: str, *, log: Callable[[str], None] = log_to_stderr) -> bool:
     """Run job `job_id` of the study in `out` unless it is done; returns whether it ran."""
-    from ramlab.trainer import git_commit
+    from ramlab.provenance import git_commit
 
     out = Path(out)
     if not (out / "study.yaml").is_file():

@@ -121,7 +121,7 @@ class Study(Context):
 
     def _start(self, how: str) -> tuple[list[Job], list[Job]]:
         """Record the code and the preset, say what is to do; returns (all jobs, jobs to run)."""
-        from ramlab.trainer import git_commit
+        from ramlab.provenance import git_commit
 
         self.commit = git_commit()  # the code this process loaded, whatever the tree holds later
         save_preset(self)  # job processes read the preset from study.yaml

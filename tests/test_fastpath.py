@@ -1,0 +1,138 @@
+"""The compiled fast path gives the eager path's results: the same losses, gradients and
+weights after a few training steps, and the same evaluation outputs (CPU here; the `gpu`
+tests repeat it on CUDA with CUDA graphs)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import tiny
+import torch
+
+from ramlab.fastpath import CompiledForward, TrainingStep, compile_mode
+from ramlab.models.ram import RAMConfig
+from ramlab.models.registry import build_model
+
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.gpu),
+]
+
+
+def _ram(core: str, device: str, *, first_location: str = "random") -> torch.nn.Module:
+    torch.manual_seed(3)
+    config = RAMConfig(
+        **tiny.TINY_RAM,
+        glimpses=4,
+        core=core,
+        first_location=first_location,
+        ce_all_steps=True,
+        reward="sparse+infogain+bbox",
+    )
+    return build_model("ram", config, image_size=(60, 60)).to(device)
+
+
+def _batches(device: str, count: int, size: int = 16):
+    data = torch.Generator().manual_seed(5)
+    for _ in range(count):
+        images = torch.rand(size, 1, 60, 60, generator=data)
+        labels = torch.randint(0, 10, (size,), generator=data)
+        corner = torch.randint(0, 32, (size, 2), generator=data).float()
+        bboxes = torch.cat([corner, corner + 28], dim=1)
+        yield images.to(device), labels.to(device), bboxes.to(device)
+
+
+def _train(model, compiled: bool, device: str, steps: int = 3) -> list[float]:
+    step = TrainingStep(model, compiled=compiled)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    generator = torch.Generator(device=device).manual_seed(11)
+    losses = []
+    for images, labels, bboxes in _batches(device, steps):
+        out, objective = step(images, labels, bboxes, generator)
+        optimizer.zero_grad(set_to_none=True)
+        objective.loss.backward()
+        optimizer.step()
+        losses.append(objective.loss.item())
+        assert out.logits.shape == (len(labels), 10)
+    return losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("core", ["rnn", "lstm"])
+def test_compiled_training_steps_match_the_eager_ones(core: str, device: str) -> None:
+    eager = _ram(core, device)
+    compiled = copy.deepcopy(eager)
+    expected = _train(eager, compiled=False, device=device)
+    got = _train(compiled, compiled=True, device=device)
+    assert got == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # Three Adam steps later the weights still agree: the gradients did too.
+    for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
+    # The policy was trained (not only the classifier), in both.
+    assert not torch.equal(eager.policy.mean.weight, _ram(core, device).policy.mean.weight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("sample", [False, True])
+def test_compiled_forward_matches_the_eager_one(sample: bool, device: str) -> None:
+    model = _ram("lstm", device).eval()
+    images = next(_batches(device, 1))[0]
+    forward = CompiledForward(model)
+    with torch.inference_mode():
+        expected = model(images, sample=sample, generator=torch.Generator(device=device).manual_seed(2))
+        got = forward(images, sample=sample, generator=torch.Generator(device=device).manual_seed(2))
+    assert torch.allclose(got.step_logits, expected.step_logits, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(got.rollout.locations, expected.rollout.locations, atol=1e-5)
+
+
+def test_randomness_is_drawn_in_the_eager_passes_order() -> None:
+    # The fast path hands the graph what draw_randomness drew; the eager pass given the same
+    # generator state must see exactly those numbers, or compiled runs would differ.
+    model = _ram("rnn", "cpu")
+    images = next(_batches("cpu", 1))[0]
+    drawn = model.draw_randomness(images, sample=True, generator=torch.Generator().manual_seed(4))
+    handed = model.rollout(images, sample=True, randomness=drawn)
+    inside = model.rollout(images, sample=True, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(handed.locations, inside.locations)
+    assert torch.equal(handed.locations[:, 0], drawn[0])
+    assert len(model.draw_randomness(images, sample=False, generator=None)) == 1
+
+
+def test_feed_forward_models_draw_nothing_and_compile_mode_follows_the_device() -> None:
+    fc = build_model("fc", None, image_size=(28, 28))
+    assert fc.draw_randomness(torch.zeros(2, 1, 28, 28), sample=True, generator=None) == ()
+    assert compile_mode(torch.device("cuda")) == "reduce-overhead"
+    assert compile_mode(torch.device("cpu")) is None
+
+
+@pytest.mark.slow
+def test_train_with_compile_gives_the_eager_run(fake_mnist, tmp_path) -> None:
+    # `ramlab train --compile true` end to end: the same errors and (nearly) the same
+    # weights as the eager run, and a resume may switch the fast path on.
+    from test_cli_train import TINY
+
+    from ramlab.checkpoint import load_checkpoint
+    from ramlab.cli import main
+
+    runs = {}
+    for compiled in ("false", "true"):
+        out = tmp_path / f"compile-{compiled}"
+        args = ["train", "ram", "--data", "translated60", *TINY, "--epochs", "2", "--schedule", "none"]
+        args += ["--lr", "0.03", "--out", str(out)]
+        assert main([*args, "--compile", compiled]) == 0
+        runs[compiled] = (json.loads((out / "result.json").read_text()), load_checkpoint(out / "last.pt"))
+    (eager, eager_state), (fast, fast_state) = runs["false"], runs["true"]
+    for key in ("val_error", "test_error", "per_glimpse_test_error", "rollouts_seen"):
+        assert fast[key] == eager[key], key
+    for name, weights in eager_state["model"].items():
+        assert torch.allclose(fast_state["model"][name], weights, rtol=1e-4, atol=1e-5), name
+
+    out = tmp_path / "compile-false"
+    resumed = ["train", "ram", "--data", "translated60", *TINY, "--epochs", "3", "--schedule", "none"]
+    resumed += ["--lr", "0.03", "--out", str(out)]
+    assert main([*resumed, "--compile", "true", "--resume"]) == 0
+    assert json.loads((out / "result.json").read_text())["epochs_run"] == 3
