@@ -1,191 +1,368 @@
-"""RAM throughput on translated60: training and deterministic inference samples/s.
+"""RAM throughput on translated60: training and deterministic inference samples/s, on a CPU
+or a GPU, at one or several batch sizes.
 
-The paper's 60×60 set-up: 6 glimpses of 12×12 at 3 scales, batch 128, 2 CPU threads by
-default. In the same process it also times
+The model is the translated60 recipe's RAM (6 glimpses of 12×12 at 3 scales, LSTM core;
+`--core rnn` swaps the core; `--config paper`: the RAM's defaults, the paper's ReLU RNN,
+as this script timed before), 2 CPU threads by default. For each batch size, in the same
+process, it also times
 - the step's matrix products alone (recorded from one step, replayed on operands of the
-  same sizes and strides): the bound the model's own arithmetic sets on this machine;
-- the same model with a per-sample-loop retina (the usual way public implementations
-  extract glimpses), and prints the ratios.
-Each line is the median of 5 timing windows (their range in brackets). Prints, never
-asserts: machines are noisy.
+  same sizes and strides): the bound the model's own arithmetic sets on this machine (on a
+  GPU it is mostly kernel launches, which CUDA graphs remove: the compiled step may beat it);
+- with `--compile`, the compiled fast path (ramlab.fastpath; CUDA graphs on a GPU), with its
+  ratios to the eager step and to that bound (issue #11's CPU targets: training >= 70% and
+  inference >= 65% of the bound);
+- the ResNet baseline (default config, 60×60): forward, cross-entropy, backward, Adam;
+- the same RAM with a per-sample-loop retina (the usual way public implementations extract
+  glimpses); skipped on CUDA unless `--per-sample-on-cuda` (a launch per sample and scale and
+  a host sync per sample: minutes per step at large batches).
+Each line is the median of 5 timing windows (their range in brackets); on CUDA the device is
+synchronised around every window and the peak of `torch.cuda.max_memory_allocated` is
+reported per line. Prints, never asserts: machines are noisy.
 
-    python benchmarks/throughput.py [--threads 2] [--batch 128] [--seconds 5] [--device auto]
-        [--core rnn|lstm]
+    python benchmarks/throughput.py [--threads 2] [--batch 128[,512,...]] [--seconds 5]
+        [--device auto] [--config recipe|paper] [--core rnn|lstm] [--compile] [--skip-naive]
+        [--json FILE] [--cpu-reference CPU.json]
+
+`--json` writes every figure with the device, torch, threads, command and commit (rewritten
+after each batch size, so an interrupted run keeps what it measured); `--cpu-reference` reads
+such a file written on a CPU and adds each figure's ratio to the CPU's (same model, mode and
+path; the closest batch size present).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import math
+import os
+import platform
 import resource
+import shlex
 import statistics
+import sys
 import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
+from references import PerSampleRetina, Step, matmul_replay
 
+from ramlab.config import load_yaml
 from ramlab.device import resolve_device, reuse_freed_memory
+from ramlab.fastpath import CompiledForward, TrainingStep
+from ramlab.files import write_json
 from ramlab.models import build_model
-from ramlab.models.retina import Pyramid, Retina
+from ramlab.provenance import git_commit
+from ramlab.runconfig import config_path
+
+SIZE = (60, 60)
+RECIPE = "translated60"
+TARGETS = {"train": 0.70, "inference": 0.65}
+"""Issue #11's CPU targets: the compiled step's share of its matrix products' bound."""
 
 
-class PerSampleRetina(Retina):
-    """The same glimpses, extracted one sample and one scale at a time (pad, crop, pool)."""
-
-    def prepare(self, images: torch.Tensor) -> Pyramid:
-        return Pyramid(flat=images[:, 0], height=images.shape[2], width=images.shape[3])
-
-    def glimpse(self, pyramid: Pyramid, location: torch.Tensor) -> torch.Tensor:
-        g, pad = self.glimpse_size, self.glimpse_size * 2 ** (self.scales - 1)
-        out = []
-        for image, loc in zip(pyramid.flat, location, strict=True):
-            padded = F.pad(image, (pad, pad, pad, pad))
-            cx = (loc[0].item() + 1) / 2 * pyramid.width
-            cy = (loc[1].item() + 1) / 2 * pyramid.height
-            parts = []
-            for s in range(self.scales):
-                size = g * 2**s
-                x0 = max(-pad, min(pyramid.width, int(torch.floor(torch.tensor(cx - size / 2 + 0.5)))))
-                y0 = max(-pad, min(pyramid.height, int(torch.floor(torch.tensor(cy - size / 2 + 0.5)))))
-                crop = padded[y0 + pad : y0 + pad + size, x0 + pad : x0 + pad + size]
-                parts.append(F.avg_pool2d(crop[None, None], 2**s).reshape(-1))
-            out.append(torch.cat(parts))
-        return torch.stack(out)
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; a CPU needs nothing)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-class MatmulRecorder(TorchDispatchMode):
-    """Records the matrix products (linear, mm, addmm) an operation runs, with their
-    operands' sizes and strides, so that they can be replayed alone."""
-
-    OPS = (
-        torch.ops.aten.linear.default,  # kept whole in inference mode
-        torch.ops.aten.mm.default,
-        torch.ops.aten.addmm.default,
-        torch.ops.aten.addmm_.default,
-    )
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[tuple] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in self.OPS:
-            self.calls.append(
-                (func, [(a.size(), a.stride()) if isinstance(a, torch.Tensor) else a for a in args])
-            )
-        return func(*args, **(kwargs or {}))
-
-
-def matmul_replay(step, device: torch.device):
-    """A function running only the matrix products of one `step`, on operands of the same
-    sizes and strides: the time the step would take if everything else were free."""
-    with MatmulRecorder() as recorder:
+def windows(step: Step, *, batch: int, seconds: float, device: torch.device, warmup: int = 3) -> list[float]:
+    """samples/s in 5 windows of seconds/5 each, after `warmup` steps; every window ends
+    when the device has finished the steps it launched."""
+    for _ in range(warmup):
         step()
-
-    def operand(spec):
-        if isinstance(spec, tuple):  # (size, stride) of a tensor
-            return torch.empty_strided(*spec, device=device).normal_()
-        return spec
-
-    calls = [(func, [operand(spec) for spec in specs]) for func, specs in recorder.calls]
-
-    def replay() -> None:
-        for func, args in calls:
-            func(*args)
-
-    return replay, len(calls)
-
-
-def windows(step, *, batch: int, seconds: float, count: int = 5) -> list[float]:
-    """samples/s in `count` windows of seconds/count each, after a warm-up."""
-    for _ in range(3):
-        step()
+    synchronize(device)
     rates = []
-    for _ in range(count):
+    for _ in range(5):
         steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / count:
+        while time.perf_counter() - start < seconds / 5:
             step()
             steps += 1
+        synchronize(device)
         rates.append(steps * batch / (time.perf_counter() - start))
     return rates
 
 
-def steps_of(model, images, labels, bboxes):
-    """The two timed steps: a training step (sampled rollout, hybrid loss, backward, Adam)
-    and a deterministic inference step."""
+@dataclass
+class Figure:
+    """One measured line: samples/s of a (model, mode, batch, path) and its peak memory."""
+
+    model: str  # ram, resnet
+    mode: str  # train, inference
+    batch: int
+    path: str  # eager, compiled, matmul-bound, per-sample-retina
+    rates: list[float]  # samples/s of each timing window
+    peak_memory_mib: float | None = None  # CUDA: max allocated during the line (None on CPU)
+    held_before_mib: float | None = None  # CUDA: allocated when the line started
+    process_max_rss_mib: float = 0.0  # the process's peak resident memory so far (all lines)
+    ratios: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rates)
+
+    def to_dict(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["samples_per_s"] = self.median
+        row["window_range"] = [min(self.rates), max(self.rates)]
+        return row
+
+    def line(self, label: str) -> str:
+        text = f"{label:30s} {self.mode:9s} {self.median:10,.0f} samples/s (windows {min(self.rates):,.0f}-{max(self.rates):,.0f})"
+        if self.peak_memory_mib is not None:
+            text += f", peak {self.peak_memory_mib:,.0f} MiB"
+        return text
+
+
+def measure(step: Step, *, device: torch.device, seconds: float, warmup: int = 3, **key: Any) -> Figure:
+    """Time `step` (see `windows`); on CUDA also the peak memory allocated meanwhile."""
+    held = None
+    if device.type == "cuda":
+        gc.collect()
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        held = torch.cuda.memory_allocated(device) / 2**20
+    rates = windows(step, batch=key["batch"], seconds=seconds, device=device, warmup=warmup)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return Figure(**key, rates=rates, peak_memory_mib=peak, held_before_mib=held, process_max_rss_mib=rss)
+
+
+def recipe_config(core: str | None = None, *, base: str = "recipe") -> dict[str, Any]:
+    """The translated60 recipe's RAM config, or with base "paper" the RAM's defaults at that
+    recipe's glimpses (`core` replaces the core when given)."""
+    config = dict(load_yaml(config_path(RECIPE))["model_config"])
+    if base == "paper":
+        config = {key: config[key] for key in ("glimpses", "glimpse_size", "scales")}
+    if core:
+        config["core"] = core
+    return config
+
+
+def synthetic_batch(batch: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """images (B, 1, 60, 60) each with a bright 28×28 block somewhere, like a digit; labels
+    (B,); the blocks' boxes (B, 4) as (x0, y0, x1, y1)."""
+    images = torch.zeros(batch, 1, *SIZE)
+    xy = torch.randint(0, SIZE[1] - 28, (batch, 2))
+    for i, (x, y) in enumerate(xy.tolist()):
+        images[i, 0, y : y + 28, x : x + 28] = torch.rand(28, 28)
+    labels = torch.randint(0, 10, (batch,))
+    bboxes = torch.cat([xy, xy + 28], dim=1).float()
+    return images.to(device), labels.to(device), bboxes.to(device)
+
+
+def steps_of(model, images, labels, bboxes, *, compiled: bool = False) -> dict[str, Step]:
+    """The two timed steps: a training step (sampled rollout, the model's objective,
+    backward, Adam) and a deterministic inference step; eager, or through the fast path."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     generator = torch.Generator(device=images.device).manual_seed(0)
+    training = TrainingStep(model, compiled=compiled)
+    forward = CompiledForward(model) if compiled else model
 
     def train_step() -> None:
         model.train()
-        out = model(images, sample=True, generator=generator)
-        loss = model.objective(out, labels, bboxes).loss
+        _, objective = training(images, labels, bboxes, generator)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.loss.backward()
         optimizer.step()
 
     @torch.inference_mode()
     def infer_step() -> None:
         model.eval()
-        model(images, sample=False, generator=generator)
+        forward(images, sample=False, generator=generator)
 
     return {"train": train_step, "inference": infer_step}
 
 
-def summary(rates: list[float]) -> str:
-    return f"{statistics.median(rates):9,.0f} samples/s (windows {min(rates):,.0f}-{max(rates):,.0f})"
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model name from /proc/cpuinfo."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    """What produced a measurement: device, versions, threads, command and commit (from git,
+    else $RAMLAB_COMMIT)."""
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "threads": torch.get_num_threads(),
+        "command": shlex.join(getattr(sys, "orig_argv", [sys.executable, *sys.argv])),
+        "commit": git_commit() or os.environ.get("RAMLAB_COMMIT"),  # a copy without .git: say it
+    }
+
+
+def compare_to_cpu(figure: Figure, reference: list[dict[str, Any]]) -> str:
+    """Store (and describe) `figure`'s ratio to the CPU reference's figure of the same model,
+    mode and path at the closest batch size; "" when the reference has none."""
+    same = [
+        r for r in reference if (r["model"], r["mode"], r["path"]) == (figure.model, figure.mode, figure.path)
+    ]
+    if not same:
+        return ""
+    cpu = min(same, key=lambda r: (abs(math.log(r["batch"] / figure.batch)), r["batch"]))
+    figure.ratios["of_cpu"] = figure.median / cpu["samples_per_s"]
+    figure.ratios["cpu_batch"] = cpu["batch"]
+    figure.ratios["cpu_samples_per_s"] = cpu["samples_per_s"]
+    return f"; {figure.ratios['of_cpu']:.1f}x the CPU's {cpu['samples_per_s']:,.0f} (batch {cpu['batch']})"
+
+
+def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, config: dict) -> list[Figure]:
+    """Every figure at one batch size, printed as it is measured."""
+    figures: list[Figure] = []
+    reference = args.reference["figures"] if args.reference else []
+
+    def report(figure: Figure, label: str, extra: str = "") -> Figure:
+        print(figure.line(label) + extra + compare_to_cpu(figure, reference), flush=True)
+        figures.append(figure)
+        return figure
+
+    images, labels, bboxes = synthetic_batch(batch, device)
+    torch.manual_seed(0)
+    model = build_model("ram", config, image_size=SIZE).to(device)
+    common = {"device": device, "seconds": args.seconds, "batch": batch}
+    print(f"\n== batch {batch} ==", flush=True)
+    steps = steps_of(model, images, labels, bboxes)
+    eager = {
+        m: report(measure(s, model="ram", mode=m, path="eager", **common), "ramlab") for m, s in steps.items()
+    }
+    bounds = {}
+    for mode, step in steps.items():
+        replay, calls = matmul_replay(step, device)
+        bound = measure(replay, model="ram", mode=mode, path="matmul-bound", **common)
+        share = eager[mode].median / bound.median
+        eager[mode].ratios["of_matmul_bound"] = share
+        bounds[mode] = report(
+            bound, f"its {calls:3d} matrix products alone", f": the step runs at {share:.0%} of that bound"
+        )
+    if args.compile:
+        print("compiling the fast path (tens of seconds per batch size and mode) ...", flush=True)
+        for mode, step in steps_of(model, images, labels, bboxes, compiled=True).items():
+            figure = measure(step, model="ram", mode=mode, path="compiled", warmup=5, **common)
+            figure.ratios["of_eager"] = figure.median / eager[mode].median
+            figure.ratios["of_matmul_bound"] = share = figure.median / bounds[mode].median
+            verdict = "met" if share >= TARGETS[mode] else "NOT met"
+            report(
+                figure,
+                "ramlab compiled",
+                f": {figure.ratios['of_eager']:.2f}x eager; {share:.0%} of the matrix-products bound "
+                f"(issue #11's CPU target >= {TARGETS[mode]:.0%}: {verdict})",
+            )
+        torch.compiler.reset()  # frees the graphs (and CUDA graph pools) of this batch size
+    torch.manual_seed(0)
+    resnet = build_model("resnet", None, image_size=SIZE).to(device)
+    for mode, step in steps_of(resnet, images, labels, bboxes).items():
+        figure = measure(step, model="resnet", mode=mode, path="eager", **common)
+        figure.ratios["ram_over_resnet"] = eager[mode].median / figure.median
+        report(figure, "resnet", f": the RAM is {eager[mode].median / figure.median:.1f}x faster")
+    del resnet
+    naive = not args.skip_naive and (device.type != "cuda" or args.per_sample_on_cuda)
+    if naive:
+        slow = build_model("ram", config, image_size=SIZE).to(device)
+        slow.load_state_dict(model.state_dict())
+        slow.retina = PerSampleRetina(
+            glimpse_size=config["glimpse_size"], scales=config["scales"], image_size=SIZE
+        )
+        for mode, step in steps_of(slow, images, labels, bboxes).items():
+            figure = measure(step, model="ram", mode=mode, path="per-sample-retina", **common)
+            ratio = eager[mode].median / figure.median
+            figure.ratios["ramlab_over_this"] = ratio
+            report(figure, "per-sample retina", f": ramlab is {ratio:.1f}x faster")
+    elif not args.skip_naive:
+        print(
+            "per-sample retina: skipped on CUDA (a launch per sample and scale, a host sync per sample); --per-sample-on-cuda times it"
+        )
+    return figures
+
+
+def batch_list(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=batch_list, default=[128], help="batch size(s), e.g. 128,512,2048")
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measured line")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-naive", action="store_true", help="skip the per-sample retina")
-    parser.add_argument("--core", default="rnn", choices=("rnn", "lstm"), help="the RAM's core (default rnn)")
+    parser.add_argument(
+        "--per-sample-on-cuda", action="store_true", help="time the per-sample retina on CUDA too"
+    )
+    parser.add_argument(
+        "--config",
+        choices=("recipe", "paper"),
+        default="recipe",
+        help="the RAM: the translated60 recipe's (default), or the RAM's defaults (the paper's)",
+    )
+    parser.add_argument("--core", choices=("rnn", "lstm"), help="the RAM's core (default: the config's)")
+    parser.add_argument("--compile", action="store_true", help="also time the compiled fast path")
+    parser.add_argument("--json", metavar="FILE", help="write every figure as JSON")
+    parser.add_argument("--cpu-reference", metavar="FILE", help="a --json file of this script run on a CPU")
     args = parser.parse_args()
+    args.reference = json.loads(Path(args.cpu_reference).read_text()) if args.cpu_reference else None
     reuse_freed_memory()  # as the ramlab command does
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    size = (60, 60)
-    config = {"glimpses": 6, "glimpse_size": 12, "scales": 3, "core": args.core}
-    images = torch.zeros(args.batch, 1, *size, device=device)
-    xy = torch.randint(0, 60 - 28, (args.batch, 2))
-    for i, (x, y) in enumerate(xy.tolist()):  # a bright 28×28 block somewhere, like a digit
-        images[i, 0, y : y + 28, x : x + 28] = torch.rand(28, 28)
-    labels = torch.randint(0, 10, (args.batch,), device=device)
-    bboxes = torch.cat([xy, xy + 28], dim=1).float().to(device)
-
-    model = build_model("ram", config, image_size=size).to(device)
+    config = recipe_config(args.core, base=args.config)
+    record = {
+        "benchmark": "benchmarks/throughput.py",
+        **provenance(device),
+        "batches": args.batch,
+        "seconds_per_line": args.seconds,
+        "model_config_from": args.config,
+        "model_config": config,
+        "cpu_reference": args.cpu_reference,
+        "figures": [],
+    }
+    params = build_model("ram", config, image_size=SIZE).num_parameters()
     print(
-        f"device {device}, {torch.get_num_threads()} threads, batch {args.batch}, torch {torch.__version__}"
+        f"device {device} ({record['device_name']}), {torch.get_num_threads()} threads, batches {args.batch}, torch {torch.__version__}"
     )
-    print(f"model: RAM, {model.num_parameters():,} parameters, {config}")
+    source = f"the {RECIPE} recipe's config" if args.config == "recipe" else "the RAM's defaults but"
+    print(f"model: RAM, {params:,} parameters, {source} {config}")
     print(f"median of 5 timing windows over {args.seconds:g} s per line (range in brackets)")
-    steps = steps_of(model, images, labels, bboxes)
-    rates = {name: windows(step, batch=args.batch, seconds=args.seconds) for name, step in steps.items()}
+    if args.reference:
+        print(f"ratios to the CPU figures of {args.cpu_reference} ({args.reference.get('device_name')})")
+    for batch in args.batch:
+        figures = measure_batch(args, batch, device, config)
+        record["figures"] += [f.to_dict() for f in figures]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        if args.json:
+            write_json(args.json, record)
+    compiled = [f for f in record["figures"] if f["path"] == "compiled"]
+    if compiled:
+        print("\nissue #11's CPU targets, the compiled step's share of its matrix products alone:")
+        for f in compiled:
+            share, target = f["ratios"]["of_matmul_bound"], TARGETS[f["mode"]]
+            verdict = "met" if share >= target else "NOT met"
+            print(f"  batch {f['batch']:5d} {f['mode']:9s} {share:4.0%} (target >= {target:.0%}: {verdict})")
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    for name, r in rates.items():
-        print(f"ramlab            {name:9s} {summary(r)}")
-    for name, step in steps.items():
-        replay, calls = matmul_replay(step, device)
-        bound = windows(replay, batch=args.batch, seconds=args.seconds)
-        share = statistics.median(rates[name]) / statistics.median(bound)
-        print(
-            f"its {calls:3d} matrix products alone {summary(bound)}: the step runs at "
-            f"{share:.0%} of that bound"
-        )
-    if not args.skip_naive:
-        naive = build_model("ram", config, image_size=size).to(device)
-        naive.load_state_dict(model.state_dict())
-        naive.retina = PerSampleRetina(glimpse_size=12, scales=3, image_size=size)
-        for name, step in steps_of(naive, images, labels, bboxes).items():
-            r = windows(step, batch=args.batch, seconds=args.seconds)
-            ratio = statistics.median(rates[name]) / statistics.median(r)
-            print(f"per-sample retina {name:9s} {summary(r)}: ramlab is {ratio:.1f}x faster")
-    print(f"peak resident memory of this process (before the per-sample runs): {peak_mib:,.0f} MiB")
+    print(f"\npeak resident memory of this process: {peak_mib:,.0f} MiB")
+    if args.json:
+        write_json(args.json, {**record, "peak_rss_mib": peak_mib})
+        print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

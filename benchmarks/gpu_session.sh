@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Issue #11's GPU measurements in one go, from the repository root on a machine with CUDA:
+#
+#     [OUT=DIR] [PY=.venv/bin/python] [BUDGET=540] [STEPS="env gpu-tests ..."] bash benchmarks/gpu_session.sh
+#
+# Steps, in this order (STEPS picks some; default all):
+#   env          nvidia-smi, python, torch, CUDA, cuDNN, the GPU, the commit      -> env.txt
+#   gpu-tests    pytest -m gpu                                                    -> pytest.txt
+#   throughput   benchmarks/throughput.py on cuda, batches 128,512,2048, --compile -> throughput.json/.txt
+#   cost         ramlab cost on cuda, sizes 28..800, batch-1 latency and batch 2048 -> cost.json/.txt
+#   concurrency  benchmarks/gpu_concurrency.py, 1/2/4/8 processes                 -> concurrency.json/.txt
+#   suite        the whole suite, python -m pytest -q (last: it gets the time left) -> pytest.txt
+# Files go to $OUT/results/gpu (results/gpu when OUT is unset), with steps.txt: each step's
+# command, exit status and seconds. Every step runs under `timeout` (its own limit, and never
+# past BUDGET seconds since the start, about 9 minutes by default); a failed or timed-out step
+# is recorded and the script goes on. The measurements write their JSON as they go, so a step
+# cut short keeps what it measured. The full suite rarely fits after the rest in one budget:
+# run it in a second call, e.g. STEPS="env suite" (both calls append to pytest.txt).
+# CPU_REF: a throughput.py --json file measured on a CPU (default results/throughput-cpu.json
+# when present); the GPU figures are then also given as ratios to it.
+# The python environment (torch with CUDA, ramlab installed) must be set up by the caller.
+# In a copy of the tree without .git, set RAMLAB_COMMIT=<commit> so the JSON files name it.
+set -uo pipefail
+
+PY=${PY:-.venv/bin/python}
+if [[ ! -x $PY ]] && ! command -v "$PY" >/dev/null; then
+    echo "note: no $PY; using python from PATH ($(command -v python))"
+    PY=python
+fi
+RES=${OUT:+$OUT/}results/gpu
+BUDGET=${BUDGET:-540}
+STEPS=${STEPS:-env gpu-tests throughput cost concurrency suite}
+CPU_REF=${CPU_REF:-results/throughput-cpu.json}
+export PYTHONUNBUFFERED=1
+mkdir -p "$RES"
+START=$SECONDS
+echo "# gpu_session.sh at $(date -u +%FT%TZ), STEPS=\"$STEPS\", BUDGET=$BUDGET s, PY=$PY" >>"$RES/steps.txt"
+
+wanted() { [[ " $STEPS " == *" $1 "* ]]; }
+
+# run NAME LIMIT LOG COMMAND...: COMMAND under timeout, its output shown and appended to LOG.
+run() {
+    local name=$1 limit=$2 log=$3
+    shift 3
+    local left=$((BUDGET - (SECONDS - START)))
+    ((left < limit)) && limit=$left
+    if ((limit < 10)); then
+        echo "$name: skipped, no time left in BUDGET=$BUDGET s" | tee -a "$RES/steps.txt"
+        return
+    fi
+    local tick=$SECONDS shown
+    printf -v shown '%q ' "$@" # the exact command, on one line
+    echo "\$ $shown" | tee -a "$log"
+    timeout -k 15 "$limit" "$@" 2>&1 | tee -a "$log"
+    local rc=${PIPESTATUS[0]} status
+    case $rc in
+        0) status=ok ;;
+        124 | 137) status="TIMED OUT after $limit s" ;;
+        *) status="FAILED (exit $rc)" ;;
+    esac
+    echo "" >>"$log"
+    printf '%-12s %-28s %4d s  $ %s\n' "$name" "$status" $((SECONDS - tick)) "$shown" | tee -a "$RES/steps.txt"
+}
+
+if wanted env; then
+    run env 60 "$RES/env.txt" nvidia-smi
+    run env 60 "$RES/env.txt" "$PY" -c '
+import platform, os, torch
+from ramlab.provenance import git_commit
+print("python", platform.python_version(), "| torch", torch.__version__, "| cuda", torch.version.cuda,
+      "| cudnn", torch.backends.cudnn.version(), "| cpus", os.cpu_count())
+print("cuda available:", torch.cuda.is_available(),
+      "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")
+print("commit", git_commit(), "| RAMLAB_COMMIT", os.environ.get("RAMLAB_COMMIT"))'
+fi
+
+if wanted gpu-tests; then
+    run gpu-tests 180 "$RES/pytest.txt" "$PY" -m pytest -q -m gpu
+fi
+
+if wanted throughput; then
+    reference=()
+    [[ -f $CPU_REF ]] && reference=(--cpu-reference "$CPU_REF")
+    run throughput 240 "$RES/throughput.txt" "$PY" benchmarks/throughput.py --device cuda \
+        --batch 128,512,2048 --seconds 2 --compile --json "$RES/throughput.json" ${reference[@]+"${reference[@]}"}
+fi
+
+if wanted cost; then
+    # batch-1 latency always; throughput at batch 2048 (ramlab cost caps it at 256 images of
+    # 100×100 pixels' worth, so fewer for large images)
+    run cost 60 "$RES/cost.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
+        cost --device cuda --sizes 28,60,100,200,400,800 --batch 2048 --repeats 5 --json "$RES/cost.json"
+fi
+
+if wanted concurrency; then
+    run concurrency 90 "$RES/concurrency.txt" "$PY" benchmarks/gpu_concurrency.py --device cuda \
+        --counts 1,2,4,8 --seconds 4 --batch 128 --json "$RES/concurrency.json"
+fi
+
+if wanted suite; then
+    run suite 480 "$RES/pytest.txt" "$PY" -m pytest -q
+fi
+
+echo "done in $((SECONDS - START)) s; files in $RES:"
+ls -l "$RES"

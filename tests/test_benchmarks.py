@@ -1,0 +1,65 @@
+"""The GPU session's benchmarks run on a CPU and write the JSON the session keeps: every
+figure's keys and the provenance (not the speeds: machines are noisy)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+PROVENANCE = {"device", "device_name", "torch", "threads", "command", "commit"}
+
+
+def run_script(name: str, *args: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), *args], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_throughput_and_concurrency_write_their_json(tmp_path) -> None:
+    path = tmp_path / "throughput.json"
+    run_script("throughput.py", "--device", "cpu", "--batch", "8,16", "--seconds", "0.2", "--skip-naive", "--threads", "1", "--json", str(path))  # fmt: skip
+    record = json.loads(path.read_text())
+    assert record.keys() >= PROVENANCE and record["device"] == "cpu"
+    assert "throughput.py" in record["command"] and record["batches"] == [8, 16]
+    assert record["model_config"]["core"] == "lstm"  # the translated60 recipe's RAM
+    keys = {(f["model"], f["mode"], f["batch"], f["path"]) for f in record["figures"]}
+    assert keys == {
+        (model, mode, batch, path)
+        for batch in (8, 16)
+        for mode in ("train", "inference")
+        for model, path in (("ram", "eager"), ("ram", "matmul-bound"), ("resnet", "eager"))
+    }
+    for figure in record["figures"]:
+        low, high = figure["window_range"]
+        assert len(figure["rates"]) == 5 and 0 < low <= figure["samples_per_s"] <= high
+        assert figure["peak_memory_mib"] is None  # CUDA only
+    eager = [f for f in record["figures"] if (f["model"], f["path"]) == ("ram", "eager")]
+    assert all(f["ratios"]["of_matmul_bound"] > 0 for f in eager)
+
+    # A later run compares itself with that one, figure by figure (closest batch present).
+    again = tmp_path / "again.json"
+    run_script("throughput.py", "--device", "cpu", "--batch", "12", "--seconds", "0.2", "--skip-naive", "--threads", "1", "--cpu-reference", str(path), "--json", str(again))  # fmt: skip
+    compared = json.loads(again.read_text())["figures"]
+    assert len(compared) == 6 and all(f["ratios"]["cpu_batch"] == 16 for f in compared)
+    assert all(f["ratios"]["of_cpu"] > 0 for f in compared)
+
+    path = tmp_path / "concurrency.json"
+    run_script("gpu_concurrency.py", "--device", "cpu", "--counts", "1,2", "--seconds", "0.5", "--batch", "8", "--json", str(path))  # fmt: skip
+    record = json.loads(path.read_text())
+    assert record.keys() >= PROVENANCE and record["batch"] == 8
+    assert [row["processes"] for row in record["rows"]] == [1, 2]
+    for row in record["rows"]:
+        assert row["error"] is None
+        assert len(row["per_process_samples_per_s"]) == row["processes"]
+        assert row["aggregate_samples_per_s"] == pytest.approx(sum(row["per_process_samples_per_s"]))
+        assert all(steps > 0 for steps in row["steps"])
+    assert record["rows"][0]["ratio_to_one"] == 1.0

@@ -1,0 +1,156 @@
+"""Smoke tests on CUDA, end to end through the CLI on tiny synthetic MNIST: training (eager
+and through the compiled fast path, with CUDA graphs), then evaluation, robustness,
+glimpses and cost, and a tiny study. Every test is marked `gpu`: skipped without CUDA
+(tests/conftest.py); run them with `pytest -m gpu` on a GPU machine."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import tiny
+import yaml
+
+from ramlab import robustness
+from ramlab.cli import main
+
+pytestmark = pytest.mark.gpu
+
+TINY = [
+    "--train-limit", "16",
+    "--eval-limit", "8",
+    "--epochs", "1",
+    "--batch-size", "8",
+    "--glimpses", "2",
+    "--glimpse-size", "8",
+    "--scales", "2",
+    "--glimpse-hidden", "8",
+    "--location-hidden", "4",
+    "--hidden", "12",
+    "--device", "cuda",
+    "--threads", "1",
+    "--log-every", "1",
+    "--progress", "false",
+]  # fmt: skip
+TINY_RESNET = {"widths": [4], "depths": [1], "strides": [1]}
+
+
+@pytest.fixture(autouse=True)
+def fresh_scene_memo():
+    """The robustness sweep keeps shifted scenes in memory; each test starts from its own."""
+    robustness._SCENES.clear()
+    yield
+    robustness._SCENES.clear()
+
+
+def train(out: Path, *extra: str) -> dict:
+    """`ramlab train ram` on CUDA into `out`; its result.json."""
+    assert main(["train", "ram", "--data", "translated60", *TINY, *extra, "--out", str(out)]) == 0
+    return json.loads((out / "result.json").read_text())
+
+
+def train_losses(run: Path) -> list[float]:
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [line["train/loss"] for line in lines if "train/loss" in line]
+
+
+def test_train_then_eval_robustness_glimpses_on_cuda(fake_mnist, tmp_path, capsys) -> None:
+    run = tmp_path / "run"
+    result = train(run, "--reward", "sparse+infogain+0.5*bbox")
+    assert result["device"] == "cuda"
+    assert math.isfinite(result["test_error"]) and math.isfinite(result["val_error"])
+    assert all(math.isfinite(loss) for loss in train_losses(run))
+    capsys.readouterr()
+
+    assert main(["eval", str(run), "--device", "cuda", "--sample", "--rollouts", "2"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert (evaluation["count"], evaluation["rollouts"]) == (20, 2)
+    assert len(evaluation["per_step_error"]) == 2
+
+    # Noise 0 on the first 8 test scenes is what the trainer tested (--eval-limit 8): its error.
+    sweep = tmp_path / "robustness.json"
+    levels = ["--shift", "noise", "--levels", "0", "0.3", "--limit", "8"]
+    assert main(["robustness", str(run), *levels, "--device", "cuda", "--json", str(sweep)]) == 0
+    saved = json.loads(sweep.read_text())
+    assert saved["shifts"]["noise"]["error"][0] == pytest.approx(result["test_error"])
+    assert all(math.isfinite(e) for e in saved["shifts"]["noise"]["error"])
+
+    png, gif = tmp_path / "g.png", tmp_path / "g.gif"
+    args = ["--out", str(png), "--gif", str(gif), "--count", "2", "--device", "cuda"]
+    assert main(["glimpses", str(run), *args]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG" and gif.read_bytes()[:4] == b"GIF8"
+
+
+@pytest.mark.slow
+def test_compiled_training_on_cuda_follows_the_eager_one(fake_mnist, tmp_path, capsys) -> None:
+    # Same seed, so the same weights and the same draws of CUDA's generator (the fast path
+    # draws them eagerly, in the eager pass's order): the losses agree to float rounding.
+    train(tmp_path / "eager", "--core", "lstm")
+    compiled = train(tmp_path / "compiled", "--core", "lstm", "--compile", "true")
+    assert compiled["device"] == "cuda" and compiled["config"]["train"]["compile"] is True
+    expected, got = train_losses(tmp_path / "eager"), train_losses(tmp_path / "compiled")
+    assert len(got) == len(expected) == 2
+    assert got == pytest.approx(expected, rel=1e-3, abs=1e-5)
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "compiled"), "--device", "cuda"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 20
+
+
+def test_cost_on_cuda(tmp_path, capsys) -> None:
+    path = tmp_path / "cost.json"
+    args = ["--models", "ram,resnet", "--sizes", "28,100", "--repeats", "1", "--batch", "64"]
+    assert main(["cost", *args, "--device", "cuda", "--json", str(path)]) == 0
+    assert "ResNet / RAM" in capsys.readouterr().out
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["model"], r["size"], r["device"]) for r in rows] == [
+        ("ram", 28, "cuda"),
+        ("ram", 100, "cuda"),
+        ("resnet", 28, "cuda"),
+        ("resnet", 100, "cuda"),
+    ]
+    for row in rows:
+        assert row["throughput"] > 0 and row["latency_ms"] > 0 and row["peak_memory_mb"] > 0
+
+
+@pytest.mark.slow
+def test_tiny_study_on_cuda(fake_mnist, tmp_path, capsys) -> None:
+    ram = {**tiny.TINY_RAM, "glimpses": 2}
+    preset = {
+        "seeds": 1,
+        "device": "cuda",
+        "train": {
+            "epochs": 1,
+            "batch_size": 8,
+            "train_limit": 16,
+            "eval_limit": 8,
+            "threads": 1,
+            "progress": False,
+        },
+        "runs": [
+            {"name": "ram", "model": "ram", "data": "translated60", "model_config": ram},
+            {"name": "resnet", "model": "resnet", "data": "translated60", "model_config": TINY_RESNET},
+        ],
+        "evaluate": {"glimpses": 2, "sampled": True},
+        "robustness": [{"runs": "all", "shifts": {"rotate": [0, 45]}, "limit": 8}],
+        "cost": {
+            "models": ["ram", "resnet"],
+            "sizes": [28, 60],
+            "batch": 2,
+            "device": "cuda",
+            "configs": {"ram": ram, "resnet": TINY_RESNET},
+        },
+    }
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump(preset, sort_keys=False))
+    out = tmp_path / "study"
+    assert main(["study", str(path), "--out", str(out)]) == 0
+    capsys.readouterr()
+    for name in ("ram-translated60-seed0", "resnet-translated60-seed0"):
+        run = out / "runs" / name
+        assert json.loads((run / "result.json").read_text())["device"] == "cuda"
+        assert (run / "eval.json").is_file() and (run / "robustness.json").is_file()
+    rows = json.loads((out / "cost.json").read_text())["rows"]
+    assert {r["device"] for r in rows} == {"cuda"} and len(rows) == 4
+    assert "## Compute cost" in (out / "report.md").read_text()
