@@ -15,9 +15,12 @@ process, it also times
 - the same RAM with a per-sample-loop retina (the usual way public implementations extract
   glimpses); skipped on CUDA unless `--per-sample-on-cuda` (a launch per sample and scale and
   a host sync per sample: minutes per step at large batches).
-Each line is the median of 5 timing windows (their range in brackets); on CUDA the device is
-synchronised around every window and the peak of `torch.cuda.max_memory_allocated` is
-reported per line. Prints, never asserts: machines are noisy.
+Each line is the median of 5 timing windows (their range in brackets). The RAM's eager step,
+its matrix products alone and its compiled step are timed in interleaved windows (a window
+of each in turn, five rounds), so a drift of the machine's speed moves all three alike and
+their ratios hold. On CUDA the device is synchronised around every window and each line's
+peak of `torch.cuda.max_memory_allocated` is measured over two steps before the timing.
+Prints, never asserts: machines are noisy.
 
     python benchmarks/throughput.py [--threads 2] [--batch 128[,512,...]] [--seconds 5]
         [--device auto] [--config recipe|paper] [--core rnn|lstm] [--compile] [--skip-naive]
@@ -69,21 +72,42 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def windows(step: Step, *, batch: int, seconds: float, device: torch.device, warmup: int = 3) -> list[float]:
-    """samples/s in 5 windows of seconds/5 each, after `warmup` steps; every window ends
-    when the device has finished the steps it launched."""
-    for _ in range(warmup):
+def windows(
+    steps: dict[str, Step], *, batch: int, seconds: float, device: torch.device, warmup: int = 3
+) -> dict[str, list[float]]:
+    """samples/s of each step in 5 rounds, after `warmup` steps of each; a round times every
+    step for seconds/5 in turn, so a machine whose speed drifts (this one's does, by 30%)
+    slows them alike and their ratios hold. Every window ends when the device has finished
+    the steps it launched."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    synchronize(device)
+    rates: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(5):
+        for name, step in steps.items():
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds / 5:
+                step()
+                count += 1
+            synchronize(device)
+            rates[name].append(count * batch / (time.perf_counter() - start))
+    return rates
+
+
+def peak_memory(step: Step, device: torch.device) -> tuple[float | None, float | None]:
+    """CUDA: (MiB allocated before, peak MiB allocated during) two runs of `step`; (None,
+    None) on a CPU."""
+    if device.type != "cuda":
+        return None, None
+    gc.collect()
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    held = torch.cuda.memory_allocated(device) / 2**20
+    for _ in range(2):
         step()
     synchronize(device)
-    rates = []
-    for _ in range(5):
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 5:
-            step()
-            steps += 1
-        synchronize(device)
-        rates.append(steps * batch / (time.perf_counter() - start))
-    return rates
+    return held, torch.cuda.max_memory_allocated(device) / 2**20
 
 
 @dataclass
@@ -117,18 +141,25 @@ class Figure:
         return text
 
 
-def measure(step: Step, *, device: torch.device, seconds: float, warmup: int = 3, **key: Any) -> Figure:
-    """Time `step` (see `windows`); on CUDA also the peak memory allocated meanwhile."""
-    held = None
-    if device.type == "cuda":
-        gc.collect()
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        held = torch.cuda.memory_allocated(device) / 2**20
-    rates = windows(step, batch=key["batch"], seconds=seconds, device=device, warmup=warmup)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+def measure(
+    steps: dict[str, Step], *, device: torch.device, seconds: float, warmup: int = 3, **key: Any
+) -> dict[str, Figure]:
+    """A Figure per path of `steps` ({path: step}), timed in interleaved windows (see
+    `windows`); on CUDA with each path's peak memory, measured before the timing."""
+    memory = {path: peak_memory(step, device) for path, step in steps.items()}
+    rates = windows(steps, batch=key["batch"], seconds=seconds, device=device, warmup=warmup)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return Figure(**key, rates=rates, peak_memory_mib=peak, held_before_mib=held, process_max_rss_mib=rss)
+    return {
+        path: Figure(
+            **key,
+            path=path,
+            rates=rates[path],
+            held_before_mib=memory[path][0],
+            peak_memory_mib=memory[path][1],
+            process_max_rss_mib=rss,
+        )
+        for path in steps
+    }
 
 
 def recipe_config(core: str | None = None, *, base: str = "recipe") -> dict[str, Any]:
@@ -235,24 +266,24 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
     common = {"device": device, "seconds": args.seconds, "batch": batch}
     print(f"\n== batch {batch} ==", flush=True)
     steps = steps_of(model, images, labels, bboxes)
-    eager = {
-        m: report(measure(s, model="ram", mode=m, path="eager", **common), "ramlab") for m, s in steps.items()
-    }
-    bounds = {}
+    compiled = steps_of(model, images, labels, bboxes, compiled=True) if args.compile else {}
+    if compiled:
+        print("compiling the fast path (tens of seconds per batch size and mode) ...", flush=True)
+    eager = {}
     for mode, step in steps.items():
         replay, calls = matmul_replay(step, device)
-        bound = measure(replay, model="ram", mode=mode, path="matmul-bound", **common)
-        share = eager[mode].median / bound.median
-        eager[mode].ratios["of_matmul_bound"] = share
-        bounds[mode] = report(
+        group = {"eager": step, "matmul-bound": replay, **({"compiled": compiled[mode]} if compiled else {})}
+        figures_of = measure(group, model="ram", mode=mode, warmup=5, **common)
+        eager[mode], bound = figures_of["eager"], figures_of["matmul-bound"]
+        eager[mode].ratios["of_matmul_bound"] = share = eager[mode].median / bound.median
+        report(eager[mode], "ramlab")
+        report(
             bound, f"its {calls:3d} matrix products alone", f": the step runs at {share:.0%} of that bound"
         )
-    if args.compile:
-        print("compiling the fast path (tens of seconds per batch size and mode) ...", flush=True)
-        for mode, step in steps_of(model, images, labels, bboxes, compiled=True).items():
-            figure = measure(step, model="ram", mode=mode, path="compiled", warmup=5, **common)
+        if compiled:
+            figure = figures_of["compiled"]
             figure.ratios["of_eager"] = figure.median / eager[mode].median
-            figure.ratios["of_matmul_bound"] = share = figure.median / bounds[mode].median
+            figure.ratios["of_matmul_bound"] = share = figure.median / bound.median
             verdict = "met" if share >= TARGETS[mode] else "NOT met"
             report(
                 figure,
@@ -260,11 +291,12 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
                 f": {figure.ratios['of_eager']:.2f}x eager; {share:.0%} of the matrix-products bound "
                 f"(issue #11's CPU target >= {TARGETS[mode]:.0%}: {verdict})",
             )
+    if compiled:
         torch.compiler.reset()  # frees the graphs (and CUDA graph pools) of this batch size
     torch.manual_seed(0)
     resnet = build_model("resnet", None, image_size=SIZE).to(device)
     for mode, step in steps_of(resnet, images, labels, bboxes).items():
-        figure = measure(step, model="resnet", mode=mode, path="eager", **common)
+        figure = measure({"eager": step}, model="resnet", mode=mode, **common)["eager"]
         figure.ratios["ram_over_resnet"] = eager[mode].median / figure.median
         report(figure, "resnet", f": the RAM is {eager[mode].median / figure.median:.1f}x faster")
     del resnet
@@ -276,7 +308,9 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
             glimpse_size=config["glimpse_size"], scales=config["scales"], image_size=SIZE
         )
         for mode, step in steps_of(slow, images, labels, bboxes).items():
-            figure = measure(step, model="ram", mode=mode, path="per-sample-retina", **common)
+            figure = measure({"per-sample-retina": step}, model="ram", mode=mode, **common)[
+                "per-sample-retina"
+            ]
             ratio = eager[mode].median / figure.median
             figure.ratios["ramlab_over_this"] = ratio
             report(figure, "per-sample retina", f": ramlab is {ratio:.1f}x faster")
