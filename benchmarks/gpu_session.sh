@@ -16,7 +16,7 @@
 # is recorded and the script goes on. The measurements write their JSON as they go, so a step
 # cut short keeps what it measured. The full suite rarely fits after the rest in one budget:
 # run it in a second call, e.g. STEPS="env suite" (both calls append to pytest.txt).
-# CPU_REF: a throughput.py --json file measured on a CPU (default results/throughput-cpu.json
+# CPU_REF: a throughput.py --json file measured on a CPU (default results/throughput-cpu-recipe.json
 # when present); the GPU figures are then also given as ratios to it.
 # The python environment (torch with CUDA, ramlab installed) must be set up by the caller.
 # In a copy of the tree without .git, set RAMLAB_COMMIT=<commit> so the JSON files name it.
@@ -30,7 +30,7 @@ fi
 RES=${OUT:+$OUT/}results/gpu
 BUDGET=${BUDGET:-540}
 STEPS=${STEPS:-env gpu-tests throughput cost concurrency suite}
-CPU_REF=${CPU_REF:-results/throughput-cpu.json}
+CPU_REF=${CPU_REF:-results/throughput-cpu-recipe.json}
 export PYTHONUNBUFFERED=1
 mkdir -p "$RES"
 START=$SECONDS
