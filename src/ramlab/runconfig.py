@@ -68,6 +68,11 @@ class TrainConfig:
     early_stop: int = param(
         0, "stop after this many epochs without a better validation error (0: train every epoch)"
     )
+    ema: float = param(
+        0.0,
+        "validate, keep as best.pt and test an exponential moving average of the weights with "
+        "this decay per step (e.g. 0.998; 0: the weights themselves)",
+    )
     grad_clip: float = param(0.0, "clip the global gradient norm to this value (0: no clipping)")
     seed: int = param(0, "seed of the model initialisation, shuffling and policy sampling")
     data_seed: int = param(0, "seed of the scene generator (which placements and clutter)")
@@ -126,6 +131,10 @@ class TrainConfig:
             raise RamlabError(f"lr must be > 0, got {self.lr}")
         if min(self.grad_clip, self.checkpoint_every, self.threads, self.early_stop, self.time_budget) < 0:
             raise RamlabError("grad_clip, checkpoint_every, threads, early_stop and time_budget must be >= 0")
+        if not 0 <= self.ema < 1:
+            raise RamlabError(
+                f"ema must be in [0, 1) (a decay per step such as 0.998; 0: off), got {self.ema}"
+            )
         if not 0 < self.lr_decay <= 1 or not 0 < self.plateau_factor < 1:
             raise RamlabError(
                 f"lr_decay must be in (0, 1] and plateau_factor in (0, 1); got {self.lr_decay}, {self.plateau_factor}"

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ramlab.averaging import WeightAverage
 from ramlab.checkpoint import init_weights, load_checkpoint, save_checkpoint
 from ramlab.config import load_yaml, save_yaml
 from ramlab.data.datasets import image_size, load_split
@@ -44,6 +45,7 @@ from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position
 from ramlab.provenance import git_commit
+from ramlab.run_messages import interrupted_message, non_finite_message
 from ramlab.runconfig import RunConfig, resume_changes
 
 
@@ -88,7 +90,9 @@ class Trainer:
                     self._train_epoch()
                     self._end_epoch()
             except KeyboardInterrupt:
-                raise Interrupted(self._interrupted_message()) from None
+                raise Interrupted(
+                    interrupted_message(self.pos.epoch, self.out, self.resume_command)
+                ) from None
             finally:
                 self.log.close()
                 if self.board is not None:
@@ -141,6 +145,8 @@ class Trainer:
             self.pos = Position.from_checkpoint(state)
         elif cfg.init_from:
             init_weights(self.model, cfg.init_from)
+        self.average = WeightAverage(self.model, cfg.ema)  # of the loaded weights
+        self.average.load_state_dict(state.get("ema") if state else None)
         self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=self.pos.global_step if state else None)
         self.board = open_tensorboard(self.out) if self.cfg.tensorboard else None
 
@@ -185,6 +191,7 @@ class Trainer:
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             self.optimizer.step()
+            self.average.update(model)
             self.schedule.after_step()
             pos.global_step += 1
             pos.step_in_epoch = step + 1
@@ -256,7 +263,7 @@ class Trainer:
         self.schedule.after_epoch(result.error)
         if result.error < pos.best_val_error:
             pos.best_val_error, pos.best_epoch = result.error, pos.epoch
-            best = {"config": self.config.to_dict(), "model": self.model.state_dict()}
+            best = {"config": self.config.to_dict(), "model": self.average.evaluated(self.model).state_dict()}
             save_checkpoint(self.out / "best.pt", {**best, "epoch": pos.epoch, "val_error": result.error})
         self._checkpoint(self.out / "last.pt")
         if starved:  # shown even without progress output: the run is not what it claims
@@ -277,7 +284,7 @@ class Trainer:
         """Test the best checkpoint (unless `test` is false) and write result.json."""
         cfg, pos = self.cfg, self.pos
         best = load_checkpoint(self.out / "best.pt", map_location=self.device)
-        self.model.load_state_dict(best["model"])
+        self.average.evaluated(self.model).load_state_dict(best["model"])
         test_result = self._evaluate(self.test) if cfg.test else None
         result = {
             "model": self.config.model,
@@ -313,13 +320,16 @@ class Trainer:
         position = {f.name: getattr(self.pos, f.name) for f in fields(self.pos)}
         position["generator"] = self.generator.get_state()
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        if self.average.averaged is not None:
+            state["ema"] = self.average.state_dict()
         save_checkpoint(
             path,
             {"config": self.config.to_dict(), **state, "schedule": self.schedule.state_dict(), **position},
         )
 
     def _evaluate(self, loader: SceneLoader):
-        return evaluate(self.model, loader, sample=self.cfg.eval_sample, rollouts=self.cfg.eval_rollouts)
+        model = self.average.evaluated(self.model)
+        return evaluate(model, loader, sample=self.cfg.eval_sample, rollouts=self.cfg.eval_rollouts)
 
     def _check_finite(self, loss: torch.Tensor, step: int, *, now: bool) -> None:
         """Stops the run on a non-finite loss. On a CPU every step is checked. On a GPU the
@@ -341,22 +351,7 @@ class Trainer:
         at = f"epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}"
         # A GPU run reads its flag at logged and checkpointed steps only.
         at = f"by {at} (a GPU run checks at logged steps)" if since_check else f"at {at}"
-        where = f"the loss became {loss} {at}; stopped"
-        last = self.out / "last.pt"
-        if not last.exists():
-            return (
-                f"{where}. No checkpoint was written yet, so nothing is kept: rerun with a lower --lr "
-                f"(e.g. {self.cfg.lr / 10:g}) or --grad-clip 5; the run in {self.out} starts again"
-            )
-        return (
-            f"{where}. The last good checkpoint, {last}, is kept: continue from it with a lower "
-            f"learning rate: {self.resume_command} --lr {self.cfg.lr / 10:g} (or --grad-clip 5)"
-        )
-
-    def _interrupted_message(self) -> str:
-        last = self.out / "last.pt"
-        kept = f"the last checkpoint ({last}) is kept" if last.exists() else "no checkpoint was written yet"
-        return f"interrupted at epoch {self.pos.epoch + 1}; {kept}. Resume with: {self.resume_command}"
+        return non_finite_message(loss, at, self.out, self.resume_command, self.cfg.lr)
 
     def _loaders(self) -> tuple[SceneLoader, SceneLoader, SceneLoader]:
         seed, cfg = self.cfg.data_seed, self.cfg

@@ -1,0 +1,27 @@
+"""What a stopped training run says: the exact command that carries it on, and what is kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def non_finite_message(loss: float, at: str, out: Path, resume_command: str, lr: float) -> str:
+    """The loss became `loss` `at` ("at epoch 3, step 12 of 430"): what is kept, what to run."""
+    where = f"the loss became {loss} {at}; stopped"
+    last = out / "last.pt"
+    if not last.exists():
+        return (
+            f"{where}. No checkpoint was written yet, so nothing is kept: rerun with a lower --lr "
+            f"(e.g. {lr / 10:g}) or --grad-clip 5; the run in {out} starts again"
+        )
+    return (
+        f"{where}. The last good checkpoint, {last}, is kept: continue from it with a lower "
+        f"learning rate: {resume_command} --lr {lr / 10:g} (or --grad-clip 5)"
+    )
+
+
+def interrupted_message(epoch: int, out: Path, resume_command: str) -> str:
+    """Ctrl-C during epoch `epoch` (0-based): what is kept and the command that resumes."""
+    last = out / "last.pt"
+    kept = f"the last checkpoint ({last}) is kept" if last.exists() else "no checkpoint was written yet"
+    return f"interrupted at epoch {epoch + 1}; {kept}. Resume with: {resume_command}"

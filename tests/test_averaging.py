@@ -1,0 +1,72 @@
+"""The moving average of the weights (`--ema`): the average by hand, what a run evaluates
+and keeps with it, and exact resume with it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weights
+from torch import nn
+
+from ramlab.averaging import WeightAverage
+from ramlab.checkpoint import load_checkpoint
+from ramlab.data.datasets import load_split
+from ramlab.data.loader import SceneLoader
+from ramlab.errors import RamlabError
+from ramlab.evaluate import evaluate
+from ramlab.run import load_run
+from ramlab.runconfig import TrainConfig
+from ramlab.trainer import Trainer
+
+
+def test_the_average_by_hand() -> None:
+    model = nn.Linear(1, 1, bias=False)
+    average = WeightAverage(model, decay=0.9)
+    for value in (1.0, 3.0, 5.0):  # the weights after three optimisation steps
+        model.weight.data.fill_(value)
+        average.update(model)
+    # The first update copies (1); then 0.9 * 1 + 0.1 * 3 = 1.2; then 0.9 * 1.2 + 0.1 * 5 = 1.58.
+    assert average.evaluated(model).weight.item() == pytest.approx(1.58)
+    assert model.weight.item() == 5.0  # the model itself is not touched
+    assert average.evaluated(model) is not model
+
+
+def test_without_an_average_the_model_itself_is_evaluated() -> None:
+    model = nn.Linear(1, 1)
+    average = WeightAverage(model, decay=0.0)
+    average.update(model)
+    assert average.evaluated(model) is model and average.state_dict() is None
+
+
+@pytest.mark.parametrize("decay", [1.0, -0.1])
+def test_a_decay_outside_0_1_is_refused(decay: float) -> None:
+    with pytest.raises(RamlabError, match=r"ema must be in \[0, 1\)"):
+        TrainConfig(ema=decay)
+
+
+def test_a_run_validates_keeps_and_tests_the_average(fake_mnist, tmp_path) -> None:
+    out = tmp_path / "run"
+    result = Trainer(tiny_config(ema=0.5, epochs=1), out).fit()
+    best, last = load_checkpoint(out / "best.pt"), load_checkpoint(out / "last.pt")
+    # After one epoch best.pt holds the average at that epoch's end (last.pt holds both).
+    averaged = {k.removeprefix("module."): v for k, v in last["ema"].items() if k.startswith("module.")}
+    assert_same_weights(best["model"], averaged)
+    assert any(not torch.equal(averaged[k], last["model"][k]) for k in averaged)
+    # The run's test error is the average's: a finished run's loader reads best.pt.
+    _, model = load_run(out)
+    test = SceneLoader(load_split("translated60", "test", seed=0, limit=8), batch_size=8)
+    assert evaluate(model, test).error == result["test_error"]
+
+
+def test_resume_with_an_average_is_exact(fake_mnist, tmp_path, monkeypatch) -> None:
+    config = tiny_config(ema=0.5, checkpoint_every=2)
+    Trainer(config, tmp_path / "a").fit()
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=6, action="interrupt")
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, tmp_path / "b").fit()
+    Trainer(config, tmp_path / "b").fit(resume=True)
+    assert_same_weights(weights(tmp_path / "a" / "best.pt"), weights(tmp_path / "b" / "best.pt"))
+    assert_same_weights(
+        load_checkpoint(tmp_path / "a" / "last.pt")["ema"], load_checkpoint(tmp_path / "b" / "last.pt")["ema"]
+    )
