@@ -81,6 +81,17 @@ class TrainConfig:
         "draw new placements and clutter for the training digits every epoch (augmentation); "
         "validation and test scenes stay fixed",
     )
+    augment_rotation: float = param(
+        0.0,
+        "with fresh_scenes: rotate each training digit by an angle drawn uniformly in "
+        "±this many degrees, anew every epoch (0: none); validation and test scenes are not rotated",
+    )
+    augment_scale: float = param(
+        1.0,
+        "with fresh_scenes: scale each training digit by a factor drawn uniformly between this "
+        "and 1, anew every epoch (1: none; e.g. 0.85 lets a digit on mnist's 28×28 canvas shrink "
+        "and move a few pixels)",
+    )
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     threads: int = param(0, "CPU threads for torch (0: torch's default)")
     compile: bool = param(
@@ -131,6 +142,14 @@ class TrainConfig:
             raise RamlabError(f"lr must be > 0, got {self.lr}")
         if min(self.grad_clip, self.checkpoint_every, self.threads, self.early_stop, self.time_budget) < 0:
             raise RamlabError("grad_clip, checkpoint_every, threads, early_stop and time_budget must be >= 0")
+        if (self.augment_rotation or self.augment_scale != 1.0) and not self.fresh_scenes:
+            raise RamlabError(
+                "augment_rotation and augment_scale draw new training scenes every epoch: they need fresh_scenes true"
+            )
+        if not 0 <= self.augment_rotation <= 180 or not self.augment_scale > 0:
+            raise RamlabError(
+                f"augment_rotation must be in [0, 180] degrees and augment_scale > 0; got {self.augment_rotation}, {self.augment_scale}"
+            )
         if not 0 <= self.ema < 1:
             raise RamlabError(
                 f"ema must be in [0, 1) (a decay per step such as 0.998; 0: off), got {self.ema}"

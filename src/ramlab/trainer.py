@@ -30,7 +30,7 @@ from tqdm import tqdm
 from ramlab.averaging import WeightAverage
 from ramlab.checkpoint import init_weights, load_checkpoint, save_checkpoint
 from ramlab.config import load_yaml, save_yaml
-from ramlab.data.datasets import image_size, load_split
+from ramlab.data.datasets import image_size, load_split, resolve_spec
 from ramlab.data.loader import SceneLoader
 from ramlab.device import resolve_device, set_threads
 from ramlab.diagnostics import grad_norms, starved_parts
@@ -153,7 +153,7 @@ class Trainer:
     def _train_epoch(self) -> None:
         """One pass over the training scenes (from the saved step when resuming mid-epoch)."""
         cfg, pos, model = self.cfg, self.pos, self.model
-        if cfg.fresh_scenes and pos.epoch > 0:
+        if cfg.fresh_scenes and (pos.epoch > 0 or self._augmented):
             self.train = self._fresh_train_loader(pos.epoch)
         generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, pos.epoch))
         order = self.train.order(generator)
@@ -364,17 +364,24 @@ class Trainer:
             SceneLoader(test, batch_size=cfg.eval_batch_size, device=self.device),
         )
 
+    @property
+    def _augmented(self) -> bool:
+        return bool(self.cfg.augment_rotation) or self.cfg.augment_scale != 1.0
+
     def _fresh_train_loader(self, epoch: int) -> SceneLoader:
-        """Epoch e's own training scenes (same digits, new placements): scene seed
-        data_seed + 1000·e, built in memory and not cached."""
+        """Epoch e's own training scenes (same digits, new placements, and the augmentation's
+        rotations and scales): scene seed data_seed + 1000·e, built in memory, not cached."""
+        cfg, spec = self.cfg, self.config.data
+        if self._augmented:
+            spec = resolve_spec(
+                spec,
+                rotation=(-cfg.augment_rotation, cfg.augment_rotation),
+                scale=(min(cfg.augment_scale, 1.0), max(cfg.augment_scale, 1.0)),
+            )
         scenes = load_split(
-            self.config.data,
-            "train",
-            seed=self.cfg.data_seed + 1000 * epoch,
-            limit=self.cfg.train_limit,
-            cache=False,
+            spec, "train", seed=cfg.data_seed + 1000 * epoch, limit=cfg.train_limit, cache=False
         )
-        return SceneLoader(scenes, batch_size=self.cfg.batch_size, device=self.device)
+        return SceneLoader(scenes, batch_size=cfg.batch_size, device=self.device)
 
     def _stop_reason(self, epoch: int, best_epoch: int, train_seconds: float) -> str | None:
         """Why training ends before epoch `epoch`: every epoch done, `early_stop` epochs
