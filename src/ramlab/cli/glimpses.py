@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE.png", help="where to write the PNG grid")
     p.add_argument("--gif", metavar="FILE.gif", help="also write an animation, one frame per glimpse")
     p.add_argument("--count", type=int, default=6, help="number of test scenes (default 6)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, auto (default cpu)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda (default auto)")
     p.set_defaults(handler=cmd_glimpses)
 
 
