@@ -86,7 +86,7 @@ if wanted throughput; then
 fi
 
 if wanted cost; then
-    # batch-1 latency always; throughput at batch 2048 (ramlab cost caps it at 256 images of
+    # batch-1 latency always; throughput at batch 2048 (ramlab cost caps it on CUDA at 4,096 images of
     # 100×100 pixels' worth, so fewer for large images)
     run cost 60 "$RES/cost.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
         cost --device cuda --sizes 28,60,100,200,400,800 --batch 2048 --repeats 5 --json "$RES/cost.json"

@@ -102,6 +102,10 @@ def test_throughput_batch_is_capped_by_pixels():
     assert throughput_batch(256, 200) == THROUGHPUT_PIXELS // 200**2 == 64
     assert throughput_batch(256, 5000) == 1
     assert throughput_batch(8, 28) == 8
+    # A GPU batch may hold 16 times the pixels: 64 images of 800×800 instead of 4.
+    assert throughput_batch(2048, 800) == 4
+    assert throughput_batch(2048, 800, torch.device("cuda")) == 16 * THROUGHPUT_PIXELS // 800**2 == 64
+    assert throughput_batch(2048, 60, torch.device("cuda")) == 2048
 
 
 def test_live_tensor_memory_counts_the_peak_of_live_storages():

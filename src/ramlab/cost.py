@@ -28,8 +28,9 @@ the glimpse network's first layer, whose input k·g² grows by one g² per added
 
 Timing: the median of `repeats` calls after one warm-up call (CUDA is synchronised), at
 batch 1 (latency) and at a throughput batch of `batch` images, reduced for large images so
-that one batch holds at most THROUGHPUT_PIXELS pixels (256 images of 100×100), which keeps
-memory and time bounded; the batch used is reported as "throughput_batch".
+that one batch holds at most THROUGHPUT_PIXELS pixels (256 images of 100×100; 16 times that
+on a GPU, whose memory and parallelism a small batch would not fill), which keeps memory and
+time bounded; the batch used is reported as "throughput_batch".
 
 Peak memory: the most bytes held at once by live tensors (weights, buffers, input and
 activations) during one batch-1 forward pass. On CPU it is tracked by a dispatch mode that
@@ -63,7 +64,10 @@ from ramlab.models.registry import build_model, model_class
 DEFAULT_SIZES = (28, 60, 100, 200, 400, 800)
 DEFAULT_MODELS = ("ram", "resnet", "convnet", "fc")
 THROUGHPUT_PIXELS = 256 * 100 * 100
-"""At most this many pixels in one throughput batch (256 images of 100×100)."""
+"""At most this many pixels in one throughput batch (256 images of 100×100) on a CPU."""
+GPU_PIXELS_FACTOR = 16
+"""On CUDA a throughput batch may hold this many times THROUGHPUT_PIXELS (2,048 images of
+about 141×141)."""
 
 _aten = torch.ops.aten
 ELEMENTWISE_OPS = (
@@ -203,9 +207,11 @@ def median_seconds(call: Callable[[], Any], *, repeats: int, device: torch.devic
     return statistics.median(times)
 
 
-def throughput_batch(batch: int, size: int) -> int:
-    """The throughput batch for `size`×`size` images: `batch`, capped at THROUGHPUT_PIXELS."""
-    return max(1, min(batch, THROUGHPUT_PIXELS // (size * size)))
+def throughput_batch(batch: int, size: int, device: torch.device | None = None) -> int:
+    """The throughput batch for `size`×`size` images: `batch`, capped at THROUGHPUT_PIXELS
+    (GPU_PIXELS_FACTOR times that on CUDA)."""
+    pixels = THROUGHPUT_PIXELS * (GPU_PIXELS_FACTOR if device is not None and device.type == "cuda" else 1)
+    return max(1, min(batch, pixels // (size * size)))
 
 
 def measure_cost(
@@ -230,7 +236,7 @@ def measure_cost(
 
     one = images(1)
     flops, parts, by_op = count_flops(model, one)
-    many = images(throughput_batch(batch, size))
+    many = images(throughput_batch(batch, size, device))
     latency = median_seconds(lambda: model(one), repeats=repeats, device=device)
     per_batch = median_seconds(lambda: model(many), repeats=repeats, device=device)
     return {
