@@ -228,6 +228,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(fake_mnist, tmp_path,
     ]
 
 
+def test_a_gpu_run_reads_its_finite_flag_at_logged_steps(fake_mnist, tmp_path, monkeypatch) -> None:
+    # On a GPU the per-step check would wait for the device: steps accumulate a flag that is
+    # read at logged steps (and an epoch's last). Step 4 (epoch 2, step 1) gives NaN, the
+    # weights go NaN, and the run stops at the logged step 6 (the epoch's last, log_every 3)
+    # before any checkpoint holds them.
+    monkeypatch.setattr(Trainer, "_checks_every_step", property(lambda self: False))
+    out = tmp_path / "run"
+    hook = ObjectiveHook(monkeypatch, at=4, action="nan")
+    message = r"loss became nan by epoch 2, step 3 of 3 \(a GPU run checks at logged steps\); stopped"
+    with pytest.raises(RamlabError, match=message):
+        Trainer(tiny_config(log_every=3), out).fit()
+    assert hook.calls == 6
+    state = load_checkpoint(out / "last.pt")
+    assert state["global_step"] == 3
+    for name, tensor in state["model"].items():
+        assert torch.isfinite(tensor).all(), name
+
+
 def test_corrupt_checkpoint_is_named(fake_mnist, tmp_path) -> None:
     out = tmp_path / "run"
     config = tiny_config(epochs=1)

@@ -4,7 +4,7 @@ A run directory holds:
     config.yaml     the resolved RunConfig
     metrics.jsonl   namespaced metrics (train/*, loss/*, policy/*, val/*)
     last.pt         the latest state (every epoch, and every `checkpoint_every` steps)
-    best.pt         the weights with the lowest validation error
+    best.pt         the weights with the lowest validation error (their moving average with --ema)
     result.json     test_error, val_error, per_glimpse_test_error, params, epochs, ...
     history.jsonl   budgets changed on resume (`--resume --epochs 90`), one line per resume
     .lock           held by the one process writing the run (see ramlab.lock)
@@ -147,6 +147,7 @@ class Trainer:
             init_weights(self.model, cfg.init_from)
         self.average = WeightAverage(self.model, cfg.ema)  # of the loaded weights
         self.average.load_state_dict(state.get("ema") if state else None)
+        self._finite: torch.Tensor | None = None  # a GPU run's steps since the last check
         self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=self.pos.global_step if state else None)
         self.board = open_tensorboard(self.out) if self.cfg.tensorboard else None
 
@@ -336,16 +337,20 @@ class Trainer:
         check would wait for the step to finish, so steps accumulate a flag on the device
         and it is read only at logged and checkpointed steps, which include an epoch's last:
         no non-finite weights reach a checkpoint, and the message names the step read."""
-        if self.device.type == "cpu":
+        if self._checks_every_step:
             if not torch.isfinite(loss):
                 raise RamlabError(self._non_finite_message(loss.item(), step))
             return
         finite = torch.isfinite(loss.detach())
-        self._finite = finite if getattr(self, "_finite", None) is None else self._finite & finite
+        self._finite = finite if self._finite is None else self._finite & finite
         if now:
             all_finite, self._finite = bool(self._finite), None
             if not all_finite:
                 raise RamlabError(self._non_finite_message(loss.item(), step, since_check=True))
+
+    @property
+    def _checks_every_step(self) -> bool:
+        return self.device.type == "cpu"
 
     def _non_finite_message(self, loss: float, step: int, *, since_check: bool = False) -> str:
         at = f"epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}"
