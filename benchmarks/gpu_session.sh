@@ -18,7 +18,15 @@
 # run it in a second call, e.g. STEPS="env suite" (both calls append to pytest.txt).
 # CPU_REF: a throughput.py --json file measured on a CPU (default results/throughput-cpu-recipe.json
 # when present); the GPU figures are then also given as ratios to it.
-# The python environment (torch with CUDA, ramlab installed) must be set up by the caller.
+# The python environment (torch with CUDA, ramlab importable) must be set up by the caller.
+# Through this workplace's device tool (its machines have torch with CUDA but not pydantic,
+# and cannot download): here, once, `mkdir -p .git/info; echo /.whl/ >> .git/info/exclude`
+# and `python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12
+# --implementation cp --platform manylinux2014_x86_64 -d .whl pydantic==2.14.4
+# pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5`; then run, with
+# carry [".whl"]:
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#   PYTHONPATH=/tmp/site:$PWD/src PY=python3 RAMLAB_COMMIT=<sha> bash benchmarks/gpu_session.sh
 # In a copy of the tree without .git, set RAMLAB_COMMIT=<commit> so the JSON files name it.
 set -uo pipefail
 
