@@ -106,3 +106,16 @@ def test_save_load_gives_the_same_outputs(name, size, tmp_path):
         after = run(restored, images, sample=sample, seed=5).step_logits
         assert torch.equal(before, after)
     assert restored.num_parameters() == model.num_parameters()
+
+
+@pytest.mark.parametrize(("name", "size"), CASES)
+@pytest.mark.parametrize("sample", [False, True])
+def test_randomness_drawn_outside_gives_the_same_pass(name, size, sample):
+    # The compiled fast path draws a pass's random numbers with `draw_randomness` and hands
+    # them in: every model must then give exactly its own pass from the same generator.
+    model = make_model(name, size).eval()
+    images, _, _ = make_batch(size)
+    drawn = model.draw_randomness(images, sample=sample, generator=torch.Generator().manual_seed(7))
+    handed = model(images, sample=sample, randomness=drawn)
+    inside = run(model, images, sample=sample, seed=7)
+    assert torch.equal(handed.step_logits, inside.step_logits)
