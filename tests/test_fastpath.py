@@ -11,12 +11,14 @@ import pytest
 import tiny
 import torch
 
-from ramlab.fastpath import CompiledForward, TrainingStep, compile_mode
+from ramlab.errors import RamlabError
+from ramlab.fastpath import CompiledForward, TrainingStep, compile_mode, cpu_compiler
 from ramlab.models.ram import RAMConfig
 from ramlab.models.registry import build_model
 
+needs_compiler = pytest.mark.skipif(cpu_compiler() is None, reason="no C++ compiler for inductor on PATH")
 DEVICES = [
-    "cpu",
+    pytest.param("cpu", marks=needs_compiler),
     pytest.param("cuda", marks=pytest.mark.gpu),
 ]
 
@@ -110,6 +112,7 @@ def test_feed_forward_models_draw_nothing_and_compile_mode_follows_the_device() 
 
 
 @pytest.mark.slow
+@needs_compiler
 def test_train_with_compile_gives_the_eager_run(fake_mnist, tmp_path) -> None:
     # `ramlab train --compile true` end to end: the same errors and (nearly) the same
     # weights as the eager run, and a resume may switch the fast path on.
@@ -136,3 +139,10 @@ def test_train_with_compile_gives_the_eager_run(fake_mnist, tmp_path) -> None:
     resumed += ["--lr", "0.03", "--out", str(out)]
     assert main([*resumed, "--compile", "true", "--resume"]) == 0
     assert json.loads((out / "result.json").read_text())["epochs_run"] == 3
+
+
+def test_without_a_compiler_the_cpu_fast_path_says_what_to_install(monkeypatch) -> None:
+    monkeypatch.setattr("ramlab.fastpath.shutil.which", lambda name: None)
+    with pytest.raises(RamlabError, match=r"needs a C\+\+ compiler .* train without --compile"):
+        TrainingStep(_ram("rnn", "cpu"), compiled=True)
+    TrainingStep(_ram("rnn", "cpu"), compiled=False)  # the eager path needs none

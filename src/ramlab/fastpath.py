@@ -19,11 +19,21 @@ torch across runs), so it pays for long runs, not for a few seconds of training.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 
 import torch
 
+from ramlab.errors import RamlabError
 from ramlab.models.base import Model, ModelOutput, Objective
+
+CPU_COMPILERS = ("g++", "c++", "clang++")
+"""Inductor writes C++ for a CPU graph and needs one of these to build it."""
+
+
+def cpu_compiler() -> str | None:
+    """The C++ compiler inductor will find on this machine, or None."""
+    return next((name for name in CPU_COMPILERS if shutil.which(name)), None)
 
 
 def compile_mode(device: torch.device) -> str | None:
@@ -32,6 +42,11 @@ def compile_mode(device: torch.device) -> str | None:
 
 
 def _compile(function: Callable, device: torch.device) -> Callable:
+    if device.type == "cpu" and cpu_compiler() is None:
+        raise RamlabError(
+            "the compiled fast path on a CPU needs a C++ compiler (g++ or clang++) and none is on "
+            "PATH: install one (e.g. apt install g++), or train without --compile"
+        )
     # dynamic=False: one graph per batch shape (the full batch, and an epoch's last one).
     return torch.compile(function, mode=compile_mode(device), dynamic=False)
 
