@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from throughput import batch_list, provenance, recipe_config, steps_of, synchronize, synthetic_batch
+from throughput import provenance, recipe_config, steps_of, synchronize, synthetic_batch
 
+from ramlab.config import positive_int_list
 from ramlab.device import resolve_device, reuse_freed_memory
 from ramlab.files import write_json
 from ramlab.models import build_model
@@ -133,7 +134,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    parser.add_argument("--counts", type=batch_list, default=[1, 2, 4, 8], help="process counts")
+    parser.add_argument("--counts", type=positive_int_list, default=[1, 2, 4, 8], help="process counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="training window of every process")
     parser.add_argument("--batch", type=int, default=128, help="batch size of every process")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads of every process")

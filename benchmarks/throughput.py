@@ -52,7 +52,7 @@ from typing import Any
 import torch
 from references import PerSampleRetina, Step, matmul_replay
 
-from ramlab.config import load_yaml
+from ramlab.config import load_yaml, positive_int_list
 from ramlab.device import resolve_device, reuse_freed_memory
 from ramlab.fastpath import CompiledForward, TrainingStep
 from ramlab.files import write_json
@@ -321,22 +321,14 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
     return figures
 
 
-def batch_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=batch_list, default=[128], help="batch size(s), e.g. 128,512,2048")
+    parser.add_argument(
+        "--batch", type=positive_int_list, default=[128], help="batch size(s), e.g. 128,512,2048"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="time per measured line")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--skip-naive", action="store_true", help="skip the per-sample retina")

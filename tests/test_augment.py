@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weights
+from test_trainer import assert_same_weights, straight_and_resumed, tiny_config, weights
 
 from ramlab.data.datasets import load_split
 from ramlab.errors import RamlabError
@@ -40,10 +40,5 @@ def test_every_epoch_rotates_and_scales_the_same_training_digits(fake_mnist, tmp
 
 def test_resume_with_augmentation_is_exact(fake_mnist, tmp_path, monkeypatch) -> None:
     config = tiny_config(fresh_scenes=True, augment_rotation=20, augment_scale=0.8, checkpoint_every=2)
-    Trainer(config, tmp_path / "a").fit()
-    with monkeypatch.context() as patch:
-        ObjectiveHook(patch, at=5, action="interrupt")
-        with pytest.raises(KeyboardInterrupt):
-            Trainer(config, tmp_path / "b").fit()
-    Trainer(config, tmp_path / "b").fit(resume=True)
-    assert_same_weights(weights(tmp_path / "a" / "last.pt"), weights(tmp_path / "b" / "last.pt"))
+    a, b = straight_and_resumed(config, tmp_path, monkeypatch, interrupt_at=5)
+    assert_same_weights(weights(a / "last.pt"), weights(b / "last.pt"))

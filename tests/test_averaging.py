@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weights
+from test_trainer import assert_same_weights, straight_and_resumed, tiny_config, weights
 from torch import nn
 
 from ramlab.averaging import WeightAverage
@@ -60,13 +60,6 @@ def test_a_run_validates_keeps_and_tests_the_average(fake_mnist, tmp_path) -> No
 
 def test_resume_with_an_average_is_exact(fake_mnist, tmp_path, monkeypatch) -> None:
     config = tiny_config(ema=0.5, checkpoint_every=2)
-    Trainer(config, tmp_path / "a").fit()
-    with monkeypatch.context() as patch:
-        ObjectiveHook(patch, at=6, action="interrupt")
-        with pytest.raises(KeyboardInterrupt):
-            Trainer(config, tmp_path / "b").fit()
-    Trainer(config, tmp_path / "b").fit(resume=True)
-    assert_same_weights(weights(tmp_path / "a" / "best.pt"), weights(tmp_path / "b" / "best.pt"))
-    assert_same_weights(
-        load_checkpoint(tmp_path / "a" / "last.pt")["ema"], load_checkpoint(tmp_path / "b" / "last.pt")["ema"]
-    )
+    a, b = straight_and_resumed(config, tmp_path, monkeypatch, interrupt_at=6)
+    assert_same_weights(weights(a / "best.pt"), weights(b / "best.pt"))
+    assert_same_weights(load_checkpoint(a / "last.pt")["ema"], load_checkpoint(b / "last.pt")["ema"])

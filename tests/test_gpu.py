@@ -12,28 +12,15 @@ from pathlib import Path
 import pytest
 import tiny
 import yaml
+from test_cli_train import TINY as TINY_CPU
 
 from ramlab import robustness
 from ramlab.cli import main
 
 pytestmark = pytest.mark.gpu
 
-TINY = [
-    "--train-limit", "16",
-    "--eval-limit", "8",
-    "--epochs", "1",
-    "--batch-size", "8",
-    "--glimpses", "2",
-    "--glimpse-size", "8",
-    "--scales", "2",
-    "--glimpse-hidden", "8",
-    "--location-hidden", "4",
-    "--hidden", "12",
-    "--device", "cuda",
-    "--threads", "1",
-    "--log-every", "1",
-    "--progress", "false",
-]  # fmt: skip
+# test_cli_train's tiny run, on CUDA and logging every step.
+TINY = [*(value if value != "cpu" else "cuda" for value in TINY_CPU), "--log-every", "1"]
 TINY_RESNET = {"widths": [4], "depths": [1], "strides": [1]}
 
 

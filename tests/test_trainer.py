@@ -82,6 +82,18 @@ class ObjectiveHook:
         monkeypatch.setattr(RAM, "objective", objective)
 
 
+def straight_and_resumed(config: RunConfig, tmp_path, monkeypatch, *, interrupt_at: int):
+    """Train `config` straight through into tmp_path/a, and into tmp_path/b interrupted at
+    training step `interrupt_at` then resumed; returns the two run folders."""
+    Trainer(config, tmp_path / "a").fit()
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=interrupt_at, action="interrupt")
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, tmp_path / "b").fit()
+    Trainer(config, tmp_path / "b").fit(resume=True)
+    return tmp_path / "a", tmp_path / "b"
+
+
 def test_a_run_describes_itself(fake_mnist, tmp_path) -> None:
     out = tmp_path / "run"
     result = Trainer(tiny_config(), out).fit()

@@ -54,6 +54,17 @@ def finite_float(text: str) -> float:
     return value
 
 
+def positive_int_list(text: str) -> list[int]:
+    """argparse type: comma-separated positive integers, e.g. "128,512,2048"."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
 

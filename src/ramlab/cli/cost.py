@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ramlab.config import positive_int_list
 from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, format_cost_table, measure_costs, write_cost_json
 from ramlab.device import set_threads
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_class
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--sizes",
-        type=_int_list,
+        type=positive_int_list,
         default=list(DEFAULT_SIZES),
         metavar="N,N,...",
         help=f"image sides in pixels (default: {','.join(map(str, DEFAULT_SIZES))})",
