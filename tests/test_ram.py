@@ -95,6 +95,61 @@ def test_rollout_indices_line_up() -> None:
             torch.testing.assert_close(rollout.log_probs[inside, t + 1], log_density[inside])
 
 
+def test_linear_policy_mean_is_clamped_for_the_retina_but_not_for_the_log_prob() -> None:
+    """policy_mean linear: mu = W h unbounded; the retina and the policy-mean evaluation see it
+    clamped to [-1, 1]; the log-probability is of the unclamped action around the unbounded mu."""
+    std = 0.1
+    ram = make_ram(std=std, policy_mean="linear")
+    with torch.no_grad():  # push the means past the canvas's edge
+        ram.policy.mean.bias.copy_(torch.tensor([3.0, -0.2]))
+    states = []
+    ram.policy.register_forward_hook(lambda module, args, output: states.append(args[0].detach()))
+    mean_run = ram.rollout(images(), sample=False, generator=gen(2))
+    with torch.no_grad():
+        for t, h in enumerate(states):
+            mu = ram.policy.mean(h)
+            assert (mu[:, 0] > 1).all()
+            torch.testing.assert_close(mean_run.locations[:, t + 1], mu.clamp(-1, 1))
+    assert torch.equal(mean_run.locations[:, 1:, 0], torch.ones(5, 3))
+
+    states.clear()
+    sampled = ram.rollout(images(), sample=True, generator=gen(2))
+    noise = ram.draw_randomness(images(), sample=True, generator=gen(2))[1]
+    with torch.no_grad():
+        for t, h in enumerate(states):
+            action = ram.policy.mean(h) + std * noise[:, t]
+            torch.testing.assert_close(sampled.locations[:, t + 1], action.clamp(-1, 1))
+            # z = noise: log N(a; mu, std^2) = sum over x, y of -z^2/2 - log(std sqrt(2 pi))
+            expected = (-0.5 * noise[:, t] ** 2 - math.log(std * math.sqrt(2 * math.pi))).sum(1)
+            torch.testing.assert_close(sampled.log_probs[:, t + 1], expected)
+
+
+def test_a_saturated_tanh_mean_loses_its_gradient_and_a_linear_one_keeps_it() -> None:
+    grads = {}
+    for kind in ("tanh", "linear"):
+        ram = make_ram(policy_mean=kind)
+        with torch.no_grad():
+            ram.policy.mean.bias.fill_(6.0)  # tanh(6) = 0.99998: at the edge
+        ram.rollout(images(), sample=True, generator=gen(3)).log_probs.sum().backward()
+        grads[kind] = ram.policy.mean.bias.grad.abs().sum().item()
+    assert grads["tanh"] < 1e-2 * grads["linear"]
+    assert grads["linear"] > 1.0
+
+
+def test_policy_lr_puts_the_policy_in_a_scaled_group_of_its_own() -> None:
+    ram = make_ram()
+    (group,) = ram.parameter_groups()
+    assert len(group["params"]) == len(list(ram.parameters())) and "lr_scale" not in group
+    ram = make_ram(policy_lr=0.1)
+    rest, policy = ram.parameter_groups()
+    assert policy["lr_scale"] == 0.1
+    assert {id(p) for p in policy["params"]} == {id(p) for p in ram.policy.parameters()}
+    assert {id(p) for p in rest["params"]} | {id(p) for p in policy["params"]} == {
+        id(p) for p in ram.parameters()
+    }
+    assert not {id(p) for p in rest["params"]} & {id(p) for p in policy["params"]}
+
+
 def test_a_single_glimpse() -> None:
     ram = make_ram(glimpses=1)
     out = ram(images(), sample=True, generator=gen())
@@ -178,6 +233,8 @@ def test_build_model_by_name() -> None:
         ({"reward": "accuracy"}, "unknown reward 'accuracy'; valid: sparse, infogain, bbox"),
         ({"reward": "sparse+0.5*box"}, "unknown reward 'box'"),
         ({"first_location": "corner"}, "first_location must be one of random, centre"),
+        ({"policy_lr": 0.0}, "policy_lr must be > 0"),
+        ({"policy_mean": "sigmoid"}, "policy_mean must be one of tanh, linear; got 'sigmoid'"),
         ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"),
         ({"hidden": 0}, "hidden must be a positive integer"),
         ({"glimpse_hidden": -3}, "glimpse_hidden must be a positive integer"),

@@ -14,7 +14,7 @@ from ramlab import trainer as trainer_module
 from ramlab.errors import RamlabError
 from ramlab.evaluate import Evaluation
 from ramlab.metrics import read_metrics
-from ramlab.optim import Schedule, lr_factor
+from ramlab.optim import Schedule, lr_factor, make_optimizer
 from ramlab.runconfig import TrainConfig
 from ramlab.trainer import Trainer
 
@@ -58,6 +58,47 @@ def test_plateau_lowers_the_rate_after_patience_epochs_and_stops_at_the_floor() 
     restored = Schedule(torch.optim.SGD([parameter], lr=1.0), cfg, steps_per_epoch=5)
     restored.load_state_dict(schedule.state_dict())
     assert restored.state_dict() == schedule.state_dict()
+
+
+def scaled_groups() -> list[dict]:
+    return [
+        {"params": [torch.nn.Parameter(torch.zeros(1))]},
+        {"params": [torch.nn.Parameter(torch.zeros(1))], "lr_scale": 0.1},
+    ]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_groups_lr_scale_holds_through_the_exponential_schedule_and_its_resume(optimizer) -> None:
+    cfg = TrainConfig(optimizer=optimizer, schedule="exponential", lr=1.0, lr_decay=0.5, lr_min=0.2)
+    opt = make_optimizer(scaled_groups(), cfg)
+    schedule = Schedule(opt, cfg, steps_per_epoch=2)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([1.0, 0.1])
+    for _ in range(2):  # one epoch: x0.5
+        schedule.after_step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.5, 0.05])
+    assert schedule.lr == pytest.approx(0.5)  # the main group's
+
+    # A resume at a new initial rate (--resume --lr 2) goes on with the scale kept.
+    resumed_cfg = TrainConfig(optimizer=optimizer, schedule="exponential", lr=2.0, lr_decay=0.5, lr_min=0.2)
+    resumed = make_optimizer(scaled_groups(), resumed_cfg)
+    resumed.load_state_dict(opt.state_dict())
+    restored = Schedule(resumed, resumed_cfg, steps_per_epoch=2)
+    restored.load_state_dict(schedule.state_dict())
+    assert [g["lr"] for g in resumed.param_groups] == pytest.approx([1.0, 0.1])
+    for _ in range(6):  # three more epochs: 2 x 0.5^4 = 0.125, under the floor 0.2 (x0.1 for the policy)
+        restored.after_step()
+    assert [g["lr"] for g in resumed.param_groups] == pytest.approx([0.2, 0.02])
+
+
+def test_a_groups_lr_scale_holds_through_the_plateau_schedule_and_its_floor() -> None:
+    cfg = TrainConfig(schedule="plateau", lr=1.0, plateau_factor=0.5, plateau_patience=1, lr_min=0.3)
+    opt = make_optimizer(scaled_groups(), cfg)
+    schedule = Schedule(opt, cfg, steps_per_epoch=1)
+    rates = []
+    for _ in range(5):  # never better: halve every second epoch, down to the floor (x0.1)
+        schedule.after_epoch(10.0)
+        rates += [g["lr"] for g in opt.param_groups]
+    assert rates == pytest.approx([1.0, 0.1, 1.0, 0.1, 0.5, 0.05, 0.5, 0.05, 0.3, 0.03])
 
 
 def test_schedule_options_are_checked() -> None:

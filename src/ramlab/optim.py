@@ -8,7 +8,9 @@
                  epochs, never below lr_min                            (per epoch, on val/error)
 
 `Schedule.after_step()` is called after every optimisation step, `after_epoch(val_error)`
-after every validation; its state_dict makes resume exact.
+after every validation; its state_dict makes resume exact. A parameter group may carry an
+`lr_scale` (a model's `parameter_groups`, e.g. the RAM's `policy_lr`): its learning rate is
+the schedule's times that scale throughout.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import torch
 SCHEDULES = ("none", "cosine", "step", "exponential", "plateau")
 
 
-def make_optimizer(parameters, cfg) -> torch.optim.Optimizer:
-    """Adam or SGD with momentum; fused: one kernel per step for all parameters."""
+def make_optimizer(groups: list[dict[str, Any]], cfg) -> torch.optim.Optimizer:
+    """Adam or SGD with momentum over a model's `parameter_groups`, each group at `cfg.lr`
+    times its `lr_scale`; fused: one kernel per step for all parameters."""
+    parameters = [{**group, "lr": cfg.lr * group.get("lr_scale", 1.0)} for group in groups]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True
@@ -55,7 +59,7 @@ class Schedule:
                 factor=cfg.plateau_factor,
                 patience=cfg.plateau_patience,
                 threshold=0.0,
-                min_lr=cfg.lr_min,
+                min_lr=[cfg.lr_min * group.get("lr_scale", 1.0) for group in optimizer.param_groups],
             )
             self._per_step = None
         else:
@@ -68,6 +72,7 @@ class Schedule:
 
     @property
     def lr(self) -> float:
+        """The learning rate of the first group (the model's main one; others are scaled)."""
         return self.optimizer.param_groups[0]["lr"]
 
     def after_step(self) -> None:
@@ -92,10 +97,10 @@ class Schedule:
         groups = self.optimizer.param_groups
         if self._per_step is not None:
             per_step = self._per_step
-            per_step.base_lrs = [self.initial_lr] * len(groups)
-            for group, factor in zip(groups, per_step.lr_lambdas, strict=True):
-                group["initial_lr"] = self.initial_lr
-                group["lr"] = self.initial_lr * factor(per_step.last_epoch)
+            per_step.base_lrs = [self.initial_lr * group.get("lr_scale", 1.0) for group in groups]
+            for group, base, factor in zip(groups, per_step.base_lrs, per_step.lr_lambdas, strict=True):
+                group["initial_lr"] = base
+                group["lr"] = base * factor(per_step.last_epoch)
             per_step._last_lr = [group["lr"] for group in groups]
         else:
             scale = self.initial_lr / state.get("initial_lr", self.initial_lr)

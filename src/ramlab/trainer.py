@@ -134,7 +134,7 @@ class Trainer:
         cfg = self.cfg
         self.train, self.val, self.test = self._loaders()
         self.steps_per_epoch = len(self.train)
-        self.optimizer = make_optimizer(self.model.parameters(), cfg)
+        self.optimizer = make_optimizer(self.model.parameter_groups(), cfg)
         self.step = TrainingStep(self.model, compiled=cfg.compile)
         self.schedule = Schedule(self.optimizer, cfg, steps_per_epoch=self.steps_per_epoch)
         self.pos = Position()

@@ -74,6 +74,11 @@ class Model(nn.Module):
         """The config to use on larger images (the RAM adds scales); unchanged by default."""
         return config
 
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """The optimiser's parameter groups; a group's `lr_scale` multiplies its learning rate
+        (ramlab.optim). One group at the configured rate by default."""
+        return [{"params": list(self.parameters())}]
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 

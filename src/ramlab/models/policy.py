@@ -1,7 +1,12 @@
 """The location network: a Gaussian policy over the next glimpse location.
 
-    mu_t = tanh(W_mu h_t)  (in [-1, 1]);  sigma fixed (the paper) or exp(W_s h_t) (learned)
+    mu_t = tanh(W_mu h_t)  (mean "tanh", in [-1, 1])  or  W_mu h_t  (mean "linear", the paper's)
+    sigma fixed (the paper) or exp(W_s h_t) (learned)
     l_{t+1} ~ N(mu_t, sigma^2), clamped to [-1, 1] for the retina
+
+A tanh mean that drifts toward an edge saturates: its gradient vanishes there and the policy
+cannot come back. A linear mean keeps its full REINFORCE gradient; the retina sees it (and
+the evaluation's mean location) clamped to the canvas.
 
 Its input is the detached hidden state, so only REINFORCE trains it. The log-probability
 is of the unclamped sample (the action the policy actually drew). The rollout calls
@@ -15,12 +20,16 @@ import math
 import torch
 from torch import nn
 
+POLICY_MEANS = ("tanh", "linear")
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class LocationPolicy(nn.Module):
-    def __init__(self, *, hidden: int, std: float, learn_std: bool, min_std: float = 1e-3) -> None:
+    def __init__(
+        self, *, hidden: int, std: float, learn_std: bool, mean: str = "tanh", min_std: float = 1e-3
+    ) -> None:
         super().__init__()
+        self.bounded = mean == "tanh"
         self.mean = nn.Linear(hidden, 2)
         self.log_std = nn.Linear(hidden, 2) if learn_std else None
         self.fixed_log_std = math.log(std)
@@ -31,7 +40,7 @@ class LocationPolicy(nn.Module):
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
         """h (B, hidden), detached by the caller -> mean (B, 2), log-std (B, 2) or a float."""
-        mu = torch.tanh(self.mean(h))
+        mu = torch.tanh(self.mean(h)) if self.bounded else self.mean(h)
         if self.log_std is None:
             return mu, self.fixed_log_std
         return mu, self.log_std(h).clamp(min=self.min_log_std, max=1.0)
@@ -41,6 +50,11 @@ class LocationPolicy(nn.Module):
         """The action mu + sigma * noise, detached (REINFORCE, not reparameterisation)."""
         std = log_std.exp() if isinstance(log_std, torch.Tensor) else math.exp(log_std)
         return (mu + noise * std).detach()
+
+    @staticmethod
+    def location(mu_or_action: torch.Tensor) -> torch.Tensor:
+        """Where the retina looks for a mean or an action: clamped to the canvas, detached."""
+        return mu_or_action.detach().clamp(-1.0, 1.0)
 
     @staticmethod
     def log_prob(action: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor | float) -> torch.Tensor:

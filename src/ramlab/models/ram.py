@@ -25,7 +25,7 @@ from ramlab.models.base import Model, ModelOutput, Objective
 from ramlab.models.core import CORES, build_core
 from ramlab.models.glimpse import GlimpseNetwork
 from ramlab.models.heads import Baseline, Classifier
-from ramlab.models.policy import LocationPolicy
+from ramlab.models.policy import POLICY_MEANS, LocationPolicy
 from ramlab.models.registry import register_model
 from ramlab.models.retina import Retina
 from ramlab.rewards import parse_reward
@@ -47,7 +47,18 @@ class RAMConfig:
     core: str = param("rnn", "core network: rnn (the paper's ReLU RNN) or lstm")
     std: float = param(0.1, "std of the Gaussian location policy (initial std if learned)")
     learn_std: bool = param(False, "learn the std: the policy outputs a mean and a log-std")
+    policy_mean: str = param(
+        "tanh",
+        "the policy's mean: tanh of a linear layer (bounded; its gradient vanishes near the edge) "
+        "or linear (the paper's; clamped to the canvas for the retina)",
+    )
     first_location: str = param("random", "first glimpse location: random (the paper) or centre")
+    policy_lr: float = param(
+        1.0,
+        "multiplier of the learning rate for the location policy alone. It learns from REINFORCE "
+        "only, and Adam makes its step size follow the learning rate whatever the REINFORCE "
+        "weight, so this, not reinforce_weight, sets how fast (and how far on noise) it moves",
+    )
     reward: str = param("sparse", "reward structure, e.g. sparse, sparse+infogain, sparse+0.5*bbox")
     gamma: float = param(1.0, "discount of the reward-to-go")
     ce_all_steps: bool = param(False, "cross-entropy on every step's logits, not only the last")
@@ -79,6 +90,7 @@ class RAMConfig:
                 raise RamlabError(f"ram {name} must be a positive integer, got {getattr(self, name)}")
         choice("ram core", self.core, CORES)
         choice("ram first_location", self.first_location, FIRST_LOCATIONS)
+        choice("ram policy_mean", self.policy_mean, POLICY_MEANS)
         choice("ram baseline", self.baseline, BASELINES)
         if self.rollouts < 1:
             raise RamlabError(f"ram rollouts must be >= 1, got {self.rollouts}")
@@ -86,6 +98,10 @@ class RAMConfig:
             raise RamlabError("ram baseline rollouts needs rollouts >= 2 (the mean of the other rollouts)")
         if not self.std > 0 or not math.isfinite(self.std):
             raise RamlabError(f"ram std must be > 0, got {self.std}")
+        if not self.policy_lr > 0:
+            raise RamlabError(
+                f"ram policy_lr must be > 0 (a multiplier of the learning rate), got {self.policy_lr}"
+            )
         if not 0 <= self.gamma <= 1:
             raise RamlabError(f"ram gamma must be in [0, 1], got {self.gamma}")
         parse_reward(self.reward)
@@ -135,7 +151,9 @@ class RAM(Model):
             out_dim=config.hidden,
         )
         self.core = build_core(config.core, input_dim=config.hidden, hidden=config.hidden)
-        self.policy = LocationPolicy(hidden=config.hidden, std=config.std, learn_std=config.learn_std)
+        self.policy = LocationPolicy(
+            hidden=config.hidden, std=config.std, learn_std=config.learn_std, mean=config.policy_mean
+        )
         self.classifier = Classifier(hidden=config.hidden, num_classes=num_classes)
         self.baseline = Baseline(hidden=config.hidden)
 
@@ -182,11 +200,11 @@ class RAM(Model):
             hiddens.append(self.core.hidden(state))
             if t + 1 < steps:
                 mu, log_std = self.policy(hiddens[-1].detach())
-                if noise is None:  # the mean, a tanh: already in [-1, 1]
-                    location = mu.detach()
+                if noise is None:
+                    location = self.policy.location(mu)
                 else:
                     action = self.policy.sample(mu, log_std, noise[:, t])
-                    location = action.clamp(-1.0, 1.0)
+                    location = self.policy.location(action)
                     actions.append(action)
                     means.append(mu)
                     log_stds.append(log_std)
@@ -210,6 +228,16 @@ class RAM(Model):
             acted=acted,
             image_size=self.image_size,
         )
+
+    def parameter_groups(self) -> list[dict]:
+        """The location policy in a group of its own when its learning rate is scaled."""
+        if self.config.policy_lr == 1.0:
+            return super().parameter_groups()
+        policy = {id(p) for p in self.policy.parameters()}
+        return [
+            {"params": [p for p in self.parameters() if id(p) not in policy]},
+            {"params": list(self.policy.parameters()), "lr_scale": self.config.policy_lr},
+        ]
 
     def forward(
         self,
