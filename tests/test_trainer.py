@@ -302,6 +302,34 @@ def test_an_existing_run_is_not_overwritten(fake_mnist, tmp_path) -> None:
     assert (out / "result.json").read_bytes() == before
 
 
+def test_a_finished_untested_run_is_tested_once_by_a_resume_with_test(
+    fake_mnist, tmp_path, monkeypatch
+) -> None:
+    """A tuning run (test false) chosen as the final model reads the test split once, on
+    `--resume --test true`, from its best checkpoint; its training is untouched."""
+    out = tmp_path / "run"
+    untested = Trainer(tiny_config(test=False), out).fit()
+    assert untested["test_error"] is None and untested["test_count"] is None
+    weights_before = weights(out / "best.pt")
+    with monkeypatch.context() as patch:  # test false again: nothing is evaluated
+        patch.setattr(trainer_module, "evaluate", None)
+        assert Trainer(tiny_config(test=False), out).fit(resume=True) == untested
+
+    tested = Trainer(tiny_config(), out, command="ramlab train ... --resume --test true").fit(resume=True)
+    assert tested["test_count"] == 8 and 0 <= tested["test_error"] <= 100
+    assert tested["command"] == "ramlab train ... --resume --test true"
+    unchanged = ("val_error", "best_epoch", "epochs_run", "steps", "rollouts_seen", "train_seconds")
+    assert {k: tested[k] for k in unchanged} == {k: untested[k] for k in unchanged}
+    assert_same_weights(weights(out / "best.pt"), weights_before)
+    # The same test error as a run that tested itself at the end.
+    straight = Trainer(tiny_config(), tmp_path / "straight").fit()
+    assert tested["test_error"] == straight["test_error"]
+
+    with monkeypatch.context() as patch:  # and never again
+        patch.setattr(trainer_module, "evaluate", None)
+        assert Trainer(tiny_config(), out).fit(resume=True) == tested
+
+
 def test_a_resume_may_extend_the_budget_and_says_so(fake_mnist, tmp_path, monkeypatch) -> None:
     # Cosine's length is its number of epochs: extending it would change the past schedule.
     Trainer(tiny_config(epochs=1), tmp_path / "cosine").fit()

@@ -99,8 +99,12 @@ class Trainer:
                     self.board.close()
             finished = self.out / "result.json"
             if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0 and finished.exists():
-                # A resume of a finished run that trained nothing: the test split is read once.
-                return json.loads(finished.read_text())
+                # A resume of a finished run that trained nothing: the test split is read once,
+                # so a tested run returns its result; an untested one (a tuning run chosen as
+                # the final model) is tested now if the resume asks for it (`--test true`).
+                previous = json.loads(finished.read_text())
+                if previous["test_error"] is not None or not self.cfg.test:
+                    return previous
             return self._finish()
 
     def _prepare_dir(self, resume: bool) -> dict[str, Any] | None:
