@@ -4,9 +4,11 @@
     sigma fixed (the paper) or exp(W_s h_t) (learned)
     l_{t+1} ~ N(mu_t, sigma^2), clamped to [-1, 1] for the retina
 
-A tanh mean that drifts toward an edge saturates: its gradient vanishes there and the policy
-cannot come back. A linear mean keeps its full REINFORCE gradient; the retina sees it (and
-the evaluation's mean location) clamped to the canvas.
+A tanh mean that drifts toward an edge saturates: its gradient vanishes there. A linear mean
+keeps its full REINFORCE gradient; the retina sees it (and the evaluation's mean location)
+clamped to the canvas. Measured (results/recipes/TUNING.md): on mnist the linear mean ran off
+the digit sooner and ended much worse, so tanh stays the default; what pulls the policy off
+the digit early is noise in its gradient (see RAMConfig.policy_lr), not the saturation.
 
 Its input is the detached hidden state, so only REINFORCE trains it. The log-probability
 is of the unclamped sample (the action the policy actually drew). The rollout calls
