@@ -31,6 +31,23 @@ def test_a_recipe_is_the_papers_set_up_for_its_dataset(name: str) -> None:
     assert ram.glimpses == 6 and ram.reward == "sparse"
     # Evaluated as the issue's targets are measured: policy mean, one rollout.
     assert config.train.eval_rollouts == 1 and not config.train.eval_sample and config.train.test
+    assert config.train.eval_limit is None  # all 5,000 validation and 10,000 test scenes
+
+
+def test_the_study_presets_test_every_run_on_the_full_splits(tmp_path) -> None:
+    """Their test errors are the issue's protocol: all 10,000 test scenes, policy mean, one
+    rollout (the first N scenes of a split are not a random sample of it). The paper preset's
+    later jobs depend on finished runs, so its file is checked for any eval_limit instead."""
+    from ramlab import study
+    from ramlab.study.preset import preset_path
+
+    assert "eval_limit" not in preset_path("paper").read_text()
+    runner = study.Study(study.load_preset("quick"), tmp_path / "out", log=lambda _: None)
+    configs = [runner.run_config(job) for job in runner.jobs() if job.kind == "train"]
+    assert len(configs) == 4
+    for config in configs:
+        assert config.train.eval_limit is None and config.train.test
+        assert config.train.eval_rollouts == 1 and not config.train.eval_sample
 
 
 def test_train_from_a_recipe_name_with_overrides(fake_mnist, tmp_path, capsys) -> None:
