@@ -23,10 +23,15 @@ import torch
 SCHEDULES = ("none", "cosine", "step", "exponential", "plateau")
 
 
+def lr_scale(group: dict[str, Any]) -> float:
+    """A parameter group's multiplier of the schedule's learning rate (1 unless it has one)."""
+    return group.get("lr_scale", 1.0)
+
+
 def make_optimizer(groups: list[dict[str, Any]], cfg) -> torch.optim.Optimizer:
     """Adam or SGD with momentum over a model's `parameter_groups`, each group at `cfg.lr`
     times its `lr_scale`; fused: one kernel per step for all parameters."""
-    parameters = [{**group, "lr": cfg.lr * group.get("lr_scale", 1.0)} for group in groups]
+    parameters = [{**group, "lr": cfg.lr * lr_scale(group)} for group in groups]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, fused=True
@@ -59,7 +64,7 @@ class Schedule:
                 factor=cfg.plateau_factor,
                 patience=cfg.plateau_patience,
                 threshold=0.0,
-                min_lr=[cfg.lr_min * group.get("lr_scale", 1.0) for group in optimizer.param_groups],
+                min_lr=[cfg.lr_min * lr_scale(group) for group in optimizer.param_groups],
             )
             self._per_step = None
         else:
@@ -97,7 +102,7 @@ class Schedule:
         groups = self.optimizer.param_groups
         if self._per_step is not None:
             per_step = self._per_step
-            per_step.base_lrs = [self.initial_lr * group.get("lr_scale", 1.0) for group in groups]
+            per_step.base_lrs = [self.initial_lr * lr_scale(group) for group in groups]
             for group, base, factor in zip(groups, per_step.base_lrs, per_step.lr_lambdas, strict=True):
                 group["initial_lr"] = base
                 group["lr"] = base * factor(per_step.last_epoch)

@@ -230,7 +230,8 @@ class RAM(Model):
         )
 
     def parameter_groups(self) -> list[dict]:
-        """The location policy in a group of its own when its learning rate is scaled."""
+        """The location policy in a group of its own when its learning rate is scaled. At the
+        default scale one group, as before the option: older runs' optimiser state resumes."""
         if self.config.policy_lr == 1.0:
             return super().parameter_groups()
         policy = {id(p) for p in self.policy.parameters()}
