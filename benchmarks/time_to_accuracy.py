@@ -6,17 +6,19 @@ and twice it), read from each run's metrics.jsonl; optionally a plot of the curv
         [--plot FILE.png]
 
 Wall time is the trainer's `perf/train_seconds` (training steps only, validation excluded),
-as measured on the machine that trained the run; each run's config names its threads.
+as measured on the machine that trained the run; each run's config names its threads, and
+its history.jsonl the threads of each resume (`threads 1 -> 2`: a resume changed them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
 from ramlab.config import load_yaml
-from ramlab.progress import best, read_val_curve, time_to
+from ramlab.progress import best, read_val_curve, setting_over_resumes, time_to
 from ramlab.report import PAPER
 
 
@@ -46,7 +48,16 @@ def main() -> None:
         curves[label] = read_val_curve(path)
         config = load_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {}
         datasets.add(config.get("data"))
-        threads = config.get("train", {}).get("threads") or "torch default"
+        history_file = path / "history.jsonl"
+        history = (
+            [json.loads(line) for line in history_file.read_text().splitlines()]
+            if history_file.is_file()
+            else []
+        )
+        threads = " -> ".join(
+            str(value or "torch default")
+            for value in setting_over_resumes(config.get("train", {}).get("threads"), history, "threads")
+        )
         device = config.get("train", {}).get("device", "?")
         print(f"{label}: {config.get('data', '?')}, device {device}, threads {threads}, {path}")
     paper = PAPER.get(next(iter(datasets)) if len(datasets) == 1 else None, {}).get("ram/6")

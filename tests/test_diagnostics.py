@@ -12,7 +12,7 @@ from torch import nn
 
 from ramlab.diagnostics import grad_norms, starved_parts
 from ramlab.metrics import read_metrics
-from ramlab.progress import CurvePoint, best, time_to, val_curve
+from ramlab.progress import CurvePoint, best, setting_over_resumes, time_to, val_curve
 from ramlab.trainer import Trainer
 
 
@@ -94,3 +94,16 @@ def test_time_to_accuracy_from_hand_written_records() -> None:
     assert best(curve).epoch == 4
     # Logs older than the timing fields still give a curve, without time.
     assert val_curve([{"epoch": 1, "val/error": 3.0}]) == [CurvePoint(1, None, None, 3.0)]
+
+
+def test_setting_over_resumes_reads_each_resume_change() -> None:
+    history = [
+        {"command": "a", "changed": {"time_budget": [100.0, 90.0]}},
+        {"command": "b", "changed": {"threads": [1, 2], "test": [False, True]}},
+        {"command": "c", "changed": {"threads": [2, 4]}},
+    ]
+    # The config holds the last value; the first change's old value is where the run began.
+    assert setting_over_resumes(4, history, "threads") == [1, 2, 4]
+    assert setting_over_resumes(90.0, history, "time_budget") == [100.0, 90.0]
+    assert setting_over_resumes(3, history, "lr") == [3]
+    assert setting_over_resumes(None, [], "threads") == [None]

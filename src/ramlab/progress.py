@@ -49,3 +49,13 @@ def time_to(curve: list[CurvePoint], target: float) -> CurvePoint | None:
 
 def best(curve: list[CurvePoint]) -> CurvePoint | None:
     return min(curve, key=lambda point: point.error, default=None)
+
+
+def setting_over_resumes(initial: object, history: list[dict], key: str) -> list:
+    """The values a run's `train` setting `key` took, in order, from its config's value and its
+    history.jsonl lines (each resume's `changed: {key: [old, new]}`): `[1, 2]` for a run
+    started at 1 thread and resumed at 2. With no change, `[initial]`."""
+    changes = [line["changed"][key] for line in history if key in line.get("changed", {})]
+    if not changes:
+        return [initial]
+    return [changes[0][0]] + [new for _, new in changes]
