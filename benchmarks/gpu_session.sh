@@ -10,6 +10,11 @@
 #   cost         ramlab cost on cuda, sizes 28..800, batch-1 latency and batch 2048 -> cost.json/.txt
 #   concurrency  benchmarks/gpu_concurrency.py, 1/2/4/8 processes                 -> concurrency.json/.txt
 #   suite        the whole suite, python -m pytest -q (last: it gets the time left) -> pytest.txt
+#   recipe       not in the default: RECIPE (translated60) trained on cuda, compiled, for the time
+#                left, resumed from runs/gpu/$RECIPE when that run is carried; the run directory
+#                is copied to $OUT/runs/gpu/$RECIPE (checkpoints included) to carry into the next
+#                call, until it stops on its own (early stop or its epochs; --test true then
+#                reads the test split once)                                      -> recipe-$RECIPE.txt
 # Files go to $OUT/results/gpu (results/gpu when OUT is unset), with steps.txt: each step's
 # command, exit status and seconds. Every step runs under `timeout` (its own limit, and never
 # past BUDGET seconds since the start, about 9 minutes by default); a failed or timed-out step
@@ -28,6 +33,12 @@
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
 #   PYTHONPATH=/tmp/site:$PWD/src PY=python3 RAMLAB_COMMIT=<sha> bash benchmarks/gpu_session.sh
 # In a copy of the tree without .git, set RAMLAB_COMMIT=<commit> so the JSON files name it.
+# The recipe step needs MNIST, and the device machine cannot download it: here, once,
+# `mkdir -p .gpu-home/mnist && gzip -c ~/.cache/ramlab/mnist/X > .gpu-home/mnist/X.gz` for
+# the four files (11 MB; `echo /.gpu-home/ >> .git/info/exclude`), carry ".gpu-home" too and
+# set RAMLAB_HOME=$PWD/.gpu-home there (loading MNIST from it unpacks 53 MB beside the .gz
+# files: do that only on the device machine). Between calls, copy files_at's runs/gpu/$RECIPE to
+# runs/gpu/$RECIPE here and carry it: `STEPS=recipe` then resumes it.
 set -uo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -103,6 +114,27 @@ fi
 if wanted concurrency; then
     run concurrency 90 "$RES/concurrency.txt" "$PY" benchmarks/gpu_concurrency.py --device cuda \
         --counts 1,2,4,8 --seconds 4 --batch 128 --json "$RES/concurrency.json"
+fi
+
+if wanted recipe; then
+    RECIPE=${RECIPE:-translated60}
+    run_dir=runs/gpu/$RECIPE
+    # The time budget is the run's total training time: what it has trained so far plus this
+    # call's share (its time left, less a minute for compiling, validating and the copy).
+    left=$((BUDGET - (SECONDS - START) - 60))
+    budget=$("$PY" -c '
+import json, sys
+from pathlib import Path
+seconds = 0.0
+for line in Path(sys.argv[1], "metrics.jsonl").read_text().splitlines() if Path(sys.argv[1], "metrics.jsonl").is_file() else []:
+    seconds = json.loads(line).get("perf/train_seconds", seconds)
+print(round(seconds / 60 + int(sys.argv[2]) / 60, 2))' "$run_dir" "$left")
+    run recipe $((left + 30)) "$RES/recipe-$RECIPE.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
+        train ram --config "$RECIPE" --device cuda --compile true --threads 8 --progress false \
+        --time-budget "$budget" --out "$run_dir" --resume
+    if [[ -n ${OUT:-} && -d $run_dir ]]; then
+        mkdir -p "$OUT/runs/gpu" && cp -r "$run_dir" "$OUT/runs/gpu/"
+    fi
 fi
 
 if wanted suite; then
