@@ -122,6 +122,7 @@ class Rollout:
     entropy: torch.Tensor  # (B, T) entropy of the policy that chose l_t; 0 where none did
     acted: torch.Tensor  # (T,) bool: l_t was chosen by the policy (and is trained)
     image_size: tuple[int, int]  # (H, W), to turn locations into pixels
+    states: torch.Tensor | None = None  # (B, T, hidden) h_t, the core's state after glimpse t
 
 
 @register_model("ram")
@@ -227,6 +228,7 @@ class RAM(Model):
             entropy=entropy,
             acted=acted,
             image_size=self.image_size,
+            states=h[:, 1:],
         )
 
     def parameter_groups(self) -> list[dict]:
