@@ -329,3 +329,19 @@ def test_hybrid_loss_routing(routed) -> None:
             torch.testing.assert_close(grad, reinforce_added[name], rtol=0, atol=1e-7, msg=name)
         else:
             torch.testing.assert_close(grad, baseline_added[name], rtol=0, atol=1e-7, msg=name)
+
+
+def test_policy_trains_core_sends_reinforce_into_the_core_and_glimpse_net_only() -> None:
+    """Off (the default), REINFORCE reaches the policy alone; on, also the core and the glimpse
+    network through the policy's input, and still neither the classifier nor the baseline. The
+    rollout itself is unchanged: same locations, same log-probabilities."""
+    rollouts = {}
+    for on in (False, True):
+        ram = make_ram(policy_trains_core=on)
+        out = ram(images(8), sample=True, generator=gen(1))
+        rollouts[on] = out.rollout
+        assert reached(gradients(ram, out.rollout.log_probs.sum())) == (
+            {"policy", "core", "glimpse"} if on else {"policy"}
+        )
+    torch.testing.assert_close(rollouts[True].locations, rollouts[False].locations, rtol=0, atol=0)
+    torch.testing.assert_close(rollouts[True].log_probs, rollouts[False].log_probs, rtol=0, atol=0)

@@ -4,7 +4,7 @@
         g_t = glimpse_net(retina(x, l_t), l_t)          # what and where
         h_t = core(h_{t-1}, g_t)                         # recurrent state
         logits_t = classifier(h_t)                       # anytime prediction
-        l_{t+1} ~ policy(h_t.detach())                   # where to look next
+        l_{t+1} ~ policy(h_t.detach())                   # where to look next (h_t: policy_trains_core)
     b_t = baseline(h_{t-1}.detach())                     # expected return of action l_t
 
 `rollout` is the only implementation of this loop; training, evaluation, robustness and
@@ -53,6 +53,12 @@ class RAMConfig:
         "or linear (the paper's; clamped to the canvas for the retina)",
     )
     first_location: str = param("random", "first glimpse location: random (the paper) or centre")
+    policy_trains_core: bool = param(
+        False,
+        "let the REINFORCE gradient reach the core and glimpse network through the policy's input "
+        "(the Torch7 RAM example does; the policy itself still learns from REINFORCE only). Off: "
+        "the policy reads a detached state, and the core learns from the classification loss alone",
+    )
     policy_lr: float = param(
         1.0,
         "multiplier of the learning rate for the location policy alone. It learns from REINFORCE "
@@ -200,7 +206,8 @@ class RAM(Model):
             state = self.core(g, state)
             hiddens.append(self.core.hidden(state))
             if t + 1 < steps:
-                mu, log_std = self.policy(hiddens[-1].detach())
+                state_in = hiddens[-1] if self.config.policy_trains_core else hiddens[-1].detach()
+                mu, log_std = self.policy(state_in)
                 if noise is None:
                     location = self.policy.location(mu)
                 else:
