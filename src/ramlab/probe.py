@@ -6,8 +6,9 @@ first scenes of a split and scored on the rest: the median distance of its predi
 centre, in pixels. Beside it, the median distance from the same centre to where the policy
 sends glimpse t+1 (its mean, as evaluation looks). The policy is itself a linear layer of h_t
 (then a tanh), so a probe well ahead of the policy says the state holds where the digit is and
-the policy has not learnt to use it; a probe no better than guessing the average centre says
-the state does not hold it.
+the policy could aim there but does not (which may be its choice: a glimpse on a stroke off
+the centre can serve the classifier better); a probe no better than guessing the average
+centre says the state does not hold it.
 """
 
 from __future__ import annotations

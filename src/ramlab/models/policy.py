@@ -10,7 +10,9 @@ clamped to the canvas. Measured (results/recipes/TUNING.md): on mnist the linear
 the digit sooner and ended much worse, so tanh stays the default; what pulls the policy off
 the digit early is noise in its gradient (see RAMConfig.policy_lr), not the saturation.
 
-Its input is the detached hidden state, so only REINFORCE trains it. The log-probability
+Only REINFORCE trains it (its actions are detached samples). Its input is the hidden state,
+detached by default so that REINFORCE trains nothing else (`RAMConfig.policy_trains_core`
+lets it reach the core and glimpse network). The log-probability
 is of the unclamped sample (the action the policy actually drew). The rollout calls
 `forward` once per step and scores all steps' actions at once with `log_prob`/`entropy`.
 """
@@ -41,7 +43,7 @@ class LocationPolicy(nn.Module):
             nn.init.constant_(self.log_std.bias, self.fixed_log_std)
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
-        """h (B, hidden), detached by the caller -> mean (B, 2), log-std (B, 2) or a float."""
+        """h (B, hidden) (detached by the caller unless policy_trains_core) -> mean (B, 2), log-std (B, 2) or a float."""
         mu = torch.tanh(self.mean(h)) if self.bounded else self.mean(h)
         if self.log_std is None:
             return mu, self.fixed_log_std

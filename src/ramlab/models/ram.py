@@ -4,7 +4,7 @@
         g_t = glimpse_net(retina(x, l_t), l_t)          # what and where
         h_t = core(h_{t-1}, g_t)                         # recurrent state
         logits_t = classifier(h_t)                       # anytime prediction
-        l_{t+1} ~ policy(h_t.detach())                   # where to look next (h_t: policy_trains_core)
+        l_{t+1} ~ policy(h_t.detach())                   # where to look next (h_t, undetached, with policy_trains_core)
     b_t = baseline(h_{t-1}.detach())                     # expected return of action l_t
 
 `rollout` is the only implementation of this loop; training, evaluation, robustness and
