@@ -36,8 +36,18 @@ def test_a_recipe_is_the_papers_set_up_for_its_dataset(name: str) -> None:
     assert config.train.eval_limit is None  # all 5,000 validation and 10,000 test scenes
 
 
-# How a run was run, not what it learns: these may differ between a recipe and its measured run.
-RUN_MANAGEMENT = {"threads", "progress", "time_budget", "test", "device"}
+# How a run was run, not what it learns (compile: the same losses, tested in test_fastpath): these
+# may differ between a recipe and its measured run.
+RUN_MANAGEMENT = {
+    "threads",
+    "progress",
+    "time_budget",
+    "test",
+    "device",
+    "compile",
+    "eval_batch_size",
+    "log_every",
+}
 
 
 @pytest.mark.parametrize("name", sorted(GLIMPSES))
@@ -69,6 +79,26 @@ def test_the_study_presets_test_every_run_on_the_full_splits(tmp_path) -> None:
     for config in configs:
         assert config.train.eval_limit is None and config.train.test
         assert config.train.eval_rollouts == 1 and not config.train.eval_sample
+
+
+def test_the_quick_preset_still_trains_what_results_quick_measured(tmp_path) -> None:
+    """results/quick/ is the quick study's measured output, so `ramlab study quick` must still
+    train those runs: a change to the translated60 recipe that the quick preset inherits
+    (schedule, loss) would make the README's quick numbers stale."""
+    from ramlab import study
+
+    runner = study.Study(study.load_preset("quick"), tmp_path / "out", log=lambda _: None)
+    configs = {job.run: runner.run_config(job) for job in runner.jobs() if job.kind == "train"}
+    measured = sorted(path.name for path in (RESULTS.parent / "quick" / "runs").iterdir())
+    assert sorted(configs) == measured
+    for run, config in configs.items():
+        result = json.loads((RESULTS.parent / "quick" / "runs" / run / "result.json").read_text())
+        trained = RunConfig.from_dict(result["config"]).to_dict()
+        planned = config.to_dict()
+        for section in ("train", "model_config"):
+            for key in RUN_MANAGEMENT & set(planned[section]):
+                trained[section].pop(key), planned[section].pop(key)
+        assert trained == planned, run
 
 
 def test_train_from_a_recipe_name_with_overrides(fake_mnist, tmp_path, capsys) -> None:
