@@ -123,12 +123,12 @@ if wanted recipe; then
     # call's share (its time left, less a minute for compiling, validating and the copy).
     left=$((BUDGET - (SECONDS - START) - 60))
     budget=$("$PY" -c '
-import json, sys
+import sys
 from pathlib import Path
-seconds = 0.0
-for line in Path(sys.argv[1], "metrics.jsonl").read_text().splitlines() if Path(sys.argv[1], "metrics.jsonl").is_file() else []:
-    seconds = json.loads(line).get("perf/train_seconds", seconds)
-print(round(seconds / 60 + int(sys.argv[2]) / 60, 2))' "$run_dir" "$left")
+from ramlab.progress import read_val_curve
+curve = read_val_curve(sys.argv[1]) if Path(sys.argv[1], "metrics.jsonl").is_file() else []
+seconds = curve[-1].seconds or 0.0 if curve else 0.0
+print(round((seconds + int(sys.argv[2])) / 60, 2))' "$run_dir" "$left")
     run recipe $((left + 30)) "$RES/recipe-$RECIPE.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
         train ram --config "$RECIPE" --device cuda --compile true --threads 8 --progress false \
         --time-budget "$budget" --out "$run_dir" --resume

@@ -13,11 +13,11 @@ its history.jsonl the threads of each resume (`threads 1 -> 2`: a resume changed
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 from ramlab.config import load_yaml
+from ramlab.metrics import read_metrics
 from ramlab.progress import best, read_val_curve, setting_over_resumes, time_to
 from ramlab.report import PAPER
 
@@ -48,12 +48,7 @@ def main() -> None:
         curves[label] = read_val_curve(path)
         config = load_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {}
         datasets.add(config.get("data"))
-        history_file = path / "history.jsonl"
-        history = (
-            [json.loads(line) for line in history_file.read_text().splitlines()]
-            if history_file.is_file()
-            else []
-        )
+        history = read_metrics(path / "history.jsonl") if (path / "history.jsonl").is_file() else []
         threads = " -> ".join(
             str(value or "torch default")
             for value in setting_over_resumes(config.get("train", {}).get("threads"), history, "threads")
