@@ -61,7 +61,7 @@ class RAMConfig:
         "default, as in most PyTorch versions): the policy reads a detached state, and the core "
         "learns from the classification loss alone, so nothing asks it to keep where the digit "
         "is. On in the cluttered recipes, where it sent far more glimpses to the digit (worse on "
-        "mnist; results/recipes/TUNING.md)",
+        "mnist and translated60; results/recipes/TUNING.md)",
     )
     policy_lr: float = param(
         1.0,
