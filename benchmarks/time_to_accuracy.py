@@ -2,8 +2,11 @@
 reaches given targets (by default the paper's 6-glimpse test error for the run's dataset,
 and twice it), read from each run's metrics.jsonl; optionally a plot of the curves.
 
-    python benchmarks/time_to_accuracy.py RUN_DIR [LABEL=RUN_DIR ...] [--targets 1.22 2.44]
+    python benchmarks/time_to_accuracy.py RUN [LABEL=RUN ...] [--targets 1.22 2.44]
         [--plot FILE.png]
+
+RUN is a run directory or a committed curve `results/recipes/[tuning/]NAME-val.jsonl` (its
+config and resume history are read from the files beside it: `ramlab.progress.RunFiles`).
 
 Wall time is the trainer's `perf/train_seconds` (training steps only, validation excluded),
 as measured on the machine that trained the run; each run's config names its threads, and
@@ -13,18 +16,28 @@ its history.jsonl the threads of each resume (`threads 1 -> 2`: a resume changed
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
 from ramlab.config import load_yaml
 from ramlab.metrics import read_metrics
-from ramlab.progress import best, read_val_curve, setting_over_resumes, time_to
+from ramlab.progress import RunFiles, best, read_val_curve, setting_over_resumes, time_to
 from ramlab.report import PAPER
 
 
 def parse_run(text: str) -> tuple[str, Path]:
     label, sep, path = text.partition("=")
     return (label, Path(path)) if sep else (Path(text).name, Path(text))
+
+
+def read_config(path: Path | None) -> dict:
+    """A run's config: a config.yaml, or the `config` inside a result.json."""
+    if path is None:
+        return {}
+    if path.suffix == ".json":
+        return json.loads(path.read_text()).get("config", {})
+    return load_yaml(path)
 
 
 def describe(seconds: float | None, rollouts: int | None, epoch: float) -> str:
@@ -37,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("runs", nargs="+", metavar="[LABEL=]RUN_DIR")
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]RUN")
     parser.add_argument("--targets", type=float, nargs="+", help="validation errors (%%) to reach")
     parser.add_argument("--plot", metavar="FILE.png", help="also plot error against wall time and rollouts")
     args = parser.parse_args()
@@ -45,10 +58,11 @@ def main() -> None:
     curves, datasets = {}, set()
     print(f"machine: {os.cpu_count()} CPU cores visible to this process")
     for label, path in map(parse_run, args.runs):
-        curves[label] = read_val_curve(path)
-        config = load_yaml(path / "config.yaml") if (path / "config.yaml").is_file() else {}
+        files = RunFiles.find(path)
+        curves[label] = read_val_curve(files.curve)
+        config = read_config(files.config)
         datasets.add(config.get("data"))
-        history = read_metrics(path / "history.jsonl") if (path / "history.jsonl").is_file() else []
+        history = read_metrics(files.history) if files.history else []
         threads = " -> ".join(
             str(value or "torch default")
             for value in setting_over_resumes(config.get("train", {}).get("threads"), history, "threads")

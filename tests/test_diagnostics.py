@@ -12,7 +12,7 @@ from torch import nn
 
 from ramlab.diagnostics import grad_norms, starved_parts
 from ramlab.metrics import read_metrics
-from ramlab.progress import CurvePoint, best, setting_over_resumes, time_to, val_curve
+from ramlab.progress import CurvePoint, RunFiles, best, setting_over_resumes, time_to, val_curve
 from ramlab.trainer import Trainer
 
 
@@ -94,6 +94,29 @@ def test_time_to_accuracy_from_hand_written_records() -> None:
     assert best(curve).epoch == 4
     # Logs older than the timing fields still give a curve, without time.
     assert val_curve([{"epoch": 1, "val/error": 3.0}]) == [CurvePoint(1, None, None, 3.0)]
+
+
+def test_run_files_in_a_run_directory_and_beside_a_committed_curve(tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("")
+    (run / "config.yaml").write_text("data: mnist\n")
+    files = RunFiles.find(run)
+    assert (files.curve, files.config, files.history) == (run / "metrics.jsonl", run / "config.yaml", None)
+
+    # results/recipes/tuning keeps NAME-val.jsonl, NAME-config.yaml, NAME-history.jsonl ...
+    for name in ("a-val.jsonl", "a-config.yaml", "a-history.jsonl", "a.json"):
+        (tmp_path / name).write_text("")
+    files = RunFiles.find(tmp_path / "a-val.jsonl")
+    assert files == RunFiles(
+        tmp_path / "a-val.jsonl", tmp_path / "a-config.yaml", tmp_path / "a-history.jsonl"
+    )
+    # ... and results/recipes keeps DATASET-val.jsonl beside the result DATASET.json (its config).
+    (tmp_path / "b-val.jsonl").write_text("")
+    (tmp_path / "b.json").write_text("")
+    assert RunFiles.find(tmp_path / "b-val.jsonl") == RunFiles(
+        tmp_path / "b-val.jsonl", tmp_path / "b.json", None
+    )
 
 
 def test_setting_over_resumes_reads_each_resume_change() -> None:

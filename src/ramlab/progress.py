@@ -37,6 +37,34 @@ def val_curve(records: list[dict]) -> list[CurvePoint]:
     ]
 
 
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a run's curve, config and resume history are: in a run directory
+    (metrics.jsonl, config.yaml, history.jsonl), or beside a committed curve `NAME-val.jsonl`
+    (NAME-config.yaml, else the config inside the result NAME.json; NAME-history.jsonl), as
+    results/recipes/ keeps finished runs. A file that is not there is None."""
+
+    curve: Path
+    config: Path | None
+    history: Path | None
+
+    @classmethod
+    def find(cls, path: str | Path) -> RunFiles:
+        path = Path(path)
+        if path.is_dir():
+            names = (path / "metrics.jsonl", [path / "config.yaml"], path / "history.jsonl")
+        else:
+            stem = path.name.removesuffix("-val.jsonl")
+            names = (
+                path,
+                [path.with_name(f"{stem}-config.yaml"), path.with_name(f"{stem}.json")],
+                path.with_name(f"{stem}-history.jsonl"),
+            )
+        curve, configs, history = names
+        config = next((c for c in configs if c.is_file()), None)
+        return cls(curve=curve, config=config, history=history if history.is_file() else None)
+
+
 def read_val_curve(run_dir: str | Path) -> list[CurvePoint]:
     path = Path(run_dir)
     return val_curve(read_metrics(path / "metrics.jsonl" if path.is_dir() else path))
