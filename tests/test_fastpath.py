@@ -32,6 +32,7 @@ def _ram(core: str, device: str, *, first_location: str = "random") -> torch.nn.
         first_location=first_location,
         ce_all_steps=True,
         reward="sparse+infogain+bbox",
+        dropout=0.2,  # in training only: its masks are drawn outside the graph too
     )
     return build_model("ram", config, image_size=(60, 60)).to(device)
 
@@ -101,7 +102,10 @@ def test_randomness_is_drawn_in_the_eager_passes_order() -> None:
     inside = model.rollout(images, sample=True, generator=torch.Generator().manual_seed(4))
     assert torch.equal(handed.locations, inside.locations)
     assert torch.equal(handed.locations[:, 0], drawn[0])
-    assert len(model.draw_randomness(images, sample=False, generator=None)) == 1
+    # With the policy mean, no noise; the dropout masks in training only.
+    location, noise, masks = model.draw_randomness(images, sample=False, generator=None)
+    assert location.shape == (16, 2) and noise is None and masks.shape[:3] == (2, 16, 4)
+    assert model.eval().draw_randomness(images, sample=True, generator=None)[2] is None
 
 
 def test_feed_forward_models_draw_nothing_and_compile_mode_follows_the_device() -> None:

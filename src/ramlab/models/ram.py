@@ -2,10 +2,12 @@
 
     for t in 0..T-1:
         g_t = glimpse_net(retina(x, l_t), l_t)          # what and where
-        h_t = core(h_{t-1}, g_t)                         # recurrent state
-        logits_t = classifier(h_t)                       # anytime prediction
+        h_t = core(h_{t-1}, drop(g_t))                   # recurrent state
+        logits_t = classifier(drop(h_t))                 # anytime prediction
         l_{t+1} ~ policy(h_t.detach())                   # where to look next (h_t, undetached, with policy_trains_core)
     b_t = baseline(h_{t-1}.detach())                     # expected return of action l_t
+drop is dropout (in training, with `dropout` > 0) on the core's two non-recurrent connections;
+the policy and the baseline read the state undropped.
 
 `rollout` is the only implementation of this loop; training, evaluation, robustness and
 visualisation all call it (through `forward`).
@@ -75,6 +77,12 @@ class RAMConfig:
     reinforce_weight: float = param(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = param(1.0, "weight of the baseline's MSE in the hybrid loss")
     entropy_weight: float = param(0.0, "entropy bonus for a learned std (0: none)")
+    dropout: float = param(
+        0.0,
+        "dropout rate in training on the core's non-recurrent connections (Zaremba et al. "
+        "2014): the glimpse feature g_t into the core and the state h_t into the classifier. "
+        "The policy and the baseline read the state undropped. 0: none",
+    )
     rollouts: int = param(
         1,
         "M: in training, each image is seen by M rollouts in the same batch (batch_size images "
@@ -114,6 +122,8 @@ class RAMConfig:
             )
         if not 0 <= self.gamma <= 1:
             raise RamlabError(f"ram gamma must be in [0, 1], got {self.gamma}")
+        if not 0 <= self.dropout < 1:
+            raise RamlabError(f"ram dropout must be in [0, 1), got {self.dropout}")
         parse_reward(self.reward)
 
     @property
@@ -177,14 +187,21 @@ class RAM(Model):
 
     def draw_randomness(
         self, images: torch.Tensor, *, sample: bool, generator: torch.Generator | None
-    ) -> tuple[torch.Tensor, ...]:
-        """(first location (B, 2),) and, when sampling, the policy's standard-normal noise
-        (B, T-1, 2), in the order `rollout` draws them."""
-        batch, device = images.shape[0], images.device
+    ) -> tuple[torch.Tensor | None, ...]:
+        """(first location (B, 2), the policy's standard-normal noise (B, T-1, 2) when
+        sampling, the dropout masks (2, B, T, hidden) in training with dropout), in the order
+        `rollout` draws them; None for what this pass does not use."""
+        batch, device, config = images.shape[0], images.device, self.config
         location = self.first_location(batch, device, generator)
-        if not sample:
-            return (location,)
-        return location, torch.randn(batch, self.config.glimpses - 1, 2, generator=generator, device=device)
+        noise = None
+        if sample:
+            noise = torch.randn(batch, config.glimpses - 1, 2, generator=generator, device=device)
+        masks = None
+        if self.training and config.dropout > 0:
+            keep = 1.0 - config.dropout
+            shape = (2, batch, config.glimpses, config.hidden)
+            masks = (torch.rand(shape, generator=generator, device=device) < keep).to(images.dtype) / keep
+        return location, noise, masks
 
     def rollout(
         self,
@@ -199,7 +216,8 @@ class RAM(Model):
         path draws them outside its graph); drawn here when None."""
         if randomness is None:
             randomness = self.draw_randomness(images, sample=sample, generator=generator)
-        location, noise = randomness[0], randomness[1] if sample else None
+        location, noise, masks = randomness
+        noise = noise if sample else None
         batch, device, steps = images.shape[0], images.device, self.config.glimpses
         pyramid = self.retina.prepare(images)
         state = None  # all zeros before the first glimpse
@@ -207,7 +225,7 @@ class RAM(Model):
         locations, actions, means, log_stds = [location], [], [], []
         for t in range(steps):
             g = self.glimpse(self.retina.glimpse(pyramid, location), location)
-            state = self.core(g, state)
+            state = self.core(g if masks is None else g * masks[0, :, t], state)
             hiddens.append(self.core.hidden(state))
             if t + 1 < steps:
                 state_in = hiddens[-1] if self.config.policy_trains_core else hiddens[-1].detach()
@@ -235,7 +253,7 @@ class RAM(Model):
             locations=torch.stack(locations, dim=1),
             log_probs=log_probs,
             baselines=self.baseline(h[:, :-1].detach()),
-            step_logits=self.classifier(h[:, 1:]),
+            step_logits=self.classifier(h[:, 1:] if masks is None else h[:, 1:] * masks[1]),
             entropy=entropy,
             acted=acted,
             image_size=self.image_size,
