@@ -14,7 +14,7 @@ from ramlab.models.ram import RAMConfig
 
 def test_masks_are_drawn_in_training_only_and_scale_the_kept_units() -> None:
     ram = make_ram(dropout=0.25)
-    location, noise, masks = ram.draw_randomness(images(400), sample=True, generator=gen(1))
+    _location, _noise, masks = ram.draw_randomness(images(400), sample=True, generator=gen(1))
     assert masks.shape == (2, 400, 4, 16)  # (g and h, B, T, hidden)
     # Kept units are scaled by 1 / (1 - 0.25), so that the expectation is unchanged.
     assert masks.unique().tolist() == pytest.approx([0.0, 4 / 3])

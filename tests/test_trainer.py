@@ -4,6 +4,7 @@ checkpoint safety and refusing to overwrite a run."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -64,9 +65,10 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 
 class ObjectiveHook:
-    """Wraps RAM.objective to act at training step `at` (1-based): interrupt or give NaN."""
+    """Wraps RAM.objective to act at training step `at` (1-based): interrupt (a
+    KeyboardInterrupt raised there), give NaN, or send `signals` to this process."""
 
-    def __init__(self, monkeypatch, *, at: int, action: str) -> None:
+    def __init__(self, monkeypatch, *, at: int, action: str, signals: tuple[int, ...] = ()) -> None:
         self.calls, self.at, self.action = 0, at, action
         original = RAM.objective
 
@@ -76,6 +78,10 @@ class ObjectiveHook:
             if self.calls == self.at:
                 if self.action == "interrupt":
                     raise KeyboardInterrupt
+                if self.action == "signal":
+                    for signum in signals:
+                        os.kill(os.getpid(), signum)
+                    return result
                 return Objective(loss=result.loss * float("nan"), metrics=result.metrics)
             return result
 

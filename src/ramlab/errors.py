@@ -6,8 +6,13 @@ class RamlabError(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run or study: the message says what was kept and the exact command that
-    resumes (the CLI prints it and exits 130)."""
+    """Ctrl-C or SIGTERM during a run or study: the message says what was kept and the exact
+    command that resumes; the CLI prints it and exits with `exit_code` (128 + the signal's
+    number: 130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, *, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def unknown_name(kind: str, name: str, valid) -> RamlabError:

@@ -25,3 +25,12 @@ def interrupted_message(epoch: int, out: Path, resume_command: str) -> str:
     last = out / "last.pt"
     kept = f"the last checkpoint ({last}) is kept" if last.exists() else "no checkpoint was written yet"
     return f"interrupted at epoch {epoch + 1}; {kept}. Resume with: {resume_command}"
+
+
+def stopped_message(signal: str, epoch: int, step: int, steps: int, out: Path, resume_command: str) -> str:
+    """A signal honoured after step `step` (1-based; `steps` per epoch) of epoch `epoch`
+    (0-based), with last.pt just written there."""
+    at = f"after epoch {epoch}" if step == 0 else f"at epoch {epoch + 1}, step {step} of {steps}"
+    return (
+        f"stopped by {signal} {at}; its checkpoint ({out / 'last.pt'}) is kept. Resume with: {resume_command}"
+    )

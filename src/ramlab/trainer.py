@@ -11,7 +11,8 @@ A run directory holds:
 
 Exact resume: epoch e shuffles and samples from a generator seeded with (seed, e), and a
 checkpoint stores that generator's state, so an interrupted run continued with `resume`
-ends with the same weights as an uninterrupted one (on CPU).
+ends with the same weights as an uninterrupted one (on CPU). SIGTERM or Ctrl-C stops the run
+after the step in progress, with last.pt written at that step (`ramlab.stop_signal`).
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position
 from ramlab.provenance import git_commit
-from ramlab.run_messages import interrupted_message, non_finite_message
+from ramlab.run_messages import interrupted_message, non_finite_message, stopped_message
 from ramlab.runconfig import RunConfig, resume_changes
+from ramlab.stop_signal import StopSignal
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -67,6 +69,7 @@ class Trainer:
         self.command = command or shlex.join(["ramlab", *sys.argv[1:]])
         set_threads(self.cfg.threads)
         self.device = resolve_device(self.cfg.device)
+        self.stop = StopSignal()
 
     @property
     def resume_command(self) -> str:
@@ -79,7 +82,7 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         # Built first: settings the model refuses leave no run directory behind.
         self.model = build_run_model(self.config, self.device)
-        with DirectoryLock(self.out, self.command):
+        with DirectoryLock(self.out, self.command), self.stop:
             state = self._prepare_dir(resume)
             remove_stale_temp(self.out)
             self.commit = git_commit()  # the code this process loaded
@@ -89,6 +92,9 @@ class Trainer:
                 while self._stop_reason(self.pos.epoch, self.pos.best_epoch, self.pos.train_seconds) is None:
                     self._train_epoch()
                     self._end_epoch()
+                    self._stop_if_asked()  # a signal in the epoch's last step or its validation
+            except Interrupted:
+                raise
             except KeyboardInterrupt:
                 raise Interrupted(
                     interrupted_message(self.pos.epoch, self.out, self.resume_command)
@@ -208,10 +214,31 @@ class Trainer:
             if checkpoint:
                 self._clock()
                 self._checkpoint(self.out / "last.pt")
+            if step + 1 < self.steps_per_epoch and self.stop.received is not None:
+                bar.close()
+                self._clock()
+                self._checkpoint(self.out / "last.pt")
+                self._stop_if_asked()
         bar.close()
         self._clock()
         pos.epoch += 1
         pos.step_in_epoch, pos.generator = 0, None
+
+    def _stop_if_asked(self) -> None:
+        """After a step or an epoch that wrote last.pt: stop if a signal asked to."""
+        if self.stop.received is not None:
+            pos = self.pos
+            raise Interrupted(
+                stopped_message(
+                    self.stop.received.name,
+                    pos.epoch,
+                    pos.step_in_epoch,
+                    self.steps_per_epoch,
+                    self.out,
+                    self.resume_command,
+                ),
+                exit_code=self.stop.exit_code,
+            )
 
     def _clock(self) -> None:
         """Adds the training time since the last tick to the run's training seconds."""

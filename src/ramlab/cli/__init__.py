@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             f"ramlab: {exc or 'interrupted (finished work is kept; rerun the same command to resume)'}",
             file=sys.stderr,
         )
-        return 130
+        return getattr(exc, "exit_code", 130)
     except OSError as exc:  # the environment: a full disk, a read-only folder, ...
         print(f"ramlab: error: {os_error_message(exc, verb='use')}", file=sys.stderr)
         return 2

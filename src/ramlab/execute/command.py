@@ -2,8 +2,9 @@
 
 The command's stdout and stderr are appended to the task's log, after a header line (the
 command, the time, the host); executors that retry count these headers to tell how many
-times a command ran. Stopping is SIGTERM, then SIGKILL for whatever still runs after a
-grace period (a second Ctrl-C skips the grace).
+times a command ran. Stopping is SIGTERM (a training run finishes its step, writes last.pt
+there and exits, `ramlab.stop_signal`), then SIGKILL for whatever still runs after a grace
+period (a second Ctrl-C skips the grace).
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt as exc:  # ramlab's own say what was kept
         print(f"ramlab: {str(exc) or 'interrupted; rerun the same command to resume'}", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
 
 
 if __name__ == "__main__":
