@@ -2,9 +2,10 @@
 
 SIGTERM (what `kill` sends, what Slurm sends before it preempts or times out a job, and what
 the study's executors send to stop a command) and SIGINT (Ctrl-C) set a flag instead of
-raising wherever the program happens to be. The trainer reads the flag after each
-optimisation step, writes last.pt at that step and stops with the command that resumes it,
-so no finished step is lost. A second signal raises KeyboardInterrupt at once (the run then
+raising wherever the program happens to be. The trainer reads the flag at each step, before
+the step's backward pass; once it is up, it finishes that step, writes last.pt there and stops
+with the command that resumes it, so no finished step is lost (at an epoch's last step it
+stops after the epoch's validation and checkpoint instead). A second signal raises KeyboardInterrupt at once (the run then
 resumes from its last checkpoint). A signal that was ignored when the run started stays
 ignored: a background job of a non-interactive shell ignores SIGINT, and Ctrl-C typed in
 that shell is not meant for it. Python lets only the main thread set handlers; elsewhere

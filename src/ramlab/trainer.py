@@ -190,7 +190,10 @@ class Trainer:
                 batch = batch.repeat(copies)
             out, objective = self.step(batch.images, batch.labels, batch.bboxes, sample_gen)
             logging = (pos.global_step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch
-            checkpoint = (
+            # A signal stops the run after this step, with a checkpoint of it (at an epoch's
+            # last step, after its validation instead).
+            stop = self.stop.received is not None and step + 1 < self.steps_per_epoch
+            checkpoint = stop or (
                 cfg.checkpoint_every > 0
                 and (pos.global_step + 1) % cfg.checkpoint_every == 0
                 and step + 1 < self.steps_per_epoch
@@ -214,10 +217,8 @@ class Trainer:
             if checkpoint:
                 self._clock()
                 self._checkpoint(self.out / "last.pt")
-            if step + 1 < self.steps_per_epoch and self.stop.received is not None:
+            if stop:
                 bar.close()
-                self._clock()
-                self._checkpoint(self.out / "last.pt")
                 self._stop_if_asked()
         bar.close()
         self._clock()
