@@ -192,11 +192,10 @@ class Trainer:
             logging = (pos.global_step + 1) % cfg.log_every == 0 or step + 1 == self.steps_per_epoch
             # A signal stops the run after this step, with a checkpoint of it (at an epoch's
             # last step, after its validation instead).
-            stop = self.stop.received is not None and step + 1 < self.steps_per_epoch
+            mid_epoch = step + 1 < self.steps_per_epoch
+            stop = mid_epoch and self.stop.received is not None
             checkpoint = stop or (
-                cfg.checkpoint_every > 0
-                and (pos.global_step + 1) % cfg.checkpoint_every == 0
-                and step + 1 < self.steps_per_epoch
+                mid_epoch and cfg.checkpoint_every > 0 and (pos.global_step + 1) % cfg.checkpoint_every == 0
             )
             self._check_finite(objective.loss, step, now=logging or checkpoint)
             self.optimizer.zero_grad(set_to_none=True)
