@@ -213,3 +213,30 @@ def test_hybrid_loss_by_hand() -> None:
     objective = hybrid_loss(rollout, labels, torch.zeros(2, 4), config=every, reward_weights={"sparse": 1.0})
     expected = (4 * math.log(2.0) - math.log(0.75) - math.log(0.25)) / 6
     assert objective.metrics["loss/classification"].item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_label_smoothing_moves_e_of_the_target_to_the_uniform_by_hand() -> None:
+    # B = 2, C = 2, e = 0.2: the target is 0.9 on the label and 0.1 on the other class.
+    # Final p(1) = 3/4 in both rows; labels 1 and 0.
+    logits = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)]]] * 2)
+    rollout = make_rollout(step_logits=logits)
+    labels = torch.tensor([1, 0])
+    smoothed = RAMConfig(label_smoothing=0.2)
+    objective = hybrid_loss(rollout, labels, torch.zeros(2, 4), config=smoothed, reward_weights={"sparse": 1.0})
+    row0 = -(0.9 * math.log(0.75) + 0.1 * math.log(0.25))
+    row1 = -(0.9 * math.log(0.25) + 0.1 * math.log(0.75))
+    assert objective.metrics["loss/classification"].item() == pytest.approx((row0 + row1) / 2, abs=1e-6)
+    # The reward still counts the unsmoothed prediction: row 0 right, row 1 wrong.
+    assert objective.metrics["policy/reward"].item() == pytest.approx(0.5, abs=1e-6)
+
+    # Over every step: step 0 has p = 1/2 for either class, so its term is log 2 whatever e.
+    every = dataclasses.replace(smoothed, ce_all_steps=True)
+    objective = hybrid_loss(rollout, labels, torch.zeros(2, 4), config=every, reward_weights={"sparse": 1.0})
+    expected = (2 * math.log(2.0) + row0 + row1) / 4
+    assert objective.metrics["loss/classification"].item() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0])
+def test_a_label_smoothing_outside_zero_to_one_is_refused(rate: float) -> None:
+    with pytest.raises(RamlabError, match=r"label_smoothing must be in \[0, 1\)"):
+        RAMConfig(label_smoothing=rate)

@@ -1,6 +1,7 @@
 """The RAM's hybrid loss (a pure function of a rollout, the labels and the boxes).
 
-    L = CE(logits_T, y)                          [or the mean CE over every step]
+    L = CE(logits_T, y)                          [or the mean CE over every step; targets
+                                                  smoothed with `label_smoothing` e > 0]
       + w_b * mean_t (b_t - G_t)^2                 baseline regression (reaches only b)
       - w_r * mean_B sum_t (G_t - b_t) log pi(l_t) REINFORCE, baseline detached
       - w_e * mean_B sum_t H(pi_t)                 optional entropy bonus (learned std)
@@ -29,10 +30,13 @@ def leave_one_out_mean(values: torch.Tensor, copies: int) -> torch.Tensor:
 
 def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, reward_weights) -> Objective:
     logits = rollout.step_logits  # (B, T, C)
+    smoothing = config.label_smoothing
     if config.ce_all_steps:
-        classification = F.cross_entropy(logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1]))
+        classification = F.cross_entropy(
+            logits.flatten(0, 1), labels.repeat_interleave(logits.shape[1]), label_smoothing=smoothing
+        )
     else:
-        classification = F.cross_entropy(logits[:, -1], labels)
+        classification = F.cross_entropy(logits[:, -1], labels, label_smoothing=smoothing)
 
     rewards = combined_reward(reward_weights, rollout, labels, bboxes)  # (B, T)
     returns = discounted_returns(rewards, config.gamma)  # (B, T)

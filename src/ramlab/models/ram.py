@@ -74,6 +74,12 @@ class RAMConfig:
     reward: str = param("sparse", "reward structure, e.g. sparse, sparse+infogain, sparse+0.5*bbox")
     gamma: float = param(1.0, "discount of the reward-to-go")
     ce_all_steps: bool = param(False, "cross-entropy on every step's logits, not only the last")
+    label_smoothing: float = param(
+        0.0,
+        "label smoothing of the training cross-entropy (Szegedy et al. 2016): the target puts "
+        "1 - e on the label and e/C on every class. The reward and the evaluation loss are "
+        "unchanged. 0: none",
+    )
     reinforce_weight: float = param(1.0, "weight of the REINFORCE term in the hybrid loss")
     baseline_weight: float = param(1.0, "weight of the baseline's MSE in the hybrid loss")
     entropy_weight: float = param(0.0, "entropy bonus for a learned std (0: none)")
@@ -124,6 +130,8 @@ class RAMConfig:
             raise RamlabError(f"ram gamma must be in [0, 1], got {self.gamma}")
         if not 0 <= self.dropout < 1:
             raise RamlabError(f"ram dropout must be in [0, 1), got {self.dropout}")
+        if not 0 <= self.label_smoothing < 1:
+            raise RamlabError(f"ram label_smoothing must be in [0, 1), got {self.label_smoothing}")
         parse_reward(self.reward)
 
     @property
