@@ -95,6 +95,30 @@ def test_rollout_indices_line_up() -> None:
             torch.testing.assert_close(rollout.log_probs[inside, t + 1], log_density[inside])
 
 
+def test_policy_hidden_layer_sits_between_the_state_and_the_mean() -> None:
+    """policy_hidden k: mu = tanh(W_mu ReLU(W_f h + b_f) + b_mu), set by hand so the answer
+    is known: W_f picks h[0] and -h[0], W_mu maps them to (x, y) = (0.5 ReLU(h0), -ReLU(-h0))."""
+    ram = make_ram(policy_hidden=2)
+    assert ram.policy.features[0].weight.shape == (2, 16) and ram.policy.mean.weight.shape == (2, 2)
+    with torch.no_grad():
+        ram.policy.features[0].weight.zero_()
+        ram.policy.features[0].weight[0, 0] = 1.0
+        ram.policy.features[0].weight[1, 0] = -1.0
+        ram.policy.features[0].bias.zero_()
+        ram.policy.mean.weight.copy_(torch.tensor([[0.5, 0.0], [0.0, -1.0]]))
+        ram.policy.mean.bias.zero_()
+        h = torch.zeros(2, 16)
+        h[0, 0], h[1, 0] = 0.8, -0.6
+        mu, log_std = ram.policy(h)
+    expected = torch.tensor([[math.tanh(0.4), 0.0], [0.0, math.tanh(-0.6)]])
+    torch.testing.assert_close(mu, expected)
+    assert log_std == math.log(SMALL.std)
+    # Only REINFORCE trains it: the hidden layer gets the log-probability's gradient.
+    ram.rollout(images(), sample=True, generator=gen(3)).log_probs.sum().backward()
+    assert ram.policy.features[0].weight.grad.abs().sum() > 0
+    assert make_ram().policy.features is None  # 0, the default: the paper's single affine map
+
+
 def test_linear_policy_mean_is_clamped_for_the_retina_but_not_for_the_log_prob() -> None:
     """policy_mean linear: mu = W h unbounded; the retina and the policy-mean evaluation see it
     clamped to [-1, 1]; the log-probability is of the unclamped action around the unbounded mu."""
@@ -234,6 +258,7 @@ def test_build_model_by_name() -> None:
         ({"reward": "sparse+0.5*box"}, "unknown reward 'box'"),
         ({"first_location": "corner"}, "first_location must be one of random, centre"),
         ({"policy_lr": 0.0}, "policy_lr must be > 0"),
+        ({"policy_hidden": -1}, r"policy_hidden must be >= 0 \(0: no hidden layer\), got -1"),
         ({"policy_mean": "sigmoid"}, "policy_mean must be one of tanh, linear; got 'sigmoid'"),
         ({"gamma": 1.5}, r"gamma must be in \[0, 1\]"),
         ({"hidden": 0}, "hidden must be a positive integer"),

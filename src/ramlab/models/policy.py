@@ -1,7 +1,8 @@
 """The location network: a Gaussian policy over the next glimpse location.
 
-    mu_t = tanh(W_mu h_t)  (mean "tanh", in [-1, 1])  or  W_mu h_t  (mean "linear", the paper's)
-    sigma fixed (the paper) or exp(W_s h_t) (learned)
+    f_t = h_t,  or  ReLU(W_f h_t + b_f)  with a hidden layer (`policy_hidden` > 0)
+    mu_t = tanh(W_mu f_t)  (mean "tanh", in [-1, 1])  or  W_mu f_t  (mean "linear", the paper's)
+    sigma fixed (the paper) or exp(W_s f_t) (learned)
     l_{t+1} ~ N(mu_t, sigma^2), clamped to [-1, 1] for the retina
 
 A tanh mean that drifts toward an edge saturates: its gradient vanishes there. A linear mean
@@ -33,12 +34,23 @@ LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 class LocationPolicy(nn.Module):
     def __init__(
-        self, *, hidden: int, std: float, learn_std: bool, mean: str = "tanh", min_std: float = 1e-3
+        self,
+        *,
+        hidden: int,
+        std: float,
+        learn_std: bool,
+        mean: str = "tanh",
+        layer: int = 0,
+        min_std: float = 1e-3,
     ) -> None:
+        """`layer` > 0 puts a ReLU layer of that many units between the state and the mean
+        (and log-std); 0 reads the state directly, the paper's single affine map."""
         super().__init__()
         self.bounded = mean == "tanh"
-        self.mean = nn.Linear(hidden, 2)
-        self.log_std = nn.Linear(hidden, 2) if learn_std else None
+        self.features = nn.Sequential(nn.Linear(hidden, layer), nn.ReLU()) if layer > 0 else None
+        width = layer if layer > 0 else hidden
+        self.mean = nn.Linear(width, 2)
+        self.log_std = nn.Linear(width, 2) if learn_std else None
         self.fixed_log_std = math.log(std)
         self.min_log_std = math.log(min_std)
         if self.log_std is not None:  # start at the configured std
@@ -47,6 +59,8 @@ class LocationPolicy(nn.Module):
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
         """h (B, hidden) (detached by the caller unless policy_trains_core) -> mean (B, 2), log-std (B, 2) or a float."""
+        if self.features is not None:
+            h = self.features(h)
         mu = torch.tanh(self.mean(h)) if self.bounded else self.mean(h)
         if self.log_std is None:
             return mu, self.fixed_log_std

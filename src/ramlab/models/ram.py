@@ -54,6 +54,12 @@ class RAMConfig:
         "the policy's mean: tanh of a linear layer (bounded; its gradient vanishes near the edge) "
         "or linear (the paper's; clamped to the canvas for the retina)",
     )
+    policy_hidden: int = param(
+        0,
+        "units of a ReLU layer between the state and the policy's mean (a deeper location "
+        "network, as in a later version of a public PyTorch RAM). 0: none, the paper's single "
+        "affine map",
+    )
     first_location: str = param("random", "first glimpse location: random (the paper) or centre")
     policy_trains_core: bool = param(
         False,
@@ -116,6 +122,8 @@ class RAMConfig:
         choice("ram first_location", self.first_location, FIRST_LOCATIONS)
         choice("ram policy_mean", self.policy_mean, POLICY_MEANS)
         choice("ram baseline", self.baseline, BASELINES)
+        if self.policy_hidden < 0:
+            raise RamlabError(f"ram policy_hidden must be >= 0 (0: no hidden layer), got {self.policy_hidden}")
         if self.rollouts < 1:
             raise RamlabError(f"ram rollouts must be >= 1, got {self.rollouts}")
         if self.baseline == "rollouts" and self.rollouts < 2:
@@ -181,7 +189,11 @@ class RAM(Model):
         )
         self.core = build_core(config.core, input_dim=config.hidden, hidden=config.hidden)
         self.policy = LocationPolicy(
-            hidden=config.hidden, std=config.std, learn_std=config.learn_std, mean=config.policy_mean
+            hidden=config.hidden,
+            std=config.std,
+            learn_std=config.learn_std,
+            mean=config.policy_mean,
+            layer=config.policy_hidden,
         )
         self.classifier = Classifier(hidden=config.hidden, num_classes=num_classes)
         self.baseline = Baseline(hidden=config.hidden)
