@@ -4,6 +4,7 @@ in the box per epoch, and time to accuracy read from a metrics log."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -75,6 +76,7 @@ def test_validation_lines_carry_time_rollouts_and_glimpses_in_the_box(fake_mnist
         assert len(line["val/in_box_per_step"]) == 2
         assert all(0.0 <= share <= 100.0 for share in line["val/in_box_per_step"])
         assert line["val/in_box"] == pytest.approx(sum(line["val/in_box_per_step"]) / 2)
+        assert 0.0 < line["val/glimpse_distance"] <= math.hypot(60, 60)  # two glimpses, 60x60 canvas
     assert result["test_protocol"] == "policy mean, one rollout"
 
 

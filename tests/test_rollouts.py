@@ -13,7 +13,7 @@ from test_rewards import make_rollout
 from ramlab.data.loader import Batch, SceneLoader
 from ramlab.data.scenes import Scenes
 from ramlab.errors import RamlabError
-from ramlab.evaluate import evaluate
+from ramlab.evaluate import evaluate, glimpse_distance
 from ramlab.losses import hybrid_loss, leave_one_out_mean
 from ramlab.models.ram import RAM, RAMConfig
 from ramlab.rewards import box_distance
@@ -95,6 +95,17 @@ def test_box_distance_by_hand() -> None:
     assert torch.allclose(distance, torch.tensor([[0.0, 0.3, math.sqrt(2.0)]]))
 
 
+def test_glimpse_distance_by_hand() -> None:
+    # 20 (high) x 24 (wide) canvas. Image 0: (-1, -1), (1, -1), (1, 1) = pixels (0, 0), (24, 0),
+    # (24, 20): pairs 24, 20 and sqrt(24^2 + 20^2) apart. Image 1: three glimpses on one spot.
+    locations = torch.tensor(
+        [[[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0]], [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]]
+    )
+    expected = (24.0 + 20.0 + math.hypot(24.0, 20.0)) / 3
+    torch.testing.assert_close(glimpse_distance(locations, (20, 24)), torch.tensor([expected, 0.0]))
+    assert glimpse_distance(locations[:, :1], (20, 24)).tolist() == [0.0, 0.0]  # one glimpse
+
+
 def tiny_loader(bboxes: list[list[float]], labels: list[int]) -> SceneLoader:
     count = len(labels)
     images = (torch.rand(count, 60, 60, generator=torch.Generator().manual_seed(0)) * 255).to(torch.uint8)
@@ -113,6 +124,7 @@ def test_evaluation_counts_glimpses_inside_the_box() -> None:
     loader = tiny_loader([[20, 20, 40, 40], [0, 0, 10, 10]], [1, 2])
     result = evaluate(model, loader)
     assert result.in_box == [50.0]
+    assert result.glimpse_distance == 0.0  # one glimpse: no pair
     assert result.protocol == "policy mean, one rollout"
 
 

@@ -7,7 +7,9 @@ image and averages their class probabilities (Monte Carlo), at every step. `prot
 which of these produced a number, and every result file carries it.
 
 For a model that glimpses (its output has a rollout), `in_box` is the share (%) of glimpse
-centres inside the digit's bounding box, per step.
+centres inside the digit's bounding box, per step, and `glimpse_distance` the mean distance in
+pixels between the centres of two glimpses of one rollout: small when the glimpses pile up on
+one spot and see the same pixels.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from ramlab.data.loader import SceneLoader
 from ramlab.models.base import Model
-from ramlab.rewards import box_distance
+from ramlab.rewards import box_distance, to_pixels
 
 EVAL_SEED = 1234
 
@@ -40,6 +42,7 @@ class Evaluation:
     count: int
     protocol: str = "policy mean, one rollout"
     in_box: list[float] | None = None  # % of glimpse t's centres inside the digit's box
+    glimpse_distance: float | None = None  # mean px between two glimpse centres of a rollout
 
     def to_dict(self) -> dict:
         return {
@@ -49,7 +52,19 @@ class Evaluation:
             "count": self.count,
             "protocol": self.protocol,
             "in_box": self.in_box,
+            "glimpse_distance": self.glimpse_distance,
         }
+
+
+def glimpse_distance(locations: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Mean distance in pixels between the centres of two glimpses of one rollout, over all
+    pairs: locations (B, T, 2) as (x, y) in [-1, 1] -> (B,); 0 with one glimpse."""
+    steps = locations.shape[1]
+    if steps < 2:
+        return locations.new_zeros(len(locations))
+    centres = to_pixels(locations, image_size)  # (B, T, 2)
+    # The (T, T) distance matrix holds every pair twice and a zero diagonal.
+    return torch.cdist(centres, centres).sum(dim=(1, 2)) / (steps * (steps - 1))
 
 
 @torch.inference_mode()
@@ -68,6 +83,7 @@ def evaluate(
     model.eval()
     generator = torch.Generator(device=loader.device).manual_seed(seed)
     wrong_steps = inside = None
+    distance = torch.zeros((), dtype=torch.float64, device=loader.device)
     loss_sum, count = torch.zeros((), dtype=torch.float64, device=loader.device), 0
     for batch in loader:
         images = batch.images.repeat_interleave(rollouts, dim=0) if rollouts > 1 else batch.images
@@ -82,6 +98,7 @@ def evaluate(
             bboxes = batch.bboxes.repeat_interleave(rollouts, dim=0) if rollouts > 1 else batch.bboxes
             hits = (box_distance(out.rollout.locations, bboxes, out.rollout.image_size) == 0).sum(dim=0)
             inside = hits if inside is None else inside + hits
+            distance += glimpse_distance(out.rollout.locations, out.rollout.image_size).sum()
         count += len(batch)
     model.train(was_training)
     per_step = (wrong_steps.double() * 100.0 / count).tolist()
@@ -92,4 +109,5 @@ def evaluate(
         count=count,
         protocol=protocol(sample=sample, rollouts=rollouts),
         in_box=None if inside is None else (inside.double() * 100.0 / (count * rollouts)).tolist(),
+        glimpse_distance=None if inside is None else distance.item() / (count * rollouts),
     )

@@ -43,13 +43,19 @@ def infogain_reward(rollout, labels: torch.Tensor, bboxes: torch.Tensor) -> torc
     return log_py - torch.cat([prior, log_py[:, :-1]], dim=1)
 
 
+def to_pixels(locations: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Locations (..., 2) as (x, y) in [-1, 1] -> pixel coordinates (..., 2) on an (H, W) canvas."""
+    height, width = image_size
+    return (locations + 1.0) * 0.5 * locations.new_tensor([width, height])
+
+
 def box_distance(locations: torch.Tensor, bboxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
     """Distance from each glimpse centre to the digit's box (0 inside it), in location units
     (half the canvas side is 1). locations (B, T, 2) as (x, y) in [-1, 1], bboxes (B, 4)
     (x0, y0, x1, y1) in pixels -> (B, T)."""
     height, width = image_size
     size = locations.new_tensor([width, height])
-    centre = (locations + 1.0) * 0.5 * size  # (B, T, 2) pixels
+    centre = to_pixels(locations, image_size)  # (B, T, 2)
     low, high = bboxes[:, None, :2], bboxes[:, None, 2:]  # (B, 1, 2) each
     gap = torch.clamp(low - centre, min=0) + torch.clamp(centre - high, min=0)  # (B, T, 2)
     return (gap / (0.5 * size)).norm(dim=2)

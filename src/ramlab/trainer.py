@@ -288,6 +288,7 @@ class Trainer:
         if result.in_box is not None:
             record["val/in_box"] = sum(result.in_box) / len(result.in_box)
             record["val/in_box_per_step"] = result.in_box
+            record["val/glimpse_distance"] = result.glimpse_distance
         if starved:
             record["warning/no_gradient"] = starved
         self.log.write(record)
