@@ -281,6 +281,11 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     assert "report_files/robustness-translated60.png" in figures
     assert "report_files/rewards-translated60.png" in figures
     assert "runs/ram-sparse-translated60-seed0/glimpses.gif" in figures
+    # The anytime figure says which RAMs were never trained to answer before the last glimpse.
+    assert (
+        "`ram (reward=sparse)`, `ram (reward=sparse+bbox)` trained the classifier on the last "
+        "glimpse's answer only (ce_all_steps false)" in report
+    )
     assert "runs/ram-bbox-translated60-seed0/glimpses.png" in figures
     for figure in figures:
         assert (study / figure).read_bytes()[:4] in (b"\x89PNG", b"GIF8")
@@ -322,3 +327,18 @@ def test_report_cli_and_its_errors(tmp_path, capsys):
     assert "no run directories" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_only_rams_whose_configs_say_so_count_as_trained_on_the_last_glimpse():
+    from ramlab.report.runs import Run
+    from ramlab.report.sections.errors import last_glimpse_only
+
+    def run(model: str, model_config: dict) -> Run:
+        config = {"model": model, "data": "mnist", "model_config": model_config}
+        return Run(Path(model), model, config, None, [], None, None)
+
+    last = run("ram", {"ce_all_steps": False})
+    assert last_glimpse_only([last, last])
+    assert not last_glimpse_only([last, run("ram", {"ce_all_steps": True})])  # every seed must say so
+    assert not last_glimpse_only([run("ram", {})])  # a config that does not say
+    assert not last_glimpse_only([run("fc", {"ce_all_steps": False})])  # one-shot models answer once

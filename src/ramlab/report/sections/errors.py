@@ -8,7 +8,7 @@ from ramlab.report.doc import Doc
 from ramlab.report.formatting import duration, fmt_mean_std, si
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import paper_error
-from ramlab.report.runs import by_label, links
+from ramlab.report.runs import Run, by_label, links
 
 HEADERS = [
     "model",
@@ -78,13 +78,24 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
                 title=f"Anytime error on {data}",
                 styles=inputs.styles,
             )
-            doc.figure(
-                path,
-                f"Error after each glimpse on {data} (mean ± std over seeds; dashed: one-shot models).",
-            )
+            caption = f"Error after each glimpse on {data} (mean ± std over seeds; dashed: one-shot models)."
+            last_only = [f"`{label}`" for label in anytime if last_glimpse_only(groups[label])]
+            if last_only:
+                caption += (
+                    f" {', '.join(last_only)} trained the classifier on the last glimpse's answer only "
+                    "(ce_all_steps false): their answers after the earlier glimpses were never trained, "
+                    "so those points show the last glimpse's classifier reading an earlier state."
+                )
+            doc.figure(path, caption)
         curves = [(r.label, r.metrics) for runs in groups.values() for r in runs if r.metrics]
         if curves:
             path = plot_training(
                 curves, inputs.fig_path(f"training-{data}"), title=f"Training on {data}", styles=inputs.styles
             )
             doc.figure(path, f"Training curves on {data}, one line per run.")
+
+
+def last_glimpse_only(runs: list[Run]) -> bool:
+    """Whether these RAM runs' configs say their cross-entropy read only the last glimpse's
+    answer (`ce_all_steps: false`); a config that does not say is not counted."""
+    return all(r.model == "ram" and r.config.get("model_config", {}).get("ce_all_steps") is False for r in runs)
