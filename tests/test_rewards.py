@@ -222,7 +222,9 @@ def test_label_smoothing_moves_e_of_the_target_to_the_uniform_by_hand() -> None:
     rollout = make_rollout(step_logits=logits)
     labels = torch.tensor([1, 0])
     smoothed = RAMConfig(label_smoothing=0.2)
-    objective = hybrid_loss(rollout, labels, torch.zeros(2, 4), config=smoothed, reward_weights={"sparse": 1.0})
+    objective = hybrid_loss(
+        rollout, labels, torch.zeros(2, 4), config=smoothed, reward_weights={"sparse": 1.0}
+    )
     row0 = -(0.9 * math.log(0.75) + 0.1 * math.log(0.25))
     row1 = -(0.9 * math.log(0.25) + 0.1 * math.log(0.75))
     assert objective.metrics["loss/classification"].item() == pytest.approx((row0 + row1) / 2, abs=1e-6)

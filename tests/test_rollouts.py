@@ -98,9 +98,7 @@ def test_box_distance_by_hand() -> None:
 def test_glimpse_distance_by_hand() -> None:
     # 20 (high) x 24 (wide) canvas. Image 0: (-1, -1), (1, -1), (1, 1) = pixels (0, 0), (24, 0),
     # (24, 20): pairs 24, 20 and sqrt(24^2 + 20^2) apart. Image 1: three glimpses on one spot.
-    locations = torch.tensor(
-        [[[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0]], [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]]
-    )
+    locations = torch.tensor([[[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0]], [[0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]])
     expected = (24.0 + 20.0 + math.hypot(24.0, 20.0)) / 3
     torch.testing.assert_close(glimpse_distance(locations, (20, 24)), torch.tensor([expected, 0.0]))
     assert glimpse_distance(locations[:, :1], (20, 24)).tolist() == [0.0, 0.0]  # one glimpse

@@ -123,7 +123,9 @@ class RAMConfig:
         choice("ram policy_mean", self.policy_mean, POLICY_MEANS)
         choice("ram baseline", self.baseline, BASELINES)
         if self.policy_hidden < 0:
-            raise RamlabError(f"ram policy_hidden must be >= 0 (0: no hidden layer), got {self.policy_hidden}")
+            raise RamlabError(
+                f"ram policy_hidden must be >= 0 (0: no hidden layer), got {self.policy_hidden}"
+            )
         if self.rollouts < 1:
             raise RamlabError(f"ram rollouts must be >= 1, got {self.rollouts}")
         if self.baseline == "rollouts" and self.rollouts < 2:

@@ -98,4 +98,6 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
 def last_glimpse_only(runs: list[Run]) -> bool:
     """Whether these RAM runs' configs say their cross-entropy read only the last glimpse's
     answer (`ce_all_steps: false`); a config that does not say is not counted."""
-    return all(r.model == "ram" and r.config.get("model_config", {}).get("ce_all_steps") is False for r in runs)
+    return all(
+        r.model == "ram" and r.config.get("model_config", {}).get("ce_all_steps") is False for r in runs
+    )
