@@ -51,7 +51,11 @@ def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
     }
 
     # ramlab eval: the run's own dataset (test split, all 20 fake test scenes) ...
-    assert main(["eval", str(out), "--device", "cpu"]) == 0
+    import torch
+
+    torch.set_num_threads(2)
+    assert main(["eval", str(out), "--device", "cpu", "--threads", "1"]) == 0
+    assert torch.get_num_threads() == 1  # --threads reached torch
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["data"] == "translated60"
     assert evaluation["split"] == "test"
@@ -66,6 +70,10 @@ def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
     evaluation = json.loads(capsys.readouterr().out)
     assert (evaluation["data"], evaluation["split"], evaluation["count"]) == ("cluttered60", "val", 8)
     assert json.loads(copy.read_text()) == evaluation
+
+    with pytest.raises(SystemExit):  # argparse: a negative thread count is refused
+        main(["eval", str(out), "--threads", "-1"])
+    assert "--threads: must be >= 0" in capsys.readouterr().err
 
     # ... but not MNIST's 28×28 images.
     assert main(["eval", str(out), "--data", "mnist"]) == 2

@@ -18,8 +18,9 @@ from ramlab.files import os_error_message
 
 
 def command_modules() -> list[str]:
-    """Every module of this package, in name order (each registers its subcommands)."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__))
+    """Every public module of this package, in name order (each registers its subcommands;
+    `_options` holds options that several of them share)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ramlab.cli._options import add_threads
 from ramlab.config import positive_int_list
 from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, format_cost_table, measure_costs, write_cost_json
 from ramlab.device import set_threads
@@ -39,12 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="throughput batch, capped at 256 images of 100×100 pixels (default 256)",
     )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (default 3)")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="CPU threads for torch (0: torch's default; 1 is steadier on a busy machine)",
-    )
+    add_threads(p)
     p.set_defaults(handler=cmd_cost)
 
 
@@ -54,8 +50,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
         raise RamlabError("--models needs at least one model name")
     for name in models:
         model_class(name)  # an unknown name lists the valid ones
-    if args.batch < 1 or args.repeats < 1 or args.threads < 0:
-        raise RamlabError("--batch and --repeats must be >= 1 and --threads >= 0")
+    if args.batch < 1 or args.repeats < 1:
+        raise RamlabError("--batch and --repeats must be >= 1")
     set_threads(args.threads)
     rows = measure_costs(models, args.sizes, device=args.device, batch=args.batch, repeats=args.repeats)
     print(format_cost_table(rows))

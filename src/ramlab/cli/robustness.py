@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from ramlab.cli._options import add_threads
 from ramlab.errors import RamlabError
 from ramlab.robustness import SHIFTS
 
@@ -38,10 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--json", metavar="FILE", help="write the sweep as JSON (resumes a partial file)")
+    add_threads(p)
     p.set_defaults(handler=cmd_robustness)
 
 
 def cmd_robustness(args: argparse.Namespace) -> int:
+    from ramlab.device import set_threads
     from ramlab.robustness import format_sweep, robustness_sweep
 
     names = args.shift or list(SHIFTS)
@@ -50,6 +53,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     if args.limit is not None and args.limit < 1:
         raise RamlabError(f"--limit must be >= 1, got {args.limit}")
     shifts = {name: args.levels for name in names}
+    set_threads(args.threads)
     result = robustness_sweep(
         args.run,
         shifts=shifts,

@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from ramlab.cli._options import add_threads
 from ramlab.config import add_dataclass_args, field_names, load_yaml
 from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
@@ -64,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N scenes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
+    add_threads(p)
     p.set_defaults(handler=cmd_eval)
 
 
@@ -105,10 +107,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from ramlab.device import set_threads
     from ramlab.run import evaluate_run
 
     if args.rollouts < 1:
         raise RamlabError(f"--rollouts must be >= 1, got {args.rollouts}")
+    set_threads(args.threads)
     result = evaluate_run(
         args.run,
         data=args.data,
