@@ -65,6 +65,28 @@ def positive_int_list(text: str) -> list[int]:
     return values
 
 
+def nonnegative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_threads_arg(parser: argparse.ArgumentParser) -> None:
+    """`--threads N` for a command that runs a model outside training (`train` takes it from
+    TrainConfig); the command applies it with `ramlab.device.set_threads`."""
+    parser.add_argument(
+        "--threads",
+        type=nonnegative_int,
+        default=0,
+        help="CPU threads for torch (0: torch's default; 1 is steadier beside another job)",
+    )
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
 

@@ -18,9 +18,8 @@ from ramlab.files import os_error_message
 
 
 def command_modules() -> list[str]:
-    """Every public module of this package, in name order (each registers its subcommands;
-    `_options` holds options that several of them share)."""
-    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))
+    """Every module of this package, in name order (each registers its subcommands)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ramlab.cli._options import add_threads
-from ramlab.config import positive_int_list
+from ramlab.config import add_threads_arg, positive_int_list
 from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, format_cost_table, measure_costs, write_cost_json
 from ramlab.device import set_threads
 from ramlab.errors import RamlabError
@@ -40,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="throughput batch, capped at 256 images of 100×100 pixels (default 256)",
     )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (default 3)")
-    add_threads(p)
+    add_threads_arg(p)
     p.set_defaults(handler=cmd_cost)
 
 

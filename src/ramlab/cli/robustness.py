@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ramlab.cli._options import add_threads
+from ramlab.config import add_threads_arg
 from ramlab.errors import RamlabError
 from ramlab.robustness import SHIFTS
 
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--json", metavar="FILE", help="write the sweep as JSON (resumes a partial file)")
-    add_threads(p)
+    add_threads_arg(p)
     p.set_defaults(handler=cmd_robustness)
 
 

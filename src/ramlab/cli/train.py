@@ -8,8 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ramlab.cli._options import add_threads
-from ramlab.config import add_dataclass_args, field_names, load_yaml
+from ramlab.config import add_dataclass_args, add_threads_arg, field_names, load_yaml
 from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_class, model_names
@@ -65,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="evaluate only the first N scenes")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
-    add_threads(p)
+    add_threads_arg(p)
     p.set_defaults(handler=cmd_eval)
 
 
