@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from test_trainer import assert_same_weights, straight_and_resumed, tiny_config, weights
 
 from ramlab.data.datasets import load_split
 from ramlab.errors import RamlabError
+from ramlab.run_data import augmented, fresh_train_loader
 from ramlab.runconfig import TrainConfig
-from ramlab.trainer import Trainer
 
 
 def test_augmentation_needs_fresh_scenes_and_sane_ranges() -> None:
@@ -23,19 +24,16 @@ def test_augmentation_needs_fresh_scenes_and_sane_ranges() -> None:
         TrainConfig(augment_scale=0, fresh_scenes=True)
 
 
-def test_every_epoch_rotates_and_scales_the_same_training_digits(fake_mnist, tmp_path) -> None:
-    trainer = Trainer(
-        tiny_config(fresh_scenes=True, augment_rotation=30, augment_scale=0.7), tmp_path / "run"
-    )
+def test_every_epoch_rotates_and_scales_the_same_training_digits(fake_mnist) -> None:
+    config, cpu = tiny_config(fresh_scenes=True, augment_rotation=30, augment_scale=0.7), torch.device("cpu")
     cached = load_split("translated60", "train", seed=0, limit=24)
-    first, second = trainer._fresh_train_loader(0), trainer._fresh_train_loader(1)
+    first, second = fresh_train_loader(config, 0, cpu), fresh_train_loader(config, 1, cpu)
     for loader in (first, second):
         assert loader.labels.tolist() == cached.labels.tolist()
         assert not np.array_equal(loader.images.numpy(), cached.images)
     assert not np.array_equal(first.images.numpy(), second.images.numpy())
     # Without augmentation the first epoch trains on the cached scenes, as before.
-    plain = Trainer(tiny_config(fresh_scenes=True), tmp_path / "plain")
-    assert not plain._augmented and trainer._augmented
+    assert not augmented(tiny_config(fresh_scenes=True).train) and augmented(config.train)
 
 
 def test_resume_with_augmentation_is_exact(fake_mnist, tmp_path, monkeypatch) -> None:

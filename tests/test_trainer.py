@@ -18,6 +18,7 @@ from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.models.base import Objective
 from ramlab.models.ram import RAM, RAMConfig
+from ramlab.run_data import fresh_train_loader
 from ramlab.runconfig import RunConfig, TrainConfig
 from ramlab.trainer import Trainer, git_commit
 
@@ -216,12 +217,12 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(
     assert log("b") == log("a")
 
 
-def test_fresh_scenes_move_the_digits_but_keep_them(fake_mnist, tmp_path) -> None:
-    trainer = Trainer(tiny_config(fresh_scenes=True), tmp_path / "run")
-    first, second = trainer._fresh_train_loader(1), trainer._fresh_train_loader(2)
+def test_fresh_scenes_move_the_digits_but_keep_them(fake_mnist) -> None:
+    config, cpu = tiny_config(fresh_scenes=True), torch.device("cpu")
+    first, second = fresh_train_loader(config, 1, cpu), fresh_train_loader(config, 2, cpu)
     assert torch.equal(first.labels, second.labels)  # the same digits, in the same order
     assert not torch.equal(first.bboxes, second.bboxes)  # at other places
-    again = trainer._fresh_train_loader(1)
+    again = fresh_train_loader(config, 1, cpu)
     assert torch.equal(first.images, again.images)  # and epoch e's scenes are reproducible
 
 

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from ramlab.averaging import WeightAverage
 from ramlab.checkpoint import init_weights, load_checkpoint, save_checkpoint
 from ramlab.config import load_yaml, save_yaml
-from ramlab.data.datasets import image_size, load_split, resolve_spec
+from ramlab.data.datasets import image_size
 from ramlab.data.loader import SceneLoader
 from ramlab.device import resolve_device, set_threads
 from ramlab.diagnostics import grad_norms, starved_parts
@@ -46,6 +46,7 @@ from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position
 from ramlab.provenance import git_commit
+from ramlab.run_data import augmented, fresh_train_loader, split_loaders
 from ramlab.run_messages import interrupted_message, non_finite_message, stopped_message
 from ramlab.runconfig import RunConfig, resume_changes
 from ramlab.stop_signal import StopSignal
@@ -142,7 +143,7 @@ class Trainer:
     def _set_up(self, state: dict[str, Any] | None) -> None:
         """Data, optimiser, schedule and logs; restored from `state` when resuming."""
         cfg = self.cfg
-        self.train, self.val, self.test = self._loaders()
+        self.train, self.val, self.test = split_loaders(self.config, self.device)
         self.steps_per_epoch = len(self.train)
         self.optimizer = make_optimizer(self.model.parameter_groups(), cfg)
         self.step = TrainingStep(self.model, compiled=cfg.compile)
@@ -164,8 +165,8 @@ class Trainer:
     def _train_epoch(self) -> None:
         """One pass over the training scenes (from the saved step when resuming mid-epoch)."""
         cfg, pos, model = self.cfg, self.pos, self.model
-        if cfg.fresh_scenes and (pos.epoch > 0 or self._augmented):
-            self.train = self._fresh_train_loader(pos.epoch)
+        if cfg.fresh_scenes and (pos.epoch > 0 or augmented(cfg)):
+            self.train = fresh_train_loader(self.config, pos.epoch, self.device)
         generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, pos.epoch))
         order = self.train.order(generator)
         if pos.generator is not None and pos.step_in_epoch > 0:
@@ -389,36 +390,6 @@ class Trainer:
         # A GPU run reads its flag at logged and checkpointed steps only.
         at = f"by {at} (a GPU run checks at logged steps)" if since_check else f"at {at}"
         return non_finite_message(loss, at, self.out, self.resume_command, self.cfg.lr)
-
-    def _loaders(self) -> tuple[SceneLoader, SceneLoader, SceneLoader]:
-        seed, cfg = self.cfg.data_seed, self.cfg
-        train = load_split(self.config.data, "train", seed=seed, limit=cfg.train_limit)
-        val = load_split(self.config.data, "val", seed=seed, limit=cfg.eval_limit)
-        test = load_split(self.config.data, "test", seed=seed, limit=cfg.eval_limit)
-        return (
-            SceneLoader(train, batch_size=cfg.batch_size, device=self.device),
-            SceneLoader(val, batch_size=cfg.eval_batch_size, device=self.device),
-            SceneLoader(test, batch_size=cfg.eval_batch_size, device=self.device),
-        )
-
-    @property
-    def _augmented(self) -> bool:
-        return bool(self.cfg.augment_rotation) or self.cfg.augment_scale != 1.0
-
-    def _fresh_train_loader(self, epoch: int) -> SceneLoader:
-        """Epoch e's own training scenes (same digits, new placements, and the augmentation's
-        rotations and scales): scene seed data_seed + 1000·e, built in memory, not cached."""
-        cfg, spec = self.cfg, self.config.data
-        if self._augmented:
-            spec = resolve_spec(
-                spec,
-                rotation=(-cfg.augment_rotation, cfg.augment_rotation),
-                scale=(min(cfg.augment_scale, 1.0), max(cfg.augment_scale, 1.0)),
-            )
-        scenes = load_split(
-            spec, "train", seed=cfg.data_seed + 1000 * epoch, limit=cfg.train_limit, cache=False
-        )
-        return SceneLoader(scenes, batch_size=cfg.batch_size, device=self.device)
 
     def _stop_reason(self, epoch: int, best_epoch: int, train_seconds: float) -> str | None:
         """Why training ends before epoch `epoch`: every epoch done, `early_stop` epochs
