@@ -11,7 +11,7 @@ from test_trainer import assert_same_weights, straight_and_resumed, tiny_config,
 
 from ramlab.data.datasets import load_split
 from ramlab.errors import RamlabError
-from ramlab.run_data import augmented, fresh_train_loader
+from ramlab.run_data import fresh_train_loader
 from ramlab.runconfig import TrainConfig
 
 
@@ -33,7 +33,7 @@ def test_every_epoch_rotates_and_scales_the_same_training_digits(fake_mnist) -> 
         assert not np.array_equal(loader.images.numpy(), cached.images)
     assert not np.array_equal(first.images.numpy(), second.images.numpy())
     # Without augmentation the first epoch trains on the cached scenes, as before.
-    assert not augmented(tiny_config(fresh_scenes=True).train) and augmented(config.train)
+    assert not tiny_config(fresh_scenes=True).train.augmented and config.train.augmented
 
 
 def test_resume_with_augmentation_is_exact(fake_mnist, tmp_path, monkeypatch) -> None:

@@ -7,7 +7,7 @@ import torch
 
 from ramlab.data.datasets import load_split, resolve_spec
 from ramlab.data.loader import SceneLoader
-from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.runconfig import RunConfig
 
 
 def split_loaders(config: RunConfig, device: torch.device) -> tuple[SceneLoader, SceneLoader, SceneLoader]:
@@ -23,16 +23,11 @@ def split_loaders(config: RunConfig, device: torch.device) -> tuple[SceneLoader,
     )
 
 
-def augmented(cfg: TrainConfig) -> bool:
-    """Whether the training digits are rotated or scaled (so even epoch 0 builds its scenes)."""
-    return bool(cfg.augment_rotation) or cfg.augment_scale != 1.0
-
-
 def fresh_train_loader(config: RunConfig, epoch: int, device: torch.device) -> SceneLoader:
     """Epoch e's own training scenes (same digits, new placements, and the augmentation's
     rotations and scales): scene seed data_seed + 1000·e, built in memory, not cached."""
     cfg, spec = config.train, config.data
-    if augmented(cfg):
+    if cfg.augmented:
         spec = resolve_spec(
             spec,
             rotation=(-cfg.augment_rotation, cfg.augment_rotation),

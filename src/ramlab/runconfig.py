@@ -124,6 +124,11 @@ class TrainConfig:
         "afresh (fine-tuning, or branching a run with new settings)",
     )
 
+    @property
+    def augmented(self) -> bool:
+        """Whether the training digits are rotated or scaled (so even epoch 0 builds its scenes)."""
+        return bool(self.augment_rotation) or self.augment_scale != 1.0
+
     def __post_init__(self) -> None:
         check_finite(self)
         choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -142,7 +147,7 @@ class TrainConfig:
             raise RamlabError(f"lr must be > 0, got {self.lr}")
         if min(self.grad_clip, self.checkpoint_every, self.threads, self.early_stop, self.time_budget) < 0:
             raise RamlabError("grad_clip, checkpoint_every, threads, early_stop and time_budget must be >= 0")
-        if (self.augment_rotation or self.augment_scale != 1.0) and not self.fresh_scenes:
+        if self.augmented and not self.fresh_scenes:
             raise RamlabError(
                 "augment_rotation and augment_scale draw new training scenes every epoch: they need fresh_scenes true"
             )

@@ -46,7 +46,7 @@ from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position
 from ramlab.provenance import git_commit
-from ramlab.run_data import augmented, fresh_train_loader, split_loaders
+from ramlab.run_data import fresh_train_loader, split_loaders
 from ramlab.run_messages import interrupted_message, non_finite_message, stopped_message
 from ramlab.runconfig import RunConfig, resume_changes
 from ramlab.stop_signal import StopSignal
@@ -165,7 +165,7 @@ class Trainer:
     def _train_epoch(self) -> None:
         """One pass over the training scenes (from the saved step when resuming mid-epoch)."""
         cfg, pos, model = self.cfg, self.pos, self.model
-        if cfg.fresh_scenes and (pos.epoch > 0 or augmented(cfg)):
+        if cfg.fresh_scenes and (pos.epoch > 0 or cfg.augmented):
             self.train = fresh_train_loader(self.config, pos.epoch, self.device)
         generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, pos.epoch))
         order = self.train.order(generator)
