@@ -22,13 +22,8 @@ from pathlib import Path
 
 from ramlab.config import load_yaml
 from ramlab.metrics import read_metrics
-from ramlab.progress import RunFiles, best, read_val_curve, setting_over_resumes, time_to
+from ramlab.progress import RunFiles, best, labelled_run, read_val_curve, setting_over_resumes, time_to
 from ramlab.report import PAPER
-
-
-def parse_run(text: str) -> tuple[str, Path]:
-    label, sep, path = text.partition("=")
-    return (label, Path(path)) if sep else (Path(text).name, Path(text))
 
 
 def read_config(path: Path | None) -> dict:
@@ -57,7 +52,7 @@ def main() -> None:
 
     curves, datasets = {}, set()
     print(f"machine: {os.cpu_count()} CPU cores visible to this process")
-    for label, path in map(parse_run, args.runs):
+    for label, path in map(labelled_run, args.runs):
         files = RunFiles.find(path)
         curves[label] = read_val_curve(files.curve)
         config = read_config(files.config)

@@ -1,10 +1,11 @@
 """Training diagnostics: gradient norms per part, a starved policy made visible, glimpses
-in the box per epoch, and time to accuracy read from a metrics log."""
+in the box per epoch, time to accuracy and window means read from a metrics log."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,18 @@ from torch import nn
 
 from ramlab.diagnostics import grad_norms, starved_parts
 from ramlab.metrics import read_metrics
-from ramlab.progress import CurvePoint, RunFiles, best, setting_over_resumes, time_to, val_curve
+from ramlab.progress import (
+    CurvePoint,
+    RunFiles,
+    best,
+    labelled_run,
+    setting_over_resumes,
+    time_to,
+    train_error_by_epoch,
+    val_by_epoch,
+    val_curve,
+    window_mean,
+)
 from ramlab.trainer import Trainer
 
 
@@ -96,6 +108,33 @@ def test_time_to_accuracy_from_hand_written_records() -> None:
     assert best(curve).epoch == 4
     # Logs older than the timing fields still give a curve, without time.
     assert val_curve([{"epoch": 1, "val/error": 3.0}]) == [CurvePoint(1, None, None, 3.0)]
+
+
+def test_window_means_from_hand_written_records() -> None:
+    records = [
+        {"step": 1, "epoch": 0.25, "train/error": 10.0},
+        {"step": 2, "epoch": 0.75, "train/error": 20.0},
+        {"step": 3, "epoch": 1, "val/error": 9.0, "val/in_box": 40.0, "train/lr": 1e-3},
+        {"step": 4, "epoch": 1.5, "train/error": 6.0},
+        {"step": 5, "epoch": 2, "val/error": 5.0},  # no in_box on this line
+        {"step": 6, "epoch": 3, "val/error": 3.5, "val/in_box": 50.0},
+        {"step": 6, "epoch": 3, "val/error": 4.0, "val/in_box": 60.0},  # a repeated epoch: the last wins
+    ]
+    errors = val_by_epoch(records)
+    assert errors == {1: 9.0, 2: 5.0, 3: 4.0}
+    assert val_by_epoch(records, "val/in_box") == {1: 40.0, 3: 60.0}
+    # Steps logged while epoch 1 ran (fractional epochs 0-1) belong to epoch 1, as validation numbers it.
+    assert train_error_by_epoch(records) == {1: 15.0, 2: 6.0}
+    assert window_mean(errors, 1, 3) == 6.0  # (9 + 5 + 4) / 3
+    assert window_mean(errors, 2, 2) == 5.0
+    assert window_mean(val_by_epoch(records, "val/in_box"), 1, 3) == 50.0  # epoch 2 skipped: (40 + 60) / 2
+    assert window_mean(errors, 4, 9) is None
+    assert labelled_run("seed 0=results/recipes/translated60-val.jsonl") == (
+        "seed 0",
+        Path("results/recipes/translated60-val.jsonl"),
+    )
+    assert labelled_run("results/recipes/tuning/t60-cos150-val.jsonl")[0] == "t60-cos150"
+    assert labelled_run("runs/tune/t60-aug")[0] == "t60-aug"
 
 
 def test_run_files_in_a_run_directory_and_beside_a_committed_curve(tmp_path) -> None:

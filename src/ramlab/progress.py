@@ -1,14 +1,17 @@
-"""Time to accuracy: when a run's validation error first reached a target.
+"""A run's progress: when its validation error first reached a target, and its means over
+windows of epochs.
 
 A run's metrics.jsonl has one `val/error` line per epoch, with the training wall time so far
 (`perf/train_seconds`, validation excluded) and the rollouts seen so far (`train/rollouts`:
 images x M rollouts). `val_curve` turns those lines into points; `time_to` finds the first
-point at or below a target error. Pure functions of the records, so they are tested on
-hand-written ones.
+point at or below a target error; `window_mean` averages a validation metric over epochs A-B
+and `train_error_by_epoch` the logged training steps of each epoch. Pure functions of the
+records, so they are tested on hand-written ones.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +68,13 @@ class RunFiles:
         return cls(curve=curve, config=config, history=history if history.is_file() else None)
 
 
+def labelled_run(text: str) -> tuple[str, Path]:
+    """`LABEL=PATH` -> (LABEL, PATH); a bare PATH is labelled with its name (a committed
+    curve `NAME-val.jsonl` with NAME)."""
+    label, sep, path = text.partition("=")
+    return (label, Path(path)) if sep else (Path(text).name.removesuffix("-val.jsonl"), Path(text))
+
+
 def read_val_curve(run_dir: str | Path) -> list[CurvePoint]:
     path = Path(run_dir)
     return val_curve(read_metrics(path / "metrics.jsonl" if path.is_dir() else path))
@@ -87,3 +97,26 @@ def setting_over_resumes(initial: object, history: list[dict], key: str) -> list
     if not changes:
         return [initial]
     return [changes[0][0]] + [new for _, new in changes]
+
+
+def val_by_epoch(records: list[dict], key: str = "val/error") -> dict[int, float]:
+    """Each epoch's validation `key` (the last line of an epoch wins), from a log's lines."""
+    return {int(r["epoch"]): float(r[key]) for r in records if "val/error" in r and key in r}
+
+
+def train_error_by_epoch(records: list[dict]) -> dict[int, float]:
+    """Each epoch's mean of its logged training-step errors (`train/error`: the policy sampled,
+    the raw weights). Epochs are numbered as validation numbers them: the steps logged while
+    epoch 1 ran (fractional epochs 0 to 1) belong to epoch 1."""
+    steps: dict[int, list[float]] = {}
+    for r in records:
+        if "train/error" in r and "val/error" not in r:
+            steps.setdefault(math.floor(r["epoch"]) + 1, []).append(float(r["train/error"]))
+    return {epoch: sum(errors) / len(errors) for epoch, errors in steps.items()}
+
+
+def window_mean(by_epoch: dict[int, float], first: int, last: int) -> float | None:
+    """The plain mean of a per-epoch value over epochs first..last (both included), skipping
+    epochs the run has no value for; None when it has none in the window."""
+    values = [by_epoch[epoch] for epoch in range(first, last + 1) if epoch in by_epoch]
+    return sum(values) / len(values) if values else None

@@ -1,0 +1,97 @@
+"""Compare runs' validation curves over windows of epochs: the plain mean of each window, the
+best epoch, and (from a run directory's own metrics.jsonl) the sampled training error.
+
+    python benchmarks/compare_curves.py [LABEL=]RUN ... [--windows 61-80 101-120]
+        [--around-best 5] [--key val/error] [--key val/in_box] [--train-error]
+
+RUN is a run directory or a committed curve `results/recipes/[tuning/]NAME-val.jsonl`.
+A window A-B is epochs A to B, both included, as validation numbers them; an epoch a run has
+no line for is skipped (a mean over fewer epochs is marked with how many it had). `--key`
+picks the validation metric (default `val/error`; `val/in_box` is the share of glimpses in the
+digit's box, `val/glimpse_distance` their spacing in pixels); several may be given.
+`--train-error` adds each window's mean of the logged training steps' error (policy sampled,
+raw weights): only run directories have those lines, committed curves do not.
+`--around-best K` adds the window of K epochs either side of the run's best validation error
+(the mean of the 2K + 1 epochs around it: how far the best stands out of its neighbourhood).
+This is the command behind every "mean over epochs A-B" in results/recipes/TUNING.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ramlab.metrics import read_metrics
+from ramlab.progress import RunFiles, labelled_run, train_error_by_epoch, val_by_epoch, window_mean
+
+
+def parse_window(text: str) -> tuple[int, int]:
+    first, sep, last = text.partition("-")
+    try:
+        window = (int(first), int(last if sep else first))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a window is FIRST-LAST epochs, e.g. 61-80; got {text!r}") from None
+    if window[0] > window[1]:
+        raise argparse.ArgumentTypeError(f"window {text!r} ends before it starts")
+    return window
+
+
+def cell(by_epoch: dict[int, float], first: int, last: int) -> str:
+    mean = window_mean(by_epoch, first, last)
+    if mean is None:
+        return "-"
+    count = sum(first <= epoch <= last for epoch in by_epoch)
+    return f"{mean:.2f}" if count == last - first + 1 else f"{mean:.2f} ({count} ep.)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", metavar="[LABEL=]RUN")
+    parser.add_argument("--windows", type=parse_window, nargs="+", default=[], metavar="A-B")
+    parser.add_argument("--around-best", type=int, metavar="K", help="also epochs best-K to best+K")
+    parser.add_argument(
+        "--key", action="append", dest="keys", metavar="KEY", help="validation metric (repeatable)"
+    )
+    parser.add_argument("--train-error", action="store_true", help="also the sampled training error")
+    args = parser.parse_args()
+    keys = args.keys or ["val/error"]
+    if not args.windows and args.around_best is None:
+        parser.error("give --windows A-B ... and/or --around-best K")
+
+    header = [f"{a}-{b}" for a, b in args.windows]
+    if args.around_best is not None:
+        header.append(f"best±{args.around_best}")
+    rows = []
+    for label, path in map(labelled_run, args.runs):
+        records = read_metrics(RunFiles.find(path).curve)
+        errors = val_by_epoch(records)
+        if not errors:
+            parser.error(
+                f"{path}: no validation lines (val/error); is it a run directory or a -val.jsonl curve?"
+            )
+        best_epoch = min(errors, key=lambda epoch: (errors[epoch], epoch))
+        series = {key: val_by_epoch(records, key) for key in keys}
+        if args.train_error:
+            series["train/error (sampled)"] = train_error_by_epoch(records)
+        windows = list(args.windows)
+        if args.around_best is not None:
+            windows.append((best_epoch - args.around_best, best_epoch + args.around_best))
+        for name, by_epoch in series.items():
+            rows.append(
+                [
+                    label,
+                    name,
+                    *(cell(by_epoch, a, b) for a, b in windows),
+                    f"{errors[best_epoch]:.2f} @ {best_epoch}",
+                    str(max(errors)),
+                ]
+            )
+    table = [["run", "metric", *header, "best val/error", "last epoch"], *rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    for row in table:
+        print("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    main()
