@@ -114,6 +114,7 @@ def test_window_means_from_hand_written_records() -> None:
     records = [
         {"step": 1, "epoch": 0.25, "train/error": 10.0},
         {"step": 2, "epoch": 0.75, "train/error": 20.0},
+        {"step": 2, "epoch": 1.0, "train/error": 30.0},  # epoch 1's last step
         {"step": 3, "epoch": 1, "val/error": 9.0, "val/in_box": 40.0, "train/lr": 1e-3},
         {"step": 4, "epoch": 1.5, "train/error": 6.0},
         {"step": 5, "epoch": 2, "val/error": 5.0},  # no in_box on this line
@@ -123,8 +124,8 @@ def test_window_means_from_hand_written_records() -> None:
     errors = val_by_epoch(records)
     assert errors == {1: 9.0, 2: 5.0, 3: 4.0}
     assert val_by_epoch(records, "val/in_box") == {1: 40.0, 3: 60.0}
-    # Steps logged while epoch 1 ran (fractional epochs 0-1) belong to epoch 1, as validation numbers it.
-    assert train_error_by_epoch(records) == {1: 15.0, 2: 6.0}
+    # Steps logged while epoch 1 ran (fractional epochs up to 1.0) belong to epoch 1, as validation numbers it.
+    assert train_error_by_epoch(records) == {1: 20.0, 2: 6.0}  # (10 + 20 + 30) / 3
     assert window_mean(errors, 1, 3) == 6.0  # (9 + 5 + 4) / 3
     assert window_mean(errors, 2, 2) == 5.0
     assert window_mean(val_by_epoch(records, "val/in_box"), 1, 3) == 50.0  # epoch 2 skipped: (40 + 60) / 2

@@ -107,11 +107,12 @@ def val_by_epoch(records: list[dict], key: str = "val/error") -> dict[int, float
 def train_error_by_epoch(records: list[dict]) -> dict[int, float]:
     """Each epoch's mean of its logged training-step errors (`train/error`: the policy sampled,
     the raw weights). Epochs are numbered as validation numbers them: the steps logged while
-    epoch 1 ran (fractional epochs 0 to 1) belong to epoch 1."""
+    epoch 1 ran (fractional epochs above 0, up to and including its last step at 1.0) belong
+    to epoch 1."""
     steps: dict[int, list[float]] = {}
     for r in records:
         if "train/error" in r and "val/error" not in r:
-            steps.setdefault(math.floor(r["epoch"]) + 1, []).append(float(r["train/error"]))
+            steps.setdefault(max(1, math.ceil(r["epoch"])), []).append(float(r["train/error"]))
     return {epoch: sum(errors) / len(errors) for epoch, errors in steps.items()}
 
 
