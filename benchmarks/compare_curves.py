@@ -21,7 +21,15 @@ from __future__ import annotations
 import argparse
 
 from ramlab.metrics import read_metrics
-from ramlab.progress import RunFiles, labelled_run, train_error_by_epoch, val_by_epoch, window_mean
+from ramlab.progress import (
+    RunFiles,
+    best,
+    labelled_run,
+    train_error_by_epoch,
+    val_by_epoch,
+    val_curve,
+    window_mean,
+)
 
 
 def parse_window(text: str) -> tuple[int, int]:
@@ -65,12 +73,13 @@ def main() -> None:
     rows = []
     for label, path in map(labelled_run, args.runs):
         records = read_metrics(RunFiles.find(path).curve)
-        errors = val_by_epoch(records)
-        if not errors:
+        curve = val_curve(records)
+        if not curve:
             parser.error(
                 f"{path}: no validation lines (val/error); is it a run directory or a -val.jsonl curve?"
             )
-        best_epoch = min(errors, key=lambda epoch: (errors[epoch], epoch))
+        top = best(curve)
+        best_epoch = int(top.epoch)
         series = {key: val_by_epoch(records, key) for key in keys}
         if args.train_error:
             series["train/error (sampled)"] = train_error_by_epoch(records)
@@ -83,8 +92,8 @@ def main() -> None:
                     label,
                     name,
                     *(cell(by_epoch, a, b) for a, b in windows),
-                    f"{errors[best_epoch]:.2f} @ {best_epoch}",
-                    str(max(errors)),
+                    f"{top.error:.2f} @ {best_epoch}",
+                    str(int(curve[-1].epoch)),
                 ]
             )
     table = [["run", "metric", *header, "best val/error", "last epoch"], *rows]
