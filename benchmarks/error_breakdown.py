@@ -1,0 +1,104 @@
+"""Where trained models go wrong: the error of each run's best checkpoint (policy mean, one
+rollout) by the digit's distance from the canvas centre, by class and, for a RAM, by how many
+of its glimpses landed in the digit's box; and, for two or more runs on the same data, how
+many wrong scenes each pair shares (`ramlab.breakdown` says why that matters). Validation
+scenes by default; never the test split unless asked, since settings are chosen from what
+this prints.
+
+    python benchmarks/error_breakdown.py RUN_DIR [RUN_DIR ...] [--split val] [--limit N]
+        [--offsets 0 5 10 15] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+from dataclasses import asdict
+
+import torch
+
+from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
+from ramlab.data.datasets import load_split
+from ramlab.errors import RamlabError
+from ramlab.provenance import git_commit
+from ramlab.run import load_run
+
+
+def table(title: str, rows) -> list[str]:
+    lines = [f"  {title:<18s} scenes  wrong  error %"]
+    for row in rows:
+        if row.scenes:
+            lines.append(f"  {row.group:<18s} {row.scenes:6d} {row.wrong:6d} {row.error:8.2f}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    parser.add_argument("--split", default="val", choices=["train", "val", "test"])
+    parser.add_argument("--limit", type=int, default=None, help="the first N scenes (default: all)")
+    parser.add_argument(
+        "--offsets",
+        type=float,
+        nargs="+",
+        default=[0, 5, 10, 15],
+        help="edges (pixels) of the bins of the digit's distance from the canvas centre",
+    )
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--json", metavar="FILE", help="also write the tables as JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    report = {"commit": git_commit(), "split": args.split, "protocol": "policy mean, one rollout", "runs": {}}
+    outcomes = {}
+    for run in args.runs:
+        config, model = load_run(run)
+        scenes = load_split(config.data, args.split, seed=config.train.data_seed, limit=args.limit)
+        images = torch.from_numpy(scenes.images).unsqueeze(1).float().div_(255.0)
+        labels = torch.from_numpy(scenes.labels).long()
+        result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes))
+        outcomes[run] = (config.data, result)
+        offset_bins, offset_names = bins(result.offset_px, args.offsets)
+        tables = {
+            "offset_px": grouped_errors(result.wrong, offset_bins, offset_names),
+            "class": grouped_errors(result.wrong, result.labels, [str(c) for c in range(10)]),
+        }
+        if result.glimpses_in_box is not None:
+            names = [str(k) for k in range(config.model_config.glimpses + 1)]
+            tables["glimpses_in_box"] = grouped_errors(result.wrong, result.glimpses_in_box, names)
+        wrong = int(result.wrong.sum())
+        print(
+            f"{run} ({config.data}, {args.split}, {len(labels)} scenes): {wrong} wrong, "
+            f"{100.0 * wrong / len(labels):.2f}%"
+        )
+        for title, rows in tables.items():
+            print("\n".join(table(title, rows)))
+        report["runs"][run] = {
+            "data": config.data,
+            "scenes": len(labels),
+            "wrong": wrong,
+            "tables": {
+                title: [asdict(row) | {"error": row.error} for row in rows] for title, rows in tables.items()
+            },
+        }
+    pairs = []
+    for (a, (data_a, first)), (b, (data_b, second)) in itertools.combinations(outcomes.items(), 2):
+        if data_a != data_b:
+            raise RamlabError(f"{a} ({data_a}) and {b} ({data_b}) were scored on different datasets")
+        shared = shared_errors(first.wrong, second.wrong)
+        pairs.append({"first": a, "second": b} | shared)
+        print(
+            f"wrong in both {a} and {b}: {shared['both']}; only the first: {shared['first_only']}; "
+            f"only the second: {shared['second_only']}"
+        )
+    report["shared"] = pairs
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

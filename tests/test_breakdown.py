@@ -1,0 +1,105 @@
+"""The error breakdown: groups and bins by hand, outcomes of a model whose answers are known,
+and the script end to end on a tiny trained run."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
+from ramlab.cli import main
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "error_breakdown.py"
+
+
+def test_grouped_errors_by_hand() -> None:
+    wrong = torch.tensor([True, False, False, True, True, False])
+    groups = torch.tensor([0, 0, 1, 1, 1, 2])
+    rows = grouped_errors(wrong, groups, ["a", "b", "c", "d"])
+    assert [(r.group, r.scenes, r.wrong) for r in rows] == [
+        ("a", 2, 1),
+        ("b", 3, 2),
+        ("c", 1, 0),
+        ("d", 0, 0),
+    ]
+    assert rows[0].error == pytest.approx(50.0) and rows[1].error == pytest.approx(200 / 3)
+    assert rows[3].error != rows[3].error  # an empty group has no error rate (nan)
+
+
+def test_bins_are_half_open_with_an_open_last_bin() -> None:
+    index, names = bins(torch.tensor([0.0, 4.99, 5.0, 9.0, 10.0, 30.0, -1.0]), [0, 5, 10])
+    assert index.tolist() == [0, 0, 1, 1, 2, 2, 0]
+    assert names == ["0-5", "5-10", "10+"]
+    with pytest.raises(ValueError, match="ascending"):
+        bins(torch.tensor([1.0]), [0, 5, 5])
+
+
+def test_shared_errors_by_hand() -> None:
+    first = torch.tensor([True, True, False, False, True])
+    second = torch.tensor([True, False, True, False, True])
+    assert shared_errors(first, second) == {"both": 2, "first_only": 1, "second_only": 1}
+    with pytest.raises(ValueError, match="different scenes"):
+        shared_errors(first, second[:3])
+
+
+class FixedModel(nn.Module):
+    """Predicts class 3 for every scene and looks at the canvas centre, then at (x, y) = (0.5, 0.5)."""
+
+    def forward(self, images: torch.Tensor, *, sample: bool, generator=None) -> SimpleNamespace:
+        logits = torch.zeros(len(images), 2, 10)
+        logits[:, :, 3] = 1.0
+        locations = torch.tensor([[0.0, 0.0], [0.5, 0.5]]).expand(len(images), -1, -1)
+        return SimpleNamespace(step_logits=logits, rollout=SimpleNamespace(locations=locations))
+
+
+def test_scene_outcomes_of_a_model_with_known_answers() -> None:
+    images = torch.zeros(3, 1, 20, 20)
+    labels = torch.tensor([3, 1, 3])
+    # Boxes (x0, y0, x1, y1): around the centre (10, 10); around (15, 15), where (0.5, 0.5)
+    # lands on a 20-px canvas; and in the top-left corner, centred at (2, 2).
+    bboxes = torch.tensor([[8, 8, 12, 12], [13, 13, 17, 17], [0, 0, 4, 4]])
+    out = scene_outcomes(FixedModel(), images, labels, bboxes, batch_size=2)
+    assert out.wrong.tolist() == [False, True, False]
+    assert out.offset_px.tolist() == pytest.approx([0.0, 50**0.5, 128**0.5])
+    assert out.glimpses_in_box.tolist() == [1, 1, 0]
+    assert out.labels.tolist() == [3, 1, 3]
+
+
+def test_the_script_breaks_down_two_tiny_runs(fake_mnist, tmp_path, monkeypatch, capsys) -> None:
+    tiny = ["--data", "translated60", "--train-limit", "16", "--epochs", "1", "--batch-size", "8",
+            "--glimpses", "2", "--glimpse-size", "8", "--scales", "2", "--glimpse-hidden", "8",
+            "--location-hidden", "4", "--hidden", "12", "--device", "cpu", "--threads", "1",
+            "--progress", "false", "--test", "false"]  # fmt: skip
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for seed, run in enumerate(runs):
+        assert main(["train", "ram", *tiny, "--seed", str(seed), "--out", str(run)]) == 0
+    capsys.readouterr()
+    report = tmp_path / "breakdown.json"
+    monkeypatch.setattr(
+        sys, "argv", ["error_breakdown.py", *map(str, runs), "--offsets", "0", "10", "--json", str(report)]
+    )
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    printed = capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert data["split"] == "val" and data["protocol"] == "policy mean, one rollout"
+    for run in map(str, runs):
+        tables = data["runs"][run]["tables"]
+        scenes = data["runs"][run]["scenes"]  # the fake validation split: 8 scenes
+        assert scenes == 8
+        # Every grouping covers every scene once, and the groups' wrong add up to the run's.
+        for rows in tables.values():
+            assert sum(row["scenes"] for row in rows) == scenes
+            assert sum(row["wrong"] for row in rows) == data["runs"][run]["wrong"]
+        assert [row["group"] for row in tables["offset_px"]] == ["0-10", "10+"]
+        assert [row["group"] for row in tables["glimpses_in_box"]] == ["0", "1", "2"]
+        assert f"{run} (translated60, val, 8 scenes)" in printed
+    (pair,) = data["shared"]
+    wrong_a, wrong_b = data["runs"][str(runs[0])]["wrong"], data["runs"][str(runs[1])]["wrong"]
+    assert pair["both"] + pair["first_only"] == wrong_a and pair["both"] + pair["second_only"] == wrong_b
