@@ -14,7 +14,7 @@ from ramlab.data.loader import Batch, SceneLoader
 from ramlab.data.scenes import Scenes
 from ramlab.errors import RamlabError
 from ramlab.evaluate import evaluate, glimpse_distance
-from ramlab.losses import hybrid_loss, leave_one_out_mean
+from ramlab.losses import hybrid_loss, leave_one_out_mean, rollout_consistency
 from ramlab.models.ram import RAM, RAMConfig
 from ramlab.rewards import box_distance
 
@@ -75,7 +75,44 @@ def test_hybrid_loss_over_m_rollouts_by_hand() -> None:
     assert objective.loss.item() == pytest.approx(classification + baseline_mse + reinforce, abs=1e-6)
 
 
+def test_rollout_consistency_by_hand_with_the_average_held_fixed() -> None:
+    # B = 2 images x M = 2 rollouts, C = 2. Image 0: p = (1/2, 1/2) and (4/5, 1/5), so
+    # p_bar = (0.65, 0.35); image 1: two equal rollouts, p_bar = p, no divergence.
+    logits = torch.tensor([[0.0, 0.0], [math.log(4.0), 0.0], [math.log(3.0), 0.0], [math.log(3.0), 0.0]])
+    logits.requires_grad_(True)
+    term = rollout_consistency(logits, 2)
+    kl_a = 0.65 * math.log(0.65 / 0.5) + 0.35 * math.log(0.35 / 0.5)
+    kl_b = 0.65 * math.log(0.65 / 0.8) + 0.35 * math.log(0.35 / 0.2)
+    assert term.item() == pytest.approx((kl_a + kl_b) / 4, abs=1e-6)
+    # With p_bar held fixed, d KL(p_bar || softmax(z)) / dz = softmax(z) - p_bar, over 4 rows.
+    term.backward()
+    expected = torch.tensor([[-0.15, 0.15], [0.15, -0.15], [0.0, 0.0], [0.0, 0.0]]) / 4
+    assert torch.allclose(logits.grad, expected, atol=1e-6)
+
+
+def test_hybrid_loss_adds_the_weighted_consistency_of_an_images_rollouts() -> None:
+    right, wrong = [0.0, math.log(3.0)], [math.log(3.0), 0.0]
+    logits = torch.tensor(
+        [[[0.0, 0.0], right], [[0.0, 0.0], right], [[0.0, 0.0], right], [[0.0, 0.0], wrong]]
+    )
+    rollout = make_rollout(step_logits=logits)
+    labels, boxes = torch.tensor([1, 1, 0, 0]), torch.zeros(4, 4)
+    plain = hybrid_loss(rollout, labels, boxes, config=RAMConfig(rollouts=2), reward_weights={"sparse": 1.0})
+    assert "loss/consistency" not in plain.metrics
+    weighted = RAMConfig(rollouts=2, consistency_weight=0.5)
+    objective = hybrid_loss(rollout, labels, boxes, config=weighted, reward_weights={"sparse": 1.0})
+    # Image 0's rollouts agree; image 1's give (1/4, 3/4) and (3/4, 1/4), p_bar = (1/2, 1/2):
+    # each row's KL is (ln 2 + ln 2/3) / 2, and the mean over 4 rows is ln(4/3) / 4.
+    expected = math.log(4.0 / 3.0) / 4
+    assert objective.metrics["loss/consistency"].item() == pytest.approx(expected, abs=1e-6)
+    assert objective.loss.item() == pytest.approx(plain.loss.item() + 0.5 * expected, abs=1e-6)
+
+
 def test_rollout_options_are_checked() -> None:
+    with pytest.raises(RamlabError, match="consistency_weight needs rollouts >= 2"):
+        RAMConfig(consistency_weight=1.0)
+    with pytest.raises(RamlabError, match="consistency_weight must be >= 0"):
+        RAMConfig(rollouts=2, consistency_weight=-1.0)
     with pytest.raises(RamlabError, match="rollouts >= 2"):
         RAMConfig(baseline="rollouts")
     with pytest.raises(RamlabError, match="baseline must be one of learned, rollouts"):

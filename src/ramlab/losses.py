@@ -5,13 +5,17 @@
       + w_b * mean_t (b_t - G_t)^2                 baseline regression (reaches only b)
       - w_r * mean_B sum_t (G_t - b_t) log pi(l_t) REINFORCE, baseline detached
       - w_e * mean_B sum_t H(pi_t)                 optional entropy bonus (learned std)
+      + w_c * mean_B KL(sg(p_bar) || p_T)          optional consistency of an image's rollouts
 over the steps t where the policy chose l_t, and every mean over all B rollouts. With M
 rollouts per image (rows i*M .. i*M+M-1 see image i) and `baseline: rollouts`, the advantage
 uses b_t = the mean of G_t over the image's other M-1 rollouts instead of the learned b_t
-(which is still regressed, so it stays comparable).
+(which is still regressed, so it stays comparable). p_bar is the mean of the final class
+distributions p_T of the image's M rollouts, its gradient stopped (sg).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +30,15 @@ def leave_one_out_mean(values: torch.Tensor, copies: int) -> torch.Tensor:
     grouped = values.view(-1, copies, values.shape[1])  # (B, M, T)
     others = grouped.sum(dim=1, keepdim=True) - grouped
     return (others / (copies - 1)).view_as(values)
+
+
+def rollout_consistency(logits: torch.Tensor, copies: int) -> torch.Tensor:
+    """(B*M, C) final logits with M consecutive rows per image -> the mean over all B*M rows
+    of KL(p_bar || p), p_bar the mean class distribution of the row's image, held fixed."""
+    log_p = torch.log_softmax(logits, dim=1)
+    grouped = log_p.view(-1, copies, log_p.shape[1])  # (B, M, C)
+    log_mean = grouped.detach().logsumexp(dim=1, keepdim=True) - math.log(copies)  # (B, 1, C)
+    return (log_mean.exp() * (log_mean - grouped)).sum(dim=2).mean()
 
 
 def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, reward_weights) -> Objective:
@@ -53,6 +66,11 @@ def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, 
     loss = classification + config.baseline_weight * baseline + config.reinforce_weight * reinforce
     if config.entropy_weight:
         loss = loss - config.entropy_weight * entropy
+    consistency = {}
+    if config.consistency_weight:
+        term = rollout_consistency(logits[:, -1], config.rollouts)
+        loss = loss + config.consistency_weight * term
+        consistency = {"loss/consistency": term.detach()}
     metrics = {
         "loss/classification": classification.detach(),
         "loss/baseline": baseline.detach(),
@@ -60,5 +78,6 @@ def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, 
         "policy/reward": rewards.sum(1).mean(),
         "policy/entropy": entropy.detach() / n_acted,
         "policy/location_spread": rollout.locations.std(dim=0).mean(),
+        **consistency,
     }
     return Objective(loss=loss, metrics=metrics)

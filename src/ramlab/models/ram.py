@@ -100,6 +100,14 @@ class RAMConfig:
         "M: in training, each image is seen by M rollouts in the same batch (batch_size images "
         "become batch_size x M rollouts), each with its own reward, baseline and advantage",
     )
+    consistency_weight: float = param(
+        0.0,
+        "weight of a consistency loss between an image's M rollouts (needs rollouts >= 2): the "
+        "mean KL divergence from the image's average final class distribution, held fixed, to "
+        "each rollout's. It asks one rollout to predict what the average of several would (on "
+        "translated60 ten sampled rollouts averaged read 0.84% validation against 1.14% for one "
+        "with the policy mean), as R-Drop (Liang et al. 2021) does for dropout's noise. 0: none",
+    )
     baseline: str = param(
         "learned",
         "baseline of the REINFORCE advantage: learned (the paper's b_t, regressed on the return) "
@@ -128,6 +136,13 @@ class RAMConfig:
             )
         if self.rollouts < 1:
             raise RamlabError(f"ram rollouts must be >= 1, got {self.rollouts}")
+        if not self.consistency_weight >= 0 or not math.isfinite(self.consistency_weight):
+            raise RamlabError(f"ram consistency_weight must be >= 0, got {self.consistency_weight}")
+        if self.consistency_weight and self.rollouts < 2:
+            raise RamlabError(
+                "ram consistency_weight needs rollouts >= 2 (it compares an image's rollouts); "
+                "add --rollouts M"
+            )
         if self.baseline == "rollouts" and self.rollouts < 2:
             raise RamlabError("ram baseline rollouts needs rollouts >= 2 (the mean of the other rollouts)")
         if not self.std > 0 or not math.isfinite(self.std):
