@@ -106,7 +106,8 @@ class RAMConfig:
         "mean KL divergence from the image's average final class distribution, held fixed, to "
         "each rollout's. It asks one rollout to predict what the average of several would (on "
         "translated60 ten sampled rollouts averaged read 0.84% validation against 1.14% for one "
-        "with the policy mean), as R-Drop (Liang et al. 2021) does for dropout's noise. 0: none",
+        "with the policy mean), in the spirit of R-Drop (Liang et al. 2021), which compares two "
+        "dropout passes. 0: none",
     )
     baseline: str = param(
         "learned",
