@@ -65,7 +65,9 @@ def test_scene_outcomes_of_a_model_with_known_answers() -> None:
     # Boxes (x0, y0, x1, y1): around the centre (10, 10); around (15, 15), where (0.5, 0.5)
     # lands on a 20-px canvas; and in the top-left corner, centred at (2, 2).
     bboxes = torch.tensor([[8, 8, 12, 12], [13, 13, 17, 17], [0, 0, 4, 4]])
-    out = scene_outcomes(FixedModel(), images, labels, bboxes, batch_size=2)
+    model = FixedModel().train()
+    out = scene_outcomes(model, images, labels, bboxes, batch_size=2)
+    assert model.training  # its mode is restored
     assert out.wrong.tolist() == [False, True, False]
     assert out.offset_px.tolist() == pytest.approx([0.0, 50**0.5, 128**0.5])
     assert out.glimpses_in_box.tolist() == [1, 1, 0]

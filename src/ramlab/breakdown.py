@@ -47,6 +47,7 @@ def scene_outcomes(
 ) -> Outcomes:
     """images (N, 1, H, W) in [0, 1], labels (N,), bboxes (N, 4) as (x0, y0, x1, y1) pixels.
     A random first glimpse comes from a fixed-seed generator, as in `ramlab.evaluate`."""
+    was_training = model.training
     model.eval()
     generator = torch.Generator(device=images.device).manual_seed(EVAL_SEED)
     image_size = tuple(images.shape[-2:])
@@ -58,6 +59,7 @@ def scene_outcomes(
         if out.rollout is not None:
             hits = box_distance(out.rollout.locations, bboxes[start:stop], image_size) == 0  # (B, T)
             inside.append(hits.sum(dim=1))
+    model.train(was_training)
     height, width = image_size
     half = torch.tensor([width / 2, height / 2], dtype=torch.float64)
     offset = (box_centres(bboxes, image_size) * half).norm(dim=1)
