@@ -108,6 +108,22 @@ def test_randomness_is_drawn_in_the_eager_passes_order() -> None:
     assert model.eval().draw_randomness(images, sample=True, generator=None)[2] is None
 
 
+@needs_compiler
+def test_compiled_retina_tables_and_glimpses_are_the_eager_ones_bit_for_bit() -> None:
+    from ramlab.models.retina import Retina
+
+    retina = Retina(glimpse_size=4, scales=3, image_size=(20, 24))
+    images = torch.rand(3, 1, 20, 24, generator=torch.Generator().manual_seed(1))
+    location = torch.tensor([[0.0, 0.0], [-1.0, 0.9], [0.3, -0.4]])
+
+    def read(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pyramid = retina.prepare(images)
+        return pyramid.flat, retina.glimpse(pyramid, location)
+
+    for got, expected in zip(torch.compile(read)(images), read(images), strict=True):
+        assert torch.equal(got, expected)
+
+
 def test_feed_forward_models_draw_nothing_and_compile_mode_follows_the_device() -> None:
     fc = build_model("fc", None, image_size=(28, 28))
     assert fc.draw_randomness(torch.zeros(2, 1, 28, 28), sample=True, generator=None) == ()

@@ -164,3 +164,20 @@ def test_huge_tables_keep_exact_indices() -> None:
     expected = reference_glimpse(image[0, 0].numpy(), tuple(location[0].double().tolist()), 2, 2)
     np.testing.assert_allclose(out[0].double().numpy(), expected, atol=1e-6)
     assert out[0].sum() > 0  # the patch found the pixels
+
+
+@pytest.mark.parametrize(("height", "width", "k"), [(60, 60, 3), (13, 21, 4), (100, 100, 4)])
+def test_tables_are_the_means_of_four_shifted_means_bit_for_bit(height: int, width: int, k: int) -> None:
+    # The recurrence the tables were first built by (and trained runs saw): M_0 the image with
+    # a zero border, M_s the mean of four shifted copies of M_{s-1} extended with zeros.
+    images = torch.rand(5, 1, height, width, generator=torch.Generator().manual_seed(k))
+    table = torch.nn.functional.pad(images[:, 0], (1, 1, 1, 1))
+    parts = [table.reshape(5, -1)]
+    for s in range(1, k):
+        half = 2 ** (s - 1)
+        ext = torch.nn.functional.pad(table, (half, half, half, half))
+        pairs = ext[:, :, :-half] + ext[:, :, half:]
+        table = (pairs[:, :-half] + pairs[:, half:]) * 0.25
+        parts.append(table.reshape(5, -1))
+    retina = Retina(glimpse_size=2, scales=k, image_size=(height, width))
+    assert torch.equal(retina.prepare(images).flat, torch.cat(parts, dim=1))

@@ -10,10 +10,12 @@ location, inside the image or beyond it; images may be non-square.
 For speed the work is split. `prepare` runs once per batch: for each scale s it builds the
 table M_s[r, c] = mean of the q×q block (q = 2^s) whose top-left pixel is (r, c), for every
 r in [-q, H] and c in [-q, W] (the outermost rows and columns are blocks wholly outside the
-image, hence zero). M_0 is the image with a zero border; M_s comes from M_{s-1} as the mean
-of four shifted copies. `glimpse` then needs one `gather` of k·g² values per sample: output
-pixel (i, j) of scale s is M_s[clamp(y0 + i q), clamp(x0 + j q)], the clamp sending every
-block beyond the edge to a zero one. No Python loop over samples.
+image, hence zero). They come from the image with a zero border as block sums, those of
+the 2^s blocks from four shifted sums of the 2^(s-1) blocks, each table written once into
+its part of one buffer (bit for bit the means of four shifted means: the scalings by powers
+of 2 are exact). `glimpse` then needs one `gather` of k·g² values per sample: output pixel
+(i, j) of scale s is M_s[clamp(y0 + i q), clamp(x0 + j q)], the clamp sending every block
+beyond the edge to a zero one. No Python loop over samples.
 """
 
 from __future__ import annotations
@@ -77,16 +79,21 @@ class Retina:
         b, _, h, w = images.shape
         if (h, w) != (self.height, self.width):
             raise ValueError(f"retina built for {self.height}x{self.width} images, got {h}x{w}")
-        table = F.pad(images[:, 0], (1, 1, 1, 1))  # M_0 over [-1, H] x [-1, W]
-        parts = [table.reshape(b, -1)]
-        for s in range(1, self.scales):
-            half = 2 ** (s - 1)
-            # M_{s-1} covers [-half, H]; extend it with zeros to [-2 half, H + half].
-            ext = F.pad(table, (half, half, half, half))
-            pairs = ext[:, :, :-half] + ext[:, :, half:]  # separable: columns, then rows
-            table = (pairs[:, :-half] + pairs[:, half:]).mul_(0.25)
-            parts.append(table.reshape(b, -1))
-        flat = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+        pad = 2 ** (self.scales - 1)  # the widest block's side
+        sums = F.pad(images[:, 0], (pad, pad, pad, pad))  # the image with a zero border
+        flat = images.new_empty(b, self.buffer_size)
+        offset = 0
+        for s in range(self.scales):
+            q = 2**s
+            if s:  # sums of q×q blocks from those of (q/2)×(q/2): separable, columns then rows
+                half = q // 2
+                pairs = sums[:, :, :-half] + sums[:, :, half:]
+                sums = pairs[:, :-half] + pairs[:, half:]
+            rows, cols = h + q + 1, w + q + 1  # M_s over [-q, H] x [-q, W]
+            table = flat[:, offset : offset + rows * cols].view(b, rows, cols)
+            # Written in place into its part of the buffer; q² a power of 2, so the mean is exact.
+            torch.mul(sums[:, pad - q : pad - q + rows, pad - q : pad - q + cols], 1.0 / q**2, out=table)
+            offset += rows * cols
         return Pyramid(flat=flat, height=h, width=w)
 
     def glimpse(self, pyramid: Pyramid, location: torch.Tensor) -> torch.Tensor:
@@ -103,3 +110,4 @@ class Retina:
         rows = torch.addcmul(c["base"], starts[:, 1], c["row_stride"])  # (B, k, g) flat row starts
         index = torch.add(rows[:, :, :, None], starts[:, 0, :, None, :]).long()  # (B, k, g, g)
         return torch.gather(pyramid.flat, 1, index.view(b, -1))
+
