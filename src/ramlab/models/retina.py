@@ -92,7 +92,11 @@ class Retina:
             rows, cols = h + q + 1, w + q + 1  # M_s over [-q, H] x [-q, W]
             table = flat[:, offset : offset + rows * cols].view(b, rows, cols)
             # Written in place into its part of the buffer; q² a power of 2, so the mean is exact.
-            torch.mul(sums[:, pad - q : pad - q + rows, pad - q : pad - q + cols], 1.0 / q**2, out=table)
+            block_sums = sums[:, pad - q : pad - q + rows, pad - q : pad - q + cols]
+            if q == 1:
+                table.copy_(block_sums)
+            else:
+                torch.mul(block_sums, 1.0 / q**2, out=table)
             offset += rows * cols
         return Pyramid(flat=flat, height=h, width=w)
 
