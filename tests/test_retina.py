@@ -181,3 +181,15 @@ def test_tables_are_the_means_of_four_shifted_means_bit_for_bit(height: int, wid
         parts.append(table.reshape(5, -1))
     retina = Retina(glimpse_size=2, scales=k, image_size=(height, width))
     assert torch.equal(retina.prepare(images).flat, torch.cat(parts, dim=1))
+
+
+def test_glimpses_are_differentiable_in_the_images() -> None:
+    # At the centre every patch lies inside the image, and the glimpse's values are the means
+    # of q×q blocks: each pixel of scale s's patch (side g·q) gets weight 1/q² in their sum, so
+    # d(sum of the glimpse)/d(image) sums to k·g² per sample, 1 on each pixel of the smallest patch.
+    retina = Retina(glimpse_size=4, scales=3, image_size=(20, 24))
+    images = torch.rand(2, 1, 20, 24, requires_grad=True)
+    retina.glimpse(retina.prepare(images), torch.zeros(2, 2)).sum().backward()
+    assert images.grad.sum(dim=(1, 2, 3)).tolist() == [48.0, 48.0]
+    # The centre pixel (12, 10) of the 24x20 image lies in all three patches: 1 + 1/4 + 1/16.
+    assert images.grad[0, 0, 10, 12].item() == 1 + 1 / 4 + 1 / 16

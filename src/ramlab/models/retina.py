@@ -91,12 +91,11 @@ class Retina:
                 sums = pairs[:, :-half] + pairs[:, half:]
             rows, cols = h + q + 1, w + q + 1  # M_s over [-q, H] x [-q, W]
             table = flat[:, offset : offset + rows * cols].view(b, rows, cols)
-            # Written in place into its part of the buffer; q² a power of 2, so the mean is exact.
-            block_sums = sums[:, pad - q : pad - q + rows, pad - q : pad - q + cols]
-            if q == 1:
-                table.copy_(block_sums)
-            else:
-                torch.mul(block_sums, 1.0 / q**2, out=table)
+            # Written in place into its part of the buffer (copy_ and mul_, not mul's out=,
+            # which autograd refuses); q² a power of 2, so the mean is exact.
+            table.copy_(sums[:, pad - q : pad - q + rows, pad - q : pad - q + cols])
+            if q > 1:
+                table.mul_(1.0 / q**2)
             offset += rows * cols
         return Pyramid(flat=flat, height=h, width=w)
 
@@ -114,4 +113,3 @@ class Retina:
         rows = torch.addcmul(c["base"], starts[:, 1], c["row_stride"])  # (B, k, g) flat row starts
         index = torch.add(rows[:, :, :, None], starts[:, 0, :, None, :]).long()  # (B, k, g, g)
         return torch.gather(pyramid.flat, 1, index.view(b, -1))
-
