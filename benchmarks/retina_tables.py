@@ -13,6 +13,7 @@ scales `ramlab cost` uses; each line is the median of 5 interleaved windows.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import time
@@ -72,7 +73,10 @@ def main() -> None:
         if not torch.equal(retina.prepare(images).flat, means_of_shifted_means(images, scales)):
             raise SystemExit(f"{size} px: the two constructions give different tables")
         ms = median_ms(
-            {"before": lambda: means_of_shifted_means(images, scales), "ramlab": lambda: retina.prepare(images)},
+            {
+                "before": functools.partial(means_of_shifted_means, images, scales),
+                "ramlab": functools.partial(retina.prepare, images),
+            },
             args.seconds,
         )
         print(
