@@ -124,6 +124,24 @@ def test_compiled_retina_tables_and_glimpses_are_the_eager_ones_bit_for_bit() ->
         assert torch.equal(got, expected)
 
 
+@needs_compiler
+def test_the_compiled_passes_are_one_graph_each_without_a_break() -> None:
+    # The retina's tables are built by `sense` outside the graph: traced inside the rollout,
+    # their out= writes broke it into four graphs (each a guard check and a wrapper a step).
+    model = _ram("lstm", "cpu")
+    images, labels, bboxes = next(_batches("cpu", 1))
+    randomness = model.draw_randomness(images, sample=True, generator=torch.Generator().manual_seed(1))
+    training = TrainingStep(model, compiled=False)
+    explained = torch._dynamo.explain(training._forward_objective)(
+        images, labels, bboxes, randomness, model.sense(images)
+    )
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+    forward = CompiledForward(model.eval())
+    randomness = model.draw_randomness(images, sample=False, generator=None)
+    explained = torch._dynamo.explain(forward._forward)(images, False, randomness, model.sense(images))
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+
+
 def test_feed_forward_models_draw_nothing_and_compile_mode_follows_the_device() -> None:
     fc = build_model("fc", None, image_size=(28, 28))
     assert fc.draw_randomness(torch.zeros(2, 1, 28, 28), sample=True, generator=None) == ()

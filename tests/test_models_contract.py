@@ -119,3 +119,16 @@ def test_randomness_drawn_outside_gives_the_same_pass(name, size, sample):
     handed = model(images, sample=sample, randomness=drawn)
     inside = run(model, images, sample=sample, seed=7)
     assert torch.equal(handed.step_logits, inside.step_logits)
+
+
+@pytest.mark.parametrize(("name", "size"), CASES)
+def test_what_sense_made_handed_in_gives_the_same_pass(name, size):
+    # The compiled fast path runs `sense` (the RAM's retina tables) outside its graph and
+    # hands the result in as `sensed`: every model must then give exactly its own pass.
+    model = make_model(name, size).eval()
+    images, _, _ = make_batch(size)
+    sensed = model.sense(images)
+    handed = model(images, sample=True, generator=torch.Generator().manual_seed(3), sensed=sensed)
+    inside = run(model, images, sample=True, seed=3)
+    assert torch.equal(handed.step_logits, inside.step_logits)
+    assert (sensed is None) == (name != "ram")

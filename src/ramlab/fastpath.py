@@ -13,7 +13,9 @@ GPU). Compiled, the element-wise work of a step fuses into a few kernels, and on
 Same results: the random numbers of a pass are drawn eagerly from the caller's generator by
 `model.draw_randomness`, in the order the eager pass draws them, and handed to the graph, so
 compiled and eager runs see the same locations; losses agree to float rounding (inductor may
-sum in another order). Compiling takes tens of seconds per input shape (cached on disk by
+sum in another order). Likewise `model.sense` (the RAM's retina tables) runs eagerly and is
+handed in: eager it is faster than inductor's code for it, and the graph stays whole (one
+graph a pass, not the four that a graph break inside the rollout left). Compiling takes tens of seconds per input shape (cached on disk by
 torch across runs), so it pays for long runs, not for a few seconds of training.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -61,9 +64,14 @@ class TrainingStep:
         self._graph = _compile(self._forward_objective, device) if compiled else None
 
     def _forward_objective(
-        self, images: torch.Tensor, labels: torch.Tensor, bboxes: torch.Tensor, randomness: tuple
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        bboxes: torch.Tensor,
+        randomness: tuple,
+        sensed: Any,
     ) -> tuple[ModelOutput, Objective]:
-        out = self.model(images, sample=True, randomness=randomness)
+        out = self.model(images, sample=True, randomness=randomness, sensed=sensed)
         return out, self.model.objective(out, labels, bboxes)
 
     def __call__(
@@ -77,9 +85,10 @@ class TrainingStep:
             out = self.model(images, sample=True, generator=generator)
             return out, self.model.objective(out, labels, bboxes)
         randomness = self.model.draw_randomness(images, sample=True, generator=generator)
+        sensed = self.model.sense(images)
         if images.device.type == "cuda":  # the graph's outputs live in memory its next replay reuses
             torch.compiler.cudagraph_mark_step_begin()
-        return self._graph(images, labels, bboxes, randomness)
+        return self._graph(images, labels, bboxes, randomness, sensed)
 
 
 class CompiledForward:
@@ -90,13 +99,14 @@ class CompiledForward:
         device = next(model.parameters()).device
         self._graph = _compile(self._forward, device)
 
-    def _forward(self, images: torch.Tensor, sample: bool, randomness: tuple) -> ModelOutput:
-        return self.model(images, sample=sample, randomness=randomness)
+    def _forward(self, images: torch.Tensor, sample: bool, randomness: tuple, sensed: Any) -> ModelOutput:
+        return self.model(images, sample=sample, randomness=randomness, sensed=sensed)
 
     def __call__(
         self, images: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
     ) -> ModelOutput:
         randomness = self.model.draw_randomness(images, sample=sample, generator=generator)
+        sensed = self.model.sense(images)
         if images.device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
-        return self._graph(images, sample, randomness)
+        return self._graph(images, sample, randomness, sensed)

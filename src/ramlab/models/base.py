@@ -46,9 +46,11 @@ class Model(nn.Module):
         sample: bool = False,
         generator: torch.Generator | None = None,
         randomness: tuple[torch.Tensor, ...] | None = None,
+        sensed: Any = None,
     ) -> ModelOutput:
         """`randomness`: what `draw_randomness` drew for this pass, so that a compiled
-        forward (ramlab.fastpath) takes no generator; drawn inside when None."""
+        forward (ramlab.fastpath) takes no generator; drawn inside when None. `sensed`: what
+        `sense` made of these images, computed inside when None."""
         raise NotImplementedError
 
     def draw_randomness(
@@ -57,6 +59,13 @@ class Model(nn.Module):
         """Every random number one forward pass of `images` uses, drawn from `generator` in
         the order the pass itself would draw them (so both give the same results)."""
         return ()
+
+    def sense(self, images: torch.Tensor) -> Any:
+        """The work a forward pass does on the images before any learned layer, which the
+        compiled fast path runs eagerly outside its graph and passes in as `sensed` (the RAM's
+        retina tables: faster eager than inductor's code for them, and kept out of the graph
+        without a graph break); None for a model with no such work."""
+        return None
 
     def objective(self, out: ModelOutput, labels: torch.Tensor, bboxes: torch.Tensor) -> Objective:
         """Cross-entropy on the final logits; the RAM overrides this with its hybrid loss."""
@@ -97,8 +106,9 @@ class FeedForwardModel(Model):
         sample: bool = False,
         generator: torch.Generator | None = None,
         randomness: tuple[torch.Tensor, ...] | None = None,
+        sensed: Any = None,
     ) -> ModelOutput:
         """`sample`, `generator` and `randomness` are unused: nothing in a feed-forward net is
-        random."""
+        random; nor is `sensed` (its `sense` is None)."""
         logits = self.logits(images)  # (B, C)
         return ModelOutput(logits=logits, step_logits=logits[:, None])

@@ -29,7 +29,7 @@ from ramlab.models.glimpse import GlimpseNetwork
 from ramlab.models.heads import Baseline, Classifier
 from ramlab.models.policy import POLICY_MEANS, LocationPolicy
 from ramlab.models.registry import register_model
-from ramlab.models.retina import Retina
+from ramlab.models.retina import Pyramid, Retina
 from ramlab.rewards import parse_reward
 
 FIRST_LOCATIONS = ("random", "centre")
@@ -241,6 +241,10 @@ class RAM(Model):
             masks = (torch.rand(shape, generator=generator, device=device) < keep).to(images.dtype) / keep
         return location, noise, masks
 
+    def sense(self, images: torch.Tensor) -> Pyramid:
+        """The retina's block-mean tables of `images`, which every glimpse reads."""
+        return self.retina.prepare(images)
+
     def rollout(
         self,
         images: torch.Tensor,
@@ -248,16 +252,19 @@ class RAM(Model):
         sample: bool,
         generator: torch.Generator | None = None,
         randomness: tuple[torch.Tensor, ...] | None = None,
+        pyramid: Pyramid | None = None,
     ) -> Rollout:
         """images (B, 1, H, W) -> Rollout. `sample`: draw locations (training) or use the mean.
         `randomness`: the draws of `draw_randomness`, made by the caller (the compiled fast
-        path draws them outside its graph); drawn here when None."""
+        path draws them outside its graph); drawn here when None. `pyramid`: the retina's
+        tables of these images (`sense`), likewise; built here when None."""
         if randomness is None:
             randomness = self.draw_randomness(images, sample=sample, generator=generator)
         location, noise, masks = randomness
         noise = noise if sample else None
         batch, device, steps = images.shape[0], images.device, self.config.glimpses
-        pyramid = self.retina.prepare(images)
+        if pyramid is None:
+            pyramid = self.retina.prepare(images)
         state = None  # all zeros before the first glimpse
         hiddens = [images.new_zeros(batch, self.config.hidden)]
         locations, actions, means, log_stds = [location], [], [], []
@@ -316,8 +323,11 @@ class RAM(Model):
         sample: bool = False,
         generator: torch.Generator | None = None,
         randomness: tuple[torch.Tensor, ...] | None = None,
+        sensed: Pyramid | None = None,
     ) -> ModelOutput:
-        rollout = self.rollout(images, sample=sample, generator=generator, randomness=randomness)
+        rollout = self.rollout(
+            images, sample=sample, generator=generator, randomness=randomness, pyramid=sensed
+        )
         return ModelOutput(
             logits=rollout.step_logits[:, -1], step_logits=rollout.step_logits, rollout=rollout
         )
