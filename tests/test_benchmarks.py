@@ -98,3 +98,23 @@ def test_throughput_and_concurrency_write_their_json(tmp_path) -> None:
         assert row["aggregate_samples_per_s"] == pytest.approx(sum(row["per_process_samples_per_s"]))
         assert all(steps > 0 for steps in row["steps"])
     assert record["rows"][0]["ratio_to_one"] == 1.0
+
+
+def test_profile_step_sorts_a_steps_time_into_categories(tmp_path) -> None:
+    path = tmp_path / "profile.json"
+    out = run_script("profile_step.py", "--device", "cpu", "--eager", "--batch", "8", "--steps", "2", "--threads", "1", "--json", str(path))  # fmt: skip
+    record = json.loads(path.read_text())
+    assert record.keys() >= PROVENANCE and record["path"] == "eager" and record["batch"] == 8
+    for mode in ("train", "inference"):
+        result = record["modes"][mode]
+        categories = result["by_category_s"]
+        assert list(categories) == ["matrix products", "glimpse gathers", "other fused kernels", "other ops", "compiled-region wrappers", "outside any op"]  # fmt: skip
+        # The eager RAM's products and its retina's gathers are found, and the categories
+        # add up to no more than the profiled step (host time on one thread).
+        assert result["ops"]["aten::addmm"]["calls"] > 0 and categories["matrix products"] > 0
+        assert result["ops"]["aten::gather"]["calls"] == 6 and categories["glimpse gathers"] > 0
+        assert result["ops"]["profile_step.py: one step"]["calls"] == 1
+        assert 0 < sum(categories.values()) <= result["profiled_wall_s"] * 1.05
+    assert "a step (" in out and "samples/s" in out
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "profile_step.py"), "--mode", "training"], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode != 0 and "unknown ['training']; choose from train, inference" in done.stderr
