@@ -15,8 +15,9 @@ Same results: the random numbers of a pass are drawn eagerly from the caller's g
 compiled and eager runs see the same locations; losses agree to float rounding (inductor may
 sum in another order). Likewise `model.sense` (the RAM's retina tables) runs eagerly and is
 handed in: eager it is faster than inductor's code for it, and the graph stays whole (one
-graph a pass, not the four that a graph break inside the rollout left). Compiling takes tens of seconds per input shape (cached on disk by
-torch across runs), so it pays for long runs, not for a few seconds of training.
+graph a pass, not the four that a graph break inside the rollout left). Compiling takes
+tens of seconds per input shape (cached on disk by torch across runs), so it pays for long
+runs, not for a few seconds of training.
 """
 
 from __future__ import annotations

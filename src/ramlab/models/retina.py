@@ -97,8 +97,8 @@ class Retina:
             if differentiable:  # autograd refuses mul's out=; copy_ and mul_ it records
                 table.copy_(block_sums).mul_(1.0 / q**2)
             else:  # the fast way, eager and compiled: under torch.compile, copy_ and mul_
-                # into views of the buffer cut the compiled paper RAM from about 63% of its
-                # matrix-products bound to 43% in inference (benchmarks/throughput.py)
+                # into views of the buffer left the compiled paper RAM at 44% of its
+                # matrix-products bound in inference (README, the compiled fast path)
                 torch.mul(block_sums, 1.0 / q**2, out=table)
             offset += rows * cols
         return Pyramid(flat=flat, height=h, width=w)
