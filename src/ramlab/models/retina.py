@@ -96,9 +96,10 @@ class Retina:
             # Written into its part of the buffer; q² a power of 2, so the mean is exact.
             if differentiable:  # autograd refuses mul's out=; copy_ and mul_ it records
                 table.copy_(block_sums).mul_(1.0 / q**2)
-            else:  # the fast way, eager and compiled: under torch.compile, copy_ and mul_
-                # into views of the buffer left the compiled paper RAM at 44% of its
-                # matrix-products bound in inference (README, the compiled fast path)
+            else:  # one kernel a table, not two. (Traced by torch.compile, copy_ and mul_
+                # into the buffer's views became slow code: the compiled paper RAM fell to 44%
+                # of its matrix-products bound in inference; README. The fast path now builds
+                # the tables eagerly, outside its graph: RAM.sense.)
                 torch.mul(block_sums, 1.0 / q**2, out=table)
             offset += rows * cols
         return Pyramid(flat=flat, height=h, width=w)
