@@ -13,10 +13,13 @@
 #   concurrency  benchmarks/gpu_concurrency.py, 1/2/4/8 processes                 -> concurrency.json/.txt
 #   suite        the whole suite, python -m pytest -q (last: it gets the time left) -> pytest.txt
 #   recipe       not in the default: RECIPE (translated60) trained on cuda, compiled, for the time
-#                left, resumed from runs/gpu/$RECIPE when that run is carried; the run directory
-#                is copied to $OUT/runs/gpu/$RECIPE (checkpoints included) to carry into the next
+#                left, resumed from runs/gpu/$RUN when that run is carried; the run directory
+#                is copied to $OUT/runs/gpu/$RUN (checkpoints included) to carry into the next
 #                call, until it stops on its own (early stop or its epochs; --test true then
-#                reads the test split once)                                      -> recipe-$RECIPE.txt
+#                reads the test split once)                                      -> recipe-$RUN.txt
+#                RUN (default $RECIPE) names the run; TRAIN_ARGS are added to its command, e.g. a
+#                tuning run that must not read the test split:
+#                RUN=t60-m10-b32 TRAIN_ARGS="--rollouts 10 --batch-size 32 --test false" STEPS=recipe
 # Files go to $OUT/results/gpu (results/gpu when OUT is unset), with steps.txt: each step's
 # command, exit status and seconds. Every step runs under `timeout` (its own limit, and never
 # past BUDGET seconds since the start, about 9 minutes by default); a failed or timed-out step
@@ -39,8 +42,8 @@
 # `mkdir -p .gpu-home/mnist && gzip -c ~/.cache/ramlab/mnist/X > .gpu-home/mnist/X.gz` for
 # the four files (11 MB; `echo /.gpu-home/ >> .git/info/exclude`), carry ".gpu-home" too and
 # set RAMLAB_HOME=$PWD/.gpu-home there (loading MNIST from it unpacks 53 MB beside the .gz
-# files: do that only on the device machine). Between calls, copy files_at's runs/gpu/$RECIPE to
-# runs/gpu/$RECIPE here and carry it: `STEPS=recipe` then resumes it.
+# files: do that only on the device machine). Between calls, copy files_at's runs/gpu/$RUN to
+# runs/gpu/$RUN here and carry it: `STEPS=recipe` (with the same RUN and TRAIN_ARGS) resumes it.
 set -uo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -128,7 +131,9 @@ fi
 
 if wanted recipe; then
     RECIPE=${RECIPE:-translated60}
-    run_dir=runs/gpu/$RECIPE
+    RUN=${RUN:-$RECIPE}
+    read -r -a train_args <<<"${TRAIN_ARGS:-}"
+    run_dir=runs/gpu/$RUN
     # The time budget is the run's total training time: what it has trained so far plus this
     # call's share (its time left, less a minute for compiling, validating and the copy).
     left=$((BUDGET - (SECONDS - START) - 60))
@@ -139,9 +144,9 @@ from ramlab.progress import read_val_curve
 curve = read_val_curve(sys.argv[1]) if Path(sys.argv[1], "metrics.jsonl").is_file() else []
 seconds = curve[-1].seconds or 0.0 if curve else 0.0
 print(round((seconds + int(sys.argv[2])) / 60, 2))' "$run_dir" "$left")
-    run recipe $((left + 30)) "$RES/recipe-$RECIPE.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
+    run recipe $((left + 30)) "$RES/recipe-$RUN.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
         train ram --config "$RECIPE" --device cuda --compile true --threads 8 --progress false \
-        --time-budget "$budget" --out "$run_dir" --resume
+        --time-budget "$budget" ${train_args[@]+"${train_args[@]}"} --out "$run_dir" --resume
     if [[ -n ${OUT:-} && -d $run_dir ]]; then
         mkdir -p "$OUT/runs/gpu" && cp -r "$run_dir" "$OUT/runs/gpu/"
     fi
