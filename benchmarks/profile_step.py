@@ -6,7 +6,7 @@ For each mode it prints the step's wall time without the profiler, then, from a 
 of the same steps, the time per step by category, each op's (or kernel's) calls per step and
 its time per call:
 - matrix products: aten::mm / addmm / bmm and their BLAS or cuBLAS kernels;
-- glimpse gathers: the kernels that read the retina's tables (names with "gather" or "index");
+- glimpse gathers: the ops or kernels that read the retina's tables (names with "gather");
 - other fused kernels: inductor's C++ (CPU, `cpp.enable_kernel_profile`) or Triton (GPU);
 - other ops: every other aten op run eagerly;
 - compiled-region wrappers: the self time of torch.compile's runtime wrappers around a graph;
@@ -37,7 +37,7 @@ from ramlab.files import write_json
 from ramlab.models import build_model
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_addmm_activation", "gemm", "cublas", "cutlass")
-GATHER = ("gather", "index")
+GATHER = "gather"
 FUSED = ("cpp_fused", "triton_")
 WRAPPERS = ("Torch-Compiled Region", "CompiledFunction", "## Call CompiledFxGraph", "## Call")
 STEP = "profile_step.py: one step"
@@ -60,7 +60,7 @@ def category(name: str) -> str:
     if any(key.lower() in lower for key in MATMUL):
         return "matrix products"
     fused = any(key in name for key in FUSED)  # inductor's names: graph_N_cpp_fused_..., triton_...
-    if any(key in lower for key in GATHER) and (fused or name.startswith("aten::")):
+    if GATHER in lower:  # aten::gather, CUDA's gather kernel, or an inductor kernel fusing one
         return "glimpse gathers"
     return "other fused kernels" if fused else "other ops"
 
@@ -101,10 +101,10 @@ def profile(step: Step, steps: int, device: torch.device) -> dict[str, Any]:
     on_gpu = device.type == "cuda"
     rows: dict[str, dict[str, float]] = {}
     for event in prof.key_averages():
-        if on_gpu:
-            seconds = getattr(event, "self_device_time_total", 0.0) / 1e6
-            if seconds <= 0:
+        if on_gpu:  # the kernels alone (an op's device time is its kernels': counted once)
+            if event.device_type != torch.autograd.DeviceType.CUDA:
                 continue
+            seconds = event.self_device_time_total / 1e6
         else:
             seconds = event.self_cpu_time_total / 1e6
         rows[event.key] = {"calls": event.count / steps, "seconds": seconds / steps}
