@@ -264,7 +264,7 @@ class RAM(Model):
         noise = noise if sample else None
         batch, device, steps = images.shape[0], images.device, self.config.glimpses
         if pyramid is None:
-            pyramid = self.retina.prepare(images)
+            pyramid = self.sense(images)
         state = None  # all zeros before the first glimpse
         hiddens = [images.new_zeros(batch, self.config.hidden)]
         locations, actions, means, log_stds = [location], [], [], []
