@@ -153,6 +153,18 @@ def test_output_size_and_wrong_image_size() -> None:
         retina.prepare(torch.zeros(2, 1, 12, 10))
 
 
+def test_glimpses_keep_the_images_dtype() -> None:
+    # The tables hold block sums; the glimpse divides by the block's area as it reads, with a
+    # constant of the tables' dtype: float64 images stay float64, and agree with float32 ones.
+    retina = Retina(glimpse_size=3, scales=3, image_size=(16, 16))
+    images = torch.rand(2, 1, 16, 16, dtype=torch.float64)
+    location = torch.tensor([[0.1, -0.2], [0.9, 0.9]])
+    wide = retina.glimpse(retina.prepare(images), location)
+    narrow = retina.glimpse(retina.prepare(images.float()), location)
+    assert wide.dtype == torch.float64 and narrow.dtype == torch.float32
+    torch.testing.assert_close(wide.float(), narrow)
+
+
 def test_huge_tables_keep_exact_indices() -> None:
     # Tables of over 2^24 entries: index arithmetic in float32 would round the indices.
     size = (2900, 2900)
@@ -180,10 +192,10 @@ def test_tables_are_the_means_of_four_shifted_means_bit_for_bit(height: int, wid
     images = torch.rand(5, 1, height, width, generator=torch.Generator().manual_seed(k))
     retina = Retina(glimpse_size=2, scales=k, image_size=(height, width))
     expected = benchmark.means_of_shifted_means(images, k)
-    assert torch.equal(retina.prepare(images).flat, expected)
+    assert torch.equal(benchmark.flat_means(retina, retina.prepare(images)), expected)
     # Images that need a gradient take the other way of writing the tables (autograd refuses
-    # mul's out=): the same tables, bit for bit.
-    tables = retina.prepare(images.clone().requires_grad_()).flat
+    # add's out=): the same tables, bit for bit.
+    tables = benchmark.flat_means(retina, retina.prepare(images.clone().requires_grad_()))
     assert tables.requires_grad and torch.equal(tables.detach(), expected)
 
 

@@ -242,7 +242,7 @@ class RAM(Model):
         return location, noise, masks
 
     def sense(self, images: torch.Tensor) -> Pyramid:
-        """The retina's block-mean tables of `images`, which every glimpse reads."""
+        """The retina's block-sum tables of `images`, which every glimpse reads."""
         return self.retina.prepare(images)
 
     def rollout(

@@ -8,14 +8,17 @@ the integer pixel floor(c - S / 2 + 1/2). Pixels outside the image are zero, for
 location, inside the image or beyond it; images may be non-square.
 
 For speed the work is split. `prepare` runs once per batch: for each scale s it builds the
-table M_s[r, c] = mean of the q×q block (q = 2^s) whose top-left pixel is (r, c), for every
-r in [-q, H] and c in [-q, W] (the outermost rows and columns are blocks wholly outside the
-image, hence zero). They come from the image with a zero border as block sums, those of
-the 2^s blocks from four shifted sums of the 2^(s-1) blocks, each table written once into
-its part of one buffer (bit for bit the means of four shifted means: the scalings by powers
-of 2 are exact). `glimpse` then needs one `gather` of k·g² values per sample: output pixel
-(i, j) of scale s is M_s[clamp(y0 + i q), clamp(x0 + j q)], the clamp sending every block
-beyond the edge to a zero one. No Python loop over samples.
+table S_s[r, c] = sum of the q×q block (q = 2^s) whose top-left pixel is (r, c), for every
+r in [-p, H + p - q] and c in [-p, W + p - q], with p = 2^(k-1) the widest block's side
+(blocks wholly outside the image are zero). S_0 is the image with a zero border of p pixels,
+written into the first part of one buffer; S_s is the sum of four shifted copies of S_{s-1}
+(separable: columns, then rows), its second add written straight into its part of the buffer.
+`glimpse` then needs one `gather` of k·g² values per sample: output pixel (i, j) of scale s
+is S_s[clamp(y0 + i q), clamp(x0 + j q)] / q², the clamp to [-q, H] sending every block beyond
+the edge to a zero one, and the division, by a power of 2, exact (so the glimpse is bit for
+bit the block mean; `Retina.mean_tables` gives the tables as means). No Python loop over
+samples, and no pass over the tables only to scale them: in the compiled step the division
+is one multiply inside the gather's kernel.
 """
 
 from __future__ import annotations
@@ -23,12 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 
 @dataclass
 class Pyramid:
-    """The batch's block-mean tables of every scale, flattened into one buffer."""
+    """The batch's block-sum tables of every scale, flattened into one buffer."""
 
     flat: torch.Tensor  # (B, N)
     height: int
@@ -46,8 +48,10 @@ class Retina:
         self.scales = scales
         self.height, self.width = h, w = image_size
         g = glimpse_size
+        self.border = pad = 2 ** (scales - 1)  # p: the widest block's side
         q = torch.tensor([2**s for s in range(scales)])  # block side per scale
-        rows, cols = h + q + 1, w + q + 1  # table shape per scale
+        self.table_shapes = [(h + 2 * pad - int(v) + 1, w + 2 * pad - int(v) + 1) for v in q]
+        rows, cols = (torch.tensor(side) for side in zip(*self.table_shapes, strict=True))
         base = torch.cumsum(rows * cols, 0) - rows * cols
         steps = torch.arange(g)[None, :] * q[:, None]  # (k, g): block offsets inside a patch
         self._consts = {
@@ -57,12 +61,15 @@ class Retina:
             "low": -q[:, None].float(),  # (k, 1)
             "high": torch.tensor([float(w), float(h)])[:, None, None],  # (2, 1, 1) as (x, y)
             "row_stride": cols[:, None].float(),  # (k, 1)
-            "base": (base + q * cols + q)[:, None].float(),  # (k, 1): flat index of (0, 0)
+            "base": (base + pad * cols + pad)[:, None].float(),  # (k, 1): flat index of (0, 0)
         }
         self.buffer_size = int((rows * cols).sum())
         # The index arithmetic runs in floating point; float32 holds integers exactly to 2^24.
         exact = torch.float32 if self.buffer_size < 2**24 else torch.float64
         self._consts = {k: v.to(exact) for k, v in self._consts.items()}
+        self._consts["inverse_area"] = (1.0 / q.double() ** 2)[
+            :, None, None
+        ].float()  # (k, 1, 1): 1/q², exact
         self._cache: dict[torch.device, dict[str, torch.Tensor]] = {}
 
     @property
@@ -75,34 +82,42 @@ class Retina:
         return self._cache[device]
 
     def prepare(self, images: torch.Tensor) -> Pyramid:
-        """images (B, 1, H, W) -> the block-mean tables (channel 0: scenes are grey)."""
+        """images (B, 1, H, W) -> the block-sum tables (channel 0: scenes are grey)."""
         b, _, h, w = images.shape
         if (h, w) != (self.height, self.width):
             raise ValueError(f"retina built for {self.height}x{self.width} images, got {h}x{w}")
         differentiable = torch.is_grad_enabled() and images.requires_grad
-        pad = 2 ** (self.scales - 1)  # the widest block's side
-        sums = F.pad(images[:, 0], (pad, pad, pad, pad))  # the image with a zero border
+        p = self.border
         flat = images.new_empty(b, self.buffer_size)
-        offset = 0
-        for s in range(self.scales):
-            q = 2**s
-            if s:  # sums of q×q blocks from those of (q/2)×(q/2): separable, columns then rows
-                half = q // 2
-                pairs = sums[:, :, :-half] + sums[:, :, half:]
-                sums = pairs[:, :-half] + pairs[:, half:]
-            rows, cols = h + q + 1, w + q + 1  # M_s over [-q, H] x [-q, W]
-            table = flat[:, offset : offset + rows * cols].view(b, rows, cols)
-            block_sums = sums[:, pad - q : pad - q + rows, pad - q : pad - q + cols]
-            # Written into its part of the buffer; q² a power of 2, so the mean is exact.
-            if differentiable:  # autograd refuses mul's out=; copy_ and mul_ it records
-                table.copy_(block_sums).mul_(1.0 / q**2)
-            else:  # one kernel a table, not two. (Traced by torch.compile, copy_ and mul_
-                # into the buffer's views became slow code: the compiled paper RAM fell to 44%
-                # of its matrix-products bound in inference; README. The fast path now builds
-                # the tables eagerly, outside its graph: RAM.sense.)
-                torch.mul(block_sums, 1.0 / q**2, out=table)
-            offset += rows * cols
+        # S_0: the image inside a zero border, written in place (no padded copy to copy again).
+        first = self._view(flat, 0)
+        for border in (first[:, :p], first[:, -p:], first[:, p:-p, :p], first[:, p:-p, -p:]):
+            border.zero_()
+        first[:, p:-p, p:-p].copy_(images[:, 0])
+        for s in range(1, self.scales):  # S_s from four shifted copies of S_{s-1}
+            # (Views taken after the writes before them: autograd needs that when it records.)
+            half, previous, table = 2 ** (s - 1), self._view(flat, s - 1), self._view(flat, s)
+            pairs = previous[:, :, :-half] + previous[:, :, half:]
+            if differentiable:  # autograd refuses add's out=; copy_ it records
+                table.copy_(pairs[:, :-half] + pairs[:, half:])
+            else:  # one kernel, no temporary
+                torch.add(pairs[:, :-half], pairs[:, half:], out=table)
         return Pyramid(flat=flat, height=h, width=w)
+
+    def _view(self, flat: torch.Tensor, scale: int) -> torch.Tensor:
+        """The buffer's table of one scale, a (B, rows, cols) view."""
+        offset = sum(rows * cols for rows, cols in self.table_shapes[:scale])
+        rows, cols = self.table_shapes[scale]
+        return flat[:, offset : offset + rows * cols].view(len(flat), rows, cols)
+
+    def mean_tables(self, pyramid: Pyramid) -> list[torch.Tensor]:
+        """The block means M_s[r, c] over r in [-q, H], c in [-q, W] (q = 2^s), one (B, H + q + 1,
+        W + q + 1) tensor a scale: what the glimpse's pixels are read from."""
+        p, h, w = self.border, self.height, self.width
+        return [
+            self._view(pyramid.flat, s)[:, p - 2**s : p + h + 1, p - 2**s : p + w + 1] * (1.0 / 4**s)
+            for s in range(self.scales)
+        ]
 
     def glimpse(self, pyramid: Pyramid, location: torch.Tensor) -> torch.Tensor:
         """location (B, 2) as (x, y) -> glimpse (B, k·g·g), scale-major, row-major."""
@@ -117,4 +132,8 @@ class Retina:
         starts = torch.add(corner[..., None], c["steps"]).clamp_(min=c["low"], max=c["high"])  # (B, 2, k, g)
         rows = torch.addcmul(c["base"], starts[:, 1], c["row_stride"])  # (B, k, g) flat row starts
         index = torch.add(rows[:, :, :, None], starts[:, 0, :, None, :]).long()  # (B, k, g, g)
-        return torch.gather(pyramid.flat, 1, index.view(b, -1))
+        # Scaled as (B, k, g, g), the shape the index was built in: compiled, the gather's kernel
+        # then loops over rows and columns and vectorises along them (over k·g² in one flat loop
+        # it needed a division and a remainder per pixel and stayed scalar: slower).
+        sums = torch.gather(pyramid.flat, 1, index.view(b, -1)).view(index.shape)
+        return torch.mul(sums, c["inverse_area"].to(sums.dtype)).view(b, -1)  # block means
