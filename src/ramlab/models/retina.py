@@ -63,6 +63,7 @@ class Retina:
             "row_stride": cols[:, None].float(),  # (k, 1)
             "base": (base + pad * cols + pad)[:, None].float(),  # (k, 1): flat index of (0, 0)
         }
+        self._offsets = [int(v) for v in base]  # where each scale's table starts in the buffer
         self.buffer_size = int((rows * cols).sum())
         # The index arithmetic runs in floating point; float32 holds integers exactly to 2^24.
         exact = torch.float32 if self.buffer_size < 2**24 else torch.float64
@@ -106,8 +107,7 @@ class Retina:
 
     def _view(self, flat: torch.Tensor, scale: int) -> torch.Tensor:
         """The buffer's table of one scale, a (B, rows, cols) view."""
-        offset = sum(rows * cols for rows, cols in self.table_shapes[:scale])
-        rows, cols = self.table_shapes[scale]
+        offset, (rows, cols) = self._offsets[scale], self.table_shapes[scale]
         return flat[:, offset : offset + rows * cols].view(len(flat), rows, cols)
 
     def mean_tables(self, pyramid: Pyramid) -> list[torch.Tensor]:
