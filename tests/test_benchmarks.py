@@ -118,3 +118,27 @@ def test_profile_step_sorts_a_steps_time_into_categories(tmp_path) -> None:
     assert "a step (" in out and "samples/s" in out
     done = subprocess.run([sys.executable, str(BENCHMARKS / "profile_step.py"), "--mode", "training"], capture_output=True, text=True)  # fmt: skip
     assert done.returncode != 0 and "unknown ['training']; choose from train, inference" in done.stderr
+
+
+def test_retina_ab_pairs_two_copies_of_one_ram_that_differ_only_in_the_retina() -> None:
+    # The retina of a commit is read with `git show` (HEAD here: a checkout may be shallow), and
+    # the pair has the same weights, so the A/B times retinas and nothing else.
+    if subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCHMARKS, capture_output=True).returncode:
+        pytest.skip("not a git checkout")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import retina_ab
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    from ramlab.models.ram import RAMConfig
+
+    then = retina_ab.retina_class_of("HEAD")
+    assert then.__module__ == "retina_then"
+    old, new = retina_ab.pair(RAMConfig(glimpses=3, glimpse_size=4, scales=2), (20, 20), then)
+    assert type(old.retina) is then and type(new.retina) is not then
+    assert all(torch.equal(a, b) for a, b in zip(old.parameters(), new.parameters(), strict=True))
+    images = torch.rand(4, 1, 20, 20, generator=torch.Generator().manual_seed(0))
+    a, b = (m(images, sample=True, generator=torch.Generator().manual_seed(1)) for m in (old, new))
+    assert torch.equal(a.logits, b.logits)
