@@ -185,13 +185,16 @@ def synthetic_batch(batch: int, device: torch.device) -> tuple[torch.Tensor, tor
     return images.to(device), labels.to(device), bboxes.to(device)
 
 
-def steps_of(model, images, labels, bboxes, *, compiled: bool = False) -> dict[str, Step]:
+def steps_of(
+    model, images, labels, bboxes, *, compiled: bool = False, options: dict | None = None
+) -> dict[str, Step]:
     """The two timed steps: a training step (sampled rollout, the model's objective,
-    backward, Adam) and a deterministic inference step; eager, or through the fast path."""
+    backward, Adam) and a deterministic inference step; eager, or through the fast path
+    (compiled with inductor `options` when given, else the fast path's own)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
     generator = torch.Generator(device=images.device).manual_seed(0)
-    training = TrainingStep(model, compiled=compiled)
-    forward = CompiledForward(model) if compiled else model
+    training = TrainingStep(model, compiled=compiled, options=options)
+    forward = CompiledForward(model, options=options) if compiled else model
 
     def train_step() -> None:
         model.train()

@@ -142,3 +142,35 @@ def test_retina_ab_pairs_two_copies_of_one_ram_that_differ_only_in_the_retina() 
     images = torch.rand(4, 1, 20, 20, generator=torch.Generator().manual_seed(0))
     a, b = (m(images, sample=True, generator=torch.Generator().manual_seed(1)) for m in (old, new))
     assert torch.equal(a.logits, b.logits)
+
+
+@pytest.mark.slow
+def test_fastpath_ab_finds_both_wrappers_give_the_same_step_and_sees_a_changed_weight() -> None:
+    # The C++ wrapper calls the kernels the Python one calls: the same loss, gradients, logits
+    # and locations bit for bit. The check is no formality: a nudged weight shows.
+    from ramlab.fastpath import cpu_compiler
+
+    if cpu_compiler() is None:
+        pytest.skip("no C++ compiler for inductor on PATH")
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import fastpath_ab
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    from ramlab.models.ram import RAMConfig
+
+    assert fastpath_ab.BEFORE == {"cpp_wrapper": False}
+    old, new = fastpath_ab.twins(RAMConfig(glimpses=3, glimpse_size=4, scales=2, core="lstm"), (20, 20))
+    data = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(4, 1, 20, 20, generator=data), torch.randint(0, 10, (4,), generator=data)
+    bboxes = torch.tensor([[0.0, 0.0, 10.0, 10.0]]).repeat(4, 1)
+    then = fastpath_ab.outputs(old, images, labels, bboxes, fastpath_ab.BEFORE)
+    now = fastpath_ab.outputs(new, images, labels, bboxes, None)
+    assert fastpath_ab.largest_differences(then, now) == dict.fromkeys(then, 0.0)
+    with torch.no_grad():
+        new.classifier.fc.weight[0, 0] += 0.5
+    nudged = fastpath_ab.outputs(new, images, labels, bboxes, None)
+    differences = fastpath_ab.largest_differences(then, nudged)
+    assert differences["loss"] > 0 and differences["logits"] > 0

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
+from types import SimpleNamespace
 
 import pytest
 import tiny
 import torch
 
 from ramlab.errors import RamlabError
-from ramlab.fastpath import CompiledForward, TrainingStep, compile_mode, cpu_compiler
+from ramlab.fastpath import CompiledForward, TrainingStep, compile_mode, cpu_compiler, inductor_options
 from ramlab.models.ram import RAMConfig
 from ramlab.models.registry import build_model
 
@@ -147,6 +148,28 @@ def test_feed_forward_models_draw_nothing_and_compile_mode_follows_the_device() 
     assert fc.draw_randomness(torch.zeros(2, 1, 28, 28), sample=True, generator=None) == ()
     assert compile_mode(torch.device("cuda")) == "reduce-overhead"
     assert compile_mode(torch.device("cpu")) is None
+
+
+def test_cpu_graphs_are_called_from_cpp_and_cuda_graphs_replayed(monkeypatch) -> None:
+    # torch.compile takes a mode or options, never both: a CPU graph gets inductor's C++
+    # wrapper, a CUDA one the CUDA-graphs mode, and options given replace either.
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda function, **kwargs: calls.append(kwargs) or function)
+    monkeypatch.setattr("ramlab.fastpath.shutil.which", lambda name: "/usr/bin/" + name)
+    model = _ram("rnn", "cpu")
+    TrainingStep(model, compiled=True)
+    CompiledForward(model, options={"cpp_wrapper": False})
+    on_cuda = SimpleNamespace(parameters=lambda: iter([SimpleNamespace(device=torch.device("cuda"))]))
+    CompiledForward(on_cuda)  # no GPU needed: the fast path reads the device off the parameters
+    CompiledForward(on_cuda, options={"triton.cudagraphs": True, "max_autotune": True})
+    assert calls == [
+        {"options": {"cpp_wrapper": True}, "dynamic": False},
+        {"options": {"cpp_wrapper": False}, "dynamic": False},
+        {"mode": "reduce-overhead", "dynamic": False},
+        {"options": {"triton.cudagraphs": True, "max_autotune": True}, "dynamic": False},
+    ]
+    assert inductor_options(torch.device("cpu")) == {"cpp_wrapper": True}
+    assert inductor_options(torch.device("cuda")) == {}
 
 
 @pytest.mark.slow

@@ -18,6 +18,11 @@ handed in: eager it is faster than inductor's code for it, and the graph stays w
 graph a pass, not the four that a graph break inside the rollout left). Compiling takes
 tens of seconds per input shape (cached on disk by torch across runs), so it pays for long
 runs, not for a few seconds of training.
+
+On a CPU the graphs are called through inductor's C++ wrapper (`cpp_wrapper`), not its
+Python one: a pass launches about a hundred small kernels, and the Python wrapper's cost per
+launch was 10-13% of a step in the profile. The kernels are the same, so the results are the
+same bit for bit; `python benchmarks/fastpath_ab.py` times the two paired in one process.
 """
 
 from __future__ import annotations
@@ -40,29 +45,44 @@ def cpu_compiler() -> str | None:
     return next((name for name in CPU_COMPILERS if shutil.which(name)), None)
 
 
+CPU_OPTIONS = {"cpp_wrapper": True}
+"""Inductor's options for a CPU graph: kernels launched from C++, not Python."""
+
+
 def compile_mode(device: torch.device) -> str | None:
     """torch.compile's mode for `device`: CUDA graphs on a GPU, inductor's default on a CPU."""
     return "reduce-overhead" if device.type == "cuda" else None
 
 
-def _compile(function: Callable, device: torch.device) -> Callable:
+def inductor_options(device: torch.device) -> dict[str, Any]:
+    """The inductor options the fast path compiles with on `device` (none beyond the mode on CUDA)."""
+    return dict(CPU_OPTIONS) if device.type == "cpu" else {}
+
+
+def _compile(function: Callable, device: torch.device, options: dict[str, Any] | None) -> Callable:
     if device.type == "cpu" and cpu_compiler() is None:
         raise RamlabError(
             "the compiled fast path on a CPU needs a C++ compiler (g++ or clang++) and none is on "
             "PATH: install one (e.g. apt install g++), or train without --compile"
         )
+    options = inductor_options(device) if options is None else options
     # dynamic=False: one graph per batch shape (the full batch, and an epoch's last one).
+    if options:  # torch.compile takes a mode or options, not both
+        return torch.compile(function, options=options, dynamic=False)
     return torch.compile(function, mode=compile_mode(device), dynamic=False)
 
 
 class TrainingStep:
-    """The forward pass with sampled locations and the model's objective, eager or compiled."""
+    """The forward pass with sampled locations and the model's objective, eager or compiled.
 
-    def __init__(self, model: Model, *, compiled: bool) -> None:
+    `options` replace `inductor_options(device)` (benchmarks compare them; on CUDA they also
+    replace the CUDA-graphs mode unless they include `"triton.cudagraphs": True`)."""
+
+    def __init__(self, model: Model, *, compiled: bool, options: dict[str, Any] | None = None) -> None:
         self.model = model
         self.compiled = compiled
         device = next(model.parameters()).device
-        self._graph = _compile(self._forward_objective, device) if compiled else None
+        self._graph = _compile(self._forward_objective, device, options) if compiled else None
 
     def _forward_objective(
         self,
@@ -93,12 +113,13 @@ class TrainingStep:
 
 
 class CompiledForward:
-    """`model(images, sample=..., generator=...)` through a compiled graph, for evaluation."""
+    """`model(images, sample=..., generator=...)` through a compiled graph, for evaluation
+    (`options` as for `TrainingStep`)."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, *, options: dict[str, Any] | None = None) -> None:
         self.model = model
         device = next(model.parameters()).device
-        self._graph = _compile(self._forward, device)
+        self._graph = _compile(self._forward, device, options)
 
     def _forward(self, images: torch.Tensor, sample: bool, randomness: tuple, sensed: Any) -> ModelOutput:
         return self.model(images, sample=sample, randomness=randomness, sensed=sensed)
