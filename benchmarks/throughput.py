@@ -17,8 +17,10 @@ process, it also times
   a host sync per sample: minutes per step at large batches).
 Each line is the median of 5 timing windows (their range in brackets). The RAM's eager step,
 its matrix products alone and its compiled step are timed in interleaved windows (a window
-of each in turn, five rounds), so a drift of the machine's speed moves all three alike and
-their ratios hold. On CUDA the device is synchronised around every window and each line's
+of each in turn, five rounds), so a drift of the machine's speed moves all three alike; a
+share of the bound is the median of the five rounds' own ratios (their range in brackets),
+each taken between windows seconds apart, so the machine's swings (up to 2x within minutes
+here) cancel in it. On CUDA the device is synchronised around every window and each line's
 peak of `torch.cuda.max_memory_allocated` is measured over two steps before the timing.
 Prints, never asserts: machines are noisy.
 
@@ -127,6 +129,18 @@ class Figure:
     @property
     def median(self) -> float:
         return statistics.median(self.rates)
+
+    def share_of(self, other: Figure, name: str) -> float:
+        """The median over timing rounds of this figure's rate over `other`'s in the same
+        round (windows timed in turn, see `windows`), kept in `ratios` as `name` with the
+        rounds' lowest and highest as `name`_low and `name`_high."""
+        ratios = [mine / theirs for mine, theirs in zip(self.rates, other.rates, strict=True)]
+        self.ratios[f"{name}_low"], self.ratios[f"{name}_high"] = min(ratios), max(ratios)
+        self.ratios[name] = share = statistics.median(ratios)
+        return share
+
+    def share_range(self, name: str) -> str:
+        return f"rounds {self.ratios[f'{name}_low']:.0%}-{self.ratios[f'{name}_high']:.0%}"
 
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
@@ -278,21 +292,23 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
         group = {"eager": step, "matmul-bound": replay, **({"compiled": compiled[mode]} if compiled else {})}
         figures_of = measure(group, model="ram", mode=mode, warmup=5, **common)
         eager[mode], bound = figures_of["eager"], figures_of["matmul-bound"]
-        eager[mode].ratios["of_matmul_bound"] = share = eager[mode].median / bound.median
+        share = eager[mode].share_of(bound, "of_matmul_bound")
         report(eager[mode], "ramlab")
         report(
-            bound, f"its {calls:3d} matrix products alone", f": the step runs at {share:.0%} of that bound"
+            bound,
+            f"its {calls:3d} matrix products alone",
+            f": the step runs at {share:.0%} of that bound ({eager[mode].share_range('of_matmul_bound')})",
         )
         if compiled:
             figure = figures_of["compiled"]
-            figure.ratios["of_eager"] = figure.median / eager[mode].median
-            figure.ratios["of_matmul_bound"] = share = figure.median / bound.median
+            figure.share_of(eager[mode], "of_eager")
+            share = figure.share_of(bound, "of_matmul_bound")
             verdict = "met" if share >= TARGETS[mode] else "NOT met"
             report(
                 figure,
                 "ramlab compiled",
                 f": {figure.ratios['of_eager']:.2f}x eager; {share:.0%} of the matrix-products bound "
-                f"(issue #11's CPU target >= {TARGETS[mode]:.0%}: {verdict})",
+                f"({figure.share_range('of_matmul_bound')}; issue #11's CPU target >= {TARGETS[mode]:.0%}: {verdict})",
             )
     if compiled:
         torch.compiler.reset()  # frees the graphs (and CUDA graph pools) of this batch size
@@ -370,7 +386,10 @@ def main() -> None:
     )
     source = f"the {RECIPE} recipe's config" if args.config == "recipe" else "the RAM's defaults but"
     print(f"model: RAM, {params:,} parameters, {source} {config}")
-    print(f"median of 5 timing windows over {args.seconds:g} s per line (range in brackets)")
+    print(
+        f"median of 5 timing windows over {args.seconds:g} s per line (range in brackets); "
+        "a share: the median of the 5 rounds' own ratios"
+    )
     if args.reference:
         print(f"ratios to the CPU figures of {args.cpu_reference} ({args.reference.get('device_name')})")
     for batch in args.batch:

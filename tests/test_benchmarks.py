@@ -78,7 +78,14 @@ def test_throughput_and_concurrency_write_their_json(tmp_path) -> None:
         assert len(figure["rates"]) == 5 and 0 < low <= figure["samples_per_s"] <= high
         assert figure["peak_memory_mib"] is None  # CUDA only
     eager = [f for f in record["figures"] if (f["model"], f["path"]) == ("ram", "eager")]
-    assert all(f["ratios"]["of_matmul_bound"] > 0 for f in eager)
+    bound_of = {(f["mode"], f["batch"]): f["rates"] for f in record["figures"] if f["path"] == "matmul-bound"}
+    for f in eager:  # the share: the median of the rounds' own ratios, their range beside it
+        ratios = f["ratios"]
+        rounds = sorted(e / b for e, b in zip(f["rates"], bound_of[f["mode"], f["batch"]], strict=True))
+        assert ratios["of_matmul_bound"] == pytest.approx(rounds[2]) and rounds[2] > 0
+        assert (ratios["of_matmul_bound_low"], ratios["of_matmul_bound_high"]) == pytest.approx(
+            (rounds[0], rounds[4])
+        )
 
     # A later run compares itself with that one, figure by figure (closest batch present).
     again = tmp_path / "again.json"
