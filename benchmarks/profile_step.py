@@ -5,7 +5,8 @@ or through the compiled fast path, on a CPU or a GPU.
 For each mode it prints the step's wall time without the profiler, then, from a profiled run
 of the same steps, the time per step by category, each op's (or kernel's) calls per step and
 its time per call:
-- matrix products: aten::mm / addmm / bmm and their BLAS or cuBLAS kernels;
+- matrix products: aten::mm / addmm / bmm (or the C++ wrapper's aoti_torch_cpu_ shims for
+  them) and their BLAS or cuBLAS kernels;
 - glimpse gathers: the ops or kernels that read the retina's tables (names with "gather");
 - other fused kernels: inductor's C++ (CPU, `cpp.enable_kernel_profile`) or Triton (GPU);
 - other ops: every other aten op run eagerly;
@@ -37,6 +38,8 @@ from ramlab.files import write_json
 from ramlab.models import build_model
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_addmm_activation", "gemm", "cublas", "cutlass")
+MATMUL += ("aoti_torch_cpu_mm", "aoti_torch_cpu_addmm", "aoti_torch_cpu_bmm", "aoti_torch_cpu__addmm")
+"""... and as inductor's C++ wrapper (the fast path on a CPU) calls them, through its shims."""
 GATHER = "gather"
 FUSED = ("cpp_fused", "triton_")
 WRAPPERS = ("Torch-Compiled Region", "CompiledFunction", "## Call CompiledFxGraph", "## Call")

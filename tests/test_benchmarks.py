@@ -125,6 +125,16 @@ def test_profile_step_sorts_a_steps_time_into_categories(tmp_path) -> None:
     assert "a step (" in out and "samples/s" in out
     done = subprocess.run([sys.executable, str(BENCHMARKS / "profile_step.py"), "--mode", "training"], capture_output=True, text=True)  # fmt: skip
     assert done.returncode != 0 and "unknown ['training']; choose from train, inference" in done.stderr
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from profile_step import category
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    # The compiled CPU graph calls its products through the C++ wrapper's shims.
+    for name in ("aten::addmm", "aoti_torch_cpu_addmm_out", "aoti_torch_cpu_mm_out", "aten::mm"):
+        assert category(name) == "matrix products", name
+    assert category("aoti_torch_cpu_gather_out") == "glimpse gathers"
+    assert category("aten::add") == category("aoti_torch_cpu_cat") == "other ops"
 
 
 def test_retina_ab_pairs_two_copies_of_one_ram_that_differ_only_in_the_retina() -> None:
