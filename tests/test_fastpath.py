@@ -150,6 +150,30 @@ def test_feed_forward_models_draw_nothing_and_compile_mode_follows_the_device() 
     assert compile_mode(torch.device("cpu")) is None
 
 
+def test_a_batch_of_another_size_than_the_compiled_one_runs_eagerly_with_the_same_draws() -> None:
+    # An epoch's last, smaller batch would cost a graph's compile for one step: it runs eagerly,
+    # drawing the numbers the eager pass draws, so the generator ends where it would have.
+    model = _ram("rnn", "cpu")
+    step = TrainingStep(model, compiled=False, batch=16)
+    graphed = []
+    step._graph = lambda *args: graphed.append(len(args[0])) or "graph"  # stands in for the compiled one
+    images, labels, bboxes = next(_batches("cpu", 1, size=8))
+    generator = torch.Generator().manual_seed(7)
+    out, objective = step(images, labels, bboxes, generator)
+    expected = model(images, sample=True, generator=torch.Generator().manual_seed(7))
+    assert graphed == [] and torch.equal(out.rollout.locations, expected.rollout.locations)
+    assert torch.equal(objective.loss, model.objective(expected, labels, bboxes).loss)
+    assert torch.equal(generator.get_state(), _after_one_eager_pass(model, images, seed=7))
+    images, labels, bboxes = next(_batches("cpu", 1, size=16))
+    assert step(images, labels, bboxes, generator) == "graph" and graphed == [16]
+
+
+def _after_one_eager_pass(model, images: torch.Tensor, *, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    model(images, sample=True, generator=generator)
+    return generator.get_state()
+
+
 def test_cpu_graphs_are_called_from_cpp_and_cuda_graphs_replayed(monkeypatch) -> None:
     # torch.compile takes a mode or options, never both: a CPU graph gets inductor's C++
     # wrapper, a CUDA one the CUDA-graphs mode, and options given replace either.

@@ -67,7 +67,7 @@ def _compile(function: Callable, device: torch.device, options: dict[str, Any] |
             "PATH: install one (e.g. apt install g++), or train without --compile"
         )
     options = inductor_options(device) if options is None else options
-    # dynamic=False: one graph per batch shape (the full batch, and an epoch's last one).
+    # dynamic=False: one graph per batch shape (training: the full batch only, see TrainingStep).
     if options:  # torch.compile takes a mode or options, not both
         return torch.compile(function, options=options, dynamic=False)
     return torch.compile(function, mode=compile_mode(device), dynamic=False)
@@ -77,11 +77,23 @@ class TrainingStep:
     """The forward pass with sampled locations and the model's objective, eager or compiled.
 
     `options` replace `inductor_options(device)` (benchmarks compare them; on CUDA they also
-    replace the CUDA-graphs mode unless they include `"triton.cudagraphs": True`)."""
+    replace the CUDA-graphs mode unless they include `"triton.cudagraphs": True`). With
+    `batch`, only batches of that size go through the graph and any other (an epoch's last,
+    smaller one) runs eagerly: a graph for one step an epoch cost its compile, about 50 s on 2
+    CPU cores with a cold cache, for nothing. Eager and compiled draw the same random numbers,
+    so a run stays exactly resumable either way."""
 
-    def __init__(self, model: Model, *, compiled: bool, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: Model,
+        *,
+        compiled: bool,
+        options: dict[str, Any] | None = None,
+        batch: int | None = None,
+    ) -> None:
         self.model = model
         self.compiled = compiled
+        self.batch = batch
         device = next(model.parameters()).device
         self._graph = _compile(self._forward_objective, device, options) if compiled else None
 
@@ -103,7 +115,7 @@ class TrainingStep:
         bboxes: torch.Tensor,
         generator: torch.Generator | None,
     ) -> tuple[ModelOutput, Objective]:
-        if self._graph is None:
+        if self._graph is None or (self.batch is not None and len(images) != self.batch):
             out = self.model(images, sample=True, generator=generator)
             return out, self.model.objective(out, labels, bboxes)
         randomness = self.model.draw_randomness(images, sample=True, generator=generator)

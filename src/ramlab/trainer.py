@@ -146,7 +146,10 @@ class Trainer:
         self.train, self.val, self.test = split_loaders(self.config, self.device)
         self.steps_per_epoch = len(self.train)
         self.optimizer = make_optimizer(self.model.parameter_groups(), cfg)
-        self.step = TrainingStep(self.model, compiled=cfg.compile)
+        # One graph, for the full batch (of M copies of each image); an epoch's last runs eagerly.
+        self.step = TrainingStep(
+            self.model, compiled=cfg.compile, batch=cfg.batch_size * self.model.training_copies
+        )
         self.schedule = Schedule(self.optimizer, cfg, steps_per_epoch=self.steps_per_epoch)
         self.pos = Position()
         if state is not None:
