@@ -79,9 +79,9 @@ class TrainingStep:
     `options` replace `inductor_options(device)` (benchmarks compare them; on CUDA they also
     replace the CUDA-graphs mode unless they include `"triton.cudagraphs": True`). With
     `batch`, only batches of that size go through the graph and any other (an epoch's last,
-    smaller one) runs eagerly: a graph for one step an epoch cost its compile, about 50 s on 2
-    CPU cores with a cold cache, for nothing. Eager and compiled draw the same random numbers,
-    so a run stays exactly resumable either way."""
+    smaller one) runs eagerly: a graph for one step an epoch cost its compile, about 30 s on 2
+    CPU cores with a cold cache (the quick study's RAM), for nothing. Eager and compiled draw
+    the same random numbers, so a run stays exactly resumable either way."""
 
     def __init__(
         self,
