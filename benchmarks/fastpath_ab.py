@@ -11,37 +11,24 @@ to `0127fa4`), "now" with the fast path's own (`ramlab.fastpath.inductor_options
 checks one training step (loss and gradients) and one inference pass (logits and locations)
 of the two against each other and prints the largest difference (0 when they agree bit for
 bit). Then it times their training and inference steps at batch 128 (`throughput.steps_of`)
-in interleaved windows (`throughput.windows`), one now/then ratio a round, and the median
+in interleaved windows (`pairing.rounds`), one now/then ratio a round, and the median
 ratio over the rounds. Prints, never asserts: machines are noisy.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import statistics
 import sys
 
+import pairing
 import torch
-from retina_ab import ratio_line
-from throughput import SIZE, recipe_config, steps_of, synthetic_batch, windows
+from pairing import CPU, twins
+from throughput import SIZE, recipe_config, steps_of, synthetic_batch
 
-from ramlab.device import reuse_freed_memory
 from ramlab.fastpath import CompiledForward, TrainingStep, inductor_options
-from ramlab.models.registry import build_model
 
-CPU = torch.device("cpu")
 BEFORE = {**inductor_options(CPU), "cpp_wrapper": False}
 """The default of `--against`: the fast path's CPU options as they were, Python wrapper."""
-
-
-def twins(config, image_size: tuple[int, int]) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Two RAMs with the same weights."""
-    models = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        models.append(build_model("ram", config, image_size=image_size))
-    return models[0], models[1]
 
 
 def outputs(model, images, labels, bboxes, options: dict | None) -> dict[str, torch.Tensor]:
@@ -72,15 +59,10 @@ def largest_differences(then: dict[str, torch.Tensor], now: dict[str, torch.Tens
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = pairing.parser(__doc__.splitlines()[0], seconds=10.0, rounds=4)
     parser.add_argument("--against", type=json.loads, default=BEFORE, help="inductor options as JSON")
-    parser.add_argument("--config", choices=("paper", "recipe"), default="paper")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of one round's 5 windows")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    reuse_freed_memory()
+    pairing.set_up(args)
     print(
         f"{args.threads} threads, torch {torch.__version__}, the {args.config} RAM at batch 128; "
         f"then: options {args.against}, now: the fast path's {inductor_options(CPU)}"
@@ -96,17 +78,12 @@ def main() -> None:
         "now": steps_of(new, images, labels, bboxes, compiled=True),
     }
     for mode in ("train", "inference"):
-        ratios = []
-        for _ in range(args.rounds):
-            rates = windows(
-                {k: s[mode] for k, s in steps.items()}, batch=128, seconds=args.seconds, device=CPU, warmup=5
-            )
-            ratios.append(statistics.median(rates["now"]) / statistics.median(rates["then"]))
-            print(ratio_line(f"compiled, {mode}", rates, "samples/s"), flush=True)
-        print(
-            f"compiled, {mode}: median of {args.rounds} rounds {statistics.median(ratios):.3f}x "
-            f"(rounds {min(ratios):.3f}-{max(ratios):.3f}x)",
-            flush=True,
+        pairing.rounds(
+            {k: s[mode] for k, s in steps.items()},
+            f"compiled, {mode}",
+            batch=128,
+            rounds=args.rounds,
+            seconds=args.seconds,
         )
 
 

@@ -6,7 +6,8 @@ Separate runs of benchmarks/throughput.py on a noisy machine differ by more than
 change moves the step, so this times both retinas in one process: two copies of the same RAM
 (same seed, same weights), one given `COMMIT`'s `Retina` (read with `git show`), the other
 this checkout's, checked first to give the same logits and locations for a shared generator.
-Then, in interleaved windows (`throughput.windows`), each round printing one ratio:
+Then, in interleaved windows (`pairing.rounds`), each round printing one ratio (the compiled
+steps also the median over rounds):
 - the compiled fast path's training and inference steps at batch 128 (`throughput.steps_of`);
 - the eager forward pass of `ramlab cost`'s RAM (no gradient, the policy mean) at 60 and 100 px
   and batch 256, 800 px and batch 4, and 60 px at batch 1.
@@ -15,22 +16,20 @@ Prints, never asserts: machines are noisy.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib.util
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import pairing
 import torch
+from pairing import CPU, twins
 from throughput import SIZE, recipe_config, steps_of, synthetic_batch, windows
 
-from ramlab.device import reuse_freed_memory
-from ramlab.models.registry import build_model, model_class
+from ramlab.models.registry import model_class
 
-CPU = torch.device("cpu")
 EAGER_SIZES = ((60, 256), (100, 256), (800, 4), (60, 1))  # (image side, batch)
 
 
@@ -54,30 +53,16 @@ def retina_class_of(commit: str) -> type:
 
 def pair(config, image_size: tuple[int, int], then: type, name: str = "ram") -> tuple:
     """(model with the old retina, model with this checkout's), the same weights."""
-    models = []
-    for _ in range(2):
-        torch.manual_seed(0)
-        models.append(build_model(name, config, image_size=image_size))
-    old = models[0]
+    old, new = twins(config, image_size, name)
     old.retina = then(glimpse_size=old.retina.glimpse_size, scales=old.retina.scales, image_size=image_size)
-    return old, models[1]
-
-
-def ratio_line(label: str, rates: dict[str, list[float]], unit: str) -> str:
-    old, new = statistics.median(rates["then"]), statistics.median(rates["now"])
-    return f"{label}: then {old:,.0f}, now {new:,.0f} {unit}: {new / old:.3f}x"
+    return old, new
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = pairing.parser(__doc__.splitlines()[0], seconds=15.0, rounds=2)
     parser.add_argument("--against", required=True, help="the commit whose retina is compared")
-    parser.add_argument("--config", choices=("paper", "recipe"), default="paper")
-    parser.add_argument("--seconds", type=float, default=15.0, help="length of one round's 5 windows")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    reuse_freed_memory()
+    pairing.set_up(args)
     then = retina_class_of(args.against)
     print(
         f"{args.threads} threads, torch {torch.__version__}; retina of {args.against} (then) against this checkout's (now)"
@@ -98,13 +83,10 @@ def main() -> None:
         "now": steps_of(new, images, labels, bboxes, compiled=True),
     }
     for mode in ("inference", "train"):
-        for _ in range(args.rounds):
-            rates = windows(
-                {k: s[mode] for k, s in steps.items()}, batch=128, seconds=args.seconds, device=CPU, warmup=5
-            )
-            print(
-                ratio_line(f"compiled {args.config} RAM, {mode}, batch 128", rates, "samples/s"), flush=True
-            )
+        label = f"compiled {args.config} RAM, {mode}, batch 128"
+        pairing.rounds(
+            {k: s[mode] for k, s in steps.items()}, label, batch=128, rounds=args.rounds, seconds=args.seconds
+        )
 
     cls = model_class("ram")
     for size, batch in EAGER_SIZES:
@@ -117,7 +99,7 @@ def main() -> None:
 
         calls = {"then": functools.partial(forward, old), "now": functools.partial(forward, new)}
         rates = windows(calls, batch=batch, seconds=args.seconds / 3, device=CPU, warmup=3)
-        print(ratio_line(f"eager forward, {size} px, batch {batch}", rates, "images/s"), flush=True)
+        print(pairing.ratio_line(f"eager forward, {size} px, batch {batch}", rates, "images/s"), flush=True)
 
 
 if __name__ == "__main__":
