@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 
+from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.progress import (
     RunFiles,
@@ -72,7 +73,10 @@ def main() -> None:
         header.append(f"best±{args.around_best}")
     rows = []
     for label, path in map(labelled_run, args.runs):
-        records = read_metrics(RunFiles.find(path).curve)
+        try:
+            records = read_metrics(RunFiles.find(path).curve)
+        except RamlabError as exc:
+            parser.error(str(exc))
         curve = val_curve(records)
         if not curve:
             parser.error(

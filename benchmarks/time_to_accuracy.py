@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from ramlab.config import load_yaml
+from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.progress import RunFiles, best, labelled_run, read_val_curve, setting_over_resumes, time_to
 from ramlab.report import PAPER
@@ -53,7 +54,10 @@ def main() -> None:
     curves, datasets = {}, set()
     print(f"machine: {os.cpu_count()} CPU cores visible to this process")
     for label, path in map(labelled_run, args.runs):
-        files = RunFiles.find(path)
+        try:
+            files = RunFiles.find(path)
+        except RamlabError as exc:
+            parser.error(str(exc))
         curves[label] = read_val_curve(files.curve)
         config = read_config(files.config)
         datasets.add(config.get("data"))

@@ -56,6 +56,19 @@ def test_compare_curves_prints_window_means(tmp_path) -> None:
         capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 2 and "ends before it starts" in bad.stderr
+    # A run that has not started yet (its directory without metrics.jsonl) or a mistyped path:
+    # a usage error that names it, not a traceback.
+    (tmp_path / "unstarted").mkdir()
+    for missing, says in (
+        (tmp_path / "unstarted", "has no metrics.jsonl"),
+        (tmp_path / "typo", "no such run"),
+    ):
+        bad = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "compare_curves.py"), str(missing), "--windows", "1-2"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert bad.returncode == 2 and str(missing) in bad.stderr and says in bad.stderr
+        assert "Traceback" not in bad.stderr
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from test_trainer import tiny_config
 from torch import nn
 
 from ramlab.diagnostics import grad_norms, starved_parts
+from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.progress import (
     CurvePoint,
@@ -159,6 +160,12 @@ def test_run_files_in_a_run_directory_and_beside_a_committed_curve(tmp_path) -> 
     assert RunFiles.find(tmp_path / "b-val.jsonl") == RunFiles(
         tmp_path / "b-val.jsonl", tmp_path / "b.json", None
     )
+    # No curve: a run directory before its first line, or a path that is not there.
+    (tmp_path / "unstarted").mkdir()
+    with pytest.raises(RamlabError, match=r"unstarted has no metrics\.jsonl"):
+        RunFiles.find(tmp_path / "unstarted")
+    with pytest.raises(RamlabError, match=r"c-val\.jsonl: no such run"):
+        RunFiles.find(tmp_path / "c-val.jsonl")
 
 
 def test_setting_over_resumes_reads_each_resume_change() -> None:

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 
 
@@ -45,7 +46,8 @@ class RunFiles:
     """Where a run's curve, config and resume history are: in a run directory
     (metrics.jsonl, config.yaml, history.jsonl), or beside a committed curve `NAME-val.jsonl`
     (NAME-config.yaml, else the config inside the result NAME.json; NAME-history.jsonl), as
-    results/recipes/ keeps finished runs. A file that is not there is None."""
+    results/recipes/ keeps finished runs. A config or history that is not there is None; a
+    missing curve is an error that says what to give."""
 
     curve: Path
     config: Path | None
@@ -64,6 +66,13 @@ class RunFiles:
                 path.with_name(f"{stem}-history.jsonl"),
             )
         curve, configs, history = names
+        if not curve.is_file():
+            if path.is_dir():
+                raise RamlabError(f"{path} has no metrics.jsonl (yet): has its run started?")
+            raise RamlabError(
+                f"{path}: no such run: give a run directory (with its metrics.jsonl) or a "
+                "committed curve NAME-val.jsonl, e.g. results/recipes/translated60-val.jsonl"
+            )
         config = next((c for c in configs if c.is_file()), None)
         return cls(curve=curve, config=config, history=history if history.is_file() else None)
 
