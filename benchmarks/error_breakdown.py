@@ -54,13 +54,21 @@ def main() -> None:
 
     report = {"commit": git_commit(), "split": args.split, "protocol": "policy mean, one rollout", "runs": {}}
     outcomes = {}
-    for run in args.runs:
-        config, model = load_run(run)
+    loaded = {}
+    for run in args.runs:  # every run loads, on one dataset, before any is scored
+        try:
+            loaded[run] = load_run(run)
+        except RamlabError as exc:
+            parser.error(str(exc))
+    datasets = {run: config.data for run, (config, _) in loaded.items()}
+    if len(set(datasets.values())) > 1:
+        parser.error(f"the runs were trained on different datasets ({datasets}); compare runs of one")
+    for run, (config, model) in loaded.items():
         scenes = load_split(config.data, args.split, seed=config.train.data_seed, limit=args.limit)
         images = torch.from_numpy(scenes.images).unsqueeze(1).float().div_(255.0)
         labels = torch.from_numpy(scenes.labels).long()
         result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes))
-        outcomes[run] = (config.data, result)
+        outcomes[run] = result
         offset_bins, offset_names = bins(result.offset_px, args.offsets)
         tables = {
             "offset_px": grouped_errors(result.wrong, offset_bins, offset_names),
@@ -85,9 +93,7 @@ def main() -> None:
             },
         }
     pairs = []
-    for (a, (data_a, first)), (b, (data_b, second)) in itertools.combinations(outcomes.items(), 2):
-        if data_a != data_b:
-            raise RamlabError(f"{a} ({data_a}) and {b} ({data_b}) were scored on different datasets")
+    for (a, first), (b, second) in itertools.combinations(outcomes.items(), 2):
         shared = shared_errors(first.wrong, second.wrong)
         pairs.append({"first": a, "second": b} | shared)
         print(

@@ -15,6 +15,7 @@ import json
 import torch
 
 from ramlab.data.datasets import load_split
+from ramlab.errors import RamlabError
 from ramlab.probe import location_probe, probe_rows
 from ramlab.provenance import git_commit
 from ramlab.run import load_run
@@ -33,8 +34,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     report = {"commit": git_commit(), "split": args.split, "limit": args.limit, "runs": {}}
-    for run in args.runs:
-        config, model = load_run(run)
+    loaded = {}
+    for run in args.runs:  # every run loads before any is probed
+        try:
+            loaded[run] = load_run(run)
+        except RamlabError as exc:
+            parser.error(str(exc))
+    for run, (config, model) in loaded.items():
         scenes = load_split(config.data, args.split, seed=config.train.data_seed, limit=args.limit)
         images = torch.from_numpy(scenes.images).unsqueeze(1).float().div_(255.0)
         rows = location_probe(model, images, torch.from_numpy(scenes.bboxes))

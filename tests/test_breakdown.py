@@ -105,3 +105,25 @@ def test_the_script_breaks_down_two_tiny_runs(fake_mnist, tmp_path, monkeypatch,
     (pair,) = data["shared"]
     wrong_a, wrong_b = data["runs"][str(runs[0])]["wrong"], data["runs"][str(runs[1])]["wrong"]
     assert pair["both"] + pair["first_only"] == wrong_a and pair["both"] + pair["second_only"] == wrong_b
+
+
+def test_the_script_refuses_a_missing_run_and_runs_on_two_datasets(
+    fake_mnist, tmp_path, monkeypatch, capsys
+) -> None:
+    tiny = ["--train-limit", "16", "--epochs", "1", "--batch-size", "8", "--glimpses", "2",
+            "--glimpse-size", "8", "--scales", "2", "--glimpse-hidden", "8", "--location-hidden", "4",
+            "--hidden", "12", "--device", "cpu", "--threads", "1", "--progress", "false", "--test", "false"]  # fmt: skip
+    runs = {"translated60": tmp_path / "t60", "cluttered60": tmp_path / "c60"}
+    for data, run in runs.items():
+        assert main(["train", "ram", "--data", data, *tiny, "--out", str(run)]) == 0
+    for argv, says in (
+        ([str(tmp_path / "nope")], "nope: not a run directory"),
+        ([str(runs["translated60"]), str(runs["cluttered60"])], "different datasets"),
+    ):
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["error_breakdown.py", *argv])
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(SCRIPT), run_name="__main__")
+        out = capsys.readouterr()
+        assert stop.value.code == 2 and says in out.err
+        assert "wrong" not in out.out  # refused before any run was scored
