@@ -55,7 +55,9 @@ def mtimes(folder: Path) -> dict[str, int]:
 # ---- the tiny preset, end to end ------------------------------------------------------------
 def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, capsys, monkeypatch):
     commits = (f"commit{i}" for i in itertools.count())  # the tree moves on at every look
-    for where in ("ramlab.provenance.git_commit", "ramlab.trainer.git_commit"):
+    # The trainer first: patching it may import ramlab.trainer, whose `from ramlab.provenance
+    # import git_commit` would otherwise take the fake and keep it after this test.
+    for where in ("ramlab.trainer.git_commit", "ramlab.provenance.git_commit"):
         monkeypatch.setattr(where, lambda *args: next(commits))
     out = tmp_path / "study"
     assert main(["study", "tiny", "--out", str(out)]) == 0

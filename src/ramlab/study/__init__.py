@@ -8,7 +8,8 @@ evaluations, robustness sweeps and cost measurements to make of them. The study 
                                         trainer's files: eval.json, glimpses.png/.gif,
                                         robustness.json
     OUT/cost.json                       cost of every model at every image size
-    OUT/jobs.jsonl                      one line per finished job (id, seconds, commit, command)
+    OUT/jobs.jsonl                      one line per finished job (id, seconds, commit, command);
+                                        a resumed study's time estimates start from it
     OUT/report.md, OUT/report.html      the report (`ramlab report OUT`)
 
 The modules, each depending only on those above it:
@@ -17,7 +18,8 @@ The modules, each depending only on those above it:
     preset                     load_preset: Preset, RunGroup; run_config of a run
     plan                       build_plan: the jobs (Job.id, Job.deps); topological_order
     context, extras, jobs      what a job needs; run_<kind>(context, job), is_done, run_job
-    runner                     Study: the serial runner (skip done jobs, estimates, failures)
+    estimate                   a job's units of work and seconds per unit (priors, learnt rates)
+    runner                     Study: the serial runner (skip done jobs, time left, failures)
     job                        `python -m ramlab.study.job STUDY_DIR JOB_ID`: one job, for executors
 """
 

@@ -18,20 +18,17 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from ramlab.data import datasets
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.execute import Resources, Task, execute
 from ramlab.files import remove_stale_temp
 from ramlab.lock import DirectoryLock
 from ramlab.study.context import Context, log_to_stderr
+from ramlab.study.estimate import Rates, finished_seconds, units
 from ramlab.study.job import STUDY_COMMAND
 from ramlab.study.jobs import is_done, run_job, save_preset
 from ramlab.study.plan import Job, build_plan, topological_order
-from ramlab.study.preset import Preset, load_preset, run_config
+from ramlab.study.preset import Preset, load_preset
 
-# Seconds per unit of work (a scene through a model; a cost measurement) before a job of the
-# kind has run in this session: measured with the quick preset on a 2-core CPU.
-PRIOR_SECONDS = {"train": 1e-3, "eval": 4e-3, "robustness": 2e-3, "cost": 3.0}
 JOB_COMMAND = (sys.executable, "-m", "ramlab.study.job")
 """The job entry point every executor but serial runs, followed by STUDY_DIR JOB_ID."""
 
@@ -57,7 +54,7 @@ class Study(Context):
         job_command: Sequence[str] = JOB_COMMAND,
     ) -> None:
         super().__init__(preset, out, log=log, command=command)
-        self._rates: dict[tuple[str, str], list[float]] = {}
+        self._rates = Rates()
         self.job_command = tuple(job_command)  # a wrapper (container, test data) may replace it
 
     def jobs(self) -> list[Job]:
@@ -68,27 +65,12 @@ class Study(Context):
         return is_done(self, job)
 
     # ---- estimates -----------------------------------------------------------------------
-    def _work(self, job: Job) -> tuple[str, float]:
-        """(rate key, units of work) of a job, for the time estimate."""
-        if job.kind == "train":
-            cfg = run_config(job.group, job.data, job.seed, self.preset.train, where="")
-            n_train = min(cfg.train.train_limit or datasets.TRAIN_SIZE, datasets.TRAIN_SIZE)
-            n_eval = cfg.train.eval_limit or 10_000
-            return job.group.model, cfg.train.epochs * (n_train + n_eval / 4) + n_eval / 4
-        if job.kind == "eval":
-            return job.group.model, (self.preset.evaluate.limit or 10_000) * 2
-        if job.kind == "robustness":
-            levels = sum(len(v) if v else 6 for v in job.sweep.shifts.values())
-            return job.group.model, levels * (job.sweep.limit or 10_000)
-        return "all", len(self.preset.cost.models) * len(self.preset.cost.sizes)
-
     def _seconds(self, job: Job) -> float:
-        model, work = self._work(job)
-        rates = self._rates.get((job.kind, model)) or [
-            r for (kind, _), values in self._rates.items() if kind == job.kind for r in values
-        ]
-        rate = sum(rates) / len(rates) if rates else PRIOR_SECONDS[job.kind]
-        return work * rate
+        model, work = units(job, self.preset)
+        return work * self._rates.per_unit(job.kind, model)
+
+    def _learn(self, job: Job, seconds: float) -> None:
+        self._rates.add(job.kind, *units(job, self.preset), seconds=seconds)
 
     # ---- running -------------------------------------------------------------------------
     def run(
@@ -127,6 +109,9 @@ class Study(Context):
         save_preset(self)  # job processes read the preset from study.yaml
         jobs = self.jobs()
         todo = [job for job in jobs if not self.is_done(job)]
+        by_id = {job.id: job for job in jobs}
+        for job_id, seconds in finished_seconds(self.out / "jobs.jsonl", by_id).items():
+            self._learn(by_id[job_id], seconds)  # what this study's machine took before
         self.log(
             f"[study] {self.preset.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
             f"{len(todo)} to run {how} (estimate {duration(sum(self._seconds(j) for j in todo))}) in {self.out}"
@@ -159,8 +144,7 @@ class Study(Context):
                 failures.append(f"{job.title}: {exc}")
                 failed.add(job.id)
                 continue
-            model, work = self._work(job)
-            self._rates.setdefault((job.kind, model), []).append(seconds / max(work, 1e-9))
+            self._learn(job, seconds)
             self.log(f"[study] done: {job.title} in {duration(seconds)}")
         return self._finish(failures, report=report)
 

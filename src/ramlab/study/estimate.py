@@ -1,0 +1,106 @@
+"""How long a study's jobs will take: the estimates behind the runner's "time left".
+
+A job's estimate is its units of work times the seconds a unit takes:
+
+    train        scenes through the model: epochs x training scenes x rollouts a scene, plus
+                 a quarter of each validation's and the test's scenes (inference is cheaper);
+                 a run that stops early takes less
+    eval         twice the test scenes (the policy mean, then sampled)
+    robustness   every level's scenes
+    cost         one unit per (model, image size) cell
+
+Seconds per unit, first found in: the jobs of the same kind and model this study has
+finished (in this process, or in any before it: the study's jobs.jsonl); any finished job of
+the same kind; PRIOR_SECONDS (PRIOR_BY_KIND for other models). A learnt rate is the median of
+the jobs', so one odd job moves it little: a training resumed after an interruption records
+only its last part's seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+
+from ramlab.data import datasets
+from ramlab.study.plan import Job
+from ramlab.study.preset import Preset, run_config
+
+VAL_SIZE = 5_000
+TEST_SIZE = 10_000
+
+# Seconds per unit before the study has finished a job of the kind: `ramlab study quick` at
+# 6f960b6 on the project's idle 2-core CPU on 2026-12-03 (its jobs.jsonl's seconds over each
+# job's units; 18.8 minutes in all). That machine ran the same code about 2x slower than on
+# 2026-11-25 (11.0 minutes), so expect the first estimate to be up to 2x long on 2 cores.
+# A GPU, more threads or another CPU will differ; the first finished job of a kind corrects it.
+PRIOR_SECONDS: dict[tuple[str, str], float] = {
+    ("train", "ram"): 4e-4,
+    ("train", "resnet"): 1.8e-3,
+    ("eval", "ram"): 3.6e-4,
+    ("eval", "resnet"): 1e-5,  # no test pass for a model without glimpses: parameters and FLOPs
+    ("robustness", "ram"): 1.5e-4,
+    ("robustness", "resnet"): 4.5e-4,
+}
+PRIOR_BY_KIND = {"train": 1.8e-3, "eval": 3.6e-4, "robustness": 4.5e-4, "cost": 0.2}
+"""For a model without its own prior (fc, convnet, a registered one): the dearer of the two."""
+
+
+def units(job: Job, preset: Preset) -> tuple[str, float]:
+    """(model, units of work) of a job; the cost job's model is "all"."""
+    if job.kind == "train":
+        cfg = run_config(job.group, job.data, job.seed, preset.train, where="")
+        n_train = min(cfg.train.train_limit or datasets.TRAIN_SIZE, datasets.TRAIN_SIZE)
+        n_val = min(cfg.train.eval_limit or VAL_SIZE, VAL_SIZE)
+        n_test = min(cfg.train.eval_limit or TEST_SIZE, TEST_SIZE)
+        rollouts = getattr(cfg.model_config, "rollouts", 1)
+        epochs = cfg.train.epochs
+        return job.group.model, epochs * n_train * rollouts + (epochs * n_val + n_test) / 4
+    if job.kind == "eval":
+        return job.group.model, (preset.evaluate.limit or TEST_SIZE) * 2
+    if job.kind == "robustness":
+        from ramlab.robustness import resolve_levels
+
+        levels = sum(map(len, resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts).values()))
+        return job.group.model, levels * (job.sweep.limit or TEST_SIZE)
+    return "all", len(preset.cost.models) * len(preset.cost.sizes)
+
+
+class Rates:
+    """Seconds per unit of work, learnt from finished jobs, keyed by (kind, model)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], list[float]] = {}
+
+    def add(self, kind: str, model: str, work: float, seconds: float) -> None:
+        if seconds > 0 and work > 0:
+            self._seen.setdefault((kind, model), []).append(seconds / work)
+
+    def per_unit(self, kind: str, model: str) -> float:
+        seen = self._seen.get((kind, model)) or [
+            r for (k, _), values in self._seen.items() if k == kind for r in values
+        ]
+        if seen:
+            return statistics.median(seen)
+        return PRIOR_SECONDS.get((kind, model), PRIOR_BY_KIND[kind])
+
+
+def finished_seconds(path: Path, ids: Iterable[str]) -> dict[str, float]:
+    """Each finished job's seconds from a study's jobs.jsonl, for the jobs in `ids` (the
+    last line of a job counts; an unreadable file or line is passed over: an estimate never
+    stops a study)."""
+    wanted, found = set(ids), {}
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            job_id, seconds = entry["id"], float(entry["seconds"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if job_id in wanted:
+            found[job_id] = seconds
+    return found

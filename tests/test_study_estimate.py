@@ -1,0 +1,103 @@
+"""The study's time estimates: units of work per job, seconds per unit learnt from finished
+jobs (this process's, and the study's jobs.jsonl on a resume), priors before any."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ramlab.study import Study, load_preset
+from ramlab.study.estimate import PRIOR_BY_KIND, PRIOR_SECONDS, Rates, finished_seconds, units
+
+TRAIN = {"epochs": 2, "batch_size": 8, "train_limit": 16, "eval_limit": 8, "threads": 1, "progress": False}
+
+
+def preset(tmp_path: Path, **sections):
+    spec = {
+        "seeds": 2,
+        "train": TRAIN,
+        "runs": [
+            {"name": "ram", "model": "ram", "data": "translated60", "model_config": {"rollouts": 2}},
+            {"name": "resnet", "model": "resnet", "data": "translated60"},
+        ],
+        **sections,
+    }
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return load_preset(str(path))
+
+
+def by_id(study: Study) -> dict:
+    return {job.id: job for job in study.jobs()}
+
+
+def test_units_of_each_kind_of_job_by_hand(tmp_path):
+    p = preset(
+        tmp_path,
+        evaluate={"limit": 30},
+        robustness=[{"runs": "all", "shifts": {"rotate": [0, 30]}, "limit": 10}],
+        cost={"models": ["ram", "resnet"], "sizes": [28, 60, 100]},
+    )
+    jobs = by_id(Study(p, tmp_path / "s", log=lambda _: None))
+    # 2 epochs x 16 scenes x 2 rollouts, plus a quarter of 2 validations of 8 and a test of 8
+    assert units(jobs["train-ram-translated60-seed0"], p) == ("ram", 2 * 16 * 2 + (2 * 8 + 8) / 4)
+    assert units(jobs["train-resnet-translated60-seed1"], p) == ("resnet", 2 * 16 + (2 * 8 + 8) / 4)
+    assert units(jobs["eval-ram-translated60-seed0"], p) == ("ram", 60)  # mean and sampled
+    assert units(jobs["robustness-0-resnet-translated60-seed0"], p) == ("resnet", 20)  # 2 levels
+    assert units(jobs["cost"], p) == ("all", 6)
+
+
+def test_rates_prefer_the_model_then_the_kind_then_the_prior():
+    rates = Rates()
+    assert rates.per_unit("train", "ram") == PRIOR_SECONDS[("train", "ram")]
+    assert rates.per_unit("train", "fc") == PRIOR_BY_KIND["train"]  # no measured prior for fc
+    rates.add("train", "resnet", work=100, seconds=30)
+    assert rates.per_unit("train", "ram") == pytest.approx(0.3)  # another model of the kind
+    for seconds in (10, 50, 20):
+        rates.add("train", "ram", work=100, seconds=seconds)
+    assert rates.per_unit("train", "ram") == pytest.approx(0.2)  # the median: one slow job moves it little
+    assert rates.per_unit("eval", "ram") == PRIOR_SECONDS[("eval", "ram")]
+    rates.add("eval", "ram", work=0, seconds=5)  # nothing to learn from
+    assert rates.per_unit("eval", "ram") == PRIOR_SECONDS[("eval", "ram")]
+
+
+def test_finished_seconds_reads_the_jobs_of_the_plan_and_passes_over_bad_lines(tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    assert finished_seconds(path, ["a"]) == {}  # no file yet
+    lines = [
+        json.dumps({"id": "a", "seconds": 12.5}),
+        "{not json",
+        json.dumps({"id": "b"}),
+        json.dumps({"id": "c", "seconds": "x"}),
+        json.dumps({"id": "gone", "seconds": 3}),
+        json.dumps({"id": "a", "seconds": 14.0}),
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    assert finished_seconds(path, ["a", "b", "c"]) == {"a": 14.0}
+    path.write_bytes(b"\xff\xfe")
+    assert finished_seconds(path, ["a"]) == {}
+
+
+def test_a_resumed_study_estimates_from_what_its_finished_jobs_took(tmp_path):
+    p = preset(tmp_path)
+    out = tmp_path / "s"
+    lines: list[str] = []
+    study = Study(p, out, log=lines.append)
+    jobs = by_id(study)
+    seed0, seed1 = jobs["train-ram-translated60-seed0"], jobs["train-ram-translated60-seed1"]
+    resnet = jobs["train-resnet-translated60-seed0"]
+    prior = units(seed1, p)[1] * PRIOR_SECONDS[("train", "ram")]
+    assert study._seconds(seed1) == pytest.approx(prior)
+
+    # seed 0 finished in an earlier process at 0.5 s a unit (70 units): 35 s
+    (out / "runs" / seed0.run).mkdir(parents=True)
+    (out / "runs" / seed0.run / "result.json").write_text("{}")
+    (out / "jobs.jsonl").write_text(json.dumps({"id": seed0.id, "seconds": 35.0}) + "\n")
+    study = Study(p, out, log=lines.append)
+    study._start("in this process")
+    assert study._seconds(seed1) == pytest.approx(35.0)  # the same units, the same model
+    assert study._seconds(resnet) == pytest.approx(0.5 * units(resnet, p)[1])  # the kind's rate
+    assert "3 to run in this process (estimate 73 s)" in lines[-1]  # 35 + 0.5 x 38 x 2
