@@ -101,3 +101,5 @@ def test_a_resumed_study_estimates_from_what_its_finished_jobs_took(tmp_path):
     assert study._seconds(seed1) == pytest.approx(35.0)  # the same units, the same model
     assert study._seconds(resnet) == pytest.approx(0.5 * units(resnet, p)[1])  # the kind's rate
     assert "3 to run in this process (estimate 73 s)" in lines[-1]  # 35 + 0.5 x 38 x 2
+    study._start("with --executor local", serial=False)  # a sum of the jobs' times, not the wall
+    assert "3 to run with --executor local (estimate 73 s of job time)" in lines[-1]

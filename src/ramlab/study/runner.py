@@ -101,8 +101,9 @@ class Study(Context):
                     f"study interrupted; finished jobs are kept. Resume with: {self.command}"
                 ) from None
 
-    def _start(self, how: str) -> tuple[list[Job], list[Job]]:
-        """Record the code and the preset, say what is to do; returns (all jobs, jobs to run)."""
+    def _start(self, how: str, *, serial: bool = True) -> tuple[list[Job], list[Job]]:
+        """Record the code and the preset, say what is to do; returns (all jobs, jobs to run).
+        The estimate is the jobs' time summed: in parallel, the executor's lines divide it."""
         from ramlab.provenance import git_commit
 
         self.commit = git_commit()  # the code this process loaded, whatever the tree holds later
@@ -114,7 +115,8 @@ class Study(Context):
             self._learn(by_id[job_id], seconds)  # what this study's machine took before
         self.log(
             f"[study] {self.preset.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
-            f"{len(todo)} to run {how} (estimate {duration(sum(self._seconds(j) for j in todo))}) in {self.out}"
+            f"{len(todo)} to run {how} (estimate {duration(sum(self._seconds(j) for j in todo))}"
+            f"{'' if serial else ' of job time'}) in {self.out}"
         )
         return jobs, todo
 
@@ -153,7 +155,8 @@ class Study(Context):
     ) -> Path | None:
         """Each job not done as its own process through `executor`, in dependency order."""
         _, todo = self._start(
-            f"with --executor {executor} ({resources.jobs} at once, {resources.threads_per_job} thread(s) each)"
+            f"with --executor {executor} ({resources.jobs} at once, {resources.threads_per_job} thread(s) each)",
+            serial=False,
         )
         pending = {job.id for job in todo}
         tasks = [
