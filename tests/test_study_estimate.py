@@ -53,7 +53,7 @@ def test_units_of_each_kind_of_job_by_hand(tmp_path):
 def test_rates_prefer_the_model_then_the_kind_then_the_prior():
     rates = Rates()
     assert rates.per_unit("train", "ram") == PRIOR_SECONDS[("train", "ram")]
-    assert rates.per_unit("train", "fc") == PRIOR_BY_KIND["train"]  # no measured prior for fc
+    assert rates.per_unit("train", "newnet") == PRIOR_BY_KIND["train"]  # no measured prior
     rates.add("train", "resnet", work=100, seconds=30)
     assert rates.per_unit("train", "ram") == pytest.approx(0.3)  # another model of the kind
     for seconds in (10, 50, 20):
