@@ -141,6 +141,15 @@ def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, caps
     assert "16 jobs, 16 already done, 0 to run" in capsys.readouterr().err
     assert mtimes(out / "runs") == before
 
+    # --list: every job done, with the seconds jobs.jsonl recorded for it.
+    assert main(["study", "tiny", "--out", str(out), "--list"]) == 0
+    *rows, total = capsys.readouterr().out.splitlines()
+    took = {j["job"]: j["seconds"] for j in jobs}
+    assert len(rows) == 16 and total.startswith("16 jobs: 16 done, 0 to do, ~0 s of job time")
+    for row in rows:
+        state, seconds, title = re.fullmatch(r"\s*\d+  (done|to do)\s+(\d+) s  (.+)", row).groups()
+        assert state == "done" and int(seconds) == round(took[title]), row
+
 
 # ---- resuming ------------------------------------------------------------------------------
 def test_interrupted_training_resumes_and_finished_jobs_are_kept(fake_mnist, tmp_path, monkeypatch):
@@ -272,8 +281,9 @@ def test_seeds_option_replaces_the_default_only(tmp_path):
 
 def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
     assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--list"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 16 and all("to do" in line for line in lines)
+    *rows, total = capsys.readouterr().out.splitlines()
+    assert len(rows) == 16 and all(re.search(r"to do +~\d+ s  ", row) for row in rows)
+    assert re.match(r"16 jobs: 0 done, 16 to do, ~\d+ (s|min) of job time", total)
     assert not (tmp_path / "s").exists()
 
 

@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="seeds per run group (replaces the preset's `seeds`; groups with their own keep it)",
     )
-    p.add_argument("--list", action="store_true", help="list the jobs and which are done; run nothing")
+    p.add_argument("--list", action="store_true", help="list the jobs, which are done, what each took or is estimated to take; run nothing")
     run = p.add_argument_group("executors (see the README: one machine, a Ray cluster, Slurm)")
     run.add_argument(
         "--executor",
@@ -83,10 +83,17 @@ def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("studies") / preset.name
     study = Study(preset, out, command=shlex.join(["ramlab", *sys.argv[1:]]))
     if args.list:
-        jobs = study.jobs()
-        for i, job in enumerate(jobs, start=1):
-            state = "done" if study.is_done(job) else "to do"
-            print(f"{i:>4}  {state:<6} {job.title}")
+        from ramlab.study.runner import duration
+
+        rows = study.times()
+        for i, (job, done, seconds) in enumerate(rows, start=1):
+            took = "" if seconds is None else f"{'' if done else '~'}{duration(seconds)}"
+            print(f"{i:>4}  {'done' if done else 'to do':<6} {took:>7}  {job.title}")
+        todo = [seconds for _, done, seconds in rows if not done]
+        print(
+            f"{len(rows)} jobs: {len(rows) - len(todo)} done, {len(todo)} to do, ~{duration(sum(todo))} "
+            "of job time (estimated from this study's finished jobs, else from rates measured on 2 CPU cores)"
+        )
         return 0
     resources = Resources(
         jobs=args.jobs, threads_per_job=args.threads_per_job, gpus_per_job=args.gpus_per_job

@@ -72,6 +72,25 @@ class Study(Context):
     def _learn(self, job: Job, seconds: float) -> None:
         self._rates.add(job.kind, *units(job, self.preset), seconds=seconds)
 
+    def _learn_history(self, jobs: list[Job]) -> dict[str, float]:
+        """Learn from what this study's finished jobs took (its jobs.jsonl); returns their seconds."""
+        by_id = {job.id: job for job in jobs}
+        taken = finished_seconds(self.out / "jobs.jsonl", by_id)
+        for job_id, seconds in taken.items():
+            self._learn(by_id[job_id], seconds)
+        return taken
+
+    def times(self) -> list[tuple[Job, bool, float | None]]:
+        """Every job, whether it is done, and its seconds: what it took if done (None when
+        jobs.jsonl does not say), else the estimate. Reads the study folder; writes nothing."""
+        jobs = self.jobs()
+        taken = self._learn_history(jobs)
+        rows = []
+        for job in jobs:
+            done = self.is_done(job)
+            rows.append((job, done, taken.get(job.id) if done else self._seconds(job)))
+        return rows
+
     # ---- running -------------------------------------------------------------------------
     def run(
         self,
@@ -110,9 +129,7 @@ class Study(Context):
         save_preset(self)  # job processes read the preset from study.yaml
         jobs = self.jobs()
         todo = [job for job in jobs if not self.is_done(job)]
-        by_id = {job.id: job for job in jobs}
-        for job_id, seconds in finished_seconds(self.out / "jobs.jsonl", by_id).items():
-            self._learn(by_id[job_id], seconds)  # what this study's machine took before
+        self._learn_history(jobs)  # what this study's machine took before
         self.log(
             f"[study] {self.preset.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already done, "
             f"{len(todo)} to run {how} (estimate {duration(sum(self._seconds(j) for j in todo))}"
