@@ -30,7 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="seeds per run group (replaces the preset's `seeds`; groups with their own keep it)",
     )
-    p.add_argument("--list", action="store_true", help="list the jobs, which are done, what each took or is estimated to take; run nothing")
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="list the jobs, which are done, what each took or is estimated to take; run nothing",
+    )
     run = p.add_argument_group("executors (see the README: one machine, a Ray cluster, Slurm)")
     run.add_argument(
         "--executor",
