@@ -10,7 +10,14 @@ import pytest
 import yaml
 
 from ramlab.study import Study, load_preset
-from ramlab.study.estimate import PRIOR_BY_KIND, PRIOR_SECONDS, Rates, finished_seconds, units
+from ramlab.study.estimate import (
+    PRIOR_BY_KIND,
+    PRIOR_SECONDS,
+    Rates,
+    epochs_trained,
+    finished_seconds,
+    units,
+)
 
 TRAIN = {"epochs": 2, "batch_size": 8, "train_limit": 16, "eval_limit": 8, "threads": 1, "progress": False}
 
@@ -103,3 +110,23 @@ def test_a_resumed_study_estimates_from_what_its_finished_jobs_took(tmp_path):
     assert "3 to run in this process (estimate 73 s)" in lines[-1]  # 35 + 0.5 x 38 x 2
     study._start("with --executor local", serial=False)  # a sum of the jobs' times, not the wall
     assert "3 to run with --executor local (estimate 73 s of job time)" in lines[-1]
+
+    # seed 1 was interrupted after validating epoch 1 of 2: 1 x 16 x 2 + (1 x 8 + 8) / 4 = 36 left
+    metrics = [{"step": 2, "epoch": 0.5, "train/loss": 1.0}, {"step": 4, "epoch": 1, "val/error": 50.0}]
+    (out / "runs" / seed1.run).mkdir(parents=True)
+    (out / "runs" / seed1.run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    assert study._seconds(seed1) == pytest.approx(0.5 * 36)
+
+
+def test_epochs_trained_reads_the_last_validated_epoch(tmp_path):
+    assert epochs_trained(tmp_path) == 0  # no metrics.jsonl
+    lines = [
+        {"epoch": 1, "val/error": 9.0},
+        {"epoch": 2.5, "train/loss": 1.0},
+        {"epoch": 2, "val/error": 8.0},
+    ]
+    text = "".join(json.dumps(line) + "\n" for line in lines)
+    (tmp_path / "metrics.jsonl").write_text(text + '{"epoch": 3, "val/err')  # a line cut by a crash
+    assert epochs_trained(tmp_path) == 2
+    (tmp_path / "metrics.jsonl").write_bytes(b"\xff")
+    assert epochs_trained(tmp_path) == 0

@@ -4,7 +4,8 @@ A job's estimate is its units of work times the seconds a unit takes:
 
     train        scenes through the model: epochs x training scenes x rollouts a scene, plus
                  a quarter of each validation's and the test's scenes (inference is cheaper);
-                 a run that stops early takes less
+                 the epochs an interrupted run has validated are done; a run that stops
+                 early takes less
     eval         twice the test scenes (the policy mean, then sampled)
     robustness   every level's scenes
     cost         one unit per (model, image size) cell
@@ -12,8 +13,9 @@ A job's estimate is its units of work times the seconds a unit takes:
 Seconds per unit, first found in: the jobs of the same kind and model this study has
 finished (in this process, or in any before it: the study's jobs.jsonl); any finished job of
 the same kind; PRIOR_SECONDS (PRIOR_BY_KIND for other models). A learnt rate is the median of
-the jobs', so one odd job moves it little: a training resumed after an interruption records
-only its last part's seconds.
+the jobs', so one odd job moves it little: jobs.jsonl gives a training resumed after an
+interruption the seconds of its last part only (a job run in this process counts the units
+that were left of it).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ramlab.data import datasets
+from ramlab.metrics import read_metrics
+from ramlab.progress import val_curve
 from ramlab.study.plan import Job
 from ramlab.study.preset import Preset, run_config
 
@@ -52,15 +56,26 @@ PRIOR_BY_KIND = {"train": 1.8e-3, "eval": 3.6e-4, "robustness": 4.5e-4, "cost": 
 """For a model without its own prior (one registered later): the dearest measured."""
 
 
-def units(job: Job, preset: Preset) -> tuple[str, float]:
-    """(model, units of work) of a job; the cost job's model is "all"."""
+def epochs_trained(run_dir: Path) -> int:
+    """The last epoch a run's metrics.jsonl validated: how far an interrupted training got
+    (0 without a readable log)."""
+    try:
+        records = read_metrics(run_dir / "metrics.jsonl")
+    except (OSError, UnicodeDecodeError):
+        return 0
+    return int(max((point.epoch for point in val_curve(records)), default=0))
+
+
+def units(job: Job, preset: Preset, *, trained: int = 0) -> tuple[str, float]:
+    """(model, units of work) of a job, a training's after its first `trained` epochs; the
+    cost job's model is "all"."""
     if job.kind == "train":
         cfg = run_config(job.group, job.data, job.seed, preset.train, where="")
         n_train = min(cfg.train.train_limit or datasets.TRAIN_SIZE, datasets.TRAIN_SIZE)
         n_val = min(cfg.train.eval_limit or VAL_SIZE, VAL_SIZE)
         n_test = min(cfg.train.eval_limit or TEST_SIZE, TEST_SIZE)
         rollouts = getattr(cfg.model_config, "rollouts", 1)
-        epochs = cfg.train.epochs
+        epochs = max(cfg.train.epochs - trained, 0)
         return job.group.model, epochs * n_train * rollouts + (epochs * n_val + n_test) / 4
     if job.kind == "eval":
         return job.group.model, (preset.evaluate.limit or TEST_SIZE) * 2

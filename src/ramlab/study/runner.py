@@ -23,7 +23,7 @@ from ramlab.execute import Resources, Task, execute
 from ramlab.files import remove_stale_temp
 from ramlab.lock import DirectoryLock
 from ramlab.study.context import Context, log_to_stderr
-from ramlab.study.estimate import Rates, finished_seconds, units
+from ramlab.study.estimate import Rates, epochs_trained, finished_seconds, units
 from ramlab.study.job import STUDY_COMMAND
 from ramlab.study.jobs import is_done, run_job, save_preset
 from ramlab.study.plan import Job, build_plan, topological_order
@@ -65,19 +65,21 @@ class Study(Context):
         return is_done(self, job)
 
     # ---- estimates -----------------------------------------------------------------------
-    def _seconds(self, job: Job) -> float:
-        model, work = units(job, self.preset)
-        return work * self._rates.per_unit(job.kind, model)
+    def _left(self, job: Job) -> tuple[str, float]:
+        """(model, units of work) left of a job: an interrupted training's validated epochs are done."""
+        trained = epochs_trained(self.run_dir(job.run)) if job.kind == "train" else 0
+        return units(job, self.preset, trained=trained)
 
-    def _learn(self, job: Job, seconds: float) -> None:
-        self._rates.add(job.kind, *units(job, self.preset), seconds=seconds)
+    def _seconds(self, job: Job) -> float:
+        model, work = self._left(job)
+        return work * self._rates.per_unit(job.kind, model)
 
     def _learn_history(self, jobs: list[Job]) -> dict[str, float]:
         """Learn from what this study's finished jobs took (its jobs.jsonl); returns their seconds."""
         by_id = {job.id: job for job in jobs}
         taken = finished_seconds(self.out / "jobs.jsonl", by_id)
-        for job_id, seconds in taken.items():
-            self._learn(by_id[job_id], seconds)
+        for job_id, seconds in taken.items():  # a resumed job's line counts its last part only
+            self._rates.add(by_id[job_id].kind, *units(by_id[job_id], self.preset), seconds=seconds)
         return taken
 
     def times(self) -> list[tuple[Job, bool, float | None]]:
@@ -156,6 +158,7 @@ class Study(Context):
                 f"[study] job {len(jobs) - len(todo) + i + 1}/{len(jobs)}: {job.title} "
                 f"({len(todo) - i - 1} more after it; time left ~{duration(remaining)})"
             )
+            model, work = self._left(job)
             try:
                 seconds = run_job(self, job)
             except RamlabError as exc:
@@ -163,7 +166,7 @@ class Study(Context):
                 failures.append(f"{job.title}: {exc}")
                 failed.add(job.id)
                 continue
-            self._learn(job, seconds)
+            self._rates.add(job.kind, model, work, seconds=seconds)
             self.log(f"[study] done: {job.title} in {duration(seconds)}")
         return self._finish(failures, report=report)
 
