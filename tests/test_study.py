@@ -282,7 +282,7 @@ def test_seeds_option_replaces_the_default_only(tmp_path):
 def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
     assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--list"]) == 0
     *rows, total = capsys.readouterr().out.splitlines()
-    assert len(rows) == 16 and all(re.search(r"to do +~\d+ s  ", row) for row in rows)
+    assert len(rows) == 16 and all(re.search(r"to do +~\d+ (s|min)  ", row) for row in rows)
     assert re.match(r"16 jobs: 0 done, 16 to do, ~\d+ (s|min) of job time", total)
     assert not (tmp_path / "s").exists()
 
