@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ramlab.errors import RamlabError
+from ramlab.models.glimpse import GlimpseNetwork
 from ramlab.models.ram import RAM, RAMConfig
 from ramlab.models.registry import build_model
 
@@ -264,6 +265,8 @@ def test_build_model_by_name() -> None:
         ({"hidden": 0}, "hidden must be a positive integer"),
         ({"glimpse_hidden": -3}, "glimpse_hidden must be a positive integer"),
         ({"glimpses": 0}, "glimpses must be a positive integer"),
+        ({"glimpse_conv": -1}, r"glimpse_conv must be >= 0 \(0: no convolution\), got -1"),
+        ({"glimpse_conv": 4, "glimpse_size": 5}, "glimpse_conv needs an even glimpse_size .*got 5"),
     ],
 )
 def test_config_errors(changes: dict, message: str) -> None:
@@ -370,3 +373,39 @@ def test_policy_trains_core_sends_reinforce_into_the_core_and_glimpse_net_only()
         )
     torch.testing.assert_close(rollouts[True].locations, rollouts[False].locations, rtol=0, atol=0)
     torch.testing.assert_close(rollouts[True].log_probs, rollouts[False].log_probs, rtol=0, atol=0)
+
+
+# ---- the convolutional glimpse network ------------------------------------------------------
+
+
+def test_glimpse_conv_reads_the_patches_as_channels_and_pools_them() -> None:
+    """glimpse_conv C: the 'what' layer reads maxpool2x2(relu(conv3x3(rho as k channels))).
+    Two 4x4 patches, a convolution set by hand to pass patch 0 through (channel 0) and to
+    negate patch 1 (channel 1): the 'what' layer must read their 2x2 maxima, worked out below."""
+    net = GlimpseNetwork(
+        glimpse_dim=2 * 16, what_hidden=3, where_hidden=2, out_dim=4, patches=2, conv_channels=2
+    )
+    with torch.no_grad():
+        net.conv.weight.zero_()
+        net.conv.bias.zero_()
+        net.conv.weight[0, 0, 1, 1] = 1.0  # the centre tap: channel 0 = patch 0
+        net.conv.weight[1, 1, 1, 1] = -1.0  # channel 1 = -patch 1
+    patch0 = torch.arange(16.0)  # rows 0-3, 4-7, 8-11, 12-15: block maxima 5, 7, 13, 15
+    patch1 = torch.arange(16.0) - 8  # negated and rectified: 8 7 6 5 / 4 3 2 1 / 0.. / 0..
+    seen = []
+    net.what.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    net(torch.cat([patch0, patch1])[None], torch.zeros(1, 2))
+    assert seen[0].tolist() == [[5.0, 7.0, 13.0, 15.0, 8.0, 6.0, 0.0, 0.0]]
+
+
+def test_glimpse_conv_sizes_the_what_layer_and_runs_the_rollout() -> None:
+    """SMALL: k = 2 patches of 4x4; 3 channels pool to 3 x 2 x 2 = 12 inputs of the 'what' layer."""
+    ram = make_ram(glimpse_conv=3)
+    assert tuple(ram.glimpse.conv.weight.shape) == (3, 2, 3, 3)
+    assert ram.glimpse.what.in_features == 12
+    plain = make_ram()
+    assert ram.num_parameters() - plain.num_parameters() == (3 * 2 * 9 + 3) + (12 - 2 * 16) * 8
+    out = ram(images(), sample=True, generator=gen())
+    assert out.step_logits.shape == (5, 4, 10)
+    out.step_logits.sum().backward()
+    assert ram.glimpse.conv.weight.grad.abs().sum() > 0

@@ -44,6 +44,12 @@ class RAMConfig:
     glimpse_size: int = param(12, "side g of the smallest glimpse patch in pixels")
     scales: int = param(3, "number of patches k per glimpse, each twice as wide as the last")
     glimpse_hidden: int = param(128, "units of the glimpse network's 'what' layer (h_g)")
+    glimpse_conv: int = param(
+        0,
+        "channels of a 3x3 convolution (ReLU, then a 2x2 max-pool) over the glimpse, its k "
+        "patches as channels, that the 'what' layer reads instead of the pixels; needs an even "
+        "glimpse_size. 0: none, the paper's fully connected glimpse network",
+    )
     location_hidden: int = param(128, "units of the glimpse network's 'where' layer (h_l)")
     hidden: int = param(256, "units of the glimpse feature g_t and of the core state h_t")
     core: str = param("rnn", "core network: rnn (the paper's ReLU RNN) or lstm")
@@ -131,6 +137,12 @@ class RAMConfig:
         choice("ram first_location", self.first_location, FIRST_LOCATIONS)
         choice("ram policy_mean", self.policy_mean, POLICY_MEANS)
         choice("ram baseline", self.baseline, BASELINES)
+        if self.glimpse_conv < 0:
+            raise RamlabError(f"ram glimpse_conv must be >= 0 (0: no convolution), got {self.glimpse_conv}")
+        if self.glimpse_conv and self.glimpse_size % 2:
+            raise RamlabError(
+                f"ram glimpse_conv needs an even glimpse_size (its 2x2 pooling), got {self.glimpse_size}"
+            )
         if self.policy_hidden < 0:
             raise RamlabError(
                 f"ram policy_hidden must be >= 0 (0: no hidden layer), got {self.policy_hidden}"
@@ -204,6 +216,8 @@ class RAM(Model):
             what_hidden=config.glimpse_hidden,
             where_hidden=config.location_hidden,
             out_dim=config.hidden,
+            patches=config.scales,
+            conv_channels=config.glimpse_conv,
         )
         self.core = build_core(config.core, input_dim=config.hidden, hidden=config.hidden)
         self.policy = LocationPolicy(
