@@ -28,16 +28,15 @@ class GlimpseNetwork(nn.Module):
         patches: int = 1,
         conv_channels: int = 0,
     ) -> None:
-        """`patches`: k, the glimpse's patches (scale-major, each square); read only with
-        `conv_channels` > 0, whose convolution needs the patches' even side."""
+        """`patches`: k, the glimpse's square patches (scale-major), each of glimpse_dim / k
+        pixels; read only with `conv_channels` > 0, whose pooling needs their even side."""
         super().__init__()
         self.conv = None
         self.patches = patches
+        self.side = math.isqrt(glimpse_dim // patches)
         if conv_channels:
-            side = math.isqrt(glimpse_dim // patches)
-            self.side = side
             self.conv = nn.Conv2d(patches, conv_channels, kernel_size=3, padding=1)
-            glimpse_dim = conv_channels * (side // 2) ** 2
+            glimpse_dim = conv_channels * (self.side // 2) ** 2
         self.what = nn.Linear(glimpse_dim, what_hidden)  # W_g
         self.where = nn.Linear(2, where_hidden)  # W_l
         self.from_what = nn.Linear(what_hidden, out_dim)  # W_hg, with the bias b
