@@ -24,10 +24,11 @@ DEVICES = [
 ]
 
 
-def _ram(core: str, device: str, *, first_location: str = "random") -> torch.nn.Module:
+def _ram(core: str, device: str, *, first_location: str = "random", glimpse_conv: int = 0) -> torch.nn.Module:
     torch.manual_seed(3)
     config = RAMConfig(
         **tiny.TINY_RAM,
+        glimpse_conv=glimpse_conv,
         glimpses=4,
         core=core,
         first_location=first_location,
@@ -65,9 +66,9 @@ def _train(model, compiled: bool, device: str, steps: int = 3) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("core", ["rnn", "lstm"])
-def test_compiled_training_steps_match_the_eager_ones(core: str, device: str) -> None:
-    eager = _ram(core, device)
+@pytest.mark.parametrize(("core", "glimpse_conv"), [("rnn", 0), ("lstm", 0), ("lstm", 3)])
+def test_compiled_training_steps_match_the_eager_ones(core: str, glimpse_conv: int, device: str) -> None:
+    eager = _ram(core, device, glimpse_conv=glimpse_conv)
     compiled = copy.deepcopy(eager)
     expected = _train(eager, compiled=False, device=device)
     got = _train(compiled, compiled=True, device=device)
@@ -76,7 +77,9 @@ def test_compiled_training_steps_match_the_eager_ones(core: str, device: str) ->
     for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
     # The policy was trained (not only the classifier), in both.
-    assert not torch.equal(eager.policy.mean.weight, _ram(core, device).policy.mean.weight)
+    assert not torch.equal(
+        eager.policy.mean.weight, _ram(core, device, glimpse_conv=glimpse_conv).policy.mean.weight
+    )
 
 
 @pytest.mark.slow
