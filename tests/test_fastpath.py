@@ -24,11 +24,10 @@ DEVICES = [
 ]
 
 
-def _ram(core: str, device: str, *, first_location: str = "random", glimpse_conv: int = 0) -> torch.nn.Module:
+def _ram(core: str, device: str, *, first_location: str = "random", **changes) -> torch.nn.Module:
     torch.manual_seed(3)
     config = RAMConfig(
-        **tiny.TINY_RAM,
-        glimpse_conv=glimpse_conv,
+        **{**tiny.TINY_RAM, **changes},
         glimpses=4,
         core=core,
         first_location=first_location,
@@ -66,9 +65,12 @@ def _train(model, compiled: bool, device: str, steps: int = 3) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize(("core", "glimpse_conv"), [("rnn", 0), ("lstm", 0), ("lstm", 3)])
-def test_compiled_training_steps_match_the_eager_ones(core: str, glimpse_conv: int, device: str) -> None:
-    eager = _ram(core, device, glimpse_conv=glimpse_conv)
+@pytest.mark.parametrize(
+    ("core", "changes"),
+    [("rnn", {}), ("lstm", {}), ("lstm", {"glimpse_conv": 3}), ("lstm", {"glimpse_combine": "product"})],
+)
+def test_compiled_training_steps_match_the_eager_ones(core: str, changes: dict, device: str) -> None:
+    eager = _ram(core, device, **changes)
     compiled = copy.deepcopy(eager)
     expected = _train(eager, compiled=False, device=device)
     got = _train(compiled, compiled=True, device=device)
@@ -77,9 +79,7 @@ def test_compiled_training_steps_match_the_eager_ones(core: str, glimpse_conv: i
     for (name, a), b in zip(eager.named_parameters(), compiled.parameters(), strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), name
     # The policy was trained (not only the classifier), in both.
-    assert not torch.equal(
-        eager.policy.mean.weight, _ram(core, device, glimpse_conv=glimpse_conv).policy.mean.weight
-    )
+    assert not torch.equal(eager.policy.mean.weight, _ram(core, device, **changes).policy.mean.weight)
 
 
 @pytest.mark.slow

@@ -266,6 +266,7 @@ def test_build_model_by_name() -> None:
         ({"glimpses": 0}, "glimpses must be a positive integer"),
         ({"glimpse_conv": -1}, r"glimpse_conv must be >= 0 \(0: no convolution\), got -1"),
         ({"glimpse_conv": 4, "glimpse_size": 5}, "glimpse_conv needs an even glimpse_size .*got 5"),
+        ({"glimpse_combine": "prod"}, "glimpse_combine must be one of sum, product; got 'prod'"),
     ],
 )
 def test_config_errors(changes: dict, message: str) -> None:

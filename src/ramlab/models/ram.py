@@ -25,7 +25,7 @@ from ramlab.errors import RamlabError
 from ramlab.losses import hybrid_loss
 from ramlab.models.base import Model, ModelOutput, Objective
 from ramlab.models.core import CORES, build_core
-from ramlab.models.glimpse import GlimpseNetwork
+from ramlab.models.glimpse import COMBINES, GlimpseNetwork
 from ramlab.models.heads import Baseline, Classifier
 from ramlab.models.policy import POLICY_MEANS, LocationPolicy
 from ramlab.models.registry import register_model
@@ -49,6 +49,12 @@ class RAMConfig:
         "channels of a 3x3 convolution (ReLU, then a 2x2 max-pool) over the glimpse, its k "
         "patches as channels, that the 'what' layer reads instead of the pixels; needs an even "
         "glimpse_size. 0: none, the paper's fully connected glimpse network",
+    )
+    glimpse_combine: str = param(
+        "sum",
+        "how the glimpse network joins what and where: sum (the paper's g = relu(W_hg h_g + "
+        "W_hl h_l + b)) or product (relu(W_hg h_g + b) * relu(W_hl h_l + b'), the deep recurrent "
+        "attention model's multiplicative form, Ba et al. 2015)",
     )
     location_hidden: int = param(128, "units of the glimpse network's 'where' layer (h_l)")
     hidden: int = param(256, "units of the glimpse feature g_t and of the core state h_t")
@@ -137,6 +143,7 @@ class RAMConfig:
         choice("ram first_location", self.first_location, FIRST_LOCATIONS)
         choice("ram policy_mean", self.policy_mean, POLICY_MEANS)
         choice("ram baseline", self.baseline, BASELINES)
+        choice("ram glimpse_combine", self.glimpse_combine, COMBINES)
         if self.glimpse_conv < 0:
             raise RamlabError(f"ram glimpse_conv must be >= 0 (0: no convolution), got {self.glimpse_conv}")
         if self.glimpse_conv and self.glimpse_size % 2:
@@ -218,6 +225,7 @@ class RAM(Model):
             out_dim=config.hidden,
             patches=config.scales,
             conv_channels=config.glimpse_conv,
+            combine=config.glimpse_combine,
         )
         self.core = build_core(config.core, input_dim=config.hidden, hidden=config.hidden)
         self.policy = LocationPolicy(
