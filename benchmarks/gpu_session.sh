@@ -20,8 +20,8 @@
 #                RUN (default $RECIPE) names the run; TRAIN_ARGS are added to its command, e.g. a
 #                tuning run that must not read the test split:
 #                RUN=t60-m10-b32 TRAIN_ARGS="--seed 0 --rollouts 10 --batch-size 32 --ema 0.9995
-#                --test false" STEPS=recipe (the run started on 2 CPU cores in runs/tune/t60-m10-b32
-#                continues here when copied to runs/gpu/t60-m10-b32 and carried)
+#                --test false" STEPS=recipe (a run started on 2 CPU cores in runs/tune/RUN
+#                continues here when copied to runs/gpu/RUN and carried)
 # Files go to $OUT/results/gpu (results/gpu when OUT is unset), with steps.txt: each step's
 # command, exit status and seconds. Every step runs under `timeout` (its own limit, and never
 # past BUDGET seconds since the start, about 9 minutes by default); a failed or timed-out step
