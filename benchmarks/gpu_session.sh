@@ -8,9 +8,9 @@
 #   gpu-tests    pytest -m gpu                                                    -> pytest.txt
 #   throughput   benchmarks/throughput.py on cuda, batches 128,512,2048, --compile -> throughput.json/.txt
 #   cost         ramlab cost on cuda, sizes 28..800, batch-1 latency and batch 2048 -> cost.json/.txt
+#   concurrency  benchmarks/gpu_concurrency.py, 1/2/4/8 processes                 -> concurrency.json/.txt
 #   profile      benchmarks/profile_step.py on cuda, the recipe's RAM, batches 128 and 2048: kernels
 #                a step, time by category, launch gaps                           -> profile.txt, profile-b*.json
-#   concurrency  benchmarks/gpu_concurrency.py, 1/2/4/8 processes                 -> concurrency.json/.txt
 #   suite        the whole suite, python -m pytest -q (last: it gets the time left) -> pytest.txt
 #   recipe       not in the default: RECIPE (translated60) trained on cuda, compiled, for the time
 #                left, resumed from runs/gpu/$RUN when that run is carried; the run directory
@@ -55,7 +55,7 @@ if [[ ! -x $PY ]] && ! command -v "$PY" >/dev/null; then
 fi
 RES=${OUT:+$OUT/}results/gpu
 BUDGET=${BUDGET:-540}
-STEPS=${STEPS:-env gpu-tests throughput profile cost concurrency suite}
+STEPS=${STEPS:-env gpu-tests throughput cost concurrency profile suite}
 CPU_REF=${CPU_REF:-results/throughput-cpu-recipe.json}
 export PYTHONUNBUFFERED=1
 mkdir -p "$RES"
@@ -111,14 +111,6 @@ if wanted throughput; then
         --batch 128,512,2048 --seconds 2 --compile --json "$RES/throughput.json" ${reference[@]+"${reference[@]}"}
 fi
 
-if wanted profile; then
-    # where a compiled step's time goes: GPU kernels a step, their time by category, launch gaps
-    for batch in 128 2048; do
-        run profile 90 "$RES/profile.txt" "$PY" benchmarks/profile_step.py --device cuda --config recipe \
-            --batch "$batch" --steps 20 --json "$RES/profile-b$batch.json"
-    done
-fi
-
 if wanted cost; then
     # batch-1 latency always; throughput at batch 2048 (ramlab cost caps it on CUDA at 4,096 images of
     # 100×100 pixels' worth, so fewer for large images)
@@ -129,6 +121,14 @@ fi
 if wanted concurrency; then
     run concurrency 90 "$RES/concurrency.txt" "$PY" benchmarks/gpu_concurrency.py --device cuda \
         --counts 1,2,4,8 --seconds 4 --batch 128 --json "$RES/concurrency.json"
+fi
+
+if wanted profile; then
+    # where a compiled step's time goes: GPU kernels a step, their time by category, launch gaps
+    for batch in 128 2048; do
+        run profile 90 "$RES/profile.txt" "$PY" benchmarks/profile_step.py --device cuda --config recipe \
+            --batch "$batch" --steps 20 --json "$RES/profile-b$batch.json"
+    done
 fi
 
 if wanted recipe; then

@@ -67,17 +67,18 @@ def flipped(raw: bytes, offset: int, mask: int = 0xFF) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("where", "error"),
-    [(lambda size: 120, "TokenError"), (lambda size: size - 182, "NotImplementedError")],
-    ids=["header-byte-120", "directory-byte-size-182"],
+    "where", [lambda size: 120, lambda size: size - 182], ids=["header-byte-120", "directory-byte-size-182"]
 )
-def test_damaged_npz_is_named_deleted_and_rebuilt(where, error, fake_mnist, capsys):
+def test_damaged_npz_is_named_deleted_and_rebuilt(where, fake_mnist, capsys):
     first, raw = cached("translated60", "test")
     path = cache_file("translated60", "test")
     path.write_bytes(flipped(raw, where(len(raw))))
     with pytest.raises(Exception) as raw_read, np.load(path) as npz:  # the user's traceback
         [npz[key] for key in npz.files]
-    assert type(raw_read.value).__name__ == error
+    # Its type depends on the Python and numpy that read the file (TokenError and
+    # NotImplementedError with Python 3.11 and numpy 2.4; pinned, the byte-120 case failed under
+    # Python 3.12, whose tokenizer numpy's header parser uses, and numpy 2.5): the warning names it.
+    error = type(raw_read.value).__name__
     capsys.readouterr()
 
     again = datasets.load_split("translated60", "test")
