@@ -31,7 +31,16 @@ import time
 from typing import Any
 
 import torch
-from throughput import SIZE, Step, provenance, recipe_config, steps_of, synchronize, synthetic_batch
+from throughput import (
+    SIZE,
+    Step,
+    cudagraph_skips,
+    provenance,
+    recipe_config,
+    steps_of,
+    synchronize,
+    synthetic_batch,
+)
 
 from ramlab.device import resolve_device, reuse_freed_memory
 from ramlab.files import write_json
@@ -132,6 +141,12 @@ def report(mode: str, path: str, unprofiled: float, result: dict[str, Any], top:
         f"\n{mode}, {path}: {unprofiled * 1e3:.2f} ms a step ({batch / unprofiled:,.0f} samples/s); "
         f"profiled {wall * 1e3:.2f} ms"
     )
+    if "cudagraph_skips" in result:
+        skips = result["cudagraph_skips"]
+        print(
+            "  CUDA graphs: "
+            + (f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)" if skips else "replayed")
+        )
     if "kernels_per_step" in result:
         print(
             f"  {result['kernels_per_step']:.0f} GPU kernels a step; idle between them (launch gaps) "
@@ -195,10 +210,13 @@ def main() -> None:
     )
     for mode in modes:
         step = steps[mode]
+        skips = cudagraph_skips()
         for _ in range(5):  # compiles (tens of seconds) and warms up
             step()
         unprofiled = wall_per_step(step, args.steps, device)
         result = profile(step, args.steps, device)
+        if compiled and device.type == "cuda":
+            result["cudagraph_skips"] = cudagraph_skips() - skips
         report(mode, path, unprofiled, result, args.top, args.batch)
         record["modes"][mode] = {"wall_s": unprofiled, **result}
         if args.json:

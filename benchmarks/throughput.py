@@ -68,6 +68,15 @@ TARGETS = {"train": 0.70, "inference": 0.65}
 """Issue #11's CPU targets: the compiled step's share of its matrix products' bound."""
 
 
+def cudagraph_skips() -> int:
+    """How many compiled graphs torch.compile has run without CUDA graphs in this process (it
+    skips them for a graph with a CPU tensor, a mutated input or an op a graph cannot hold;
+    `TORCH_LOGS=cudagraphs` prints why)."""
+    from torch._dynamo.utils import counters
+
+    return counters["inductor"]["cudagraph_skips"]
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA runs asynchronously; a CPU needs nothing)."""
     if device.type == "cuda":
@@ -125,6 +134,7 @@ class Figure:
     held_before_mib: float | None = None  # CUDA: allocated when the line started
     process_max_rss_mib: float = 0.0  # the process's peak resident memory so far (all lines)
     ratios: dict[str, float] = field(default_factory=dict)
+    cudagraph_skips: int | None = None  # CUDA, compiled: graphs torch.compile ran without CUDA graphs
 
     @property
     def median(self) -> float:
@@ -290,7 +300,9 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
     for mode, step in steps.items():
         replay, calls = matmul_replay(step, device)
         group = {"eager": step, "matmul-bound": replay, **({"compiled": compiled[mode]} if compiled else {})}
+        skips = cudagraph_skips()
         figures_of = measure(group, model="ram", mode=mode, warmup=5, **common)
+        skips = cudagraph_skips() - skips
         eager[mode], bound = figures_of["eager"], figures_of["matmul-bound"]
         share = eager[mode].share_of(bound, "of_matmul_bound")
         report(eager[mode], "ramlab")
@@ -304,11 +316,18 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
             figure.share_of(eager[mode], "of_eager")
             share = figure.share_of(bound, "of_matmul_bound")
             verdict = "met" if share >= TARGETS[mode] else "NOT met"
+            graphs = ""
+            if device.type == "cuda":
+                figure.cudagraph_skips = skips
+                graphs = "; CUDA graphs: " + (
+                    f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)" if skips else "replayed"
+                )
             report(
                 figure,
                 "ramlab compiled",
                 f": {figure.ratios['of_eager']:.2f}x eager; {share:.0%} of the matrix-products bound "
-                f"({figure.share_range('of_matmul_bound')}; issue #11's CPU target >= {TARGETS[mode]:.0%}: {verdict})",
+                f"({figure.share_range('of_matmul_bound')}; issue #11's CPU target >= {TARGETS[mode]:.0%}: {verdict})"
+                + graphs,
             )
     if compiled:
         torch.compiler.reset()  # frees the graphs (and CUDA graph pools) of this batch size

@@ -87,8 +87,12 @@ class LocationPolicy(nn.Module):
         return (-0.5 * z.square()).sum(dim=-1) - 2 * (log_std + LOG_SQRT_2PI)
 
     @staticmethod
-    def entropy(log_std: torch.Tensor | float, shape: torch.Size) -> torch.Tensor:
-        """Entropy of the Gaussian, summed over (x, y): (...,) of `shape`."""
+    def entropy(log_std: torch.Tensor | float, mu: torch.Tensor) -> torch.Tensor:
+        """Entropy of the Gaussian with mean `mu` (..., 2), summed over (x, y): (...).
+
+        A fixed std's entropy is built on `mu`'s device and dtype: a tensor made on the CPU
+        inside a GPU rollout costs a host-to-device copy a step and keeps torch.compile from
+        replaying the training step as a CUDA graph."""
         if isinstance(log_std, torch.Tensor):
             return (log_std + 0.5 + LOG_SQRT_2PI).sum(dim=-1)
-        return torch.full(shape, 2 * (log_std + 0.5 + LOG_SQRT_2PI))
+        return mu.new_full(mu.shape[:-1], 2 * (log_std + 0.5 + LOG_SQRT_2PI))

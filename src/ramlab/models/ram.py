@@ -313,7 +313,7 @@ class RAM(Model):
             mu = torch.stack(means, dim=1)  # (B, T-1, 2)
             log_std = torch.stack(log_stds, dim=1) if self.config.learn_std else log_stds[0]
             log_probs[:, 1:] = self.policy.log_prob(torch.stack(actions, dim=1), mu, log_std)
-            entropy[:, 1:] = self.policy.entropy(log_std, mu.shape[:2])
+            entropy[:, 1:] = self.policy.entropy(log_std, mu)
         acted = torch.ones(steps, dtype=torch.bool, device=device)
         acted[0] = False  # the first location is not the policy's
         return Rollout(
