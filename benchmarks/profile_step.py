@@ -145,7 +145,7 @@ def report(mode: str, path: str, unprofiled: float, result: dict[str, Any], top:
         skips = result["cudagraph_skips"]
         print(
             "  CUDA graphs: "
-            + (f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)" if skips else "replayed")
+            + (f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)" if skips else "none skipped")
         )
     if "kernels_per_step" in result:
         print(

@@ -1,9 +1,11 @@
 """Every tensor a model's passes make lives on the images' device, checked without a GPU.
 
-A tensor made on the CPU inside a GPU pass (a factory call without `device=`) costs a
-host-to-device copy per step, and a compiled training step holding one is not replayed as a
-CUDA graph (torch.compile skips graphs with CPU tensors in them). Such a tensor mixes
-silently with GPU tensors when it is copied into one, so the GPU tests pass all the same.
+A tensor made on the CPU inside a GPU pass (a factory call without `device=`) costs a copy
+from pageable host memory per step, before which CUDA synchronises the stream (the host
+waits for the GPU mid-step), and torch.compile either splits its CUDA graph around the CPU
+op (graph partition, on by default in torch 2.13) or skips CUDA graphs altogether. Such a
+tensor mixes silently with GPU tensors when it is copied into one, so GPU tests pass all
+the same.
 Here the model runs on the meta device, where every tensor it makes from its inputs stays on
 meta; a dispatch mode records any op whose output lands elsewhere. A fixed std's policy
 entropy was built on the CPU this way in every training rollout until 2026-12-04.

@@ -90,9 +90,9 @@ class LocationPolicy(nn.Module):
     def entropy(log_std: torch.Tensor | float, mu: torch.Tensor) -> torch.Tensor:
         """Entropy of the Gaussian with mean `mu` (..., 2), summed over (x, y): (...).
 
-        A fixed std's entropy is built on `mu`'s device and dtype: a tensor made on the CPU
-        inside a GPU rollout costs a host-to-device copy a step and keeps torch.compile from
-        replaying the training step as a CUDA graph."""
+        A fixed std's entropy is built on `mu`'s device and dtype: made on the CPU inside a GPU
+        rollout, it costs a copy from pageable host memory a step (CUDA synchronises the stream
+        before such a copy) and splits the compiled training step's CUDA graph around it."""
         if isinstance(log_std, torch.Tensor):
             return (log_std + 0.5 + LOG_SQRT_2PI).sum(dim=-1)
         return mu.new_full(mu.shape[:-1], 2 * (log_std + 0.5 + LOG_SQRT_2PI))
