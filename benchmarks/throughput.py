@@ -320,7 +320,9 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
             if device.type == "cuda":
                 figure.cudagraph_skips = skips
                 graphs = "; CUDA graphs: " + (
-                    f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)" if skips else "none skipped"
+                    f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)"
+                    if skips
+                    else "none skipped"
                 )
             report(
                 figure,
