@@ -11,7 +11,8 @@
 #   concurrency  benchmarks/gpu_concurrency.py, 1/2/4/8 processes                 -> concurrency.json/.txt
 #   profile      benchmarks/profile_step.py on cuda, the recipe's RAM, batches 128 and 2048: kernels
 #                a step, time by category, launch gaps                           -> profile.txt, profile-b*.json
-#   suite        the whole suite, python -m pytest -q (last: it gets the time left) -> pytest.txt
+#   suite        the whole suite, python -m pytest -q, with -n SUITE_WORKERS (8) where pytest-xdist
+#                is installed (last: it gets the time left)                      -> pytest.txt
 #   recipe       not in the default: RECIPE (translated60) trained on cuda, compiled, for the time
 #                left, resumed from runs/gpu/$RUN when that run is carried; the run directory
 #                is copied to $OUT/runs/gpu/$RUN (checkpoints included) to carry into the next
@@ -46,6 +47,15 @@
 # set RAMLAB_HOME=$PWD/.gpu-home there (loading MNIST from it unpacks 53 MB beside the .gz
 # files: do that only on the device machine). Between calls, copy files_at's runs/gpu/$RUN to
 # runs/gpu/$RUN here and carry it: `STEPS=recipe` (with the same RUN and TRAIN_ARGS) resumes it.
+# The device tool returns at most 8 files from $OUT: end the command with
+# `cd $OUT && tar czf gpu.tgz results runs 2>/dev/null; rm -rf results runs`, and unpack the
+# archive here into a fresh folder per call (a later call's steps.txt and pytest.txt would
+# overwrite an earlier one's).
+# The first lease (one H200, 2026-12-04, 15 minutes of device time all told): the machine
+# started in about 45 s; env took 10 s, gpu-tests 175 s, throughput 178 s, cost 23 s,
+# concurrency 80 s; profile and the serial suite did not fit. What is left for the next
+# lease, in order: `STEPS="env throughput profile"` (does the training step now replay as
+# CUDA graphs, and where its time goes), then `STEPS=recipe` for what remains, then `suite`.
 set -uo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -155,7 +165,11 @@ print(round((seconds + int(sys.argv[2])) / 60, 2))' "$run_dir" "$left")
 fi
 
 if wanted suite; then
-    run suite 480 "$RES/pytest.txt" "$PY" -m pytest -q
+    # In parallel where pytest-xdist is there (the device tool's image has it): serially, 116
+    # tests took 285 s on an H200 machine whose python takes 10 s to import torch.
+    parallel=()
+    "$PY" -c 'import xdist' 2>/dev/null && parallel=(-n "${SUITE_WORKERS:-8}")
+    run suite 480 "$RES/pytest.txt" "$PY" -m pytest -q ${parallel[@]+"${parallel[@]}"}
 fi
 
 echo "done in $((SECONDS - START)) s; files in $RES:"
