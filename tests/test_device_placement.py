@@ -7,7 +7,9 @@ op (graph partition, on by default in torch 2.13) or skips CUDA graphs altogethe
 tensor mixes silently with GPU tensors when it is copied into one, so GPU tests pass all
 the same.
 Here the model runs on the meta device, where every tensor it makes from its inputs stays on
-meta; a dispatch mode records any op whose output lands elsewhere. A fixed std's policy
+meta; a dispatch mode records any op whose output lands elsewhere. Meta tensors hold no
+values, so a host synchronisation in a pass (`.item()`, `bool(tensor)`, a shape read from
+data) fails it too. A fixed std's policy
 entropy was built on the CPU this way in every training rollout until 2026-12-04.
 """
 
@@ -93,3 +95,12 @@ def test_the_recorder_sees_a_tensor_made_on_the_cpu() -> None:
         x = torch.zeros(3, device=META)
         x[1:] = torch.full((2,), 1.5)
     assert recorder.ops == {"aten.full.default -> cpu"}
+
+
+def test_a_host_synchronisation_fails_on_meta() -> None:
+    """The check's other half: a pass that reads a value on the host cannot run on meta."""
+    x = torch.zeros(3, device=META)
+    with pytest.raises(RuntimeError, match="meta"):
+        x.sum().item()
+    with pytest.raises(RuntimeError, match="meta"):
+        bool(x.sum() > 0)
