@@ -46,7 +46,7 @@ from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position
 from ramlab.provenance import git_commit
-from ramlab.run_data import fresh_train_loader, split_loaders
+from ramlab.run_data import FreshScenes, split_loaders
 from ramlab.run_messages import interrupted_message, non_finite_message, stopped_message
 from ramlab.runconfig import RunConfig, resume_changes
 from ramlab.stop_signal import StopSignal
@@ -102,6 +102,8 @@ class Trainer:
                 ) from None
             finally:
                 self.log.close()
+                if self.fresh is not None:
+                    self.fresh.close()
                 if self.board is not None:
                     self.board.close()
             finished = self.out / "result.json"
@@ -144,6 +146,7 @@ class Trainer:
         """Data, optimiser, schedule and logs; restored from `state` when resuming."""
         cfg = self.cfg
         self.train, self.val, self.test = split_loaders(self.config, self.device)
+        self.fresh = FreshScenes(self.config, self.device) if cfg.fresh_scenes else None
         self.steps_per_epoch = len(self.train)
         self.optimizer = make_optimizer(self.model.parameter_groups(), cfg)
         # One graph, for the full batch (of M copies of each image); an epoch's last runs eagerly.
@@ -168,8 +171,10 @@ class Trainer:
     def _train_epoch(self) -> None:
         """One pass over the training scenes (from the saved step when resuming mid-epoch)."""
         cfg, pos, model = self.cfg, self.pos, self.model
-        if cfg.fresh_scenes and (pos.epoch > 0 or cfg.augmented):
-            self.train = fresh_train_loader(self.config, pos.epoch, self.device)
+        if self.fresh is not None and (pos.epoch > 0 or cfg.augmented):
+            self.train = self.fresh.loader(pos.epoch)
+        elif self.fresh is not None:  # epoch 0 trains on the cached scenes
+            self.fresh.start(1)
         generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, pos.epoch))
         order = self.train.order(generator)
         if pos.generator is not None and pos.step_in_epoch > 0:

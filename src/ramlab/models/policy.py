@@ -92,7 +92,8 @@ class LocationPolicy(nn.Module):
 
         A fixed std's entropy is built on `mu`'s device and dtype: made on the CPU inside a GPU
         rollout, it costs a copy from pageable host memory a step (CUDA synchronises the stream
-        before such a copy) and splits the compiled training step's CUDA graph around it."""
+        before such a copy), and torch.compile splits the training step's CUDA graph around it or
+        skips CUDA graphs for it."""
         if isinstance(log_std, torch.Tensor):
             return (log_std + 0.5 + LOG_SQRT_2PI).sum(dim=-1)
         return mu.new_full(mu.shape[:-1], 2 * (log_std + 0.5 + LOG_SQRT_2PI))
