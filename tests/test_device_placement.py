@@ -1,7 +1,7 @@
 """Every tensor a model's passes make lives on the images' device, checked without a GPU.
 
-A tensor made on the CPU inside a GPU pass (a factory call without `device=`) costs a copy
-from pageable host memory per step, before which CUDA synchronises the stream (the host
+A tensor made on the CPU inside a GPU pass (a factory call without `device=`) costs a
+blocking host-to-device copy per step, which waits for the work queued on the GPU (the host
 waits for the GPU mid-step), and torch.compile either splits its CUDA graph around the CPU
 op (graph partition, on by default in torch 2.13) or skips CUDA graphs altogether. Such a
 tensor mixes silently with GPU tensors when it is copied into one, so GPU tests pass all

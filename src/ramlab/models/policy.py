@@ -91,8 +91,8 @@ class LocationPolicy(nn.Module):
         """Entropy of the Gaussian with mean `mu` (..., 2), summed over (x, y): (...).
 
         A fixed std's entropy is built on `mu`'s device and dtype: made on the CPU inside a GPU
-        rollout, it costs a copy from pageable host memory a step (CUDA synchronises the stream
-        before such a copy), and torch.compile splits the training step's CUDA graph around it or
+        rollout, it costs a blocking host-to-device copy a step (which waits for the work queued
+        on the GPU), and torch.compile splits the training step's CUDA graph around it or
         skips CUDA graphs for it."""
         if isinstance(log_std, torch.Tensor):
             return (log_std + 0.5 + LOG_SQRT_2PI).sum(dim=-1)
