@@ -56,6 +56,16 @@
 # concurrency 80 s; profile and the serial suite did not fit. What is left for the next
 # lease, in order: `STEPS="env throughput profile"` (does the training step now replay as
 # CUDA graphs, and where its time goes), then `STEPS=recipe` for what remains, then `suite`.
+# THROUGHPUT_BATCHES (128,512,2048) and PROFILE_BATCHES ("128 2048") shorten those steps.
+# The first lease's first call, whole (carry [".whl", ".gpu-home"]):
+#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
+#   --target /tmp/site .whl/*.whl || exit 3; export PYTHONPATH=/tmp/site:$PWD/src
+#   RAMLAB_HOME=$PWD/.gpu-home RAMLAB_COMMIT=<sha>; PY=python3 BUDGET=480 STEPS="..." bash
+#   benchmarks/gpu_session.sh; cd $OUT && tar czf gpu1.tgz results && rm -rf results
+# A dry run of any step on a CPU, here: TRAIN_ARGS' options come after the script's and win,
+# e.g. STEPS=recipe RUN=dry BUDGET=100 TRAIN_ARGS="--device cpu --train-limit 1024
+# --eval-limit 256 --threads 2 --compile false --test false" (checked on 2026-12-04: it
+# trains, and a second call resumes it with the budget extended).
 set -uo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -111,14 +121,14 @@ print("commit", git_commit(), "| RAMLAB_COMMIT", os.environ.get("RAMLAB_COMMIT")
 fi
 
 if wanted gpu-tests; then
-    run gpu-tests 180 "$RES/pytest.txt" "$PY" -m pytest -q -m gpu
+    run gpu-tests 180 "$RES/pytest.txt" "$PY" -m pytest -v -rfE -m gpu
 fi
 
 if wanted throughput; then
     reference=()
     [[ -f $CPU_REF ]] && reference=(--cpu-reference "$CPU_REF")
     run throughput 240 "$RES/throughput.txt" "$PY" benchmarks/throughput.py --device cuda \
-        --batch 128,512,2048 --seconds 2 --compile --json "$RES/throughput.json" ${reference[@]+"${reference[@]}"}
+        --batch "${THROUGHPUT_BATCHES:-128,512,2048}" --seconds 2 --compile --json "$RES/throughput.json" ${reference[@]+"${reference[@]}"}
 fi
 
 if wanted cost; then
@@ -135,7 +145,7 @@ fi
 
 if wanted profile; then
     # where a compiled step's time goes: GPU kernels a step, their time by category, launch gaps
-    for batch in 128 2048; do
+    for batch in ${PROFILE_BATCHES:-128 2048}; do
         run profile 90 "$RES/profile.txt" "$PY" benchmarks/profile_step.py --device cuda --config recipe \
             --batch "$batch" --steps 20 --json "$RES/profile-b$batch.json"
     done
@@ -169,7 +179,9 @@ if wanted suite; then
     # tests took 285 s on an H200 machine whose python takes 10 s to import torch.
     parallel=()
     "$PY" -c 'import xdist' 2>/dev/null && parallel=(-n "${SUITE_WORKERS:-8}")
-    run suite 480 "$RES/pytest.txt" "$PY" -m pytest -q ${parallel[@]+"${parallel[@]}"}
+    # -rfE lists failures at the end; -v names each test as it finishes, so a suite cut short
+    # by its time limit still says which tests failed (the first lease's lost that)
+    run suite 480 "$RES/pytest.txt" "$PY" -m pytest -v -rfE ${parallel[@]+"${parallel[@]}"}
 fi
 
 echo "done in $((SECONDS - START)) s; files in $RES:"
