@@ -34,6 +34,7 @@ import torch
 from throughput import (
     SIZE,
     Step,
+    cudagraph_note,
     cudagraph_skips,
     provenance,
     recipe_config,
@@ -142,11 +143,7 @@ def report(mode: str, path: str, unprofiled: float, result: dict[str, Any], top:
         f"profiled {wall * 1e3:.2f} ms"
     )
     if "cudagraph_skips" in result:
-        skips = result["cudagraph_skips"]
-        print(
-            "  CUDA graphs: "
-            + (f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)" if skips else "none skipped")
-        )
+        print("  CUDA graphs: " + cudagraph_note(result["cudagraph_skips"]))
     if "kernels_per_step" in result:
         print(
             f"  {result['kernels_per_step']:.0f} GPU kernels a step; idle between them (launch gaps) "

@@ -77,6 +77,11 @@ def cudagraph_skips() -> int:
     return counters["inductor"]["cudagraph_skips"]
 
 
+def cudagraph_note(skips: int) -> str:
+    """What `skips` (a difference of `cudagraph_skips`) says about the compiled graphs."""
+    return f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)" if skips else "none skipped"
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (CUDA runs asynchronously; a CPU needs nothing)."""
     if device.type == "cuda":
@@ -319,11 +324,7 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
             graphs = ""
             if device.type == "cuda":
                 figure.cudagraph_skips = skips
-                graphs = "; CUDA graphs: " + (
-                    f"SKIPPED for {skips} graph(s) (TORCH_LOGS=cudagraphs says why)"
-                    if skips
-                    else "none skipped"
-                )
+                graphs = "; CUDA graphs: " + cudagraph_note(skips)
             report(
                 figure,
                 "ramlab compiled",
