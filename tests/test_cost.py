@@ -13,10 +13,13 @@ from ramlab.cost import (
     LiveTensorMemory,
     format_cost_table,
     measure_costs,
+    median_seconds,
     read_cost_json,
     throughput_batch,
     write_cost_json,
 )
+from ramlab.cost_rows import timing_mode
+from ramlab.fastpath import cpu_compiler
 from ramlab.models.ram import RAMConfig
 
 QUICK = {"batch": 2, "repeats": 1}
@@ -140,3 +143,41 @@ def test_cli_lists_the_valid_models_on_a_wrong_name(capsys):
     assert "resnett" in err
     for name in ("convnet", "fc", "ram", "resnet"):
         assert name in err
+
+
+def test_median_seconds_runs_the_warm_up_calls_untimed_then_the_repeats():
+    calls = []
+    seconds = median_seconds(lambda: calls.append(1), repeats=3, device=torch.device("cpu"), warmup=2)
+    assert len(calls) == 5 and seconds >= 0
+
+
+def test_timing_mode_names_how_and_where_the_rows_were_timed():
+    eager = {"device": "cpu", "compiled": False}
+    compiled = {"device": "cuda:0", "compiled": True}
+    assert timing_mode([eager, {"device": "cpu"}]) == "eager inference on cpu"  # rows written before the key
+    assert timing_mode([compiled]) == "compiled (torch.compile; CUDA graphs on a GPU) inference on cuda:0"
+    assert timing_mode([eager, compiled]).startswith("eager and compiled (")
+    assert timing_mode([eager, compiled]).endswith("inference on cpu, cuda:0")
+
+
+@pytest.mark.skipif(cpu_compiler() is None, reason="no C++ compiler for inductor on PATH")
+def test_cli_compile_times_the_compiled_forward_and_says_so(tmp_path, capsys):
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    path = tmp_path / "cost.json"
+    argv = ["cost", "--models", "fc", "--sizes", "28", "--repeats", "1", "--batch", "2", "--device", "cpu"]
+    assert main([*argv, "--compile", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("compiled (torch.compile; CUDA graphs on a GPU) inference on cpu:")
+    # One graph per batch shape (latency at 1, throughput at 2): the timed calls went through them.
+    assert counters["stats"]["unique_graphs"] == 2
+    (compiled,) = read_cost_json(path)
+    assert compiled["compiled"] is True and compiled["throughput_batch"] == 2
+    assert main([*argv, "--json", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("eager inference on cpu:")
+    (eager,) = read_cost_json(path)
+    assert eager["compiled"] is False
+    # The same model and arithmetic, timed another way.
+    for key in ("params", "flops", "flops_by_op", "config"):
+        assert compiled[key] == eager[key], key

@@ -327,7 +327,11 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
         ),
         ({"robustness": [{"runs": ["nope"]}]}, "robustness[0].runs", "all, ram"),
         ({"robustness": [{"shifts": {"scale": [3.0]}}]}, "robustness[0].shifts", "needs 84 px"),
-        ({"cost": {"models": ["ram"], "size": [28]}}, "cost.size", "models, sizes, batch, device, configs"),
+        (
+            {"cost": {"models": ["ram"], "size": [28]}},
+            "cost.size",
+            "models, sizes, batch, device, compile, configs",
+        ),
         ({"evaluate": {"glimpses": -1}}, "evaluate.glimpses", "a whole number >= 0"),
     ],
 )

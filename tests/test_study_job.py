@@ -17,6 +17,7 @@ from ramlab.data import datasets
 from ramlab.study import Context, load_preset
 from ramlab.study import jobs as study_jobs
 from ramlab.study.job import main
+from ramlab.study.plan import build_plan
 
 TRAIN = "train-ram-translated60-seed0"
 
@@ -119,3 +120,20 @@ def test_ctrl_c_exits_130_and_records_nothing(study_dir, capsys, monkeypatch):
     assert main([str(study_dir), "cost"]) == 130
     assert capsys.readouterr().err.endswith("ramlab: interrupted; rerun the same command to resume\n")
     assert records(study_dir) == []
+
+
+def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
+    def context(compile_: bool) -> Context:
+        cost = {"models": ["fc"], "sizes": [28], "compile": compile_}
+        return Context(
+            load_preset(write_preset(tmp_path / f"{compile_}.yaml", cost=cost)), tmp_path / "study"
+        )
+
+    (job,) = [j for j in build_plan(context(False).preset) if j.kind == "cost"]
+    (tmp_path / "study").mkdir()
+    eager_row = {"model": "fc", "size": 28, "compiled": False}
+    (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [eager_row]}))
+    assert study_jobs.is_done(context(False), job)
+    assert not study_jobs.is_done(context(True), job)
+    (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [{"model": "fc", "size": 28}]}))
+    assert study_jobs.is_done(context(False), job)  # rows written before the key were eager

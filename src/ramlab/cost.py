@@ -32,6 +32,14 @@ that one batch holds at most THROUGHPUT_PIXELS pixels (256 images of 100×100; 1
 on a GPU, whose memory and parallelism a small batch would not fill), which keeps memory and
 time bounded; the batch used is reported as "throughput_batch".
 
+Eager or compiled (`compiled=True`, `ramlab cost --compile`): compiled, the forward pass is
+ramlab's fast path (`fastpath.CompiledForward`: torch.compile, with CUDA graphs on a GPU), one
+graph per batch shape, and timing starts after COMPILED_WARMUP calls (compilation, then CUDA
+graphs' warm-up and recording). Eager, a small model's GPU latency is mostly kernel launches,
+which CUDA graphs remove; the row's "compiled" says which was measured. FLOPs and peak memory
+are counted on the eager pass either way (the same arithmetic; the compiled pass's own peak,
+with fused kernels and CUDA graphs' memory pools, is not measured).
+
 Peak memory: the most bytes held at once by live tensors (weights, buffers, input and
 activations) during one batch-1 forward pass. On CPU it is tracked by a dispatch mode that
 watches every tensor storage the model creates (tracemalloc cannot see torch's allocator
@@ -56,7 +64,9 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from ramlab.config import to_dict
+from ramlab.cost_rows import timing_mode
 from ramlab.device import resolve_device
+from ramlab.fastpath import CompiledForward
 from ramlab.files import write_json
 from ramlab.models.base import Model
 from ramlab.models.registry import build_model, model_class
@@ -68,6 +78,9 @@ THROUGHPUT_PIXELS = 256 * 100 * 100
 GPU_PIXELS_FACTOR = 16
 """On CUDA a throughput batch may hold this many times THROUGHPUT_PIXELS (2,048 images of
 about 141×141)."""
+COMPILED_WARMUP = 3
+"""Untimed calls before a compiled graph is timed: the first compiles, and with CUDA graphs
+the next ones warm up and record the graph."""
 
 _aten = torch.ops.aten
 ELEMENTWISE_OPS = (
@@ -188,8 +201,8 @@ def peak_memory_bytes(model: Model, images: torch.Tensor) -> int:
     return tracker.peak
 
 
-def median_seconds(call: Callable[[], Any], *, repeats: int, device: torch.device) -> float:
-    """The median wall time of `call()` over `repeats` runs, after one warm-up run."""
+def median_seconds(call: Callable[[], Any], *, repeats: int, device: torch.device, warmup: int = 1) -> float:
+    """The median wall time of `call()` over `repeats` runs, after `warmup` untimed runs."""
 
     def sync() -> None:
         if device.type == "cuda":
@@ -197,7 +210,8 @@ def median_seconds(call: Callable[[], Any], *, repeats: int, device: torch.devic
 
     times = []
     with torch.no_grad():
-        call()
+        for _ in range(warmup):
+            call()
         for _ in range(repeats):
             sync()
             tick = time.perf_counter()
@@ -222,6 +236,7 @@ def measure_cost(
     batch: int = 256,
     repeats: int = 3,
     config: Any = None,
+    compiled: bool = False,
 ) -> dict[str, Any]:
     """One row of `measure_costs`: model `name` on `size`×`size` images."""
     device = resolve_device(device) if isinstance(device, str) else device
@@ -237,8 +252,14 @@ def measure_cost(
     one = images(1)
     flops, parts, by_op = count_flops(model, one)
     many = images(throughput_batch(batch, size, device))
-    latency = median_seconds(lambda: model(one), repeats=repeats, device=device)
-    per_batch = median_seconds(lambda: model(many), repeats=repeats, device=device)
+    forward = CompiledForward(model) if compiled else model
+    warmup = COMPILED_WARMUP if compiled else 1
+    latency = median_seconds(lambda: forward(one), repeats=repeats, device=device, warmup=warmup)
+    per_batch = median_seconds(lambda: forward(many), repeats=repeats, device=device, warmup=warmup)
+    if compiled:
+        # Frees this row's graphs (and CUDA graph pools), and keeps the rows from adding up to
+        # dynamo's limit of recompilations of one function, past which it would run eagerly.
+        torch.compiler.reset()
     return {
         "model": name,
         "size": size,
@@ -251,6 +272,7 @@ def measure_cost(
         "throughput_batch": len(many),
         "peak_memory_mb": peak_memory_bytes(model, one) / 2**20,
         "device": str(device),
+        "compiled": compiled,
         "config": to_dict(config),
     }
 
@@ -263,10 +285,12 @@ def measure_costs(
     batch: int = 256,
     repeats: int = 3,
     configs: dict[str, Any] | None = None,
+    compiled: bool = False,
 ) -> list[dict[str, Any]]:
     """One row per (model, size), models outer: the keys model, size, params, flops (per
     image), flops_breakdown, flops_by_op, latency_ms (batch 1), throughput (images/s),
-    throughput_batch, peak_memory_mb (batch 1), device and config (the config used).
+    throughput_batch, peak_memory_mb (batch 1), device, compiled (timed through the compiled
+    fast path, else eagerly) and config (the config used).
 
     `configs` maps a model name to its base config (a dataclass; default: the model's
     defaults), which `config_for_image_size` then adapts to each size. An unknown model
@@ -277,7 +301,15 @@ def measure_costs(
     resolved = resolve_device(device)
     configs = configs or {}
     return [
-        measure_cost(name, size, device=resolved, batch=batch, repeats=repeats, config=configs.get(name))
+        measure_cost(
+            name,
+            size,
+            device=resolved,
+            batch=batch,
+            repeats=repeats,
+            config=configs.get(name),
+            compiled=compiled,
+        )
         for name in models
         for size in sizes
     ]
@@ -341,7 +373,7 @@ def format_cost_table(rows: list[dict[str, Any]]) -> str:
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     left = {0, 4}
-    text = [
+    text = [f"{timing_mode(rows)}:"] + [
         "  ".join(
             cell.ljust(w) if i in left else cell.rjust(w)
             for i, (cell, w) in enumerate(zip(line, widths, strict=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ramlab.errors import RamlabError
 
@@ -30,4 +31,12 @@ def read_cost_rows(path: str | Path) -> list[dict]:
     return rows
 
 
-__all__ = ["read_cost_rows"]
+def timing_mode(rows: list[dict[str, Any]]) -> str:
+    """How the rows were timed, in words: "eager", "compiled (...)" or both, with the devices."""
+    devices = ", ".join(sorted({str(r.get("device", "?")) for r in rows}))
+    modes = sorted({bool(r.get("compiled")) for r in rows})
+    words = {False: "eager", True: "compiled (torch.compile; CUDA graphs on a GPU)"}
+    return f"{' and '.join(words[m] for m in modes)} inference on {devices}"
+
+
+__all__ = ["read_cost_rows", "timing_mode"]

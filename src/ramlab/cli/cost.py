@@ -39,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="throughput batch, capped at 256 images of 100×100 pixels (default 256)",
     )
     p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (default 3)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="time the compiled fast path (torch.compile; CUDA graphs on a GPU) instead of the eager "
+        "pass; FLOPs and peak memory are the eager pass's either way. A graph per model, size and "
+        "batch: tens of seconds each to compile",
+    )
     add_threads_arg(p)
     p.set_defaults(handler=cmd_cost)
 
@@ -52,7 +59,9 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if args.batch < 1 or args.repeats < 1:
         raise RamlabError("--batch and --repeats must be >= 1")
     set_threads(args.threads)
-    rows = measure_costs(models, args.sizes, device=args.device, batch=args.batch, repeats=args.repeats)
+    rows = measure_costs(
+        models, args.sizes, device=args.device, batch=args.batch, repeats=args.repeats, compiled=args.compile
+    )
     print(format_cost_table(rows))
     if args.json:
         print(f"wrote {write_cost_json(rows, args.json)}")

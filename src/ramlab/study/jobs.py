@@ -29,6 +29,7 @@ from ramlab.study.context import Context
 from ramlab.study.extras import eval_settings, evaluate_run_extras
 from ramlab.study.plan import Job
 from ramlab.study.preset import model_config
+from ramlab.study.schema import CostSpec
 
 
 def config_difference(old: dict, new: dict) -> str:
@@ -86,11 +87,21 @@ def run_robustness(ctx: Context, job: Job) -> None:
     )
 
 
+def _cost_rows_of(spec: CostSpec, path: Path) -> list[dict]:
+    """The rows of `path` that `spec` asks for; rows timed the other way (eager or compiled)
+    are left out, so they are measured again."""
+    return [
+        r
+        for r in read_cost_rows(path)
+        if r["model"] in spec.models and r["size"] in spec.sizes and bool(r.get("compiled")) == spec.compile
+    ]
+
+
 def run_cost(ctx: Context, job: Job) -> None:
     from ramlab.cost import measure_costs, write_cost_json
 
     spec, path = ctx.preset.cost, ctx.out / "cost.json"
-    rows = [r for r in read_cost_rows(path) if r["model"] in spec.models and r["size"] in spec.sizes]
+    rows = _cost_rows_of(spec, path)
     for model in spec.models:
         sizes = [s for s in spec.sizes if not any(r["model"] == model and r["size"] == s for r in rows)]
         if not sizes:
@@ -99,7 +110,9 @@ def run_cost(ctx: Context, job: Job) -> None:
         configs = (
             {model: model_config(model, spec.configs[model], where="cost")} if model in spec.configs else None
         )
-        rows += measure_costs([model], sizes, device=spec.device, batch=spec.batch, configs=configs)
+        rows += measure_costs(
+            [model], sizes, device=spec.device, batch=spec.batch, configs=configs, compiled=spec.compile
+        )
         write_cost_json(rows, path)  # after each model, so an interruption keeps the rest
 
 
@@ -174,6 +187,7 @@ def is_done(ctx: Context, job: Job) -> bool:
         shifts = done.get("shifts", {})
         return all(shifts.get(name, {}).get("levels") == levels for name, levels in wanted.items())
     if job.kind == "cost":
-        wanted = {(m, s) for m in ctx.preset.cost.models for s in ctx.preset.cost.sizes}
-        return wanted <= {(r["model"], r["size"]) for r in read_cost_rows(ctx.out / "cost.json")}
+        spec = ctx.preset.cost
+        wanted = {(m, s) for m in spec.models for s in spec.sizes}
+        return wanted <= {(r["model"], r["size"]) for r in _cost_rows_of(spec, ctx.out / "cost.json")}
     raise AssertionError(job.kind)

@@ -233,6 +233,8 @@ class CostSpec(Section, frozen=True):
     """Batch of the throughput measurement (capped for large images)."""
     device: Device = "cpu"
     """Where to measure: cpu, cuda, auto."""
+    compile: bool = False
+    """Time the compiled fast path (torch.compile; CUDA graphs on a GPU) instead of the eager pass."""
     configs: Annotated[dict, PlainValidator(_cost_config_dicts)] = {}
     """Model name -> config fields (default: the model's defaults), adapted to each size."""
 

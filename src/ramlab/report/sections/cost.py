@@ -3,6 +3,7 @@ RAM at each side, and accuracy per FLOP of the trained models."""
 
 from __future__ import annotations
 
+from ramlab.cost_rows import timing_mode
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import si
 from ramlab.report.inputs import ReportInputs
@@ -34,10 +35,9 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
             doc.para("No `cost.json` in this folder (run `ramlab study` with a `cost` section).")
         return
     cost_job = inputs.cost_job
-    device = ", ".join(sorted({str(r.get("device", "?")) for r in inputs.cost_rows}))
     doc.para(
         "Inference of untrained models at each image side, their default config adapted to the size "
-        f"(the RAM adds scales), measured on {device}: FLOPs per image counted by PyTorch's FLOP "
+        f"(the RAM adds scales), measured as {timing_mode(inputs.cost_rows)}: FLOPs per image counted by PyTorch's FLOP "
         "counter, latency at batch 1 (median), throughput at the batch shown, peak memory of live "
         "tensors at batch 1. "
         + (
