@@ -8,6 +8,9 @@
 #   gpu-tests    pytest -m gpu                                                    -> pytest.txt
 #   throughput   benchmarks/throughput.py on cuda, batches 128,512,2048, --compile -> throughput.json/.txt
 #   cost         ramlab cost on cuda, sizes 28..800, batch-1 latency and batch 2048 -> cost.json/.txt
+#   cost-compiled  the same for the RAM and the ResNet through the compiled fast path (CUDA
+#                graphs), sizes COST_COMPILED_SIZES (28,60,100,400): the RAM's latency without
+#                its launch overhead; two graphs to compile per row        -> cost-compiled.json/.txt
 #   concurrency  benchmarks/gpu_concurrency.py, 1/2/4/8 processes                 -> concurrency.json/.txt
 #   profile      benchmarks/profile_step.py on cuda, the recipe's RAM, batches 128 and 2048: kernels
 #                a step, time by category, launch gaps                           -> profile.txt, profile-b*.json
@@ -54,8 +57,9 @@
 # The first lease (one H200, 2026-12-04, 15 minutes of device time all told): the machine
 # started in about 45 s; env took 10 s, gpu-tests 175 s, throughput 178 s, cost 23 s,
 # concurrency 80 s; profile and the serial suite did not fit. What is left for the next
-# lease, in order: `STEPS="env throughput profile"` (does the training step now replay as
-# CUDA graphs, and where its time goes), then `STEPS=recipe` for what remains, then `suite`.
+# lease, in order: `STEPS="env throughput profile cost-compiled"` (does the training step now
+# replay as CUDA graphs, where its time goes, and the RAM's latency without launch overhead),
+# then `STEPS=recipe` for what remains, then `suite`.
 # THROUGHPUT_BATCHES (128,512,2048) and PROFILE_BATCHES ("128 2048") shorten those steps.
 # The first lease's first call, whole (carry [".whl", ".gpu-home"]):
 #   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
@@ -75,7 +79,7 @@ if [[ ! -x $PY ]] && ! command -v "$PY" >/dev/null; then
 fi
 RES=${OUT:+$OUT/}results/gpu
 BUDGET=${BUDGET:-540}
-STEPS=${STEPS:-env gpu-tests throughput cost concurrency profile suite}
+STEPS=${STEPS:-env gpu-tests throughput cost cost-compiled concurrency profile suite}
 CPU_REF=${CPU_REF:-results/throughput-cpu-recipe.json}
 export PYTHONUNBUFFERED=1
 mkdir -p "$RES"
@@ -136,6 +140,12 @@ if wanted cost; then
     # 100×100 pixels' worth, so fewer for large images)
     run cost 60 "$RES/cost.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
         cost --device cuda --sizes 28,60,100,200,400,800 --batch 2048 --repeats 5 --json "$RES/cost.json"
+fi
+
+if wanted cost-compiled; then
+    run cost-compiled 240 "$RES/cost-compiled.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
+        cost --device cuda --models ram,resnet --sizes "${COST_COMPILED_SIZES:-28,60,100,400}" --batch 2048 \
+        --repeats 10 --compile --json "$RES/cost-compiled.json"
 fi
 
 if wanted concurrency; then
