@@ -12,6 +12,8 @@
 #                graphs), sizes COST_COMPILED_SIZES (28,60,100,400): the RAM's latency without
 #                its launch overhead; two graphs to compile per row        -> cost-compiled.json/.txt
 #   concurrency  benchmarks/gpu_concurrency.py, 1/2/4/8 processes                 -> concurrency.json/.txt
+#   concurrency-compiled  not in the default: the same, each process training through the
+#                compiled fast path (CUDA graphs), as a study's jobs do -> concurrency-compiled.json/.txt
 #   profile      benchmarks/profile_step.py on cuda, the recipe's RAM, batches 128 and 2048: kernels
 #                a step, time by category, launch gaps                           -> profile.txt, profile-b*.json
 #   suite        the whole suite, python -m pytest -q, with -n SUITE_WORKERS (8) where pytest-xdist
@@ -151,6 +153,11 @@ fi
 if wanted concurrency; then
     run concurrency 90 "$RES/concurrency.txt" "$PY" benchmarks/gpu_concurrency.py --device cuda \
         --counts 1,2,4,8 --seconds 4 --batch 128 --json "$RES/concurrency.json"
+fi
+
+if wanted concurrency-compiled; then
+    run concurrency-compiled 180 "$RES/concurrency-compiled.txt" "$PY" benchmarks/gpu_concurrency.py --device cuda \
+        --counts 1,2,4,8 --seconds 4 --batch 128 --compile --json "$RES/concurrency-compiled.json"
 fi
 
 if wanted profile; then
