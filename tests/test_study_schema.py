@@ -103,7 +103,11 @@ def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path, sections, line):
         ({"seeds": True}, "seeds: expected int; got True"),
         ({"train": {"lr": "1e-3"}}, "train.lr: expected a number; got '1e-3'"),
         ({"train": {"epochs": 2.0}}, "train.epochs: expected int; got 2.0"),
-        ({"runs": [group("x", recipe="yes")]}, "runs[0] (x).recipe: expected true or false; got 'yes'"),
+        (
+            {"runs": [group("x", recipe="yes")]},
+            "runs[0] (x).recipe: expected true, false or a recipe name (cluttered100, cluttered60, mnist, "
+            "translated60); got 'yes'",
+        ),
         ({"device": 0}, "device: expected auto, cpu, cuda or cuda:N; got 0"),
         ({"description": ["a"]}, "description: expected text; got ['a']"),
         ({"runs": {"name": "x"}}, "runs: expected a list; got {'name': 'x'}"),
@@ -171,6 +175,10 @@ def test_all_the_problems_are_listed_in_one_error(tmp_path):
         (
             {"runs": [group("a", recipe=True, data="centred60")]},
             "runs[0] (a).recipe: no ram recipe for centred60; ram recipes: ",
+        ),
+        (
+            {"runs": [{"name": "cnn", "model": "resnet", "data": "centred60", "recipe": "translated60"}]},
+            "runs[0] (cnn).recipe: translated60 is a ram recipe, not a resnet one; ram recipes: cluttered100",
         ),
         (
             {"robustness": [{"runs": "ram"}, {"runs": "all"}]},

@@ -5,7 +5,8 @@ checks it against the schema (`ramlab.study.schema`) and builds every run's conf
 wrong key, name, type or value fails before any job, with the file, the key and what is
 allowed. `run_config` is how a group, a dataset and a seed become a run's `RunConfig`:
 
-    preset train  <  the dataset's recipe (recipe: true)  <  group train / model_config
+    preset train  <  the recipe (recipe: true, the dataset's; recipe: NAME, that one)
+                  <  group train / model_config
                   <  group per_data[dataset]  <  seed (and the best reward, best_reward_of)
 """
 
@@ -45,9 +46,10 @@ class RunGroup:
     """The model's config fields."""
     per_data: dict = field(default_factory=dict)
     """Dataset name -> {train: {...}, model_config: {...}} for that dataset only."""
-    recipe: bool = False
+    recipe: bool | str = False
     """Start each dataset's runs from its committed recipe (`ramlab/presets/recipes/<data>.yaml`,
-    RAM only); the preset's and the group's `train` and `model_config` override it."""
+    RAM only), or, given a recipe's name, every dataset's from that one (e.g. translated60's
+    for centred60, which has none); the group's `train` and `model_config` override it."""
     best_reward_of: tuple[str, ...] = ()
     """Groups whose rewards compete: each dataset's runs take the reward of the group with
     the lowest mean validation error on it (those groups must come earlier)."""
@@ -161,7 +163,8 @@ def run_config(
     """The config of the run of `group` on `data` with `seed` (the preset's `train` below
     the group's settings; `reward` replaces the model's, for best_reward_of groups)."""
     extra = group.per_data.get(data) or {}
-    base = load_yaml(config_path(data)) if group.recipe else {}
+    recipe = data if group.recipe is True else group.recipe
+    base = load_yaml(config_path(recipe)) if recipe else {}
     model_fields = {
         **(base.get("model_config") or {}),
         **group.model_config,

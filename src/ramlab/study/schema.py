@@ -45,6 +45,7 @@ from ramlab.study.values import (
     GroupName,
     Levels,
     ModelName,
+    Recipe,
     invalid,
     names_of,
     one_of,
@@ -147,7 +148,7 @@ class Group(Section):
     model: ModelName
     data: DatasetNames
     seeds: Count | None = None
-    recipe: bool = False
+    recipe: Recipe = False
     train: TrainFields = {}
     model_cfg: Any = Field({}, alias="model_config")
     per_data: Any = {}
@@ -166,14 +167,14 @@ class Group(Section):
 
     @model_validator(mode="after")
     def _recipes_exist(self) -> Group:
-        if self.recipe:
+        wrong = ""
+        if self.recipe is True:  # each dataset's own recipe
             missing = sorted(set(self.data) - set(recipe_names())) if self.model == "ram" else self.data
-            if missing:
-                raise invalid(
-                    ("recipe",),
-                    f"no {self.model} recipe for {', '.join(missing)}; ram recipes: {', '.join(recipe_names())}",
-                    True,
-                )
+            wrong = f"no {self.model} recipe for {', '.join(missing)}" if missing else ""
+        elif self.recipe and self.model != "ram":  # one recipe, by name, for every dataset
+            wrong = f"{self.recipe} is a ram recipe, not a {self.model} one"
+        if wrong:
+            raise invalid(("recipe",), f"{wrong}; ram recipes: {', '.join(recipe_names())}", self.recipe)
         return self
 
 

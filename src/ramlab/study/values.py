@@ -2,7 +2,7 @@
 
     one_of(kind, allowed)    a name from allowed(): `unknown model 'vit'; allowed: convnet, ...`
     names_of(kind, allowed)  a name or a non-empty list of names (a tuple)
-    GroupName, Device, Count, Levels
+    GroupName, Device, Count, Levels, Recipe
 
 `problem(message)` is a validation error with our message; `invalid(loc, message)` one at a
 key below the model that raises it (pydantic prefixes the raising validator's location).
@@ -19,6 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ramlab.data.datasets import DATASETS
 from ramlab.models.registry import model_names
+from ramlab.runconfig import recipe_names
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
@@ -84,6 +85,12 @@ def _device(value: Any) -> str:
     return value
 
 
+def _recipe(value: Any) -> bool | str:
+    if isinstance(value, bool) or value in recipe_names():
+        return value
+    raise problem(f"expected true, false or a recipe name ({', '.join(recipe_names())}); got {value!r}")
+
+
 def _number(value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise problem(f"expected a number; got {value!r}")
@@ -97,4 +104,6 @@ DatasetName = one_of("dataset", lambda: list(DATASETS))
 DatasetNames = names_of("dataset", lambda: list(DATASETS))
 GroupName = Annotated[str, PlainValidator(_group_name)]
 Device = Annotated[str, PlainValidator(_device)]
+Recipe = Annotated[bool | str, PlainValidator(_recipe)]
+"""true (each dataset's own recipe), false, or one recipe's name (for every dataset)."""
 Levels = Annotated[list[Annotated[float, PlainValidator(_number)]], Field(min_length=1)]
