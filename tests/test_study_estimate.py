@@ -71,6 +71,18 @@ def test_rates_prefer_the_model_then_the_kind_then_the_prior():
     assert rates.per_unit("eval", "ram") == PRIOR_SECONDS[("eval", "ram")]
 
 
+def test_rates_prefer_the_same_dataset_then_any_dataset_of_the_model():
+    rates = Rates()
+    rates.add("train", "ram", work=100, seconds=10, data="mnist")
+    assert rates.per_unit("train", "ram", "cluttered60") == pytest.approx(0.1)  # mnist's, for want of its own
+    rates.add("train", "ram", work=100, seconds=40, data="cluttered60")
+    assert rates.per_unit("train", "ram", "cluttered60") == pytest.approx(0.4)
+    assert rates.per_unit("train", "ram", "mnist") == pytest.approx(0.1)
+    assert rates.per_unit("train", "ram", "translated60") == pytest.approx(0.25)  # the median of both
+    assert rates.per_unit("train", "ram") == pytest.approx(0.25)  # no dataset: every ram training
+    assert rates.per_unit("train", "resnet", "mnist") == pytest.approx(0.25)  # the kind's
+
+
 def test_finished_seconds_reads_the_jobs_of_the_plan_and_passes_over_bad_lines(tmp_path):
     path = tmp_path / "jobs.jsonl"
     assert finished_seconds(path, ["a"]) == {}  # no file yet

@@ -10,19 +10,23 @@ A job's estimate is its units of work times the seconds a unit takes:
     robustness   every level's scenes
     cost         one unit per (model, image size) cell
 
-Seconds per unit, first found in: the jobs of the same kind and model this study has
-finished (in this process, or in any before it: the study's jobs.jsonl); any finished job of
-the same kind; PRIOR_SECONDS (PRIOR_BY_KIND for other models). A learnt rate is the median of
-the jobs', so one odd job moves it little: jobs.jsonl gives a training resumed after an
-interruption the seconds of its last part only (a job run in this process counts the units
-that were left of it).
+Seconds per unit, first found in: the jobs of the same kind, model and dataset this study has
+finished (in this process, or in any before it: the study's jobs.jsonl); those of the same
+kind and model on any dataset; any finished job of the same kind; PRIOR_SECONDS
+(PRIOR_BY_KIND for other models). A learnt rate is the median of the jobs', so one odd job
+moves it little: jobs.jsonl gives a training resumed after an interruption the seconds of its
+last part only (a job run in this process counts the units that were left of it). Keyed by
+dataset because a unit's cost differs by dataset (the retina, the core, how early a recipe
+stops: a training's units count every epoch of its config, so a rate learnt from runs that
+stop early prices that in): the paper preset's RAM recipes took 1.5-4.3e-4 s a unit on 2
+CPU cores, from mnist's to cluttered60's.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ramlab.data import datasets
@@ -91,16 +95,21 @@ class Rates:
     """Seconds per unit of work, learnt from finished jobs, keyed by (kind, model)."""
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str], list[float]] = {}
+        self._seen: dict[tuple[str, str, str | None], list[float]] = {}
 
-    def add(self, kind: str, model: str, work: float, seconds: float) -> None:
+    def add(self, kind: str, model: str, work: float, seconds: float, *, data: str | None = None) -> None:
         if seconds > 0 and work > 0:
-            self._seen.setdefault((kind, model), []).append(seconds / work)
+            self._seen.setdefault((kind, model, data), []).append(seconds / work)
 
-    def per_unit(self, kind: str, model: str) -> float:
-        seen = self._seen.get((kind, model)) or [
-            r for (k, _), values in self._seen.items() if k == kind for r in values
-        ]
+    def per_unit(self, kind: str, model: str, data: str | None = None) -> float:
+        def learnt(same: Callable[[tuple[str, str, str | None]], bool]) -> list[float]:
+            return [rate for key, rates in self._seen.items() if same(key) for rate in rates]
+
+        seen = (
+            learnt(lambda key: key == (kind, model, data))
+            or learnt(lambda key: key[:2] == (kind, model))
+            or learnt(lambda key: key[0] == kind)
+        )
         if seen:
             return statistics.median(seen)
         return PRIOR_SECONDS.get((kind, model), PRIOR_BY_KIND[kind])

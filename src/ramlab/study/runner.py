@@ -72,14 +72,15 @@ class Study(Context):
 
     def _seconds(self, job: Job) -> float:
         model, work = self._left(job)
-        return work * self._rates.per_unit(job.kind, model)
+        return work * self._rates.per_unit(job.kind, model, job.data)
 
     def _learn_history(self, jobs: list[Job]) -> dict[str, float]:
         """Learn from what this study's finished jobs took (its jobs.jsonl); returns their seconds."""
         by_id = {job.id: job for job in jobs}
         taken = finished_seconds(self.out / "jobs.jsonl", by_id)
         for job_id, seconds in taken.items():  # a resumed job's line counts its last part only
-            self._rates.add(by_id[job_id].kind, *units(by_id[job_id], self.preset), seconds=seconds)
+            job = by_id[job_id]
+            self._rates.add(job.kind, *units(job, self.preset), seconds=seconds, data=job.data)
         return taken
 
     def times(self) -> list[tuple[Job, bool, float | None]]:
@@ -166,7 +167,7 @@ class Study(Context):
                 failures.append(f"{job.title}: {exc}")
                 failed.add(job.id)
                 continue
-            self._rates.add(job.kind, model, work, seconds=seconds)
+            self._rates.add(job.kind, model, work, seconds=seconds, data=job.data)
             self.log(f"[study] done: {job.title} in {duration(seconds)}")
         return self._finish(failures, report=report)
 
