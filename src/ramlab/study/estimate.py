@@ -18,8 +18,8 @@ moves it little: jobs.jsonl gives a training resumed after an interruption the s
 last part only (a job run in this process counts the units that were left of it). Keyed by
 dataset because a unit's cost differs by dataset (the retina, the core, how early a recipe
 stops: a training's units count every epoch of its config, so a rate learnt from runs that
-stop early prices that in): the paper preset's RAM recipes took 1.5-4.3e-4 s a unit on 2
-CPU cores, from mnist's to cluttered60's.
+stop early prices that in): the RAM recipes' runs took 1.5-4.1e-4 s a unit alone on 2 CPU
+cores, from mnist's and translated60's to cluttered100's (results/recipes/).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def units(job: Job, preset: Preset, *, trained: int = 0) -> tuple[str, float]:
 
 
 class Rates:
-    """Seconds per unit of work, learnt from finished jobs, keyed by (kind, model)."""
+    """Seconds per unit of work, learnt from finished jobs, keyed by (kind, model, dataset)."""
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str, str | None], list[float]] = {}
