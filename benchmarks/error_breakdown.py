@@ -1,12 +1,16 @@
 """Where trained models go wrong: the error of each run's best checkpoint (policy mean, one
-rollout) by the digit's distance from the canvas centre, by class and, for a RAM, by how many
-of its glimpses landed in the digit's box; and, for two or more runs on the same data, how
-many wrong scenes each pair shares (`ramlab.breakdown` says why that matters). Validation
-scenes by default; never the test split unless asked, since settings are chosen from what
-this prints.
+rollout) by the digit's distance from the canvas centre, by class, by where the scene sits in
+the split's file (`--parts K` equal parts: MNIST's test file is ordered by the NIST collection
+its digits came from) and, for a RAM, by how many of its glimpses landed in the digit's box;
+and, for two or more runs on the same data, how many wrong scenes each pair shares
+(`ramlab.breakdown` says why that matters). Validation scenes by default; never the test split
+unless asked, since settings are chosen from what this prints.
 
     python benchmarks/error_breakdown.py RUN_DIR [RUN_DIR ...] [--split val] [--limit N]
-        [--offsets 0 5 10 15] [--json FILE]
+        [--offsets 0 5 10 15] [--parts 2] [--json FILE]
+
+`--limit N` reads what a limited evaluation reads: the first N training scenes, or a fixed
+random N of the validation or test split (`ramlab.data.datasets.evaluation_subset`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from dataclasses import asdict
 import torch
 
 from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
-from ramlab.data.datasets import load_split
+from ramlab.data.datasets import kept_scenes, load_split
 from ramlab.errors import RamlabError
 from ramlab.provenance import git_commit
 from ramlab.run import load_run
@@ -39,7 +43,9 @@ def main() -> None:
     )
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--split", default="val", choices=["train", "val", "test"])
-    parser.add_argument("--limit", type=int, default=None, help="the first N scenes (default: all)")
+    parser.add_argument(
+        "--limit", type=int, default=None, help="N scenes, as a limited evaluation reads them (default: all)"
+    )
     parser.add_argument(
         "--offsets",
         type=float,
@@ -47,9 +53,14 @@ def main() -> None:
         default=[0, 5, 10, 15],
         help="edges (pixels) of the bins of the digit's distance from the canvas centre",
     )
+    parser.add_argument(
+        "--parts", type=int, default=2, help="equal parts of the split's file to score apart (default 2)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", metavar="FILE", help="also write the tables as JSON")
     args = parser.parse_args()
+    if args.parts < 1 or (args.limit is not None and args.limit < 1):
+        parser.error("--parts and --limit must be >= 1")
     torch.set_num_threads(args.threads)
 
     report = {"commit": git_commit(), "split": args.split, "protocol": "policy mean, one rollout", "runs": {}}
@@ -64,6 +75,9 @@ def main() -> None:
     if len(set(datasets.values())) > 1:
         parser.error(f"the runs were trained on different datasets ({datasets}); compare runs of one")
     for run, (config, model) in loaded.items():
+        total = len(load_split(config.data, args.split, seed=config.train.data_seed))
+        part = torch.arange(total)[kept_scenes(total, args.limit, args.split)] * args.parts // total
+        parts = [f"{100 * k // args.parts}-{100 * (k + 1) // args.parts}%" for k in range(args.parts)]
         scenes = load_split(config.data, args.split, seed=config.train.data_seed, limit=args.limit)
         images = torch.from_numpy(scenes.images).unsqueeze(1).float().div_(255.0)
         labels = torch.from_numpy(scenes.labels).long()
@@ -73,6 +87,7 @@ def main() -> None:
         tables = {
             "offset_px": grouped_errors(result.wrong, offset_bins, offset_names),
             "class": grouped_errors(result.wrong, result.labels, [str(c) for c in range(10)]),
+            "part_of_file": grouped_errors(result.wrong, part, parts),
         }
         if result.glimpses_in_box is not None:
             names = [str(k) for k in range(config.model_config.glimpses + 1)]

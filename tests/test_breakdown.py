@@ -101,10 +101,27 @@ def test_the_script_breaks_down_two_tiny_runs(fake_mnist, tmp_path, monkeypatch,
             assert sum(row["wrong"] for row in rows) == data["runs"][run]["wrong"]
         assert [row["group"] for row in tables["offset_px"]] == ["0-10", "10+"]
         assert [row["group"] for row in tables["glimpses_in_box"]] == ["0", "1", "2"]
+        assert [(row["group"], row["scenes"]) for row in tables["part_of_file"]] == [
+            ("0-50%", 4),
+            ("50-100%", 4),
+        ]
         assert f"{run} (translated60, val, 8 scenes)" in printed
     (pair,) = data["shared"]
     wrong_a, wrong_b = data["runs"][str(runs[0])]["wrong"], data["runs"][str(runs[1])]["wrong"]
     assert pair["both"] + pair["first_only"] == wrong_a and pair["both"] + pair["second_only"] == wrong_b
+
+    # A limit reads what a limited evaluation reads: of the fake test split's 20 scenes, the
+    # fixed subset 3, 7, 9, 11, 15, which falls in its quarters 1, 2, 1 and 1 times.
+    argv = ["error_breakdown.py", str(runs[0]), "--split", "test", "--limit", "5", "--parts", "4"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--json", str(report)])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    rows = json.loads(report.read_text())["runs"][str(runs[0])]["tables"]["part_of_file"]
+    assert [(row["group"], row["scenes"]) for row in rows] == [
+        ("0-25%", 1),
+        ("25-50%", 2),
+        ("50-75%", 1),
+        ("75-100%", 1),
+    ]
 
 
 def test_the_script_refuses_a_missing_run_and_runs_on_two_datasets(

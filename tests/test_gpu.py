@@ -56,12 +56,15 @@ def test_train_then_eval_robustness_glimpses_on_cuda(fake_mnist, tmp_path, capsy
     assert (evaluation["count"], evaluation["rollouts"]) == (20, 2)
     assert len(evaluation["per_step_error"]) == 2
 
-    # Noise 0 on the first 8 test scenes is what the trainer tested (--eval-limit 8): its error.
+    # Noise 0 on the whole test split is the run's own test set: the policy mean's error on it.
+    assert main(["eval", str(run), "--device", "cuda"]) == 0
+    whole = json.loads(capsys.readouterr().out)
     sweep = tmp_path / "robustness.json"
-    levels = ["--shift", "noise", "--levels", "0", "0.3", "--limit", "8"]
+    levels = ["--shift", "noise", "--levels", "0", "0.3"]
     assert main(["robustness", str(run), *levels, "--device", "cuda", "--json", str(sweep)]) == 0
     saved = json.loads(sweep.read_text())
-    assert saved["shifts"]["noise"]["error"][0] == pytest.approx(result["test_error"])
+    assert saved["shifts"]["noise"]["count"] == whole["count"] == 20
+    assert saved["shifts"]["noise"]["error"][0] == pytest.approx(whole["error"])
     assert all(math.isfinite(e) for e in saved["shifts"]["noise"]["error"])
 
     png, gif = tmp_path / "g.png", tmp_path / "g.gif"

@@ -11,7 +11,7 @@ import tiny
 
 from ramlab import robustness
 from ramlab.cli import main
-from ramlab.data.datasets import dataset_spec, resolve_spec
+from ramlab.data.datasets import dataset_spec, evaluation_subset, resolve_spec
 from ramlab.errors import RamlabError
 from ramlab.models.ram import RAMConfig
 from ramlab.robustness import SHIFTS, read_robustness, resolve_levels, robustness_sweep, shifted_scenes
@@ -72,7 +72,8 @@ def test_every_level_holds_the_same_test_digits(fake_mnist, limit):
     kind = SHIFTS["translate"]
     scenes = [shifted_scenes(kind.spec(base, level), seed=0, limit=limit) for level in (0, 8, 16)]
     assert len(scenes[0]) == (limit or 20)
-    assert np.array_equal(scenes[0].labels, fake_mnist.test_labels[: len(scenes[0])])
+    kept = evaluation_subset(len(fake_mnist.test_labels), limit, "test")  # all, or a spread sample
+    assert np.array_equal(scenes[0].labels, fake_mnist.test_labels[kept])
     for other in scenes[1:]:
         assert np.array_equal(other.labels, scenes[0].labels)
         assert not np.array_equal(other.images, scenes[0].images)
@@ -120,6 +121,11 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
     # Other levels are a different sweep: redone.
     robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
     assert len(calls) == 4
+    # So is a sweep of the older format, whose limit read the first test digits.
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "format": 1}))
+    robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
+    assert len(calls) == 6 and read_robustness(path)["format"] == robustness.FORMAT
 
 
 def test_cli_writes_json_and_prints_a_table(run_dir, tmp_path, capsys):

@@ -348,3 +348,29 @@ def test_explicit_digits_are_never_cached(synthetic_digits):
     scenes = datasets.load_split("translated60", "test", digits=synthetic_digits, limit=5)
     assert len(scenes) == 5 and scenes.images.shape == (5, 60, 60)
     assert not (datasets.ramlab_home() / "scenes").exists()
+
+
+def test_an_evaluation_subset_is_a_fixed_spread_sample_and_nested():
+    subset = datasets.evaluation_subset(10_000, 2000, "test")
+    assert len(subset) == len(np.unique(subset)) == 2000
+    assert np.all(np.diff(subset) > 0) and subset[0] >= 0 and subset[-1] < 10_000
+    # Not the first N: MNIST's test file is ordered by source. A uniform sample puts about
+    # half in each half (binomial sd about 22); the first 2,000 would put all of them in one.
+    assert 900 < np.sum(subset < 5000) < 1100
+    np.testing.assert_array_equal(subset, datasets.evaluation_subset(10_000, 2000, "test"))
+    assert set(datasets.evaluation_subset(10_000, 500, "test")) <= set(subset)  # nested
+    assert not np.array_equal(datasets.evaluation_subset(5000, 500, "val"), subset[:500])
+    for limit in (None, 10_000, 20_000):
+        np.testing.assert_array_equal(datasets.evaluation_subset(10_000, limit, "test"), np.arange(10_000))
+
+
+def test_a_limit_keeps_the_first_training_scenes_and_the_subset_of_val_and_test(fake_mnist):
+    assert list(datasets.evaluation_subset(20, 5, "test")) == [3, 7, 9, 11, 15]  # not the first 5
+    train = datasets.load_split("translated60", "train", limit=5)
+    np.testing.assert_array_equal(train.labels, fake_mnist.train_labels[:5])
+    for split, total in (("val", 8), ("test", 20)):
+        full = datasets.load_split("translated60", split)
+        kept = datasets.evaluation_subset(total, 5, split)
+        limited = datasets.load_split("translated60", split, limit=5)
+        for name in ("images", "labels", "bboxes"):
+            np.testing.assert_array_equal(getattr(limited, name), getattr(full, name)[kept])

@@ -12,6 +12,7 @@ import sys
 import pytest
 from test_study import TINY_RAM, TINY_TRAIN, write_preset
 
+from ramlab import robustness
 from ramlab.config import load_yaml
 from ramlab.data import datasets
 from ramlab.study import Context, load_preset
@@ -137,3 +138,22 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     assert not study_jobs.is_done(context(True), job)
     (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [{"model": "fc", "size": 28}]}))
     assert study_jobs.is_done(context(False), job)  # rows written before the key were eager
+
+
+def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):
+    sweep = {"runs": "all", "shifts": {"rotate": [0, 30]}, "limit": 8}
+    ctx = Context(load_preset(write_preset(tmp_path / "p.yaml", robustness=[sweep])), tmp_path / "study")
+    (job,) = [j for j in build_plan(ctx.preset) if j.kind == "robustness"]
+    path = ctx.run_dir(job.run) / "robustness.json"
+    path.parent.mkdir(parents=True)
+    done = {
+        "format": robustness.FORMAT,
+        "limit": 8,
+        "sample": False,
+        "shifts": {"rotate": {"levels": [0, 30]}},
+    }
+    path.write_text(json.dumps(done))
+    assert study_jobs.is_done(ctx, job)
+    for changed in ({"limit": 16}, {"sample": True}, {"format": 1}):  # format 1 read the first 8 digits
+        path.write_text(json.dumps({**done, **changed}))
+        assert not study_jobs.is_done(ctx, job), changed

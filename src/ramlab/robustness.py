@@ -36,7 +36,16 @@ from ramlab.errors import RamlabError, unknown_name
 from ramlab.evaluate import evaluate
 from ramlab.files import write_json
 
-FORMAT = 1
+FORMAT = 2  # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N)
+
+
+def same_sweep(previous: dict[str, Any], *, limit: int | None, sample: bool) -> bool:
+    """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
+    return (
+        previous.get("format") == FORMAT
+        and previous.get("limit") == limit
+        and previous.get("sample") == sample
+    )
 
 
 @dataclass(frozen=True)
@@ -130,8 +139,9 @@ _SCENES_KEPT = 48
 
 def shifted_scenes(spec: SceneSpec, *, seed: int, limit: int | None) -> Scenes:
     """The test scenes of `spec`: the whole test split (limit None: then a level equal to the
-    run's own dataset reproduces its test set exactly), or scenes of its first `limit` test
-    digits only, generated alone (many times faster than building 10,000 and keeping a few)."""
+    run's own dataset reproduces its test set exactly), or scenes of `limit` test digits only
+    (`datasets.evaluation_subset`'s, the same at every level), generated alone: many times
+    faster than building 10,000 and keeping a few, but not the same placements or clutter."""
     key = (spec, seed, limit)
     if key not in _SCENES:
         if len(_SCENES) >= _SCENES_KEPT:
@@ -139,8 +149,9 @@ def shifted_scenes(spec: SceneSpec, *, seed: int, limit: int | None) -> Scenes:
         digits = None
         if limit is not None:
             full = datasets.mnist_digits()
+            keep = datasets.evaluation_subset(len(full.test_labels), limit, "test")
             digits = dataclasses.replace(
-                full, test_images=full.test_images[:limit], test_labels=full.test_labels[:limit]
+                full, test_images=full.test_images[keep], test_labels=full.test_labels[keep]
             )
         # Not cached on disk: a sweep would leave dozens of 36 MB test sets behind.
         _SCENES[key] = datasets.load_split(spec, "test", seed=seed, cache=False, digits=digits)
@@ -194,8 +205,7 @@ def robustness_sweep(
         if (
             kept is not None
             and kept.get("levels") == levels
-            and previous.get("limit") == limit
-            and previous.get("sample") == sample
+            and same_sweep(previous, limit=limit, sample=sample)
         ):
             result["shifts"][name] = kept
             continue
@@ -254,4 +264,12 @@ def format_sweep(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SHIFTS", "Shift", "format_sweep", "read_robustness", "resolve_levels", "robustness_sweep"]
+__all__ = [
+    "SHIFTS",
+    "Shift",
+    "format_sweep",
+    "read_robustness",
+    "resolve_levels",
+    "robustness_sweep",
+    "same_sweep",
+]

@@ -100,7 +100,9 @@ class TrainConfig:
         "losses, faster per step, tens of seconds to compile first (see ramlab.fastpath)",
     )
     train_limit: int | None = param(None, "use only the first N training scenes (None: all)")
-    eval_limit: int | None = param(None, "use only the first N validation and test scenes (None: all)")
+    eval_limit: int | None = param(
+        None, "use N validation and test scenes, a fixed random subset of each (None: all)"
+    )
     eval_batch_size: int = param(1000, "samples per evaluation batch")
     eval_sample: bool = param(False, "evaluate with sampled locations instead of the policy mean")
     eval_rollouts: int = param(

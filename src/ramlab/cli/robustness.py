@@ -33,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="levels of the (single) --shift; default: translate 0..whole canvas, rotate 0-60, "
         "scale 0.5-1.6, noise 0-0.5, clutter 0-16",
     )
-    p.add_argument("--limit", type=int, help="use only the first N test scenes (default: all)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="use N test digits, a fixed random subset (the same for every run and level; default: all)",
+    )
     p.add_argument(
         "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
     )

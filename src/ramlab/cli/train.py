@@ -61,7 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="average the class probabilities of M sampled rollouts per image (Monte Carlo; "
         "the result says so); default 1: one rollout",
     )
-    p.add_argument("--limit", type=int, help="evaluate only the first N scenes")
+    p.add_argument(
+        "--limit",
+        type=int,
+        help="evaluate N scenes, a fixed random subset of the split (the same for every run)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--json", metavar="FILE", help="also write the result as JSON")
     add_threads_arg(p)

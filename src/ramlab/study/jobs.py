@@ -178,10 +178,10 @@ def is_done(ctx: Context, job: Job) -> bool:
         path = ctx.run_dir(job.run) / "eval.json"
         return path.is_file() and _read_json(path).get("settings") == eval_settings(ctx.preset.evaluate)
     if job.kind == "robustness":
-        from ramlab.robustness import resolve_levels
+        from ramlab.robustness import resolve_levels, same_sweep
 
         done = _read_json(ctx.run_dir(job.run) / "robustness.json")
-        if not done or done.get("limit") != job.sweep.limit or done.get("sample") != job.sweep.sample:
+        if not same_sweep(done, limit=job.sweep.limit, sample=job.sweep.sample):
             return False
         wanted = resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts)
         shifts = done.get("shifts", {})

@@ -186,7 +186,7 @@ class EvalSpec(Section, frozen=True):
     sampled: bool = True
     """Also measure the test error with sampled glimpse locations."""
     limit: Count | None = None
-    """Use only the first N test scenes (None: all)."""
+    """Use N test scenes, a fixed random subset (None: all)."""
 
 
 def _shift_list(value: Any) -> Any:
@@ -208,7 +208,7 @@ class RobustnessSpec(Section, frozen=True):
     )
     """Shift name -> levels (None: the defaults)."""
     limit: Count | None = 2000
-    """Test scenes per level (None: all 10,000)."""
+    """Test digits per level, a fixed random subset, the same at every level (None: all 10,000)."""
     sample: bool = False
     """Sample glimpse locations instead of using the policy mean."""
 
