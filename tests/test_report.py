@@ -34,6 +34,7 @@ def write_run(
     steps: list[float] | None = None,
     rotate: list[float] | None = None,
     glimpses: bool = False,
+    sweep_format: int = 2,
 ) -> Path:
     folder = root / "runs" / name
     folder.mkdir(parents=True)
@@ -84,6 +85,7 @@ def write_run(
             "run": str(folder),
             "model": model,
             "data": data,
+            "format": sweep_format,
             "limit": 100,
             "sample": False,
             "commit": COMMIT,
@@ -123,6 +125,7 @@ def make_study(root: Path) -> Path:
             steps=[30.0, 20.0, error],
             rotate=rotate,
             glimpses=seed == 0,
+            sweep_format=1 if seed else 2,  # seed 1's sweep predates the random subset
         )
     write_run(
         root,
@@ -253,6 +256,11 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     block = report[report.index("**rotate**") :]
     assert table_row(block, "`ram (reward=sparse)`")[1:3] == ["12.0 ± 2.8", "45.0 ± 7.1"]
     assert table_row(block, "`resnet`")[1:3] == ["5.2", "60.0"]
+    robustness = report[report.index("## Robustness to shifts") : report.index("## Reward structures")]
+    assert (
+        "Older sweeps read the first N digits of MNIST's test file instead, whose first half " in robustness
+    )
+    assert "the harder one: `runs/ram-sparse-translated60-seed1`." in robustness
 
     # Rewards: the two reward structures, learning speed and where the glimpses go.
     rewards = report[report.index("## Reward structures") :]

@@ -17,9 +17,19 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
     if not swept:
         doc.para("No run has a `robustness.json` (run `ramlab robustness RUN_DIR --json ...`).")
         return
+    first_n = sorted(
+        {r.name for r in swept if r.robustness.get("limit") and r.robustness.get("format", 1) < 2}
+    )
     doc.para(
         "Each run's best model on its own test digits, with one scene parameter changed "
-        "(the same digits at every level). Error in %, mean over seeds."
+        "(the same digits at every level): all of them, or, where the count is lower, a fixed "
+        "random subset, the same for every run. Error in %, mean over seeds."
+        + (
+            f" Older sweeps read the first N digits of MNIST's test file instead, whose first half is "
+            f"the harder one: {', '.join(f'`{name}`' for name in first_n)}."
+            if first_n
+            else ""
+        )
     )
     for data in sorted({r.data for r in swept}, key=data_key):
         groups = by_label(r for r in swept if r.data == data)
