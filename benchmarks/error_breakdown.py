@@ -75,13 +75,14 @@ def main() -> None:
     if len(set(datasets.values())) > 1:
         parser.error(f"the runs were trained on different datasets ({datasets}); compare runs of one")
     for run, (config, model) in loaded.items():
-        total = len(load_split(config.data, args.split, seed=config.train.data_seed))
-        part = torch.arange(total)[kept_scenes(total, args.limit, args.split)] * args.parts // total
+        scenes = load_split(config.data, args.split, seed=config.train.data_seed)  # all: the parts need
+        total = len(scenes)  # each kept scene's place in the whole file
+        keep = kept_scenes(total, args.limit, args.split)  # what load_split's limit keeps
+        part = torch.arange(total)[keep] * args.parts // total
         parts = [f"{100 * k // args.parts}-{100 * (k + 1) // args.parts}%" for k in range(args.parts)]
-        scenes = load_split(config.data, args.split, seed=config.train.data_seed, limit=args.limit)
-        images = torch.from_numpy(scenes.images).unsqueeze(1).float().div_(255.0)
-        labels = torch.from_numpy(scenes.labels).long()
-        result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes))
+        images = torch.from_numpy(scenes.images[keep]).unsqueeze(1).float().div_(255.0)
+        labels = torch.from_numpy(scenes.labels[keep]).long()
+        result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes[keep]))
         outcomes[run] = result
         offset_bins, offset_names = bins(result.offset_px, args.offsets)
         tables = {
