@@ -205,7 +205,7 @@ def test_a_valid_preset_gives_the_spec_objects_with_their_defaults(tmp_path):
     assert preset.evaluate == EvalSpec() == EvalSpec(glimpses=6, sampled=True, limit=None)
     assert preset.robustness == (
         RobustnessSpec(runs=("a",), shifts={"rotate": None}),
-        RobustnessSpec(runs=("b",), shifts={"noise": [0, 0.5]}, limit=2000, sample=False),
+        RobustnessSpec(runs=("b",), shifts={"noise": [0, 0.5]}, limit=None, sample=False),
     )
     assert preset.cost == CostSpec(models=("ram",), sizes=SIZES, configs={"ram": {"glimpses": 2}})
     a = preset.group("a")
