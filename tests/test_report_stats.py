@@ -12,7 +12,7 @@ from ramlab.config import to_dict
 from ramlab.models.ram import RAMConfig
 from ramlab.report import write_report
 from ramlab.report.runs import Run, by_label
-from ramlab.report.sections.rewards import comparisons
+from ramlab.report.sections.rewards import comparisons, epochs_to, fmt_epochs_to, speed_bar
 from ramlab.report.stats import permutation_test
 
 
@@ -135,3 +135,25 @@ def test_two_seeds_a_side_say_that_no_difference_could_show(tmp_path):
         "the seed-to-seed spread. With 2 + 2 seeds no difference can reach p < 0.05 (the smallest p "
         "is 0.33): more seeds are needed." in rewards
     )
+
+
+# ---- learning speed: the first epoch under twice the sparse reward's best ----------------------
+def test_the_speed_bar_is_twice_the_mean_of_the_reference_runs_best_errors():
+    reference = [[(1, 30.0), (2, 4.0), (3, 5.0)], [(1, 20.0), (2, 7.0), (3, 6.0)], []]
+    assert speed_bar(reference) == 2 * (4.0 + 6.0) / 2  # lowest of each, not the last; empty left out
+    assert speed_bar([[], []]) is None
+
+
+def test_epochs_to_is_the_first_epoch_at_or_under_the_bar():
+    curve = [(1, 30.0), (2, 10.0), (3, 12.0), (4, 9.0)]
+    assert epochs_to(curve, 10.0) == 2  # at the bar counts
+    assert epochs_to(curve, 9.5) == 4
+    assert epochs_to(curve, 8.0) is None
+
+
+def test_runs_that_never_reach_the_bar_are_counted_not_averaged():
+    fast, slow, never = [(1, 9.0)], [(1, 20.0), (2, 15.0), (3, 9.0)], [(1, 20.0)]
+    assert fmt_epochs_to([fast, slow], 10.0) == "2.0 ± 1.4"  # epochs 1 and 3
+    assert fmt_epochs_to([fast, slow, never], 10.0) == "2.0 ± 1.4 (2 of 3 runs)"
+    assert fmt_epochs_to([never], 10.0) == "— (0 of 1 runs)"
+    assert fmt_epochs_to([fast], None) == "—"  # no sparse run to set the bar
