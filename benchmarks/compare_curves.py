@@ -3,6 +3,7 @@ best epoch, and (from a run directory's own metrics.jsonl) the sampled training 
 
     python benchmarks/compare_curves.py [LABEL=]RUN ... [--windows 61-80 101-120]
         [--around-best 5] [--key val/error] [--key val/in_box] [--train-error]
+        [--budgets 50 100] [--reach 5.4 3.4]
 
 RUN is a run directory or a committed curve `results/recipes/[tuning/]NAME-val.jsonl`.
 A window A-B is epochs A to B, both included, as validation numbers them; an epoch a run has
@@ -13,6 +14,10 @@ digit's box, `val/glimpse_distance` their spacing in pixels); several may be giv
 raw weights): only run directories have those lines, committed curves do not.
 `--around-best K` adds the window of K epochs either side of the run's best validation error
 (the mean of the 2K + 1 epochs around it: how far the best stands out of its neighbourhood).
+`--budgets B ...` adds, per run, the lowest validation error at or before epoch B (what a run
+stopped at B would keep; "(to E)" when the run ended at epoch E < B). `--reach T ...` adds
+the first epoch whose validation error is at or below T % ("never" if none). Both read
+val/error whatever `--key` says.
 This is the command behind every "mean over epochs A-B" in results/recipes/TUNING.md.
 """
 
@@ -26,6 +31,7 @@ from ramlab.progress import (
     RunFiles,
     best,
     labelled_run,
+    time_to,
     train_error_by_epoch,
     val_by_epoch,
     val_curve,
@@ -52,6 +58,20 @@ def cell(by_epoch: dict[int, float], first: int, last: int) -> str:
     return f"{mean:.2f}" if count == last - first + 1 else f"{mean:.2f} ({count} ep.)"
 
 
+def best_by(curve: list, budget: int) -> str:
+    """The lowest validation error at or before epoch `budget`."""
+    seen = [point.error for point in curve if point.epoch <= budget]
+    if not seen:
+        return "-"
+    last = int(curve[-1].epoch)
+    return f"{min(seen):.2f}" + (f" (to {last})" if last < budget else "")
+
+
+def first_reaching(curve: list, target: float) -> str:
+    point = time_to(curve, target)
+    return "never" if point is None else str(int(point.epoch))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -63,14 +83,21 @@ def main() -> None:
         "--key", action="append", dest="keys", metavar="KEY", help="validation metric (repeatable)"
     )
     parser.add_argument("--train-error", action="store_true", help="also the sampled training error")
+    parser.add_argument(
+        "--budgets", type=int, nargs="+", default=[], metavar="B", help="best val/error by epoch B"
+    )
+    parser.add_argument(
+        "--reach", type=float, nargs="+", default=[], metavar="T", help="first epoch at val/error <= T %%"
+    )
     args = parser.parse_args()
     keys = args.keys or ["val/error"]
-    if not args.windows and args.around_best is None:
-        parser.error("give --windows A-B ... and/or --around-best K")
+    if not (args.windows or args.budgets or args.reach) and args.around_best is None:
+        parser.error("give --windows A-B ..., --around-best K, --budgets B ... and/or --reach T ...")
 
     header = [f"{a}-{b}" for a, b in args.windows]
     if args.around_best is not None:
         header.append(f"best±{args.around_best}")
+    header += [f"best by {b}" for b in args.budgets] + [f"first <= {t:g}" for t in args.reach]
     rows = []
     for label, path in map(labelled_run, args.runs):
         try:
@@ -96,6 +123,8 @@ def main() -> None:
                     label,
                     name,
                     *(cell(by_epoch, a, b) for a, b in windows),
+                    *(best_by(curve, b) for b in args.budgets),
+                    *(first_reaching(curve, t) for t in args.reach),
                     f"{top.error:.2f} @ {best_epoch}",
                     str(int(curve[-1].epoch)),
                 ]

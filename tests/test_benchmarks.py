@@ -51,6 +51,12 @@ def test_compare_curves_prints_window_means(tmp_path) -> None:
     # The 3 epochs either side of the best (epoch 2): epochs 1-3 of the run's 3, and the bare path's label.
     out = run_script("compare_curves.py", str(run), "--around-best", "3")
     assert out.splitlines()[1].split() == ["run", "val/error", "2.00", "(3", "ep.)", "1.00", "@", "2", "3"]
+    # Val errors 3, 1, 2 at epochs 1-3: the best by epoch 1, 2 and 5 (past its end), the first
+    # epoch at or under 2.5 and 0.5.
+    out = run_script("compare_curves.py", str(run), "--budgets", "1", "2", "5", "--reach", "2.5", "0.5")
+    header, row = out.splitlines()
+    assert " ".join(header.split()[2:17]) == "best by 1 best by 2 best by 5 first <= 2.5 first <= 0.5"
+    assert row.split()[2:11] == ["3.00", "1.00", "1.00", "(to", "3)", "2", "never", "1.00", "@"]
     bad = subprocess.run(
         [sys.executable, str(BENCHMARKS / "compare_curves.py"), str(run), "--windows", "5-1"],
         capture_output=True, text=True,
