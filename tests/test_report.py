@@ -277,6 +277,7 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
         "5.0 ± 0.0",
     ]
     assert table_row(rewards, "`sparse+bbox`")[2:5] == ["9.50", "—", "1"]
+    assert table_row(rewards, "`sparse+bbox`")[7] == "1.0"  # against the sparse runs' bar of 81
     assert (
         "`ram (reward=sparse+bbox)` against `ram (reward=sparse)`: mean test error 9.50 % against "
         "12.00 %; not testable with one seed (1 + 2 seeds)" in rewards
