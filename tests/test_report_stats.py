@@ -10,9 +10,10 @@ from test_report import table_row, write_run
 
 from ramlab.config import to_dict
 from ramlab.models.ram import RAMConfig
+from ramlab.progress import CurvePoint
 from ramlab.report import write_report
 from ramlab.report.runs import Run, by_label
-from ramlab.report.sections.rewards import comparisons, epochs_to, fmt_epochs_to, speed_bar
+from ramlab.report.sections.rewards import comparisons, fmt_epochs_to, speed_bar
 from ramlab.report.stats import permutation_test
 
 
@@ -138,21 +139,25 @@ def test_two_seeds_a_side_say_that_no_difference_could_show(tmp_path):
 
 
 # ---- learning speed: the first epoch under twice the sparse reward's best ----------------------
+def curve(*errors: float) -> list[CurvePoint]:
+    """Validation errors at epochs 1, 2, ..."""
+    return [CurvePoint(epoch=i, seconds=None, rollouts=None, error=e) for i, e in enumerate(errors, 1)]
+
+
 def test_the_speed_bar_is_twice_the_mean_of_the_reference_runs_best_errors():
-    reference = [[(1, 30.0), (2, 4.0), (3, 5.0)], [(1, 20.0), (2, 7.0), (3, 6.0)], []]
+    reference = [curve(30.0, 4.0, 5.0), curve(20.0, 7.0, 6.0), []]
     assert speed_bar(reference) == 2 * (4.0 + 6.0) / 2  # lowest of each, not the last; empty left out
     assert speed_bar([[], []]) is None
 
 
-def test_epochs_to_is_the_first_epoch_at_or_under_the_bar():
-    curve = [(1, 30.0), (2, 10.0), (3, 12.0), (4, 9.0)]
-    assert epochs_to(curve, 10.0) == 2  # at the bar counts
-    assert epochs_to(curve, 9.5) == 4
-    assert epochs_to(curve, 8.0) is None
+def test_epochs_to_the_bar_is_the_first_epoch_at_or_under_it():
+    runs = [curve(30.0, 10.0, 12.0, 9.0)]
+    assert fmt_epochs_to(runs, 10.0) == "2.0"  # at the bar counts, not only under it
+    assert fmt_epochs_to(runs, 9.5) == "4.0"  # the first, though epoch 3 rose again
 
 
 def test_runs_that_never_reach_the_bar_are_counted_not_averaged():
-    fast, slow, never = [(1, 9.0)], [(1, 20.0), (2, 15.0), (3, 9.0)], [(1, 20.0)]
+    fast, slow, never = curve(9.0), curve(20.0, 15.0, 9.0), curve(20.0)
     assert fmt_epochs_to([fast, slow], 10.0) == "2.0 ± 1.4"  # epochs 1 and 3
     assert fmt_epochs_to([fast, slow, never], 10.0) == "2.0 ± 1.4 (2 of 3 runs)"
     assert fmt_epochs_to([never], 10.0) == "— (0 of 1 runs)"

@@ -15,6 +15,7 @@ from ramlab.data.datasets import load_split
 from ramlab.data.loader import SceneLoader
 from ramlab.errors import RamlabError
 from ramlab.models import build_model
+from ramlab.progress import val_curve
 from ramlab.viz import curves
 from ramlab.viz.glimpses import animate_trajectories, draw_trajectories, trajectories, where_glimpses_go
 
@@ -117,7 +118,9 @@ def test_every_curve_writes_a_png_without_warnings(tmp_path):
             curves.plot_rewards(
                 {"a": [10.0, 12.0], "b": [9.0]},
                 tmp_path / "5.png",
-                val_curves={"a": [[(1, 50.0), (2, 40.0)]]},
+                val_curves={
+                    "a": [val_curve([{"epoch": 1, "val/error": 50.0}, {"epoch": 2, "val/error": 40.0}])]
+                },
                 inside={"a": [[10.0, 60.0]]},
                 styles=styles,
             ),

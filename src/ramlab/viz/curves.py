@@ -1,6 +1,7 @@
 """Curves of the study: anytime error, training, cost against image size, robustness, rewards.
 
-Every function takes plain data (lists and dicts read from run files), writes one PNG and
+Every function takes plain data (lists and dicts read from run files, validation curves as
+`ramlab.progress.CurvePoint`s), writes one PNG and
 returns its path. Axes carry their units; a series keeps its colour across figures when the
 caller passes the same `styles` (see `series_styles`); the palette is Okabe–Ito, and past
 its eight colours series also differ by line style, so figures stay readable in grey print.
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ramlab.progress import CurvePoint
 from ramlab.viz.style import PALETTE, plt, save_figure
 
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -265,7 +267,7 @@ def plot_rewards(
     errors: dict[str, list[float]],
     out: str | Path,
     *,
-    val_curves: dict[str, list[list[tuple[float, float]]]] | None = None,
+    val_curves: dict[str, list[list[CurvePoint]]] | None = None,
     inside: dict[str, list[list[float]]] | None = None,
     title: str = "",
     styles: dict[str, Style] | None = None,
@@ -313,8 +315,10 @@ def plot_rewards(
             length = min(len(run) for run in runs) if runs else 0
             if not length:
                 continue
-            epochs = [epoch for epoch, _ in runs[0][:length]]
-            _mean_band(ax, epochs, [[err for _, err in run[:length]] for run in runs], style, label, ms=3)
+            epochs = [point.epoch for point in runs[0][:length]]
+            _mean_band(
+                ax, epochs, [[point.error for point in run[:length]] for run in runs], style, label, ms=3
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation error (%)")
         ax.set_title("learning speed", fontsize=9)

@@ -21,6 +21,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from ramlab.progress import CurvePoint, best, time_to, val_curve
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import fmt_mean_std, fmt_p
 from ramlab.report.inputs import ReportInputs
@@ -95,27 +96,19 @@ def _reward(run: Run) -> str:
     return run.config["model_config"]["reward"]
 
 
-def _val_curve(run: Run) -> list[tuple[float, float]]:
-    return [(m["epoch"], m["val/error"]) for m in run.metrics if "val/error" in m]
-
-
-def speed_bar(reference: list[list[tuple[float, float]]]) -> float | None:
+def speed_bar(reference: list[list[CurvePoint]]) -> float | None:
     """SPEED_FACTOR x the mean over the reference's runs of each one's lowest validation error;
     None without a validated run."""
-    bests = [min(error for _, error in curve) for curve in reference if curve]
+    bests = [best(curve).error for curve in reference if curve]
     return SPEED_FACTOR * statistics.fmean(bests) if bests else None
 
 
-def epochs_to(curve: list[tuple[float, float]], bar: float) -> float | None:
-    """The first epoch whose validation error is at most `bar`; None if none is."""
-    return next((epoch for epoch, error in curve if error <= bar), None)
-
-
-def fmt_epochs_to(curves: list[list[tuple[float, float]]], bar: float | None) -> str:
-    """Mean ± std over the runs that reach the bar, with how many did when not all."""
+def fmt_epochs_to(curves: list[list[CurvePoint]], bar: float | None) -> str:
+    """Mean ± std over the runs that reach the bar (the first epoch at most `bar`), with how
+    many did when not all."""
     if bar is None:
         return "—"
-    reached = [e for e in (epochs_to(c, bar) for c in curves) if e is not None]
+    reached = [point.epoch for point in (time_to(c, bar) for c in curves) if point is not None]
     text = fmt_mean_std(reached, 1)
     return text if len(reached) == len(curves) else f"{text} ({len(reached)} of {len(curves)} runs)"
 
@@ -168,14 +161,14 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         groups = by_label(r for r in rewarded if r.data == data)
         against = comparisons(groups)
         rows, errors, inside = [], {}, {}
-        val_curves = {label: [_val_curve(r) for r in runs] for label, runs in groups.items()}
+        val_curves = {label: [val_curve(r.metrics) for r in runs] for label, runs in groups.items()}
         for label, runs in groups.items():
             errors[label] = [r.result["test_error"] for r in runs]
             reference = against[label].reference if label in against else label
             where = [r.evaluation["where"] for r in runs if (r.evaluation or {}).get("where")]
             if where:
                 inside[label] = [w["inside_bbox_percent"] for w in where]
-            first_val = [c[0][1] for c in val_curves[label] if c]
+            first_val = [c[0].error for c in val_curves[label] if c]
             test = against[label].test if label in against else None
             rows.append(
                 [
