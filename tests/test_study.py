@@ -270,6 +270,8 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
         assert [g.seeds for g in groups] == [1, 1]
         assert [bool(g.best_reward_of) for g in groups] == [False, True]
     assert {"resnet", "fc", "convnet"} <= {g.model for g in paper.runs if g.seeds == 1}
+    resnets = [g for g in paper.runs if g.model == "resnet"]
+    assert resnets and all(g.train["fresh_scenes"] for g in resnets)  # new scenes, as the RAMs get
     assert all(sweep.limit is None for sweep in paper.robustness)  # all 10,000 test scenes
     jobs = Study(paper, "unused", log=lambda _: None).jobs()
     assert sum(j.kind == "train" for j in jobs) == 48 + 16 + 12 + 3
