@@ -60,11 +60,11 @@ def cell(by_epoch: dict[int, float], first: int, last: int) -> str:
 
 def best_by(curve: list, budget: int) -> str:
     """The lowest validation error at or before epoch `budget`."""
-    seen = [point.error for point in curve if point.epoch <= budget]
-    if not seen:
+    lowest = best([point for point in curve if point.epoch <= budget])
+    if lowest is None:
         return "-"
     last = int(curve[-1].epoch)
-    return f"{min(seen):.2f}" + (f" (to {last})" if last < budget else "")
+    return f"{lowest.error:.2f}" + (f" (to {last})" if last < budget else "")
 
 
 def first_reaching(curve: list, target: float) -> str:

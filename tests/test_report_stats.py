@@ -154,6 +154,7 @@ def test_epochs_to_the_bar_is_the_first_epoch_at_or_under_it():
     runs = [curve(30.0, 10.0, 12.0, 9.0)]
     assert fmt_epochs_to(runs, 10.0) == "2.0"  # at the bar counts, not only under it
     assert fmt_epochs_to(runs, 9.5) == "4.0"  # the first, though epoch 3 rose again
+    assert fmt_epochs_to(runs, 8.0) == "— (0 of 1 runs)"  # never at or under it
 
 
 def test_runs_that_never_reach_the_bar_are_counted_not_averaged():

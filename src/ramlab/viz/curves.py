@@ -1,9 +1,10 @@
 """Curves of the study: anytime error, training, cost against image size, robustness, rewards.
 
 Every function takes plain data (lists and dicts read from run files, validation curves as
-`ramlab.progress.CurvePoint`s), writes one PNG and returns its path. Axes carry their units; a series keeps its colour across figures when the
-caller passes the same `styles` (see `series_styles`); the palette is Okabe–Ito, and past
-its eight colours series also differ by line style, so figures stay readable in grey print.
+`ramlab.progress.CurvePoint`s), writes one PNG and returns its path. Axes carry their units;
+a series keeps its colour across figures when the caller passes the same `styles` (see
+`series_styles`); the palette is Okabe–Ito, and past its eight colours series also differ
+by line style, so figures stay readable in grey print.
 """
 
 from __future__ import annotations
