@@ -66,14 +66,18 @@ def test_a_level_that_does_not_fit_names_shift_and_level():
         resolve_levels(dataset_spec("translated60"), {"blur": None})
 
 
-@pytest.mark.parametrize("limit", [None, 6])
-def test_every_level_holds_the_same_test_digits(fake_mnist, limit):
+@pytest.mark.parametrize(("split", "limit"), [("test", None), ("test", 6), ("val", None), ("val", 5)])
+def test_every_level_holds_the_same_digits_of_its_split(fake_mnist, split, limit):
     base = dataset_spec("centred60")
     kind = SHIFTS["translate"]
-    scenes = [shifted_scenes(kind.spec(base, level), seed=0, limit=limit) for level in (0, 8, 16)]
-    assert len(scenes[0]) == (limit or 20)
-    kept = evaluation_subset(len(fake_mnist.test_labels), limit, "test")  # all, or a spread sample
-    assert np.array_equal(scenes[0].labels, fake_mnist.test_labels[kept])
+    scenes = [
+        shifted_scenes(kind.spec(base, level), seed=0, limit=limit, split=split) for level in (0, 8, 16)
+    ]
+    # The fake splits: val is the last 8 of the 48 training digits, test the 20 test digits.
+    labels = fake_mnist.test_labels if split == "test" else fake_mnist.train_labels[40:]
+    assert len(scenes[0]) == (limit or len(labels))
+    kept = evaluation_subset(len(labels), limit, split)  # all, or a spread sample
+    assert np.array_equal(scenes[0].labels, labels[kept])
     for other in scenes[1:]:
         assert np.array_equal(other.labels, scenes[0].labels)
         assert not np.array_equal(other.images, scenes[0].images)
@@ -107,6 +111,26 @@ def test_sweep_json_shape_and_training_level_matches_the_test_error(run_dir, tmp
     assert limited["shifts"]["noise"]["count"] == 8
 
 
+def test_a_validation_sweep_reads_the_validation_split_and_not_the_test_split(run_dir, monkeypatch):
+    # Noise 0 on the whole validation split is the run's own validation set: the best
+    # checkpoint's validation error, exactly; and no test digit is touched.
+    read = []
+    original = robustness.generate_scenes
+    monkeypatch.setattr(
+        robustness,
+        "generate_scenes",
+        lambda spec, images, labels, **k: read.append(len(labels)) or original(spec, images, labels, **k),
+    )
+    result = robustness_sweep(run_dir, shifts={"noise": [0.0, 0.5]}, split="val", device="cpu")
+    assert result["split"] == "val" and read == [8, 8]
+    assert result["shifts"]["noise"]["count"] == 8
+    trained = json.loads((run_dir / "result.json").read_text())
+    assert result["shifts"]["noise"]["error"][0] == pytest.approx(trained["val_error"])
+    assert robustness.format_sweep(result).startswith(f"{run_dir} (ram on centred60), validation error %")
+    with pytest.raises(RamlabError, match="unknown robustness split 'train'; valid: test, val"):
+        robustness_sweep(run_dir, shifts={"noise": [0.0]}, split="train", device="cpu")
+
+
 def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monkeypatch):
     path = tmp_path / "rob.json"
     robustness_sweep(run_dir, shifts={"rotate": [0, 45]}, limit=8, device="cpu", json_path=path)
@@ -121,11 +145,16 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
     # Other levels are a different sweep: redone.
     robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
     assert len(calls) == 4
+    # So is a sweep of the other split.
+    robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, split="val", device="cpu", json_path=path)
+    assert len(calls) == 6 and read_robustness(path)["split"] == "val"
+    robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
+    assert len(calls) == 8
     # So is a sweep of the older format, whose limit read the first test digits.
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "format": 1}))
     robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
-    assert len(calls) == 6 and read_robustness(path)["format"] == robustness.FORMAT
+    assert len(calls) == 10 and read_robustness(path)["format"] == robustness.FORMAT
 
 
 def test_cli_writes_json_and_prints_a_table(run_dir, tmp_path, capsys):
@@ -138,7 +167,10 @@ def test_cli_writes_json_and_prints_a_table(run_dir, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert list(saved["shifts"]) == ["scale"]
     assert saved["shifts"]["scale"]["levels"] == [0.5, 1.0, 1.6]
-    assert saved["limit"] == 8
+    assert saved["limit"] == 8 and saved["split"] == "test"
+    code = main(["robustness", str(run_dir), *args, "--split", "val", "--json", str(out)])
+    assert code == 0 and "validation error %" in capsys.readouterr().out
+    assert json.loads(out.read_text())["split"] == "val"
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,9 @@
     error[shift][i] = test error of the run's best model on its dataset's test scenes with
                       one scene parameter replaced by levels[shift][i]
 
+(or its validation scenes, `split="val"`: for models that are not final, whose test split
+must stay unread).
+
 The scenes come from the scene generator with the run's own dataset spec and data seed, one
 field replaced, so every level holds the same test digits in the same order: curves are
 comparable across levels and across models. The shifts:
@@ -31,7 +34,7 @@ from typing import Any
 from ramlab.data import datasets
 from ramlab.data.datasets import resolve_spec
 from ramlab.data.loader import SceneLoader
-from ramlab.data.scenes import DIGIT, Scenes, SceneSpec
+from ramlab.data.scenes import DIGIT, Scenes, SceneSpec, generate_scenes
 from ramlab.errors import RamlabError, unknown_name
 from ramlab.evaluate import evaluate
 from ramlab.files import write_json
@@ -39,12 +42,16 @@ from ramlab.files import write_json
 FORMAT = 2  # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N)
 
 
-def same_sweep(previous: dict[str, Any], *, limit: int | None, sample: bool) -> bool:
+SWEEP_SPLITS = ("val", "test")
+
+
+def same_sweep(previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test") -> bool:
     """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
     return (
         previous.get("format") == FORMAT
         and previous.get("limit") == limit
         and previous.get("sample") == sample
+        and previous.get("split", "test") == split
     )
 
 
@@ -137,24 +144,24 @@ _SCENES: dict[tuple, Scenes] = {}
 _SCENES_KEPT = 48
 
 
-def shifted_scenes(spec: SceneSpec, *, seed: int, limit: int | None) -> Scenes:
-    """The test scenes of `spec`: the whole test split (limit None: then a level equal to the
-    run's own dataset reproduces its test set exactly), or scenes of `limit` test digits only
-    (`datasets.evaluation_subset`'s, the same at every level), generated alone: many times
-    faster than building 10,000 and keeping a few, but not the same placements or clutter."""
-    key = (spec, seed, limit)
+def shifted_scenes(spec: SceneSpec, *, seed: int, limit: int | None, split: str = "test") -> Scenes:
+    """The scenes of `spec` for the digits of `split` (test, or val): the whole split (limit
+    None: then a level equal to the run's own dataset reproduces that split exactly), or
+    scenes of `limit` of its digits only (`datasets.evaluation_subset`'s, the same at every
+    level), generated alone: many times faster than building the whole split and keeping a
+    few, but not the same placements or clutter."""
+    if split not in SWEEP_SPLITS:
+        raise unknown_name("robustness split", split, SWEEP_SPLITS)
+    key = (spec, seed, limit, split)
     if key not in _SCENES:
         if len(_SCENES) >= _SCENES_KEPT:
             _SCENES.pop(next(iter(_SCENES)))
-        digits = None
-        if limit is not None:
-            full = datasets.mnist_digits()
-            keep = datasets.evaluation_subset(len(full.test_labels), limit, "test")
-            digits = dataclasses.replace(
-                full, test_images=full.test_images[keep], test_labels=full.test_labels[keep]
-            )
+        images, labels = datasets.split_digits(datasets.mnist_digits(), split)
+        keep = datasets.evaluation_subset(len(labels), limit, split)
         # Not cached on disk: a sweep would leave dozens of 36 MB test sets behind.
-        _SCENES[key] = datasets.load_split(spec, "test", seed=seed, cache=False, digits=digits)
+        _SCENES[key] = generate_scenes(
+            spec, images[keep], labels[keep], seed=datasets.split_seed(spec, seed, split)
+        )
     return _SCENES[key]
 
 
@@ -164,6 +171,7 @@ def robustness_sweep(
     shifts: dict[str, Sequence[float] | None] | None = None,
     limit: int | None = None,
     sample: bool = False,
+    split: str = "test",
     device: str = "auto",
     batch_size: int = 1000,
     json_path: str | Path | None = None,
@@ -173,6 +181,7 @@ def robustness_sweep(
     """Evaluate a run at every level of every shift; return (and write) the sweep's dict.
 
     `shifts` maps a shift name to its levels (None: the defaults); None sweeps every shift.
+    `split` "val" reads the validation digits instead of the test digits.
     With `json_path`, the file is rewritten after each shift, and shifts it already holds
     with the same levels, limit and policy are kept rather than redone (an interrupted
     sweep resumes).
@@ -180,6 +189,8 @@ def robustness_sweep(
     from ramlab.provenance import git_commit
     from ramlab.run import load_run
 
+    if split not in SWEEP_SPLITS:
+        raise unknown_name("robustness split", split, SWEEP_SPLITS)
     config, model = load_run(run_dir, device=device)
     base = resolve_spec(config.data)
     wanted = resolve_levels(base, shifts if shifts is not None else dict.fromkeys(SHIFTS))
@@ -189,7 +200,7 @@ def robustness_sweep(
         "run": str(run_dir),
         "model": config.model,
         "data": config.data,
-        "split": "test",
+        "split": split,
         "limit": limit,
         "sample": sample,
         "seed": config.train.seed,
@@ -205,14 +216,14 @@ def robustness_sweep(
         if (
             kept is not None
             and kept.get("levels") == levels
-            and same_sweep(previous, limit=limit, sample=sample)
+            and same_sweep(previous, limit=limit, sample=sample, split=split)
         ):
             result["shifts"][name] = kept
             continue
         kind = SHIFTS[name]
         errors, per_step, count = [], [], 0
         for level in levels:
-            scenes = shifted_scenes(kind.spec(base, level), seed=seed, limit=limit)
+            scenes = shifted_scenes(kind.spec(base, level), seed=seed, limit=limit, split=split)
             loader = SceneLoader(scenes, batch_size=batch_size, device=device_)
             evaluation = evaluate(model, loader, sample=sample)
             errors.append(evaluation.error)
@@ -255,7 +266,8 @@ def read_robustness(path: str | Path) -> dict[str, Any]:
 
 def format_sweep(result: dict[str, Any]) -> str:
     """A plain-text table of a sweep, one block per shift."""
-    lines = [f"{result['run']} ({result['model']} on {result['data']}), test error %"]
+    split = {"val": "validation"}.get(result.get("split", "test"), "test")
+    lines = [f"{result['run']} ({result['model']} on {result['data']}), {split} error %"]
     for name, entry in result["shifts"].items():
         lines.append(f"{name}: {entry['label']} (trained: {entry['trained']})")
         for level, error in zip(entry["levels"], entry["error"], strict=True):
@@ -266,6 +278,7 @@ def format_sweep(result: dict[str, Any]) -> str:
 
 __all__ = [
     "SHIFTS",
+    "SWEEP_SPLITS",
     "Shift",
     "format_sweep",
     "read_robustness",

@@ -1,4 +1,4 @@
-"""`ramlab robustness RUN_DIR [--shift S ...] [--levels ...] [--json FILE]`."""
+"""`ramlab robustness RUN_DIR [--shift S ...] [--levels ...] [--split val|test] [--json FILE]`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ramlab.config import add_threads_arg
 from ramlab.errors import RamlabError
-from ramlab.robustness import SHIFTS
+from ramlab.robustness import SHIFTS, SWEEP_SPLITS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "robustness",
         help="test a trained run on scenes shifted beyond its training data",
-        description="Evaluate a run's best model on its test digits with one scene parameter "
-        "shifted, level by level. Shifts: " + "; ".join(lines) + ".",
+        description="Evaluate a run's best model on its test digits (or, --split val, its "
+        "validation digits) with one scene parameter shifted, level by level. Shifts: "
+        + "; ".join(lines)
+        + ".",
     )
     p.add_argument("run", metavar="RUN_DIR", help="a run directory written by ramlab train")
     p.add_argument(
@@ -36,7 +38,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--limit",
         type=int,
-        help="use N test digits, a fixed random subset (the same for every run and level; default: all)",
+        help="use N of the split's digits, a fixed random subset (the same for every run and "
+        "level; default: all)",
+    )
+    p.add_argument(
+        "--split",
+        choices=SWEEP_SPLITS,
+        default="test",
+        help="digits to shift: test (default; a final model's) or val (a model still being "
+        "chosen, whose test split must stay unread)",
     )
     p.add_argument(
         "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
@@ -63,6 +73,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         shifts=shifts,
         limit=args.limit,
         sample=args.sample,
+        split=args.split,
         device=args.device,
         json_path=Path(args.json) if args.json else None,
         command=" ".join(["ramlab", *sys.argv[1:]]),
