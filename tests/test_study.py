@@ -255,26 +255,30 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     paper = load_preset("paper")
     assert paper.seeds == 3
     six = [g for g in paper.runs if g.model == "ram" and "glimpses" not in g.model_config]
-    assert [g.seeds for g in six] == [None] * 4 + [1]  # the recipes' 6; the last, centred60
-    six = six[:4]
+    assert [g.seeds for g in six] == [None] * 6 + [1]  # the recipes' 6; the last, centred60
+    six = six[:6]
     assert sorted(g.model_config["reward"] for g in six) == [
+        "0.1*infogain",
+        "bbox",
         "sparse",
         "sparse+0.1*infogain",
         "sparse+0.1*infogain+bbox",
         "sparse+bbox",
-    ]  # information gain at the weight chosen on validation (results/rewards-recipe/)
+    ]  # each new reward with the sparse one and alone (DESIGN.md), information gain at the
+    # weight chosen on validation (results/rewards-recipe/)
     for g in six:
         assert set(g.data) == {"mnist", "translated60", "cluttered60", "cluttered100"}
     for glimpses in (4, 8):
         groups = [g for g in paper.runs if g.model_config.get("glimpses") == glimpses]
         assert [g.seeds for g in groups] == [1, 1]
         assert [bool(g.best_reward_of) for g in groups] == [False, True]
+        assert set(groups[1].best_reward_of) == {g.name for g in six if g.model_config["reward"] != "sparse"}
     assert {"resnet", "fc", "convnet"} <= {g.model for g in paper.runs if g.seeds == 1}
     resnets = [g for g in paper.runs if g.model == "resnet"]
     assert resnets and all(g.train["fresh_scenes"] for g in resnets)  # new scenes, as the RAMs get
     assert all(sweep.limit is None for sweep in paper.robustness)  # all 10,000 test scenes
     jobs = Study(paper, "unused", log=lambda _: None).jobs()
-    assert sum(j.kind == "train" for j in jobs) == 48 + 16 + 12 + 3
+    assert sum(j.kind == "train" for j in jobs) == 72 + 16 + 12 + 3
 
 
 def test_seeds_option_replaces_the_default_only(tmp_path):
