@@ -3,7 +3,7 @@ best epoch, and (from a run directory's own metrics.jsonl) the sampled training 
 
     python benchmarks/compare_curves.py [LABEL=]RUN ... [--windows 61-80 101-120]
         [--around-best 5] [--key val/error] [--key val/in_box] [--train-error]
-        [--budgets 50 100] [--reach 5.4 3.4]
+        [--budgets 50 100] [--reach 5.4 3.4] [--early-stop 20/200 60/300]
 
 RUN is a run directory or a committed curve `results/recipes/[tuning/]NAME-val.jsonl`.
 A window A-B is epochs A to B, both included, as validation numbers them; an epoch a run has
@@ -16,8 +16,10 @@ raw weights): only run directories have those lines, committed curves do not.
 (the mean of the 2K + 1 epochs around it: how far the best stands out of its neighbourhood).
 `--budgets B ...` adds, per run, the lowest validation error at or before epoch B (what a run
 stopped at B would keep; "(to E)" when the run ended at epoch E < B). `--reach T ...` adds
-the first epoch whose validation error is at or below T % ("never" if none). Both read
-val/error whatever `--key` says.
+the first epoch whose validation error is at or below T % ("never" if none).
+`--early-stop P[/E] ...` adds, per run, what the trainer's early stop with a patience of P
+epochs (and at most E epochs) would have kept and when it would have stopped ("to E" when
+the curve ends before it would: unknown). All three read val/error whatever `--key` says.
 This is the command behind every "mean over epochs A-B" in results/recipes/TUNING.md.
 """
 
@@ -30,6 +32,7 @@ from ramlab.metrics import read_metrics
 from ramlab.progress import (
     RunFiles,
     best,
+    early_stop_at,
     labelled_run,
     time_to,
     train_error_by_epoch,
@@ -67,6 +70,30 @@ def best_by(curve: list, budget: int) -> str:
     return f"{lowest.error:.2f}" + (f" (to {last})" if last < budget else "")
 
 
+def parse_stop(text: str) -> tuple[int, int]:
+    patience, sep, epochs = text.partition("/")
+    try:
+        rule = (int(patience), int(epochs) if sep else 10**9)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"an early stop is PATIENCE or PATIENCE/EPOCHS, e.g. 20/200; got {text!r}"
+        ) from None
+    if rule[0] < 0 or rule[1] < 1:
+        raise argparse.ArgumentTypeError(f"early stop {text!r}: patience >= 0 and epochs >= 1")
+    return rule
+
+
+def stopped(curve: list, patience: int, epochs: int) -> str:
+    """The checkpoint a run of this curve keeps under early stop `patience` within `epochs`,
+    and the epoch it stops at ("to E" when the curve ends first: not known)."""
+    by_epoch = {int(point.epoch): point.error for point in curve}
+    rule = early_stop_at(by_epoch, patience, epochs)
+    if rule is None:
+        return "-"
+    end = f"stop {rule.stop}" if rule.stop is not None else f"to {int(curve[-1].epoch)}"
+    return f"{rule.best_error:.2f} @ {rule.best_epoch}, {end}"
+
+
 def first_reaching(curve: list, target: float) -> str:
     point = time_to(curve, target)
     return "never" if point is None else str(int(point.epoch))
@@ -89,15 +116,27 @@ def main() -> None:
     parser.add_argument(
         "--reach", type=float, nargs="+", default=[], metavar="T", help="first epoch at val/error <= T %%"
     )
+    parser.add_argument(
+        "--early-stop",
+        type=parse_stop,
+        nargs="+",
+        default=[],
+        dest="stops",
+        metavar="P[/E]",
+        help="best val/error kept and stop epoch under patience P within E epochs",
+    )
     args = parser.parse_args()
     keys = args.keys or ["val/error"]
-    if not (args.windows or args.budgets or args.reach) and args.around_best is None:
-        parser.error("give --windows A-B ..., --around-best K, --budgets B ... and/or --reach T ...")
+    if not (args.windows or args.budgets or args.reach or args.stops) and args.around_best is None:
+        parser.error(
+            "give --windows A-B ..., --around-best K, --budgets B ..., --reach T ... and/or --early-stop P/E ..."
+        )
 
     header = [f"{a}-{b}" for a, b in args.windows]
     if args.around_best is not None:
         header.append(f"best±{args.around_best}")
     header += [f"best by {b}" for b in args.budgets] + [f"first <= {t:g}" for t in args.reach]
+    header += [f"early stop {p}" + (f"/{e}" if e < 10**9 else "") for p, e in args.stops]
     rows = []
     for label, path in map(labelled_run, args.runs):
         try:
@@ -125,6 +164,7 @@ def main() -> None:
                     *(cell(by_epoch, a, b) for a, b in windows),
                     *(best_by(curve, b) for b in args.budgets),
                     *(first_reaching(curve, t) for t in args.reach),
+                    *(stopped(curve, p, e) for p, e in args.stops),
                     f"{top.error:.2f} @ {best_epoch}",
                     str(int(curve[-1].epoch)),
                 ]

@@ -57,11 +57,22 @@ def test_compare_curves_prints_window_means(tmp_path) -> None:
     header, row = out.splitlines()
     assert " ".join(header.split()[2:17]) == "best by 1 best by 2 best by 5 first <= 2.5 first <= 0.5"
     assert row.split()[2:11] == ["3.00", "1.00", "1.00", "(to", "3)", "2", "never", "1.00", "@"]
+    # Patience 1 stops after epoch 3 (2 is the best); patience 2 within 2 epochs stops at 2;
+    # patience 5 has not stopped when the curve ends at 3.
+    out = run_script("compare_curves.py", str(run), "--early-stop", "1", "2/2", "5")
+    header, row = out.splitlines()
+    assert " ".join(header.split()[2:11]) == "early stop 1 early stop 2/2 early stop 5"
+    assert " ".join(row.split()[2:]) == "1.00 @ 2, stop 3 1.00 @ 2, stop 2 1.00 @ 2, to 3 1.00 @ 2 3"
     bad = subprocess.run(
         [sys.executable, str(BENCHMARKS / "compare_curves.py"), str(run), "--windows", "5-1"],
         capture_output=True, text=True,
     )  # fmt: skip
     assert bad.returncode == 2 and "ends before it starts" in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "compare_curves.py"), str(run), "--early-stop", "20/x"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "PATIENCE/EPOCHS" in bad.stderr
     # A run that has not started yet (its directory without metrics.jsonl) or a mistyped path:
     # a usage error that names it, not a traceback.
     (tmp_path / "unstarted").mkdir()

@@ -17,8 +17,10 @@ from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.progress import (
     CurvePoint,
+    EarlyStop,
     RunFiles,
     best,
+    early_stop_at,
     labelled_run,
     setting_over_resumes,
     time_to,
@@ -109,6 +111,17 @@ def test_time_to_accuracy_from_hand_written_records() -> None:
     assert best(curve).epoch == 4
     # Logs older than the timing fields still give a curve, without time.
     assert val_curve([{"epoch": 1, "val/error": 3.0}]) == [CurvePoint(1, None, None, 3.0)]
+
+
+def test_early_stop_at_replays_the_trainers_rule_on_a_curve() -> None:
+    curve = {1: 9.0, 2: 5.0, 3: 5.0, 4: 6.0, 5: 4.0, 6: 7.0, 7: 8.0}
+    # Patience 2: epoch 3 ties 5.0 (not better), so 2 epochs without better after epoch 4.
+    assert early_stop_at(curve, 2, 100) == EarlyStop(stop=4, best_epoch=2, best_error=5.0)
+    # Patience 3: epoch 5 is better, then 6 and 7 are not; the curve ends before a third: unknown.
+    assert early_stop_at(curve, 3, 100) == EarlyStop(stop=None, best_epoch=5, best_error=4.0)
+    assert early_stop_at(curve, 2, 3) == EarlyStop(stop=3, best_epoch=2, best_error=5.0)  # epochs first
+    assert early_stop_at(curve, 0, 6) == EarlyStop(stop=6, best_epoch=5, best_error=4.0)  # 0: no early stop
+    assert early_stop_at({}, 2, 10) is None
 
 
 def test_window_means_from_hand_written_records() -> None:

@@ -15,6 +15,7 @@ from ramlab.errors import RamlabError
 from ramlab.evaluate import Evaluation
 from ramlab.metrics import read_metrics
 from ramlab.optim import Schedule, lr_factor, make_optimizer
+from ramlab.progress import EarlyStop, early_stop_at
 from ramlab.runconfig import TrainConfig
 from ramlab.trainer import Trainer
 
@@ -139,6 +140,9 @@ def test_early_stopping_after_patience_epochs_without_improvement(fake_mnist, tm
     assert result["epochs_run"] == 4 and result["stopped_early"] is True
     assert result["best_epoch"] == 2 and result["val_error"] == 30.0
     assert result["test_error"] is None  # test false: the test split is not read
+    # benchmarks/compare_curves.py --early-stop replays this rule on saved curves: the same answer.
+    scripted = dict(enumerate([40.0, 30.0, 35.0, 31.0, 20.0], start=1))
+    assert early_stop_at(scripted, patience=2, epochs=6) == EarlyStop(stop=4, best_epoch=2, best_error=30.0)
 
 
 def test_early_stopping_resumes_exactly(fake_mnist, tmp_path, monkeypatch) -> None:

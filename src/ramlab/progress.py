@@ -130,3 +130,27 @@ def window_mean(by_epoch: dict[int, float], first: int, last: int) -> float | No
     epochs the run has no value for; None when it has none in the window."""
     values = [by_epoch[epoch] for epoch in range(first, last + 1) if epoch in by_epoch]
     return sum(values) / len(values) if values else None
+
+
+@dataclass(frozen=True)
+class EarlyStop:
+    stop: int | None  # the epoch training ends after; None: the curve ends before the rule says stop
+    best_epoch: int
+    best_error: float  # the validation error of the checkpoint kept (%)
+
+
+def early_stop_at(by_epoch: dict[int, float], patience: int, epochs: int) -> EarlyStop | None:
+    """Where a run with this validation curve ends under `early_stop: patience` (0: never
+    early) and `epochs`, by the trainer's rule: after epoch e, stop when e reaches `epochs` or
+    e - (the epoch of the strictly lowest error so far) reaches `patience`. The checkpoint kept
+    is that lowest error's. `stop` is None when the curve ends before either happens (a run
+    stopped by hand: what it would have done next is unknown); None for an empty curve."""
+    best_error, best_epoch = math.inf, 0
+    for epoch in sorted(by_epoch):
+        if epoch > epochs:
+            break
+        if by_epoch[epoch] < best_error:
+            best_error, best_epoch = by_epoch[epoch], epoch
+        if epoch >= epochs or (patience > 0 and epoch - best_epoch >= patience):
+            return EarlyStop(epoch, best_epoch, best_error)
+    return EarlyStop(None, best_epoch, best_error) if best_epoch else None
