@@ -139,10 +139,20 @@ class EarlyStop:
     best_error: float  # the validation error of the checkpoint kept (%)
 
 
+def training_ends(epoch: int, best_epoch: int, *, patience: int, epochs: int) -> str | None:
+    """The trainer's rule after epoch `epoch` (the epoch of the strictly lowest validation error
+    so far `best_epoch`, 0 before any): "epochs" when every epoch is done, "early_stop" after
+    `patience` epochs without a better error (0: never early), None to go on."""
+    if epoch >= epochs:
+        return "epochs"
+    if patience > 0 and best_epoch > 0 and epoch - best_epoch >= patience:
+        return "early_stop"
+    return None
+
+
 def early_stop_at(by_epoch: dict[int, float], patience: int, epochs: int) -> EarlyStop | None:
     """Where a run with this validation curve ends under `early_stop: patience` (0: never
-    early) and `epochs`, by the trainer's rule: after epoch e, stop when e reaches `epochs` or
-    e - (the epoch of the strictly lowest error so far) reaches `patience`. The checkpoint kept
+    early) and `epochs`, by the trainer's rule (`training_ends`). The checkpoint kept
     is that lowest error's. `stop` is None when the curve ends before either happens (a run
     stopped by hand: what it would have done next is unknown); None for an empty curve."""
     best_error, best_epoch = math.inf, 0
@@ -151,6 +161,6 @@ def early_stop_at(by_epoch: dict[int, float], patience: int, epochs: int) -> Ear
             break
         if by_epoch[epoch] < best_error:
             best_error, best_epoch = by_epoch[epoch], epoch
-        if epoch >= epochs or (patience > 0 and epoch - best_epoch >= patience):
+        if training_ends(epoch, best_epoch, patience=patience, epochs=epochs):
             return EarlyStop(epoch, best_epoch, best_error)
     return EarlyStop(None, best_epoch, best_error) if best_epoch else None

@@ -45,6 +45,7 @@ from ramlab.models.base import Model
 from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position
+from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, split_loaders
 from ramlab.run_messages import interrupted_message, non_finite_message, stopped_message
@@ -403,10 +404,9 @@ class Trainer:
         """Why training ends before epoch `epoch`: every epoch done, `early_stop` epochs
         without a better validation error, or the time budget spent; None: go on."""
         cfg = self.cfg
-        if epoch >= cfg.epochs:
-            return "epochs"
-        if cfg.early_stop > 0 and best_epoch > 0 and epoch - best_epoch >= cfg.early_stop:
-            return "early_stop"
+        reason = training_ends(epoch, best_epoch, patience=cfg.early_stop, epochs=cfg.epochs)
+        if reason:
+            return reason
         if cfg.time_budget > 0 and train_seconds >= 60 * cfg.time_budget:
             return "time_budget"
         return None
