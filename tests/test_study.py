@@ -16,6 +16,7 @@ from ramlab import robustness, study
 from ramlab.cli import main
 from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
+from ramlab.runconfig import RunConfig, config_path
 from ramlab.study import Study, load_preset, preset_path
 
 TINY_RAM = {**tiny.TINY_RAM, "glimpses": 2}
@@ -255,8 +256,9 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     paper = load_preset("paper")
     assert paper.seeds == 3
     six = [g for g in paper.runs if g.model == "ram" and "glimpses" not in g.model_config]
-    assert [g.seeds for g in six] == [None] * 6 + [1]  # the recipes' 6; the last, centred60
-    six = six[:6]
+    assert [g.seeds for g in six] == [None] * 7 + [1]  # the recipes' 6; the last, centred60
+    scaled = [g for g in six if g.name == "ram6-sparse-scaled"]
+    six = [g for g in six[:7] if g not in scaled]
     assert sorted(g.model_config["reward"] for g in six) == [
         "0.1*infogain",
         "bbox",
@@ -268,6 +270,15 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     # weight chosen on validation (results/rewards-recipe/)
     for g in six:
         assert set(g.data) == {"mnist", "translated60", "cluttered60", "cluttered100"}
+    # The control for the rewards' scale: the sparse reward at the new rewards' weight, where
+    # policy_trains_core lets the scale reach the core (the cluttered recipes only).
+    assert [(g.model_config["reward"], g.seeds) for g in scaled] == [("0.1*sparse", None)]
+    assert set(scaled[0].data) == {"cluttered60", "cluttered100"}
+    for data in scaled[0].data:
+        assert RunConfig.load(config_path(data)).model_config.policy_trains_core
+    assert not any(
+        RunConfig.load(config_path(d)).model_config.policy_trains_core for d in ("mnist", "translated60")
+    )
     for glimpses in (4, 8):
         groups = [g for g in paper.runs if g.model_config.get("glimpses") == glimpses]
         assert [g.seeds for g in groups] == [1, 1]
@@ -278,7 +289,7 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     assert resnets and all(g.train["fresh_scenes"] for g in resnets)  # new scenes, as the RAMs get
     assert all(sweep.limit is None for sweep in paper.robustness)  # all 10,000 test scenes
     jobs = Study(paper, "unused", log=lambda _: None).jobs()
-    assert sum(j.kind == "train" for j in jobs) == 72 + 16 + 12 + 3
+    assert sum(j.kind == "train" for j in jobs) == 72 + 6 + 16 + 12 + 3
 
 
 def test_seeds_option_replaces_the_default_only(tmp_path):
