@@ -3,6 +3,7 @@ best epoch, and (from a run directory's own metrics.jsonl) the sampled training 
 
     python benchmarks/compare_curves.py [LABEL=]RUN ... [--windows 61-80 101-120]
         [--around-best 5] [--key val/error] [--key val/in_box] [--train-error]
+        [--train-key grad/core]
         [--budgets 50 100] [--reach 5.4 3.4] [--early-stop 20/200 60/300]
 
 RUN is a run directory or a committed curve `results/recipes/[tuning/]NAME-val.jsonl`.
@@ -11,7 +12,10 @@ no line for is skipped (a mean over fewer epochs is marked with how many it had)
 picks the validation metric (default `val/error`; `val/in_box` is the share of glimpses in the
 digit's box, `val/glimpse_distance` their spacing in pixels); several may be given.
 `--train-error` adds each window's mean of the logged training steps' error (policy sampled,
-raw weights): only run directories have those lines, committed curves do not.
+raw weights), and `--train-key KEY` (repeatable) that of any other metric of those lines: a
+loss (`loss/reinforce`), the reward (`policy/reward`) or a module's gradient norm before
+clipping (`grad/core`, `grad/glimpse`, `grad/policy`): only run directories have those lines,
+committed curves do not.
 `--around-best K` adds the window of K epochs either side of the run's best validation error
 (the mean of the 2K + 1 epochs around it: how far the best stands out of its neighbourhood).
 `--budgets B ...` adds, per run, the lowest validation error at or before epoch B (what a run
@@ -35,7 +39,7 @@ from ramlab.progress import (
     early_stop_at,
     labelled_run,
     time_to,
-    train_error_by_epoch,
+    train_by_epoch,
     val_by_epoch,
     val_curve,
     window_mean,
@@ -111,6 +115,14 @@ def main() -> None:
     )
     parser.add_argument("--train-error", action="store_true", help="also the sampled training error")
     parser.add_argument(
+        "--train-key",
+        action="append",
+        default=[],
+        dest="train_keys",
+        metavar="KEY",
+        help="also a metric of the logged training steps, e.g. grad/core (repeatable)",
+    )
+    parser.add_argument(
         "--budgets", type=int, nargs="+", default=[], metavar="B", help="best val/error by epoch B"
     )
     parser.add_argument(
@@ -152,7 +164,9 @@ def main() -> None:
         best_epoch = int(top.epoch)
         series = {key: val_by_epoch(records, key) for key in keys}
         if args.train_error:
-            series["train/error (sampled)"] = train_error_by_epoch(records)
+            series["train/error (sampled)"] = train_by_epoch(records)
+        for key in args.train_keys:
+            series[f"{key} (training)"] = train_by_epoch(records, key)
         windows = list(args.windows)
         if args.around_best is not None:
             windows.append((best_epoch - args.around_best, best_epoch + args.around_best))

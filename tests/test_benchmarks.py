@@ -30,7 +30,7 @@ def test_compare_curves_prints_window_means(tmp_path) -> None:
     lines = [
         {"step": 1, "epoch": 0.5, "train/error": 2.0},
         {"step": 2, "epoch": 1, "val/error": 3.0, "val/in_box": 30.0},
-        {"step": 3, "epoch": 1.5, "train/error": 1.0},
+        {"step": 3, "epoch": 1.5, "train/error": 1.0, "grad/core": 0.5},
         {"step": 4, "epoch": 2, "val/error": 1.0, "val/in_box": 50.0},
         {"step": 5, "epoch": 3, "val/error": 2.0, "val/in_box": 70.0},
     ]
@@ -39,7 +39,7 @@ def test_compare_curves_prints_window_means(tmp_path) -> None:
     curve.write_text("".join(json.dumps(line) + "\n" for line in lines if "val/error" in line))
     out = run_script(
         "compare_curves.py", f"mine={run}", str(curve), "--windows", "1-2", "2-4",
-        "--key", "val/error", "--key", "val/in_box", "--train-error",
+        "--key", "val/error", "--key", "val/in_box", "--train-error", "--train-key", "grad/core",
     )  # fmt: skip
     rows = {tuple(line.split()[:2]): line.split()[2:] for line in out.splitlines()[1:]}
     # (3 + 1) / 2 and, over 2-4, (1 + 2) / 2 from the 2 epochs the run has; best 1.00 at epoch 2 of 3.
@@ -48,6 +48,8 @@ def test_compare_curves_prints_window_means(tmp_path) -> None:
     # "train/error (sampled)": epoch 1's step 2.0, epoch 2's 1.0; over 2-4 only epoch 2.
     assert rows[("mine", "train/error")][1:5] == ["1.50", "1.00", "(1", "ep.)"]
     assert rows[("other", "train/error")][1] == "-"  # no training lines in a committed curve
+    # grad/core is on epoch 2's step only: no value over 1-2's epoch 1, so 1-2 and 2-4 both read it alone.
+    assert rows[("mine", "grad/core")][:5] == ["(training)", "0.50", "(1", "ep.)", "0.50"]
     # The 3 epochs either side of the best (epoch 2): epochs 1-3 of the run's 3, and the bare path's label.
     out = run_script("compare_curves.py", str(run), "--around-best", "3")
     assert out.splitlines()[1].split() == ["run", "val/error", "2.00", "(3", "ep.)", "1.00", "@", "2", "3"]

@@ -24,7 +24,7 @@ from ramlab.progress import (
     labelled_run,
     setting_over_resumes,
     time_to,
-    train_error_by_epoch,
+    train_by_epoch,
     val_by_epoch,
     val_curve,
     window_mean,
@@ -139,7 +139,11 @@ def test_window_means_from_hand_written_records() -> None:
     assert errors == {1: 9.0, 2: 5.0, 3: 4.0}
     assert val_by_epoch(records, "val/in_box") == {1: 40.0, 3: 60.0}
     # Steps logged while epoch 1 ran (fractional epochs up to 1.0) belong to epoch 1, as validation numbers it.
-    assert train_error_by_epoch(records) == {1: 20.0, 2: 6.0}  # (10 + 20 + 30) / 3
+    assert train_by_epoch(records) == {1: 20.0, 2: 6.0}  # (10 + 20 + 30) / 3
+    grads = [{"step": 1, "epoch": 0.5, "grad/core": 1.0}, {"step": 2, "epoch": 1.0, "grad/core": 2.0},
+             {"step": 3, "epoch": 1.5, "train/error": 4.0}, {"step": 4, "epoch": 2.0, "grad/core": 0.25}]  # fmt: skip
+    assert train_by_epoch(grads, "grad/core") == {1: 1.5, 2: 0.25}  # a line without the key adds nothing
+    assert train_by_epoch(records, "grad/core") == {}
     assert window_mean(errors, 1, 3) == 6.0  # (9 + 5 + 4) / 3
     assert window_mean(errors, 2, 2) == 5.0
     assert window_mean(val_by_epoch(records, "val/in_box"), 1, 3) == 50.0  # epoch 2 skipped: (40 + 60) / 2

@@ -5,7 +5,7 @@ A run's metrics.jsonl has one `val/error` line per epoch, with the training wall
 (`perf/train_seconds`, validation excluded) and the rollouts seen so far (`train/rollouts`:
 images x M rollouts). `val_curve` turns those lines into points; `time_to` finds the first
 point at or below a target error; `window_mean` averages a validation metric over epochs A-B
-and `train_error_by_epoch` the logged training steps of each epoch. Pure functions of the
+and `train_by_epoch` a metric of the logged training steps of each epoch. Pure functions of the
 records, so they are tested on hand-written ones.
 """
 
@@ -113,16 +113,17 @@ def val_by_epoch(records: list[dict], key: str = "val/error") -> dict[int, float
     return {int(r["epoch"]): float(r[key]) for r in records if "val/error" in r and key in r}
 
 
-def train_error_by_epoch(records: list[dict]) -> dict[int, float]:
-    """Each epoch's mean of its logged training-step errors (`train/error`: the policy sampled,
-    the raw weights). Epochs are numbered as validation numbers them: the steps logged while
-    epoch 1 ran (fractional epochs above 0, up to and including its last step at 1.0) belong
-    to epoch 1."""
+def train_by_epoch(records: list[dict], key: str = "train/error") -> dict[int, float]:
+    """Each epoch's mean of its logged training lines' `key` (`train/error`: the policy
+    sampled, the raw weights; or a loss, a reward or a gradient norm: `loss/reinforce`,
+    `policy/reward`, `grad/core`). Epochs are numbered as validation numbers them: the steps
+    logged while epoch 1 ran (fractional epochs above 0, up to and including its last step at
+    1.0) belong to epoch 1."""
     steps: dict[int, list[float]] = {}
     for r in records:
-        if "train/error" in r and "val/error" not in r:
-            steps.setdefault(max(1, math.ceil(r["epoch"])), []).append(float(r["train/error"]))
-    return {epoch: sum(errors) / len(errors) for epoch, errors in steps.items()}
+        if key in r and "val/error" not in r:
+            steps.setdefault(max(1, math.ceil(r["epoch"])), []).append(float(r[key]))
+    return {epoch: sum(values) / len(values) for epoch, values in steps.items()}
 
 
 def window_mean(by_epoch: dict[int, float], first: int, last: int) -> float | None:
