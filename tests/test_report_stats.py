@@ -13,7 +13,13 @@ from ramlab.models.ram import RAMConfig
 from ramlab.progress import CurvePoint
 from ramlab.report import write_report
 from ramlab.report.runs import Run, by_label
-from ramlab.report.sections.rewards import comparisons, fmt_epochs_to, speed_bar
+from ramlab.report.sections.rewards import (
+    comparisons,
+    fmt_epochs_to,
+    scale_controls,
+    sparse_weight,
+    speed_bar,
+)
 from ramlab.report.stats import permutation_test
 
 
@@ -111,6 +117,72 @@ def test_each_reward_is_tested_against_the_sparse_reward_with_the_same_other_set
         "config to test against."
     )
     assert len(said) == 4  # the sparse reward is the reference, not compared with itself
+
+
+def test_each_other_reward_is_also_tested_against_the_sparse_reward_at_another_weight():
+    """The scale control: 0.1*sparse is compared with sparse like any reward, and every reward
+    that is not the sparse reward alone is compared with it too, on otherwise the same config."""
+    assert [
+        sparse_weight(r) for r in ("sparse", "0.1*sparse", "sparse+bbox", "0.1*infogain", "nonsense")
+    ] == [
+        1.0,
+        0.1,
+        None,
+        None,
+        None,
+    ]
+    runs = [
+        *(fake_run("sparse", s, e) for s, e in enumerate([9.0, 10.0, 11.0, 12.0])),
+        *(fake_run("0.1*sparse", s, e) for s, e in enumerate([5.0, 6.0, 7.0, 8.0])),
+        *(fake_run("0.1*infogain", s, e) for s, e in enumerate([1.0, 2.0, 3.0, 4.0])),
+        fake_run("bbox", 0, 3.0, glimpses=4),  # no control with 4 glimpses
+    ]
+    said = sentences(runs)
+    # All four of one side below all four of the other: 2 of the 70 relabellings are as far
+    # apart (either way round), p = 2 / 70.
+    assert said["ram (glimpses=6, reward=0.1*sparse)"].endswith(
+        "mean test error 6.50 % against 10.50 %, p = 0.029 over 4 + 4 seeds: lower error than the "
+        "sparse reward, beyond the seed-to-seed spread."
+    )
+    controls = scale_controls(by_label(runs))
+    assert [c.sentence() for c in controls] == [
+        "`ram (glimpses=6, reward=0.1*infogain)` against `ram (glimpses=6, reward=0.1*sparse)`: mean "
+        "test error 2.50 % against 6.50 %, p = 0.029 over 4 + 4 seeds: lower error than the sparse "
+        "reward at 0.1 (`0.1*sparse`), beyond the seed-to-seed spread."
+    ]  # neither sparse reward is its own control, and the 4-glimpse bbox has none
+    assert scale_controls(by_label(runs[:4] + runs[8:])) == []  # no control trained: nothing to say
+
+
+def test_the_report_tests_each_reward_against_the_scale_control(tmp_path):
+    """End to end: the written report's rewards section has the control's paragraph."""
+    for reward, errors in (
+        ("sparse", (10.0, 12.0)),
+        ("0.1*sparse", (6.0, 7.0)),
+        ("0.1*infogain", (4.0, 5.0)),
+    ):
+        for seed, error in enumerate(errors):
+            write_run(
+                tmp_path,
+                f"ram-{reward}-seed{seed}",
+                model="ram",
+                data="translated60",
+                seed=seed,
+                error=error,
+                model_config=to_dict(RAMConfig(glimpses=6, reward=reward)),
+            )
+    write_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    rewards = report[report.index("## Reward structures") :]
+    controls = rewards[rewards.index("Against the sparse reward at another weight") :]
+    assert (
+        "reward=0.1*infogain)` against" in controls
+        and "reward=0.1*sparse)`: mean test error 4.50 % against 6.50 %" in controls
+    )
+    assert table_row(rewards, "`0.1*sparse`")[2:5] == [
+        "6.50 ± 0.71",
+        "0.33",
+        "2",
+    ]  # against sparse, in the table
 
 
 def test_two_seeds_a_side_say_that_no_difference_could_show(tmp_path):

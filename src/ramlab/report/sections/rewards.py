@@ -13,6 +13,12 @@ A reward is tested against the runs whose config is the same but for the reward,
 `sparse` (the paper's): the two-sided permutation test of `ramlab.report.stats` over the
 seeds' test errors. p >= SIGNIFICANCE says the difference is within the seed-to-seed
 spread; with fewer than MIN_SEEDS seeds on a side there is no test, and the report says so.
+
+Where the sparse reward also trained at another weight (`0.1*sparse`, the paper preset's
+scale control on the cluttered sets), each other reward is tested against that too: with
+`policy_trains_core` a reward's weight sets how hard REINFORCE pulls on the core against the
+cross-entropy (Adam sets the policy's own step whatever the weight), so a new reward's lead
+over `sparse` may be its scale rather than its form (results/rewards-recipe/).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from ramlab.errors import RamlabError
 from ramlab.progress import CurvePoint, best, time_to, val_curve
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import fmt_mean_std, fmt_p
@@ -28,7 +35,6 @@ from ramlab.report.inputs import ReportInputs
 from ramlab.report.runs import Run, by_label, experiment, links
 from ramlab.report.stats import MAX_EXACT, SAMPLES, PermutationTest, permutation_test
 
-SPARSE = "sparse"
 SIGNIFICANCE = 0.05  # the conventional level; below it a difference is more than seed noise
 MIN_SEEDS = 2  # per reward: one seed says nothing about the spread between seeds
 SPEED_FACTOR = 2.0  # the learning-speed bar: this many times the sparse reward's best val error
@@ -57,14 +63,20 @@ class Comparison:
     errors: list[float]
     reference_errors: list[float]
     test: PermutationTest | None  # None when not testable
+    versus: str = "the sparse reward"  # the reference's reward, in words
 
     @classmethod
     def of(
-        cls, label: str, reference: str | None, errors: list[float], reference_errors: list[float]
+        cls,
+        label: str,
+        reference: str | None,
+        errors: list[float],
+        reference_errors: list[float],
+        versus: str = "the sparse reward",
     ) -> Comparison:
         testable = reference is not None and min(len(errors), len(reference_errors)) >= MIN_SEEDS
         test = permutation_test(errors, reference_errors) if testable else None
-        return cls(label, reference, errors, reference_errors, test)
+        return cls(label, reference, errors, reference_errors, test, versus)
 
     def sentence(self) -> str:
         """What the comparison says, plainly."""
@@ -82,7 +94,7 @@ class Comparison:
         head += f", p = {fmt_p(test.p_value)} over {seeds}" + ("" if test.exact else " (Monte Carlo)")
         if test.p_value < SIGNIFICANCE:
             side = "lower" if mean < reference else "higher"
-            return f"{head}: {side} error than the sparse reward, beyond the seed-to-seed spread."
+            return f"{head}: {side} error than {self.versus}, beyond the seed-to-seed spread."
         text = f"{head}: the difference is within the seed-to-seed spread."
         if test.smallest_p >= SIGNIFICANCE:
             text += (
@@ -94,6 +106,18 @@ class Comparison:
 
 def _reward(run: Run) -> str:
     return run.config["model_config"]["reward"]
+
+
+def sparse_weight(reward: str) -> float | None:
+    """The weight of the sparse reward when `reward` is the sparse reward alone (`sparse`: 1,
+    `0.1*sparse`: 0.1); None for any other reward, or one this version cannot read."""
+    from ramlab.rewards import parse_reward  # imports torch: only once a report compares rewards
+
+    try:
+        weights = parse_reward(reward)
+    except RamlabError:
+        return None
+    return weights["sparse"] if set(weights) == {"sparse"} else None
 
 
 def speed_bar(reference: list[list[CurvePoint]]) -> float | None:
@@ -120,7 +144,7 @@ def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
     def rest(label: str) -> dict:
         return {k: v for k, v in experiment(groups[label][0].config).items() if k != "model_config.reward"}
 
-    sparse = [label for label, runs in groups.items() if _reward(runs[0]) == SPARSE]
+    sparse = [label for label, runs in groups.items() if sparse_weight(_reward(runs[0])) == 1.0]
     out = {}
     for label, runs in groups.items():
         if label in sparse:
@@ -132,6 +156,27 @@ def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
             [r.result["test_error"] for r in runs],
             [r.result["test_error"] for r in groups[reference]] if reference else [],
         )
+    return out
+
+
+def scale_controls(groups: dict[str, list[Run]]) -> list[Comparison]:
+    """Each label whose reward is not the sparse reward alone, against every label with the
+    sparse reward alone at a weight other than 1 and otherwise the same config."""
+
+    def rest(label: str) -> dict:
+        return {k: v for k, v in experiment(groups[label][0].config).items() if k != "model_config.reward"}
+
+    weight = {label: sparse_weight(_reward(runs[0])) for label, runs in groups.items()}
+    controls = [label for label, w in weight.items() if w is not None and w != 1.0]
+    out = []
+    for label, runs in groups.items():
+        if weight[label] is not None:
+            continue
+        for control in (c for c in controls if rest(c) == rest(label)):
+            versus = f"the sparse reward at {weight[control]:g} (`{_reward(groups[control][0])}`)"
+            errors = [r.result["test_error"] for r in runs]
+            control_errors = [r.result["test_error"] for r in groups[control]]
+            out.append(Comparison.of(label, control, errors, control_errors, versus))
     return out
 
 
@@ -193,6 +238,15 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         doc.table(HEADERS, rows)
         for comparison in against.values():
             doc.para(comparison.sentence())
+        controls = scale_controls(groups)
+        if controls:
+            doc.para(
+                "Against the sparse reward at another weight, the control for a reward's scale (with "
+                "`policy_trains_core` the weight sets how hard REINFORCE pulls on the core; Adam sets the "
+                "policy's own step whatever it is):"
+            )
+            for comparison in controls:
+                doc.para(comparison.sentence())
         path = plot_rewards(
             errors,
             inputs.fig_path(f"rewards-{data}"),
