@@ -6,7 +6,8 @@
 
 Sections: test error per dataset and model (mean ± std over seeds) beside the paper's
 numbers, anytime and training curves; compute cost; robustness; reward structures (with a
-permutation test of each against the sparse reward over seeds); glimpse trajectories;
+permutation test of each against the sparse reward over seeds, and against the sparse reward
+at another weight where one trained: the scale control); glimpse trajectories;
 provenance (config, seed, commit and command of every run). A table row names the runs its
 numbers come from, linked to their provenance. It never trains or runs a model, so it can
 be rewritten at any time, also while a study is running. A run with a damaged file (not
