@@ -108,6 +108,11 @@ def _reward(run: Run) -> str:
     return run.config["model_config"]["reward"]
 
 
+def _all_but_reward(groups: dict[str, list[Run]], label: str) -> dict:
+    """The label's experiment settings, its reward left out."""
+    return {k: v for k, v in experiment(groups[label][0].config).items() if k != "model_config.reward"}
+
+
 def sparse_weight(reward: str) -> float | None:
     """The weight of the sparse reward when `reward` is the sparse reward alone (`sparse`: 1,
     `0.1*sparse`: 0.1); None for any other reward, or one this version cannot read."""
@@ -141,15 +146,14 @@ def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
     """Each label not under the sparse reward, against the sparse label that differs from it
     only in the reward."""
 
-    def rest(label: str) -> dict:
-        return {k: v for k, v in experiment(groups[label][0].config).items() if k != "model_config.reward"}
-
     sparse = [label for label, runs in groups.items() if sparse_weight(_reward(runs[0])) == 1.0]
     out = {}
     for label, runs in groups.items():
         if label in sparse:
             continue
-        reference = next((s for s in sparse if rest(s) == rest(label)), None)
+        reference = next(
+            (s for s in sparse if _all_but_reward(groups, s) == _all_but_reward(groups, label)), None
+        )
         out[label] = Comparison.of(
             label,
             reference,
@@ -163,16 +167,13 @@ def scale_controls(groups: dict[str, list[Run]]) -> list[Comparison]:
     """Each label whose reward is not the sparse reward alone, against every label with the
     sparse reward alone at a weight other than 1 and otherwise the same config."""
 
-    def rest(label: str) -> dict:
-        return {k: v for k, v in experiment(groups[label][0].config).items() if k != "model_config.reward"}
-
     weight = {label: sparse_weight(_reward(runs[0])) for label, runs in groups.items()}
     controls = [label for label, w in weight.items() if w is not None and w != 1.0]
     out = []
     for label, runs in groups.items():
         if weight[label] is not None:
             continue
-        for control in (c for c in controls if rest(c) == rest(label)):
+        for control in (c for c in controls if _all_but_reward(groups, c) == _all_but_reward(groups, label)):
             versus = f"the sparse reward at {weight[control]:g} (`{_reward(groups[control][0])}`)"
             errors = [r.result["test_error"] for r in runs]
             control_errors = [r.result["test_error"] for r in groups[control]]
