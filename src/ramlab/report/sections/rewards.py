@@ -108,6 +108,10 @@ def _reward(run: Run) -> str:
     return run.config["model_config"]["reward"]
 
 
+def _test_errors(runs: list[Run]) -> list[float]:
+    return [r.result["test_error"] for r in runs]
+
+
 def _all_but_reward(groups: dict[str, list[Run]], label: str) -> dict:
     """The label's experiment settings, its reward left out."""
     return {k: v for k, v in experiment(groups[label][0].config).items() if k != "model_config.reward"}
@@ -157,8 +161,8 @@ def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
         out[label] = Comparison.of(
             label,
             reference,
-            [r.result["test_error"] for r in runs],
-            [r.result["test_error"] for r in groups[reference]] if reference else [],
+            _test_errors(runs),
+            _test_errors(groups[reference]) if reference else [],
         )
     return out
 
@@ -166,7 +170,6 @@ def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
 def scale_controls(groups: dict[str, list[Run]]) -> list[Comparison]:
     """Each label whose reward is not the sparse reward alone, against every label with the
     sparse reward alone at a weight other than 1 and otherwise the same config."""
-
     weight = {label: sparse_weight(_reward(runs[0])) for label, runs in groups.items()}
     controls = [label for label, w in weight.items() if w is not None and w != 1.0]
     out = []
@@ -175,9 +178,9 @@ def scale_controls(groups: dict[str, list[Run]]) -> list[Comparison]:
             continue
         for control in (c for c in controls if _all_but_reward(groups, c) == _all_but_reward(groups, label)):
             versus = f"the sparse reward at {weight[control]:g} (`{_reward(groups[control][0])}`)"
-            errors = [r.result["test_error"] for r in runs]
-            control_errors = [r.result["test_error"] for r in groups[control]]
-            out.append(Comparison.of(label, control, errors, control_errors, versus))
+            out.append(
+                Comparison.of(label, control, _test_errors(runs), _test_errors(groups[control]), versus)
+            )
     return out
 
 
@@ -209,7 +212,7 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         rows, errors, inside = [], {}, {}
         val_curves = {label: [val_curve(r.metrics) for r in runs] for label, runs in groups.items()}
         for label, runs in groups.items():
-            errors[label] = [r.result["test_error"] for r in runs]
+            errors[label] = _test_errors(runs)
             reference = against[label].reference if label in against else label
             where = [r.evaluation["where"] for r in runs if (r.evaluation or {}).get("where")]
             if where:
