@@ -14,7 +14,7 @@ from ramlab.cli import main
 from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
-from ramlab.rewards import parse_reward
+from ramlab.report.sections.rewards import sparse_weight
 from ramlab.runconfig import RECIPE_DIR, RunConfig, config_path, recipe_names
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "recipes"
@@ -35,9 +35,9 @@ def test_a_recipe_is_the_papers_set_up_for_its_dataset(name: str) -> None:
     assert ram.glimpses == 6
     # The paper's sparse reward alone; at a weight other than 1 only where REINFORCE trains the
     # core (policy_trains_core): elsewhere Adam makes the weight all but irrelevant.
-    weights = parse_reward(ram.reward)
-    assert set(weights) == {"sparse"}
-    assert weights["sparse"] == 1.0 or ram.policy_trains_core
+    weight = sparse_weight(ram.reward)
+    assert weight is not None
+    assert weight == 1.0 or ram.policy_trains_core
     # Evaluated as the targets are measured: policy mean, one rollout.
     assert config.train.eval_rollouts == 1 and not config.train.eval_sample and config.train.test
     assert config.train.eval_limit is None  # all 5,000 validation and 10,000 test scenes

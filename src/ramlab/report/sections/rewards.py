@@ -112,9 +112,12 @@ def _test_errors(runs: list[Run]) -> list[float]:
     return [r.result["test_error"] for r in runs]
 
 
-def _all_but_reward(groups: dict[str, list[Run]], label: str) -> dict:
-    """The label's experiment settings, its reward left out."""
-    return {k: v for k, v in experiment(groups[label][0].config).items() if k != "model_config.reward"}
+def _all_but_reward(groups: dict[str, list[Run]]) -> dict[str, dict]:
+    """Each label's experiment settings, its reward left out."""
+    return {
+        label: {k: v for k, v in experiment(runs[0].config).items() if k != "model_config.reward"}
+        for label, runs in groups.items()
+    }
 
 
 def sparse_weight(reward: str) -> float | None:
@@ -151,13 +154,12 @@ def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
     only in the reward."""
 
     sparse = [label for label, runs in groups.items() if sparse_weight(_reward(runs[0])) == 1.0]
+    rest = _all_but_reward(groups)
     out = {}
     for label, runs in groups.items():
         if label in sparse:
             continue
-        reference = next(
-            (s for s in sparse if _all_but_reward(groups, s) == _all_but_reward(groups, label)), None
-        )
+        reference = next((s for s in sparse if rest[s] == rest[label]), None)
         out[label] = Comparison.of(
             label,
             reference,
@@ -172,11 +174,12 @@ def scale_controls(groups: dict[str, list[Run]]) -> list[Comparison]:
     sparse reward alone at a weight other than 1 and otherwise the same config."""
     weight = {label: sparse_weight(_reward(runs[0])) for label, runs in groups.items()}
     controls = [label for label, w in weight.items() if w is not None and w != 1.0]
+    rest = _all_but_reward(groups)
     out = []
     for label, runs in groups.items():
         if weight[label] is not None:
             continue
-        for control in (c for c in controls if _all_but_reward(groups, c) == _all_but_reward(groups, label)):
+        for control in (c for c in controls if rest[c] == rest[label]):
             versus = f"the sparse reward at {weight[control]:g} (`{_reward(groups[control][0])}`)"
             out.append(
                 Comparison.of(label, control, _test_errors(runs), _test_errors(groups[control]), versus)
