@@ -292,6 +292,34 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     assert sum(j.kind == "train" for j in jobs) == 72 + 6 + 16 + 12 + 3
 
 
+def test_paper_rewards_add_to_each_recipes_own_sparse_weight():
+    """Every paper RAM whose reward has the sparse term carries it at its recipe's weight (a
+    tenth on the cluttered sets, 1 elsewhere), so a new reward is added to the recipe's own;
+    only ram6-sparse keeps the paper's weight of 1 everywhere. The new rewards' weights are
+    the same on every dataset (chosen once, on cluttered60's validation split)."""
+    from ramlab.rewards import parse_reward
+
+    paper = load_preset("paper")
+    recipe_weight = {}
+    for group in (g for g in paper.runs if g.model == "ram"):
+        others = set()
+        for data in group.data:
+            recipe = data if group.recipe is True else group.recipe
+            recipe_reward = RunConfig.load(config_path(recipe)).model_config.reward
+            recipe_weight[data] = parse_reward(recipe_reward)["sparse"]
+            run = study.preset.run_config(group, data, 0, paper.train, where="test")
+            weights = parse_reward(run.model_config.reward)
+            if "sparse" in weights:
+                expected = 1.0 if group.name == "ram6-sparse" else recipe_weight[data]
+                assert weights.pop("sparse") == expected, (group.name, data)
+            others.add(tuple(sorted(weights.items())))
+        assert len(others) == 1, (group.name, others)
+    assert recipe_weight["cluttered60"] == recipe_weight["cluttered100"] == 0.1
+    assert recipe_weight["mnist"] == recipe_weight["translated60"] == 1.0
+    combined = {g.name for g in paper.runs if "+" in g.model_config.get("reward", "")}
+    assert combined == {"ram6-infogain", "ram6-bbox", "ram6-infogain-bbox"}
+
+
 def test_seeds_option_replaces_the_default_only(tmp_path):
     tiny = load_preset("tiny", seeds=3)
     counts = {g.name: Study(tiny, tmp_path, log=lambda _: None).group_seeds(g) for g in tiny.runs}
