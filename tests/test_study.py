@@ -271,14 +271,12 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     for g in six:
         assert set(g.data) == {"mnist", "translated60", "cluttered60", "cluttered100"}
     # The control for the rewards' scale: the sparse reward at the new rewards' weight, where
-    # policy_trains_core lets the scale reach the core (the cluttered recipes only).
+    # policy_trains_core lets the scale reach the core (every recipe but mnist's).
     assert [(g.model_config["reward"], g.seeds) for g in scaled] == [("0.1*sparse", None)]
-    assert set(scaled[0].data) == {"cluttered60", "cluttered100"}
+    assert set(scaled[0].data) == {"translated60", "cluttered60", "cluttered100"}
     for data in scaled[0].data:
         assert RunConfig.load(config_path(data)).model_config.policy_trains_core
-    assert not any(
-        RunConfig.load(config_path(d)).model_config.policy_trains_core for d in ("mnist", "translated60")
-    )
+    assert not RunConfig.load(config_path("mnist")).model_config.policy_trains_core
     for glimpses in (4, 8):
         groups = [g for g in paper.runs if g.model_config.get("glimpses") == glimpses]
         assert [g.seeds for g in groups] == [1, 1]
@@ -289,14 +287,15 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     assert resnets and all(g.train["fresh_scenes"] for g in resnets)  # new scenes, as the RAMs get
     assert all(sweep.limit is None for sweep in paper.robustness)  # all 10,000 test scenes
     jobs = Study(paper, "unused", log=lambda _: None).jobs()
-    assert sum(j.kind == "train" for j in jobs) == 72 + 6 + 16 + 12 + 3
+    assert sum(j.kind == "train" for j in jobs) == 72 + 9 + 16 + 12 + 3
 
 
 def test_paper_rewards_add_to_each_recipes_own_sparse_weight():
     """Every paper RAM whose reward has the sparse term carries it at its recipe's weight (a
-    tenth on the cluttered sets, 1 elsewhere), so a new reward is added to the recipe's own;
-    only ram6-sparse keeps the paper's weight of 1 everywhere. The new rewards' weights are
-    the same on every dataset (chosen once, on cluttered60's validation split)."""
+    tenth where the recipe trains the core with REINFORCE, 1 on mnist), so a new reward is
+    added to the recipe's own; only ram6-sparse keeps the paper's weight of 1 everywhere. The
+    new rewards' weights are the same on every dataset (chosen once, on cluttered60's
+    validation split)."""
     from ramlab.rewards import parse_reward
 
     paper = load_preset("paper")
@@ -314,8 +313,10 @@ def test_paper_rewards_add_to_each_recipes_own_sparse_weight():
                 assert weights.pop("sparse") == expected, (group.name, data)
             others.add(tuple(sorted(weights.items())))
         assert len(others) == 1, (group.name, others)
-    assert recipe_weight["cluttered60"] == recipe_weight["cluttered100"] == 0.1
-    assert recipe_weight["mnist"] == recipe_weight["translated60"] == 1.0
+    assert {d: w for d, w in recipe_weight.items() if w != 1.0} == dict.fromkeys(
+        ("translated60", "centred60", "cluttered60", "cluttered100"), 0.1
+    )
+    assert recipe_weight["mnist"] == 1.0
     combined = {g.name for g in paper.runs if "+" in g.model_config.get("reward", "")}
     assert combined == {"ram6-infogain", "ram6-bbox", "ram6-infogain-bbox"}
 
