@@ -81,9 +81,8 @@ class RAMConfig:
         "default, as in most PyTorch versions): the policy reads a detached state, and the core "
         "learns from the classification loss alone, so nothing asks it to keep where the digit "
         "is. On in the translated60 and cluttered recipes, with the sparse reward at a tenth (on "
-        "cluttered100 it sent far more glimpses to the digit; on mnist worse at weight 1, no better "
-        "at a tenth; "
-        "results/recipes/TUNING.md)",
+        "cluttered100 it sent far more glimpses to the digit; on mnist worse at weight 1 and no "
+        "better at a tenth; results/recipes/TUNING.md)",
     )
     policy_lr: float = param(
         1.0,
