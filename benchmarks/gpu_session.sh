@@ -163,7 +163,7 @@ fi
 if wanted profile; then
     # where a compiled step's time goes: GPU kernels a step, their time by category, launch gaps
     for batch in ${PROFILE_BATCHES:-128 2048}; do
-        run profile 90 "$RES/profile.txt" "$PY" benchmarks/profile_step.py --device cuda --config recipe \
+        run profile 150 "$RES/profile.txt" "$PY" benchmarks/profile_step.py --device cuda --config recipe \
             --batch "$batch" --steps 20 --json "$RES/profile-b$batch.json"
     done
 fi
