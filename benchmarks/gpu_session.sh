@@ -38,36 +38,20 @@
 # when present); the GPU figures are then also given as ratios to it.
 # The python environment (torch with CUDA, ramlab importable) must be set up by the caller.
 # Through this workplace's device tool (its machines have torch with CUDA but not pydantic,
-# and cannot download): here, once, `mkdir -p .git/info; echo /.whl/ >> .git/info/exclude`
-# and `python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12
-# --implementation cp --platform manylinux2014_x86_64 -d .whl pydantic==2.14.4
-# pydantic_core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5`; then run, with
-# carry [".whl"]:
-#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
-#   PYTHONPATH=/tmp/site:$PWD/src PY=python3 RAMLAB_COMMIT=<sha> bash benchmarks/gpu_session.sh
-# In a copy of the tree without .git, set RAMLAB_COMMIT=<commit> so the JSON files name it.
-# The recipe step needs MNIST, and the device machine cannot download it: here, once,
-# `mkdir -p .gpu-home/mnist && gzip -c ~/.cache/ramlab/mnist/X > .gpu-home/mnist/X.gz` for
-# the four files (11 MB; `echo /.gpu-home/ >> .git/info/exclude`), carry ".gpu-home" too and
-# set RAMLAB_HOME=$PWD/.gpu-home there (loading MNIST from it unpacks 53 MB beside the .gz
-# files: do that only on the device machine). Between calls, copy files_at's runs/gpu/$RUN to
-# runs/gpu/$RUN here and carry it: `STEPS=recipe` (with the same RUN and TRAIN_ARGS) resumes it.
-# The device tool returns at most 8 files from $OUT: end the command with
-# `cd $OUT && tar czf gpu.tgz results runs 2>/dev/null; rm -rf results runs`, and unpack the
-# archive here into a fresh folder per call (a later call's steps.txt and pytest.txt would
-# overwrite an earlier one's).
+# and cannot download), benchmarks/gpu_lease.sh prepares the wheels and MNIST here, runs the
+# plan for one call there (the recipe with the suite beside it, then the profile) and unpacks
+# what comes back. Set RAMLAB_COMMIT=<commit> in a copy of the tree without .git, so the JSON
+# files name it. Between calls, the recipe's run directory (runs/gpu/$RUN, checkpoints
+# included) comes back and is carried into the next call: `STEPS=recipe` (with the same RUN
+# and TRAIN_ARGS) resumes it.
 # The first lease (one H200, 2026-12-04, 15 minutes of device time all told): the machine
 # started in about 45 s; env took 10 s, gpu-tests 175 s, throughput 178 s, cost 23 s,
-# concurrency 80 s; profile and the serial suite did not fit. What is left for the next
-# lease, in order: `STEPS="env throughput profile cost-compiled"` (does the training step now
-# replay as CUDA graphs, where its time goes, and the RAM's latency without launch overhead),
-# then `STEPS=recipe` for what remains, then `suite`.
+# concurrency 80 s; profile and the serial suite did not fit. Left for the next lease: the
+# recipe, the profile (does the training step now replay as CUDA graphs, where its time goes),
+# the suite, then `STEPS="throughput cost-compiled"` (the RAM's latency without launch overhead).
+# The second session lent one (2026-12-06) was told "no new device machine is lent at present"
+# at its first call: no device time spent.
 # THROUGHPUT_BATCHES (128,512,2048) and PROFILE_BATCHES ("128 2048") shorten those steps.
-# The first lease's first call, whole (carry [".whl", ".gpu-home"]):
-#   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade
-#   --target /tmp/site .whl/*.whl || exit 3; export PYTHONPATH=/tmp/site:$PWD/src
-#   RAMLAB_HOME=$PWD/.gpu-home RAMLAB_COMMIT=<sha>; PY=python3 BUDGET=480 STEPS="..." bash
-#   benchmarks/gpu_session.sh; cd $OUT && tar czf gpu1.tgz results && rm -rf results
 # A dry run of any step on a CPU, here: TRAIN_ARGS' options come after the script's and win,
 # e.g. STEPS=recipe RUN=dry BUDGET=100 TRAIN_ARGS="--device cpu --train-limit 1024
 # --eval-limit 256 --threads 2 --compile false --test false" (checked on 2026-12-04: it
