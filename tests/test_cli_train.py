@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 
 import pytest
 import tiny
@@ -169,3 +170,45 @@ def test_train_ram_help_lists_every_model_field(capsys) -> None:
         assert "".join(field.metadata["help"].split()) in squeezed, field.name
     for option in ("--config", "--data", "--out", "--resume", "--epochs", "--train-limit"):
         assert option in text
+
+
+def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
+    fake_mnist, tmp_path, capsys, monkeypatch
+) -> None:
+    out = tmp_path / "tuning"
+    train = ["train", "ram", *TINY, "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", ["ramlab", *train, "--test", "false"])  # the command the run records
+    assert main(sys.argv[1:]) == 0
+    assert json.loads((out / "result.json").read_text())["test_error"] is None
+    capsys.readouterr()
+
+    # eval, robustness and glimpses refuse its test split, and say how to read it once ...
+    refused = [
+        ["eval", str(out)],
+        ["robustness", str(out), "--shift", "noise", "--levels", "0"],
+        ["glimpses", str(out), "--out", str(tmp_path / "test.png")],
+    ]
+    for args in refused:
+        assert main([*args, "--device", "cpu"]) == 2, args
+        err = capsys.readouterr().err
+        assert "trained with test: false" in err and "--split val" in err, args
+        assert "--resume --test true" in err and "--out " + str(out) in err, args
+    assert not (tmp_path / "test.png").exists()
+
+    # ... and read validation.
+    assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "val"
+    assert main(["glimpses", str(out), "--split", "val", "--out", str(tmp_path / "val.png"), "--device", "cpu"]) == 0
+    assert (tmp_path / "val.png").is_file()
+    capsys.readouterr()
+
+    # Made final by the resume the message names, which tests it once; eval then reads the
+    # same test scenes.
+    assert main([*train, "--resume", "--test", "true"]) == 0
+    final = json.loads((out / "result.json").read_text())
+    assert final["test_error"] is not None
+    capsys.readouterr()
+    assert main(["eval", str(out), "--limit", "8", "--device", "cpu"]) == 0  # the trainer's --eval-limit
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["error"] == pytest.approx(final["test_error"])
+    assert evaluation["loss"] == pytest.approx(final["test_loss"], rel=1e-5)

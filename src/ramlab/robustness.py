@@ -187,11 +187,12 @@ def robustness_sweep(
     sweep resumes).
     """
     from ramlab.provenance import git_commit
-    from ramlab.run import load_run
+    from ramlab.run import load_run, refuse_unread_test
 
     if split not in SWEEP_SPLITS:
         raise unknown_name("robustness split", split, SWEEP_SPLITS)
     config, model = load_run(run_dir, device=device)
+    refuse_unread_test(run_dir, config, split)
     base = resolve_spec(config.data)
     wanted = resolve_levels(base, shifts if shifts is not None else dict.fromkeys(SHIFTS))
     seed = config.train.data_seed

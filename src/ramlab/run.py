@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,27 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Mo
     return config, model.eval()
 
 
+def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> None:
+    """Raises when `split` is the test split of a tuning run (trained with `test: false`).
+
+    A model's test split is read once, when it is final: the trainer reads it with `--test
+    true`, and a tuning run chosen on validation becomes final by resuming it so, which
+    tests its best checkpoint then. Until then every evaluation of it reads validation."""
+    if split != "test" or config.train.test:
+        return
+    result = Path(run_dir, "result.json")
+    command = json.loads(result.read_text()).get("command") if result.is_file() else None
+    if command:
+        resume = "" if " --resume" in command else " --resume"
+        how = f"resume it with --test true, which tests its best checkpoint once: {command}{resume} --test true"
+    else:
+        how = f"resume it with --test true (ramlab train ... --out {run_dir} --resume --test true)"
+    raise RamlabError(
+        f"{run_dir} was trained with test: false (a tuning run), so its test split stays unread: "
+        f"use --split val, or, to make it a final model, {how}"
+    )
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -43,6 +65,7 @@ def evaluate_run(
 ) -> dict[str, Any]:
     """Evaluate a run's best model on a dataset (a name or SceneSpec) of the same canvas."""
     config, model = load_run(run_dir, device=device)
+    refuse_unread_test(run_dir, config, split)
     data = data or config.data
     if image_size(data) != image_size(config.data):
         raise RamlabError(

@@ -1,4 +1,4 @@
-"""`ramlab glimpses RUN_DIR --out FILE.png [--gif FILE.gif] [--count N]`."""
+"""`ramlab glimpses RUN_DIR --out FILE.png [--gif FILE.gif] [--count N] [--split val|test]`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "glimpses",
         help="draw an attention model's glimpse trajectories on test scenes (PNG grid, GIF)",
-        description="Run a trained attention model once on the first test scenes of its dataset "
-        "and draw where it looked: the path of numbered glimpses, every scale's patch, the digit's "
+        description="Run a trained attention model once on some test (or validation) scenes of "
+        "its dataset, a fixed random subset, and draw where it looked: the path of numbered glimpses, every scale's patch, the digit's "
         "bounding box, the true label and the prediction after each glimpse.",
     )
     p.add_argument("run", metavar="RUN_DIR", help="a run directory of an attention model (e.g. ram)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="where to write the PNG grid")
     p.add_argument("--gif", metavar="FILE.gif", help="also write an animation, one frame per glimpse")
-    p.add_argument("--count", type=int, default=6, help="number of test scenes (default 6)")
+    p.add_argument("--count", type=int, default=6, help="number of scenes (default 6)")
+    p.add_argument(
+        "--split",
+        choices=("val", "test"),
+        default="test",
+        help="scenes of this split (default test; val for a tuning run, whose test split stays unread)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda (default auto)")
     p.set_defaults(handler=cmd_glimpses)
 
@@ -27,7 +33,9 @@ def cmd_glimpses(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise RamlabError(f"--count must be >= 1, got {args.count}")
-    draw_run_glimpses(args.run, png=args.out, gif=args.gif, count=args.count, device=args.device)
+    draw_run_glimpses(
+        args.run, png=args.out, gif=args.gif, count=args.count, split=args.split, device=args.device
+    )
     print(args.out)
     if args.gif:
         print(args.gif)

@@ -41,11 +41,12 @@ def evaluate_run_extras(
     from ramlab.data.loader import SceneLoader
     from ramlab.evaluate import evaluate
     from ramlab.provenance import git_commit
-    from ramlab.run import load_run
+    from ramlab.run import load_run, refuse_unread_test
     from ramlab.viz.glimpses import animate_trajectories, draw_trajectories, trajectories, where_glimpses_go
 
     run_dir = Path(run_dir)
     config, model = load_run(run_dir, device=device)
+    refuse_unread_test(run_dir, config, "test")
     # The trainer's test scenes unless told otherwise, so sampled and mean-policy errors compare.
     limit = spec.limit or config.train.eval_limit
     scenes = datasets.load_split(config.data, "test", seed=config.train.data_seed, limit=limit)

@@ -237,14 +237,17 @@ def draw_run_glimpses(
     png: str | Path,
     gif: str | Path | None = None,
     count: int = 6,
+    split: str = "test",
     device: str = "cpu",
 ) -> Trajectories:
-    """Draw the glimpses of a run's best model on the first `count` test scenes of its data."""
+    """Draw the glimpses of a run's best model on `count` scenes of its data's `split` (val or
+    test; a fixed random subset, the same for every run)."""
     from ramlab.data.datasets import load_split
-    from ramlab.run import load_run
+    from ramlab.run import load_run, refuse_unread_test
 
     config, model = load_run(run_dir, device=device)
-    scenes = load_split(config.data, "test", seed=config.train.data_seed, limit=count)
+    refuse_unread_test(run_dir, config, split)
+    scenes = load_split(config.data, split, seed=config.train.data_seed, limit=count)
     traj = trajectories(model, scenes)
     title = f"{config.model} on {config.data}, {traj.steps} glimpses, seed {config.train.seed}"
     draw_trajectories(traj, png, title=title)
