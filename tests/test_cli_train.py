@@ -198,8 +198,9 @@ def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
     # ... and read validation.
     assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 0
     assert json.loads(capsys.readouterr().out)["split"] == "val"
-    assert main(["glimpses", str(out), "--split", "val", "--out", str(tmp_path / "val.png"), "--device", "cpu"]) == 0
-    assert (tmp_path / "val.png").is_file()
+    drawn = tmp_path / "val.png"
+    assert main(["glimpses", str(out), "--split", "val", "--out", str(drawn), "--device", "cpu"]) == 0
+    assert drawn.is_file()
     capsys.readouterr()
 
     # Made final by the resume the message names, which tests it once; eval then reads the

@@ -43,12 +43,13 @@ def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> No
     command = json.loads(result.read_text()).get("command") if result.is_file() else None
     if command:
         resume = "" if " --resume" in command else " --resume"
-        how = f"resume it with --test true, which tests its best checkpoint once: {command}{resume} --test true"
+        how = f"{command}{resume} --test true"
     else:
-        how = f"resume it with --test true (ramlab train ... --out {run_dir} --resume --test true)"
+        how = f"ramlab train ... --out {run_dir} --resume --test true"
     raise RamlabError(
         f"{run_dir} was trained with test: false (a tuning run), so its test split stays unread: "
-        f"use --split val, or, to make it a final model, {how}"
+        "use --split val, or, to make it a final model, resume it with --test true, which tests "
+        f"its best checkpoint once: {how}"
     )
 
 
