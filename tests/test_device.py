@@ -17,15 +17,18 @@ def test_cpu_and_auto_resolve_to_a_device() -> None:
     assert resolve_device("auto").type == expected
 
 
-def test_a_wrong_device_lists_the_valid_ones() -> None:
-    with pytest.raises(RamlabError, match="valid: auto, cpu, cuda, cuda:N"):
-        resolve_device("tpu")
+@pytest.mark.parametrize("name", ["tpu", "cuda0", "cuda:", "cuda:x", "cudas"])
+def test_a_wrong_device_lists_the_valid_ones(name: str) -> None:
+    # a mistyped CUDA device is named as unknown, not as CUDA being missing (or torch's traceback)
+    with pytest.raises(RamlabError, match=f"unknown device '{name}'; valid: auto, cpu, cuda, cuda:N"):
+        resolve_device(name)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is missing")
-def test_cuda_without_cuda_says_what_to_use() -> None:
-    with pytest.raises(RamlabError, match="--device cpu"):
-        resolve_device("cuda")
+@pytest.mark.parametrize("name", ["cuda", "cuda:1"])
+def test_cuda_without_cuda_says_what_to_use(name: str) -> None:
+    with pytest.raises(RamlabError, match="CUDA is not available; use --device cpu"):
+        resolve_device(name)
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")

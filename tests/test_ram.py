@@ -267,6 +267,13 @@ def test_build_model_by_name() -> None:
         ({"glimpse_conv": -1}, r"glimpse_conv must be >= 0 \(0: no convolution\), got -1"),
         ({"glimpse_conv": 4, "glimpse_size": 5}, "glimpse_conv needs an even glimpse_size .*got 5"),
         ({"glimpse_combine": "prod"}, "glimpse_combine must be one of sum, product; got 'prod'"),
+        ({"reinforce_weight": -1.0}, r"reinforce_weight must be >= 0 \(0: no such term\), got -1.0"),
+        ({"baseline_weight": -0.5}, "baseline_weight must be >= 0"),
+        ({"entropy_weight": -0.01, "learn_std": True}, "entropy_weight must be >= 0"),
+        (
+            {"entropy_weight": 0.01},
+            "entropy_weight needs learn_std true: a fixed std's entropy is a constant",
+        ),
     ],
 )
 def test_config_errors(changes: dict, message: str) -> None:

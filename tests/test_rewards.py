@@ -132,6 +132,9 @@ def test_parse_reward_reads_weighted_sums() -> None:
     assert parse_reward(" 2 * infogain + sparse ") == {"infogain": 2.0, "sparse": 1.0}
     assert parse_reward("bbox+0.25*bbox") == {"bbox": 1.25}
     assert parse_reward("1e-2*bbox") == {"bbox": 0.01}
+    # an exponent's '+' is not a '+' between terms
+    assert parse_reward("sparse+1e+0*bbox") == {"sparse": 1.0, "bbox": 1.0}
+    assert parse_reward("2.5E+1*infogain+sparse") == {"infogain": 25.0, "sparse": 1.0}
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import sys
 
 import torch
@@ -18,7 +19,7 @@ DEVICES = ("auto", "cpu", "cuda")
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
+    if re.fullmatch(r"cuda(:[0-9]+)?", name):
         if not torch.cuda.is_available():
             raise RamlabError(f"device {name!r} requested but CUDA is not available; use --device cpu")
         return torch.device(name)

@@ -71,12 +71,14 @@ REWARDS: dict[str, Callable] = {
     "bbox": bbox_reward,
 }
 _TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[a-z_]+)\s*$")
+_PLUS = re.compile(r"(?<![0-9.][eE])\+")
+"""The '+' between terms, not the one of an exponent (`1e+0*bbox`)."""
 
 
 def parse_reward(spec: str) -> dict[str, float]:
     """`"sparse+0.5*bbox"` -> {"sparse": 1.0, "bbox": 0.5}; unknown names list the valid ones."""
     weights: dict[str, float] = {}
-    for term in spec.split("+"):
+    for term in _PLUS.split(spec):
         match = _TERM.match(term)
         if not match:
             raise RamlabError(

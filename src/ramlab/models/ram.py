@@ -172,6 +172,14 @@ class RAMConfig:
             raise RamlabError(
                 f"ram policy_lr must be > 0 (a multiplier of the learning rate), got {self.policy_lr}"
             )
+        for name in ("reinforce_weight", "baseline_weight", "entropy_weight"):
+            if getattr(self, name) < 0:
+                raise RamlabError(f"ram {name} must be >= 0 (0: no such term), got {getattr(self, name)}")
+        if self.entropy_weight and not self.learn_std:
+            raise RamlabError(
+                "ram entropy_weight needs learn_std true: a fixed std's entropy is a constant, "
+                "with no gradient, so the bonus would do nothing"
+            )
         if not 0 <= self.gamma <= 1:
             raise RamlabError(f"ram gamma must be in [0, 1], got {self.gamma}")
         if not 0 <= self.dropout < 1:
