@@ -15,8 +15,8 @@ from ramlab.data.loader import SceneLoader
 from ramlab.errors import RamlabError
 from ramlab.evaluate import evaluate
 from ramlab.run import load_run
-from ramlab.runconfig import TrainConfig
-from ramlab.trainer import Trainer
+from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.trainer import Trainer, build_run_model
 
 
 def test_the_average_by_hand() -> None:
@@ -55,7 +55,13 @@ def test_a_run_validates_keeps_and_tests_the_average(fake_mnist, tmp_path) -> No
     # The run's test error is the average's: a finished run's loader reads best.pt.
     _, model = load_run(out)
     test = SceneLoader(load_split("translated60", "test", seed=0, limit=8), batch_size=8)
-    assert evaluate(model, test).error == result["test_error"]
+    tested = evaluate(model, test)
+    assert tested.error == result["test_error"]
+    # (8 scenes make the error coarse: the loss tells the average from the raw weights)
+    assert tested.loss == pytest.approx(result["test_loss"], rel=1e-6)
+    raw = build_run_model(RunConfig.load(out / "config.yaml"), torch.device("cpu"))
+    raw.load_state_dict(last["model"])
+    assert evaluate(raw.eval(), test).loss != pytest.approx(result["test_loss"], rel=1e-6)
 
 
 def test_resume_with_an_average_is_exact(fake_mnist, tmp_path, monkeypatch) -> None:

@@ -331,6 +331,7 @@ def test_a_finished_untested_run_is_tested_once_by_a_resume_with_test(
     # The same test error as a run that tested itself at the end.
     straight = Trainer(tiny_config(), tmp_path / "straight").fit()
     assert tested["test_error"] == straight["test_error"]
+    assert tested["test_loss"] == pytest.approx(straight["test_loss"], rel=1e-6)  # finer than 8 scenes' error
 
     with monkeypatch.context() as patch:  # and never again
         patch.setattr(trainer_module, "evaluate", None)
