@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import tiny
+import torch
 import yaml
 from test_cli_train import TINY as TINY_CPU
+from test_trainer import straight_and_resumed, tiny_config, weights
 
 from ramlab import robustness
+from ramlab.checkpoint import load_checkpoint
 from ramlab.cli import main
 
 pytestmark = pytest.mark.gpu
@@ -86,6 +89,19 @@ def test_compiled_training_on_cuda_follows_the_eager_one(fake_mnist, tmp_path, c
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "compiled"), "--device", "cuda"]) == 0
     assert json.loads(capsys.readouterr().out)["count"] == 20
+
+
+def test_an_interrupted_cuda_run_resumes_with_the_draws_it_would_have_made(
+    fake_mnist, tmp_path, monkeypatch
+) -> None:
+    # The rollouts' generator on the GPU is saved mid-epoch and restored (test_trainer checks
+    # the same path on a CPU bit for bit); here up to the GPU kernels' rounding.
+    config = tiny_config(device="cuda", checkpoint_every=1)
+    a, b = straight_and_resumed(config, tmp_path, monkeypatch, interrupt_at=5)
+    assert load_checkpoint(b / "last.pt")["sample_generator"] is not None
+    straight, resumed = weights(a / "last.pt"), weights(b / "last.pt")
+    for name in straight:
+        assert torch.allclose(straight[name], resumed[name], rtol=1e-4, atol=1e-6), name
 
 
 def test_cost_on_cuda(tmp_path, capsys) -> None:

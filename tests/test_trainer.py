@@ -217,6 +217,21 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(
     assert log("b") == log("a")
 
 
+def test_a_gpu_runs_sampling_generator_resumes_where_it_stopped(fake_mnist, tmp_path, monkeypatch) -> None:
+    # On a GPU the rollouts draw from a generator of their own, saved in last.pt and restored
+    # mid-epoch (here on a CPU, the same code path): interrupted at step 5 (epoch 2, step 2,
+    # a checkpoint every step), the resumed run ends with the uninterrupted one's weights.
+    config = tiny_config(checkpoint_every=1)
+    Trainer(config, tmp_path / "cpu").fit()  # the CPU's path: one generator for order and draws
+    monkeypatch.setattr(Trainer, "_samples_from_epoch_generator", property(lambda self: False))
+    a, b = straight_and_resumed(config, tmp_path, monkeypatch, interrupt_at=5)
+    assert load_checkpoint(b / "last.pt")["sample_generator"] is not None
+    assert_same_weights(weights(a / "last.pt"), weights(b / "last.pt"))
+    # The draws were the generator's own (the weights differ from the CPU path's).
+    own, shared = weights(a / "last.pt"), weights(tmp_path / "cpu" / "last.pt")
+    assert any(not torch.equal(own[name], shared[name]) for name in own)
+
+
 def test_fresh_scenes_move_the_digits_but_keep_them(fake_mnist) -> None:
     config, cpu = tiny_config(fresh_scenes=True), torch.device("cpu")
     first, second = fresh_train_loader(config, 1, cpu), fresh_train_loader(config, 2, cpu)

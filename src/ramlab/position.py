@@ -21,8 +21,17 @@ class Position:
     best_epoch: int = -1
     train_seconds: float = 0.0
     generator: torch.Tensor | None = None  # the epoch generator's state within an epoch
+    sample_generator: torch.Tensor | None = None  # on a GPU, its rollouts' generator's state too
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any]) -> Position:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in state.items() if k in names})
+
+
+def seeded_generator(device: torch.device, seed: int, state: torch.Tensor | None) -> torch.Generator:
+    """A generator on `device` seeded with `seed`, then set to the saved `state` if any."""
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if state is not None:
+        generator.set_state(state)
+    return generator

@@ -11,7 +11,8 @@ A run directory holds:
 
 Exact resume: epoch e shuffles and samples from a generator seeded with (seed, e), and a
 checkpoint stores that generator's state, so an interrupted run continued with `resume`
-ends with the same weights as an uninterrupted one (on CPU). SIGTERM or Ctrl-C stops the run
+ends with the same weights as an uninterrupted one (on a GPU the rollouts draw from a GPU
+generator, saved alike: the same draws, up to the non-determinism of its kernels). SIGTERM or Ctrl-C stops the run
 after the step in progress, with last.pt written at that step (`ramlab.stop_signal`).
 """
 
@@ -44,7 +45,7 @@ from ramlab.metrics import MetricsLog, open_tensorboard, write_tensorboard
 from ramlab.models.base import Model
 from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
-from ramlab.position import Position
+from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, split_loaders
@@ -176,12 +177,19 @@ class Trainer:
             self.train = self.fresh.loader(pos.epoch)
         elif self.fresh is not None:  # epoch 0 trains on the cached scenes
             self.fresh.start(1)
-        generator = torch.Generator().manual_seed(epoch_seed(cfg.seed, pos.epoch))
+        seed, part_done = epoch_seed(cfg.seed, pos.epoch), pos.step_in_epoch > 0
+        generator = torch.Generator().manual_seed(seed)
         order = self.train.order(generator)
-        if pos.generator is not None and pos.step_in_epoch > 0:
+        if pos.generator is not None and part_done:
             generator.set_state(pos.generator)
         self.generator = generator
-        sample_gen = generator if self.device.type == "cpu" else None
+        # A GPU's rollouts draw from a generator there (a CPU one cannot fill its tensors),
+        # seeded and saved alike: a resumed GPU run goes on with the draws it would have made.
+        self.sample_generator = sample_gen = (
+            generator
+            if self._samples_from_epoch_generator
+            else seeded_generator(self.device, seed, pos.sample_generator if part_done else None)
+        )
         copies = model.training_copies  # the RAM's M rollouts per image
         model.train()
         bar = tqdm(
@@ -232,7 +240,7 @@ class Trainer:
         bar.close()
         self._clock()
         pos.epoch += 1
-        pos.step_in_epoch, pos.generator = 0, None
+        pos.step_in_epoch, pos.generator, pos.sample_generator = 0, None, None
 
     def _stop_if_asked(self) -> None:
         """After a step or an epoch that wrote last.pt: stop if a signal asked to."""
@@ -362,6 +370,8 @@ class Trainer:
     def _checkpoint(self, path: Path) -> None:
         position = {f.name: getattr(self.pos, f.name) for f in fields(self.pos)}
         position["generator"] = self.generator.get_state()
+        if self.sample_generator is not self.generator:
+            position["sample_generator"] = self.sample_generator.get_state()
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.average.averaged is not None:
             state["ema"] = self.average.state_dict()
@@ -392,6 +402,10 @@ class Trainer:
 
     @property
     def _checks_every_step(self) -> bool:
+        return self.device.type == "cpu"
+
+    @property
+    def _samples_from_epoch_generator(self) -> bool:
         return self.device.type == "cpu"
 
     def _non_finite_message(self, loss: float, step: int, *, since_check: bool = False) -> str:
