@@ -213,3 +213,19 @@ def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["error"] == pytest.approx(final["test_error"])
     assert evaluation["loss"] == pytest.approx(final["test_loss"], rel=1e-5)
+
+
+def test_eval_draws_in_the_runs_evaluation_batches(fake_mnist, tmp_path, capsys) -> None:
+    # Sampled locations are drawn batch by batch: ramlab eval --sample uses the run's
+    # eval_batch_size (3 here), so it repeats the trainer's sampled test figures.
+    out = tmp_path / "run"
+    assert (
+        main(["train", "ram", *TINY, "--eval-sample", "true", "--eval-batch-size", "3", "--out", str(out)])
+        == 0
+    )
+    final = json.loads((out / "result.json").read_text())
+    capsys.readouterr()
+    assert main(["eval", str(out), "--sample", "--limit", "8", "--device", "cpu"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["count"] == final["test_count"] == 8
+    assert evaluation["loss"] == pytest.approx(final["test_loss"], rel=1e-6)

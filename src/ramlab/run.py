@@ -62,9 +62,12 @@ def evaluate_run(
     rollouts: int = 1,
     limit: int | None = None,
     device: str = "auto",
-    batch_size: int = 1000,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a run's best model on a dataset (a name or SceneSpec) of the same canvas."""
+    """Evaluate a run's best model on a dataset (a name or SceneSpec) of the same canvas, in
+    batches of the run's `eval_batch_size` unless `batch_size` says otherwise (sampled draws,
+    and a random first location, are drawn batch by batch: the trainer's batches repeat its
+    figures)."""
     config, model = load_run(run_dir, device=device)
     refuse_unread_test(run_dir, config, split)
     data = data or config.data
@@ -74,6 +77,7 @@ def evaluate_run(
             f"{data} has {image_size(data)}: choose a dataset of the same canvas size"
         )
     scenes = load_split(data, split, seed=config.train.data_seed, limit=limit)
+    batch_size = batch_size or config.train.eval_batch_size
     loader = SceneLoader(scenes, batch_size=batch_size, device=next(model.parameters()).device)
     result = evaluate(model, loader, sample=sample, rollouts=rollouts)
     return {

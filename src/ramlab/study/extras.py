@@ -50,7 +50,9 @@ def evaluate_run_extras(
     # The trainer's test scenes unless told otherwise, so sampled and mean-policy errors compare.
     limit = spec.limit or config.train.eval_limit
     scenes = datasets.load_split(config.data, "test", seed=config.train.data_seed, limit=limit)
-    loader = SceneLoader(scenes, batch_size=1000, device=next(model.parameters()).device)
+    loader = SceneLoader(
+        scenes, batch_size=config.train.eval_batch_size, device=next(model.parameters()).device
+    )
     with torch.no_grad():
         attention = model(next(iter(loader)).images[:2]).rollout is not None
     result: dict[str, Any] = {
