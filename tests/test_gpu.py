@@ -19,6 +19,7 @@ from test_trainer import straight_and_resumed, tiny_config, weights
 from ramlab import robustness
 from ramlab.checkpoint import load_checkpoint
 from ramlab.cli import main
+from ramlab.cost import measure_cost
 
 pytestmark = pytest.mark.gpu
 
@@ -118,6 +119,16 @@ def test_cost_on_cuda(tmp_path, capsys) -> None:
     ]
     for row in rows:
         assert row["throughput"] > 0 and row["latency_ms"] > 0 and row["peak_memory_mb"] > 0
+
+
+@pytest.mark.parametrize("model", ["ram", "resnet"])
+def test_peak_memory_on_cuda_counts_what_the_cpu_counts(model: str) -> None:
+    # Weights, input and the pass's activations, as the CPU's storage tracker counts them; not
+    # the throughput batch held beside them (256 images of 100x100: 9.8 MiB).
+    on_gpu = measure_cost(model, 100, device="cuda", batch=256, repeats=1)
+    on_cpu = measure_cost(model, 100, device="cpu", batch=256, repeats=1)
+    assert on_gpu["throughput_batch"] == 256
+    assert on_gpu["peak_memory_mb"] == pytest.approx(on_cpu["peak_memory_mb"], rel=0.25, abs=0.5)
 
 
 @pytest.mark.slow

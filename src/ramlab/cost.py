@@ -44,7 +44,9 @@ Peak memory: the most bytes held at once by live tensors (weights, buffers, inpu
 activations) during one batch-1 forward pass. On CPU it is tracked by a dispatch mode that
 watches every tensor storage the model creates (tracemalloc cannot see torch's allocator
 and `resource`'s maximum RSS is per process, not per measurement); kernel scratch space is
-not seen. On CUDA it is `torch.cuda.max_memory_allocated`.
+not seen. On CUDA it is the weights, buffers and input plus what `torch.cuda.max_memory_allocated`
+rose by during the pass (not its whole peak, which would also count whatever else is held:
+the throughput batch, an earlier row's tensors).
 """
 
 from __future__ import annotations
@@ -188,14 +190,18 @@ class LiveTensorMemory(TorchDispatchMode):
 
 def peak_memory_bytes(model: Model, images: torch.Tensor) -> int:
     """The most bytes held at once by live tensors during `model(images)` (see the module doc)."""
+    start = [images, *model.parameters(), *model.buffers()]
     if images.device.type == "cuda":
-        torch.cuda.synchronize(images.device)
-        torch.cuda.reset_peak_memory_stats(images.device)
+        device = images.device
+        torch.cuda.synchronize(device)
+        held = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
         with torch.no_grad():
             model(images)
-        torch.cuda.synchronize(images.device)
-        return torch.cuda.max_memory_allocated(images.device)
-    start = [images, *model.parameters(), *model.buffers()]
+        torch.cuda.synchronize(device)
+        rise = torch.cuda.max_memory_allocated(device) - held
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in start}
+        return sum(storages.values()) + rise  # each storage once, as on the CPU
     with torch.no_grad(), LiveTensorMemory(start=start) as tracker:
         model(images)
     return tracker.peak
