@@ -103,6 +103,20 @@ def test_time_left_is_remaining_estimates_over_jobs_refined_by_measurements():
     assert tracker.seconds_left() == 0.0
 
 
+def test_time_left_learns_nothing_from_a_failed_task():
+    now = [0.0]
+    tasks = [task(f"t{i}", seconds=100.0) for i in range(3)]
+    tracker = Tracker(tasks, jobs=1, progress=lambda line: None, clock=lambda: now[0])
+    tracker.start("t0")
+    now[0] = 2.0
+    tracker.end("t0", returncode=1)  # failed after 2 s of an estimated 100
+    assert tracker.seconds_left() == pytest.approx(200)  # the estimates stand
+    tracker.start("t1")
+    now[0] = 152.0
+    tracker.end("t1", returncode=0)  # 150 s of 100: the last one is scaled by 1.5
+    assert tracker.seconds_left() == pytest.approx(150)
+
+
 def test_duration():
     assert [duration(s) for s in (0.04, 9.9, 45, 185, 7440)] == ["0.0s", "9.9s", "45s", "3m05s", "2h04m"]
 
