@@ -206,6 +206,7 @@ def test_a_failed_run_does_not_stop_the_others(fake_mnist, tmp_path, monkeypatch
         tmp_path / "mine.yaml",
         runs=[
             {"name": "bad", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
+            {"name": "oom", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
             {"name": "good", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
         ],
         evaluate={"glimpses": 0, "sampled": False},
@@ -217,15 +218,21 @@ def test_a_failed_run_does_not_stop_the_others(fake_mnist, tmp_path, monkeypatch
     def fit(self, **kwargs):
         if self.out.name.startswith("bad-"):
             raise RamlabError("the loss became nan")
+        if self.out.name.startswith("oom-"):  # not a RamlabError: a job's failure all the same
+            raise RuntimeError("CUDA out of memory")
         return real_fit(self, **kwargs)
 
     monkeypatch.setattr(trainer.Trainer, "fit", fit)
     logs: list[str] = []
-    with pytest.raises(
-        RamlabError, match=r"1 job\(s\) of the study failed.*\n  train bad-translated60-seed0: the loss"
-    ):
+    failed = (
+        r"2 job\(s\) of the study failed.*\n  train bad-translated60-seed0: the loss.*"
+        r"\n  train oom-translated60-seed0: RuntimeError: CUDA out of memory"
+    )
+    with pytest.raises(RamlabError, match=failed):
         study.run_study(preset, out=tmp_path / "s", log=logs.append)
     assert "[study] skipped: eval bad-translated60-seed0 (its training failed)" in logs
+    assert "[study] skipped: eval oom-translated60-seed0 (its training failed)" in logs
+    assert any("Traceback" in line and "RuntimeError: CUDA out of memory" in line for line in logs)
     assert (tmp_path / "s" / "runs" / "good-translated60-seed0" / "eval.json").is_file()
     assert "good-translated60-seed0" in (tmp_path / "s" / "report.md").read_text()
 
@@ -236,9 +243,12 @@ def test_a_changed_preset_does_not_silently_reuse_a_finished_run(fake_mnist, tmp
     changed = write_preset(tmp_path / "p.yaml", train={**TINY_TRAIN, "epochs": 3})
     loaded = load_preset(changed)
     run = Study(loaded, out, log=lambda _: None)
+    refused = r"holds a run with another config .*train\.epochs: 2 -> 3"
+    with pytest.raises(RamlabError, match=refused):  # finished: not counted as done ...
+        run.run(report=False)
     job = run.jobs()[0]
-    (out / "runs" / job.run / "result.json").unlink()  # make it run again
-    with pytest.raises(RamlabError, match=r"holds a run with another config .*train\.epochs: 2 -> 3"):
+    (out / "runs" / job.run / "result.json").unlink()  # ... nor continued when unfinished
+    with pytest.raises(RamlabError, match=refused):
         run.run(report=False)
 
 

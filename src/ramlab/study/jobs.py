@@ -38,10 +38,9 @@ def config_difference(old: dict, new: dict) -> str:
     return ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in keys[:6]) or "none"
 
 
-def run_train(ctx: Context, job: Job, *, trainer_class: type | None = None) -> None:
-    """Train the run (or resume it from its last.pt); `trainer_class` replaces the Trainer."""
-    from ramlab.trainer import Trainer
-
+def checked_run_config(ctx: Context, job: Job) -> RunConfig:
+    """The training job's config; a RamlabError if its run folder holds a run (finished or
+    not) made with another: a changed preset never silently reuses, or continues, it."""
     config = ctx.run_config(job)
     if ctx.threads:
         config = config.with_overrides(train={"threads": ctx.threads}, model_config={})
@@ -57,6 +56,15 @@ def run_train(ctx: Context, job: Job, *, trainer_class: type | None = None) -> N
                 f"({config_difference(old.to_dict(), config.to_dict())}); delete that folder to redo "
                 "the run, or choose another --out"
             )
+    return config
+
+
+def run_train(ctx: Context, job: Job, *, trainer_class: type | None = None) -> None:
+    """Train the run (or resume it from its last.pt); `trainer_class` replaces the Trainer."""
+    from ramlab.trainer import Trainer
+
+    config = checked_run_config(ctx, job)
+    run_dir = ctx.run_dir(job.run)
     # resume=True also starts a fresh run: it continues from last.pt only when there is one.
     trainer = (trainer_class or Trainer)(config, run_dir, command=f"{ctx.command}  # job: {job.title}")
     trainer.fit(resume=True)
@@ -173,7 +181,10 @@ def _read_json(path: Path) -> dict:
 def is_done(ctx: Context, job: Job) -> bool:
     """Whether the job's output exists, made with the preset's current settings."""
     if job.kind == "train":
-        return (ctx.run_dir(job.run) / "result.json").is_file()
+        if not (ctx.run_dir(job.run) / "result.json").is_file():
+            return False
+        checked_run_config(ctx, job)  # a finished run made with another config: a clear error
+        return True
     if job.kind == "eval":
         path = ctx.run_dir(job.run) / "eval.json"
         return path.is_file() and _read_json(path).get("settings") == eval_settings(ctx.preset.evaluate)

@@ -7,7 +7,8 @@ other executor (`ramlab.execute`: local, ray, slurm) runs each job as its own pr
 
 A job whose output exists is skipped; an interrupted training resumes from its last.pt; a
 robustness sweep or a cost measurement keeps what it already wrote. A job that fails (a
-RamlabError) is logged and the jobs that need it are skipped; the others go on, and the
+RamlabError, or any other error: its traceback goes to the log) is logged and the jobs that
+need it are skipped; the others go on, and the
 failures are raised together at the end. So a study stopped at any point continues where
 it stopped, and a finished job is never redone.
 """
@@ -15,6 +16,7 @@ it stopped, and a finished job is never redone.
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -162,9 +164,13 @@ class Study(Context):
             model, work = self._left(job)
             try:
                 seconds = run_job(self, job)
-            except RamlabError as exc:
-                self.log(f"[study] FAILED: {job.title}: {exc}")
-                failures.append(f"{job.title}: {exc}")
+            except Exception as exc:  # one job's failure, as under the process executors
+                reason = str(exc)
+                if not isinstance(exc, RamlabError):  # CUDA out of memory, a full disk, a bug
+                    self.log(traceback.format_exc().rstrip())
+                    reason = f"{type(exc).__name__}: {exc}"
+                self.log(f"[study] FAILED: {job.title}: {reason}")
+                failures.append(f"{job.title}: {reason}")
                 failed.add(job.id)
                 continue
             self._rates.add(job.kind, model, work, seconds=seconds, data=job.data)
