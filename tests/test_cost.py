@@ -79,6 +79,7 @@ def test_cnn_flops_grow_with_the_pixel_count():
 
 
 def test_rows_describe_themselves(tmp_path):
+    torch.set_num_threads(1)
     rows = measure_costs(["resnet", "ram"], [28, 200], **QUICK)
     assert [(row["model"], row["size"]) for row in rows] == [
         ("resnet", 28),
@@ -91,6 +92,7 @@ def test_rows_describe_themselves(tmp_path):
         assert row["latency_ms"] > 0 and row["throughput"] > 0 and row["peak_memory_mb"] > 0
         assert row["throughput_batch"] == min(2, throughput_batch(2, row["size"]))
         assert row["flops_by_op"] and sum(row["flops_by_op"].values()) == row["flops"]
+        assert row["threads"] == 1  # how it was timed
     # The config actually used: the RAM keeps g = 12 and adds scales (12 * 2^4 = 192 >= 0.8 * 200).
     assert rows[3]["config"]["glimpse_size"] == 12 and rows[3]["config"]["scales"] == 5
     assert rows[3]["config"] == {**RAMConfig().__dict__, "scales": 5}

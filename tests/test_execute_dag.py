@@ -14,10 +14,9 @@ from ramlab.execute.dag import Tracker, duration
 from ramlab.execute.resources import GpuPool, check_cpus, visible_gpus
 
 
-def task(task_id: str, *deps: str, seconds: float = 60.0) -> Task:
-    return Task(
-        id=task_id, argv=["true"], deps=deps, log=Path(f"/nonexistent/{task_id}.log"), seconds=seconds
-    )
+def task(task_id: str, *deps: str, seconds: float = 60.0, alone: bool = False) -> Task:
+    log = Path(f"/nonexistent/{task_id}.log")
+    return Task(id=task_id, argv=["true"], deps=deps, log=log, seconds=seconds, alone=alone)
 
 
 def test_task_normalises_and_validates():
@@ -41,10 +40,30 @@ def test_topological_order_and_levels():
     assert [[t.id for t in wave] for wave in levels(tasks)] == [["a", "b"], ["c", "d"], ["e"]]
 
 
+def test_a_task_marked_alone_runs_after_every_other_and_with_none_beside_it():
+    # "t" times something (it needs nothing), "u" after it; a and b train, c needs a.
+    tasks = [task("t", alone=True), task("u", "t", alone=True), task("a"), task("b"), task("c", "a")]
+    assert [[t.id for t in wave] for wave in levels(tasks)] == [["a", "b"], ["c"], ["t"], ["u"]]
+    tracker = Tracker(tasks, jobs=4, progress=lambda line: None)
+    assert [t.id for t in tracker.ready()] == ["a", "b"]
+    tracker.start("a")
+    tracker.start("b")
+    tracker.end("a", returncode=1)  # c is skipped with it
+    assert tracker.ready() == []  # b still runs
+    tracker.end("b", returncode=0)
+    assert [t.id for t in tracker.ready()] == ["t"]  # nothing running or left: t, alone
+    tracker.start("t")
+    assert tracker.ready() == []
+    tracker.end("t", returncode=0)
+    assert [t.id for t in tracker.ready()] == ["u"]
+    # (the executors: test_execute_local, test_execute_ray)
+
+
 @pytest.mark.parametrize(
     ("tasks", "message"),
     [
         ([task("a"), task("a")], "two tasks have the id 'a'"),
+        ([task("t", alone=True), task("a", "t")], "a depends on t, which runs alone after every other task"),
         ([task("a", "zzz")], "unknown task\\(s\\): zzz"),
         ([task("a", "c"), task("b", "a"), task("c", "b")], "cycle: a -> c -> b -> a"),
     ],

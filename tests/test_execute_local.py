@@ -81,6 +81,26 @@ def max_overlap(runs: list[dict]) -> int:
     return max((sum(r["start"] <= s["start"] < r["end"] for r in runs) for s in runs), default=0)
 
 
+def alone_dag(out: Path) -> list[Task]:
+    """t times something, so it runs alone after a, b, c; u (alone too) needs t. Given first."""
+    out.mkdir(parents=True, exist_ok=True)
+    return [
+        fake(out, "t", alone=True, sleep=0.1),
+        fake(out, "u", deps=["t"], alone=True, sleep=0.1),
+        fake(out, "a", sleep=0.3),
+        fake(out, "b", sleep=0.1),
+        fake(out, "c", deps=["b"], sleep=0.1),
+    ]
+
+
+def check_alone_dag(outcomes: list[Outcome], out: Path) -> None:
+    assert all(o.ok for o in outcomes)
+    runs = {task_id: lines[-1] for task_id, lines in records(out).items()}
+    others = [runs[task_id]["end"] for task_id in "abc"]
+    assert runs["t"]["start"] >= max(others), "t started beside other tasks"
+    assert runs["u"]["start"] >= runs["t"]["end"]
+
+
 def check_small_dag(tasks: list[Task], outcomes: list[Outcome], out: Path, *, jobs: int) -> dict:
     """What every executor must do with `small_dag`; returns the records."""
     by_id = {o.id: o for o in outcomes}
@@ -126,6 +146,12 @@ def test_serial_runs_one_at_a_time_with_the_same_outcomes(tmp_path):
     tasks = small_dag(tmp_path)
     outcomes = execute(tasks, executor="serial", resources=Resources(jobs=2), progress=lambda line: None)
     check_small_dag(tasks, outcomes, tmp_path, jobs=1)
+
+
+@pytest.mark.parametrize("executor", ["serial", "local"])
+def test_a_task_marked_alone_runs_last_with_nothing_beside_it(tmp_path, executor):
+    resources = Resources(jobs=2) if executor == "local" else Resources()
+    check_alone_dag(execute(alone_dag(tmp_path), executor=executor, resources=resources), tmp_path)
 
 
 def test_threads_and_gpu_slots_reach_each_job(tmp_path, monkeypatch):

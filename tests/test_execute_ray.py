@@ -9,6 +9,8 @@ import time
 
 import pytest
 from test_execute_local import (
+    alone_dag,
+    check_alone_dag,
     check_small_dag,
     fake,
     max_overlap,
@@ -40,6 +42,10 @@ def test_ray_runs_the_dag_two_at_a_time(tmp_path):
     assert runs["b"]["env"]["EXTRA"] == "b-only"
     assert lines[0].startswith("submitted 8 Ray task(s) | 0/8 done")
     assert lines[-1].endswith("| 8/8 done | 1 failed | 2 skipped")
+
+
+def test_ray_runs_a_task_marked_alone_last_with_nothing_beside_it(tmp_path):
+    check_alone_dag(execute(alone_dag(tmp_path), executor="ray", resources=Resources(jobs=2)), tmp_path)
 
 
 def test_ray_retries_a_failed_command(tmp_path):

@@ -74,6 +74,9 @@ def test_local_runs_two_jobs_at_once_in_dependency_order_and_reports_as_serial(
     for job in jobs:
         for dep in job.deps:
             assert ran[job.id]["start"] >= ran[dep]["end"], (job.id, dep)
+    # The cost job times the models: it ran alone, after every other job had ended.
+    assert "cost" in ran
+    assert all(ran["cost"]["start"] >= r["end"] for job_id, r in ran.items() if job_id != "cost")
     assert content(tmp_path / "local" / "report.md") == content(tmp_path / "serial" / "report.md")
 
 

@@ -278,6 +278,7 @@ def measure_cost(
         "throughput_batch": len(many),
         "peak_memory_mb": peak_memory_bytes(model, one) / 2**20,
         "device": str(device),
+        "threads": torch.get_num_threads(),
         "compiled": compiled,
         "config": to_dict(config),
     }
@@ -295,8 +296,9 @@ def measure_costs(
 ) -> list[dict[str, Any]]:
     """One row per (model, size), models outer: the keys model, size, params, flops (per
     image), flops_breakdown, flops_by_op, latency_ms (batch 1), throughput (images/s),
-    throughput_batch, peak_memory_mb (batch 1), device, compiled (timed through the compiled
-    fast path, else eagerly) and config (the config used).
+    throughput_batch, peak_memory_mb (batch 1), device, threads (torch's CPU threads while
+    timing), compiled (timed through the compiled fast path, else eagerly) and config (the
+    config used).
 
     `configs` maps a model name to its base config (a dataclass; default: the model's
     defaults), which `config_for_image_size` then adapts to each size. An unknown model

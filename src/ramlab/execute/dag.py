@@ -3,6 +3,8 @@
 A `Task` is one command with the ids it depends on. `topological_order` checks a list of
 tasks (unique ids, known dependencies, no cycle) and orders it so that every task comes after
 its dependencies; `levels` groups it into waves whose tasks depend only on earlier waves.
+A task marked `alone` (a measurement of speed) runs after every other task has ended, with
+nothing beside it: each in a wave of its own, at the end.
 
 A `Tracker` follows one execution: which tasks may start (all dependencies succeeded), which
 run, how each ended (an `Outcome`). When a task fails, every task that needs it, directly or
@@ -47,6 +49,8 @@ class Task:
     """Estimated duration, for the time-left estimate."""
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment variables (the executor's thread and GPU variables win over these)."""
+    alone: bool = False
+    """Run after every other task has ended, with nothing beside it (it times something)."""
 
     def __post_init__(self) -> None:
         # Accept lists and strings where tuples and paths are meant; copy env so a caller's
@@ -92,7 +96,8 @@ class Outcome:
 
 def topological_order(tasks: Iterable[Task]) -> list[Task]:
     """The tasks, each after its dependencies (otherwise in the given order); a RamlabError
-    for a duplicate id, an unknown dependency or a cycle."""
+    for a duplicate id, an unknown dependency, a cycle, or a dependency on a task marked alone
+    from one that is not."""
     tasks = list(tasks)
     by_id: dict[str, Task] = {}
     for task in tasks:
@@ -103,6 +108,12 @@ def topological_order(tasks: Iterable[Task]) -> list[Task]:
         unknown = [d for d in task.deps if d not in by_id]
         if unknown:
             raise RamlabError(f"task {task.id} depends on unknown task(s): {', '.join(unknown)}")
+        alone = [d for d in task.deps if by_id[d].alone and not task.alone]
+        if alone:
+            raise RamlabError(
+                f"task {task.id} depends on {alone[0]}, which runs alone after every other task; "
+                f"mark {task.id} alone too"
+            )
     order: list[Task] = []
     state: dict[str, str] = {}  # "visiting" while on the stack, "done" once ordered
 
@@ -124,16 +135,18 @@ def topological_order(tasks: Iterable[Task]) -> list[Task]:
 
 
 def levels(tasks: Iterable[Task]) -> list[list[Task]]:
-    """Waves of tasks: level 0 has no dependencies, level k depends on levels < k only."""
+    """Waves of tasks: level 0 has no dependencies, level k depends on levels < k only; then
+    each task marked alone in a wave of its own."""
     level: dict[str, int] = {}
     waves: list[list[Task]] = []
-    for task in topological_order(tasks):
+    ordered = topological_order(tasks)
+    for task in (t for t in ordered if not t.alone):
         k = 1 + max((level[d] for d in task.deps), default=-1)
         level[task.id] = k
         if k == len(waves):
             waves.append([])
         waves[k].append(task)
-    return waves
+    return waves + [[task] for task in ordered if task.alone]
 
 
 def duration(seconds: float) -> str:
@@ -180,12 +193,17 @@ class Tracker:
         return not self.pending and not self.running
 
     def ready(self) -> list[Task]:
-        """Pending tasks whose dependencies all succeeded, in topological order."""
-        return [
+        """Pending tasks whose dependencies all succeeded, in topological order; a task
+        marked alone only once nothing else is running or left, and one at a time."""
+        ready = [
             task
             for task in self.pending.values()
             if all(d in self.ended and self.ended[d].ok for d in task.deps)
         ]
+        others = [task for task in ready if not task.alone]
+        if others or self.running or any(not task.alone for task in self.pending.values()):
+            return others
+        return ready[:1]
 
     def outcomes(self) -> list[Outcome]:
         """One outcome per task, in the order given (every task must have ended)."""

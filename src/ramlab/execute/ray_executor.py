@@ -89,7 +89,9 @@ def _run(
     remote = ray.remote(_run_command)
     refs: dict[str, ray.ObjectRef] = {}
     offsets: dict[str, int] = {}
-    for task in tracker.tasks:
+    waiting: dict[ray.ObjectRef, str] = {}
+
+    def submit(task: Task) -> None:
         offsets[task.id] = command.log_size(task.log)
         refs[task.id] = remote.options(
             name=task.id,
@@ -103,8 +105,13 @@ def _run(
             str(task.log),
             *(refs[d] for d in task.deps),
         )
+        waiting[refs[task.id]] = task.id
+
+    # Tasks marked alone are submitted one by one once every other task has ended.
+    for task in tracker.tasks:
+        if not task.alone:
+            submit(task)
     progress(f"submitted {len(refs)} Ray task(s) | {tracker.status()}")
-    waiting = {ref: task_id for task_id, ref in refs.items()}
 
     def settle(task_id: str) -> None:
         # Dependencies first: a dependent's reference holds its dependency's error when that
@@ -129,12 +136,22 @@ def _run(
         else:
             tracker.end(task_id, returncode=0, seconds=seconds, attempts=attempts)
 
-    try:
+    def drain() -> None:
         while waiting:
             done, _ = ray.wait(list(waiting), num_returns=1)
             for ref in done:
                 settle(waiting[ref])
-            waiting = {ref: task_id for ref, task_id in waiting.items() if task_id not in tracker.ended}
+            for ref, task_id in list(waiting.items()):
+                if task_id in tracker.ended:
+                    del waiting[ref]
+
+    try:
+        drain()
+        for task in tracker.tasks:
+            if task.alone and task.id not in tracker.ended:  # not skipped by a failed dependency
+                submit(task)
+                progress(f"submitted {task.id}, alone | {tracker.status()}")
+                drain()
     except BaseException:
         if waiting:
             progress(f"cancelling {len(waiting)} Ray task(s)")

@@ -4,7 +4,8 @@
     train-<run>            train       the compared groups' training on <data> (best_reward_of)
     eval-<run>             eval        train-<run>
     robustness-<i>-<run>   robustness  train-<run>             (sweep i of the preset's list)
-    cost                   cost        nothing
+    cost                   cost        nothing; it runs alone, after every other job has ended
+                                       (its timings share the machine with none of them)
 
 A run is `<group>-<data>-seed<S>`, its directory `STUDY/runs/<run>/`. Ids are stable (the
 same preset gives the same ids, in the same order) and safe as file names. The report is no

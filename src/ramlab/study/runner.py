@@ -195,6 +195,7 @@ class Study(Context):
                 title=job.title,
                 seconds=self._seconds(job),
                 env={STUDY_COMMAND: self.command},
+                alone=job.kind == "cost",  # its timings share the machine with no other job
             )
             for job in todo
         ]
