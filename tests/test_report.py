@@ -236,6 +236,8 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     sparse = table_row(report, "`ram (reward=sparse)`")
     assert sparse[1:5] == ["12.00 ± 2.83", "13.00 ± 2.83", "2", "1.22"]
     assert sparse[-2] == "policy mean, one rollout"  # how the test error was measured
+    assert sparse[5:7] == ["10000", "±0.32"]  # √(0.12 × 0.88 / 10,000) = 0.325 points
+    assert table_row(report, "`resnet`")[6] == "±0.22"  # √(0.0525 × 0.9475 / 10,000) = 0.223
     assert "[ram-sparse-translated60-seed0](#run-runs-ram-sparse-translated60-seed0)" in sparse[-1]
     assert "[ram-sparse-translated60-seed1](#run-runs-ram-sparse-translated60-seed1)" in sparse[-1]
     assert table_row(report, "`ram (reward=sparse+bbox)`")[1:5] == ["9.50", "10.50", "1", "1.22"]

@@ -20,7 +20,7 @@ from ramlab.report.sections.rewards import (
     sparse_weight,
     speed_bar,
 )
-from ramlab.report.stats import permutation_test
+from ramlab.report.stats import binomial_se, permutation_test
 
 
 def test_two_against_two_counts_the_six_relabellings():
@@ -224,3 +224,11 @@ def test_runs_that_never_reach_the_bar_are_counted_not_averaged():
     assert fmt_epochs_to([fast, slow, never], 10.0) == "2.0 ± 1.4 (2 of 3 runs)"
     assert fmt_epochs_to([never], 10.0) == "— (0 of 1 runs)"
     assert fmt_epochs_to([fast], None) == "—"  # no sparse run to set the bar
+
+
+def test_binomial_se_by_hand():
+    assert binomial_se(50.0, 100) == pytest.approx(5.0)  # √(0.25 / 100) = 0.05
+    assert binomial_se(1.5, 10_000) == pytest.approx(0.12155, abs=1e-5)  # √(0.015 × 0.985 / 10,000)
+    assert binomial_se(0.0, 10) == 0.0
+    with pytest.raises(ValueError, match="scenes must be >= 1"):
+        binomial_se(1.0, 0)

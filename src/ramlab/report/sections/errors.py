@@ -9,6 +9,7 @@ from ramlab.report.formatting import duration, fmt_mean_std, si
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import paper_error
 from ramlab.report.runs import Run, by_label, links
+from ramlab.report.stats import binomial_se
 
 HEADERS = [
     "model",
@@ -17,6 +18,7 @@ HEADERS = [
     "seeds",
     "paper %",
     "test scenes",
+    "test SE",
     "params",
     "FLOPs / image",
     "epochs",
@@ -24,6 +26,13 @@ HEADERS = [
     "measured as",
     "runs",
 ]
+
+
+def sampling_error_cell(errors: list[float], scenes: int | None) -> str:
+    """± the binomial standard error of the mean error on `scenes` test scenes, or —."""
+    if not scenes:
+        return "—"
+    return f"±{binomial_se(statistics.fmean(errors), scenes):.2f}"
 
 
 def errors_section(doc: Doc, inputs: ReportInputs) -> None:
@@ -35,7 +44,10 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
         "model on the same dataset (their RAM: the sparse reward; their FC net: 2 layers of 256). "
         "`sampled` is the error with glimpse locations drawn from the policy instead of its mean; "
         "`measured as` says how the test error itself was measured (one rollout with the policy "
-        "mean unless the run's config asked for Monte Carlo averaging of sampled rollouts)."
+        "mean unless the run's config asked for Monte Carlo averaging of sampled rollouts). "
+        "`test SE` is the test set's own sampling error at that error rate, √(p(1 − p) / N) in "
+        "points for N test scenes: a gap to the paper or between rows smaller than about twice "
+        "it could be the test set's luck, whatever the seeds (which share the scenes)."
     )
     for data in inputs.datasets:
         groups = by_label(r for r in inputs.runs if r.data == data)
@@ -54,6 +66,7 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
                     str(len(runs)),
                     f"{paper:.2f}" if paper is not None else "—",
                     str(runs[0].result.get("test_count", "—")),
+                    sampling_error_cell(errors, runs[0].result.get("test_count")),
                     si(runs[0].result.get("params")),
                     si(flops[0]) if flops else "—",
                     f"{statistics.fmean(r.result.get('epochs', 0) for r in runs):g}",
