@@ -107,8 +107,8 @@ def test_each_reward_is_tested_against_the_sparse_reward_with_the_same_other_set
     # 15 ways to pick 2 of 5.5, 8.5, 5, 6, 7, 8; the pairs summing to 13, 13, 13.5, 13.5 are
     # nearer the centre (40 / 3) than the observed 14: p = 11 / 15.
     assert said["ram (glimpses=6, reward=sparse+infogain)"].endswith(
-        "mean test error 7.00 % against 6.50 %, p = 0.73 over 2 + 4 seeds: the difference is within "
-        "the seed-to-seed spread. With 2 + 4 seeds no difference can reach p < 0.05 (the smallest p "
+        "mean test error 7.00 % against 6.50 %, p = 0.73 over 2 + 4 seeds: the difference cannot be "
+        "told from the seed-to-seed spread (nor shown to be none). With 2 + 4 seeds no difference can reach p < 0.05 (the smallest p "
         "is 0.067): more seeds are needed."
     )
     assert "not testable with one seed (1 + 4 seeds)" in said["ram (glimpses=6, reward=infogain)"]
@@ -192,8 +192,8 @@ def test_two_seeds_a_side_say_that_no_difference_could_show(tmp_path):
     assert table_row(rewards, "`sparse+bbox`")[2:5] == ["4.50 ± 0.71", "0.33", "2"]
     assert table_row(rewards, "`sparse`")[2:5] == ["11.00 ± 1.41", "—", "2"]
     assert (
-        "mean test error 4.50 % against 11.00 %, p = 0.33 over 2 + 2 seeds: the difference is within "
-        "the seed-to-seed spread. With 2 + 2 seeds no difference can reach p < 0.05 (the smallest p "
+        "mean test error 4.50 % against 11.00 %, p = 0.33 over 2 + 2 seeds: the difference cannot be "
+        "told from the seed-to-seed spread (nor shown to be none). With 2 + 2 seeds no difference can reach p < 0.05 (the smallest p "
         "is 0.33): more seeds are needed." in rewards
     )
     assert "Against the sparse reward at another weight" not in rewards  # no control trained

@@ -11,8 +11,10 @@ seeds at 42 and 43, though the box penalty's best validation error ends level wi
 
 A reward is tested against the runs whose config is the same but for the reward, which is
 `sparse` (the paper's): the two-sided permutation test of `ramlab.report.stats` over the
-seeds' test errors. p >= SIGNIFICANCE says the difference is within the seed-to-seed
-spread; with fewer than MIN_SEEDS seeds on a side there is no test, and the report says so.
+seeds' test errors. p >= SIGNIFICANCE says the difference cannot be told from the
+seed-to-seed spread (not that there is none); with fewer than MIN_SEEDS seeds on a side
+there is no test, and the report says so. Each comparison is tested on its own, with no
+correction for their number, and the report says that too.
 
 Where the sparse reward also trained at another weight (`0.1*sparse`, the paper preset's
 scale control on the cluttered sets), each other reward is tested against that too: with
@@ -95,7 +97,7 @@ class Comparison:
         if test.p_value < SIGNIFICANCE:
             side = "lower" if mean < reference else "higher"
             return f"{head}: {side} error than {self.versus}, beyond the seed-to-seed spread."
-        text = f"{head}: the difference is within the seed-to-seed spread."
+        text = f"{head}: the difference cannot be told from the seed-to-seed spread (nor shown to be none)."
         if test.smallest_p >= SIGNIFICANCE:
             text += (
                 f" With {seeds} no difference can reach p < {SIGNIFICANCE:g} (the smallest p is "
@@ -207,7 +209,10 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         "`p vs sparse`: two-sided permutation test of the difference in mean test error between the "
         "reward and the sparse reward with otherwise the same config, over seeds (exact: every way of "
         f"relabelling the seeds' errors between the two; past {MAX_EXACT:,} ways, a fixed random "
-        f"{SAMPLES:,} of them). p ≥ {SIGNIFICANCE:g}: the difference is within the seed-to-seed spread."
+        f"{SAMPLES:,} of them). p ≥ {SIGNIFICANCE:g}: the difference cannot be told from the "
+        "seed-to-seed spread (which does not show there is none). Each comparison is tested on its "
+        f"own, with no correction for their number: of k comparisons with no real difference, about "
+        f"{SIGNIFICANCE:g}·k would pass p < {SIGNIFICANCE:g} by chance."
     )
     for data in compared:
         groups = by_label(r for r in rewarded if r.data == data)
