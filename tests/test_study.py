@@ -392,6 +392,26 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
             "models, sizes, batch, device, compile, configs",
         ),
         ({"evaluate": {"glimpses": -1}}, "evaluate.glimpses", "a whole number >= 0"),
+        ({"train": {"test": False}}, "train.test", "a study's runs are its final models"),
+        (
+            {"runs": [{"name": "x", "model": "ram", "data": "mnist", "train": {"test": False}}]},
+            "runs[0] (x).train.test",
+            "leave test true; tune with `ramlab train ... --test false` instead",
+        ),
+        (
+            {
+                "runs": [
+                    {
+                        "name": "x",
+                        "model": "ram",
+                        "data": "mnist",
+                        "per_data": {"mnist": {"train": {"test": False}}},
+                    }
+                ]
+            },
+            "runs[0] (x).per_data.mnist.train.test",
+            "leave test true",
+        ),
     ],
 )
 def test_a_wrong_preset_names_file_key_and_allowed_values(tmp_path, edit, key, allowed):

@@ -255,6 +255,7 @@ class PresetFile(Section):
 
     @model_validator(mode="after")
     def _cross_references(self) -> PresetFile:
+        self._check_tested()
         groups: dict[str, Group] = {}
         for i, group in enumerate(self.runs):
             if group.name in groups:
@@ -282,6 +283,25 @@ class PresetFile(Section):
                     raise invalid(("cost", "configs", name), f"unknown key; allowed: {', '.join(models)}")
             self.cost = self.cost.model_copy(update={"models": models})
         return self
+
+    def _check_tested(self) -> None:
+        """A study's runs are final models: its report, evaluation and sweeps read their test
+        split, so none may be trained with `test: false` (that is for tuning runs)."""
+        trains = [(("train",), self.train)]
+        for i, group in enumerate(self.runs):
+            trains.append((("runs", i, "train"), group.train))
+            trains += [
+                (("runs", i, "per_data", d, "train"), e.get("train") or {}) for d, e in group.per_data.items()
+            ]
+        for loc, train in trains:
+            if train.get("test") is False:
+                raise invalid(
+                    (*loc, "test"),
+                    "a study's runs are its final models, tested once at the end (its report, "
+                    "evaluation and sweeps read their test split): leave test true; tune with "
+                    "`ramlab train ... --test false` instead",
+                    False,
+                )
 
     def _check_sweeps(self, groups: dict[str, Group]) -> None:
         from ramlab.robustness import resolve_levels
