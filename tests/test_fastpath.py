@@ -146,6 +146,25 @@ def test_the_compiled_passes_are_one_graph_each_without_a_break() -> None:
     assert (explained.graph_count, explained.graph_break_count) == (1, 0)
 
 
+def test_the_training_step_compiles_once_from_a_fresh_model() -> None:
+    # The retina's constants are put on the device by `sense`, outside the graph: built lazily
+    # inside it, the first trace changed the retina's cache, its guard failed on the second
+    # call, and every compiled run compiled its step twice (tens of seconds).
+    torch._dynamo.reset()
+    graphs = []
+
+    def count(graph, inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    model = _ram("lstm", "cpu")
+    step = torch.compile(TrainingStep(model, compiled=False)._forward_objective, backend=count, dynamic=False)
+    for images, labels, bboxes in _batches("cpu", 2):
+        randomness = model.draw_randomness(images, sample=True, generator=torch.Generator().manual_seed(1))
+        step(images, labels, bboxes, randomness, model.sense(images))
+    assert len(graphs) == 1
+
+
 def test_feed_forward_models_draw_nothing_and_compile_mode_follows_the_device() -> None:
     fc = build_model("fc", None, image_size=(28, 28))
     assert fc.draw_randomness(torch.zeros(2, 1, 28, 28), sample=True, generator=None) == ()

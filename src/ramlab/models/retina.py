@@ -86,6 +86,10 @@ class Retina:
         b, _, h, w = images.shape
         if (h, w) != (self.height, self.width):
             raise ValueError(f"retina built for {self.height}x{self.width} images, got {h}x{w}")
+        # The glimpses' constants on the images' device, made here (eagerly, as `sense` runs)
+        # rather than on the first glimpse: inside a compiled graph that first build changed
+        # the cache the graph's guards check, and every compiled run compiled twice.
+        self._constants(images.device)
         differentiable = torch.is_grad_enabled() and images.requires_grad
         p = self.border
         flat = images.new_empty(b, self.buffer_size)
