@@ -72,6 +72,10 @@ def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
     assert (evaluation["data"], evaluation["split"], evaluation["count"]) == ("cluttered60", "val", 8)
     assert json.loads(copy.read_text()) == evaluation
 
+    for limit in ("0", "-5"):  # not "all but 5": a clear error
+        assert main(["eval", str(out), "--limit", limit, "--device", "cpu"]) == 2
+        assert f"a limit of test scenes must be >= 1 (None: all), got {limit}" in capsys.readouterr().err
+
     with pytest.raises(SystemExit):  # argparse: a negative thread count is refused
         main(["eval", str(out), "--threads", "-1"])
     assert "--threads: must be >= 0" in capsys.readouterr().err

@@ -111,6 +111,13 @@ def test_schedule_options_are_checked() -> None:
         TrainConfig(schedule="exponential", lr=1e-3, lr_min=1e-2)
     with pytest.raises(RamlabError, match="early_stop"):
         TrainConfig(early_stop=-1)
+    # before torch.optim's own ValueError (a traceback, after the run folder was written)
+    with pytest.raises(
+        RamlabError, match=r"weight_decay must be >= 0 and momentum in \[0, 1\); got -0.1, 0.9"
+    ):
+        TrainConfig(weight_decay=-0.1)
+    with pytest.raises(RamlabError, match=r"momentum in \[0, 1\); got 0.0, 5"):
+        TrainConfig(optimizer="sgd", momentum=5)
 
 
 def scripted_validation(monkeypatch, errors: list[float], *, then=None) -> None:

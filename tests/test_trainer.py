@@ -19,6 +19,7 @@ from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.models.base import Objective
 from ramlab.models.ram import RAM, RAMConfig
+from ramlab.progress import train_by_epoch
 from ramlab.run_data import fresh_train_loader
 from ramlab.runconfig import RunConfig, TrainConfig, resume_changes
 from ramlab.trainer import Trainer, git_commit
@@ -129,6 +130,11 @@ def test_a_run_describes_itself(fake_mnist, tmp_path) -> None:
         assert key in keys, key
     assert {"policy/reward", "val/error", "val/per_step_error"} <= keys
     assert [line["step"] for line in lines if "train/loss" in line] == [1, 2, 3, 4, 5, 6]
+    # A training line's epoch is how much is done after its step (3 steps an epoch), so each
+    # falls in its own epoch as `progress.train_by_epoch` counts them.
+    epochs = [line["epoch"] for line in lines if "train/loss" in line]
+    assert epochs == pytest.approx([1 / 3, 2 / 3, 1, 4 / 3, 5 / 3, 2])
+    assert sorted(train_by_epoch(lines, "train/loss")) == [1, 2]
     validations = [line for line in lines if "val/error" in line]
     assert [(line["step"], line["epoch"]) for line in validations] == [(3, 1), (6, 2)]
     val_errors = [line["val/error"] for line in validations]

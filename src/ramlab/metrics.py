@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ramlab.files import atomic_write
+
 
 def _plain(value: Any) -> Any:
     if hasattr(value, "item") and getattr(value, "numel", lambda: 2)() == 1:
@@ -25,7 +27,8 @@ class MetricsLog:
             self.path.write_text("")
         elif self.path.exists():
             kept = [line for line in read_metrics(self.path) if line.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(line) + "\n" for line in kept))
+            text = "".join(json.dumps(line) + "\n" for line in kept)
+            atomic_write(self.path, lambda f: f.write(text), mode="w")  # a crash keeps the old log
         self._file = self.path.open("a")
 
     def write(self, record: dict[str, Any]) -> None:

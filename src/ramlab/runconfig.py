@@ -147,6 +147,10 @@ class TrainConfig:
                 raise RamlabError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise RamlabError(f"lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0 or not 0 <= self.momentum < 1:
+            raise RamlabError(
+                f"weight_decay must be >= 0 and momentum in [0, 1); got {self.weight_decay}, {self.momentum}"
+            )
         if min(self.grad_clip, self.checkpoint_every, self.threads, self.early_stop, self.time_budget) < 0:
             raise RamlabError("grad_clip, checkpoint_every, threads, early_stop and time_budget must be >= 0")
         if self.augmented and not self.fresh_scenes:

@@ -271,7 +271,7 @@ class Trainer:
         pos = self.pos
         record = {
             "step": pos.global_step,
-            "epoch": pos.epoch + (pos.step_in_epoch - 1) / self.steps_per_epoch,
+            "epoch": pos.epoch + pos.step_in_epoch / self.steps_per_epoch,  # done after this step
             "train/loss": objective.loss.detach(),
             "train/error": error,
             "train/lr": self.schedule.lr,

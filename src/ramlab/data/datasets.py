@@ -23,7 +23,7 @@ import numpy as np
 from ramlab.data.cache import DamagedCache, load_arrays, read_or_discard, save_arrays
 from ramlab.data.mnist import Mnist, load_mnist
 from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
-from ramlab.errors import unknown_name
+from ramlab.errors import RamlabError, unknown_name
 from ramlab.home import ramlab_home
 
 DATASETS: dict[str, SceneSpec] = {
@@ -75,6 +75,8 @@ def evaluation_subset(total: int, limit: int | None, split: str) -> np.ndarray:
     a prefix of one fixed permutation per split, in ascending order. So every model, dataset,
     data seed and robustness level is read on the same digits, and a smaller limit's digits are
     part of a larger one's. limit None (or >= total) keeps them all."""
+    if limit is not None and limit < 1:  # order[:-5] would quietly keep all but 5
+        raise RamlabError(f"a limit of {split} scenes must be >= 1 (None: all), got {limit}")
     if limit is None or limit >= total:
         return np.arange(total)
     order = np.random.default_rng(zlib.crc32(f"evaluation-subset/{split}".encode())).permutation(total)
