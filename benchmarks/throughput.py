@@ -15,6 +15,10 @@ process, it also times
 - the same RAM with a per-sample-loop retina (the usual way public implementations extract
   glimpses); skipped on CUDA unless `--per-sample-on-cuda` (a launch per sample and scale and
   a host sync per sample: minutes per step at large batches).
+A batch is the rollouts of one step (samples/s are rollouts/s): the recipe's two rollouts of
+each image (`rollouts: 2`) at `--batch-size 64` are batch 128 here. The timed step is the
+forward, the objective, backward and Adam; the trainer's gradient clipping and moving average
+of the weights (a few element-wise passes over the weights) are left out.
 Each line is the median of 5 timing windows (their range in brackets). The RAM's eager step,
 its matrix products alone and its compiled step are timed in interleaved windows (a window
 of each in turn, five rounds), so a drift of the machine's speed moves all three alike; a
