@@ -12,8 +12,9 @@ A run directory holds:
 Exact resume: epoch e shuffles and samples from a generator seeded with (seed, e), and a
 checkpoint stores that generator's state, so an interrupted run continued with `resume`
 ends with the same weights as an uninterrupted one (on a GPU the rollouts draw from a GPU
-generator, saved alike: the same draws, up to the non-determinism of its kernels). SIGTERM or Ctrl-C stops the run
-after the step in progress, with last.pt written at that step (`ramlab.stop_signal`).
+generator, saved alike: the same draws, up to the non-determinism of its kernels). SIGTERM
+or Ctrl-C stops the run after the step in progress, with last.pt written at that step
+(`ramlab.stop_signal`).
 """
 
 from __future__ import annotations
