@@ -204,10 +204,8 @@ RESUME_MAY_CHANGE = (
 def evaluation_draws(config: RunConfig) -> bool:
     """Whether the run's validation and test draw random numbers (sampled locations, several
     rollouts, or a random first location), which then depend on the evaluation batches."""
-    model = config.to_dict()["model_config"]
-    return (
-        config.train.eval_sample or config.train.eval_rollouts > 1 or model.get("first_location") == "random"
-    )
+    first = getattr(config.model_config, "first_location", None)  # the RAM's; others draw nothing
+    return config.train.eval_sample or config.train.eval_rollouts > 1 or first == "random"
 
 
 def resume_changes(saved: RunConfig, given: RunConfig) -> dict[str, list]:
