@@ -11,13 +11,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import tiny
 import torch
-from test_trainer import ObjectiveHook, tiny_config, weights
+from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weights
 
 from ramlab import files
+from ramlab import trainer as trainer_module
 from ramlab.checkpoint import load_checkpoint
 from ramlab.cli import main
 from ramlab.config import load_yaml
@@ -222,6 +224,54 @@ def test_temp_files_of_a_killed_write_are_cleaned_on_resume(fake_mnist, tmp_path
     (out / ".last.pt.k2j3.tmp").write_bytes(b"half a checkpoint")
     Trainer(tiny_config(epochs=2, schedule="exponential"), out).fit(resume=True)
     assert not list(out.glob(".*.tmp"))
+
+
+class Killed(BaseException):
+    """The process dying at this point (not an exception the trainer handles)."""
+
+
+def kill_at(monkeypatch, name: str, path_name: str | None = None) -> None:
+    """Make the trainer's first call of `name` (on a file called `path_name`, if given) die."""
+    real = getattr(trainer_module, name)
+
+    def die(path, *args, **kwargs):
+        if path_name is None or Path(path).name == path_name:
+            raise Killed
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, name, die)
+
+
+def test_a_best_epoch_killed_before_its_last_pt_is_dropped_and_trained_again(
+    fake_mnist, tmp_path, monkeypatch
+) -> None:
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1), tmp_path / "whole").fit()
+    with monkeypatch.context() as patch:
+        kill_at(patch, "save_checkpoint", "last.pt")  # epoch 1, always a new best, is staged
+        with pytest.raises(Killed):
+            Trainer(tiny_config(epochs=1), out).fit()
+    assert (out / "best.next.pt").exists() and not (out / "best.pt").exists()
+    Trainer(tiny_config(epochs=1), out).fit(resume=True)
+    assert not (out / "best.next.pt").exists()
+    assert_same_weights(weights(out / "best.pt"), weights(tmp_path / "whole" / "best.pt"))
+
+
+def test_a_best_epoch_killed_after_its_last_pt_becomes_best_pt_on_resume(
+    fake_mnist, tmp_path, monkeypatch
+) -> None:
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1), tmp_path / "whole").fit()
+    with monkeypatch.context() as patch:
+        kill_at(patch, "commit_best")
+        with pytest.raises(Killed):
+            Trainer(tiny_config(epochs=1), out).fit()
+    assert torch.load(out / "last.pt", weights_only=True)["best_epoch"] == 1
+    assert not (out / "best.pt").exists()
+    result = Trainer(tiny_config(epochs=1), out).fit(resume=True)  # trains nothing: it tests
+    assert not (out / "best.next.pt").exists()
+    assert_same_weights(weights(out / "best.pt"), weights(tmp_path / "whole" / "best.pt"))
+    assert result["test_error"] == json.loads((tmp_path / "whole" / "result.json").read_text())["test_error"]
 
 
 # ---- options --------------------------------------------------------------------------------

@@ -38,6 +38,34 @@ def recovery_advice(path: Path) -> str:
     return "restore it from a copy, or train again"
 
 
+# A new best.pt is staged, then last.pt (which records the best epoch) is written, then the
+# staged file becomes best.pt: a run killed between the two writes never leaves a best.pt from
+# an epoch its last.pt does not know (a resumed GPU run, not bit-exact, would not redo it).
+BEST, STAGED_BEST = "best.pt", "best.next.pt"
+
+
+def stage_best(out: Path, state: dict[str, Any]) -> None:
+    """Write the weights of a new best epoch beside best.pt; `commit_best` makes them best.pt."""
+    save_checkpoint(out / STAGED_BEST, state)
+
+
+def commit_best(out: Path) -> None:
+    """Make the staged weights best.pt (call once last.pt records their epoch as the best)."""
+    (out / STAGED_BEST).replace(out / BEST)
+
+
+def settle_best(out: Path, best_epoch: int | None) -> None:
+    """On starting a run in `out`: finish or drop what a killed run staged. `best_epoch` is the
+    best epoch last.pt records (None for a fresh start)."""
+    staged = out / STAGED_BEST
+    if not staged.exists():
+        return
+    if best_epoch is not None and load_checkpoint(staged)["epoch"] == best_epoch:
+        commit_best(out)  # last.pt was written: the staged epoch is the best
+    else:
+        staged.unlink()  # its epoch was lost with the run; the resume trains it again
+
+
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():

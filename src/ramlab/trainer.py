@@ -4,7 +4,8 @@ A run directory holds:
     config.yaml     the resolved RunConfig
     metrics.jsonl   namespaced metrics (train/*, loss/*, policy/*, val/*)
     last.pt         the latest state (every epoch, and every `checkpoint_every` steps)
-    best.pt         the weights with the lowest validation error (their moving average with --ema)
+    best.pt         the weights with the lowest validation error (their moving average with --ema);
+                    staged as best.next.pt until last.pt records their epoch (ramlab.checkpoint)
     result.json     test_error, val_error, per_glimpse_test_error, params, epochs, ...
     history.jsonl   budgets changed on resume (`--resume --epochs 90`), one line per resume
     .lock           held by the one process writing the run (see ramlab.lock)
@@ -31,7 +32,14 @@ import torch
 from tqdm import tqdm
 
 from ramlab.averaging import WeightAverage
-from ramlab.checkpoint import init_weights, load_checkpoint, save_checkpoint
+from ramlab.checkpoint import (
+    commit_best,
+    init_weights,
+    load_checkpoint,
+    save_checkpoint,
+    settle_best,
+    stage_best,
+)
 from ramlab.config import load_yaml, save_yaml
 from ramlab.data.datasets import image_size
 from ramlab.data.loader import SceneLoader
@@ -89,6 +97,7 @@ class Trainer:
         with DirectoryLock(self.out, self.command), self.stop:
             state = self._prepare_dir(resume)
             remove_stale_temp(self.out)
+            settle_best(self.out, state["best_epoch"] if state else None)
             self.commit = git_commit()  # the code this process loaded
             self._set_up(state)
             first_epoch = self.pos.epoch
@@ -313,11 +322,14 @@ class Trainer:
         self.log.write(record)
         write_tensorboard(self.board, record, pos.global_step)
         self.schedule.after_epoch(result.error)
-        if result.error < pos.best_val_error:
+        improved = result.error < pos.best_val_error
+        if improved:
             pos.best_val_error, pos.best_epoch = result.error, pos.epoch
             best = {"config": self.config.to_dict(), "model": self.average.evaluated(self.model).state_dict()}
-            save_checkpoint(self.out / "best.pt", {**best, "epoch": pos.epoch, "val_error": result.error})
+            stage_best(self.out, {**best, "epoch": pos.epoch, "val_error": result.error})
         self._checkpoint(self.out / "last.pt")
+        if improved:
+            commit_best(self.out)
         if starved:  # shown even without progress output: the run is not what it claims
             print(
                 f"warning: epoch {pos.epoch}: no gradient reached {', '.join(starved)} "
