@@ -4,6 +4,7 @@ report needs or hold NaN is left out, listed with the reason, and warned about o
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,27 @@ def test_a_folder_of_damaged_runs_still_gets_a_report_that_lists_them(tmp_path, 
 
 def test_skipped_is_exported_with_the_readers():
     assert Skipped("runs/x", "why") == Skipped(name="runs/x", reason="why")
+
+
+def test_a_copy_of_a_run_counts_once_and_is_listed_as_left_out(tmp_path, capsys):
+    write_run(tmp_path, "fc-mnist-seed0", model="fc", data="mnist", seed=0, error=2.0)
+    write_run(tmp_path, "fc-mnist-seed1", model="fc", data="mnist", seed=1, error=3.0)
+    shutil.copytree(tmp_path / "runs" / "fc-mnist-seed0", tmp_path / "runs" / "later" / "fc-mnist-seed0")
+    write_run(tmp_path, "fc-mnist-seed0-unfinished", model="fc", data="mnist", seed=0, error=None)
+    runs, skipped = read_runs(tmp_path)
+    assert [r.name for r in runs] == [
+        "runs/fc-mnist-seed0",
+        "runs/fc-mnist-seed0-unfinished",
+        "runs/fc-mnist-seed1",
+    ]
+    assert skipped == [
+        Skipped(
+            "runs/later/fc-mnist-seed0",
+            "the same experiment and seed as runs/fc-mnist-seed0 (one seed counts once; delete or move "
+            "the copy, or give the rerun another seed)",
+        )
+    ]
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert table_row(report, "`fc`")[1].startswith("2.50")  # two seeds (2.33 with the copy)
+    assert table_row(report, "`runs/later/fc-mnist-seed0`")[1].startswith("the same experiment and seed")

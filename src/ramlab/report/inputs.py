@@ -3,7 +3,7 @@
     inputs = ReportInputs(DIR)
     inputs.runs         finished runs (the tables);  inputs.all_runs   finished or not
     inputs.cost_rows    DIR/cost.json's rows;  inputs.jobs  DIR/jobs.jsonl;  inputs.study  DIR/study.yaml
-    inputs.skipped      runs, files and cost rows left out because they are damaged, and why
+    inputs.skipped      runs, files and cost rows left out (damaged, or a run's copy), and why
 
 The sections read these and draw their figures into DIR/report_files (`fig_path`).
 """

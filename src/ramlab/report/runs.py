@@ -1,10 +1,12 @@
 """Run directories read back: a `Run` per folder holding config.yaml and a trainer's files.
 
-    runs, skipped = read_runs(DIR)    every run under DIR, and the damaged ones left out
+    runs, skipped = read_runs(DIR)    every run under DIR, and the ones left out (damaged or copies)
 
 A run's files (config.yaml, result.json, metrics.jsonl, eval.json, robustness.json) are
 checked as they are read (`ramlab.report.checks`); a run with a damaged file is left out
-whole, as a `Skipped` that says why, so one bad file never stops a report.
+whole, as a `Skipped` that says why, so one bad file never stops a report. A second run with
+the same experiment and seed (a copied folder, or a rerun) is left out too, so that it does
+not count as one more seed.
 
 Runs are grouped by dataset and model; within a group, runs whose configs differ only in
 the seed share a label, and a label shows the config fields that differ from the other
@@ -121,7 +123,28 @@ def read_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
     # does not change the labels in the tables.
     _label([r for r in runs if r.finished])
     _label([r for r in runs if not r.finished])
-    return runs, skipped
+    runs, copies = _one_per_seed(runs)
+    return runs, skipped + copies
+
+
+def _one_per_seed(runs: list[Run]) -> tuple[list[Run], list[Skipped]]:
+    """The runs less any that repeat an earlier run's experiment and seed (a copied folder, or a
+    rerun), which would count as one more seed; those are left out, naming the run kept."""
+    kept: dict[tuple, Run] = {}
+    copies = []
+    for run in runs:
+        key = (run.finished, run.seed, repr(sorted(experiment(run.config).items())))
+        first = kept.setdefault(key, run)
+        if first is not run:
+            copies.append(
+                Skipped(
+                    run.name,
+                    f"the same experiment and seed as {first.name} (one seed counts once; "
+                    "delete or move the copy, or give the rerun another seed)",
+                )
+            )
+    first_ids = {id(r) for r in kept.values()}
+    return [r for r in runs if id(r) in first_ids], copies
 
 
 def find_runs(root: Path) -> list[Run]:
