@@ -190,9 +190,9 @@ def test_anywhere_placement_covers_the_canvas():
 def test_rotation_by_90_degrees_is_counter_clockwise():
     rng = np.random.default_rng(0)
     digit = rng.integers(0, 256, size=(1, 28, 28)).astype(np.uint8)
-    spec = SceneSpec(canvas=40, rotation=(90, 90))  # patch ceil(28·√2) = 40 fills the canvas
+    spec = SceneSpec(canvas=28, rotation=(90, 90))  # the 28×28 box turned in place
     image = scenes_of(spec, digit).images[0]
-    expected = np.pad(np.rot90(digit[0]), 6)  # np.rot90 turns the picture counter-clockwise
+    expected = np.rot90(digit[0])  # np.rot90 turns the picture counter-clockwise
     np.testing.assert_array_equal(image, expected)
 
 
@@ -248,7 +248,35 @@ def test_spec_validation(fields, match):
 
 
 def test_rotation_may_clip_blank_corners_of_a_28_canvas():
-    assert SceneSpec(canvas=28, rotation=(-45, 45)).patch_size == 28
+    spec = SceneSpec(canvas=28, rotation=(-45, 45))
+    assert (spec.footprint, spec.patch_size) == (28, 40)  # ceil(28·√2) = 40, widened evenly
+    assert scenes_of(spec, blocks(255, 255)).images.shape == (2, 28, 28)
+
+
+def test_a_rotation_leaves_the_placement_window_as_it_is():
+    dot = np.zeros((1000, 28, 28), dtype=np.uint8)
+    dot[:, 12:16, 12:16] = 255  # centred on the digit's centre, (14, 14)
+
+    def centres(spec):
+        boxes = scenes_of(spec, dot, seed=3).bboxes
+        return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+    still, turned = centres(SceneSpec(canvas=60)), centres(SceneSpec(canvas=60, rotation=(30, 30)))
+    assert still.min() == 14 and still.max() == 46  # the 28×28 box anywhere on the canvas
+    # The same window (before: 19..41, the 40 px patch kept on the canvas). The angles are
+    # drawn first, so the scenes' own places differ.
+    assert 13.5 <= turned.min() <= 14.5 and 45.5 <= turned.max() <= 46.5
+
+
+def test_a_rotated_digit_cut_by_the_canvas_edge_keeps_a_tight_box():
+    scenes = scenes_of(SceneSpec(canvas=40, rotation=(45, 45)), blocks(*[255] * 200))
+    for image, (x0, y0, x1, y1) in zip(scenes.images, scenes.bboxes, strict=True):
+        inside = np.zeros_like(image, dtype=bool)
+        inside[y0:y1, x0:x1] = True
+        assert not image[~inside].any()  # nothing of the digit outside its box
+        assert image[y0, x0:x1].any() and image[y1 - 1, x0:x1].any()  # and the box is tight
+        assert image[y0:y1, x0].any() and image[y0:y1, x1 - 1].any()
+    assert (scenes.bboxes[:, :2] == 0).any() and (scenes.bboxes[:, 2:] == 40).any()  # some cut
 
 
 # --- named datasets and splits ------------------------------------------------------

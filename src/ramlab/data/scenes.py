@@ -34,7 +34,7 @@ class SceneSpec:
     """Side of the square canvas in pixels."""
     max_offset: int | None = None
     """Placement window: the digit's centre lies within ±max_offset px of the canvas centre
-    on each axis (clipped so the digit stays inside). None: anywhere on the canvas."""
+    on each axis (clipped so its `footprint` stays inside). None: anywhere on the canvas."""
     clutter_count: int = 0
     """Number of clutter pieces: k×k crops of other random digits of the same split."""
     clutter_size: int = 8
@@ -80,8 +80,16 @@ class SceneSpec:
         return self.rotation != (0.0, 0.0) or self.scale != (1.0, 1.0)
 
     @property
+    def footprint(self) -> int:
+        """Side of the square that placement keeps on the canvas: the digit's 28×28 box at the
+        top of the scale range. A rotation turns the digit inside it and leaves the placement
+        window as it is (only the box's blank corners leave it; the canvas crops them)."""
+        return min(self.canvas, math.ceil(DIGIT * self.scale[1]))
+
+    @property
     def patch_size(self) -> int:
-        """Side of the square patch that holds the (warped) digit."""
+        """Side of the square patch that holds the (warped) digit: the footprint, widened
+        evenly (so that the two share a centre pixel-exactly) to hold every rotation."""
         if not self.warped:
             return DIGIT
         angle = max(abs(self.rotation[0]), abs(self.rotation[1]), 0.0)
@@ -91,11 +99,16 @@ class SceneSpec:
                 abs(math.cos(math.radians(a))) + abs(math.sin(math.radians(a)))
                 for a in np.linspace(0, min(angle, 45.0), 46)
             )
-        return min(self.canvas, math.ceil(DIGIT * self.scale[1] * spread))
+        turned = math.ceil(DIGIT * self.scale[1] * spread)
+        return self.footprint + 2 * math.ceil(max(0, turned - self.footprint) / 2)
 
     def key(self) -> str:
-        """A short stable hash of the spec, for cache file names."""
-        text = json.dumps(asdict(self), sort_keys=True)
+        """A short stable hash of the spec, for cache file names (and the scenes' seeds)."""
+        fields = asdict(self)
+        if self.rotation != (0.0, 0.0):
+            # Rotated digits were placed by their wider patch before: new scenes, new key.
+            fields["placed_by"] = "footprint"
+        text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -158,6 +171,15 @@ def _tight_boxes(patches: np.ndarray) -> np.ndarray:
     return boxes.astype(np.int32)
 
 
+def _on_canvas(patches: np.ndarray, corner: np.ndarray, canvas: int) -> np.ndarray:
+    """The patches with the pixels that fall off a canvas of side `canvas` blanked, each patch
+    placed with its top-left corner at `corner` (N, 2) as (x, y), which may be negative."""
+    inside = np.arange(patches.shape[1])[None, :]
+    cols = (corner[:, :1] + inside >= 0) & (corner[:, :1] + inside < canvas)  # (N, P)
+    rows = (corner[:, 1:] + inside >= 0) & (corner[:, 1:] + inside < canvas)
+    return patches * (rows[:, :, None] & cols[:, None, :])
+
+
 def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
     """Top-left corners (N, 2) as (x, y) for a size×size patch under the spec's window."""
     low, high = 0, spec.canvas - size  # inclusive range that keeps the patch inside
@@ -180,15 +202,20 @@ def generate_scenes(spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, 
     n = len(digits)
     rng = np.random.default_rng(seed)
     patches = _warp(digits, spec, rng) if spec.warped else digits
-    size = patches.shape[1]
+    size, footprint = patches.shape[1], spec.footprint
+    margin = (size - footprint) // 2  # the patch's overhang on each side of the footprint
 
-    canvas = np.zeros((n, spec.canvas, spec.canvas), dtype=np.uint8)
-    corner = _placements(spec, size, n, rng)  # (N, 2) as (x, y)
+    # The footprint is placed on the canvas; the patch, centred on it, on a canvas padded by
+    # the overhang, which is then cropped away with whatever (blank corners) lay on it.
+    canvas_size = spec.canvas + 2 * margin
+    padded = np.zeros((n, canvas_size, canvas_size), dtype=np.uint8)
+    corner = _placements(spec, footprint, n, rng)  # (N, 2) as (x, y), of the footprint
     rows = np.arange(n)
-    _windows(canvas, size)[rows, corner[:, 1], corner[:, 0]] = patches
-    boxes = _tight_boxes(patches)
-    boxes[:, [0, 2]] += corner[:, :1]
-    boxes[:, [1, 3]] += corner[:, 1:]
+    _windows(padded, size)[rows, corner[:, 1], corner[:, 0]] = patches
+    canvas = np.ascontiguousarray(padded[:, margin : margin + spec.canvas, margin : margin + spec.canvas])
+    boxes = _tight_boxes(_on_canvas(patches, corner - margin, spec.canvas) if margin else patches)
+    boxes[:, [0, 2]] += corner[:, :1] - margin
+    boxes[:, [1, 3]] += corner[:, 1:] - margin
 
     k = spec.clutter_size
     for _ in range(spec.clutter_count):
