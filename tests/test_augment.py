@@ -11,8 +11,11 @@ from test_trainer import assert_same_weights, straight_and_resumed, tiny_config,
 
 from ramlab.data.datasets import load_split
 from ramlab.errors import RamlabError
+from ramlab.models.ram import RAMConfig
+from ramlab.robustness import robustness_sweep
 from ramlab.run_data import fresh_train_loader
-from ramlab.runconfig import TrainConfig
+from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.trainer import Trainer
 
 
 def test_augmentation_needs_fresh_scenes_and_sane_ranges() -> None:
@@ -40,3 +43,29 @@ def test_resume_with_augmentation_is_exact(fake_mnist, tmp_path, monkeypatch) ->
     config = tiny_config(fresh_scenes=True, augment_rotation=20, augment_scale=0.8, checkpoint_every=2)
     a, b = straight_and_resumed(config, tmp_path, monkeypatch, interrupt_at=5)
     assert_same_weights(weights(a / "last.pt"), weights(b / "last.pt"))
+
+
+def test_a_scale_that_does_not_fit_the_canvas_is_refused_before_the_run_starts() -> None:
+    with pytest.raises(RamlabError, match=r"augment_scale 1.2 on mnist: a digit at scale 1.2 needs 34 px"):
+        RunConfig(
+            model="ram",
+            data="mnist",
+            train=TrainConfig(fresh_scenes=True, augment_scale=1.2),
+            model_config=RAMConfig(),
+        )
+    fits = tiny_config(fresh_scenes=True, augment_scale=1.2)  # translated60: 34 px fit in 60
+    assert fits.training_spec().scale == (1.0, 1.2)
+
+
+def test_a_sweep_marks_the_augmented_levels_as_trained(fake_mnist, tmp_path) -> None:
+    config = tiny_config(epochs=1, fresh_scenes=True, augment_rotation=30, augment_scale=0.8)
+    Trainer(config, tmp_path / "run").fit()
+    sweep = robustness_sweep(
+        tmp_path / "run", shifts={"rotate": [0, 30], "scale": [1.0]}, limit=4, device="cpu"
+    )
+    assert sweep["shifts"]["rotate"]["trained"] == [-30.0, 30.0]
+    assert sweep["shifts"]["scale"]["trained"] == [0.8, 1.0]
+    plain = tiny_config(epochs=1)
+    Trainer(plain, tmp_path / "plain").fit()
+    sweep = robustness_sweep(tmp_path / "plain", shifts={"rotate": [0]}, limit=4, device="cpu")
+    assert sweep["shifts"]["rotate"]["trained"] == [0.0, 0.0]

@@ -236,7 +236,7 @@ def robustness_sweep(
         result["shifts"][name] = {
             "parameter": kind.field,
             "label": kind.label,
-            "trained": kind.trained(base),
+            "trained": kind.trained(config.training_spec()),  # with its augmentation
             "levels": levels,
             "error": errors,
             "per_step_error": per_step,

@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
-from ramlab.data.datasets import load_split, resolve_spec
+from ramlab.data.datasets import load_split
 from ramlab.data.loader import SceneLoader
 from ramlab.data.scenes import Scenes
 from ramlab.runconfig import RunConfig
@@ -39,14 +39,10 @@ def split_loaders(config: RunConfig, device: torch.device) -> tuple[SceneLoader,
 def fresh_train_scenes(config: RunConfig, epoch: int) -> Scenes:
     """Epoch e's own training scenes (same digits, new placements, and the augmentation's
     rotations and scales): scene seed data_seed + 1000·e, built in memory, not cached."""
-    cfg, spec = config.train, config.data
-    if cfg.augmented:
-        spec = resolve_spec(
-            spec,
-            rotation=(-cfg.augment_rotation, cfg.augment_rotation),
-            scale=(min(cfg.augment_scale, 1.0), max(cfg.augment_scale, 1.0)),
-        )
-    return load_split(spec, "train", seed=cfg.data_seed + 1000 * epoch, limit=cfg.train_limit, cache=False)
+    cfg = config.train
+    return load_split(
+        config.training_spec(), "train", seed=cfg.data_seed + 1000 * epoch, limit=cfg.train_limit, cache=False
+    )
 
 
 def fresh_train_loader(config: RunConfig, epoch: int, device: torch.device) -> SceneLoader:

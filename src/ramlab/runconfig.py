@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ramlab.config import check_finite, choice, from_dict, load_yaml, param, to_dict
-from ramlab.data.datasets import DATASETS, dataset_spec
+from ramlab.data.datasets import DATASETS, dataset_spec, resolve_spec
+from ramlab.data.scenes import SceneSpec
 from ramlab.device import DEVICES
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_config_class, model_names
@@ -89,8 +90,8 @@ class TrainConfig:
     augment_scale: float = param(
         1.0,
         "with fresh_scenes: scale each training digit by a factor drawn uniformly between this "
-        "and 1, anew every epoch (1: none; e.g. 0.85 lets a digit on mnist's 28×28 canvas shrink "
-        "and move a few pixels)",
+        "and 1, anew every epoch (1: none); a digit is placed by its box at the larger of the two "
+        "(so with 0.85 a digit on mnist's 28×28 canvas shrinks about its centre, in place)",
     )
     device: str = param("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
     threads: int = param(0, "CPU threads for torch (0: torch's default)")
@@ -241,6 +242,23 @@ class RunConfig:
         if self.model not in model_names():
             raise RamlabError(f"unknown model {self.model!r}; valid: {', '.join(model_names())}")
         dataset_spec(self.data)
+        if self.train.augmented:  # a scale that does not fit the canvas fails now, not at epoch 0
+            try:
+                self.training_spec()
+            except RamlabError as exc:
+                raise RamlabError(f"augment_scale {self.train.augment_scale} on {self.data}: {exc}") from None
+
+    def training_spec(self) -> SceneSpec:
+        """The spec the training scenes are drawn from: the dataset's, with the augmentation's
+        rotation and scale ranges when it has one (fresh scenes only)."""
+        cfg = self.train
+        if not cfg.augmented:
+            return dataset_spec(self.data)
+        return resolve_spec(
+            self.data,
+            rotation=(-cfg.augment_rotation, cfg.augment_rotation),
+            scale=(min(cfg.augment_scale, 1.0), max(cfg.augment_scale, 1.0)),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
