@@ -31,6 +31,29 @@ def test_the_average_by_hand() -> None:
     assert average.evaluated(model) is not model
 
 
+def test_the_average_is_swa_utils_ema_to_the_bit_and_reads_its_checkpoints() -> None:
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    torch.manual_seed(0)
+    model = build_run_model(tiny_config())
+    ours = WeightAverage(model, decay=0.97)
+    reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.97), use_buffers=True)
+    for _ in range(4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        ours.update(model)
+        reference.update_parameters(model)
+    assert ours.state_dict().keys() == reference.state_dict().keys()
+    for key, value in reference.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    # A checkpoint of the old average (an AveragedModel's state dict) resumes in the new one.
+    resumed = WeightAverage(build_run_model(tiny_config()), decay=0.97)
+    resumed.load_state_dict(reference.state_dict())
+    assert resumed.count == 4
+    assert_same_weights(resumed.evaluated(model).state_dict(), reference.module.state_dict())
+
+
 def test_without_an_average_the_model_itself_is_evaluated() -> None:
     model = nn.Linear(1, 1)
     average = WeightAverage(model, decay=0.0)

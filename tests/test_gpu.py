@@ -171,3 +171,25 @@ def test_tiny_study_on_cuda(fake_mnist, tmp_path, capsys) -> None:
     rows = json.loads((out / "cost.json").read_text())["rows"]
     assert {r["device"] for r in rows} == {"cuda"} and len(rows) == 4
     assert "## Compute cost" in (out / "report.md").read_text()
+
+
+def test_the_weight_average_and_the_box_reward_never_wait_for_the_gpu() -> None:
+    from types import SimpleNamespace
+
+    from ramlab.averaging import WeightAverage
+    from ramlab.rewards import bbox_reward
+    from ramlab.trainer import build_run_model
+
+    model = build_run_model(tiny_config(), "cuda")
+    average = WeightAverage(model, 0.998)
+    rollout = SimpleNamespace(locations=torch.rand(8, 6, 2, device="cuda") * 2 - 1, image_size=(60, 60))
+    bboxes = torch.tensor([[10, 12, 30, 40]] * 8, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # a host sync raises
+    try:
+        for _ in range(3):
+            average.update(model)
+        reward = bbox_reward(rollout, None, bboxes)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert average.count == 3 and reward.shape == (8, 6) and bool((reward <= 0).all())

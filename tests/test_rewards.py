@@ -218,6 +218,22 @@ def test_hybrid_loss_by_hand() -> None:
     assert objective.metrics["loss/classification"].item() == pytest.approx(expected, abs=1e-6)
 
 
+def test_the_location_spread_by_hand_and_for_one_rollout() -> None:
+    # x over the batch: 0 and 0.5 (sample std 0.3536); y: 0 and 0 (0). Mean over (T, 2).
+    locations = torch.tensor([[[0.0, 0.0]], [[0.5, 0.0]]])
+    rollout = make_rollout(step_logits=torch.zeros(2, 1, 2), locations=locations)
+    objective = hybrid_loss(
+        rollout, torch.tensor([0, 1]), torch.zeros(2, 4), config=RAMConfig(), reward_weights={"sparse": 1.0}
+    )
+    assert objective.metrics["policy/location_spread"].item() == pytest.approx(math.sqrt(0.125) / 2)
+    one = make_rollout(step_logits=torch.zeros(1, 1, 2), locations=locations[:1])
+    objective = hybrid_loss(
+        one, torch.tensor([0]), torch.zeros(1, 4), config=RAMConfig(), reward_weights={"sparse": 1.0}
+    )
+    assert all(bool(torch.isfinite(torch.as_tensor(v)).all()) for v in objective.metrics.values())
+    assert objective.metrics["policy/location_spread"].item() == 0.0
+
+
 def test_label_smoothing_moves_e_of_the_target_to_the_uniform_by_hand() -> None:
     # B = 2, C = 2, e = 0.2: the target is 0.9 on the label and 0.1 on the other class.
     # Final p(1) = 3/4 in both rows; labels 1 and 0.

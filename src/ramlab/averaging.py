@@ -4,16 +4,23 @@
 
 The optimiser trains the model itself; validation, best.pt and the test use the average,
 which smooths the step-to-step noise a high learning rate leaves in the weights (the RAM's
-validation error moves by a point or more from one epoch to the next without it). Built on
-torch.optim.swa_utils; with decay 0 there is no average and the model is evaluated as is.
+validation error moves by a point or more from one epoch to the next without it). With decay
+0 there is no average and the model is evaluated as is.
+
+The update is torch.optim.swa_utils' EMA (`torch._foreach_lerp_` over the parameters and
+buffers, the first update a copy) with the step count kept on the host: `AveragedModel`
+keeps it in a CPU tensor and copies it to the device on every update, which on a GPU waits
+for every kernel queued so far. Its state dict is `AveragedModel`'s (`n_averaged`,
+`module.<name>`), so checkpoints written with either load in both.
 """
 
 from __future__ import annotations
 
+from copy import deepcopy
 from typing import Any
 
+import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 
 class WeightAverage:
@@ -21,25 +28,56 @@ class WeightAverage:
     nothing when decay is 0. Create it after the model's weights are loaded."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
+        if not 0 <= decay <= 1:
+            raise ValueError(f"decay must be in [0, 1], got {decay}")
         self.decay = decay
-        self.averaged = (
-            AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-            if decay > 0
-            else None
-        )
+        self.averaged: nn.Module | None = None
+        self.count = 0  # updates so far
+        if decay > 0:
+            self.averaged = deepcopy(model)
+            for p in self.averaged.parameters():
+                p.requires_grad_(False)
 
     def update(self, model: nn.Module) -> None:
         """After an optimisation step (the first call copies the weights)."""
-        if self.averaged is not None:
-            self.averaged.update_parameters(model)
+        if self.averaged is None:
+            return
+        with torch.no_grad():
+            groups: dict[tuple, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+            for mine, theirs in zip(_tensors(self.averaged), _tensors(model), strict=True):
+                theirs = theirs.detach().to(mine.device)
+                if self.count == 0:
+                    mine.copy_(theirs)
+                    continue
+                own, new = groups.setdefault((mine.device, mine.dtype), ([], []))
+                own.append(mine)
+                new.append(theirs)
+            for (_, dtype), (own, new) in groups.items():
+                if dtype.is_floating_point or dtype.is_complex:
+                    torch._foreach_lerp_(own, new, 1 - self.decay)
+                else:  # integer buffers, as swa_utils treats them
+                    for mine, theirs in zip(own, new, strict=True):
+                        mine.copy_(mine * self.decay + theirs * (1 - self.decay))
+        self.count += 1
 
     def evaluated(self, model: nn.Module) -> nn.Module:
         """The weights to validate, keep as best and test: the average, or `model` itself."""
-        return model if self.averaged is None else self.averaged.module
+        return model if self.averaged is None else self.averaged
 
     def state_dict(self) -> dict[str, Any] | None:
-        return None if self.averaged is None else self.averaged.state_dict()
+        if self.averaged is None:
+            return None
+        weights = {f"module.{name}": value for name, value in self.averaged.state_dict().items()}
+        return {"n_averaged": torch.tensor(self.count, dtype=torch.long), **weights}
 
     def load_state_dict(self, state: dict[str, Any] | None) -> None:
-        if self.averaged is not None and state is not None:
-            self.averaged.load_state_dict(state)
+        if self.averaged is None or state is None:
+            return
+        self.count = int(state["n_averaged"])
+        weights = {name.removeprefix("module."): v for name, v in state.items() if name != "n_averaged"}
+        self.averaged.load_state_dict(weights)
+
+
+def _tensors(model: nn.Module) -> list[torch.Tensor]:
+    """The parameters, then the buffers, in a fixed order (as swa_utils with use_buffers)."""
+    return [*model.parameters(), *model.buffers()]

@@ -71,13 +71,16 @@ def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, 
         term = rollout_consistency(logits[:, -1], config.rollouts)
         loss = loss + config.consistency_weight * term
         consistency = {"loss/consistency": term.detach()}
+    locations = rollout.locations.detach()
+    # A batch of one rollout (an epoch's last, with M = 1) has no spread: 0, not std's NaN.
+    spread = locations.std(dim=0).mean() if len(locations) > 1 else locations.new_zeros(())
     metrics = {
         "loss/classification": classification.detach(),
         "loss/baseline": baseline.detach(),
         "loss/reinforce": reinforce.detach(),
         "policy/reward": rewards.sum(1).mean(),
         "policy/entropy": entropy.detach() / n_acted,
-        "policy/location_spread": rollout.locations.std(dim=0).mean(),
+        "policy/location_spread": spread,
         **consistency,
     }
     return Objective(loss=loss, metrics=metrics)

@@ -43,10 +43,16 @@ def infogain_reward(rollout, labels: torch.Tensor, bboxes: torch.Tensor) -> torc
     return log_py - torch.cat([prior, log_py[:, :-1]], dim=1)
 
 
+def _per_axis(op: Callable, values: torch.Tensor, x: float, y: float) -> torch.Tensor:
+    """`op(values, (x, y))` over the last dimension (x, y), with Python numbers: a tensor made
+    of them would be copied to a GPU on every call, and wait for it."""
+    return torch.stack((op(values[..., 0], x), op(values[..., 1], y)), dim=-1)
+
+
 def to_pixels(locations: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
     """Locations (..., 2) as (x, y) in [-1, 1] -> pixel coordinates (..., 2) on an (H, W) canvas."""
     height, width = image_size
-    return (locations + 1.0) * 0.5 * locations.new_tensor([width, height])
+    return _per_axis(torch.mul, (locations + 1.0) * 0.5, width, height)
 
 
 def box_distance(locations: torch.Tensor, bboxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
@@ -54,11 +60,10 @@ def box_distance(locations: torch.Tensor, bboxes: torch.Tensor, image_size: tupl
     (half the canvas side is 1). locations (B, T, 2) as (x, y) in [-1, 1], bboxes (B, 4)
     (x0, y0, x1, y1) in pixels -> (B, T)."""
     height, width = image_size
-    size = locations.new_tensor([width, height])
     centre = to_pixels(locations, image_size)  # (B, T, 2)
     low, high = bboxes[:, None, :2], bboxes[:, None, 2:]  # (B, 1, 2) each
     gap = torch.clamp(low - centre, min=0) + torch.clamp(centre - high, min=0)  # (B, T, 2)
-    return (gap / (0.5 * size)).norm(dim=2)
+    return _per_axis(torch.div, gap, 0.5 * width, 0.5 * height).norm(dim=2)
 
 
 def bbox_reward(rollout, labels: torch.Tensor, bboxes: torch.Tensor) -> torch.Tensor:
