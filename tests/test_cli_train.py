@@ -13,6 +13,7 @@ import yaml
 from ramlab.cli import main
 from ramlab.config import load_yaml
 from ramlab.models.ram import RAMConfig
+from ramlab.run import evaluate_run
 
 TINY = [
     "--train-limit", "16",
@@ -219,9 +220,9 @@ def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
     assert evaluation["loss"] == pytest.approx(final["test_loss"], rel=1e-5)
 
 
-def test_eval_draws_in_the_runs_evaluation_batches(fake_mnist, tmp_path, capsys) -> None:
-    # Sampled locations are drawn batch by batch: ramlab eval --sample uses the run's
-    # eval_batch_size (3 here), so it repeats the trainer's sampled test figures.
+def test_eval_repeats_the_trainers_sampled_figures_at_any_batch_size(fake_mnist, tmp_path, capsys) -> None:
+    # The trainer evaluates in batches of 3 here, ramlab eval in 8 (--batch-size) and in the
+    # run's 3: every draw is made for the whole split at once, so all three agree.
     out = tmp_path / "run"
     assert (
         main(["train", "ram", *TINY, "--eval-sample", "true", "--eval-batch-size", "3", "--out", str(out)])
@@ -233,3 +234,10 @@ def test_eval_draws_in_the_runs_evaluation_batches(fake_mnist, tmp_path, capsys)
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["count"] == final["test_count"] == 8
     assert evaluation["loss"] == pytest.approx(final["test_loss"], rel=1e-6)
+    whole = evaluate_run(out, sample=True, limit=8, device="cpu", batch_size=8)
+    assert whole["loss"] == pytest.approx(final["test_loss"], rel=1e-6)
+    assert whole["in_box"] == pytest.approx(evaluation["in_box"])
+    assert whole["glimpse_distance"] == pytest.approx(evaluation["glimpse_distance"], rel=1e-6)
+    # Monte Carlo: image i's M rollouts are the same draws in batches of 3 and of 8.
+    three, eight = (evaluate_run(out, rollouts=4, limit=8, device="cpu", batch_size=size) for size in (3, 8))
+    assert three["loss"] == pytest.approx(eight["loss"], rel=1e-6) and three["error"] == eight["error"]

@@ -3,7 +3,6 @@ checkpoint safety and refusing to overwrite a run."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -21,7 +20,7 @@ from ramlab.models.base import Objective
 from ramlab.models.ram import RAM, RAMConfig
 from ramlab.progress import train_by_epoch
 from ramlab.run_data import fresh_train_loader
-from ramlab.runconfig import RunConfig, TrainConfig, resume_changes
+from ramlab.runconfig import RunConfig, TrainConfig
 from ramlab.trainer import Trainer, git_commit
 
 TINY_RAM = RAMConfig(**tiny.TINY_RAM, glimpses=2, reward="sparse+infogain")
@@ -329,25 +328,6 @@ def test_an_existing_run_is_not_overwritten(fake_mnist, tmp_path) -> None:
     ):
         Trainer(tiny_config(epochs=1, batch_size=4), out).fit(resume=True)
     assert (out / "result.json").read_bytes() == before
-
-
-def test_a_resume_keeps_the_evaluation_batches_where_evaluation_draws() -> None:
-    # A random first location (TINY_RAM's) or sampled evaluation is drawn batch by batch, so
-    # the evaluation batches are part of what validation measures; with the policy mean from
-    # the centre they are only speed.
-    refused = r"these differ: eval_batch_size \(this run's evaluation draws locations batch by batch\)"
-    with pytest.raises(RamlabError, match=refused):
-        resume_changes(tiny_config(), tiny_config(eval_batch_size=4))
-    centred = dataclasses.replace(
-        tiny_config(), model_config=dataclasses.replace(TINY_RAM, first_location="centre")
-    )
-    smaller = dataclasses.replace(centred, train=dataclasses.replace(centred.train, eval_batch_size=4))
-    assert resume_changes(centred, smaller) == {"eval_batch_size": [1000, 4]}
-    sampled = dataclasses.replace(centred, train=dataclasses.replace(centred.train, eval_sample=True))
-    with pytest.raises(RamlabError, match=refused):
-        resume_changes(
-            sampled, dataclasses.replace(sampled, train=dataclasses.replace(sampled.train, eval_batch_size=4))
-        )
 
 
 def test_a_finished_untested_run_is_tested_once_by_a_resume_with_test(

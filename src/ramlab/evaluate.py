@@ -1,10 +1,14 @@
 """Evaluation: error of the final prediction and of every step's (anytime) prediction.
 
 Deterministic by default: one rollout per image, the RAM looking where its policy's mean
-says (its first location, when random, comes from a fixed-seed generator so two evaluations
-agree). `sample=True` draws locations as in training; `rollouts=M > 1` draws M rollouts per
+says. `sample=True` draws locations as in training; `rollouts=M > 1` draws M rollouts per
 image and averages their class probabilities (Monte Carlo), at every step. `protocol` names
 which of these produced a number, and every result file carries it.
+
+Every random number an evaluation uses (a random first location, the sampled policy's noise)
+is drawn before it starts, for the whole split at once, on the CPU from a generator of fixed
+seed: so an evaluation gives the same numbers at any batch size and on any device (up to the
+device's arithmetic), and two evaluations of one model agree.
 
 For a model that glimpses (its output has a rollout), `in_box` is the share (%) of glimpse
 centres inside the digit's bounding box, per step, and `glimpse_distance` the mean distance in
@@ -67,6 +71,14 @@ def glimpse_distance(locations: torch.Tensor, image_size: tuple[int, int]) -> to
     return torch.cdist(centres, centres).sum(dim=(1, 2)) / (steps * (steps - 1))
 
 
+def split_randomness(model: Model, rows: int, *, sample: bool, seed: int) -> tuple[torch.Tensor | None, ...]:
+    """What `model.draw_randomness` draws for `rows` rollouts (image by image, an image's M
+    rollouts in a row), drawn at once on the CPU from a generator seeded with `seed`."""
+    generator = torch.Generator().manual_seed(seed)
+    shape_only = torch.empty(rows, 1, 0, 0)  # draw_randomness reads the number of rows only
+    return model.draw_randomness(shape_only, sample=sample, generator=generator)
+
+
 @torch.inference_mode()
 def evaluate(
     model: Model,
@@ -81,13 +93,15 @@ def evaluate(
     sample = sample or rollouts > 1
     was_training = model.training
     model.eval()
-    generator = torch.Generator(device=loader.device).manual_seed(seed)
+    draws = split_randomness(model, loader.num_samples * rollouts, sample=sample, seed=seed)
     wrong_steps = inside = None
     distance = torch.zeros((), dtype=torch.float64, device=loader.device)
     loss_sum, count = torch.zeros((), dtype=torch.float64, device=loader.device), 0
     for batch in loader:
         images = batch.images.repeat_interleave(rollouts, dim=0) if rollouts > 1 else batch.images
-        out = model(images, sample=sample, generator=generator)
+        rows = slice(count * rollouts, (count + len(batch)) * rollouts)
+        randomness = tuple(None if d is None else d[rows].to(loader.device) for d in draws)
+        out = model(images, sample=sample, randomness=randomness)
         log_p = torch.log_softmax(out.step_logits, dim=2)  # (B*M, T, C)
         if rollouts > 1:  # log of the mean probability over each image's M rollouts
             log_p = log_p.view(len(batch), rollouts, *log_p.shape[1:]).logsumexp(dim=1) - math.log(rollouts)

@@ -193,7 +193,7 @@ def robustness_sweep(
         raise unknown_name("robustness split", split, SWEEP_SPLITS)
     config, model = load_run(run_dir, device=device)
     refuse_unread_test(run_dir, config, split)
-    batch_size = batch_size or config.train.eval_batch_size  # the trainer's batches, as ramlab eval
+    batch_size = batch_size or config.train.eval_batch_size  # the trainer's, as ramlab eval
     base = resolve_spec(config.data)
     wanted = resolve_levels(base, shifts if shifts is not None else dict.fromkeys(SHIFTS))
     seed = config.train.data_seed

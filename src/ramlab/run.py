@@ -65,9 +65,8 @@ def evaluate_run(
     batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's best model on a dataset (a name or SceneSpec) of the same canvas, in
-    batches of the run's `eval_batch_size` unless `batch_size` says otherwise (sampled draws,
-    and a random first location, are drawn batch by batch: the trainer's batches repeat its
-    figures)."""
+    batches of the run's `eval_batch_size` unless `batch_size` says otherwise (speed and
+    memory only: the numbers do not depend on it, `ramlab.evaluate`)."""
     config, model = load_run(run_dir, device=device)
     refuse_unread_test(run_dir, config, split)
     data = data or config.data

@@ -202,13 +202,6 @@ RESUME_MAY_CHANGE = (
 )
 
 
-def evaluation_draws(config: RunConfig) -> bool:
-    """Whether the run's validation and test draw random numbers (sampled locations, several
-    rollouts, or a random first location), which then depend on the evaluation batches."""
-    first = getattr(config.model_config, "first_location", None)  # the RAM's; others draw nothing
-    return config.train.eval_sample or config.train.eval_rollouts > 1 or first == "random"
-
-
 def resume_changes(saved: RunConfig, given: RunConfig) -> dict[str, list]:
     """{field: [saved, given]} for the train fields a resume changes; a clear error if it
     would change anything else."""
@@ -219,8 +212,6 @@ def resume_changes(saved: RunConfig, given: RunConfig) -> dict[str, list]:
     fixed += [k for k in ("model", "data") if old[k] != new[k]]
     if "epochs" in changed and saved.train.schedule in ("cosine", "step"):
         fixed.append("epochs (the cosine and step schedules depend on it)")
-    if "eval_batch_size" in changed and evaluation_draws(saved):
-        fixed.append("eval_batch_size (this run's evaluation draws locations batch by batch)")
     if fixed:
         raise RamlabError(
             f"a resumed run keeps its config; these differ: {', '.join(fixed)}. A resume may change "
