@@ -14,7 +14,15 @@ from ramlab.cli import main
 from ramlab.data.datasets import dataset_spec, evaluation_subset, resolve_spec
 from ramlab.errors import RamlabError
 from ramlab.models.ram import RAMConfig
-from ramlab.robustness import SHIFTS, read_robustness, resolve_levels, robustness_sweep, shifted_scenes
+from ramlab.robustness import (
+    SHIFTS,
+    read_robustness,
+    resolve_levels,
+    robustness_sweep,
+    same_sweep,
+    shifted_scenes,
+)
+from ramlab.run import evaluate_run
 from ramlab.runconfig import RunConfig, TrainConfig
 from ramlab.trainer import Trainer
 
@@ -182,11 +190,25 @@ def test_cli_writes_json_and_prints_a_table(run_dir, tmp_path, capsys):
         ),
         (["--shift", "clutter", "--levels", "2.5"], "robustness clutter: levels are whole numbers"),
         (["--shift", "rotate", "--levels", "ten"], "robustness rotate: level 'ten' is not a number"),
+        (["--rollouts", "0"], "--rollouts must be >= 1, got 0"),
     ],
 )
 def test_cli_errors_exit_2(run_dir, args, message, capsys):
     assert main(["robustness", str(run_dir), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_monte_carlo_rollouts_as_ramlab_eval_and_a_resume_keeps_only_a_like_sweep(run_dir, tmp_path):
+    path = tmp_path / "mc.json"
+    sweep = robustness_sweep(
+        run_dir, shifts={"noise": [0.0]}, rollouts=3, device="cpu", json_path=path, command="test"
+    )
+    evaluation = evaluate_run(run_dir, rollouts=3, device="cpu")  # the same scenes: noise 0, all
+    assert sweep["rollouts"] == 3 and sweep["sample"] is True
+    assert sweep["shifts"]["noise"]["error"] == [pytest.approx(evaluation["error"])]
+    saved = read_robustness(path)
+    assert same_sweep(saved, limit=None, sample=False, rollouts=3)
+    assert not same_sweep(saved, limit=None, sample=True, rollouts=1)  # one sampled rollout: redone
 
 
 def test_cli_on_a_folder_that_is_no_run(tmp_path, capsys):

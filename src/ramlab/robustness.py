@@ -45,12 +45,15 @@ FORMAT = 2  # 2: a limited sweep reads datasets.evaluation_subset's test digits 
 SWEEP_SPLITS = ("val", "test")
 
 
-def same_sweep(previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test") -> bool:
+def same_sweep(
+    previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test", rollouts: int = 1
+) -> bool:
     """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
     return (
         previous.get("format") == FORMAT
         and previous.get("limit") == limit
-        and previous.get("sample") == sample
+        and previous.get("sample") == (sample or rollouts > 1)
+        and previous.get("rollouts", 1) == rollouts
         and previous.get("split", "test") == split
     )
 
@@ -171,6 +174,7 @@ def robustness_sweep(
     shifts: dict[str, Sequence[float] | None] | None = None,
     limit: int | None = None,
     sample: bool = False,
+    rollouts: int = 1,
     split: str = "test",
     device: str = "auto",
     batch_size: int | None = None,
@@ -181,7 +185,8 @@ def robustness_sweep(
     """Evaluate a run at every level of every shift; return (and write) the sweep's dict.
 
     `shifts` maps a shift name to its levels (None: the defaults); None sweeps every shift.
-    `split` "val" reads the validation digits instead of the test digits.
+    `split` "val" reads the validation digits instead of the test digits. `sample` and
+    `rollouts` choose the policy as `ramlab eval` does (`ramlab.evaluate`).
     With `json_path`, the file is rewritten after each shift, and shifts it already holds
     with the same levels, limit and policy are kept rather than redone (an interrupted
     sweep resumes).
@@ -204,7 +209,8 @@ def robustness_sweep(
         "data": config.data,
         "split": split,
         "limit": limit,
-        "sample": sample,
+        "sample": sample or rollouts > 1,
+        "rollouts": rollouts,
         "seed": config.train.seed,
         "data_seed": seed,
         "commit": git_commit(),
@@ -218,7 +224,7 @@ def robustness_sweep(
         if (
             kept is not None
             and kept.get("levels") == levels
-            and same_sweep(previous, limit=limit, sample=sample, split=split)
+            and same_sweep(previous, limit=limit, sample=sample, split=split, rollouts=rollouts)
         ):
             result["shifts"][name] = kept
             continue
@@ -227,7 +233,7 @@ def robustness_sweep(
         for level in levels:
             scenes = shifted_scenes(kind.spec(base, level), seed=seed, limit=limit, split=split)
             loader = SceneLoader(scenes, batch_size=batch_size, device=device_)
-            evaluation = evaluate(model, loader, sample=sample)
+            evaluation = evaluate(model, loader, sample=sample, rollouts=rollouts)
             errors.append(evaluation.error)
             per_step.append(evaluation.per_step_error)
             count = evaluation.count

@@ -51,6 +51,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
     )
+    p.add_argument(
+        "--rollouts",
+        type=int,
+        default=1,
+        metavar="M",
+        help="average the class probabilities of M sampled rollouts per image (Monte Carlo; "
+        "default 1), as ramlab eval --rollouts",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--json", metavar="FILE", help="write the sweep as JSON (resumes a partial file)")
     add_threads_arg(p)
@@ -66,6 +74,8 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         raise RamlabError("--levels needs exactly one --shift (levels differ between shifts)")
     if args.limit is not None and args.limit < 1:
         raise RamlabError(f"--limit must be >= 1, got {args.limit}")
+    if args.rollouts < 1:
+        raise RamlabError(f"--rollouts must be >= 1, got {args.rollouts}")
     shifts = {name: args.levels for name in names}
     set_threads(args.threads)
     result = robustness_sweep(
@@ -73,6 +83,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         shifts=shifts,
         limit=args.limit,
         sample=args.sample,
+        rollouts=args.rollouts,
         split=args.split,
         device=args.device,
         json_path=Path(args.json) if args.json else None,
