@@ -242,36 +242,28 @@ def kill_at(monkeypatch, name: str, path_name: str | None = None) -> None:
     monkeypatch.setattr(trainer_module, name, die)
 
 
-def test_a_best_epoch_killed_before_its_last_pt_is_dropped_and_trained_again(
-    fake_mnist, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("name", "path_name"),
+    [
+        ("save_checkpoint", "last.pt"),  # killed before last.pt: the staged epoch is trained again
+        ("commit_best", None),  # killed after last.pt recorded it: the staged file becomes best.pt
+    ],
+)
+def test_a_best_epoch_killed_between_its_two_writes_resumes_to_the_same_best_pt(
+    fake_mnist, tmp_path, monkeypatch, name, path_name
 ) -> None:
-    out = tmp_path / "run"
-    Trainer(tiny_config(epochs=1), tmp_path / "whole").fit()
+    out, whole = tmp_path / "run", tmp_path / "whole"
+    Trainer(tiny_config(epochs=1), whole).fit()
     with monkeypatch.context() as patch:
-        kill_at(patch, "save_checkpoint", "last.pt")  # epoch 1, always a new best, is staged
+        kill_at(patch, name, path_name)  # epoch 1, always a new best, is staged first
         with pytest.raises(Killed):
             Trainer(tiny_config(epochs=1), out).fit()
     assert (out / "best.next.pt").exists() and not (out / "best.pt").exists()
-    Trainer(tiny_config(epochs=1), out).fit(resume=True)
+    assert (out / "last.pt").exists() == (path_name is None)
+    result = Trainer(tiny_config(epochs=1), out).fit(resume=True)
     assert not (out / "best.next.pt").exists()
-    assert_same_weights(weights(out / "best.pt"), weights(tmp_path / "whole" / "best.pt"))
-
-
-def test_a_best_epoch_killed_after_its_last_pt_becomes_best_pt_on_resume(
-    fake_mnist, tmp_path, monkeypatch
-) -> None:
-    out = tmp_path / "run"
-    Trainer(tiny_config(epochs=1), tmp_path / "whole").fit()
-    with monkeypatch.context() as patch:
-        kill_at(patch, "commit_best")
-        with pytest.raises(Killed):
-            Trainer(tiny_config(epochs=1), out).fit()
-    assert torch.load(out / "last.pt", weights_only=True)["best_epoch"] == 1
-    assert not (out / "best.pt").exists()
-    result = Trainer(tiny_config(epochs=1), out).fit(resume=True)  # trains nothing: it tests
-    assert not (out / "best.next.pt").exists()
-    assert_same_weights(weights(out / "best.pt"), weights(tmp_path / "whole" / "best.pt"))
-    assert result["test_error"] == json.loads((tmp_path / "whole" / "result.json").read_text())["test_error"]
+    assert_same_weights(weights(out / "best.pt"), weights(whole / "best.pt"))
+    assert result["test_error"] == json.loads((whole / "result.json").read_text())["test_error"]
 
 
 # ---- options --------------------------------------------------------------------------------

@@ -87,6 +87,22 @@ def add_threads_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_policy_args(parser: argparse.ArgumentParser) -> None:
+    """`--sample` and `--rollouts M`: the policy an evaluation outside training reads the
+    model with (`ramlab.evaluate`); the command checks that M >= 1."""
+    parser.add_argument(
+        "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
+    )
+    parser.add_argument(
+        "--rollouts",
+        type=int,
+        default=1,
+        metavar="M",
+        help="average the class probabilities of M sampled rollouts per image (Monte Carlo; "
+        "the result says so); default 1: one rollout",
+    )
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, refusing a key given twice in one mapping (YAML keeps the last)."""
 

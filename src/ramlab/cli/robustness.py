@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ramlab.config import add_threads_arg
+from ramlab.config import add_policy_args, add_threads_arg
 from ramlab.errors import RamlabError
 from ramlab.robustness import SHIFTS, SWEEP_SPLITS
 
@@ -48,17 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="digits to shift: test (default; a final model's) or val (a model still being "
         "chosen, whose test split must stay unread)",
     )
-    p.add_argument(
-        "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
-    )
-    p.add_argument(
-        "--rollouts",
-        type=int,
-        default=1,
-        metavar="M",
-        help="average the class probabilities of M sampled rollouts per image (Monte Carlo; "
-        "default 1), as ramlab eval --rollouts",
-    )
+    add_policy_args(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda (default auto)")
     p.add_argument("--json", metavar="FILE", help="write the sweep as JSON (resumes a partial file)")
     add_threads_arg(p)

@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ramlab.config import add_dataclass_args, add_threads_arg, field_names, load_yaml
+from ramlab.config import add_dataclass_args, add_policy_args, add_threads_arg, field_names, load_yaml
 from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_class, model_names
@@ -50,17 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="dataset of the same canvas size (default: the run's)",
     )
     p.add_argument("--split", choices=("val", "test"), default="test", help="split (default test)")
-    p.add_argument(
-        "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
-    )
-    p.add_argument(
-        "--rollouts",
-        type=int,
-        default=1,
-        metavar="M",
-        help="average the class probabilities of M sampled rollouts per image (Monte Carlo; "
-        "the result says so); default 1: one rollout",
-    )
+    add_policy_args(p)
     p.add_argument(
         "--limit",
         type=int,
