@@ -333,6 +333,15 @@ def test_labels_show_only_what_sets_runs_apart(study):
     assert labels["runs/convnet-mnist-seed0"] == "convnet"
 
 
+def test_seeds_trained_with_and_without_the_compiled_step_share_a_label(tmp_path):
+    for seed in (0, 1):
+        folder = write_run(tmp_path, f"fc-seed{seed}", model="fc", data="mnist", seed=seed, error=2.0)
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["train"]["compile"] = seed == 1
+        (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert {run.label for run in find_runs(tmp_path)} == {"fc"}
+
+
 def test_report_cli_and_its_errors(tmp_path, capsys):
     root = tmp_path / "small"
     write_run(root, "convnet-mnist-seed0", model="convnet", data="mnist", seed=0, error=3.0)
@@ -363,3 +372,50 @@ def test_only_rams_whose_configs_say_so_count_as_trained_on_the_last_glimpse():
     assert not last_glimpse_only([last, run("ram", {"ce_all_steps": True})])  # every seed must say so
     assert not last_glimpse_only([run("ram", {})])  # a config that does not say
     assert not last_glimpse_only([run("fc", {"ce_all_steps": False})])  # one-shot models answer once
+
+
+def test_robustness_pools_seeds_level_by_level_and_never_mixes_kinds(tmp_path):
+    def sweep_of(name, levels, errors, **kind):
+        folder = write_run(
+            tmp_path, name, model=name.split("-")[0], data="mnist", seed=int(name[-1]), error=2.0
+        )
+        entry = {
+            "label": "rotation (degrees)",
+            "trained": [0.0, 0.0],
+            "levels": levels,
+            "error": errors,
+            "count": 50,
+        }
+        sweep = {"format": 2, "limit": None, "sample": False, "shifts": {"rotate": entry}, **kind}
+        (folder / "robustness.json").write_text(json.dumps(sweep))
+
+    sweep_of("fc-seed0", [0.0, 15.0], [2.0, 4.0])
+    sweep_of("fc-seed1", [0.0, 30.0], [4.0, 9.0])
+    sweep_of("convnet-seed0", [0.0, 45.0], [1.0, 7.0])
+    sweep_of("convnet-seed1", [0.0, 45.0], [90.0, 90.0], split="val")  # another kind: its own table
+    assert main(["report", str(tmp_path)]) == 0
+    section = (tmp_path / "report.md").read_text()
+    section = section[section.index("## Robustness to shifts") :]
+    test, val = section.split("*validation split")
+    assert "*test split, all its digits, policy mean, one rollout*" in test
+    header = next(line for line in test.splitlines() if line.startswith("| model"))
+    assert header.split("|")[2:6] == [" 0 ", " 15 ", " 30 ", " 45 "]
+    fc = table_row(test, "`fc`")
+    assert fc[1:5] == ["3.0 ± 1.4", "4.0 (n=1)", "9.0 (n=1)", "—"]
+    assert "fc-seed0" in fc[5] and "fc-seed1" in fc[5]
+    convnet = table_row(test, "`convnet`")
+    assert convnet[1:5] == ["1.0", "—", "—", "7.0"] and "convnet-seed1" not in convnet[5]
+    assert table_row(val, "`convnet`")[1:3] == ["90.0", "90.0"]
+    assert "50 validation scenes per level" in val
+
+
+def test_the_epochs_column_is_the_epochs_trained_and_names_the_budget_of_an_early_stop(tmp_path):
+    for seed, run in ((0, 120), (1, 300)):
+        folder = write_run(tmp_path, f"fc-seed{seed}", model="fc", data="mnist", seed=seed, error=2.0)
+        result = json.loads((folder / "result.json").read_text())
+        (folder / "result.json").write_text(json.dumps({**result, "epochs": 300, "epochs_run": run}))
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| model | test error"))
+    column = [c.strip() for c in header.strip("|").split("|")].index("epochs run")
+    assert table_row(report, "`fc`")[column] == "210 (max 300)"

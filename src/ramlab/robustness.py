@@ -38,6 +38,7 @@ from ramlab.data.scenes import DIGIT, Scenes, SceneSpec, generate_scenes
 from ramlab.errors import RamlabError, unknown_name
 from ramlab.evaluate import evaluate
 from ramlab.files import write_json
+from ramlab.sweeps import sweep_kind
 
 FORMAT = 2  # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N)
 
@@ -49,13 +50,8 @@ def same_sweep(
     previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test", rollouts: int = 1
 ) -> bool:
     """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
-    return (
-        previous.get("format") == FORMAT
-        and previous.get("limit") == limit
-        and previous.get("sample") == (sample or rollouts > 1)
-        and previous.get("rollouts", 1) == rollouts
-        and previous.get("split", "test") == split
-    )
+    wanted = (split, sample or rollouts > 1, rollouts, limit)
+    return previous.get("format") == FORMAT and sweep_kind(previous) == wanted
 
 
 @dataclass(frozen=True)

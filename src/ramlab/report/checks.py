@@ -138,7 +138,7 @@ def check_result(data: Any) -> None:
     """result.json: the test error, and numbers where the report averages them."""
     result = mapping(data)
     number(result, "test_error", required=True)
-    for key in ("epochs", "train_seconds", "best_epoch"):
+    for key in ("epochs", "epochs_run", "train_seconds", "best_epoch"):
         number(result, key)
     numbers(result, "per_glimpse_test_error")
 

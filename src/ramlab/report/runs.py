@@ -35,10 +35,12 @@ from ramlab.report.checks import (
     read,
 )
 
-# Config fields that never make two runs different experiments.
+# Config fields that never make two runs different experiments (compile: the same losses to
+# float rounding, tests/test_fastpath.py; only speed differs, as with device and threads).
 NOT_EXPERIMENT = {
     "train.seed",
     "train.device",
+    "train.compile",
     "train.threads",
     "train.progress",
     "train.tensorboard",

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ramlab.progress import CurvePoint
+from ramlab.sweeps import errors_by_level
 from ramlab.viz.style import PALETTE, plt, save_figure
 
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -222,10 +223,12 @@ def plot_robustness(
     *,
     title: str = "",
     styles: dict[str, Style] | None = None,
+    split: str = "test",
 ) -> Path:
-    """Error against shift level, one panel per shift, one line per label (mean ± std over
-    the seeds that share the levels). sweeps: shift -> label -> [robustness.json entries];
-    the training level is marked with a grey band (or line)."""
+    """Error against shift level, one panel per shift, one line per label: at each level, the
+    mean ± std over the seeds swept there (`ramlab.sweeps.errors_by_level`). sweeps: shift ->
+    label -> [robustness.json entries], of one kind (`sweep_kind`); the training level is
+    marked with a grey band (or line). `split` names the digits in the labels."""
     names = list(sweeps)
     cols = min(3, max(1, len(names)))
     rows_ = math.ceil(max(1, len(names)) / cols)
@@ -235,11 +238,15 @@ def plot_robustness(
     for ax, name in zip(axes.flat, names, strict=False):
         trained_marked = False
         for i, (label, entries) in enumerate(sweeps[name].items()):
-            entries = [e for e in entries if e["levels"] == entries[0]["levels"]]
+            per_level = errors_by_level(entries)
             style = _style(styles, label, i)
-            levels = np.asarray(entries[0]["levels"], dtype=float)
+            levels = np.asarray(list(per_level), dtype=float)
+            mean = np.asarray([np.mean(v) for v in per_level.values()])
+            std = np.asarray([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in per_level.values()])
             n = f" (n={len(entries)})" if len(entries) > 1 else ""
-            _mean_band(ax, levels, [e["error"] for e in entries], style, f"{label}{n}")
+            _line(ax, levels, mean, style, f"{label}{n}")
+            if len(entries) > 1:
+                ax.fill_between(levels, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
             trained = entries[0].get("trained")
             if not trained_marked and trained is not None:
                 if isinstance(trained, list) and trained[0] != trained[1]:
@@ -250,13 +257,13 @@ def plot_robustness(
                 trained_marked = True
         label = next(iter(sweeps[name].values()))[0].get("label", name) if sweeps[name] else name
         ax.set_xlabel(label)
-        ax.set_ylabel("test error (%)")
+        ax.set_ylabel(f"{split} error (%)")
         ax.set_ylim(bottom=0)
         ax.set_title(name, fontsize=10)
     if names:
         _legend(axes.flat[0])
     fig.suptitle(
-        title or "Robustness: test error under shifts not seen in training (grey: training level)",
+        title or f"Robustness: {split} error under shifts not seen in training (grey: training level)",
         fontsize=11,
     )
     fig.tight_layout()

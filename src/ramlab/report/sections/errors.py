@@ -21,11 +21,20 @@ HEADERS = [
     "test SE",
     "params",
     "FLOPs / image",
-    "epochs",
+    "epochs run",
     "train time",
     "measured as",
     "runs",
 ]
+
+
+def epochs_cell(runs: list[Run]) -> str:
+    """The mean epochs the runs trained (an early stop ends one before its budget), and the
+    budget when any stopped short of it."""
+    run = [r.result.get("epochs_run", r.result.get("epochs", 0)) for r in runs]
+    budget = max(r.result.get("epochs", 0) for r in runs)
+    cell = f"{statistics.fmean(run):.4g}"
+    return cell + (f" (max {budget:g})" if min(run) < budget else "")
 
 
 def sampling_error_cell(errors: list[float], scenes: int | None) -> str:
@@ -69,7 +78,7 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
                     sampling_error_cell(errors, runs[0].result.get("test_count")),
                     si(runs[0].result.get("params")),
                     si(flops[0]) if flops else "—",
-                    f"{statistics.fmean(r.result.get('epochs', 0) for r in runs):g}",
+                    epochs_cell(runs),
                     duration(statistics.fmean(r.result.get("train_seconds", 0.0) for r in runs)),
                     "; ".join(protocols),
                     links(runs),

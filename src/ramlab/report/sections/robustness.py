@@ -7,11 +7,30 @@ from ramlab.report.formatting import fmt_mean_std
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import data_key
 from ramlab.report.runs import by_label, links
+from ramlab.sweeps import errors_by_level, sweep_kind
+
+SPLIT_WORDS = {"test": "test", "val": "validation"}
+
+
+def _kind_words(kind: tuple) -> str:
+    """A sweep kind (`sweep_kind`) in words, for a table's heading."""
+    split, sampled, rollouts, limit = kind
+    policy = (
+        f"sampled policy, class probabilities averaged over {rollouts} rollouts"
+        if rollouts > 1
+        else ("sampled policy, one rollout" if sampled else "policy mean, one rollout")
+    )
+    digits = "all its digits" if limit is None else f"{limit} of its digits"
+    return f"{SPLIT_WORDS.get(split, split)} split, {digits}, {policy}"
+
+
+def _kind_order(kind: tuple) -> tuple:
+    """The study's own sweeps (test digits, policy mean) first."""
+    split, sampled, rollouts, limit = kind
+    return (split != "test", sampled, rollouts, limit is not None, limit or 0)
 
 
 def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
-    from ramlab.viz.curves import plot_robustness
-
     doc.heading(2, "Robustness to shifts not seen in training", "robustness")
     swept = [r for r in inputs.runs if r.robustness]
     if not swept:
@@ -21,9 +40,11 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
         {r.name for r in swept if r.robustness.get("limit") and r.robustness.get("format", 1) < 2}
     )
     doc.para(
-        "Each run's best model on its own test digits, with one scene parameter changed "
-        "(the same digits at every level): all of them, or, where the count is lower, a fixed "
-        "random subset, the same for every run. Error in %, mean over seeds."
+        "Each run's best model on its own digits, with one scene parameter changed (the same "
+        "digits at every level): all of them, or, where the count is lower, a fixed random "
+        "subset, the same for every run. Error in %, mean ± std over the seeds swept at that "
+        "level ((n=k) where fewer than the row's). Sweeps of another split, policy or number of "
+        "digits are never averaged together: each kind has its own tables."
         + (
             f" Older sweeps read the first N digits of MNIST's test file instead, whose first half is "
             f"the harder one: {', '.join(f'`{name}`' for name in first_n)}."
@@ -32,24 +53,48 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
         )
     )
     for data in sorted({r.data for r in swept}, key=data_key):
-        groups = by_label(r for r in swept if r.data == data)
-        sweeps: dict[str, dict[str, list[dict]]] = {}
-        for label, runs in groups.items():
-            for run in runs:
-                for name, entry in run.robustness["shifts"].items():
-                    sweeps.setdefault(name, {}).setdefault(label, []).append(entry)
+        here = [r for r in swept if r.data == data]
         doc.heading(3, f"{data}")
-        path = plot_robustness(sweeps, inputs.fig_path(f"robustness-{data}"), styles=inputs.styles)
-        doc.figure(path, f"Test error under each shift, runs trained on {data} (grey: the training level).")
-        for name, per_label in sweeps.items():
-            first = next(iter(per_label.values()))[0]
-            levels = first["levels"]
-            rows = []
-            for label, entries in per_label.items():
-                same = [e for e in entries if e["levels"] == levels]
-                cells = [fmt_mean_std([e["error"][i] for e in same], 1) for i in range(len(levels))]
-                rows.append([f"`{label}`", *cells, links(groups[label])])
-            doc.para(
-                f"**{name}**: {first.get('label', name)}; count {first.get('count', '?')} test scenes per level."
+        kinds = sorted({sweep_kind(r.robustness) for r in here}, key=_kind_order)
+        for number, kind in enumerate(kinds):
+            _kind_tables(
+                doc, inputs, data, kind, [r for r in here if sweep_kind(r.robustness) == kind], number
             )
-            doc.table(["model", *(f"{v:g}" for v in levels), "runs"], rows)
+
+
+def _kind_tables(doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: list, number: int) -> None:
+    """The figure and one table per shift of the sweeps of one kind on one dataset."""
+    from ramlab.viz.curves import plot_robustness
+
+    split = SPLIT_WORDS.get(kind[0], kind[0])
+    sweeps: dict[str, dict[str, list]] = {}  # shift -> label -> [(run, entry)]
+    for label, members in by_label(runs).items():
+        for run in members:
+            for name, entry in run.robustness["shifts"].items():
+                sweeps.setdefault(name, {}).setdefault(label, []).append((run, entry))
+    entries = {
+        name: {label: [e for _, e in pairs] for label, pairs in per.items()} for name, per in sweeps.items()
+    }
+    doc.para(f"*{_kind_words(kind)}*")
+    stem = f"robustness-{data}" if number == 0 else f"robustness-{data}-{number}"
+    path = plot_robustness(entries, inputs.fig_path(stem), styles=inputs.styles, split=split)
+    doc.figure(
+        path,
+        f"{split.capitalize()} error under each shift, runs trained on {data} (grey: the training level).",
+    )
+    for name, per_label in sweeps.items():
+        every = [e for pairs in per_label.values() for _, e in pairs]
+        levels = sorted({level for e in every for level in e["levels"]})
+        counts = sorted({e.get("count") for e in every if e.get("count") is not None})
+        rows = []
+        for label, pairs in per_label.items():
+            by_level = errors_by_level([e for _, e in pairs])
+            cells = []
+            for level in levels:
+                values = by_level.get(level, [])
+                fewer = f" (n={len(values)})" if 0 < len(values) < len(pairs) else ""
+                cells.append(fmt_mean_std(values, 1) + fewer if values else "—")
+            rows.append([f"`{label}`", *cells, links([run for run, _ in pairs])])
+        count = "/".join(str(c) for c in counts) or "?"
+        doc.para(f"**{name}**: {every[0].get('label', name)}; {count} {split} scenes per level.")
+        doc.table(["model", *(f"{v:g}" for v in levels), "runs"], rows)

@@ -1,0 +1,29 @@
+"""Robustness sweeps read back (`robustness.json`, written by `ramlab.robustness`): what a
+sweep measured, and a label's seeds pooled level by level. Pure functions of the files'
+dicts, with no torch, for the report and its figures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None]:
+    """What a sweep's numbers measure beyond its levels: (split, sampled, rollouts, limit).
+    Only sweeps of one kind are averaged together."""
+    return (
+        sweep.get("split", "test"),
+        bool(sweep.get("sample")),
+        sweep.get("rollouts", 1),
+        sweep.get("limit"),
+    )
+
+
+def errors_by_level(entries: Sequence[dict[str, Any]]) -> dict[float, list[float]]:
+    """One shift's entries of several sweeps (a label's seeds) -> {level: the errors of the
+    sweeps that have it}, over every level any of them has, in increasing order."""
+    levels = sorted({level for entry in entries for level in entry["levels"]})
+    return {
+        level: [e["error"][e["levels"].index(level)] for e in entries if level in e["levels"]]
+        for level in levels
+    }
