@@ -15,6 +15,10 @@ from torch import nn
 
 from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
 from ramlab.cli import main
+from ramlab.data.loader import SceneLoader
+from ramlab.data.scenes import Scenes
+from ramlab.evaluate import evaluate
+from ramlab.models.ram import RAM, RAMConfig
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "error_breakdown.py"
 
@@ -52,7 +56,10 @@ def test_shared_errors_by_hand() -> None:
 class FixedModel(nn.Module):
     """Predicts class 3 for every scene and looks at the canvas centre, then at (x, y) = (0.5, 0.5)."""
 
-    def forward(self, images: torch.Tensor, *, sample: bool, generator=None) -> SimpleNamespace:
+    def draw_randomness(self, images, *, sample, generator) -> tuple:
+        return ()  # draws nothing (as a model with its first glimpse at the centre)
+
+    def forward(self, images: torch.Tensor, *, sample: bool, randomness=None) -> SimpleNamespace:
         logits = torch.zeros(len(images), 2, 10)
         logits[:, :, 3] = 1.0
         locations = torch.tensor([[0.0, 0.0], [0.5, 0.5]]).expand(len(images), -1, -1)
@@ -144,3 +151,26 @@ def test_the_script_refuses_a_missing_run_and_runs_on_two_datasets(
         out = capsys.readouterr()
         assert stop.value.code == 2 and says in out.err
         assert "wrong" not in out.out  # refused before any run was scored
+
+
+def test_scene_outcomes_add_up_to_the_evaluation_with_a_random_first_glimpse() -> None:
+    torch.manual_seed(0)
+    config = RAMConfig(
+        glimpses=3,
+        glimpse_size=4,
+        scales=2,
+        hidden=16,
+        glimpse_hidden=8,
+        location_hidden=8,
+        first_location="random",
+    )
+    model = RAM(config=config, image_size=(16, 16))
+    pixels = (torch.rand(20, 16, 16) * 255).to(torch.uint8)
+    labels, boxes = torch.randint(0, 10, (20,)), torch.tensor([[2, 3, 10, 12]]).repeat(20, 1)
+    scenes = Scenes(pixels.numpy(), labels.numpy(), boxes.int().numpy())
+    evaluation = evaluate(model, SceneLoader(scenes, batch_size=6))
+    images = pixels.unsqueeze(1).float().mul_(1.0 / 255.0)
+    outcomes = scene_outcomes(model, images, labels, boxes.float(), batch_size=7)
+    assert outcomes.wrong.sum().item() * 100.0 / 20 == pytest.approx(evaluation.error)
+    in_box = outcomes.glimpses_in_box.sum().item() * 100.0 / (20 * 3)
+    assert in_box == pytest.approx(sum(evaluation.in_box) / 3)

@@ -40,7 +40,10 @@ class CentroidModel(nn.Module):
 
     steps = 3
 
-    def forward(self, images: torch.Tensor, *, sample: bool) -> SimpleNamespace:
+    def draw_randomness(self, images, *, sample, generator) -> tuple:
+        return ()  # draws nothing
+
+    def forward(self, images: torch.Tensor, *, sample: bool, randomness=None) -> SimpleNamespace:
         _, _, height, width = images.shape
         ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
         mass = images[:, 0].sum((1, 2))
@@ -77,7 +80,8 @@ def test_the_probe_runs_on_a_ram_and_refuses_too_few_scenes() -> None:
     model = RAM(config=config, image_size=(16, 16))
     images = torch.rand(20, 1, 16, 16)
     boxes = torch.tensor([[2, 3, 10, 12]]).repeat(20, 1)
-    rows = location_probe(model, images, boxes, batch_size=7)
+    rows = location_probe(model.train(), images, boxes, batch_size=7)
+    assert model.training  # left in the mode it was given in
     assert len(rows) == 4 and rows[-1].policy_px is None
     assert all(row.probe_px >= 0 and row.policy_px >= 0 for row in rows[:-1])
     with pytest.raises(RamlabError, match="too few"):

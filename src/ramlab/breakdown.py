@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ramlab.evaluate import EVAL_SEED
+from ramlab.evaluate import passes
 from ramlab.models.base import Model
 from ramlab.probe import box_centres
 from ramlab.rewards import box_distance
@@ -46,18 +46,15 @@ def scene_outcomes(
     model: Model, images: torch.Tensor, labels: torch.Tensor, bboxes: torch.Tensor, *, batch_size: int = 500
 ) -> Outcomes:
     """images (N, 1, H, W) in [0, 1], labels (N,), bboxes (N, 4) as (x0, y0, x1, y1) pixels.
-    A random first glimpse comes from a fixed-seed generator, as in `ramlab.evaluate`."""
+    The passes are `ramlab.evaluate`'s (a random first glimpse drawn as it draws it)."""
     was_training = model.training
     model.eval()
-    generator = torch.Generator(device=images.device).manual_seed(EVAL_SEED)
     image_size = tuple(images.shape[-2:])
     wrong, inside = [], []
-    for start in range(0, len(images), batch_size):
-        stop = start + batch_size
-        out = model(images[start:stop], sample=False, generator=generator)
-        wrong.append(out.step_logits[:, -1].argmax(dim=1) != labels[start:stop])
+    for rows, out in passes(model, images, batch_size=batch_size):
+        wrong.append(out.step_logits[:, -1].argmax(dim=1) != labels[rows])
         if out.rollout is not None:
-            hits = box_distance(out.rollout.locations, bboxes[start:stop], image_size) == 0  # (B, T)
+            hits = box_distance(out.rollout.locations, bboxes[rows], image_size) == 0  # (B, T)
             inside.append(hits.sum(dim=1))
     model.train(was_training)
     height, width = image_size

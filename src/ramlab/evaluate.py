@@ -19,13 +19,14 @@ one spot and see the same pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ramlab.data.loader import SceneLoader
-from ramlab.models.base import Model
+from ramlab.models.base import Model, ModelOutput
 from ramlab.rewards import box_distance, to_pixels
 
 EVAL_SEED = 1234
@@ -77,6 +78,19 @@ def split_randomness(model: Model, rows: int, *, sample: bool, seed: int) -> tup
     generator = torch.Generator().manual_seed(seed)
     shape_only = torch.empty(rows, 1, 0, 0)  # draw_randomness reads the number of rows only
     return model.draw_randomness(shape_only, sample=sample, generator=generator)
+
+
+def passes(
+    model: Model, images: torch.Tensor, *, batch_size: int, seed: int = EVAL_SEED
+) -> Iterator[tuple[slice, ModelOutput]]:
+    """The model's policy-mean passes over `images` (N, 1, H, W), batch by batch, as (rows,
+    output), with the random numbers `evaluate` draws for the same scenes (a random first
+    location): per-scene analyses then add up to its figures. Call in eval mode."""
+    draws = split_randomness(model, len(images), sample=False, seed=seed)
+    for start in range(0, len(images), batch_size):
+        rows = slice(start, start + batch_size)
+        randomness = tuple(None if d is None else d[rows].to(images.device) for d in draws)
+        yield rows, model(images[rows], sample=False, randomness=randomness)
 
 
 @torch.inference_mode()

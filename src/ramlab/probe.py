@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ramlab.errors import RamlabError
+from ramlab.evaluate import passes
 from ramlab.models.base import Model
 
 
@@ -74,14 +75,18 @@ def location_probe(
     fit = int(fit_fraction * len(images))
     if not 2 <= fit <= len(images) - 2:
         raise RamlabError(f"location probe: {len(images)} scenes leave too few to fit or to score")
+    was_training = model.training
     model.eval()
     states, locations = [], []
-    for start in range(0, len(images), batch_size):
-        rollout = model(images[start : start + batch_size], sample=False).rollout
-        if rollout is None or rollout.states is None:
-            raise RamlabError("location probe: the model has no recurrent states to probe (a RAM has)")
-        states.append(rollout.states.float().cpu())
-        locations.append(rollout.locations.double().cpu())
+    try:
+        for _, out in passes(model, images, batch_size=batch_size):
+            rollout = out.rollout
+            if rollout is None or rollout.states is None:
+                raise RamlabError("location probe: the model has no recurrent states to probe (a RAM has)")
+            states.append(rollout.states.float().cpu())
+            locations.append(rollout.locations.double().cpu())
+    finally:
+        model.train(was_training)
     h, where = torch.cat(states), torch.cat(locations)  # (N, T, hidden), (N, T, 2)
     size = tuple(images.shape[-2:])
     centres = box_centres(bboxes.cpu(), size)
