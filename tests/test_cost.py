@@ -11,6 +11,7 @@ from ramlab.cli import main
 from ramlab.cost import (
     THROUGHPUT_PIXELS,
     LiveTensorMemory,
+    cost_ratios,
     format_cost_table,
     measure_costs,
     median_seconds,
@@ -183,3 +184,18 @@ def test_cli_compile_times_the_compiled_forward_and_says_so(tmp_path, capsys):
     # The same model and arithmetic, timed another way.
     for key in ("params", "flops", "flops_by_op", "config"):
         assert compiled[key] == eager[key], key
+
+
+def test_cost_ratios_pair_rows_of_one_device_only():
+    def row(model, device, flops, latency):
+        return {
+            "model": model, "size": 60, "device": device, "flops": flops, "params": 10,
+            "latency_ms": latency, "throughput": 1000 / latency, "peak_memory_mb": 1.0,
+        }  # fmt: skip
+
+    rows = [row("resnet", "cpu", 40, 8.0), row("ram", "cpu", 4, 2.0), row("resnet", "cuda", 40, 0.1)]
+    ratios = cost_ratios(rows, numerator="resnet", denominator="ram")
+    assert [(r["size"], r["device"]) for r in ratios] == [(60, "cpu")]  # no RAM timed on cuda
+    assert ratios[0]["flops"] == 10 and ratios[0]["latency"] == 4 and ratios[0]["throughput"] == 4
+    both = cost_ratios([*rows, row("ram", "cuda", 4, 0.05)], numerator="resnet", denominator="ram")
+    assert [(r["device"], r["latency"]) for r in both] == [("cpu", 4), ("cuda", 2)]

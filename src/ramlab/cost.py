@@ -340,17 +340,20 @@ def _si(value: float) -> str:
 
 
 def cost_ratios(rows: list[dict[str, Any]], *, numerator: str, denominator: str) -> list[dict[str, Any]]:
-    """Per size where both models were measured: numerator / denominator of flops, params,
-    latency, peak memory, and denominator / numerator of throughput (how many times faster)."""
-    by_key = {(row["model"], row["size"]): row for row in rows}
+    """Per size and device where both models were measured (a time on one device is never
+    divided by one on another): numerator / denominator of flops, params, latency, peak
+    memory, and denominator / numerator of throughput (how many times faster)."""
+    by_key = {(row["model"], row["size"], row.get("device")): row for row in rows}
     ratios = []
-    for size in sorted({row["size"] for row in rows}):
-        top, bottom = by_key.get((numerator, size)), by_key.get((denominator, size))
+    for size, device in sorted({(row["size"], row.get("device") or "") for row in rows}):
+        device = device or None
+        top, bottom = by_key.get((numerator, size, device)), by_key.get((denominator, size, device))
         if top is None or bottom is None:
             continue
         ratios.append(
             {
                 "size": size,
+                "device": device,
                 "flops": top["flops"] / bottom["flops"],
                 "params": top["params"] / bottom["params"],
                 "latency": top["latency_ms"] / bottom["latency_ms"],
@@ -392,8 +395,9 @@ def format_cost_table(rows: list[dict[str, Any]]) -> str:
     if ratios:
         text += ["", "ResNet / RAM per image side (throughput: how many times more images/s the RAM does):"]
         for r in ratios:
+            where = f" ({r['device']})" if len({q["device"] for q in ratios}) > 1 else ""
             text.append(
-                f"  {r['size']:>4}: FLOPs x{r['flops']:.3g}, params x{r['params']:.3g}, "
+                f"  {r['size']:>4}{where}: FLOPs x{r['flops']:.3g}, params x{r['params']:.3g}, "
                 f"latency x{r['latency']:.3g}, throughput x{r['throughput']:.3g}, "
                 f"peak memory x{r['peak_memory']:.3g}"
             )
