@@ -72,12 +72,16 @@ def glimpse_distance(locations: torch.Tensor, image_size: tuple[int, int]) -> to
     return torch.cdist(centres, centres).sum(dim=(1, 2)) / (steps * (steps - 1))
 
 
-def split_randomness(model: Model, rows: int, *, sample: bool, seed: int) -> tuple[torch.Tensor | None, ...]:
+def split_randomness(
+    model: Model, rows: int, *, sample: bool, seed: int, device: torch.device
+) -> tuple[torch.Tensor | None, ...]:
     """What `model.draw_randomness` draws for `rows` rollouts (image by image, an image's M
-    rollouts in a row), drawn at once on the CPU from a generator seeded with `seed`."""
+    rollouts in a row), drawn at once on the CPU from a generator seeded with `seed`, then
+    moved to `device` in one copy (not one per batch, each of which would wait for a GPU)."""
     generator = torch.Generator().manual_seed(seed)
     shape_only = torch.empty(rows, 1, 0, 0)  # draw_randomness reads the number of rows only
-    return model.draw_randomness(shape_only, sample=sample, generator=generator)
+    drawn = model.draw_randomness(shape_only, sample=sample, generator=generator)
+    return tuple(None if d is None else d.to(device) for d in drawn)
 
 
 def passes(
@@ -86,10 +90,10 @@ def passes(
     """The model's policy-mean passes over `images` (N, 1, H, W), batch by batch, as (rows,
     output), with the random numbers `evaluate` draws for the same scenes (a random first
     location): per-scene analyses then add up to its figures. Call in eval mode."""
-    draws = split_randomness(model, len(images), sample=False, seed=seed)
+    draws = split_randomness(model, len(images), sample=False, seed=seed, device=images.device)
     for start in range(0, len(images), batch_size):
         rows = slice(start, start + batch_size)
-        randomness = tuple(None if d is None else d[rows].to(images.device) for d in draws)
+        randomness = tuple(None if d is None else d[rows] for d in draws)
         yield rows, model(images[rows], sample=False, randomness=randomness)
 
 
@@ -107,14 +111,16 @@ def evaluate(
     sample = sample or rollouts > 1
     was_training = model.training
     model.eval()
-    draws = split_randomness(model, loader.num_samples * rollouts, sample=sample, seed=seed)
+    draws = split_randomness(
+        model, loader.num_samples * rollouts, sample=sample, seed=seed, device=loader.device
+    )
     wrong_steps = inside = None
     distance = torch.zeros((), dtype=torch.float64, device=loader.device)
     loss_sum, count = torch.zeros((), dtype=torch.float64, device=loader.device), 0
     for batch in loader:
         images = batch.images.repeat_interleave(rollouts, dim=0) if rollouts > 1 else batch.images
         rows = slice(count * rollouts, (count + len(batch)) * rollouts)
-        randomness = tuple(None if d is None else d[rows].to(loader.device) for d in draws)
+        randomness = tuple(None if d is None else d[rows] for d in draws)
         out = model(images, sample=sample, randomness=randomness)
         log_p = torch.log_softmax(out.step_logits, dim=2)  # (B*M, T, C)
         if rollouts > 1:  # log of the mean probability over each image's M rollouts
