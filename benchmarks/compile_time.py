@@ -8,11 +8,14 @@ Prints, never asserts."""
 
 from __future__ import annotations
 
+import argparse
+import atexit
 import os
+import shutil
 import tempfile
 import time
 
-os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp()  # before torch: nothing cached
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="compile-time-")  # before torch
 
 import torch
 from throughput import recipe_config, synthetic_batch
@@ -25,6 +28,10 @@ from ramlab.models.ram import RAMConfig
 
 
 def main() -> None:
+    atexit.register(shutil.rmtree, os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = build_model("ram", RAMConfig(**recipe_config()), image_size=(60, 60))
