@@ -137,6 +137,26 @@ def test_the_advice_after_a_nan_resumes_with_a_lower_learning_rate(fake_mnist, t
     )
 
 
+@pytest.mark.parametrize("at", [3, 6])  # epoch 1's last step (nothing kept yet); epoch 2's
+def test_a_finite_loss_with_a_nan_gradient_never_reaches_a_checkpoint(
+    fake_mnist, tmp_path, monkeypatch, at
+) -> None:
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=at, action="nan_grad")
+        with pytest.raises(
+            RamlabError,
+            match=rf"the weights became non-finite \(the loss was finite\) at epoch {(at - 1) // 3 + 1}, step 3 of 3; stopped",
+        ):
+            Trainer(tiny_config(epochs=2), out).fit()
+    if at == 3:  # stopped before epoch 1's validation: nothing written
+        assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
+        return
+    kept = load_checkpoint(out / "last.pt")  # epoch 1's, untouched
+    assert kept["epoch"] == 1 and all(torch.isfinite(t).all() for t in kept["model"].values())
+    assert all(torch.isfinite(t).all() for t in load_checkpoint(out / "best.pt")["model"].values())
+
+
 def test_an_infinite_number_is_refused() -> None:
     with pytest.raises(RamlabError, match="lr must be a finite number, got inf"):
         TrainConfig(lr=float("inf"))

@@ -68,7 +68,8 @@ def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
 
 class ObjectiveHook:
     """Wraps RAM.objective to act at training step `at` (1-based): interrupt (a
-    KeyboardInterrupt raised there), give NaN, or send `signals` to this process."""
+    KeyboardInterrupt raised there), give NaN, a finite loss with a NaN gradient
+    ("nan_grad"), or send `signals` to this process."""
 
     def __init__(self, monkeypatch, *, at: int, action: str, signals: tuple[int, ...] = ()) -> None:
         self.calls, self.at, self.action = 0, at, action
@@ -84,6 +85,11 @@ class ObjectiveHook:
                     for signum in signals:
                         os.kill(os.getpid(), signum)
                     return result
+                if self.action == "nan_grad":  # a finite loss whose gradient is NaN: d/dw sqrt(w - w)
+                    weight = next(model.parameters())
+                    return Objective(
+                        loss=result.loss + 0.0 * torch.sqrt(weight - weight).sum(), metrics=result.metrics
+                    )
                 return Objective(loss=result.loss * float("nan"), metrics=result.metrics)
             return result
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def non_finite_message(loss: float, at: str, out: Path, resume_command: str, lr: float) -> str:
-    """The loss became `loss` `at` ("at epoch 3, step 12 of 430"): what is kept, what to run."""
-    where = f"the loss became {loss} {at}; stopped"
+def non_finite_message(what: str, at: str, out: Path, resume_command: str, lr: float) -> str:
+    """`what` happened ("the loss became nan") `at` ("at epoch 3, step 12 of 430"): what is
+    kept, what to run."""
+    where = f"{what} {at}; stopped"
     last = out / "last.pt"
     if not last.exists():
         return (

@@ -234,6 +234,8 @@ class Trainer:
             self.optimizer.step()
             self.average.update(model)
             self.schedule.after_step()
+            if checkpoint or step + 1 == self.steps_per_epoch:  # kept: checkpointed or validated
+                self._check_weights(step)
             pos.global_step += 1
             pos.step_in_epoch = step + 1
             self.seen += len(batch)
@@ -413,6 +415,14 @@ class Trainer:
             if not all_finite:
                 raise RamlabError(self._non_finite_message(loss.item(), step, since_check=True))
 
+    def _check_weights(self, step: int) -> None:
+        """Stops the run before a step's weights are kept (checkpointed, validated) if they
+        are not finite: a finite loss can still have a non-finite gradient."""
+        if not bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()):
+            what = "the weights became non-finite (the loss was finite)"
+            at = f"at {self._at(step)}"
+            raise RamlabError(non_finite_message(what, at, self.out, self.resume_command, self.cfg.lr))
+
     @property
     def _checks_every_step(self) -> bool:
         return self.device.type == "cpu"
@@ -421,11 +431,17 @@ class Trainer:
     def _samples_from_epoch_generator(self) -> bool:
         return self.device.type == "cpu"
 
+    def _at(self, step: int) -> str:
+        return f"epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}"
+
     def _non_finite_message(self, loss: float, step: int, *, since_check: bool = False) -> str:
-        at = f"epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}"
         # A GPU run reads its flag at logged and checkpointed steps only.
-        at = f"by {at} (a GPU run checks at logged steps)" if since_check else f"at {at}"
-        return non_finite_message(loss, at, self.out, self.resume_command, self.cfg.lr)
+        at = (
+            f"by {self._at(step)} (a GPU run checks at logged steps)"
+            if since_check
+            else f"at {self._at(step)}"
+        )
+        return non_finite_message(f"the loss became {loss}", at, self.out, self.resume_command, self.cfg.lr)
 
     def _stop_reason(self, epoch: int, best_epoch: int, train_seconds: float) -> str | None:
         """Why training ends before epoch `epoch`: every epoch done, `early_stop` epochs
