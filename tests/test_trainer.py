@@ -15,6 +15,7 @@ from ramlab import trainer as trainer_module
 from ramlab.checkpoint import load_checkpoint
 from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
+from ramlab.finite import FiniteCheck
 from ramlab.metrics import read_metrics
 from ramlab.models.base import Objective
 from ramlab.models.ram import RAM, RAMConfig
@@ -279,7 +280,7 @@ def test_a_gpu_run_reads_its_finite_flag_at_logged_steps(fake_mnist, tmp_path, m
     # read at logged steps (and an epoch's last). Step 4 (epoch 2, step 1) gives NaN, the
     # weights go NaN, and the run stops at the logged step 6 (the epoch's last, log_every 3)
     # before any checkpoint holds them.
-    monkeypatch.setattr(Trainer, "_checks_every_step", property(lambda self: False))
+    monkeypatch.setattr(FiniteCheck, "every_step", property(lambda self: False))
     out = tmp_path / "run"
     hook = ObjectiveHook(monkeypatch, at=4, action="nan")
     message = r"loss became nan by epoch 2, step 3 of 3 \(a GPU run checks at logged steps\); stopped"

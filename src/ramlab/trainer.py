@@ -49,6 +49,7 @@ from ramlab.errors import Interrupted, RamlabError
 from ramlab.evaluate import evaluate
 from ramlab.fastpath import TrainingStep
 from ramlab.files import remove_stale_temp, write_json
+from ramlab.finite import FiniteCheck
 from ramlab.lock import DirectoryLock
 from ramlab.metrics import MetricsLog, open_tensorboard, write_tensorboard
 from ramlab.models.base import Model
@@ -58,7 +59,7 @@ from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, split_loaders
-from ramlab.run_messages import interrupted_message, non_finite_message, stopped_message
+from ramlab.run_messages import interrupted_message, stopped_message
 from ramlab.runconfig import RunConfig, resume_changes
 from ramlab.stop_signal import StopSignal
 
@@ -160,6 +161,13 @@ class Trainer:
         self.train, self.val, self.test = split_loaders(self.config, self.device)
         self.fresh = FreshScenes(self.config, self.device) if cfg.fresh_scenes else None
         self.steps_per_epoch = len(self.train)
+        self.finite = FiniteCheck(
+            self.device,
+            lambda step: f"epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}",
+            self.out,
+            self.resume_command,
+            cfg.lr,
+        )
         self.optimizer = make_optimizer(self.model.parameter_groups(), cfg)
         # One graph, for the full batch (of M copies of each image); an epoch's last runs eagerly.
         self.step = TrainingStep(
@@ -176,7 +184,6 @@ class Trainer:
             init_weights(self.model, cfg.init_from)
         self.average = WeightAverage(self.model, cfg.ema)  # of the loaded weights
         self.average.load_state_dict(state.get("ema") if state else None)
-        self._finite: torch.Tensor | None = None  # a GPU run's steps since the last check
         self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=self.pos.global_step if state else None)
         self.board = open_tensorboard(self.out) if self.cfg.tensorboard else None
 
@@ -225,7 +232,7 @@ class Trainer:
             checkpoint = stop or (
                 mid_epoch and cfg.checkpoint_every > 0 and (pos.global_step + 1) % cfg.checkpoint_every == 0
             )
-            self._check_finite(objective.loss, step, now=logging or checkpoint)
+            self.finite.loss(objective.loss, step, now=logging or checkpoint)
             self.optimizer.zero_grad(set_to_none=True)
             objective.loss.backward()
             norms = grad_norms(model) if logging else {}  # before clipping
@@ -235,7 +242,7 @@ class Trainer:
             self.average.update(model)
             self.schedule.after_step()
             if checkpoint or step + 1 == self.steps_per_epoch:  # kept: checkpointed or validated
-                self._check_weights(step)
+                self.finite.weights(model, step)
             pos.global_step += 1
             pos.step_in_epoch = step + 1
             self.seen += len(batch)
@@ -399,49 +406,9 @@ class Trainer:
         model = self.average.evaluated(self.model)
         return evaluate(model, loader, sample=self.cfg.eval_sample, rollouts=self.cfg.eval_rollouts)
 
-    def _check_finite(self, loss: torch.Tensor, step: int, *, now: bool) -> None:
-        """Stops the run on a non-finite loss. On a CPU every step is checked. On a GPU the
-        check would wait for the step to finish, so steps accumulate a flag on the device
-        and it is read only at logged and checkpointed steps, which include an epoch's last:
-        no non-finite weights reach a checkpoint, and the message names the step read."""
-        if self._checks_every_step:
-            if not torch.isfinite(loss):
-                raise RamlabError(self._non_finite_message(loss.item(), step))
-            return
-        finite = torch.isfinite(loss.detach())
-        self._finite = finite if self._finite is None else self._finite & finite
-        if now:
-            all_finite, self._finite = bool(self._finite), None
-            if not all_finite:
-                raise RamlabError(self._non_finite_message(loss.item(), step, since_check=True))
-
-    def _check_weights(self, step: int) -> None:
-        """Stops the run before a step's weights are kept (checkpointed, validated) if they
-        are not finite: a finite loss can still have a non-finite gradient."""
-        if not bool(torch.stack([p.isfinite().all() for p in self.model.parameters()]).all()):
-            what = "the weights became non-finite (the loss was finite)"
-            at = f"at {self._at(step)}"
-            raise RamlabError(non_finite_message(what, at, self.out, self.resume_command, self.cfg.lr))
-
-    @property
-    def _checks_every_step(self) -> bool:
-        return self.device.type == "cpu"
-
     @property
     def _samples_from_epoch_generator(self) -> bool:
         return self.device.type == "cpu"
-
-    def _at(self, step: int) -> str:
-        return f"epoch {self.pos.epoch + 1}, step {step + 1} of {self.steps_per_epoch}"
-
-    def _non_finite_message(self, loss: float, step: int, *, since_check: bool = False) -> str:
-        # A GPU run reads its flag at logged and checkpointed steps only.
-        at = (
-            f"by {self._at(step)} (a GPU run checks at logged steps)"
-            if since_check
-            else f"at {self._at(step)}"
-        )
-        return non_finite_message(f"the loss became {loss}", at, self.out, self.resume_command, self.cfg.lr)
 
     def _stop_reason(self, epoch: int, best_epoch: int, train_seconds: float) -> str | None:
         """Why training ends before epoch `epoch`: every epoch done, `early_stop` epochs
