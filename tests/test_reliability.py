@@ -8,9 +8,11 @@ import errno
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from ramlab.config import load_yaml
 from ramlab.device import set_threads
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.lock import DirectoryLock
+from ramlab.metrics import open_tensorboard
 from ramlab.models.retina import Retina
 from ramlab.rewards import parse_reward
 from ramlab.runconfig import TrainConfig
@@ -236,6 +239,26 @@ def test_damaged_checkpoints_say_what_recovers_the_run(fake_mnist, tmp_path) -> 
     with pytest.raises(RamlabError, match="not a ramlab checkpoint: it holds Python objects") as info:
         load_checkpoint(out / "code.pt")
     assert "weights_only=False" not in str(info.value)
+
+
+def test_an_atomic_write_gives_the_file_the_mode_a_plain_open_would(tmp_path) -> None:
+    umask = os.umask(0o027)
+    try:
+        written = files.write_json(tmp_path / "result.json", {"a": 1})
+        (tmp_path / "plain").write_text("x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
+
+
+def test_a_resumed_run_purges_the_tensorboard_events_after_its_checkpoint(tmp_path, monkeypatch) -> None:
+    purges = []
+    fake = types.ModuleType("torch.utils.tensorboard")
+    fake.SummaryWriter = lambda logdir, purge_step=None: purges.append(purge_step)
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
+    open_tensorboard(tmp_path)
+    open_tensorboard(tmp_path, resume_step=6)  # last.pt at step 6: step 7's events go
+    assert purges == [None, 7]
 
 
 def test_temp_files_of_a_killed_write_are_cleaned_on_resume(fake_mnist, tmp_path) -> None:

@@ -391,3 +391,20 @@ def test_a_resume_may_extend_the_budget_and_says_so(fake_mnist, tmp_path, monkey
     # The same weights as a run given 2 epochs from the start.
     Trainer(tiny_config(epochs=2, schedule="exponential"), tmp_path / "whole").fit()
     assert_same_weights(weights(out / "last.pt"), weights(tmp_path / "whole" / "last.pt"))
+
+
+def test_a_finished_run_that_trains_on_sets_its_result_aside_until_its_new_end(
+    fake_mnist, tmp_path, monkeypatch
+) -> None:
+    out = tmp_path / "run"
+    first = Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()
+    longer = tiny_config(epochs=2, schedule="exponential")
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=2, action="interrupt")  # epoch 2, step 2
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(longer, out).fit(resume=True)
+    # The old result no longer describes best.pt once epoch 2 may beat it: the run is unfinished.
+    assert not (out / "result.json").exists()
+    assert json.loads((out / "result.previous.json").read_text()) == first
+    result = Trainer(longer, out).fit(resume=True)
+    assert result["epochs_run"] == 2 and json.loads((out / "result.json").read_text()) == result

@@ -31,6 +31,13 @@ def os_error_message(exc: OSError, path: str | os.PathLike | None = None, *, ver
     return f"cannot {verb} {where}: {exc.strerror or exc}; {os_error_advice(exc)}"
 
 
+def _new_file_mode() -> int:
+    """The mode `open` gives a new file: 0666 less the process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
     """Call `write(fileobj)` on a temp file beside `path`, fsync it, and rename it onto `path`."""
     path = Path(path)
@@ -40,6 +47,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
     except OSError as exc:
         raise RamlabError(os_error_message(exc, path)) from None
     try:
+        os.fchmod(fd, _new_file_mode())  # mkstemp's 0600 would hide results from the group
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()

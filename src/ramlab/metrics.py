@@ -50,8 +50,10 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return lines
 
 
-def open_tensorboard(out: str | Path):
-    """A TensorBoard writer logging to OUT/tensorboard (needs the tensorboard package)."""
+def open_tensorboard(out: str | Path, *, resume_step: int | None = None):
+    """A TensorBoard writer logging to OUT/tensorboard (needs the tensorboard package). On a
+    resume from step `resume_step`, the events logged after it (by the run that stopped) are
+    purged, as the metrics log's lines are."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -60,7 +62,8 @@ def open_tensorboard(out: str | Path):
         raise RamlabError(
             "--tensorboard needs the tensorboard package: pip install 'ramlab[tensorboard]'"
         ) from None
-    return SummaryWriter(str(Path(out) / "tensorboard"))
+    purge = None if resume_step is None else resume_step + 1
+    return SummaryWriter(str(Path(out) / "tensorboard"), purge_step=purge)
 
 
 def write_tensorboard(board, record: dict[str, Any], step: int) -> None:

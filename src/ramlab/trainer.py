@@ -7,6 +7,7 @@ A run directory holds:
     best.pt         the weights with the lowest validation error (their moving average with --ema);
                     staged as best.next.pt until last.pt records their epoch (ramlab.checkpoint)
     result.json     test_error, val_error, per_glimpse_test_error, params, epochs, ...
+                    (result.previous.json: a finished run's, while a resume trains it on)
     history.jsonl   budgets changed on resume (`--resume --epochs 90`), one line per resume
     .lock           held by the one process writing the run (see ramlab.lock)
 
@@ -102,6 +103,8 @@ class Trainer:
             self.commit = git_commit()  # the code this process loaded
             self._set_up(state)
             first_epoch = self.pos.epoch
+            if self._stop_reason(first_epoch, self.pos.best_epoch, self.pos.train_seconds) is None:
+                self._set_aside_result()
             try:
                 while self._stop_reason(self.pos.epoch, self.pos.best_epoch, self.pos.train_seconds) is None:
                     self._train_epoch()
@@ -128,6 +131,14 @@ class Trainer:
                 if previous["test_error"] is not None or not self.cfg.test:
                     return previous
             return self._finish()
+
+    def _set_aside_result(self) -> None:
+        """Before a finished run trains on (a resume with a larger budget): its result.json
+        would no longer describe best.pt once an epoch beats it, so it becomes
+        result.previous.json, and the run reads as unfinished until its new end."""
+        finished = self.out / "result.json"
+        if finished.exists():
+            finished.replace(self.out / "result.previous.json")
 
     def _prepare_dir(self, resume: bool) -> dict[str, Any] | None:
         """Returns the checkpoint to resume from, or None for a fresh run."""
@@ -184,8 +195,9 @@ class Trainer:
             init_weights(self.model, cfg.init_from)
         self.average = WeightAverage(self.model, cfg.ema)  # of the loaded weights
         self.average.load_state_dict(state.get("ema") if state else None)
-        self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=self.pos.global_step if state else None)
-        self.board = open_tensorboard(self.out) if self.cfg.tensorboard else None
+        resumed = self.pos.global_step if state else None  # the logs are cut back to it
+        self.log = MetricsLog(self.out / "metrics.jsonl", resume_step=resumed)
+        self.board = open_tensorboard(self.out, resume_step=resumed) if self.cfg.tensorboard else None
 
     def _train_epoch(self) -> None:
         """One pass over the training scenes (from the saved step when resuming mid-epoch)."""
@@ -217,7 +229,8 @@ class Trainer:
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
             leave=False,
         )
-        self.tick, self.seen, self.norm_sums = time.perf_counter(), 0, {}
+        self.tick = self.seen_since = time.perf_counter()  # training time; the rate's window
+        self.seen, self.norm_sums = 0, {}
         for step, batch in enumerate(
             self.train.iterate(order, start=pos.step_in_epoch), start=pos.step_in_epoch
         ):
@@ -284,7 +297,7 @@ class Trainer:
         self.tick = now
 
     def _log_step(self, batch, out, objective, norms: dict[str, Any], bar) -> None:
-        elapsed = time.perf_counter() - self.tick
+        elapsed = time.perf_counter() - self.seen_since  # since the last log (a checkpoint moves tick)
         error = (out.logits.argmax(1) != batch.labels).float().mean() * 100
         self._clock()
         pos = self.pos
@@ -305,7 +318,7 @@ class Trainer:
         bar.set_postfix(loss=f"{objective.loss.item():.3f}", err=f"{error.item():.1f}")
         for key, value in norms.items():
             self.norm_sums[key] = self.norm_sums.get(key, 0.0) + float(value)
-        self.seen = 0
+        self.seen, self.seen_since = 0, time.perf_counter()
 
     def _end_epoch(self) -> None:
         """Validate, log, keep the best weights, checkpoint, and say how the epoch went."""
