@@ -216,6 +216,7 @@ def generate_scenes(spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, 
     boxes = _tight_boxes(_on_canvas(patches, corner - margin, spec.canvas) if margin else patches)
     boxes[:, [0, 2]] += corner[:, :1] - margin
     boxes[:, [1, 3]] += corner[:, 1:] - margin
+    np.clip(boxes, 0, spec.canvas, out=boxes)  # only a blank digit's empty box can lie off it
 
     k = spec.clutter_size
     for _ in range(spec.clutter_count):
