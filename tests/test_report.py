@@ -419,3 +419,18 @@ def test_the_epochs_column_is_the_epochs_trained_and_names_the_budget_of_an_earl
     header = next(line for line in report.splitlines() if line.startswith("| model | test error"))
     column = [c.strip() for c in header.strip("|").split("|")].index("epochs run")
     assert table_row(report, "`fc`")[column] == "210 (max 300)"
+
+
+def test_a_column_some_seeds_lack_says_how_many_it_averages(tmp_path):
+    write_run(tmp_path, "ram-seed0", model="ram", data="translated60", seed=0, error=3.0, steps=[9.0, 3.0])
+    write_run(tmp_path, "ram-seed1", model="ram", data="translated60", seed=1, error=5.0, steps=[9.0, 5.0])
+    folder = write_run(
+        tmp_path, "ram-seed2", model="ram", data="translated60", seed=2, error=4.0, steps=[9.0, 4.0]
+    )
+    evaluation = json.loads((folder / "eval.json").read_text())
+    del evaluation["sampled"]  # this seed's evaluation did not sample
+    (folder / "eval.json").write_text(json.dumps(evaluation))
+    assert main(["report", str(tmp_path)]) == 0
+    row = table_row((tmp_path / "report.md").read_text(), "`ram`")
+    assert row[1] == "4.00 ± 1.00" and row[3] == "3"
+    assert row[2] == "5.00 ± 1.41 (n=2)"  # sampled: seeds 0 and 1 (4.0 and 6.0)

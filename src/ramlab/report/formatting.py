@@ -19,6 +19,14 @@ def fmt_mean_std(values: list[float], digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
 
 
+def fmt_some(values: list[float], seeds: int, digits: int = 2) -> str:
+    """`fmt_mean_std` of what `seeds` runs have (a file some lack), with (n=k) when it is fewer
+    than all of them; — when none has it."""
+    if not values:
+        return "—"
+    return fmt_mean_std(values, digits) + (f" (n={len(values)})" if len(values) < seeds else "")
+
+
 def si(value: float | None) -> str:
     if value is None or not isinstance(value, (int, float)) or not math.isfinite(value):
         return "—"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 
 from ramlab.report.doc import Doc
-from ramlab.report.formatting import duration, fmt_mean_std, si
+from ramlab.report.formatting import duration, fmt_mean_std, fmt_some, si
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import paper_error
 from ramlab.report.runs import Run, by_label, links
@@ -71,7 +71,7 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
                 [
                     f"`{label}`",
                     fmt_mean_std(errors),
-                    fmt_mean_std(sampled) if sampled else "—",
+                    fmt_some(sampled, len(runs)),
                     str(len(runs)),
                     f"{paper:.2f}" if paper is not None else "—",
                     str(runs[0].result.get("test_count", "—")),

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ramlab.errors import RamlabError
 from ramlab.progress import CurvePoint, best, time_to, val_curve
 from ramlab.report.doc import Doc
-from ramlab.report.formatting import fmt_mean_std, fmt_p
+from ramlab.report.formatting import fmt_mean_std, fmt_p, fmt_some
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.runs import Run, by_label, experiment, links
 from ramlab.report.stats import MAX_EXACT, SAMPLES, PermutationTest, permutation_test
@@ -234,15 +234,11 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
                     fmt_mean_std(errors[label]),
                     fmt_p(test.p_value) if test else "—",
                     str(len(runs)),
-                    fmt_mean_std(first_val, 1) if first_val else "—",
+                    fmt_some(first_val, len(runs), 1),
                     fmt_mean_std([r.result.get("best_epoch", math.nan) for r in runs], 1),
                     fmt_epochs_to(val_curves[label], speed_bar(val_curves[reference]) if reference else None),
-                    fmt_mean_std([statistics.fmean(w["inside_bbox_percent"]) for w in where], 1)
-                    if where
-                    else "—",
-                    fmt_mean_std([statistics.fmean(w["distance_to_bbox_px"]) for w in where], 1)
-                    if where
-                    else "—",
+                    fmt_some([statistics.fmean(w["inside_bbox_percent"]) for w in where], len(runs), 1),
+                    fmt_some([statistics.fmean(w["distance_to_bbox_px"]) for w in where], len(runs), 1),
                     links(runs),
                 ]
             )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ramlab.report.doc import Doc
-from ramlab.report.formatting import fmt_mean_std
+from ramlab.report.formatting import fmt_some
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import data_key
 from ramlab.report.runs import by_label, links
@@ -91,9 +91,7 @@ def _kind_tables(doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: l
             by_level = errors_by_level([e for _, e in pairs])
             cells = []
             for level in levels:
-                values = by_level.get(level, [])
-                fewer = f" (n={len(values)})" if 0 < len(values) < len(pairs) else ""
-                cells.append(fmt_mean_std(values, 1) + fewer if values else "—")
+                cells.append(fmt_some(by_level.get(level, []), len(pairs), 1))
             rows.append([f"`{label}`", *cells, links([run for run, _ in pairs])])
         count = "/".join(str(c) for c in counts) or "?"
         doc.para(f"**{name}**: {every[0].get('label', name)}; {count} {split} scenes per level.")
