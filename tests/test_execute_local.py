@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -22,13 +23,21 @@ from ramlab.execute import resources as resources_module
 # OUT/<id>.jsonl: start, end, pid and the variables the
 # executors set; sleeps, then exits with CODE. With FLAKY, the first run (no marker file)
 # exits 3 and later runs succeed; with SLOW_FIRST, the first run sleeps 30 s. With
-# IGNORE_TERM, SIGTERM is ignored.
+# IGNORE_TERM, SIGTERM is ignored; with RECORD_SIGNALS, each signal is noted.
 FAKE = r"""
 import json, os, signal, sys, time
 out, task_id, sleep, code = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 mode = sys.argv[5] if len(sys.argv) > 5 else ""
 if mode == "IGNORE_TERM":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if mode == "RECORD_SIGNALS":  # note each signal in OUT/<id>.signals; SIGTERM ends it
+    def note(signum, frame):
+        with open(os.path.join(out, task_id + ".signals"), "a") as f:
+            f.write(signal.Signals(signum).name + "\n")
+        if signum == signal.SIGTERM:
+            sys.exit(143)
+    signal.signal(signal.SIGINT, note)
+    signal.signal(signal.SIGTERM, note)
 keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAMLAB_THREADS", "CUDA_VISIBLE_DEVICES", "EXTRA")
 with open(os.path.join(out, task_id + ".pid"), "a") as f:
     f.write(f"{os.getpid()}\n")
@@ -235,6 +244,45 @@ def pid_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_without_a_gpu_slot_a_job_sees_no_gpu(tmp_path, monkeypatch):
+    monkeypatch.setattr(resources_module, "available_cpus", lambda: 8)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    lines: list[str] = []
+    tasks = [fake(tmp_path, f"t{i}", sleep=0) for i in range(2)]
+    outcomes = execute(tasks, executor="local", resources=Resources(jobs=2), progress=lines.append)
+    assert all(o.ok for o in outcomes)
+    assert [runs[0]["env"]["CUDA_VISIBLE_DEVICES"] for runs in records(tmp_path).values()] == ["", ""]
+    assert "note: the jobs run without a GPU (--gpus-per-job 0)" in lines[0]
+
+
+DRIVER = r"""
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from test_execute_local import fake
+from ramlab.execute import Resources, execute
+out = Path(sys.argv[1])
+execute([fake(out, "long", sleep=30, mode="RECORD_SIGNALS")], executor="local", resources=Resources(), progress=print, grace_seconds=5)
+"""
+
+
+def test_a_ctrl_c_in_the_terminal_reaches_a_local_job_once_as_sigterm(tmp_path):
+    # The terminal sends SIGINT to its whole foreground process group: the study's driver,
+    # and before, its jobs too, which then also got the driver's SIGTERM, a second signal.
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(tmp_path), str(Path(__file__).parent)], start_new_session=True
+    )
+    try:
+        assert pid_when_started(tmp_path / "long.pid") is not None
+        time.sleep(0.3)  # let the job install its handlers
+        os.killpg(driver.pid, signal.SIGINT)
+        driver.wait(timeout=20)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert (tmp_path / "long.signals").read_text().split() == ["SIGTERM"]
 
 
 def pid_when_started(path: Path, timeout: float = 20.0) -> int | None:

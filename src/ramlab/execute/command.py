@@ -54,8 +54,12 @@ def start(
     log: Path,
     env: Mapping[str, str],
     preexec_fn: Callable[[], None] | None = None,
+    new_session: bool = False,
 ) -> subprocess.Popen:
-    """Start a command with `env` over this process's environment, output appended to `log`."""
+    """Start a command with `env` over this process's environment, output appended to `log`.
+    `new_session`: outside the terminal's process group, so that a Ctrl-C reaches only the
+    caller, which then stops the command once (a second signal would stop a training at
+    once, without its checkpoint)."""
     argv = list(argv)
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +74,7 @@ def start(
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},
             preexec_fn=preexec_fn,
+            start_new_session=new_session,
         )
 
 

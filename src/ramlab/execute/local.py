@@ -3,9 +3,11 @@
 Each command gets T threads (OMP_NUM_THREADS, MKL_NUM_THREADS, RAMLAB_THREADS) and N × T may
 not exceed the CPUs available. With GPUs visible and F > 0, each command also gets a GPU slot
 through CUDA_VISIBLE_DEVICES (F = 0.25: four slots per GPU) and N is capped by the slots;
-with none visible, F is ignored with a note. A command starts once all its dependencies
+with none visible, F is ignored with a note. Without a slot (F = 0) a command sees no GPU
+(CUDA_VISIBLE_DEVICES empty, as Ray does), rather than all N piling onto the first one. A command starts once all its dependencies
 succeeded; a failure skips its dependents and everything else goes on. Ctrl-C stops the
-running commands (SIGTERM, SIGKILL after a grace period) and re-raises KeyboardInterrupt.
+running commands (SIGTERM, SIGKILL after a grace period) and re-raises KeyboardInterrupt;
+the commands run in sessions of their own, so the terminal's SIGINT does not reach them too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def plan(resources: Resources, progress: Callable[[str], None]) -> tuple[int, Gp
     """The jobs to run at once and the GPU slots (None: no GPU), with a note for each
     request that cannot be met as asked; a RamlabError if the cores would be oversubscribed."""
     jobs, pool = resources.jobs, None
+    if resources.gpus_per_job == 0 and visible_gpus():
+        progress("note: the jobs run without a GPU (--gpus-per-job 0); --gpus-per-job F shares them")
     if resources.gpus_per_job > 0:
         devices = visible_gpus()
         if not devices:
@@ -60,10 +64,10 @@ def run(
         while not tracker.finished:
             for task in tracker.ready()[: jobs - len(running)]:
                 gpus = pool.acquire() if pool else None
-                env = command.task_env(task, threads=resources.threads_per_job, gpus=gpus)
+                env = command.task_env(task, threads=resources.threads_per_job, gpus=gpus or "")
                 tracker.start(task.id)
                 try:
-                    process = command.start(task.argv, log=task.log, env=env)
+                    process = command.start(task.argv, log=task.log, env=env, new_session=True)
                 except OSError as exc:  # the program does not exist or cannot be executed
                     if pool and gpus is not None:
                         pool.release(gpus)
