@@ -116,3 +116,18 @@ def test_ray_retries_the_crashed_job(fake_mnist, tmp_path, monkeypatch, small):
     assert (out / "report.md").exists()
     records = [json.loads(line)["id"] for line in (out / "jobs.jsonl").read_text().splitlines()]
     assert sorted(records) == sorted(job.id for job in study(out, small).jobs())
+
+
+def test_jobs_get_the_study_folder_absolute_and_the_cache_the_driver_was_given(
+    tmp_path, monkeypatch, small
+) -> None:
+    # A Ray worker on another node starts in its own directory without the driver's variables.
+    captured = []
+    monkeypatch.setattr("ramlab.study.runner.execute", lambda tasks, **_: captured.extend(tasks) or [])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAMLAB_HOME", "cache")  # relative, as a user may give it
+    study(Path("rel") / "out", small).run(report=False, executor="ray")
+    assert captured
+    for task in captured:
+        assert task.argv[-2] == str(tmp_path / "rel" / "out") and task.log.is_absolute()
+        assert task.env["RAMLAB_HOME"] == str(tmp_path / "cache")

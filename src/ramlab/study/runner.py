@@ -15,6 +15,7 @@ it stopped, and a finished job is never redone.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -186,15 +187,22 @@ class Study(Context):
             serial=False,
         )
         pending = {job.id for job in todo}
+        # A job may run on another machine (Ray, Slurm), in another working directory and
+        # (Ray) without this process's environment: the folder is absolute, and the cache's
+        # place goes with it where one was set.
+        out = self.out.resolve()
+        env = {STUDY_COMMAND: self.command}
+        if "RAMLAB_HOME" in os.environ:
+            env["RAMLAB_HOME"] = str(Path(os.environ["RAMLAB_HOME"]).resolve())
         tasks = [
             Task(
                 id=job.id,
-                argv=(*self.job_command, str(self.out), job.id),
-                log=self.out / "logs" / f"{job.id}.log",
+                argv=(*self.job_command, str(out), job.id),
+                log=out / "logs" / f"{job.id}.log",
                 deps=tuple(dep for dep in job.deps if dep in pending),  # the others are done
                 title=job.title,
                 seconds=self._seconds(job),
-                env={STUDY_COMMAND: self.command},
+                env=env,
                 alone=job.kind == "cost",  # its timings share the machine with no other job
             )
             for job in todo
