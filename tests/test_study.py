@@ -432,6 +432,16 @@ def test_a_wrong_preset_exits_2_on_the_cli(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize(("args", "threads"), [([], None), (["--threads-per-job", "2"], 2)])
+def test_the_serial_study_takes_its_threads_per_job(tmp_path, monkeypatch, args, threads):
+    seen = []
+    monkeypatch.setattr(Study, "run", lambda self, **_: seen.append(self.threads) or tmp_path / "r.md")
+    monkeypatch.delenv("RAMLAB_THREADS", raising=False)
+    assert main(["study", "tiny", "--out", str(tmp_path / "s"), *args]) == 0
+    assert seen == [threads]  # None: the preset's threads
+    assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--threads-per-job", "0"]) == 2
+
+
 def test_unknown_preset_lists_the_packaged_ones():
     with pytest.raises(RamlabError, match=r"unknown preset 'quik'.*paper, quick, tiny"):
         preset_path("quik")

@@ -48,9 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--threads-per-job",
         type=int,
-        default=1,
+        default=None,
         metavar="T",
-        help="CPU threads of each job (default 1); N x T may not exceed the CPUs",
+        help="CPU threads of each job (default 1; serial: the preset's); N x T may not exceed the CPUs",
     )
     run.add_argument(
         "--gpus-per-job",
@@ -100,10 +100,14 @@ def cmd_study(args: argparse.Namespace) -> int:
         )
         return 0
     resources = Resources(
-        jobs=args.jobs, threads_per_job=args.threads_per_job, gpus_per_job=args.gpus_per_job
+        jobs=args.jobs,
+        threads_per_job=1 if args.threads_per_job is None else args.threads_per_job,
+        gpus_per_job=args.gpus_per_job,
     )
     if args.executor == "serial" and (args.jobs > 1 or args.gpus_per_job):
         raise RamlabError("--jobs and --gpus-per-job need a parallel --executor (local, ray or slurm)")
+    if args.executor == "serial" and args.threads_per_job is not None:
+        study.threads = resources.threads_per_job  # the jobs run in this process: torch's threads
     path = study.run(executor=args.executor, resources=resources, options=parse_options(args.option))
     print(path)
     return 0
