@@ -31,7 +31,7 @@ from ramlab.lock import DirectoryLock
 from ramlab.metrics import open_tensorboard
 from ramlab.models.retina import Retina
 from ramlab.rewards import parse_reward
-from ramlab.runconfig import TrainConfig
+from ramlab.runconfig import RunConfig, TrainConfig
 from ramlab.study import Study, load_preset
 from ramlab.trainer import Trainer
 
@@ -321,6 +321,32 @@ def test_a_key_given_twice_in_yaml_is_refused_with_its_lines(tmp_path) -> None:
     path.write_text("model: ram\ntrain:\n  lr: 0.01\n  epochs: 3\n  lr: 0.1\n")
     with pytest.raises(RamlabError, match=r"config\.yaml: .*key 'lr' is given twice \(lines 3 and 5\)"):
         load_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ('train: {test: "false"}', r"train: test: expected true or false; got 'false'"),
+        ("train: {epochs: 1.5}", r"train: epochs: expected a whole number; got 1\.5"),
+        ("train: {epochs: true}", r"train: epochs: expected a whole number; got True"),
+        ("train: {seed: null}", r"train: seed: expected a whole number; got None"),
+        ("train: {train_limit: 16.7}", r"train: train_limit: expected a whole number or null; got 16\.7"),
+        ("train: [1, 2]", r"train: expected a mapping of keys to values; got \[1, 2\]"),
+        ("model_config: {hidden: 64.5}", r"model_config: hidden: expected a whole number; got 64\.5"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_names_its_key(tmp_path, section, message) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(f"model: fc\ndata: mnist\n{section}\n")
+    with pytest.raises(RamlabError, match=rf"config\.yaml: {message}"):
+        RunConfig.load(path)
+
+
+def test_a_number_yaml_reads_as_text_is_still_a_number(tmp_path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("model: fc\ndata: mnist\ntrain: {lr: 1e-3, train_limit: null}\n")  # YAML 1.1: "1e-3"
+    train = RunConfig.load(path).train
+    assert train.lr == 0.001 and train.train_limit is None
 
 
 def test_settings_the_model_refuses_leave_no_run_directory(fake_mnist, tmp_path, capsys) -> None:

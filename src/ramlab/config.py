@@ -193,8 +193,40 @@ def field_names(cls: type) -> set[str]:
     return {f.name for f in fields(cls)}
 
 
+def _fits(value: Any, tp: Any) -> bool:
+    """Whether a YAML value has the type a field's hint asks for (bool is no number here)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None) or value is None:
+        return tp is type(None) and value is None
+    if origin is tuple:
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis] or [Any]
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value)
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    return True  # Any, and types checked by the class itself
+
+
+def _kind(tp: Any) -> str:
+    """A field's type in words, for the message."""
+    base = _base_type(tp)
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    text = "a list" if typing.get_origin(base) is tuple else words.get(base, str(base))
+    return text + (" or null" if type(None) in typing.get_args(tp) else "")
+
+
 def from_dict(cls: type, data: dict[str, Any], *, where: str) -> Any:
-    """Build `cls` from a dict, naming the file/section and the valid keys on a wrong key."""
+    """Build `cls` from a dict, naming the file/section and the valid keys on a wrong key,
+    and the key and the type it needs on a value of another type (a YAML `"false"` is text)."""
+    if data is not None and not isinstance(data, dict):
+        raise RamlabError(f"{where}: expected a mapping of keys to values; got {data!r}"[:200])
     data = dict(data or {})
     valid = field_names(cls)
     unknown = sorted(set(data) - valid)
@@ -202,12 +234,23 @@ def from_dict(cls: type, data: dict[str, Any], *, where: str) -> Any:
         raise RamlabError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
+        if isinstance(value, str) and float in (_base_type(hints[key]),) and _number(value) is not None:
+            data[key] = value = _number(value)  # YAML 1.1 reads 1e-3 as text
+        if not _fits(value, hints[key]):
+            raise RamlabError(f"{where}: {key}: expected {_kind(hints[key])}; got {value!r}"[:200])
         if typing.get_origin(_base_type(hints[key])) is tuple and isinstance(value, list):
             data[key] = tuple(value)
     try:
         return cls(**data)
     except TypeError as exc:
         raise RamlabError(f"{where}: {exc}") from None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
