@@ -222,3 +222,18 @@ def test_shift_replaces_only_its_field():
     assert rotated.rotation == (30.0, 30.0) and rotated.clutter_count == base.clutter_count
     assert SHIFTS["clutter"].spec(base, 16).clutter_count == 16
     assert SHIFTS["translate"].spec(base, 4).max_offset == 4
+
+
+def test_a_sweep_file_of_another_run_is_refused_and_other_shifts_stay_in_it(run_dir, tmp_path):
+    path = tmp_path / "sweep.json"
+    robustness_sweep(run_dir, shifts={"rotate": [0, 30]}, limit=4, device="cpu", json_path=path)
+    robustness_sweep(run_dir, shifts={"noise": [0.0, 0.5]}, limit=4, device="cpu", json_path=path)
+    assert list(read_robustness(path)["shifts"]) == ["rotate", "noise"]  # the rotation kept
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("config.yaml", "best.pt", "result.json"):
+        (other / name).write_bytes((run_dir / name).read_bytes())
+    with pytest.raises(
+        RamlabError, match=r"sweep\.json holds the sweep of .*run, not of .*other: choose another"
+    ):
+        robustness_sweep(other, shifts={"noise": [0.0]}, limit=4, device="cpu", json_path=path)

@@ -214,6 +214,22 @@ def robustness_sweep(
         "shifts": {},
     }
     previous = read_robustness(json_path) if json_path and Path(json_path).is_file() else None
+    # Another run's sweep: another folder name, model, dataset or seed (the folder itself may
+    # have moved with its study since).
+    identity = ("model", "data", "seed")
+    if previous is not None and (
+        Path(previous.get("run", "")).name != Path(run_dir).name
+        or any(previous.get(key) != result[key] for key in identity)
+    ):
+        raise RamlabError(
+            f"{json_path} holds the sweep of {previous.get('run')}, not of {run_dir}: "
+            "choose another --json (or delete the file)"
+        )
+    if previous is not None and same_sweep(
+        previous, limit=limit, sample=sample, split=split, rollouts=rollouts
+    ):
+        # The shifts it holds that this sweep does not redo stay in the file.
+        result["shifts"] = {k: v for k, v in previous["shifts"].items() if k not in wanted}
     device_ = next(model.parameters()).device
     for name, levels in wanted.items():
         kept = (previous or {}).get("shifts", {}).get(name)
