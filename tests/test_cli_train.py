@@ -66,7 +66,7 @@ def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
     assert evaluation["error"] == evaluation["per_step_error"][-1]
 
     # ... a dataset on the same 60×60 canvas, with a JSON copy ...
-    copy = tmp_path / "eval.json"
+    copy = tmp_path / "new" / "eval.json"  # a folder not made yet: made, not a lost evaluation
     code = main(["eval", str(out), "--data", "cluttered60", "--split", "val", "--json", str(copy)])
     assert code == 0
     evaluation = json.loads(capsys.readouterr().out)

@@ -11,6 +11,7 @@ from pathlib import Path
 from ramlab.config import add_dataclass_args, add_policy_args, add_threads_arg, field_names, load_yaml
 from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
+from ramlab.files import write_json
 from ramlab.models.registry import model_class, model_names
 from ramlab.runconfig import RunConfig, TrainConfig, config_path
 
@@ -116,7 +117,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         device=args.device,
     )
     text = json.dumps(result, indent=2)
+    print(text)  # first: a --json that cannot be written loses nothing
     if args.json:
-        Path(args.json).write_text(text + "\n")
-    print(text)
+        write_json(args.json, result)
     return 0
