@@ -449,3 +449,19 @@ def test_unknown_preset_lists_the_packaged_ones():
 
 def test_every_packaged_dataset_name_is_allowed_in_presets():
     assert set(DATASETS) >= {"mnist", "translated60", "centred60", "cluttered60", "cluttered100"}
+
+
+def test_a_folder_holding_another_presets_study_is_refused(tmp_path):
+    other = write_preset(tmp_path / "other.yaml", train={"epochs": 1})
+    out = tmp_path / "s"
+    from ramlab.study.jobs import save_preset
+
+    save_preset(Study(load_preset("tiny"), out))
+    assert (out / "study.yaml").read_text().startswith("# ramlab study of preset: tiny\n")
+    save_preset(Study(load_preset("tiny"), out))  # the same preset again: its resume
+    with pytest.raises(
+        RamlabError, match=r"holds the study of preset 'tiny' \(its study.yaml\), not 'other'"
+    ):
+        save_preset(Study(load_preset(other), out))
+    assert load_preset(out / "study.yaml").raw == load_preset("tiny").raw  # still readable by the jobs
+    save_preset(Study(load_preset(out / "study.yaml"), out))  # rerun from its own study.yaml

@@ -291,10 +291,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def save_yaml(path: str | Path, data: dict[str, Any]) -> Path:
+def save_yaml(path: str | Path, data: dict[str, Any], *, header: str = "") -> Path:
+    """`data` as YAML, atomically; `header`: a comment line above it."""
     from ramlab.files import atomic_write
 
-    text = yaml.safe_dump(data, sort_keys=False)
+    text = (f"# {header}\n" if header else "") + yaml.safe_dump(data, sort_keys=False)
     return atomic_write(path, lambda f: f.write(text), mode="w")
 
 

@@ -166,9 +166,24 @@ def record(ctx: Context, job: Job, seconds: float) -> None:
         raise RamlabError(os_error_message(exc, path)) from None
 
 
+PRESET_LINE = "ramlab study of preset: "  # study.yaml's first line, then the preset's name
+
+
 def save_preset(ctx: Context) -> Path:
-    """STUDY/study.yaml: the preset as run, which the job entry point reads back."""
-    return save_yaml(ctx.out / "study.yaml", ctx.preset.raw)
+    """STUDY/study.yaml: the preset as run, which the job entry point reads back. A folder
+    holding another preset's study is refused (its runs and report would mix with these)."""
+    path, header = ctx.out / "study.yaml", f"{PRESET_LINE}{ctx.preset.name}"
+    if path.is_file() and Path(ctx.preset.source).resolve() == path.resolve():
+        return path  # the study rerun from its own study.yaml: as it is
+    if path.is_file():
+        first = path.read_text(errors="replace").partition("\n")[0]
+        if first.startswith(f"# {PRESET_LINE}") and first != f"# {header}":
+            held = first.removeprefix(f"# {PRESET_LINE}")
+            raise RamlabError(
+                f"{ctx.out} holds the study of preset {held!r} (its study.yaml), not {ctx.preset.name!r}: "
+                "choose another --out"
+            )
+    return save_yaml(path, ctx.preset.raw, header=header)
 
 
 def _read_json(path: Path) -> dict:
