@@ -342,6 +342,17 @@ def test_a_config_value_of_the_wrong_type_names_its_key(tmp_path, section, messa
         RunConfig.load(path)
 
 
+def test_a_config_that_is_no_yaml_text_or_a_negative_option_names_itself(tmp_path) -> None:
+    binary = tmp_path / "best.pt"
+    binary.write_bytes(b"\x80\x02\xff\xfe")
+    with pytest.raises(RamlabError, match=r"best\.pt: not a text \(YAML\) file"):
+        load_yaml(binary)
+    with pytest.raises(RamlabError, match=r": a folder, not a YAML file"):
+        load_yaml(tmp_path)
+    with pytest.raises(RamlabError, match=r"^early_stop must be >= 0, got -1$"):
+        TrainConfig(early_stop=-1)
+
+
 def test_a_number_yaml_reads_as_text_is_still_a_number(tmp_path) -> None:
     path = tmp_path / "config.yaml"
     path.write_text("model: fc\ndata: mnist\ntrain: {lr: 1e-3, train_limit: null}\n")  # YAML 1.1: "1e-3"

@@ -191,6 +191,7 @@ def test_cli_writes_json_and_prints_a_table(run_dir, tmp_path, capsys):
         (["--shift", "clutter", "--levels", "2.5"], "robustness clutter: levels are whole numbers"),
         (["--shift", "rotate", "--levels", "ten"], "robustness rotate: level 'ten' is not a number"),
         (["--rollouts", "0"], "--rollouts must be >= 1, got 0"),
+        (["--shift", "rotate", "--levels", "nan"], "robustness rotate: level 'nan' is not a finite number"),
     ],
 )
 def test_cli_errors_exit_2(run_dir, args, message, capsys):

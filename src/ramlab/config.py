@@ -282,6 +282,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise RamlabError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise RamlabError(f"{path}: a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise RamlabError(f"{path}: not a text (YAML) file") from None
     except yaml.YAMLError as exc:
         raise RamlabError(f"{path}: not valid YAML ({exc})") from None
     if data is None:

@@ -98,6 +98,8 @@ class Shift:
             value = float(text)
         except ValueError:
             raise RamlabError(f"robustness {self.name}: level {text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise RamlabError(f"robustness {self.name}: level {text!r} is not a finite number")
         if self.integer:
             if value != int(value) or value < 0:
                 raise RamlabError(f"robustness {self.name}: levels are whole numbers >= 0, got {text}")

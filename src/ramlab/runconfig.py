@@ -152,8 +152,9 @@ class TrainConfig:
             raise RamlabError(
                 f"weight_decay must be >= 0 and momentum in [0, 1); got {self.weight_decay}, {self.momentum}"
             )
-        if min(self.grad_clip, self.checkpoint_every, self.threads, self.early_stop, self.time_budget) < 0:
-            raise RamlabError("grad_clip, checkpoint_every, threads, early_stop and time_budget must be >= 0")
+        for key in ("grad_clip", "checkpoint_every", "threads", "early_stop", "time_budget"):
+            if not getattr(self, key) >= 0:
+                raise RamlabError(f"{key} must be >= 0, got {getattr(self, key)}")
         if self.augmented and not self.fresh_scenes:
             raise RamlabError(
                 "augment_rotation and augment_scale draw new training scenes every epoch: they need fresh_scenes true"
