@@ -44,6 +44,8 @@ def test_show_writes_a_png(fake_mnist, tmp_path, capsys):
     assert main(args) == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert out.read_bytes()[:8] == PNG_SIGNATURE
+    assert main(["data", "show", "translated60", "--out", str(tmp_path / "scenes.txt")]) == 2
+    assert "scenes.txt: give a file name ending in one of" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("action", ["build", "show"])

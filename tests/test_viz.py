@@ -149,3 +149,10 @@ def test_glimpses_cli(fake_mnist, tmp_path, capsys):
     assert png.read_bytes()[:4] == b"\x89PNG" and gif.read_bytes()[:4] == b"GIF8"
     assert main(["glimpses", str(tmp_path / "resnet"), "--out", str(png)]) == 2
     assert "takes no glimpses" in capsys.readouterr().err
+    for bad, message in (
+        (["--out", str(tmp_path / "g.txt")], "g.txt: give a file name ending in one of .avif, .eps"),
+        (["--out", str(png), "--gif", str(tmp_path / "g.mp4")], "g.mp4: give a file name ending in .gif"),
+        (["--out", str(gif), "--gif", str(gif)], "--out and --gif name one file: give each its own"),
+    ):
+        assert main(["glimpses", str(tmp_path / "ram"), *bad]) == 2
+        assert message in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,9 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_glimpses(args: argparse.Namespace) -> int:
     from ramlab.errors import RamlabError
     from ramlab.viz.glimpses import draw_run_glimpses
+    from ramlab.viz.style import check_figure_path
 
     if args.count < 1:
         raise RamlabError(f"--count must be >= 1, got {args.count}")
+    check_figure_path(args.out)
+    if args.gif and Path(args.gif).suffix.lower() != ".gif":
+        raise RamlabError(f"--gif {args.gif}: give a file name ending in .gif")
+    if args.gif and Path(args.gif).resolve() == Path(args.out).resolve():
+        raise RamlabError("--out and --gif name one file: give each its own")
     draw_run_glimpses(
         args.run, png=args.out, gif=args.gif, count=args.count, split=args.split, device=args.device
     )

@@ -22,6 +22,18 @@ plt.rcParams.update(
 )
 
 
+def check_figure_path(out, flag: str = "--out") -> Path:
+    """`out` if matplotlib can write its format; else a clear error listing the ones it can."""
+    out = Path(out)
+    formats = sorted(plt.figure().canvas.get_supported_filetypes())
+    plt.close("all")
+    if out.suffix.lstrip(".").lower() not in formats:
+        from ramlab.errors import RamlabError
+
+        raise RamlabError(f"{flag} {out}: give a file name ending in one of .{', .'.join(formats)}")
+    return out
+
+
 def save_figure(fig, out) -> Path:
     """Save `fig` to `out` (folders created) and close it."""
     out = Path(out)
@@ -31,4 +43,4 @@ def save_figure(fig, out) -> Path:
     return out
 
 
-__all__ = ["PALETTE", "plt", "save_figure"]
+__all__ = ["PALETTE", "check_figure_path", "plt", "save_figure"]
