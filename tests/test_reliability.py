@@ -4,6 +4,7 @@ loses nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -351,6 +352,19 @@ def test_a_config_that_is_no_yaml_text_or_a_negative_option_names_itself(tmp_pat
         load_yaml(tmp_path)
     with pytest.raises(RamlabError, match=r"^early_stop must be >= 0, got -1$"):
         TrainConfig(early_stop=-1)
+
+
+def test_sampling_a_model_that_draws_no_locations_is_refused(fake_mnist, tmp_path, capsys) -> None:
+    with pytest.raises(
+        RamlabError, match="eval_sample and eval_rollouts are for the RAM: the fc model draws no"
+    ):
+        RunConfig.from_dict({"model": "fc", "data": "mnist", "train": {"eval_rollouts": 3}})
+    config = RunConfig.from_dict(
+        {"model": "fc", "data": "mnist", "train": dataclasses.asdict(tiny_config(epochs=1).train)}
+    )
+    Trainer(config, tmp_path / "fc").fit()
+    assert main(["eval", str(tmp_path / "fc"), "--rollouts", "4", "--device", "cpu"]) == 2
+    assert "the FC model draws no glimpse locations" in capsys.readouterr().err
 
 
 def test_a_number_yaml_reads_as_text_is_still_a_number(tmp_path) -> None:

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from ramlab.data.loader import SceneLoader
-from ramlab.models.base import Model, ModelOutput
+from ramlab.errors import RamlabError
+from ramlab.models.base import FeedForwardModel, Model, ModelOutput
 from ramlab.rewards import box_distance, to_pixels
 
 EVAL_SEED = 1234
@@ -109,6 +110,11 @@ def evaluate(
     if rollouts < 1:
         raise ValueError(f"rollouts must be >= 1, got {rollouts}")
     sample = sample or rollouts > 1
+    if sample and isinstance(model, FeedForwardModel):  # nothing to sample: a false label
+        raise RamlabError(
+            f"the {type(model).__name__} model draws no glimpse locations: sampled evaluation and "
+            "several rollouts are for the RAM"
+        )
     was_training = model.training
     model.eval()
     draws = split_randomness(

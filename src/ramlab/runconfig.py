@@ -17,7 +17,8 @@ from ramlab.data.datasets import DATASETS, dataset_spec, resolve_spec
 from ramlab.data.scenes import SceneSpec
 from ramlab.device import DEVICES
 from ramlab.errors import RamlabError
-from ramlab.models.registry import model_config_class, model_names
+from ramlab.models.base import FeedForwardModel
+from ramlab.models.registry import model_class, model_config_class, model_names
 from ramlab.optim import SCHEDULES
 
 OPTIMIZERS = ("adam", "sgd")
@@ -234,6 +235,12 @@ class RunConfig:
         if self.model not in model_names():
             raise RamlabError(f"unknown model {self.model!r}; valid: {', '.join(model_names())}")
         dataset_spec(self.data)
+        if (self.train.eval_sample or self.train.eval_rollouts > 1) and issubclass(
+            model_class(self.model), FeedForwardModel
+        ):
+            raise RamlabError(
+                f"eval_sample and eval_rollouts are for the RAM: the {self.model} model draws no glimpse locations"
+            )
         if self.train.augmented:  # a scale that does not fit the canvas fails now, not at epoch 0
             try:
                 self.training_spec()
