@@ -213,7 +213,10 @@ def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
     assert main([*train, "--resume", "--test", "true"]) == 0
     final = json.loads((out / "result.json").read_text())
     assert final["test_error"] is not None
-    capsys.readouterr()
+    assert "holds no run to resume" not in capsys.readouterr().err
+    missing = tmp_path / "typo"  # a --resume into a folder with no run says it starts one
+    assert main([*(a if a != str(out) else str(missing) for a in train), "--resume", "--epochs", "1"]) == 0
+    assert f"note: {missing} holds no run to resume; starting one there" in capsys.readouterr().err
     assert main(["eval", str(out), "--limit", "8", "--device", "cpu"]) == 0  # the trainer's --eval-limit
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["error"] == pytest.approx(final["test_error"])
