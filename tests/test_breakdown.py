@@ -155,16 +155,8 @@ def test_the_script_refuses_a_missing_run_and_runs_on_two_datasets(
 
 def test_scene_outcomes_add_up_to_the_evaluation_with_a_random_first_glimpse() -> None:
     torch.manual_seed(0)
-    config = RAMConfig(
-        glimpses=3,
-        glimpse_size=4,
-        scales=2,
-        hidden=16,
-        glimpse_hidden=8,
-        location_hidden=8,
-        first_location="random",
-    )
-    model = RAM(config=config, image_size=(16, 16))
+    sizes = {"glimpse_size": 4, "scales": 2, "hidden": 16, "glimpse_hidden": 8, "location_hidden": 8}
+    model = RAM(config=RAMConfig(glimpses=3, first_location="random", **sizes), image_size=(16, 16))
     pixels = (torch.rand(20, 16, 16) * 255).to(torch.uint8)
     labels, boxes = torch.randint(0, 10, (20,)), torch.tensor([[2, 3, 10, 12]]).repeat(20, 1)
     scenes = Scenes(pixels.numpy(), labels.numpy(), boxes.int().numpy())
