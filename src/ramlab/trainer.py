@@ -41,12 +41,11 @@ from ramlab.checkpoint import (
     settle_best,
     stage_best,
 )
-from ramlab.config import load_yaml, save_yaml
 from ramlab.data.datasets import image_size
 from ramlab.data.loader import SceneLoader
 from ramlab.device import resolve_device, set_threads
 from ramlab.diagnostics import grad_norms, starved_parts
-from ramlab.errors import Interrupted, RamlabError
+from ramlab.errors import Interrupted
 from ramlab.evaluate import evaluate
 from ramlab.fastpath import TrainingStep
 from ramlab.files import remove_stale_temp, write_json
@@ -60,8 +59,9 @@ from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, split_loaders
+from ramlab.run_dir import prepare_run_dir, set_aside_result
 from ramlab.run_messages import interrupted_message, stopped_message
-from ramlab.runconfig import RunConfig, resume_changes
+from ramlab.runconfig import RunConfig
 from ramlab.stop_signal import StopSignal
 
 
@@ -97,14 +97,14 @@ class Trainer:
         # Built first: settings the model refuses leave no run directory behind.
         self.model = build_run_model(self.config, self.device)
         with DirectoryLock(self.out, self.command), self.stop:
-            state = self._prepare_dir(resume)
+            state = prepare_run_dir(self.out, self.config, self.command, resume=resume)
             remove_stale_temp(self.out)
             settle_best(self.out, state["best_epoch"] if state else None)
             self.commit = git_commit()  # the code this process loaded
             self._set_up(state)
             first_epoch = self.pos.epoch
             if self._stop_reason(first_epoch, self.pos.best_epoch, self.pos.train_seconds) is None:
-                self._set_aside_result()
+                set_aside_result(self.out)
             try:
                 while self._stop_reason(self.pos.epoch, self.pos.best_epoch, self.pos.train_seconds) is None:
                     self._train_epoch()
@@ -131,40 +131,6 @@ class Trainer:
                 if previous["test_error"] is not None or not self.cfg.test:
                     return previous
             return self._finish()
-
-    def _set_aside_result(self) -> None:
-        """Before a finished run trains on (a resume with a larger budget): its result.json
-        would no longer describe best.pt once an epoch beats it, so it becomes
-        result.previous.json, and the run reads as unfinished until its new end."""
-        finished = self.out / "result.json"
-        if finished.exists():
-            finished.replace(self.out / "result.previous.json")
-
-    def _prepare_dir(self, resume: bool) -> dict[str, Any] | None:
-        """Returns the checkpoint to resume from, or None for a fresh run."""
-        saved = self.out / "config.yaml"
-        last = self.out / "last.pt"
-        if resume and (self.out / "result.json").exists() and not last.exists():
-            raise RamlabError(f"{self.out}: the run has finished (result.json) and has no last.pt")
-        if saved.exists():
-            if resume:
-                try:
-                    changed = resume_changes(
-                        RunConfig.from_dict(load_yaml(saved), where=str(saved)), self.config
-                    )
-                except RamlabError as exc:
-                    raise RamlabError(f"{self.out}: {exc}") from None
-                if changed:  # the new budget is the run's config from now on; history says when
-                    save_yaml(saved, self.config.to_dict())
-                    with (self.out / "history.jsonl").open("a") as history:
-                        history.write(json.dumps({"command": self.command, "changed": changed}) + "\n")
-                return load_checkpoint(last) if last.exists() else None
-            if last.exists() or (self.out / "result.json").exists():
-                raise RamlabError(
-                    f"{self.out} already holds a run; pass --resume to continue it, or choose another --out"
-                )
-        save_yaml(saved, self.config.to_dict())
-        return None
 
     def _set_up(self, state: dict[str, Any] | None) -> None:
         """Data, optimiser, schedule and logs; restored from `state` when resuming."""
