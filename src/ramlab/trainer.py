@@ -284,7 +284,7 @@ class Trainer:
         bar.set_postfix(loss=f"{objective.loss.item():.3f}", err=f"{error.item():.1f}")
         for key, value in norms.items():
             self.norm_sums[key] = self.norm_sums.get(key, 0.0) + float(value)
-        self.seen, self.seen_since = 0, time.perf_counter()
+        self.seen, self.seen_since = 0, self.tick  # the reading _clock made above
 
     def _end_epoch(self) -> None:
         """Validate, log, keep the best weights, checkpoint, and say how the epoch went."""
