@@ -89,9 +89,7 @@ def _kind_tables(doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: l
         rows = []
         for label, pairs in per_label.items():
             by_level = errors_by_level([e for _, e in pairs])
-            cells = []
-            for level in levels:
-                cells.append(fmt_some(by_level.get(level, []), len(pairs), 1))
+            cells = [fmt_some(by_level.get(level, []), len(pairs), 1) for level in levels]
             rows.append([f"`{label}`", *cells, links([run for run, _ in pairs])])
         count = "/".join(str(c) for c in counts) or "?"
         doc.para(f"**{name}**: {every[0].get('label', name)}; {count} {split} scenes per level.")
