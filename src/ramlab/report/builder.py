@@ -52,7 +52,7 @@ def write_report(root: str | Path) -> Path:
     Damaged runs and files are left out, listed in the report and warned about on stderr."""
     root = Path(root)
     if not root.is_dir():
-        raise RamlabError(f"{root}: no such folder")
+        raise RamlabError(f"{root}: {'a file, not a folder' if root.exists() else 'no such folder'}")
     inputs = ReportInputs(root)
     for skipped in inputs.skipped:
         print(f"warning: report skips {skipped.name}: {skipped.reason}", file=sys.stderr)
