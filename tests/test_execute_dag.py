@@ -14,7 +14,6 @@ from ramlab.execute import resources as resources_module
 from ramlab.execute.dag import Tracker, duration
 from ramlab.execute.resources import GpuPool, check_cpus, visible_gpus
 
-
 # The tracker notes a skip in the task's log: under the system's temp folder, not at /.
 LOGS = Path(tempfile.gettempdir()) / "ramlab-test-dag-logs"
 
