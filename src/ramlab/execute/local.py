@@ -4,8 +4,9 @@ Each command gets T threads (OMP_NUM_THREADS, MKL_NUM_THREADS, RAMLAB_THREADS) a
 not exceed the CPUs available. With GPUs visible and F > 0, each command also gets a GPU slot
 through CUDA_VISIBLE_DEVICES (F = 0.25: four slots per GPU) and N is capped by the slots;
 with none visible, F is ignored with a note. Without a slot (F = 0) a command sees no GPU
-(CUDA_VISIBLE_DEVICES empty, as Ray does), rather than all N piling onto the first one. A command starts once all its dependencies
-succeeded; a failure skips its dependents and everything else goes on. Ctrl-C stops the
+(CUDA_VISIBLE_DEVICES empty, as Ray does), rather than all N piling onto the first one.
+A command starts once all its dependencies succeeded; a failure skips its dependents and
+everything else goes on. Ctrl-C stops the
 running commands (SIGTERM, SIGKILL after a grace period) and re-raises KeyboardInterrupt;
 the commands run in sessions of their own, so the terminal's SIGINT does not reach them too.
 """
