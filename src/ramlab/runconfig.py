@@ -239,7 +239,8 @@ class RunConfig:
             model_class(self.model), FeedForwardModel
         ):
             raise RamlabError(
-                f"eval_sample and eval_rollouts are for the RAM: the {self.model} model draws no glimpse locations"
+                f"eval_sample and eval_rollouts are for the RAM: the {self.model} model draws no "
+                "glimpse locations"
             )
         if self.train.augmented:  # a scale that does not fit the canvas fails now, not at epoch 0
             try:
