@@ -263,7 +263,7 @@ def test_a_rotation_leaves_the_placement_window_as_it_is():
 
     still, turned = centres(SceneSpec(canvas=60)), centres(SceneSpec(canvas=60, rotation=(30, 30)))
     assert still.min() == 14 and still.max() == 46  # the 28×28 box anywhere on the canvas
-    # The same window (before: 19..41, the 40 px patch kept on the canvas). The angles are
+    # The same window (before: 19.5..40.5, the 39 px patch kept on the canvas). The angles are
     # drawn first, so the scenes' own places differ.
     assert 13.5 <= turned.min() <= 14.5 and 45.5 <= turned.max() <= 46.5
 
