@@ -33,6 +33,8 @@ class WeightAverage:
         self.decay = decay
         self.averaged: nn.Module | None = None
         self.count = 0  # updates so far
+        self._groups: dict | None = None  # (device, dtype) -> (average's, model's) tensors
+        self._source: nn.Module | None = None  # the model the groups hold
         if decay > 0:
             self.averaged = deepcopy(model)
             for p in self.averaged.parameters():
@@ -43,17 +45,16 @@ class WeightAverage:
         if self.averaged is None:
             return
         with torch.no_grad():
-            groups: dict[tuple, tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-            for mine, theirs in zip(_tensors(self.averaged), _tensors(model), strict=True):
-                theirs = theirs.detach().to(mine.device)
+            if self._source is not model:  # grouped once: the optimiser updates them in place
+                self._groups, self._source = {}, model
+                for mine, theirs in zip(_tensors(self.averaged), _tensors(model), strict=True):
+                    own, new = self._groups.setdefault((mine.device, mine.dtype), ([], []))
+                    own.append(mine)
+                    new.append(theirs)
+            for (_, dtype), (own, new) in self._groups.items():
                 if self.count == 0:
-                    mine.copy_(theirs)
-                    continue
-                own, new = groups.setdefault((mine.device, mine.dtype), ([], []))
-                own.append(mine)
-                new.append(theirs)
-            for (_, dtype), (own, new) in groups.items():
-                if dtype.is_floating_point or dtype.is_complex:
+                    torch._foreach_copy_(own, new)
+                elif dtype.is_floating_point or dtype.is_complex:
                     torch._foreach_lerp_(own, new, 1 - self.decay)
                 else:  # integer buffers, as swa_utils treats them
                     for mine, theirs in zip(own, new, strict=True):

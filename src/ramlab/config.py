@@ -234,8 +234,9 @@ def from_dict(cls: type, data: dict[str, Any], *, where: str) -> Any:
         raise RamlabError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
-        if isinstance(value, str) and float in (_base_type(hints[key]),) and _number(value) is not None:
-            data[key] = value = _number(value)  # YAML 1.1 reads 1e-3 as text
+        if isinstance(value, str) and _base_type(hints[key]) is float:
+            number = _number(value)  # YAML 1.1 reads 1e-3 as text
+            data[key] = value = value if number is None else number
         if not _fits(value, hints[key]):
             raise RamlabError(f"{where}: {key}: expected {_kind(hints[key])}; got {value!r}"[:200])
         if typing.get_origin(_base_type(hints[key])) is tuple and isinstance(value, list):

@@ -345,8 +345,9 @@ def cost_ratios(rows: list[dict[str, Any]], *, numerator: str, denominator: str)
     memory, and denominator / numerator of throughput (how many times faster)."""
     by_key = {(row["model"], row["size"], row.get("device")): row for row in rows}
     ratios = []
-    for size, device in sorted({(row["size"], row.get("device") or "") for row in rows}):
-        device = device or None
+    for size, device in sorted(
+        {(row["size"], row.get("device")) for row in rows}, key=lambda k: (k[0], k[1] or "")
+    ):
         top, bottom = by_key.get((numerator, size, device)), by_key.get((denominator, size, device))
         if top is None or bottom is None:
             continue

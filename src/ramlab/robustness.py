@@ -227,20 +227,17 @@ def robustness_sweep(
             f"{json_path} holds the sweep of {previous.get('run')}, not of {run_dir}: "
             "choose another --json (or delete the file)"
         )
-    if previous is not None and same_sweep(
+    # A saved sweep of the same kind: its shifts at the same levels are kept, not redone, and
+    # those this sweep does not ask for stay in the file.
+    same = previous is not None and same_sweep(
         previous, limit=limit, sample=sample, split=split, rollouts=rollouts
-    ):
-        # The shifts it holds that this sweep does not redo stay in the file.
-        result["shifts"] = {k: v for k, v in previous["shifts"].items() if k not in wanted}
+    )
+    saved = previous["shifts"] if same else {}
+    result["shifts"] = {k: v for k, v in saved.items() if k not in wanted}
     device_ = next(model.parameters()).device
     for name, levels in wanted.items():
-        kept = (previous or {}).get("shifts", {}).get(name)
-        if (
-            kept is not None
-            and kept.get("levels") == levels
-            and same_sweep(previous, limit=limit, sample=sample, split=split, rollouts=rollouts)
-        ):
-            result["shifts"][name] = kept
+        if saved.get(name, {}).get("levels") == levels:
+            result["shifts"][name] = saved[name]
             continue
         kind = SHIFTS[name]
         errors, per_step, count = [], [], 0

@@ -70,9 +70,6 @@ def permutation_test(
     return PermutationTest((hits + 1) / (samples + 1), samples, False, smallest_p)
 
 
-__all__ = ["MAX_EXACT", "SAMPLES", "PermutationTest", "permutation_test"]
-
-
 def binomial_se(error_percent: float, scenes: int) -> float:
     """The binomial standard error, in percentage points, of an error rate of `error_percent`
     % measured on `scenes` independent scenes."""
@@ -80,3 +77,6 @@ def binomial_se(error_percent: float, scenes: int) -> float:
         raise ValueError(f"scenes must be >= 1, got {scenes}")
     p = error_percent / 100
     return 100 * sqrt(p * (1 - p) / scenes)
+
+
+__all__ = ["MAX_EXACT", "SAMPLES", "PermutationTest", "binomial_se", "permutation_test"]

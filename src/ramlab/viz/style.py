@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.backend_bases import FigureCanvasBase
 
 #: Okabe & Ito (2008), distinguishable under the common colour-vision deficiencies.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
@@ -25,8 +26,7 @@ plt.rcParams.update(
 def check_figure_path(out, flag: str = "--out") -> Path:
     """`out` if matplotlib can write its format; else a clear error listing the ones it can."""
     out = Path(out)
-    formats = sorted(plt.figure().canvas.get_supported_filetypes())
-    plt.close("all")
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
     if out.suffix.lstrip(".").lower() not in formats:
         from ramlab.errors import RamlabError
 
