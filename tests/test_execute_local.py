@@ -23,7 +23,9 @@ from ramlab.execute import resources as resources_module
 # OUT/<id>.jsonl: start, end, pid and the variables the
 # executors set; sleeps, then exits with CODE. With FLAKY, the first run (no marker file)
 # exits 3 and later runs succeed; with SLOW_FIRST, the first run sleeps 30 s. With
-# IGNORE_TERM, SIGTERM is ignored; with RECORD_SIGNALS, each signal is noted.
+# IGNORE_TERM, SIGTERM is ignored; with RECORD_SIGNALS, each signal is noted. With
+# SAVE_ON_TERM it stops as a training does: the first SIGTERM ends the sleep, then 0.5 s
+# later it notes "saved" and exits 143; a second SIGTERM notes "second" and exits 130 at once.
 FAKE = r"""
 import json, os, signal, sys, time
 out, task_id, sleep, code = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
@@ -38,6 +40,15 @@ if mode == "RECORD_SIGNALS":  # note each signal in OUT/<id>.signals; SIGTERM en
             sys.exit(143)
     signal.signal(signal.SIGINT, note)
     signal.signal(signal.SIGTERM, note)
+terms = []
+def save_on_term(signum, frame):
+    if terms:
+        with open(os.path.join(out, task_id + ".signals"), "a") as f:
+            f.write("second\n")
+        os._exit(130)
+    terms.append(signum)
+if mode == "SAVE_ON_TERM":
+    signal.signal(signal.SIGTERM, save_on_term)
 keys = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAMLAB_THREADS", "CUDA_VISIBLE_DEVICES", "EXTRA")
 with open(os.path.join(out, task_id + ".pid"), "a") as f:
     f.write(f"{os.getpid()}\n")
@@ -46,6 +57,14 @@ marker = os.path.join(out, task_id + ".marker")
 if mode in ("FLAKY", "SLOW_FIRST") and not os.path.exists(marker):
     open(marker, "w").close()
     code, sleep = (3, sleep) if mode == "FLAKY" else (code, 30)
+if mode == "SAVE_ON_TERM":
+    while not terms and time.time() < start + sleep:
+        time.sleep(0.01)
+    if terms:
+        time.sleep(0.5)  # the step it finishes and the checkpoint it writes
+        with open(os.path.join(out, task_id + ".signals"), "a") as f:
+            f.write("saved\n")
+        sys.exit(143)
 time.sleep(sleep)
 record = {"id": task_id, "start": start, "end": time.time(), "pid": os.getpid(),
           "env": {k: os.environ.get(k) for k in keys}}

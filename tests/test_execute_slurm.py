@@ -3,10 +3,12 @@ real Slurm (a fake sbatch that records its input)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from test_execute_local import check_small_dag, fake, pid_alive, pid_when_started, records, small_dag
@@ -16,7 +18,7 @@ from ramlab.execute import Resources, execute
 
 submitit = pytest.importorskip("submitit")
 
-from ramlab.execute import command  # noqa: E402
+from ramlab.execute import command, slurm_executor  # noqa: E402
 from ramlab.execute.slurm_executor import SlurmCommand, make_executor, submit_level  # noqa: E402
 
 
@@ -184,3 +186,71 @@ def test_slurm_command_returns_seconds_or_raises_the_exit_code(tmp_path):
     with pytest.raises(command.CommandFailed, match="exit 5 after"):
         SlurmCommand(task_id="bad", argv=list(bad.argv), env={}, log=str(bad.log))()
     assert sys.executable in ok.log.read_text()
+
+
+def test_checkpoint_lets_the_command_save_before_the_job_exits(tmp_path):
+    # As on Slurm: the preemption signal reaches the job's process, whose handler (submitit's)
+    # calls checkpoint() and then exits the job. The command, SIGTERMed once by checkpoint(),
+    # finishes its save: the stop that follows the exit finds it ended and sends no second
+    # SIGTERM (which would stop a training at once, without its checkpoint).
+    task = fake(tmp_path, "train", sleep=30, mode="SAVE_ON_TERM")
+    job = SlurmCommand(task_id=task.id, argv=list(task.argv), env={}, log=str(task.log), grace=20)
+    resubmitted = []
+
+    def preempted(signum, frame):
+        resubmitted.append(job.checkpoint())
+        raise SystemExit(-1)
+
+    def signal_once_started() -> None:
+        if pid_when_started(tmp_path / "train.pid") is not None:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+    previous = signal.signal(signal.SIGUSR1, preempted)
+    try:
+        threading.Thread(target=signal_once_started, daemon=True).start()
+        with pytest.raises(SystemExit):
+            job()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert (tmp_path / "train.signals").read_text().splitlines() == ["saved"]
+    assert job._process.returncode == 143
+    assert resubmitted[0].function.grace == 20
+
+
+@pytest.mark.parametrize(
+    ("code", "in_slurm", "waits"),
+    [(143, True, True), (-signal.SIGTERM, True, True), (143, False, False), (5, True, False)],
+)
+def test_a_command_slurm_stopped_waits_for_slurm_to_end_the_job(tmp_path, monkeypatch, code, in_slurm, waits):
+    # A SIGTERM the job did not send came from Slurm (preemption without a user signal,
+    # scancel): the job waits for Slurm to end it (and requeue it) instead of writing a
+    # failure; it reports the exit only if it outlives the wait. Other exits, and the same
+    # exit outside a Slurm job, are reported at once.
+    if in_slurm:
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    else:
+        monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    slept: list[float] = []
+    monkeypatch.setattr(slurm_executor, "time", SimpleNamespace(monotonic=time.monotonic, sleep=slept.append))
+    argv = [
+        sys.executable,
+        "-c",
+        "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"
+        if code < 0
+        else f"raise SystemExit({code})",
+    ]
+    job = SlurmCommand(task_id="t", argv=argv, env={}, log=str(tmp_path / "t.log"), end_wait=30)
+    with pytest.raises(command.CommandFailed, match=f"exit {code} after"):
+        job()
+    assert slept == ([30.0] if waits else [])
+
+
+def test_exited_waits_without_reaping(tmp_path):
+    process = command.start(
+        [sys.executable, "-c", "import time; time.sleep(0.2)"], log=tmp_path / "l", env={}
+    )
+    assert not command.exited(process, 0)
+    assert command.exited(process, 10)
+    assert process.returncode is None  # not reaped: Popen still can
+    assert process.wait(timeout=5) == 0
+    assert command.exited(process, 0)

@@ -154,6 +154,28 @@ def attempts_since(log: Path, offset: int) -> int:
         return 0
 
 
+def exited(process: subprocess.Popen, timeout: float) -> bool:
+    """Wait up to `timeout` seconds for a command to end, without reaping it: whether it ended.
+    Safe in a signal handler that interrupted Popen's own poll (whose lock would make `poll`
+    answer "running" for the whole wait): the exit is read with WNOWAIT, and Popen reaps it
+    later."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.returncode is not None:
+            return True
+        try:
+            if hasattr(os, "waitid"):
+                if os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                    return True
+            elif process.poll() is not None:  # no waitid (macOS): Popen's poll
+                return True
+        except ChildProcessError:  # reaped meanwhile
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+
+
 def ignore_signal(signum: int) -> Callable[[], None]:
     """A preexec_fn making the child ignore `signum` (an ignored signal stays ignored across
     exec, unlike a handled one)."""

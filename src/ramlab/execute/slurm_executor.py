@@ -11,8 +11,10 @@ Each job asks for `--cpus-per-task=T`; with F > 0, ceil(F) whole GPUs (`--gpus-p
 Slurm does not share a GPU between jobs). Its time limit is `timeout_min`. Preemption and
 time-outs use submitit's signal (`--signal=USR2@signal_delay_s`) and `--requeue`: the job
 runs a `SlurmCommand`, a `submitit.helpers.Checkpointable`, whose `checkpoint()` stops the
-command and resubmits the same command, which resumes from its own checkpoint (the study's
-job entry point resumes). Extra `#SBATCH` options (partition, account, qos, mem, ...) come
+command (SIGTERM once, then half the signal's delay for it to save) and resubmits the same
+command, which resumes from its own checkpoint (the study's job entry point resumes). A
+cluster that preempts with SIGTERM alone stops the command directly; the job then waits for
+Slurm to end and requeue it instead of reporting a failure (`SlurmCommand`). Extra `#SBATCH` options (partition, account, qos, mem, ...) come
 from the `sbatch` dict. `cluster="local"` runs the same on this machine (submitit's
 LocalExecutor, which has no array parallelism: a level goes in batches of N), for tests.
 A job's outcome comes from submitit's result file; a job that dies without one (killed, out
@@ -44,6 +46,9 @@ from ramlab.execute.resources import Resources, visible_gpus
 
 CLUSTERS = ("slurm", "local")
 POLL_SECONDS = 10.0
+# How long a job whose command Slurm stopped waits for Slurm to end it (KillWait, 30 s by
+# default, or a partition's preemption GraceTime) before it reports the exit.
+END_WAIT_SECONDS = 300.0
 FAILED = re.compile(r"CommandFailed: exit (-?\d+) after ([0-9.]+) s")
 
 
@@ -52,16 +57,42 @@ def preempt_signal() -> int:
     return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
 
 
+def stopped_by_sigterm(returncode: int) -> bool:
+    """Whether a command ended on SIGTERM: killed by it, or (a training) saved and exited
+    with the shell's 128 + 15."""
+    return returncode in (-signal.SIGTERM, 128 + signal.SIGTERM)
+
+
 class SlurmCommand(Checkpointable):
     """What each Slurm job runs: a task's command, as a subprocess that ignores the
     preemption signal (submitit handles it here: `checkpoint` stops the command, then the job
-    is requeued with a fresh `SlurmCommand`)."""
+    is requeued with a fresh `SlurmCommand`).
 
-    def __init__(self, *, task_id: str, argv: list[str], env: Mapping[str, str], log: str) -> None:
+    grace: seconds `checkpoint` gives the command to save and exit after its SIGTERM, before
+    the job is requeued (the stop that follows would signal it again, which stops a training
+    at once, without its checkpoint). end_wait: a command ended by a SIGTERM this job did not
+    send came from Slurm itself (a preemption on a cluster that sends no user signal, an
+    `scancel`, the time limit): Slurm ends this job too within its grace time, and a requeued
+    job resumes the command. So the job waits up to end_wait seconds for that rather than
+    write a failure the requeue would contradict (the driver would record the task failed
+    while Slurm runs it again); it reports the exit only if nothing ended it meanwhile."""
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        log: str,
+        grace: float = command.GRACE_SECONDS,
+        end_wait: float = END_WAIT_SECONDS,
+    ) -> None:
         self.task_id = task_id
         self.argv = list(argv)
         self.env = dict(env)
         self.log = str(log)
+        self.grace = float(grace)
+        self.end_wait = float(end_wait)
         self._process = None
 
     def __call__(self) -> float:
@@ -69,17 +100,29 @@ class SlurmCommand(Checkpointable):
         self._process = command.start(
             self.argv, log=Path(self.log), env=self.env, preexec_fn=command.ignore_signal(preempt_signal())
         )
-        returncode = command.wait(self._process)
+        returncode = command.wait(self._process, grace=self.grace)
         seconds = time.monotonic() - began
+        if returncode != 0 and stopped_by_sigterm(returncode) and os.environ.get("SLURM_JOB_ID"):
+            time.sleep(self.end_wait)  # Slurm's SIGKILL (or submitit's requeue) ends it here
         if returncode != 0:
             raise command.CommandFailed(returncode, seconds)
         return seconds
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()  # reaped in __call__, which submitit's SystemExit ends
+        if self._process is not None:
+            if self._process.returncode is None:
+                self._process.terminate()
+            # Let it save and exit (reaped in __call__, which submitit's SystemExit ends).
+            command.exited(self._process, self.grace)
         return DelayedSubmission(
-            SlurmCommand(task_id=self.task_id, argv=self.argv, env=self.env, log=self.log)
+            SlurmCommand(
+                task_id=self.task_id,
+                argv=self.argv,
+                env=self.env,
+                log=self.log,
+                grace=self.grace,
+                end_wait=self.end_wait,
+            )
         )
 
     def __getstate__(self) -> dict:
@@ -135,7 +178,12 @@ def make_executor(
 
 
 def submit_level(
-    executor: submitit.Executor, tasks: list[Task], *, threads: int, name: str
+    executor: submitit.Executor,
+    tasks: list[Task],
+    *,
+    threads: int,
+    name: str,
+    grace: float = command.GRACE_SECONDS,
 ) -> list[submitit.Job]:
     """Submit tasks as one job array (one job when alone); the jobs, in the tasks' order."""
     executor.update_parameters(job_name=name)
@@ -147,6 +195,7 @@ def submit_level(
                     argv=list(task.argv),
                     env=command.task_env(task, threads=threads),
                     log=str(task.log),
+                    grace=grace,
                 )
             )
             for task in tasks
@@ -189,7 +238,8 @@ def run(
         folder of the tasks' logs. cluster: "slurm", or "local" for this machine.
     timeout_min: each job's time limit (`--time`). max_requeues: time-outs after which a job
         is no longer requeued (preemptions do not count). signal_delay_s: seconds between
-        the signal and the kill. sbatch: extra `#SBATCH` options, e.g. {"partition": "gpu",
+        the signal and the kill; the command gets half of them to save and exit before the
+        job is requeued. sbatch: extra `#SBATCH` options, e.g. {"partition": "gpu",
         "mem": "16G"}. poll_seconds: how often the driver looks for finished jobs."""
     if not tasks:
         return []
@@ -212,7 +262,15 @@ def run(
         # so there a level goes in batches of N.
         batch = len(todo) if cluster == "slurm" else resources.jobs
         for first in range(0, len(todo), max(1, batch)):
-            _run_batch(executor, todo[first : first + batch], tracker, resources, depth, poll_seconds)
+            _run_batch(
+                executor,
+                todo[first : first + batch],
+                tracker,
+                resources,
+                depth,
+                poll_seconds,
+                grace=signal_delay_s / 2,
+            )
     return tracker.outcomes()
 
 
@@ -223,10 +281,14 @@ def _run_batch(
     resources: Resources,
     depth: int,
     poll_seconds: float,
+    *,
+    grace: float,
 ) -> None:
     """Submit tasks of one level and wait for all of them."""
     offsets = {task.id: command.log_size(task.log) for task in tasks}
-    jobs = submit_level(executor, tasks, threads=resources.threads_per_job, name=f"ramlab-level{depth}")
+    jobs = submit_level(
+        executor, tasks, threads=resources.threads_per_job, name=f"ramlab-level{depth}", grace=grace
+    )
     waiting = {task.id: job for task, job in zip(tasks, jobs, strict=True)}
     for task in tasks:
         tracker.start(task.id, quiet=True)
