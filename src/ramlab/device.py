@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import re
 import sys
 
 import torch
 
+from ramlab.cpus import available_cpus
 from ramlab.errors import RamlabError
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -29,11 +29,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int) -> int:
-    """Give torch `threads` CPU threads (0: leave torch's default), at most the CPUs this
-    process may use (torch crashes far beyond that); says so when it caps. Returns the count."""
+    """Give torch `threads` CPU threads (0: torch's default), at most the CPUs this process
+    may use (`ramlab.cpus`: torch crashes far beyond them, and threads beyond a cgroup quota
+    are throttled; torch's default counts cores, not the quota); says so when it caps.
+    Returns the count."""
+    cpus = available_cpus()
     if threads <= 0:
+        if torch.get_num_threads() > cpus:
+            print(
+                f"ramlab: torch's default of {torch.get_num_threads()} threads is more than the "
+                f"{cpus} CPUs available; using {cpus}",
+                file=sys.stderr,
+            )
+            torch.set_num_threads(cpus)
         return torch.get_num_threads()
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     if threads > cpus:
         print(
             f"ramlab: --threads {threads} is more than the {cpus} CPUs available; using {cpus}",

@@ -2,7 +2,8 @@
 
 Threads reach a job through `OMP_NUM_THREADS`, `MKL_NUM_THREADS` and `RAMLAB_THREADS`; a
 GPU through `CUDA_VISIBLE_DEVICES`. On one machine the cores are never oversubscribed:
-N × T must be at most the CPUs this process may use. GPUs are counted without importing
+N × T must be at most the CPUs this process may use (`ramlab.cpus`: affinity and cgroup
+quota). GPUs are counted without importing
 torch: the devices listed in `CUDA_VISIBLE_DEVICES` where it is set, else the lines of
 `nvidia-smi -L`, else none. F ≤ 1 puts floor(1/F) jobs on each GPU; F > 1 gives each job
 ceil(F) whole GPUs.
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from ramlab.cpus import available_cpus
 from ramlab.errors import RamlabError
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAMLAB_THREADS")
@@ -43,13 +45,6 @@ class Resources:
 
 def thread_env(threads: int) -> dict[str, str]:
     return dict.fromkeys(THREAD_VARIABLES, str(threads))
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask, which Slurm and taskset narrow)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1  # pragma: no cover - macOS, Windows
 
 
 def check_cpus(jobs: int, threads: int) -> None:
