@@ -62,8 +62,9 @@ def test_unknown_dataset_exits_2_and_lists_valid_names(action, fake_mnist, capsy
     assert not (datasets.ramlab_home() / "scenes").exists()
 
 
-def test_show_refuses_a_count_below_one(fake_mnist, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("count", ["0", "401"])
+def test_show_refuses_a_count_outside_one_figure(fake_mnist, tmp_path, capsys, count) -> None:
     out = tmp_path / "grid.png"
-    assert main(["data", "show", "translated60", "--out", str(out), "--count", "0"]) == 2
-    assert "--count must be at least 1" in capsys.readouterr().err
+    assert main(["data", "show", "translated60", "--out", str(out), "--count", count]) == 2
+    assert f"--count must be 1..400 (scenes in one figure), got {count}" in capsys.readouterr().err
     assert not out.exists()

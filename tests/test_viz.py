@@ -153,6 +153,8 @@ def test_glimpses_cli(fake_mnist, tmp_path, capsys):
         (["--out", str(tmp_path / "g.txt")], "g.txt: give a file name ending in one of .avif, .eps"),
         (["--out", str(png), "--gif", str(tmp_path / "g.mp4")], "g.mp4: give a file name ending in .gif"),
         (["--out", str(gif), "--gif", str(gif)], "--out and --gif name one file: give each its own"),
+        (["--out", str(png), "--count", "0"], "--count must be 1..100 (one figure row per scene), got 0"),
+        (["--out", str(png), "--count", "101"], "--count must be 1..100 (one figure row per scene), got 101"),
     ):
         assert main(["glimpses", str(tmp_path / "ram"), *bad]) == 2
         assert message in capsys.readouterr().err

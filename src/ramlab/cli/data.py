@@ -7,7 +7,7 @@ import argparse
 from ramlab.data.datasets import DATASETS, SPLITS, build_dataset, load_split
 from ramlab.data.mnist import fetch
 from ramlab.errors import RamlabError
-from ramlab.viz.scenes import draw_scenes
+from ramlab.viz.scenes import MAX_SCENES, draw_scenes
 from ramlab.viz.style import check_figure_path
 
 
@@ -51,8 +51,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    if args.count < 1:
-        raise RamlabError(f"--count must be at least 1, got {args.count}")
+    if not 1 <= args.count <= MAX_SCENES:
+        raise RamlabError(f"--count must be 1..{MAX_SCENES} (scenes in one figure), got {args.count}")
     check_figure_path(args.out)
     scenes = load_split(args.name, args.split, seed=args.seed)
     out = draw_scenes(scenes, args.out, count=args.count, title=f"{args.name} ({args.split})")

@@ -30,11 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_glimpses(args: argparse.Namespace) -> int:
     from ramlab.errors import RamlabError
-    from ramlab.viz.glimpses import draw_run_glimpses
+    from ramlab.viz.glimpses import MAX_SCENES, draw_run_glimpses
     from ramlab.viz.style import check_figure_path
 
-    if args.count < 1:
-        raise RamlabError(f"--count must be >= 1, got {args.count}")
+    if not 1 <= args.count <= MAX_SCENES:
+        raise RamlabError(f"--count must be 1..{MAX_SCENES} (one figure row per scene), got {args.count}")
     check_figure_path(args.out)
     if args.gif and Path(args.gif).suffix.lower() != ".gif":
         raise RamlabError(f"--gif {args.gif}: give a file name ending in .gif")

@@ -146,6 +146,11 @@ def _verdict(label: int, prediction: int) -> str:
     return f"true {label}, pred {prediction}" + ("" if label == prediction else " (wrong)")
 
 
+# The PNG grid has a row per scene, 1.6 inches tall: 100 rows is a 160-inch figure, about
+# what a viewer opens (and far from matplotlib's 2^16-pixel limit).
+MAX_SCENES = 100
+
+
 def draw_trajectories(traj: Trajectories, out: str | Path, *, title: str = "") -> Path:
     """PNG grid: one row per scene; the whole path first, then each glimpse with every scale."""
     n, steps = len(traj.labels), traj.steps

@@ -8,6 +8,10 @@ from pathlib import Path
 from ramlab.data.scenes import Scenes
 from ramlab.viz.style import PALETTE, plt, save_figure
 
+# 400 scenes make a 20 × 20 grid, a 38 × 40-inch figure; beyond it a figure is no longer
+# something to look at (and matplotlib draws every axes one by one).
+MAX_SCENES = 400
+
 
 def draw_scenes(scenes: Scenes, out: str | Path, *, count: int = 16, title: str = "") -> Path:
     """Save a PNG grid of the first `count` scenes, each with its label and bbox."""
