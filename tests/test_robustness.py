@@ -74,6 +74,17 @@ def test_a_level_that_does_not_fit_names_shift_and_level():
         resolve_levels(dataset_spec("translated60"), {"blur": None})
 
 
+def test_a_level_that_repeats_another_is_refused():
+    # 16 px is the whole 60 px canvas for a 28 px digit: a window of 1000 would be the same
+    # scenes labelled as a wider shift; a rotation of 270 degrees is one of -90.
+    spec = dataset_spec("translated60")
+    assert resolve_levels(spec, {"translate": [0, 16], "rotate": [-180, 180]})["translate"] == [0, 16]
+    with pytest.raises(RamlabError, match=r"translate level 17: .* at most ±16 px .*; levels 0\.\.16"):
+        resolve_levels(spec, {"translate": [8, 17]})
+    with pytest.raises(RamlabError, match=r"rotate level 270\.0: give degrees in -180\.\.180"):
+        resolve_levels(spec, {"rotate": [270]})
+
+
 @pytest.mark.parametrize(("split", "limit"), [("test", None), ("test", 6), ("val", None), ("val", 5)])
 def test_every_level_holds_the_same_digits_of_its_split(fake_mnist, split, limit):
     base = dataset_spec("centred60")

@@ -93,6 +93,20 @@ class Shift:
             return max(0, (base.canvas - DIGIT) // 2)
         return list(value) if isinstance(value, tuple) else value
 
+    def check_range(self, base: SceneSpec, level: float) -> None:
+        """Refuse a level that only repeats another under a misleading label: a placement
+        window wider than the canvas allows (it is the whole canvas), a rotation beyond a
+        half turn (a turn of 270 degrees is one of -90)."""
+        widest = max(0, (base.canvas - DIGIT) // 2)
+        if self.name == "translate" and level > widest:
+            raise RamlabError(
+                f"robustness translate level {level}: on a {base.canvas}x{base.canvas} canvas a "
+                f"{DIGIT} px digit moves at most ±{widest} px (that window is the whole canvas); "
+                f"levels 0..{widest}"
+            )
+        if self.name == "rotate" and abs(level) > 180:
+            raise RamlabError(f"robustness rotate level {level}: give degrees in -180..180")
+
     def parse(self, text: str) -> float:
         try:
             value = float(text)
@@ -135,6 +149,7 @@ def resolve_levels(base: SceneSpec, shifts: dict[str, Sequence[float] | None]) -
                 kind.spec(base, level)
             except RamlabError as exc:
                 raise RamlabError(f"robustness {name} level {level}: {exc}") from None
+            kind.check_range(base, level)
         out[name] = chosen
     return out
 
