@@ -4,6 +4,8 @@ run; a run that makes them ahead is the run that does not, straight and resumed.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 from test_trainer import assert_same_weights, straight_and_resumed, tiny_config, weights
@@ -94,3 +96,19 @@ def test_a_run_making_scenes_ahead_is_the_same_run(fake_mnist, tmp_path, monkeyp
     assert log(a) == log(tmp_path / "plain") == log(b)
     assert_same_weights(weights(a / "last.pt"), weights(tmp_path / "plain" / "last.pt"))
     assert_same_weights(weights(b / "last.pt"), weights(a / "last.pt"))
+
+
+def test_making_an_epochs_fresh_scenes_is_training_time(fake_mnist, tmp_path, monkeypatch) -> None:
+    # On a CPU the next epoch's scenes are made when it begins: part of what training costs
+    # (rotated and scaled scenes take seconds an epoch), so part of perf/train_seconds and of
+    # the time budget. Here making them takes at least 0.5 s, the steps far less.
+    make = run_data.fresh_train_scenes
+
+    def slow(config, epoch):
+        scenes = make(config, epoch)
+        time.sleep(0.5)
+        return scenes
+
+    monkeypatch.setattr(run_data, "fresh_train_scenes", slow)
+    result = Trainer(tiny_config(fresh_scenes=True, epochs=2, compile=False), tmp_path / "run").fit()
+    assert result["train_seconds"] >= 0.5  # epoch 1's scenes (epoch 0 trains on the cache)

@@ -2,7 +2,8 @@
 windows of epochs.
 
 A run's metrics.jsonl has one `val/error` line per epoch, with the training wall time so far
-(`perf/train_seconds`, validation excluded) and the rollouts seen so far (`train/rollouts`:
+(`perf/train_seconds`: the steps and each epoch's fresh scenes; validation and checkpoints
+excluded; a resumed run's compilation counted again) and the rollouts seen so far (`train/rollouts`:
 images x M rollouts). `val_curve` turns those lines into points; `time_to` finds the first
 point at or below a target error; `window_mean` averages a validation metric over epochs A-B
 and `train_by_epoch` a metric of the logged training steps of each epoch. Pure functions of the

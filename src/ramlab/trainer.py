@@ -168,6 +168,7 @@ class Trainer:
     def _train_epoch(self) -> None:
         """One pass over the training scenes (from the saved step when resuming mid-epoch)."""
         cfg, pos, model = self.cfg, self.pos, self.model
+        self.tick = time.perf_counter()  # training time, the epoch's fresh scenes included
         if self.fresh is not None and (pos.epoch > 0 or cfg.augmented):
             self.train = self.fresh.loader(pos.epoch)
         elif self.fresh is not None:  # epoch 0 trains on the cached scenes
@@ -195,7 +196,7 @@ class Trainer:
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
             leave=False,
         )
-        self.tick = self.seen_since = time.perf_counter()  # training time; the rate's window
+        self.seen_since = time.perf_counter()  # the samples/s window
         self.seen, self.norm_sums = 0, {}
         for step, batch in enumerate(
             self.train.iterate(order, start=pos.step_in_epoch), start=pos.step_in_epoch
