@@ -338,3 +338,28 @@ def test_ctrl_c_stops_the_running_commands(tmp_path, executor, mode):
     with pytest.raises(ProcessLookupError):  # stopped and reaped (SIGKILL when SIGTERM is ignored)
         os.kill(pids[0], 0)
     assert records(tmp_path) == {}  # neither finished, "later" never started
+
+
+@pytest.mark.parametrize("executor", ["serial", "local"])
+def test_a_command_past_its_time_limit_is_stopped_and_fails(tmp_path, executor, monkeypatch):
+    # timeout_min: SIGTERM once (a training saves and exits 143), recorded as a failure that
+    # says why; its dependents are skipped, the other commands go on.
+    monkeypatch.setattr(resources_module, "available_cpus", lambda: 8)
+    tasks = [
+        fake(tmp_path, "hung", sleep=30, mode="RECORD_SIGNALS"),
+        fake(tmp_path, "after", deps=["hung"]),
+        fake(tmp_path, "quick", sleep=0),
+    ]
+    lines: list[str] = []
+    hung, after, quick = execute(
+        tasks,
+        executor=executor,
+        resources=Resources(jobs=2) if executor == "local" else Resources(),
+        progress=lines.append,
+        timeout_min=1 / 60,
+    )
+    assert not hung.ok and hung.returncode == 143
+    assert hung.reason.startswith("timed out after 0.0166667 min (stopped with SIGTERM")
+    assert 1.0 <= hung.seconds < 20
+    assert (tmp_path / "hung.signals").read_text().split() == ["SIGTERM"]
+    assert after.skipped and quick.ok

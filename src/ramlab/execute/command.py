@@ -9,6 +9,7 @@ period (a second Ctrl-C skips the grace).
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import signal
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 
+from ramlab.errors import RamlabError
 from ramlab.execute.dag import Task
 from ramlab.execute.resources import thread_env
 
@@ -122,11 +124,40 @@ def run(
     log: Path,
     env: Mapping[str, str],
     grace: float = GRACE_SECONDS,
-) -> tuple[int, float]:
-    """Run a command to its end: (exit code, seconds); see `wait` for interruptions."""
+    timeout_min: float = 0.0,
+) -> tuple[int, float, bool]:
+    """Run a command to its end: (exit code, seconds, whether it timed out); see `wait` for
+    interruptions. With `timeout_min` > 0 a command still running after that long is
+    stopped as Ctrl-C stops it (SIGTERM, SIGKILL after `grace`)."""
     began = time.monotonic()
     process = start(argv, log=log, env=env)
-    return wait(process, grace=grace), time.monotonic() - began
+    deadline = began + 60 * timeout_min if timeout_min > 0 else math.inf
+    try:
+        while (returncode := process.poll()) is None and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+    except BaseException:
+        stop([process], grace=grace)
+        raise
+    timed_out = returncode is None
+    if timed_out:
+        stop([process], grace=grace)
+        returncode = process.wait()
+    return returncode, time.monotonic() - began, timed_out
+
+
+def check_timeout(timeout_min: float) -> float:
+    """`timeout_min` as a number of minutes >= 0 (0: none), or a RamlabError."""
+    if isinstance(timeout_min, bool) or not isinstance(timeout_min, int | float) or not timeout_min >= 0:
+        raise RamlabError(f"timeout_min must be a number of minutes >= 0 (0: none), got {timeout_min!r}")
+    return float(timeout_min)
+
+
+def timed_out(timeout_min: float) -> str:
+    """The reason recorded for a command stopped at its time limit."""
+    return (
+        f"timed out after {timeout_min:g} min (stopped with SIGTERM: a training saves its "
+        "checkpoint, and running the study again resumes it)"
+    )
 
 
 def run_or_raise(argv: Iterable[str], *, log: Path, env: Mapping[str, str]) -> float:

@@ -6,7 +6,8 @@ through CUDA_VISIBLE_DEVICES (F = 0.25: four slots per GPU) and N is capped by t
 with none visible, F is ignored with a note. Without a slot (F = 0) a command sees no GPU
 (CUDA_VISIBLE_DEVICES empty, as Ray does), rather than all N piling onto the first one.
 A command starts once all its dependencies succeeded; a failure skips its dependents and
-everything else goes on. Ctrl-C stops the
+everything else goes on. With `timeout_min`, a command running longer is stopped (as
+Ctrl-C stops it) and recorded as failed; running the study again resumes it. Ctrl-C stops the
 running commands (SIGTERM, SIGKILL after a grace period) and re-raises KeyboardInterrupt;
 the commands run in sessions of their own, so the terminal's SIGINT does not reach them too.
 """
@@ -29,6 +30,8 @@ POLL_SECONDS = 0.05
 class _Running:
     process: subprocess.Popen
     gpus: str | None
+    started: float
+    stopping: float | None = None  # when it was stopped for its time limit
 
 
 def plan(resources: Resources, progress: Callable[[str], None]) -> tuple[int, GpuPool | None]:
@@ -56,8 +59,12 @@ def run(
     resources: Resources,
     progress: Callable[[str], None],
     grace_seconds: float = command.GRACE_SECONDS,
+    timeout_min: float = 0.0,
 ) -> list[Outcome]:
-    """Run the tasks, up to N at once, each as soon as its dependencies succeeded."""
+    """Run the tasks, up to N at once, each as soon as its dependencies succeeded.
+    timeout_min: a command still running after that long is stopped (SIGTERM, SIGKILL after
+    the grace) and recorded as failed (0: none)."""
+    timeout_min = command.check_timeout(timeout_min)
     jobs, pool = plan(resources, progress)
     tracker = Tracker(tasks, jobs=jobs, progress=progress)
     running: dict[str, _Running] = {}
@@ -74,19 +81,34 @@ def run(
                         pool.release(gpus)
                     tracker.end(task.id, returncode=None, error=f"could not start: {exc}")
                     continue
-                running[task.id] = _Running(process, gpus)
+                running[task.id] = _Running(process, gpus, started=time.monotonic())
             time.sleep(POLL_SECONDS)
             for task_id, job in list(running.items()):
                 returncode = job.process.poll()
                 if returncode is None:
+                    _enforce_timeout(task_id, job, timeout_min, grace_seconds, progress)
                     continue
                 del running[task_id]
                 if pool and job.gpus is not None:
                     pool.release(job.gpus)
-                tracker.end(task_id, returncode=returncode)
+                error = command.timed_out(timeout_min) if job.stopping is not None else ""
+                tracker.end(task_id, returncode=returncode, error=error)
     except BaseException:
         if running:
             progress(f"stopping {len(running)} running command(s): {', '.join(running)}")
             command.stop([job.process for job in running.values()], grace=grace_seconds)
         raise
     return tracker.outcomes()
+
+
+def _enforce_timeout(
+    task_id: str, job: _Running, timeout_min: float, grace: float, progress: Callable[[str], None]
+) -> None:
+    """SIGTERM a running command past its time limit, SIGKILL it `grace` seconds later."""
+    now = time.monotonic()
+    if job.stopping is None and timeout_min > 0 and now - job.started >= 60 * timeout_min:
+        progress(f"{task_id}: past its time limit of {timeout_min:g} min; stopping it")
+        job.process.terminate()
+        job.stopping = now
+    elif job.stopping is not None and now - job.stopping >= grace:
+        job.process.kill()
