@@ -25,6 +25,20 @@ def test_there_is_one_recipe_per_dataset_of_the_paper() -> None:
     assert recipe_names() == sorted(GLIMPSES)
 
 
+def test_the_package_data_ships_every_preset_and_recipe() -> None:
+    # A wheel holds only what package-data names: recipes once stayed behind, so a plain
+    # `pip install .` could not run `--config cluttered60` nor the study presets.
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    root = Path(__file__).resolve().parents[1]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    globs = setuptools["package-data"]["ramlab"]
+    package = root / "src" / "ramlab"
+    shipped = {path for pattern in globs for path in package.glob(pattern)}  # * stays in a folder
+    files = sorted((package / "presets").rglob("*.yaml"))
+    assert (package / "presets" / "recipes" / "cluttered60.yaml") in files
+    assert [p.relative_to(package).as_posix() for p in files if p not in shipped] == []
+
+
 @pytest.mark.parametrize("name", sorted(GLIMPSES))
 def test_a_recipe_is_the_papers_set_up_for_its_dataset(name: str) -> None:
     config = RunConfig.load(config_path(name))
