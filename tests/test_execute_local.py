@@ -283,24 +283,49 @@ sys.path.insert(0, sys.argv[2])
 from test_execute_local import fake
 from ramlab.execute import Resources, execute
 out = Path(sys.argv[1])
-execute([fake(out, "long", sleep=30, mode="RECORD_SIGNALS")], executor="local", resources=Resources(), progress=print, grace_seconds=5)
+execute([fake(out, "long", sleep=30, mode="RECORD_SIGNALS")], executor=sys.argv[3], resources=Resources(), progress=print, grace_seconds=5)
 """
 
 
-def test_a_ctrl_c_in_the_terminal_reaches_a_local_job_once_as_sigterm(tmp_path):
-    # The terminal sends SIGINT to its whole foreground process group: the study's driver,
-    # and before, its jobs too, which then also got the driver's SIGTERM, a second signal.
+def start_driver(tmp_path: Path, executor: str) -> tuple[subprocess.Popen, int]:
+    """A study driver (in a process group of its own, as a terminal's foreground job) running
+    one long job under `executor`: the driver and the job's pid, once the job started."""
     driver = subprocess.Popen(
-        [sys.executable, "-c", DRIVER, str(tmp_path), str(Path(__file__).parent)], start_new_session=True
+        [sys.executable, "-c", DRIVER, str(tmp_path), str(Path(__file__).parent), executor],
+        start_new_session=True,
     )
+    pid = pid_when_started(tmp_path / "long.pid")
+    assert pid is not None
+    time.sleep(0.3)  # let the job install its handlers
+    return driver, pid
+
+
+def wait_gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+@pytest.mark.parametrize("executor", ["serial", "local"])
+@pytest.mark.parametrize(
+    ("how", "to_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGHUP, False), (signal.SIGKILL, False)],
+)
+def test_however_the_driver_is_stopped_its_job_gets_one_sigterm(tmp_path, executor, how, to_group):
+    # Ctrl-C: the terminal signals the whole foreground group, the driver and (before) its
+    # jobs too, which then also got the driver's SIGTERM, a second signal. kill, a closed
+    # terminal (SIGHUP) or SIGKILL reach the driver alone: before, its jobs ran on unseen.
+    driver, pid = start_driver(tmp_path, executor)
     try:
-        assert pid_when_started(tmp_path / "long.pid") is not None
-        time.sleep(0.3)  # let the job install its handlers
-        os.killpg(driver.pid, signal.SIGINT)
+        (os.killpg if to_group else os.kill)(driver.pid, how)
         driver.wait(timeout=20)
+        assert wait_gone(pid)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
     assert (tmp_path / "long.signals").read_text().split() == ["SIGTERM"]
 
 
@@ -363,3 +388,15 @@ def test_a_command_past_its_time_limit_is_stopped_and_fails(tmp_path, executor, 
     assert 1.0 <= hung.seconds < 20
     assert (tmp_path / "hung.signals").read_text().split() == ["SIGTERM"]
     assert after.skipped and quick.ok
+
+
+@pytest.mark.parametrize("executor", ["serial", "local"])
+def test_a_command_that_finishes_after_its_time_limit_succeeds(tmp_path, executor):
+    # The limit's SIGTERM lands while a training writes its result: it finishes, exits 0,
+    # and that is a success (its evaluations may run), not a time-out.
+    finishing = (
+        "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(30)"
+    )
+    task = Task(id="t", argv=[sys.executable, "-c", finishing], log=tmp_path / "t.log")
+    (outcome,) = execute([task], executor=executor, resources=Resources(), timeout_min=1 / 60)
+    assert (outcome.ok, outcome.returncode, outcome.reason) == (True, 0, "ok")

@@ -40,6 +40,8 @@ def test_ray_runs_the_dag_two_at_a_time(tmp_path):
     assert max_overlap(list(runs.values())) == 2
     assert all(r["env"]["OMP_NUM_THREADS"] == "1" for r in runs.values())
     assert runs["b"]["env"]["EXTRA"] == "b-only"
+    # no GPU asked for: none seen (Ray leaves CUDA_VISIBLE_DEVICES alone at 0 GPUs)
+    assert all(r["env"]["CUDA_VISIBLE_DEVICES"] == "" for r in runs.values())
     assert lines[0].startswith("submitted 8 Ray task(s) | 0/8 done")
     assert lines[-1].endswith("| 8/8 done | 1 failed | 2 skipped")
 

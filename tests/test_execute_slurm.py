@@ -143,6 +143,31 @@ def test_a_single_task_is_a_plain_job(tmp_path, monkeypatch):
     assert "#SBATCH --cpus-per-task=1" in script and "#SBATCH --requeue" in script
 
 
+def test_a_refused_submission_is_a_ramlab_error_naming_the_options(tmp_path, monkeypatch):
+    fake_slurm(tmp_path, monkeypatch)
+    (tmp_path / "bin" / "sbatch").write_text(
+        "#!/bin/sh\necho 'sbatch: error: invalid partition specified: gpux' >&2\nexit 1\n"
+    )
+    with pytest.raises(RamlabError) as refused:
+        execute(
+            [fake(tmp_path, "a")],
+            executor="slurm",
+            resources=Resources(),
+            folder=tmp_path / "s",
+            sbatch={"partition": "gpux"},
+        )
+    message = str(refused.value)
+    assert message.startswith("sbatch refused the jobs: ") and "invalid partition specified: gpux" in message
+    assert "Check the --option sbatch.* values" in message
+
+
+@pytest.mark.parametrize("bad", ["abc", -5, 0])
+def test_a_bad_time_limit_is_a_ramlab_error(tmp_path, monkeypatch, bad):
+    fake_slurm(tmp_path, monkeypatch)
+    with pytest.raises(RamlabError, match="timeout_min must be"):
+        execute([fake(tmp_path, "a")], executor="slurm", resources=Resources(), timeout_min=bad)
+
+
 def test_no_slurm_on_path_is_a_ramlab_error(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(RamlabError, match="--executor slurm needs a Slurm cluster"):

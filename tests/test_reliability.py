@@ -84,8 +84,11 @@ def test_a_second_study_on_one_folder_is_refused(fake_mnist, tmp_path) -> None:
     try:
         with pytest.raises(
             RamlabError, match=f"another process is writing this study \\(process {holder.pid}"
-        ):
+        ) as refused:
             Study(load_preset("tiny"), out, command="ramlab study tiny").run()
+        # `ramlab study` has no --resume: the same command goes on
+        assert "(then run the same command again to go on)" in str(refused.value)
+        assert "--resume" not in str(refused.value)
         assert sorted(p.name for p in out.iterdir()) == [".lock"]
     finally:
         holder.send_signal(signal.SIGKILL)

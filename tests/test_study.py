@@ -442,6 +442,16 @@ def test_the_serial_study_takes_its_threads_per_job(tmp_path, monkeypatch, args,
     assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--threads-per-job", "0"]) == 2
 
 
+def test_the_serial_study_refuses_executor_options(tmp_path, capsys):
+    # It runs its jobs in this process: a time limit (or a typo) would be silently ignored.
+    out = tmp_path / "s"
+    assert main(["study", "tiny", "--out", str(out), "--option", "timeout_min=60"]) == 2
+    err = capsys.readouterr().err
+    assert "--option timeout_min: the serial study runs its jobs in this process" in err
+    assert "--executor local --jobs 1 --option timeout_min=N" in err
+    assert not out.exists()
+
+
 def test_unknown_preset_lists_the_packaged_ones():
     with pytest.raises(RamlabError, match=r"unknown preset 'quik'.*paper, quick, tiny"):
         preset_path("quik")

@@ -131,3 +131,10 @@ def test_jobs_get_the_study_folder_absolute_and_the_cache_the_driver_was_given(
     for task in captured:
         assert task.argv[-2] == str(tmp_path / "rel" / "out") and task.log.is_absolute()
         assert task.env["RAMLAB_HOME"] == str(tmp_path / "cache")
+    # ~ expanded, as ramlab_home() does; an empty value is unset (the jobs find the default)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for value, expected in (("~/cache", str(tmp_path / "home" / "cache")), ("", None)):
+        captured.clear()
+        monkeypatch.setenv("RAMLAB_HOME", value)
+        study(Path("rel") / "out", small).run(report=False, executor="ray")
+        assert {task.env.get("RAMLAB_HOME") for task in captured} == {expected}

@@ -30,11 +30,20 @@ class DirectoryLock:
     """`with DirectoryLock(path, command):` creates `path` if needed and holds its lock, or
     raises RamlabError naming the process that holds it and what to do."""
 
-    def __init__(self, path: str | Path, command: str, *, what: str = "run", advice: str = "") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        command: str,
+        *,
+        what: str = "run",
+        advice: str = "",
+        resume: str = "add --resume to continue it",
+    ) -> None:
         self.path = Path(path)
         self.command = command
         self.what = what
         self.advice = advice or "choose another --out"
+        self.resume = resume
         self._fd: int | None = None
 
     def __enter__(self) -> DirectoryLock:
@@ -49,7 +58,7 @@ class DirectoryLock:
             os.close(fd)
             raise RamlabError(
                 f"{self.path}: another process is writing this {self.what} ({holder}). Wait for it to "
-                f"finish (then add --resume to continue it) or stop it; or {self.advice}"
+                f"finish (then {self.resume}) or stop it; or {self.advice}"
             ) from None
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "since": time.time()}
         os.ftruncate(fd, 0)

@@ -33,7 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             choices=sorted(DATASETS),
             help="dataset (default: translated60, or the config's)",
         )
-        p.add_argument("--out", metavar="DIR", help="run directory (default: runs/<model>-<data>-seed<seed>)")
+        p.add_argument(
+            "--out",
+            metavar="DIR",
+            help="run directory (default: runs/<model>-<data>[-<reward, * as x>]-seed<seed>)",
+        )
         p.add_argument(
             "--resume",
             action="store_true",

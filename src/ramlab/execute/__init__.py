@@ -15,12 +15,15 @@ keyword arguments of `execute` (see `options(executor)`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import signal
 import sys
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 
-from ramlab.errors import RamlabError, unknown_name
+from ramlab.errors import Interrupted, RamlabError, unknown_name
 from ramlab.execute.dag import Outcome, Task, levels, topological_order
 from ramlab.execute.resources import Resources
 
@@ -85,4 +88,31 @@ def execute(
     topological_order(tasks)  # fail fast on duplicate ids, unknown dependencies, cycles
     if not tasks:
         return []
-    return run(tasks, resources=resources, progress=progress, **executor_options)
+    with signals_interrupt():
+        return run(tasks, resources=resources, progress=progress, **executor_options)
+
+
+@contextlib.contextmanager
+def signals_interrupt() -> Iterator[None]:
+    """While the executor runs: SIGTERM and SIGHUP (a `kill`, a closed terminal or SSH
+    session) raise `Interrupted` as Ctrl-C does, so the executor stops its commands (each
+    runs in a session of its own and would otherwise outlive this process) or cancels its
+    jobs. A signal this process ignores stays ignored (`nohup` ignores SIGHUP); only the main
+    thread can take signals, elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        name = signal.Signals(signum).name
+        raise Interrupted(f"{name} received; stopping the running jobs", exit_code=128 + signum)
+
+    previous = {}
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -9,12 +9,14 @@ period (a second Ctrl-C skips the grace).
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import shlex
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -50,6 +52,37 @@ def task_env(task: Task, *, threads: int, gpus: str | None = None) -> dict[str, 
     return env
 
 
+def _libc_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # pragma: no cover - a libc without prctl
+        return None
+
+
+_PRCTL = _libc_prctl()  # resolved here: the child between fork and exec only calls it
+_PR_SET_PDEATHSIG = 1
+
+
+def _dies_with_caller(then: Callable[[], None] | None) -> Callable[[], None] | None:
+    """A preexec_fn (Linux) asking the kernel to SIGTERM the command when the thread that
+    started it ends, however it ends (SIGKILL, out of memory): a command in a session of its
+    own would otherwise run on, unseen, beside the jobs a rerun starts."""
+    if _PRCTL is None:
+        return then
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the caller died before the request
+            os.kill(os.getpid(), signal.SIGTERM)
+        if then is not None:
+            then()
+
+    return preexec
+
+
 def start(
     argv: Iterable[str],
     *,
@@ -61,8 +94,11 @@ def start(
     """Start a command with `env` over this process's environment, output appended to `log`.
     `new_session`: outside the terminal's process group, so that a Ctrl-C reaches only the
     caller, which then stops the command once (a second signal would stop a training at
-    once, without its checkpoint)."""
+    once, without its checkpoint); and, on Linux, stopped (SIGTERM) if the calling thread
+    dies, which the terminal's signal no longer does."""
     argv = list(argv)
+    if new_session:
+        preexec_fn = _dies_with_caller(preexec_fn)
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -125,12 +161,14 @@ def run(
     env: Mapping[str, str],
     grace: float = GRACE_SECONDS,
     timeout_min: float = 0.0,
+    new_session: bool = False,
 ) -> tuple[int, float, bool]:
-    """Run a command to its end: (exit code, seconds, whether it timed out); see `wait` for
-    interruptions. With `timeout_min` > 0 a command still running after that long is
-    stopped as Ctrl-C stops it (SIGTERM, SIGKILL after `grace`)."""
+    """Run a command to its end: (exit code, seconds, whether it failed by its time limit);
+    see `wait` for interruptions, `start` for `new_session`. With `timeout_min` > 0 a
+    command still running after that long is stopped as Ctrl-C stops it (SIGTERM, SIGKILL
+    after `grace`); one that then still exits 0 (it was finishing) did not fail."""
     began = time.monotonic()
-    process = start(argv, log=log, env=env)
+    process = start(argv, log=log, env=env, new_session=new_session)
     deadline = began + 60 * timeout_min if timeout_min > 0 else math.inf
     try:
         while (returncode := process.poll()) is None and time.monotonic() < deadline:
@@ -142,7 +180,7 @@ def run(
     if timed_out:
         stop([process], grace=grace)
         returncode = process.wait()
-    return returncode, time.monotonic() - began, timed_out
+    return returncode, time.monotonic() - began, timed_out and returncode != 0
 
 
 def check_timeout(timeout_min: float) -> float:
@@ -160,9 +198,11 @@ def timed_out(timeout_min: float) -> str:
     )
 
 
-def run_or_raise(argv: Iterable[str], *, log: Path, env: Mapping[str, str]) -> float:
+def run_or_raise(
+    argv: Iterable[str], *, log: Path, env: Mapping[str, str], grace: float = GRACE_SECONDS
+) -> float:
     """Run a command; its seconds, or CommandFailed on a non-zero exit."""
-    returncode, seconds = run(argv, log=log, env=env)
+    returncode, seconds, _ = run(argv, log=log, env=env, grace=grace)
     if returncode != 0:
         raise CommandFailed(returncode, seconds)
     return seconds

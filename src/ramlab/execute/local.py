@@ -91,7 +91,8 @@ def run(
                 del running[task_id]
                 if pool and job.gpus is not None:
                     pool.release(job.gpus)
-                error = command.timed_out(timeout_min) if job.stopping is not None else ""
+                late = job.stopping is not None and returncode != 0  # 0: it was finishing
+                error = command.timed_out(timeout_min) if late else ""
                 tracker.end(task_id, returncode=returncode, error=error)
     except BaseException:
         if running:

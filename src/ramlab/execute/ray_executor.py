@@ -30,9 +30,9 @@ from ramlab.execute.dag import Outcome, Task, Tracker
 from ramlab.execute.resources import Resources, check_cpus, visible_gpus
 
 
-def _run_command(argv: list[str], env: dict[str, str], log: str, *deps: float) -> float:
+def _run_command(argv: list[str], env: dict[str, str], log: str, grace: float, *deps: float) -> float:
     """The body of each Ray task (deps are the dependencies' results, only waited for)."""
-    return command.run_or_raise(argv, log=Path(log), env=env)
+    return command.run_or_raise(argv, log=Path(log), env=env, grace=grace)
 
 
 def run(
@@ -101,8 +101,10 @@ def _run(
             retry_exceptions=[command.CommandFailed],
         ).remote(
             list(task.argv),
-            command.task_env(task, threads=threads),
+            # A job without a GPU sees none (Ray leaves CUDA_VISIBLE_DEVICES alone at 0 GPUs).
+            command.task_env(task, threads=threads, gpus="" if gpus == 0 else None),
             str(task.log),
+            grace,
             *(refs[d] for d in task.deps),
         )
         waiting[refs[task.id]] = task.id

@@ -30,7 +30,12 @@ def run(
         env = command.task_env(task, threads=resources.threads_per_job)
         try:
             returncode, seconds, late = command.run(
-                task.argv, log=task.log, env=env, grace=grace_seconds, timeout_min=timeout_min
+                task.argv,
+                log=task.log,
+                env=env,
+                grace=grace_seconds,
+                timeout_min=timeout_min,
+                new_session=True,  # a Ctrl-C reaches the command once, as our SIGTERM
             )
         except OSError as exc:  # the program does not exist or cannot be executed
             tracker.end(task.id, returncode=None, error=f"could not start: {exc}")

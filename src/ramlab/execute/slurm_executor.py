@@ -187,6 +187,19 @@ def submit_level(
 ) -> list[submitit.Job]:
     """Submit tasks as one job array (one job when alone); the jobs, in the tasks' order."""
     executor.update_parameters(job_name=name)
+    try:
+        return _submit(executor, tasks, threads=threads, grace=grace)
+    except submitit.core.utils.FailedJobError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RamlabError(
+            f"sbatch refused the jobs: {first}. Check the --option sbatch.* values (partition, "
+            "account, qos, ...) against your cluster's `sinfo` and `sacctmgr show assoc`"
+        ) from exc
+
+
+def _submit(
+    executor: submitit.Executor, tasks: list[Task], *, threads: int, grace: float
+) -> list[submitit.Job]:
     with executor.batch():
         jobs = [
             executor.submit(
@@ -241,6 +254,9 @@ def run(
         the signal and the kill; the command gets half of them to save and exit before the
         job is requeued. sbatch: extra `#SBATCH` options, e.g. {"partition": "gpu",
         "mem": "16G"}. poll_seconds: how often the driver looks for finished jobs."""
+    timeout_min = command.check_timeout(timeout_min)
+    if not timeout_min:
+        raise RamlabError("timeout_min must be > 0 under Slurm: it is each job's time limit (--time)")
     if not tasks:
         return []
     if folder is None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.execute import Resources, Task, execute
 from ramlab.files import remove_stale_temp
+from ramlab.home import ramlab_home
 from ramlab.lock import DirectoryLock
 from ramlab.study.context import Context, log_to_stderr
 from ramlab.study.estimate import Rates, epochs_trained, finished_seconds, units
@@ -113,7 +114,15 @@ class Study(Context):
         failures are raised together (with each job's log under a parallel executor).
         Rerunning retries them and skips what is done.
         """
-        with DirectoryLock(self.out, self.command, what="study"):
+        if executor == "serial" and options:
+            raise RamlabError(
+                f"--option {', '.join(options)}: the serial study runs its jobs in this process, "
+                "so executor options do not apply; for a job's time limit run one job at a time "
+                "as a command: --executor local --jobs 1 --option timeout_min=N"
+            )
+        with DirectoryLock(
+            self.out, self.command, what="study", resume="run the same command again to go on"
+        ):
             remove_stale_temp(self.out)
             try:
                 if executor == "serial":
@@ -121,9 +130,10 @@ class Study(Context):
                 return self._run_processes(
                     executor, resources or Resources(), dict(options or {}), report=report
                 )
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 raise Interrupted(
-                    f"study interrupted; finished jobs are kept. Resume with: {self.command}"
+                    f"study interrupted; finished jobs are kept. Resume with: {self.command}",
+                    exit_code=getattr(exc, "exit_code", 130),  # 143 for SIGTERM
                 ) from None
 
     def _start(self, how: str, *, serial: bool = True) -> tuple[list[Job], list[Job]]:
@@ -192,8 +202,8 @@ class Study(Context):
         # place goes with it where one was set.
         out = self.out.resolve()
         env = {STUDY_COMMAND: self.command}
-        if "RAMLAB_HOME" in os.environ:
-            env["RAMLAB_HOME"] = str(Path(os.environ["RAMLAB_HOME"]).resolve())
+        if os.environ.get("RAMLAB_HOME"):  # as ramlab_home() reads it: ~ expanded, empty unset
+            env["RAMLAB_HOME"] = str(ramlab_home().resolve())
         tasks = [
             Task(
                 id=job.id,
