@@ -75,6 +75,46 @@ def test_a_best_reward_group_waits_for_the_compared_runs_on_its_own_dataset(tmp_
     assert sum(job.kind == "robustness" for job in jobs.values()) == 1 + 4
 
 
+def test_a_best_reward_group_keeps_the_reward_its_first_run_was_given(tmp_path):
+    import json
+
+    import yaml
+
+    from ramlab.study.context import Context
+
+    ram = {"model": "ram", "model_config": TINY_RAM}
+    preset = load_preset(
+        write_preset(
+            tmp_path / "p.yaml",
+            seeds=2,
+            runs=[
+                {
+                    "name": "a",
+                    "data": "translated60",
+                    **ram,
+                    "model_config": {**TINY_RAM, "reward": "sparse"},
+                },
+                {"name": "b", "data": "translated60", **ram, "model_config": {**TINY_RAM, "reward": "bbox"}},
+                {"name": "best", "data": "translated60", "best_reward_of": ["a", "b"], **ram},
+            ],
+        )
+    )
+    out = tmp_path / "study"
+    ctx = Context(preset, out, log=lambda _: None)
+    jobs = by_id(build_plan(preset))
+    for run, error in (("a-translated60-seed0", 5.0), ("b-translated60-seed0", 3.0)):
+        (out / "runs" / run).mkdir(parents=True)
+        (out / "runs" / run / "result.json").write_text(json.dumps({"val_error": error}))
+    best0, best1 = jobs["train-best-translated60-seed0"], jobs["train-best-translated60-seed1"]
+    assert ctx.run_config(best1).model_config.reward == "bbox"  # b's mean is lower
+    # Seed 0 started when a was ahead: the group stays on a's reward whatever finished since.
+    config = ctx.run_config(best0).with_overrides(train={}, model_config={"reward": "sparse"})
+    (out / "runs" / best0.run).mkdir(parents=True)
+    (out / "runs" / best0.run / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    assert ctx.run_config(best1).model_config.reward == "sparse"
+    assert ctx.run_config(best0).model_config.reward == "sparse"
+
+
 def test_topological_order_puts_deps_first_and_keeps_the_given_order_otherwise():
     jobs = [Job("train", "a"), Job("eval", "b", ("a",)), Job("train", "c", ("d",)), Job("train", "d")]
     assert [j.id for j in topological_order(jobs)] == ["a", "b", "d", "c"]

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
 from ramlab.runconfig import RunConfig
 from ramlab.study.plan import Job, group_seeds, run_dir, run_name
@@ -67,7 +68,7 @@ class Context:
 
     def run_config(self, job: Job) -> RunConfig:
         """The training config of a train job's run, as the preset defines it."""
-        reward = self._best_reward(job.group, job.data) if job.group.best_reward_of else None
+        reward = self._chosen_reward(job.group, job.data) if job.group.best_reward_of else None
         return run_config(
             job.group,
             job.data,
@@ -76,6 +77,17 @@ class Context:
             where=f"{self.preset.source}: {job.group.name} on {job.data}",
             reward=reward,
         )
+
+    def _chosen_reward(self, group: RunGroup, data: str) -> str:
+        """The reward a `best_reward_of` group trains on `data`: the one its runs there were
+        given, once one has started (chosen once: compared runs that finish later, or another
+        --seeds, must not split the group between rewards), else the best now."""
+        for seed in range(self.group_seeds(group)):
+            saved = self.run_dir(run_name(group, data, seed)) / "config.yaml"
+            if saved.is_file():
+                reward = RunConfig.from_dict(load_yaml(saved), where=str(saved)).model_config.reward
+                return str(reward)
+        return self._best_reward(group, data)
 
     def _best_reward(self, group: RunGroup, data: str) -> str:
         """The reward of the compared group with the lowest mean validation error on `data`."""
