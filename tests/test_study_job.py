@@ -14,6 +14,7 @@ from test_study import TINY_RAM, TINY_TRAIN, write_preset
 
 from ramlab import robustness
 from ramlab.config import load_yaml
+from ramlab.cost import row_settings
 from ramlab.data import datasets
 from ramlab.study import Context, load_preset
 from ramlab.study import jobs as study_jobs
@@ -132,12 +133,20 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
 
     (job,) = [j for j in build_plan(context(False).preset) if j.kind == "cost"]
     (tmp_path / "study").mkdir()
-    eager_row = {"model": "fc", "size": 28, "compiled": False}
-    (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [eager_row]}))
-    assert study_jobs.is_done(context(False), job)
-    assert not study_jobs.is_done(context(True), job)
-    (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [{"model": "fc", "size": 28}]}))
-    assert study_jobs.is_done(context(False), job)  # rows written before the key were eager
+    # how the preset measures: on the CPU, a batch of 64, the model's default config
+    eager_row = {"model": "fc", "size": 28, **row_settings("fc", 28, device="cpu", batch=64)}
+    assert eager_row["compiled"] is False and eager_row["throughput_batch"] == 64
+
+    def done(row: dict, *, compile_: bool = False) -> bool:
+        (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [row]}))
+        return study_jobs.is_done(context(compile_), job)
+
+    assert done(eager_row)
+    assert not done(eager_row, compile_=True)
+    assert done({k: v for k, v in eager_row.items() if k != "compiled"})  # written before the key: eager
+    assert not done({**eager_row, "device": "cuda"})  # the preset's device changed since
+    assert not done({**eager_row, "throughput_batch": 256})  # or its batch
+    assert not done({**eager_row, "config": {**eager_row["config"], "hidden": 7}})  # or the model's config
 
 
 def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):

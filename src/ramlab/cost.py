@@ -234,6 +234,27 @@ def throughput_batch(batch: int, size: int, device: torch.device | None = None) 
     return max(1, min(batch, pixels // (size * size)))
 
 
+def sized_config(name: str, size: int, config: Any = None) -> Any:
+    """Model `name`'s config (`config`, default the model's defaults) adapted to `size`."""
+    cls = model_class(name)
+    return cls.config_for_image_size(config if config is not None else cls.config_class(), size)
+
+
+def row_settings(
+    name: str, size: int, *, device: str, batch: int, config: Any = None, compiled: bool = False
+) -> dict[str, Any]:
+    """How `measure_cost` with these arguments measures, as its row records it (JSON types):
+    a saved row with other settings was measured another way."""
+    resolved = resolve_device(device)
+    settings = {
+        "device": str(resolved),
+        "throughput_batch": throughput_batch(batch, size, resolved),
+        "compiled": compiled,
+        "config": to_dict(sized_config(name, size, config)),
+    }
+    return json.loads(json.dumps(settings))
+
+
 def measure_cost(
     name: str,
     size: int,
@@ -246,8 +267,7 @@ def measure_cost(
 ) -> dict[str, Any]:
     """One row of `measure_costs`: model `name` on `size`×`size` images."""
     device = resolve_device(device) if isinstance(device, str) else device
-    cls = model_class(name)
-    config = cls.config_for_image_size(config if config is not None else cls.config_class(), size)
+    config = sized_config(name, size, config)
     torch.manual_seed(0)
     model = build_model(name, config, image_size=(size, size)).to(device).eval()
     generator = torch.Generator(device=device).manual_seed(0)

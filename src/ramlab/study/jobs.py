@@ -18,6 +18,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ramlab.config import flatten, load_yaml, save_yaml
 from ramlab.cost_rows import read_cost_rows
@@ -95,13 +96,32 @@ def run_robustness(ctx: Context, job: Job) -> None:
     )
 
 
+def _cost_base_config(spec: CostSpec, model: str) -> Any:
+    return model_config(model, spec.configs[model], where="cost") if model in spec.configs else None
+
+
 def _cost_rows_of(spec: CostSpec, path: Path) -> list[dict]:
-    """The rows of `path` that `spec` asks for; rows timed the other way (eager or compiled)
-    are left out, so they are measured again."""
+    """The rows of `path` that `spec` asks for, measured as it asks; rows timed another way
+    (eager or compiled, another device or batch, another model config) are left out, so they
+    are measured again."""
+    from ramlab.cost import row_settings
+
+    def as_asked(row: dict) -> bool:
+        want = row_settings(
+            row["model"],
+            row["size"],
+            device=spec.device,
+            batch=spec.batch,
+            config=_cost_base_config(spec, row["model"]),
+            compiled=spec.compile,
+        )
+        row = {"compiled": False, **row}  # rows written before the key were eager
+        return all(row.get(key) == value for key, value in want.items())
+
     return [
         r
         for r in read_cost_rows(path)
-        if r["model"] in spec.models and r["size"] in spec.sizes and bool(r.get("compiled")) == spec.compile
+        if r["model"] in spec.models and r["size"] in spec.sizes and as_asked(r)
     ]
 
 
@@ -115,9 +135,8 @@ def run_cost(ctx: Context, job: Job) -> None:
         if not sizes:
             continue
         ctx.log(f"[study]   cost of {model} at {', '.join(map(str, sizes))} px")
-        configs = (
-            {model: model_config(model, spec.configs[model], where="cost")} if model in spec.configs else None
-        )
+        base = _cost_base_config(spec, model)
+        configs = {model: base} if base is not None else None
         rows += measure_costs(
             [model], sizes, device=spec.device, batch=spec.batch, configs=configs, compiled=spec.compile
         )
