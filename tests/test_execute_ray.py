@@ -99,3 +99,15 @@ def test_ctrl_c_cancels_the_ray_tasks_and_stops_their_commands(tmp_path):
         time.sleep(0.05)
     assert not pid_alive(pids[0])
     assert records(tmp_path) == {}
+
+
+def test_an_unreachable_cluster_is_a_ramlab_error_saying_what_to_do(tmp_path, monkeypatch):
+    from ramlab.errors import RamlabError
+
+    def refuse(**_):
+        raise ConnectionError("could not connect to 10.0.0.9:6379")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(RamlabError, match=r"cannot reach the Ray cluster at 10\.0\.0\.9:6379 \(could not"):
+        execute([fake(tmp_path, "a")], executor="ray", resources=Resources(), address="10.0.0.9:6379")

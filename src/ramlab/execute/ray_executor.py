@@ -11,8 +11,9 @@ already initialised, starts a local Ray with N × T CPUs (checked against the CP
 and shuts it down at the end. Ctrl-C cancels the Ray tasks (their commands get SIGTERM, and
 SIGKILL after the grace period) and re-raises KeyboardInterrupt.
 
-On a cluster every node runs the commands itself: ramlab must be installed on every node,
-and the study directory (commands, logs, checkpoints) must be on storage every node sees.
+On a cluster every node runs the commands itself: ramlab must be installed on every node at
+the driver's path (a command names the driver's Python, `sys.executable`), and the study
+directory (commands, logs, checkpoints) must be on storage every node sees.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import ray
 from ray.exceptions import RayTaskError
 
+from ramlab.errors import RamlabError
 from ramlab.execute import command
 from ramlab.execute.dag import Outcome, Task, Tracker
 from ramlab.execute.resources import Resources, check_cpus, visible_gpus
@@ -54,7 +56,14 @@ def run(
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
             progress(f"connecting to the Ray cluster at {address}")
-            ray.init(address=address)
+            try:
+                ray.init(address=address)
+            except ConnectionError as exc:
+                raise RamlabError(
+                    f"cannot reach the Ray cluster at {address} ({exc}); start it (`ray start "
+                    "--head` on its head node) or check the address, or leave address and "
+                    "RAY_ADDRESS unset for a local Ray"
+                ) from exc
         else:
             check_cpus(resources.jobs, resources.threads_per_job)
             cpus = resources.jobs * resources.threads_per_job
