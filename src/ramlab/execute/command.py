@@ -139,14 +139,19 @@ def stop(processes: Iterable[subprocess.Popen], *, grace: float = GRACE_SECONDS)
                 process.wait()
 
 
-def wait(process: subprocess.Popen, *, grace: float = GRACE_SECONDS) -> int:
-    """Wait for a command to end: its exit code. Interrupted (Ctrl-C, a cancelled Ray task,
-    submitit's SystemExit on requeue), it stops the command before re-raising."""
+def wait(
+    process: subprocess.Popen, *, grace: float = GRACE_SECONDS, deadline: float = math.inf
+) -> int | None:
+    """Wait for a command to end: its exit code, or None once `deadline` (a time.monotonic()
+    time) has passed with the command still running. Interrupted (Ctrl-C, a cancelled Ray
+    task, submitit's SystemExit on requeue), it stops the command before re-raising."""
     try:
         # Poll rather than block in waitpid: an interruption that is not a signal (Ray's
         # cancel) is only seen between bytecodes, and a signal handler that itself stops the
         # process (submitit's checkpoint) must not find Popen's wait lock taken.
         while (returncode := process.poll()) is None:
+            if time.monotonic() >= deadline:
+                return None
             time.sleep(POLL_SECONDS)
     except BaseException:
         stop([process], grace=grace)
@@ -170,12 +175,7 @@ def run(
     began = time.monotonic()
     process = start(argv, log=log, env=env, new_session=new_session)
     deadline = began + 60 * timeout_min if timeout_min > 0 else math.inf
-    try:
-        while (returncode := process.poll()) is None and time.monotonic() < deadline:
-            time.sleep(POLL_SECONDS)
-    except BaseException:
-        stop([process], grace=grace)
-        raise
+    returncode = wait(process, grace=grace, deadline=deadline)
     timed_out = returncode is None
     if timed_out:
         stop([process], grace=grace)
