@@ -69,3 +69,14 @@ def test_a_sweep_marks_the_augmented_levels_as_trained(fake_mnist, tmp_path) -> 
     Trainer(plain, tmp_path / "plain").fit()
     sweep = robustness_sweep(tmp_path / "plain", shifts={"rotate": [0]}, limit=4, device="cpu")
     assert sweep["shifts"]["rotate"]["trained"] == [0.0, 0.0]
+
+
+def test_the_dataset_and_the_loader_scale_pixels_alike(fake_mnist):
+    # x / 255 and x * (1 / 255) differ in the last bit for 126 of the 256 values.
+    from ramlab.data.loader import SceneDataset, SceneLoader
+
+    scenes = load_split("translated60", "val", limit=4)
+    loader = SceneLoader(scenes, batch_size=4)
+    batch = loader.batch(torch.arange(4))
+    dataset = SceneDataset(scenes)
+    assert torch.equal(torch.stack([dataset[i][0] for i in range(4)]), batch.images)

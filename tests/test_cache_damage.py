@@ -233,3 +233,36 @@ def test_damaged_mnist_cache_that_cannot_be_refetched_is_one_error_naming_it(mni
     assert_one_warning(err[0] + "\n", path, then="re-fetching MNIST")
     assert err[1] == f"ramlab: error: {head}"
     assert "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError("Unable to allocate 550. MiB"),
+        OSError(5, "Input/output error"),
+        OSError(24, "Too many open files"),
+    ],
+)
+def test_a_failure_of_the_machine_keeps_the_cache_file(tmp_path, error):
+    # Not the file's damage: deleting a good 550 MB file and rebuilding it needs the same memory.
+    from ramlab.data.cache import read_or_discard
+
+    path = tmp_path / "scenes.npz"
+    path.write_bytes(b"good")
+
+    def read(p):
+        raise error
+
+    with pytest.raises(type(error)):
+        read_or_discard(path, read, then="rebuilding it")
+    assert path.read_bytes() == b"good"
+
+
+def test_a_cache_file_removed_meanwhile_is_absent_not_damaged(tmp_path, capsys):
+    from ramlab.data.cache import read_or_discard
+
+    def read(p):
+        raise FileNotFoundError(2, "No such file or directory", str(p))
+
+    assert read_or_discard(tmp_path / "gone.npz", read, then="rebuilding it") is None
+    assert "damaged" not in capsys.readouterr().err

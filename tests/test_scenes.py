@@ -402,3 +402,56 @@ def test_a_limit_keeps_the_first_training_scenes_and_the_subset_of_val_and_test(
         limited = datasets.load_split("translated60", split, limit=5)
         for name in ("images", "labels", "bboxes"):
             np.testing.assert_array_equal(getattr(limited, name), getattr(full, name)[kept])
+
+
+def test_equal_specs_have_one_key_whatever_the_number_types():
+    # The key names the cache file and seeds the scenes: noise=0 and noise=0.0 are one spec.
+    assert SceneSpec(noise=0).key() == SceneSpec(noise=0.0).key()
+    assert SceneSpec(canvas=60.0, clutter_count=4.0, max_offset=8.0) == SceneSpec(
+        canvas=60, clutter_count=4, max_offset=8
+    )
+    assert SceneSpec(canvas=60.0).key() == SceneSpec(canvas=60).key()
+    assert type(SceneSpec(canvas=np.int64(60)).canvas) is int
+    for bad in ({"canvas": 60.5}, {"clutter_size": True}, {"max_offset": float("nan")}):
+        with pytest.raises(RamlabError, match="must be a whole number"):
+            SceneSpec(**bad)
+
+
+WARP = """
+import hashlib
+import numpy as np
+from ramlab.data.scenes import SceneSpec, _warp
+digits = np.random.default_rng(0).integers(0, 256, size=(500, 28, 28), dtype=np.uint8)
+spec = SceneSpec(canvas=60, rotation=(-30, 30), scale=(0.8, 1.2))
+print(hashlib.sha256(_warp(digits, spec, np.random.default_rng(1)).tobytes()).hexdigest())
+"""
+
+
+def test_warped_scenes_are_the_same_on_every_cpu_vector_unit():
+    # torch picks a kernel per CPU (ATEN_CPU_CAPABILITY); in float32 their roundings differed
+    # and pixels near x.5 came out 1 apart (5% of these scenes), so a rotated robustness level
+    # or an augmented run's fresh scenes changed from one machine to another.
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if "avx2" not in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else True:
+        pytest.skip("needs a Linux CPU with AVX2 beside the default kernels")
+    hashes = {
+        capability: subprocess.run(
+            [sys.executable, "-c", WARP],
+            env={**os.environ, "ATEN_CPU_CAPABILITY": capability, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for capability in ("default", "avx2")
+    }
+    assert len(hashes["default"]) == 64 and hashes["default"] == hashes["avx2"]
+
+
+def test_a_negative_train_limit_is_refused():
+    with pytest.raises(RamlabError, match="a limit of train scenes must be >= 1"):
+        datasets.kept_scenes(50, -3, "train")
+    assert datasets.kept_scenes(50, 3, "train") == slice(3)

@@ -12,6 +12,7 @@ and the caller rebuilds (scenes) or re-fetches (MNIST) it. Writes are atomic.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import sys
 from collections.abc import Callable, Mapping
@@ -86,10 +87,26 @@ def discard(path: Path, error: Exception, *, then: str) -> None:
     )
 
 
+MACHINE_ERRORS = frozenset({errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EACCES, errno.EPERM})
+
+
 def read_or_discard(path: Path, read: Callable[[Path], T], *, then: str) -> T | None:
-    """`read(path)`, or None after `discard` when it fails in any way (`then`: what comes next)."""
+    """`read(path)`, or None after `discard` when it fails (`then`: what comes next). Any
+    failure of the file's contents means damage: it is rebuilt, never trusted. A failure of
+    the machine is not the file's: out of memory, a disk error, too many open files or no
+    permission is raised, the file kept (a damaged zip's seek fails with EINVAL: damage); a
+    file another process removed meanwhile is simply absent (None)."""
     try:
         return read(path)
-    except Exception as error:  # any failure means damage: the file is rebuilt, never trusted
+    except FileNotFoundError:
+        return None
+    except MemoryError:
+        raise
+    except OSError as error:
+        if error.errno in MACHINE_ERRORS:
+            raise
+        discard(path, error, then=then)
+        return None
+    except Exception as error:
         discard(path, error, then=then)
         return None

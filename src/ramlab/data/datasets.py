@@ -86,7 +86,11 @@ def evaluation_subset(total: int, limit: int | None, split: str) -> np.ndarray:
 def kept_scenes(total: int, limit: int | None, split: str) -> slice | np.ndarray:
     """What a `limit` keeps of a split of `total` scenes, as an index of its arrays: the first N
     training scenes (a slice, no copy), `evaluation_subset`'s N validation or test scenes."""
-    return slice(limit) if split == "train" else evaluation_subset(total, limit, split)
+    if split == "train":
+        if limit is not None and limit < 1:  # slice(-3) would quietly keep all but 3
+            raise RamlabError(f"a limit of train scenes must be >= 1 (None: all), got {limit}")
+        return slice(limit)
+    return evaluation_subset(total, limit, split)
 
 
 def split_seed(spec: SceneSpec, seed: int, split: str) -> int:

