@@ -140,6 +140,37 @@ def test_cli_prints_the_table_and_writes_json(tmp_path, capsys):
     ]
 
 
+def test_cli_config_measures_the_trained_shape(tmp_path, capsys):
+    # The RAM a recipe trains (an LSTM, a glimpse layer of 256) is not the default RAM (the
+    # paper's RNN, 128): --config measures the former, adapted to each size.
+    path = tmp_path / "cost.json"
+    argv = [
+        "cost",
+        "--models",
+        "ram",
+        "--sizes",
+        "28,60",
+        "--repeats",
+        "1",
+        "--batch",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    assert main([*argv, "--config", "translated60", "--json", str(path)]) == 0
+    rows = read_cost_json(path)
+    assert [(r["config"]["core"], r["config"]["glimpse_hidden"]) for r in rows] == [("lstm", 256)] * 2
+    assert [r["config"]["scales"] for r in rows] == [2, 3]  # adapted: 2 scales fit 28 px
+    assert main([*argv, "--json", str(path)]) == 0
+    default = read_cost_json(path)
+    assert default[1]["config"]["core"] == "rnn" and default[1]["flops"] < rows[1]["flops"] / 2
+    capsys.readouterr()
+    assert main([*argv, "--config", "translated60", "--config", "cluttered60"]) == 2
+    assert "--config cluttered60: a second config of ram; give one per model" in capsys.readouterr().err
+    assert main([*argv[:2], "resnet", *argv[3:], "--config", "translated60"]) == 2
+    assert "--config gives ram, which --models does not measure" in capsys.readouterr().err
+
+
 def test_cli_lists_the_valid_models_on_a_wrong_name(capsys):
     assert main(["cost", "--models", "ram,resnett", "--sizes", "28"]) == 2
     err = capsys.readouterr().err

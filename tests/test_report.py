@@ -253,6 +253,14 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     assert "| `resnet` | 60 | 2 k | 12.6 M |" in cost
     assert "Measured by `ramlab study quick` at commit `" + COMMIT + "`" in report
     assert "| 60 | 4.2× | 2× | 1× | 1× | 1× |" in cost  # ResNet over RAM at 60 px
+    # The trained models' FLOPs (eval.json, 3 M each here) against the rows at their canvas:
+    # the RAMs on translated60 match their 60 px row; the ResNet is named (models without a
+    # row, fc and convnet, are not).
+    note = cost[cost.index("**These rows are not the trained models**") :].split("\n\n")[0]
+    assert note.startswith(
+        "**These rows are not the trained models**: `resnet` on translated60 (60 px) 3 M FLOPs "
+        "per image, its row 12.6 M. "
+    )
 
     # Robustness: per level, mean ± std over the seeds.
     block = report[report.index("**rotate**") :]

@@ -46,8 +46,31 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pass; FLOPs and peak memory are the eager pass's either way. A graph per model, size and "
         "batch: tens of seconds each to compile",
     )
+    p.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME|FILE",
+        help="measure a config's model as it trains (a recipe name, e.g. translated60, or a run's "
+        "config.yaml), adapted to each size, instead of that model's defaults; repeatable, one "
+        "per model",
+    )
     add_threads_arg(p)
     p.set_defaults(handler=cmd_cost)
+
+
+def model_configs(names: list[str]) -> dict:
+    """{model: its model config} from --config recipe names or files; a RamlabError for two
+    configs of one model."""
+    from ramlab.runconfig import RunConfig, config_path
+
+    configs: dict = {}
+    for name in names:
+        run = RunConfig.load(config_path(name))
+        if run.model in configs:
+            raise RamlabError(f"--config {name}: a second config of {run.model}; give one per model")
+        configs[run.model] = run.model_config
+    return configs
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
@@ -58,9 +81,19 @@ def cmd_cost(args: argparse.Namespace) -> int:
         model_class(name)  # an unknown name lists the valid ones
     if args.batch < 1 or args.repeats < 1:
         raise RamlabError("--batch and --repeats must be >= 1")
+    configs = model_configs(args.config)
+    unused = sorted(set(configs) - set(models))
+    if unused:
+        raise RamlabError(f"--config gives {', '.join(unused)}, which --models does not measure")
     set_threads(args.threads)
     rows = measure_costs(
-        models, args.sizes, device=args.device, batch=args.batch, repeats=args.repeats, compiled=args.compile
+        models,
+        args.sizes,
+        device=args.device,
+        batch=args.batch,
+        repeats=args.repeats,
+        configs=configs,
+        compiled=args.compile,
     )
     print(format_cost_table(rows))
     if args.json:

@@ -62,6 +62,7 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         for r in sorted(inputs.cost_rows, key=lambda r: (r["model"], r["size"]))
     ]
     doc.table(HEADERS, rows)
+    _trained_versus_measured(doc, inputs)
     _cost_ratios(doc, inputs)
     path = plot_cost(inputs.cost_rows, inputs.fig_path("cost"), styles=inputs.styles)
     doc.figure(path, "FLOPs, latency and peak memory against image side (log–log).")
@@ -76,6 +77,42 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         styles = {k: v for k, v in styles.items() if v}
         path = plot_error_vs_flops(points, inputs.fig_path("error-vs-flops"), styles=styles)
         doc.figure(path, "Accuracy per FLOP: test error against FLOPs per image of each trained model.")
+
+
+def trained_versus_measured(inputs: ReportInputs) -> list[tuple[str, str, int, float, float]]:
+    """(label, data, side, the trained model's FLOPs per image, the cost row's) wherever a
+    trained model differs (by over 1%) from the cost row of its model at its canvas side: the
+    rows then measure another shape of that model than the one whose errors the report shows."""
+    from ramlab.data.datasets import dataset_spec
+
+    rows = {(r["model"], r["size"]): r for r in inputs.cost_rows if isinstance(r.get("flops"), (int, float))}
+    found = {}
+    for run in inputs.runs:
+        trained = (run.evaluation or {}).get("flops")
+        size = dataset_spec(run.data).canvas
+        row = rows.get((run.model, size))
+        if isinstance(trained, (int, float)) and row and abs(trained - row["flops"]) > 0.01 * row["flops"]:
+            found.setdefault(
+                (run.label, run.data), (run.label, run.data, size, float(trained), float(row["flops"]))
+            )
+    return list(found.values())
+
+
+def _trained_versus_measured(doc: Doc, inputs: ReportInputs) -> None:
+    differing = trained_versus_measured(inputs)
+    if not differing:
+        return
+    cases = "; ".join(
+        f"`{label}` on {data} ({size} px) {si(trained)} FLOPs per image, its row {si(row)}"
+        for label, data, size, trained, row in differing
+    )
+    doc.para(
+        f"**These rows are not the trained models**: {cases}. The rows measure each model's "
+        "default shape (or the preset's `cost.configs`); for the trained one, set `cost.configs` "
+        "to its shape (`ramlab cost --config RECIPE` measures a recipe's). The ratios below "
+        "compare the rows, not the trained models; the accuracy-per-FLOP figure uses the "
+        "trained models' own FLOPs."
+    )
 
 
 def _cost_ratios(doc: Doc, inputs: ReportInputs) -> None:
