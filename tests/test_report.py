@@ -242,6 +242,7 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     assert "[ram-sparse-translated60-seed1](#run-runs-ram-sparse-translated60-seed1)" in sparse[-1]
     assert table_row(report, "`ram (reward=sparse+bbox)`")[1:5] == ["9.50", "10.50", "1", "1.22"]
     assert table_row(report, "`resnet`")[1:5] == ["5.25", "—", "1", "—"]
+    assert table_row(report, "`resnet`")[-2] == "one forward pass"  # its file says "policy mean"
     assert table_row(report, "`fc`")[1:5] == ["20.00", "—", "1", "2.63"]
     assert table_row(report, "`convnet`")[1:5] == ["3.00", "—", "1", "1.21"]
     assert "Not finished yet (left out of the tables): `runs/ram-late-translated60-seed0`" in report
@@ -442,3 +443,17 @@ def test_a_column_some_seeds_lack_says_how_many_it_averages(tmp_path):
     row = table_row((tmp_path / "report.md").read_text(), "`ram`")
     assert row[1] == "4.00 ± 1.00" and row[3] == "3"
     assert row[2] == "5.00 ± 1.41 (n=2)"  # sampled: seeds 0 and 1 (4.0 and 6.0)
+
+
+def test_train_time_averages_the_runs_that_recorded_one(tmp_path):
+    from ramlab.report.runs import Run
+    from ramlab.report.sections.errors import train_time_cell
+
+    def run(**result) -> Run:
+        return Run(
+            tmp_path, "r", {"model": "fc", "data": "mnist"}, {"test_error": 1.0, **result}, [], None, None
+        )
+
+    assert train_time_cell([run(train_seconds=90.0), run()]) == "90 s (n=1)"  # not (90 + 0) / 2
+    assert train_time_cell([run(train_seconds=90.0), run(train_seconds=30.0)]) == "60 s"
+    assert train_time_cell([run()]) == "—"

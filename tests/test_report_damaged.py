@@ -73,6 +73,31 @@ CASES = {
         json.dumps({"shifts": {"rotate": {"levels": [0.0, 30.0], "error": [2.0]}}}),
         "robustness.json: shift rotate: 1 errors for 2 levels",
     ),
+    "negative test_error": (
+        "result.json",
+        result_with(test_error=-1),
+        "result.json: test_error is -1, not a percentage in 0..100",
+    ),
+    "text test_count": (
+        "result.json",
+        result_with(test_count="10000"),
+        'result.json: test_count is "10000", not a whole number of scenes >= 1',
+    ),
+    "null reward": (
+        "config.yaml",
+        "model: fc\ndata: mnist\nmodel_config: {reward: null}\n",
+        "config.yaml: model_config.reward is null, not a reward's text",
+    ),
+    "null robustness rollouts": (
+        "robustness.json",
+        json.dumps({"rollouts": None, "shifts": {"rotate": {"levels": [0.0], "error": [2.0]}}}),
+        "robustness.json: rollouts is null, not a whole number >= 1",
+    ),
+    "ragged glimpse lists": (
+        "eval.json",
+        json.dumps({"where": {"inside_bbox_percent": [1.0, 2.0], "distance_to_bbox_px": [3.0]}}),
+        "eval.json: where: the two per-glimpse lists differ in length",
+    ),
     "NaN robustness error": (
         "robustness.json",
         json.dumps({"shifts": {"rotate": {"levels": [0.0, 30.0], "error": [2.0, float("nan")]}}}),

@@ -163,6 +163,16 @@ def test_evaluation_counts_glimpses_inside_the_box() -> None:
     assert result.protocol == "policy mean, one rollout"
 
 
+def test_a_model_without_glimpses_is_measured_in_one_pass() -> None:
+    # Not "policy mean, one rollout": a CNN has no policy and no rollout.
+    from ramlab.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fc", None, image_size=(60, 60))
+    result = evaluate(model, tiny_loader([[20, 20, 40, 40]], [1]))
+    assert result.protocol == "one forward pass" and len(result.per_step_error) == 1
+
+
 def test_monte_carlo_evaluation_averages_probabilities_and_says_so() -> None:
     torch.manual_seed(0)
     model = RAM(config=RAMConfig(**tiny.TINY_RAM, glimpses=3, std=0.5), image_size=(60, 60))

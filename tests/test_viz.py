@@ -158,3 +158,14 @@ def test_glimpses_cli(fake_mnist, tmp_path, capsys):
     ):
         assert main(["glimpses", str(tmp_path / "ram"), *bad]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_mean_std_over_seeds_of_different_lengths_is_taken_point_by_point():
+    # A seed that stopped early (or took fewer glimpses) counts where it has points.
+    from ramlab.viz.curves import _mean_std
+
+    mean, std = _mean_std([[1.0, 2.0, 3.0], [3.0, 4.0]])
+    assert mean.tolist() == [2.0, 3.0, 3.0]
+    assert std.tolist() == pytest.approx([2**0.5, 2**0.5, 0.0])
+    mean, std = _mean_std([[5.0]])
+    assert mean.tolist() == [5.0] and std.tolist() == [0.0]

@@ -33,6 +33,10 @@ from ramlab.rewards import box_distance, to_pixels
 EVAL_SEED = 1234
 
 
+ONE_PASS = "one forward pass"
+"""The protocol of a model without a location policy (fc, convnet, resnet)."""
+
+
 def protocol(*, sample: bool, rollouts: int) -> str:
     """How a number was measured, in words (result files and the report quote it)."""
     if rollouts > 1:
@@ -147,7 +151,9 @@ def evaluate(
         per_step_error=per_step,
         loss=loss_sum.item() / count,
         count=count,
-        protocol=protocol(sample=sample, rollouts=rollouts),
+        protocol=ONE_PASS
+        if isinstance(model, FeedForwardModel)
+        else protocol(sample=sample, rollouts=rollouts),
         in_box=None if inside is None else (inside.double() * 100.0 / (count * rollouts)).tolist(),
         glimpse_distance=None if inside is None else distance.item() / (count * rollouts),
     )

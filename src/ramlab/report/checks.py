@@ -98,6 +98,12 @@ def number(data: dict, key: str, *, required: bool = False, positive: bool = Fal
         raise Damaged(f"{key} is {_shown(value)}, not a finite{' positive' if positive else ''} number")
 
 
+def percent(data: dict, key: str) -> None:
+    """`data[key]`, a number where present, is an error rate in 0..100."""
+    if key in data and not 0 <= data[key] <= 100:
+        raise Damaged(f"{key} is {_shown(data[key])}, not a percentage in 0..100")
+
+
 def numbers(data: dict, key: str, *, required: bool = False) -> None:
     """`data[key]` is a non-empty list of finite numbers; it may be absent unless required."""
     if key not in data and not required:
@@ -132,14 +138,22 @@ def check_config(data: Any) -> None:
     seed = config.get("train", {}).get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise Damaged(f"train.seed is {seed!r}, not an integer")
+    reward = config.get("model_config", {}).get("reward", "")
+    if not isinstance(reward, str):
+        raise Damaged(f"model_config.reward is {_shown(reward)}, not a reward's text")
 
 
 def check_result(data: Any) -> None:
     """result.json: the test error, and numbers where the report averages them."""
     result = mapping(data)
     number(result, "test_error", required=True)
+    percent(result, "test_error")
     for key in ("epochs", "epochs_run", "train_seconds", "best_epoch"):
         number(result, key)
+    if "test_count" in result:
+        count = result["test_count"]
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise Damaged(f"test_count is {_shown(count)}, not a whole number of scenes >= 1")
     numbers(result, "per_glimpse_test_error")
 
 
@@ -169,11 +183,30 @@ def check_evaluation(data: Any) -> None:
         where = mapping(evaluation["where"], "where")
         numbers(where, "inside_bbox_percent", required=True)
         numbers(where, "distance_to_bbox_px", required=True)
+        if len(where["inside_bbox_percent"]) != len(where["distance_to_bbox_px"]):
+            raise Damaged("where: the two per-glimpse lists differ in length")
 
 
 def check_robustness(data: Any) -> None:
-    """robustness.json: per shift, the error at each level."""
-    shifts = mapping(mapping(data).get("shifts"), "shifts")
+    """robustness.json: how it was swept (where said), and per shift the error at each level."""
+    sweep = mapping(data)
+    for key, valid, what in (
+        (
+            "rollouts",
+            lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+            "a whole number >= 1",
+        ),
+        (
+            "limit",
+            lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+            "null or a whole number >= 1",
+        ),
+        ("split", lambda v: isinstance(v, str), "a split's name"),
+        ("sample", lambda v: isinstance(v, bool), "true or false"),
+    ):
+        if key in sweep and not valid(sweep[key]):
+            raise Damaged(f"{key} is {_shown(sweep[key])}, not {what}")
+    shifts = mapping(sweep.get("shifts"), "shifts")
     for name, entry in shifts.items():
         with within(f"shift {name}"):
             entry = mapping(entry, "the entry")

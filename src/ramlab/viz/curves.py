@@ -49,10 +49,18 @@ def _style(styles: dict[str, Style] | None, label: str, index: int) -> Style:
 
 
 def _mean_std(rows: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (sample) std over seeds of equally long series; std 0 for one seed."""
-    array = np.asarray(rows, dtype=float)
-    std = array.std(axis=0, ddof=1) if len(array) > 1 else np.zeros(array.shape[1:])
-    return array.mean(axis=0), std
+    """Mean and (sample) std over seeds, point by point, as long as the longest series: each
+    point over the seeds that reach it (a run that stopped early, a seed evaluated with
+    fewer glimpses); std 0 where one seed does."""
+    longest = max(len(row) for row in rows)
+    array = np.full((len(rows), longest), np.nan)
+    for i, row in enumerate(rows):
+        array[i, : len(row)] = row
+    count = np.sum(~np.isnan(array), axis=0)
+    mean = np.nansum(array, axis=0) / count
+    spread = np.nansum((array - mean) ** 2, axis=0)
+    std = np.where(count > 1, np.sqrt(spread / np.maximum(count - 1, 1)), 0.0)
+    return mean, std
 
 
 def _line(ax, x, y, style: Style, label: str, *, ms: int = 4) -> None:
@@ -85,7 +93,7 @@ def plot_anytime(
     A one-step series (a CNN) is drawn as a horizontal reference line.
     """
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    longest = max((len(rows[0]) for rows in curves.values() if rows), default=1)
+    longest = max((len(row) for rows in curves.values() for row in rows), default=1)
     for i, (label, rows) in enumerate(curves.items()):
         if not rows:
             continue
@@ -94,7 +102,7 @@ def plot_anytime(
         if len(rows[0]) == 1:  # a one-shot model: one error whatever the glimpse count
             ax.axhline(_mean_std(rows)[0][0], color=style["color"], ls="--", lw=1.2, label=f"{label}{n}")
             continue
-        _mean_band(ax, np.arange(1, len(rows[0]) + 1), rows, style, f"{label}{n}")
+        _mean_band(ax, np.arange(1, max(map(len, rows)) + 1), rows, style, f"{label}{n}")
     ax.set_xlabel("glimpses taken")
     ax.set_ylabel("test error (%)")
     ax.set_xticks(range(1, longest + 1))
@@ -319,16 +327,14 @@ def plot_rewards(
         column += 1
         for i, (label, runs) in enumerate(val_curves.items()):
             style = _style(styles, label, i)
-            length = min(len(run) for run in runs) if runs else 0
-            if not length:
+            runs = [run for run in runs if run]
+            if not runs:
                 continue
-            epochs = [point.epoch for point in runs[0][:length]]
-            _mean_band(
-                ax, epochs, [[point.error for point in run[:length]] for run in runs], style, label, ms=3
-            )
+            epochs = [point.epoch for point in max(runs, key=len)]
+            _mean_band(ax, epochs, [[point.error for point in run] for run in runs], style, label, ms=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation error (%)")
-        ax.set_title("learning speed", fontsize=9)
+        ax.set_title("learning speed (each epoch: the seeds that trained it)", fontsize=9)
         _legend(ax)
     if inside:
         ax = axes[column]

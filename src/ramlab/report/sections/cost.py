@@ -41,7 +41,7 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         "counter, latency at batch 1 (median), throughput at the batch shown, peak memory of live "
         "tensors at batch 1. "
         + (
-            f"Measured by `{cost_job['command']}` at commit `{cost_job.get('commit')}`."
+            f"Measured by `{cost_job.get('command', '?')}` at commit `{cost_job.get('commit')}`."
             if cost_job
             else "Source: `cost.json`."
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 
+from ramlab.evaluate import ONE_PASS
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import duration, fmt_mean_std, fmt_some, si
 from ramlab.report.inputs import ReportInputs
@@ -37,6 +38,22 @@ def epochs_cell(runs: list[Run]) -> str:
     return cell + (f" (max {budget:g})" if min(run) < budget else "")
 
 
+def train_time_cell(runs: list[Run]) -> str:
+    """Mean training time of the runs that recorded one, (n=k) when some did not."""
+    seconds = [r.result["train_seconds"] for r in runs if "train_seconds" in r.result]
+    if not seconds:
+        return "—"
+    return duration(statistics.fmean(seconds)) + (f" (n={len(seconds)})" if len(seconds) < len(runs) else "")
+
+
+def measured_as(run: Run) -> str:
+    """How a run's test error was measured; a one-step model (no glimpses) in one pass,
+    whatever an older result file says."""
+    if len(run.result.get("per_glimpse_test_error") or [0, 0]) == 1:
+        return ONE_PASS
+    return run.result.get("test_protocol") or "policy mean, one rollout"
+
+
 def sampling_error_cell(errors: list[float], scenes: int | None) -> str:
     """± the binomial standard error of the mean error on `scenes` test scenes, or —."""
     if not scenes:
@@ -63,7 +80,7 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
         rows = []
         for label, runs in groups.items():
             errors = [r.result["test_error"] for r in runs]
-            protocols = sorted({r.result.get("test_protocol") or "policy mean, one rollout" for r in runs})
+            protocols = sorted({measured_as(r) for r in runs})
             sampled = [r.evaluation["sampled"]["error"] for r in runs if (r.evaluation or {}).get("sampled")]
             flops = [r.evaluation["flops"] for r in runs if (r.evaluation or {}).get("flops")]
             paper = paper_error(runs[0])
@@ -79,7 +96,7 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
                     si(runs[0].result.get("params")),
                     si(flops[0]) if flops else "—",
                     epochs_cell(runs),
-                    duration(statistics.fmean(r.result.get("train_seconds", 0.0) for r in runs)),
+                    train_time_cell(runs),
                     "; ".join(protocols),
                     links(runs),
                 ]

@@ -36,7 +36,7 @@ def provenance_section(doc: Doc, inputs: ReportInputs) -> None:
     cost_job = inputs.cost_job
     if inputs.cost_rows:
         line = (
-            f"`cost.json`: measured by `{cost_job['command']}` at commit `{cost_job.get('commit')}`; "
+            f"`cost.json`: measured by `{cost_job.get('command', '?')}` at commit `{cost_job.get('commit')}`; "
             if cost_job
             else "`cost.json`: "
         )
