@@ -263,10 +263,14 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
         "per image, its row 12.6 M. "
     )
 
-    # Robustness: per level, mean ± std over the seeds.
+    # Robustness: per level, mean ± std over the seeds of one kind of sweep. Seed 1's sweep read
+    # the first 100 test digits (format 1), seed 0's a random 100: never averaged together.
     block = report[report.index("**rotate**") :]
-    assert table_row(block, "`ram (reward=sparse)`")[1:3] == ["12.0 ± 2.8", "45.0 ± 7.1"]
+    assert table_row(block, "`ram (reward=sparse)`")[1:3] == ["10.0", "40.0"]
     assert table_row(block, "`resnet`")[1:3] == ["5.2", "60.0"]
+    older = report[report.index("*test split, its first 100 digits (an older sweep)") :]
+    assert table_row(older, "`ram (reward=sparse)`")[1:3] == ["14.0", "50.0"]
+    assert "ram-sparse-translated60-seed0" not in table_row(older, "`ram (reward=sparse)`")[-1]
     robustness = report[report.index("## Robustness to shifts") : report.index("## Reward structures")]
     assert (
         "Older sweeps read the first N digits of MNIST's test file instead, whose first half " in robustness
@@ -457,3 +461,39 @@ def test_train_time_averages_the_runs_that_recorded_one(tmp_path):
     assert train_time_cell([run(train_seconds=90.0), run()]) == "90 s (n=1)"  # not (90 + 0) / 2
     assert train_time_cell([run(train_seconds=90.0), run(train_seconds=30.0)]) == "60 s"
     assert train_time_cell([run()]) == "—"
+
+
+def test_markdown_cells_and_links_survive_what_files_hold(tmp_path):
+    from ramlab.report.doc import _inline, _md_cell, link_target
+
+    # A damaged YAML file's reason quotes "<stream end>": a renderer would drop it as a tag.
+    assert (
+        _md_cell('not valid YAML (expected "<stream end>")')
+        == 'not valid YAML (expected "&lt;stream end&gt;")'
+    )
+    assert _md_cell("`a<b` | c & d") == "`a<b` \\| c &amp; d"  # code spans keep their text
+    # A run folder with a space: a bare link target would end at it.
+    target = link_target("runs/ram sp 0/config.yaml")
+    assert target == "<runs/ram sp 0/config.yaml>" and link_target("runs/a/b.png") == "runs/a/b.png"
+    assert _inline(f"[config.yaml]({target})") == '<a href="runs/ram sp 0/config.yaml">config.yaml</a>'
+
+
+def test_the_glimpses_section_shows_the_first_seed_that_drew_them(tmp_path):
+    for seed in (0, 1):
+        write_run(
+            tmp_path,
+            f"ram-sparse-translated60-seed{seed}",
+            model="ram",
+            data="translated60",
+            seed=seed,
+            error=3.0,
+            steps=[9.0, 3.0],
+            glimpses=seed == 1,
+        )
+    assert main(["report", str(tmp_path)]) == 0
+    section = (tmp_path / "report.md").read_text().split("## Glimpse trajectories")[1]
+    assert "### `ram` on translated60" in section  # the label in code: a reward's * is no emphasis
+    assert (
+        "ram-sparse-translated60-seed1/glimpses.png" in section
+        and "No run has glimpse figures" not in section
+    )

@@ -50,7 +50,7 @@ def same_sweep(
     previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test", rollouts: int = 1
 ) -> bool:
     """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
-    wanted = (split, sample or rollouts > 1, rollouts, limit)
+    wanted = (split, sample or rollouts > 1, rollouts, limit, False)
     return previous.get("format") == FORMAT and sweep_kind(previous) == wanted
 
 

@@ -8,14 +8,18 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None]:
-    """What a sweep's numbers measure beyond its levels: (split, sampled, rollouts, limit).
-    Only sweeps of one kind are averaged together."""
+def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool]:
+    """What a sweep's numbers measure beyond its levels: (split, sampled, rollouts, limit,
+    first_n). first_n: a limited sweep of format 1 read the split's first N digits (MNIST's
+    test file is ordered by source, its first half the harder), later ones a fixed random
+    subset. Only sweeps of one kind are averaged together."""
+    limit = sweep.get("limit")
     return (
         sweep.get("split", "test"),
         bool(sweep.get("sample")),
         sweep.get("rollouts", 1),
-        sweep.get("limit"),
+        limit,
+        limit is not None and sweep.get("format", 1) < 2,
     )
 
 

@@ -55,7 +55,7 @@ class Doc:
             elif kind == "figure":
                 path, caption = value
                 alt = _LINK.sub(r"\1", caption)  # no brackets inside an image's alt text
-                out.append(f"![{alt}]({path.relative_to(self.root).as_posix()})\n\n*{caption}*")
+                out.append(f"![{alt}]({link_target(path.relative_to(self.root).as_posix())})\n\n*{caption}*")
             elif kind == "details":
                 summary, code = value
                 out.append(
@@ -102,17 +102,38 @@ _ANCHOR = re.compile(r"\{#([A-Za-z0-9_-]+)\}")  # {#name}: a link target inside 
 
 
 def _md_cell(cell: str) -> str:
-    return _ANCHOR.sub(r'<a id="\1"></a>', cell.replace("|", "\\|"))
+    """A table cell in Markdown: `|` escaped, and `<`, `>`, `&` outside code spans, which a
+    renderer would take for HTML (a damaged file's reason quotes `<stream end>`)."""
+    parts = _CODE.split(cell.replace("|", "\\|"))  # odd indices: the code spans' contents
+    text = "".join(
+        f"`{part}`" if i % 2 else part.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        for i, part in enumerate(parts)
+    )
+    return _ANCHOR.sub(r'<a id="\1"></a>', text)
 
 
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+_LINK = re.compile(r"\[([^\]]+)\]\((?:<([^>]+)>|([^)\s]+))\)")  # [text](target) or [text](<target>)
+
+
+_ESCAPED_LINK = re.compile(r"\[([^\]]+)\]\((?:&lt;(.+?)&gt;|([^)\s]+))\)")
+
+
+def link_target(path: str) -> str:
+    """A relative path as a Markdown link target: in <...> when it holds a space or a
+    parenthesis, which would end a bare target (a run folder named "ram sp 0")."""
+    return f"<{path}>" if any(c in path for c in " ()") else path
+
+
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 
 def _inline(text: str) -> str:
     out = _ANCHOR.sub(r'<a id="\1"></a>', html.escape(text, quote=False))
     out = _CODE.sub(r"<code>\1</code>", out)
-    out = _LINK.sub(lambda m: f'<a href="{html.escape(m[2])}">{m[1]}</a>', out)
+    # On escaped text: a <target> reads &lt;target&gt;, and the target is escaped already.
+    out = _ESCAPED_LINK.sub(
+        lambda m: f'<a href="{(m[2] or m[3]).replace(chr(34), "&quot;")}">{m[1]}</a>', out
+    )
     return _BOLD.sub(r"<strong>\1</strong>", out)
 
 

@@ -12,11 +12,12 @@ def glimpses_section(doc: Doc, inputs: ReportInputs) -> None:
     shown = 0
     for data in inputs.datasets:
         for label, runs in by_label(r for r in inputs.runs if r.data == data).items():
-            run = runs[0]
-            png, gif = run.path / "glimpses.png", run.path / "glimpses.gif"
-            if not png.is_file():
+            drawn = [r for r in runs if (r.path / "glimpses.png").is_file()]
+            if not drawn:
                 continue
-            doc.heading(3, f"{label} on {data}")
+            run = drawn[0]  # the first seed that has them
+            png, gif = run.path / "glimpses.png", run.path / "glimpses.gif"
+            doc.heading(3, f"`{label}` on {data}")
             doc.figure(png, f"Glimpses of {run.link()} on the first test scenes of {data} (seed {run.seed}).")
             if gif.is_file():
                 doc.figure(gif, f"The same, glimpse by glimpse ({run.link()}).")

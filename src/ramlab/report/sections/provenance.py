@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from ramlab.report.doc import Doc
+from ramlab.report.doc import Doc, link_target
 from ramlab.report.inputs import ReportInputs
 
 
@@ -27,7 +27,7 @@ def provenance_section(doc: Doc, inputs: ReportInputs) -> None:
                 str(run.seed),
                 f"`{str(result.get('commit') or '—')[:12]}`",
                 f"`{result.get('command', '—')}`" if result else "unfinished",
-                f"[config.yaml]({(run.path / 'config.yaml').relative_to(inputs.root).as_posix()})",
+                f"[config.yaml]({link_target((run.path / 'config.yaml').relative_to(inputs.root).as_posix())})",
             ]
         )
     doc.table(["run", "model", "data", "seed", "commit", "command", "config"], rows)

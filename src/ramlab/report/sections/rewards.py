@@ -25,7 +25,6 @@ over `sparse` may be its scale rather than its form (results/rewards-recipe/).
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 
@@ -235,7 +234,9 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
                     fmt_p(test.p_value) if test else "—",
                     str(len(runs)),
                     fmt_some(first_val, len(runs), 1),
-                    fmt_mean_std([r.result.get("best_epoch", math.nan) for r in runs], 1),
+                    fmt_some(
+                        [r.result["best_epoch"] for r in runs if "best_epoch" in r.result], len(runs), 1
+                    ),
                     fmt_epochs_to(val_curves[label], speed_bar(val_curves[reference]) if reference else None),
                     fmt_some([statistics.fmean(w["inside_bbox_percent"]) for w in where], len(runs), 1),
                     fmt_some([statistics.fmean(w["distance_to_bbox_px"]) for w in where], len(runs), 1),

@@ -14,20 +14,24 @@ SPLIT_WORDS = {"test": "test", "val": "validation"}
 
 def _kind_words(kind: tuple) -> str:
     """A sweep kind (`sweep_kind`) in words, for a table's heading."""
-    split, sampled, rollouts, limit = kind
+    split, sampled, rollouts, limit, first_n = kind
     policy = (
         f"sampled policy, class probabilities averaged over {rollouts} rollouts"
         if rollouts > 1
         else ("sampled policy, one rollout" if sampled else "policy mean, one rollout")
     )
-    digits = "all its digits" if limit is None else f"{limit} of its digits"
+    digits = (
+        "all its digits"
+        if limit is None
+        else (f"its first {limit} digits (an older sweep)" if first_n else f"{limit} of its digits")
+    )
     return f"{SPLIT_WORDS.get(split, split)} split, {digits}, {policy}"
 
 
 def _kind_order(kind: tuple) -> tuple:
     """The study's own sweeps (test digits, policy mean) first."""
-    split, sampled, rollouts, limit = kind
-    return (split != "test", sampled, rollouts, limit is not None, limit or 0)
+    split, sampled, rollouts, limit, first_n = kind
+    return (split != "test", sampled, rollouts, first_n, limit is not None, limit or 0)
 
 
 def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
@@ -43,8 +47,8 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
         "Each run's best model on its own digits, with one scene parameter changed (the same "
         "digits at every level): all of them, or, where the count is lower, a fixed random "
         "subset, the same for every run. Error in %, mean ± std over the seeds swept at that "
-        "level ((n=k) where fewer than the row's). Sweeps of another split, policy or number of "
-        "digits are never averaged together: each kind has its own tables."
+        "level ((n=k) where fewer than the row's). Sweeps of another split, policy, number or "
+        "choice of digits are never averaged together: each kind has its own tables."
         + (
             f" Older sweeps read the first N digits of MNIST's test file instead, whose first half is "
             f"the harder one: {', '.join(f'`{name}`' for name in first_n)}."
