@@ -271,6 +271,11 @@ def test_build_model_by_name() -> None:
         ({"baseline_weight": -0.5}, "baseline_weight must be >= 0"),
         ({"entropy_weight": -0.01, "learn_std": True}, "entropy_weight must be >= 0"),
         (
+            {"std": 1e-4, "learn_std": True},
+            r"ram std 0.0001 with learn_std: a learned std is kept in 0.001..e",
+        ),
+        ({"std": 5.0, "learn_std": True}, r"ram std 5.0 with learn_std: .*must start there"),
+        (
             {"entropy_weight": 0.01},
             "entropy_weight needs learn_std true: a fixed std's entropy is a constant",
         ),
@@ -396,3 +401,16 @@ def test_glimpse_conv_sizes_the_what_layer_and_runs_the_rollout() -> None:
     assert out.step_logits.shape == (5, 4, 10)
     out.step_logits.sum().backward()
     assert ram.glimpse.conv.weight.grad.abs().sum() > 0
+
+
+def test_a_learned_std_past_its_bound_still_gets_a_gradient() -> None:
+    # The std is kept in [1e-3, e]; past the bound a plain clamp's gradient is 0, so an entropy
+    # bonus that pushed it there left it there for good. The value stays bounded.
+    ram = make_ram(std=0.2, learn_std=True)
+    with torch.no_grad():
+        ram.policy.log_std.bias.fill_(3.0)  # log-std 3 > 1: past the upper bound
+    h = torch.randn(4, SMALL.hidden)
+    _, log_std = ram.policy(h)
+    assert torch.all(log_std <= 1.0 + 1e-6)
+    log_std.sum().backward()
+    assert ram.policy.log_std.bias.grad.abs().sum() > 0

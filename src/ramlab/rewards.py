@@ -8,7 +8,11 @@ reward-to-go G_t = sum_{s >= t} gamma^(s - t) r_s.
 
     sparse:   r_{T-1} = 1 if the final prediction is right, else 0; r_t = 0 before
     infogain: r_t = log p(y | h_t) - log p(y | h_{t-1}),  p(y | h_{-1}) = 1 / C (uniform),
-              so the rewards sum to log p(y | h_T) + log C
+              so the rewards sum to log p(y | h_{T-1}) + log C. At gamma = 1 the return
+              G_t = log p(y | h_{T-1}) - log p(y | h_{t-1}) telescopes: its second term is
+              fixed before l_t is drawn (a baseline, zero in expectation), so the policy's
+              expected gradient is that of a terminal log-likelihood reward; per-glimpse
+              credit needs gamma < 1
     bbox:     r_t = -d_t, d_t the distance from glimpse t's centre to the digit's bounding
               box (0 inside it), in location units (half the canvas side is 1)
 

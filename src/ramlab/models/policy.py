@@ -2,7 +2,7 @@
 
     f_t = h_t,  or  ReLU(W_f h_t + b_f)  with a hidden layer (`policy_hidden` > 0)
     mu_t = tanh(W_mu f_t)  (mean "tanh", in [-1, 1])  or  W_mu f_t  (mean "linear", the paper's)
-    sigma fixed (the paper) or exp(W_s f_t) (learned)
+    sigma fixed (the paper) or exp(W_s f_t) (learned), kept in [MIN_STD, e]
     l_{t+1} ~ N(mu_t, sigma^2), clamped to [-1, 1] for the retina
 
 A tanh mean that drifts toward an edge saturates: its gradient vanishes there. A linear mean
@@ -30,6 +30,8 @@ from torch import nn
 
 POLICY_MEANS = ("tanh", "linear")
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+MIN_STD = 1e-3
+MAX_LOG_STD = 1.0  # a learned std of at most e: wider than the canvas (half its side is 1)
 
 
 class LocationPolicy(nn.Module):
@@ -41,7 +43,7 @@ class LocationPolicy(nn.Module):
         learn_std: bool,
         mean: str = "tanh",
         layer: int = 0,
-        min_std: float = 1e-3,
+        min_std: float = MIN_STD,
     ) -> None:
         """`layer` > 0 puts a ReLU layer of that many units between the state and the mean
         (and log-std); 0 reads the state directly, the paper's single affine map."""
@@ -64,7 +66,10 @@ class LocationPolicy(nn.Module):
         mu = torch.tanh(self.mean(h)) if self.bounded else self.mean(h)
         if self.log_std is None:
             return mu, self.fixed_log_std
-        return mu, self.log_std(h).clamp(min=self.min_log_std, max=1.0)
+        # Bounded, but with the gradient passed straight through: a plain clamp has none
+        # outside its range, so a std pushed past a bound (by an entropy bonus) stayed there.
+        z = self.log_std(h)
+        return mu, z + (z.clamp(min=self.min_log_std, max=MAX_LOG_STD) - z).detach()
 
     @staticmethod
     def sample(mu: torch.Tensor, log_std: torch.Tensor | float, noise: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from ramlab.models.base import Model, ModelOutput, Objective
 from ramlab.models.core import CORES, build_core
 from ramlab.models.glimpse import COMBINES, GlimpseNetwork
 from ramlab.models.heads import Baseline, Classifier
-from ramlab.models.policy import POLICY_MEANS, LocationPolicy
+from ramlab.models.policy import MAX_LOG_STD, MIN_STD, POLICY_MEANS, LocationPolicy
 from ramlab.models.registry import register_model
 from ramlab.models.retina import Pyramid, Retina
 from ramlab.rewards import parse_reward
@@ -168,6 +168,11 @@ class RAMConfig:
             raise RamlabError("ram baseline rollouts needs rollouts >= 2 (the mean of the other rollouts)")
         if not self.std > 0 or not math.isfinite(self.std):
             raise RamlabError(f"ram std must be > 0, got {self.std}")
+        if self.learn_std and not MIN_STD <= self.std <= math.exp(MAX_LOG_STD):
+            raise RamlabError(
+                f"ram std {self.std} with learn_std: a learned std is kept in {MIN_STD:g}..e "
+                f"({math.exp(MAX_LOG_STD):.4g}), so it must start there"
+            )
         if not self.policy_lr > 0:
             raise RamlabError(
                 f"ram policy_lr must be > 0 (a multiplier of the learning rate), got {self.policy_lr}"
