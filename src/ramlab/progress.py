@@ -141,14 +141,25 @@ class EarlyStop:
     best_error: float  # the validation error of the checkpoint kept (%)
 
 
-def training_ends(epoch: int, best_epoch: int, *, patience: int, epochs: int) -> str | None:
+def training_ends(
+    epoch: int,
+    best_epoch: int,
+    *,
+    patience: int,
+    epochs: int,
+    train_seconds: float = 0.0,
+    budget_minutes: float = 0.0,
+) -> str | None:
     """The trainer's rule after epoch `epoch` (the epoch of the strictly lowest validation error
     so far `best_epoch`, 0 before any): "epochs" when every epoch is done, "early_stop" after
-    `patience` epochs without a better error (0: never early), None to go on."""
+    `patience` epochs without a better error (0: never early), "time_budget" once
+    `train_seconds` reach `budget_minutes` (0: no budget), None to go on."""
     if epoch >= epochs:
         return "epochs"
     if patience > 0 and best_epoch > 0 and epoch - best_epoch >= patience:
         return "early_stop"
+    if budget_minutes > 0 and train_seconds >= 60 * budget_minutes:
+        return "time_budget"
     return None
 
 

@@ -1,6 +1,6 @@
-"""A run directory before training: its config saved, or checked against on a resume (the
-changes a resume may make recorded in history.jsonl), the checkpoint to resume from, and a
-finished run's result set aside when it trains on."""
+"""A run directory before and after training: its config saved, or checked against on a
+resume (the changes a resume may make recorded in history.jsonl), the checkpoint to resume
+from, a finished run's result set aside when it trains on, and the result record at the end."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from typing import Any
 from ramlab.checkpoint import load_checkpoint
 from ramlab.config import load_yaml, save_yaml
 from ramlab.errors import RamlabError
+from ramlab.evaluate import Evaluation
+from ramlab.position import Position
 from ramlab.runconfig import RunConfig, resume_changes
 
 
@@ -26,17 +28,32 @@ def prepare_run_dir(out: Path, config: RunConfig, command: str, *, resume: bool)
                 changed = resume_changes(RunConfig.from_dict(load_yaml(saved), where=str(saved)), config)
             except RamlabError as exc:
                 raise RamlabError(f"{out}: {exc}") from None
+            state = load_checkpoint(last) if last.exists() else None
+            if state is not None:
+                check_epochs_cover(out, config, state)
             if changed:  # the new budget is the run's config from now on; history says when
                 save_yaml(saved, config.to_dict())
                 with (out / "history.jsonl").open("a") as history:
                     history.write(json.dumps({"command": command, "changed": changed}) + "\n")
-            return load_checkpoint(last) if last.exists() else None
+            return state
         if last.exists() or (out / "result.json").exists():
             raise RamlabError(
                 f"{out} already holds a run; pass --resume to continue it, or choose another --out"
             )
     save_yaml(saved, config.to_dict())
     return None
+
+
+def check_epochs_cover(out: Path, config: RunConfig, state: dict[str, Any]) -> None:
+    """A resume's epochs must cover what the run has trained (a partly done epoch counts):
+    fewer would leave result.json, best.pt and config.yaml disagreeing on the run's length."""
+    trained = int(state.get("epoch", 0)) + (1 if state.get("step_in_epoch", 0) else 0)
+    if config.train.epochs < trained:
+        raise RamlabError(
+            f"{out}: --epochs {config.train.epochs} is fewer than the {trained} epoch(s) this run "
+            f"has trained{' (the last partly)' if state.get('step_in_epoch', 0) else ''}; give "
+            f"--epochs {trained} or more (an early stop or --time-budget ends it sooner)"
+        )
 
 
 def set_aside_result(out: Path) -> None:
@@ -46,3 +63,44 @@ def set_aside_result(out: Path) -> None:
     finished = out / "result.json"
     if finished.exists():
         finished.replace(out / "result.previous.json")
+
+
+def result_record(
+    config: RunConfig,
+    pos: Position,
+    test_result: Evaluation | None,
+    *,
+    params: int,
+    stop_reason: str | None,
+    device: str,
+    commit: str | None,
+    command: str,
+) -> dict[str, Any]:
+    """result.json of a run that ended at `pos`, tested (`test_result`) or not (None)."""
+    cfg = config.train
+    return {
+        "model": config.model,
+        "data": config.data,
+        "test_error": test_result and test_result.error,
+        "val_error": pos.best_val_error,
+        "per_glimpse_test_error": test_result and test_result.per_step_error,
+        "test_loss": test_result and test_result.loss,
+        "test_count": test_result and test_result.count,
+        "test_protocol": test_result and test_result.protocol,
+        "test_in_box": test_result and test_result.in_box,
+        "params": params,
+        "epochs": cfg.epochs,
+        "epochs_run": pos.epoch,
+        "stopped_early": pos.epoch < cfg.epochs,
+        "stop_reason": stop_reason,
+        "best_epoch": pos.best_epoch,
+        "steps": pos.global_step,
+        "rollouts_seen": pos.rollouts_seen,
+        "train_seconds": pos.train_seconds,
+        "seed": cfg.seed,
+        "data_seed": cfg.data_seed,
+        "device": device,
+        "commit": commit,
+        "command": command,
+        "config": config.to_dict(),
+    }

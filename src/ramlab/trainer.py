@@ -59,7 +59,7 @@ from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, split_loaders
-from ramlab.run_dir import prepare_run_dir, set_aside_result
+from ramlab.run_dir import prepare_run_dir, result_record, set_aside_result
 from ramlab.run_messages import interrupted_message, stopped_message
 from ramlab.runconfig import RunConfig
 from ramlab.stop_signal import StopSignal
@@ -94,8 +94,11 @@ class Trainer:
         """Set up (or resume), train epoch by epoch until a stop reason, then test the best
         checkpoint and write result.json."""
         torch.manual_seed(self.cfg.seed)
-        # Built first: settings the model refuses leave no run directory behind.
+        # Built first: settings the model refuses, or weights to start from that do not fit
+        # it, leave no run directory behind.
         self.model = build_run_model(self.config, self.device)
+        if self.cfg.init_from and not (resume and (self.out / "last.pt").exists()):
+            init_weights(self.model, self.cfg.init_from)
         with DirectoryLock(self.out, self.command), self.stop:
             state = prepare_run_dir(self.out, self.config, self.command, resume=resume)
             remove_stale_temp(self.out)
@@ -103,10 +106,10 @@ class Trainer:
             self.commit = git_commit()  # the code this process loaded
             self._set_up(state)
             first_epoch = self.pos.epoch
-            if self._stop_reason(first_epoch, self.pos.best_epoch, self.pos.train_seconds) is None:
+            if self._stop_reason() is None:
                 set_aside_result(self.out)
             try:
-                while self._stop_reason(self.pos.epoch, self.pos.best_epoch, self.pos.train_seconds) is None:
+                while self._stop_reason() is None:
                     self._train_epoch()
                     self._end_epoch()
                     self._stop_if_asked()  # a signal in the epoch's last step or its validation
@@ -157,8 +160,7 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])  # at this config's lr (see optim)
             self.pos = Position.from_checkpoint(state)
-        elif cfg.init_from:
-            init_weights(self.model, cfg.init_from)
+        # (else the weights are the new model's, or init_from's, loaded in fit)
         self.average = WeightAverage(self.model, cfg.ema)  # of the loaded weights
         self.average.load_state_dict(state.get("ema") if state else None)
         resumed = self.pos.global_step if state else None  # the logs are cut back to it
@@ -233,6 +235,7 @@ class Trainer:
             if checkpoint:
                 self._clock()
                 self._checkpoint(self.out / "last.pt")
+                self._skip_since_tick()  # the write is not training time
             if stop:
                 bar.close()
                 self._stop_if_asked()
@@ -256,6 +259,12 @@ class Trainer:
                 ),
                 exit_code=self.stop.exit_code,
             )
+
+    def _skip_since_tick(self) -> None:
+        """Leave the time since the last tick out of the training time and the rate's window."""
+        now = time.perf_counter()
+        self.seen_since += now - self.tick
+        self.tick = now
 
     def _clock(self) -> None:
         """Adds the training time since the last tick to the run's training seconds."""
@@ -339,32 +348,16 @@ class Trainer:
         best = load_checkpoint(self.out / "best.pt", map_location=self.device)
         self.average.evaluated(self.model).load_state_dict(best["model"])
         test_result = self._evaluate(self.test) if cfg.test else None
-        result = {
-            "model": self.config.model,
-            "data": self.config.data,
-            "test_error": test_result and test_result.error,
-            "val_error": pos.best_val_error,
-            "per_glimpse_test_error": test_result and test_result.per_step_error,
-            "test_loss": test_result and test_result.loss,
-            "test_count": test_result and test_result.count,
-            "test_protocol": test_result and test_result.protocol,
-            "test_in_box": test_result and test_result.in_box,
-            "params": self.model.num_parameters(),
-            "epochs": cfg.epochs,
-            "epochs_run": pos.epoch,
-            "stopped_early": pos.epoch < cfg.epochs,
-            "stop_reason": self._stop_reason(pos.epoch, pos.best_epoch, pos.train_seconds),
-            "best_epoch": pos.best_epoch,
-            "steps": pos.global_step,
-            "rollouts_seen": pos.rollouts_seen,
-            "train_seconds": pos.train_seconds,
-            "seed": cfg.seed,
-            "data_seed": cfg.data_seed,
-            "device": str(self.device),
-            "commit": self.commit,
-            "command": self.command,
-            "config": self.config.to_dict(),
-        }
+        result = result_record(
+            self.config,
+            pos,
+            test_result,
+            params=self.model.num_parameters(),
+            stop_reason=self._stop_reason(),
+            device=str(self.device),
+            commit=self.commit,
+            command=self.command,
+        )
         write_json(self.out / "result.json", result)
         return result
 
@@ -390,13 +383,19 @@ class Trainer:
     def _samples_from_epoch_generator(self) -> bool:
         return self.device.type == "cpu"
 
-    def _stop_reason(self, epoch: int, best_epoch: int, train_seconds: float) -> str | None:
-        """Why training ends before epoch `epoch`: every epoch done, `early_stop` epochs
-        without a better validation error, or the time budget spent; None: go on."""
-        cfg = self.cfg
-        reason = training_ends(epoch, best_epoch, patience=cfg.early_stop, epochs=cfg.epochs)
-        if reason:
-            return reason
-        if cfg.time_budget > 0 and train_seconds >= 60 * cfg.time_budget:
-            return "time_budget"
-        return None
+    def _stop_reason(self) -> str | None:
+        """Why training ends here (`progress.training_ends`), None to go on. Read at an
+        epoch's end only: the rest of a partly done epoch always trains (the time budget
+        stops after the first epoch that reaches it, so a checkpoint within that epoch
+        resumes to its end)."""
+        pos, cfg = self.pos, self.cfg
+        if pos.step_in_epoch > 0:
+            return None
+        return training_ends(
+            pos.epoch,
+            pos.best_epoch,
+            patience=cfg.early_stop,
+            epochs=cfg.epochs,
+            train_seconds=pos.train_seconds,
+            budget_minutes=cfg.time_budget,
+        )

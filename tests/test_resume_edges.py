@@ -1,0 +1,100 @@
+"""Resume at the edges: a time budget spent within an epoch, checkpoint writes, a lowered
+--epochs, and --init-from weights that do not fit (found by a review; each failed before)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from types import SimpleNamespace
+
+import pytest
+from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weights
+
+from ramlab import trainer as trainer_module
+from ramlab.checkpoint import load_checkpoint
+from ramlab.errors import RamlabError
+from ramlab.metrics import read_metrics
+from ramlab.runconfig import RunConfig
+from ramlab.trainer import Trainer
+
+
+def ticking_clock(monkeypatch, seconds: float = 1.0) -> None:
+    """The trainer's clock advances `seconds` at every reading: every step is slow."""
+    now = [0.0]
+
+    def perf_counter() -> float:
+        now[0] += seconds
+        return now[0]
+
+    monkeypatch.setattr(trainer_module, "time", SimpleNamespace(perf_counter=perf_counter))
+
+
+def test_a_budget_spent_within_an_epoch_resumes_to_that_epochs_end(fake_mnist, tmp_path, monkeypatch):
+    # --time-budget stops after the first epoch that reaches it. A checkpoint within that
+    # epoch already holds the spent budget: the resume used to stop at once, without the
+    # epoch's end (here, in epoch 1, with no best.pt yet: every resume failed).
+    ticking_clock(monkeypatch)
+    config = tiny_config(epochs=3, checkpoint_every=1, time_budget=0.001, schedule="exponential")
+    straight = Trainer(config, tmp_path / "a").fit()
+    assert straight["stop_reason"] == "time_budget" and straight["steps"] == 3
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=2, action="interrupt")  # after step 1's checkpoint
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, tmp_path / "b").fit()
+    state = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 1) and state["train_seconds"] > 0.06
+    resumed = Trainer(config, tmp_path / "b").fit(resume=True)
+    assert (resumed["steps"], resumed["epochs_run"]) == (3, 1)
+    assert_same_weights(weights(tmp_path / "a" / "last.pt"), weights(tmp_path / "b" / "last.pt"))
+
+
+def test_a_checkpoint_write_is_not_training_time(fake_mnist, tmp_path, monkeypatch):
+    # Time passes only in the steps (1 s each) and in checkpoint writes (1000 s: a slow disk):
+    # the logged training time is the steps' alone, with or without checkpoints within epochs.
+    from ramlab.models.ram import RAM
+
+    now = [0.0]
+    monkeypatch.setattr(trainer_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    objective, checkpoint = RAM.objective, Trainer._checkpoint
+
+    def slow_step(model, *args):
+        now[0] += 1.0
+        return objective(model, *args)
+
+    def slow_write(self, path):
+        checkpoint(self, path)
+        now[0] += 1000.0
+
+    monkeypatch.setattr(RAM, "objective", slow_step)
+    monkeypatch.setattr(Trainer, "_checkpoint", slow_write)
+    for every in (0, 1):
+        out = tmp_path / f"every{every}"
+        Trainer(tiny_config(epochs=2, checkpoint_every=every), out).fit()
+        logged = [r["perf/train_seconds"] for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
+        assert logged == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], every
+
+
+def test_fewer_epochs_than_trained_are_refused_on_resume(fake_mnist, tmp_path):
+    config = tiny_config(epochs=3, schedule="exponential")
+    Trainer(config, tmp_path / "run").fit()
+    before = (tmp_path / "run" / "config.yaml").read_text()
+    fewer = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=1))
+    with pytest.raises(
+        RamlabError, match=r"--epochs 1 is fewer than the 3 epoch\(s\) this run has trained; give --epochs 3"
+    ):
+        Trainer(fewer, tmp_path / "run").fit(resume=True)
+    assert (tmp_path / "run" / "config.yaml").read_text() == before  # nothing rewritten
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["epochs"] == 3
+
+
+def test_init_from_weights_that_do_not_fit_leave_no_run_folder(fake_mnist, tmp_path):
+    Trainer(tiny_config(epochs=1), tmp_path / "a").fit()
+    config = tiny_config(init_from=str(tmp_path / "a"))
+    wider = RunConfig.from_dict(
+        {**config.to_dict(), "model_config": {**config.to_dict()["model_config"], "hidden": 20}}
+    )
+    with pytest.raises(RamlabError, match="its weights do not fit this model"):
+        Trainer(wider, tmp_path / "b").fit()
+    assert not (
+        tmp_path / "b"
+    ).exists()  # a corrected command starts afresh, not "a resumed run keeps its config"
