@@ -98,3 +98,20 @@ def test_init_from_weights_that_do_not_fit_leave_no_run_folder(fake_mnist, tmp_p
     assert not (
         tmp_path / "b"
     ).exists()  # a corrected command starts afresh, not "a resumed run keeps its config"
+
+
+def test_a_budget_raised_then_lowered_before_a_new_step_reads_the_test_split_once(
+    fake_mnist, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    first = Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=1, action="interrupt")  # epoch 2's first step: nothing new kept
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(tiny_config(epochs=2, schedule="exponential"), out).fit(resume=True)
+    assert (out / "result.previous.json").exists() and not (out / "result.json").exists()
+    tests = []
+    monkeypatch.setattr(Trainer, "_finish", lambda self: tests.append(1) or {})
+    again = Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit(resume=True)
+    assert again == first and tests == []  # the set-aside result, not a second test
+    assert json.loads((out / "result.json").read_text()) == first

@@ -65,6 +65,16 @@ def set_aside_result(out: Path) -> None:
         finished.replace(out / "result.previous.json")
 
 
+def restore_result(out: Path, steps: int) -> None:
+    """Put back a result set aside by `set_aside_result` when the run ends at the very step it
+    describes (its budget raised, then lowered again before a new step was kept): its
+    best.pt was tested already, and the test split is read once."""
+    previous = out / "result.previous.json"
+    finished = out / "result.json"
+    if previous.exists() and not finished.exists() and json.loads(previous.read_text()).get("steps") == steps:
+        previous.replace(finished)
+
+
 def result_record(
     config: RunConfig,
     pos: Position,

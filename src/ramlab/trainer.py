@@ -59,7 +59,7 @@ from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, split_loaders
-from ramlab.run_dir import prepare_run_dir, result_record, set_aside_result
+from ramlab.run_dir import prepare_run_dir, restore_result, result_record, set_aside_result
 from ramlab.run_messages import interrupted_message, stopped_message
 from ramlab.runconfig import RunConfig
 from ramlab.stop_signal import StopSignal
@@ -126,6 +126,8 @@ class Trainer:
                 if self.board is not None:
                     self.board.close()
             finished = self.out / "result.json"
+            if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0:
+                restore_result(self.out, self.pos.global_step)  # set aside, then nothing trained
             if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0 and finished.exists():
                 # A resume of a finished run that trained nothing: the test split is read once,
                 # so a tested run returns its result; an untested one (a tuning run chosen as
