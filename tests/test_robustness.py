@@ -164,16 +164,45 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
     # Other levels are a different sweep: redone.
     robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
     assert len(calls) == 4
-    # So is a sweep of the other split.
-    robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, split="val", device="cpu", json_path=path)
+    # A sweep of the other split would replace the file's: refused, the file kept, unless the
+    # caller's own file is to be replaced (a study's, whose preset changed).
+    before = path.read_text()
+    with pytest.raises(
+        RamlabError, match=r"holds another sweep of .*\(test split, 8 digits.*this one: val split"
+    ):
+        robustness_sweep(
+            run_dir, shifts={"rotate": [0, 15]}, limit=8, split="val", device="cpu", json_path=path
+        )
+    assert path.read_text() == before and len(calls) == 4
+    for limit in (None, 4):  # nor another number of digits
+        with pytest.raises(RamlabError, match="holds another sweep"):
+            robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=limit, device="cpu", json_path=path)
+    robustness_sweep(
+        run_dir,
+        shifts={"rotate": [0, 15]},
+        limit=8,
+        split="val",
+        device="cpu",
+        json_path=path,
+        replace_stale=True,
+    )
     assert len(calls) == 6 and read_robustness(path)["split"] == "val"
-    robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
+    robustness_sweep(
+        run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path, replace_stale=True
+    )
     assert len(calls) == 8
     # So is a sweep of the older format, whose limit read the first test digits.
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "format": 1}))
-    robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
+    robustness_sweep(
+        run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path, replace_stale=True
+    )
     assert len(calls) == 10 and read_robustness(path)["format"] == robustness.FORMAT
+    # ... and a sweep of other weights (the run trained on since): never merged.
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "weights": "0123456789abcdef"}))
+    with pytest.raises(RamlabError, match=r"weights 0123456789abcdef; this one: .*weights"):
+        robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
 
 
 def test_cli_writes_json_and_prints_a_table(run_dir, tmp_path, capsys):
@@ -187,9 +216,14 @@ def test_cli_writes_json_and_prints_a_table(run_dir, tmp_path, capsys):
     assert list(saved["shifts"]) == ["scale"]
     assert saved["shifts"]["scale"]["levels"] == [0.5, 1.0, 1.6]
     assert saved["limit"] == 8 and saved["split"] == "test"
-    code = main(["robustness", str(run_dir), *args, "--split", "val", "--json", str(out)])
+    # The validation sweep would throw the test one away: refused; into its own file it runs.
+    assert main(["robustness", str(run_dir), *args, "--split", "val", "--json", str(out)]) == 2
+    assert "holds another sweep" in capsys.readouterr().err
+    assert json.loads(out.read_text())["split"] == "test"
+    val = tmp_path / "sweep-val.json"
+    code = main(["robustness", str(run_dir), *args, "--split", "val", "--json", str(val)])
     assert code == 0 and "validation error %" in capsys.readouterr().out
-    assert json.loads(out.read_text())["split"] == "val"
+    assert json.loads(val.read_text())["split"] == "val"
 
 
 @pytest.mark.parametrize(

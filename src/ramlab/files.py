@@ -71,6 +71,24 @@ def remove_stale_temp(directory: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def check_json_target(path: str | os.PathLike, *, keys: tuple[str, ...], what: str) -> None:
+    """Before a command's `--json FILE`: an existing FILE must be a JSON object with `keys`,
+    an earlier output of the same command, not a run's result.json, config.yaml or another
+    file it would overwrite; a RamlabError that says so otherwise."""
+    target = Path(path)
+    if not target.exists():
+        return
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        data = None
+    if not (isinstance(data, dict) and all(key in data for key in keys)):
+        raise RamlabError(
+            f"--json {target}: that file holds something other than {what} (a run's result.json "
+            "or config.yaml?), which it would overwrite; choose another --json, or delete it first"
+        )
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write `obj` as indented JSON, atomically."""
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"

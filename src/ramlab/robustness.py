@@ -23,6 +23,7 @@ A sweep's JSON (`robustness.json`) holds, per shift, its levels and the error at
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import sys
@@ -30,6 +31,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ramlab.data import datasets
 from ramlab.data.datasets import resolve_spec
@@ -194,6 +197,7 @@ def robustness_sweep(
     json_path: str | Path | None = None,
     command: str | None = None,
     progress: Callable[[str], None] | None = None,
+    replace_stale: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a run at every level of every shift; return (and write) the sweep's dict.
 
@@ -202,7 +206,9 @@ def robustness_sweep(
     `rollouts` choose the policy as `ramlab eval` does (`ramlab.evaluate`).
     With `json_path`, the file is rewritten after each shift, and shifts it already holds
     with the same levels, limit and policy are kept rather than redone (an interrupted
-    sweep resumes).
+    sweep resumes). A file holding another kind of sweep (limit, split, policy) or a sweep of
+    other weights (the run trained on since, or another run of the same name) is refused,
+    or, with `replace_stale` (a study's own file, whose preset changed), replaced.
     """
     from ramlab.provenance import git_commit
     from ramlab.run import load_run, refuse_unread_test
@@ -226,6 +232,7 @@ def robustness_sweep(
         "rollouts": rollouts,
         "seed": config.train.seed,
         "data_seed": seed,
+        "weights": weights_digest(model),
         "commit": git_commit(),
         "command": command or " ".join(["ramlab", *sys.argv[1:]]),
         "shifts": {},
@@ -242,11 +249,19 @@ def robustness_sweep(
             f"{json_path} holds the sweep of {previous.get('run')}, not of {run_dir}: "
             "choose another --json (or delete the file)"
         )
-    # A saved sweep of the same kind: its shifts at the same levels are kept, not redone, and
-    # those this sweep does not ask for stay in the file.
-    same = previous is not None and same_sweep(
-        previous, limit=limit, sample=sample, split=split, rollouts=rollouts
+    # A saved sweep of the same kind and weights: its shifts at the same levels are kept, not
+    # redone, and those this sweep does not ask for stay in the file.
+    same = (
+        previous is not None
+        and same_sweep(previous, limit=limit, sample=sample, split=split, rollouts=rollouts)
+        and previous.get("weights", result["weights"]) == result["weights"]  # older files: unknown
     )
+    if previous is not None and not same and not replace_stale:
+        raise RamlabError(
+            f"{json_path} holds another sweep of {run_dir} ({_sweep_words(previous)}; this one: "
+            f"{_sweep_words(result)}), which this one would replace: choose another --json, or "
+            "delete the file"
+        )
     saved = previous["shifts"] if same else {}
     result["shifts"] = {k: v for k, v in saved.items() if k not in wanted}
     device_ = next(model.parameters()).device
@@ -279,6 +294,23 @@ def robustness_sweep(
     if json_path:
         write_json(json_path, result)
     return result
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """A short hash of a model's weights: which model a sweep measured."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _sweep_words(sweep: dict[str, Any]) -> str:
+    limit = sweep.get("limit")
+    policy = "sampled" if sweep.get("sample") else "policy mean"
+    digits = "all digits" if limit is None else f"{limit} digits"
+    weights = f", weights {sweep['weights']}" if sweep.get("weights") else ""
+    return f"{sweep.get('split', 'test')} split, {digits}, {policy}, {sweep.get('rollouts', 1)} rollout(s){weights}"
 
 
 def read_robustness(path: str | Path) -> dict[str, Any]:

@@ -34,11 +34,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options and arguments that name a file or folder: an empty one ("" from an unset shell
+# variable) would quietly mean "not given" or the current folder.
+PATHS = {
+    "json": "--json",
+    "out": "--out",
+    "gif": "--gif",
+    "config": "--config",
+    "init_from": "--init-from",
+    "source": "--from",
+    "run": "RUN_DIR",
+    "dir": "DIR",
+}
+
+
+def check_no_empty_paths(args: argparse.Namespace) -> None:
+    for dest, name in PATHS.items():
+        value = getattr(args, dest, None)
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise RamlabError(f"{name} is empty: give a file or folder (an unset shell variable?)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     reuse_freed_memory()
     try:
+        check_no_empty_paths(args)
         return int(args.handler(args) or 0)
     except RamlabError as exc:
         print(f"ramlab: error: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ from ramlab.config import add_threads_arg, positive_int_list
 from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, format_cost_table, measure_costs, write_cost_json
 from ramlab.device import set_threads
 from ramlab.errors import RamlabError
+from ramlab.files import check_json_target
 from ramlab.models.registry import model_class
 
 
@@ -81,6 +82,8 @@ def cmd_cost(args: argparse.Namespace) -> int:
         model_class(name)  # an unknown name lists the valid ones
     if args.batch < 1 or args.repeats < 1:
         raise RamlabError("--batch and --repeats must be >= 1")
+    if args.json is not None:
+        check_json_target(args.json, keys=("rows",), what="a cost table")
     configs = model_configs(args.config)
     unused = sorted(set(configs) - set(models))
     if unused:

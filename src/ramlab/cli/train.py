@@ -11,7 +11,7 @@ from pathlib import Path
 from ramlab.config import add_dataclass_args, add_policy_args, add_threads_arg, field_names, load_yaml
 from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
-from ramlab.files import write_json
+from ramlab.files import check_json_target, write_json
 from ramlab.models.registry import model_class, model_names
 from ramlab.runconfig import RunConfig, TrainConfig, config_path
 
@@ -112,6 +112,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.rollouts < 1:
         raise RamlabError(f"--rollouts must be >= 1, got {args.rollouts}")
+    if args.json is not None:
+        check_json_target(args.json, keys=("run", "split", "error"), what="an evaluation")
     set_threads(args.threads)
     result = evaluate_run(
         args.run,

@@ -91,6 +91,7 @@ def run_robustness(ctx: Context, job: Job) -> None:
         sample=job.sweep.sample,
         device=ctx.preset.train.get("device", "auto"),
         json_path=run_dir / "robustness.json",
+        replace_stale=True,  # the study's own file: a changed preset redoes it
         command=f"{ctx.command}  # job: {job.title}",
         progress=lambda text: ctx.log(f"[study]   {text}"),
     )
