@@ -56,3 +56,55 @@ def test_an_empty_path_is_refused(argv, name, capsys):
     # "" from an unset shell variable meant "not given" or the current folder.
     assert main(argv) == 2
     assert f"ramlab: error: {name} is empty: give a file or folder" in capsys.readouterr().err
+
+
+def test_a_run_whose_weights_do_not_fit_its_config_is_a_clear_error(run, capsys):
+    # config.yaml edited by hand (or another run's best.pt): not torch's size-mismatch traceback
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("hidden: 12", "hidden: 16"))
+    capsys.readouterr()
+    assert main(["eval", str(run), "--device", "cpu", "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "best.pt: its weights do not fit this model" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--seed", str(2**63)), ("--seed", "-1"), ("--data-seed", str(2**32))]
+)
+def test_a_seed_out_of_range_is_refused(tmp_path, capsys, flag, value):
+    # 2^63 gave seed 0's numbers; 2^64 and more a traceback
+    assert main(["train", "ram", flag, value, "--out", str(tmp_path / "r")]) == 2
+    assert (
+        f"{flag.removeprefix('--').replace('-', '_')} must be in 0..4294967295, got {value}"
+        in capsys.readouterr().err
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_running_out_of_memory_says_what_to_lower(monkeypatch, capsys):
+    from ramlab.cli import cost as cost_cli
+
+    def huge(*args, **kwargs):
+        raise RuntimeError(
+            "DefaultCPUAllocator: can't allocate memory: you tried to allocate 512000000000 bytes."
+        )
+
+    monkeypatch.setattr(cost_cli, "measure_costs", huge)
+    assert main(["cost", "--models", "fc", "--sizes", "1000000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ramlab: error: out of memory (DefaultCPUAllocator: can't allocate memory")
+    assert "--sizes" in err
+
+
+def test_folders_of_the_other_kind_are_refused(run, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["study", "tiny", "--out", str(run), "--list"]) == 2
+    assert "is a training run's folder (its config.yaml)" in capsys.readouterr().err
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "study.yaml").write_text("# ramlab study of preset: tiny\n")
+    assert main(["train", "ram", "--data", "translated60", *TINY, "--out", str(study), "--resume"]) == 2
+    assert "is a study's folder (its study.yaml" in capsys.readouterr().err
+    assert sorted(p.name for p in study.iterdir()) == ["study.yaml"]
+    assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--seeds", "1000000", "--list"]) == 2
+    assert "--seeds must be 1..100" in capsys.readouterr().err

@@ -103,7 +103,14 @@ def init_weights(model: torch.nn.Module, source: str | Path) -> Path:
     path = Path(source)
     if path.is_dir():
         path = path / "best.pt"
-    state = load_checkpoint(path)
+    load_weights(model, load_checkpoint(path), path)
+    return path
+
+
+def load_weights(model: torch.nn.Module, state: dict, path: str | Path) -> None:
+    """Loads checkpoint `state` (read from `path`) into `model`, or a RamlabError naming what
+    does not fit (a config.yaml edited by hand, a checkpoint of another run) and the model
+    the checkpoint was, instead of torch's size-mismatch traceback."""
     own = model.state_dict()
     theirs = state["model"]
     missing = sorted(set(own) - set(theirs))
@@ -122,4 +129,3 @@ def init_weights(model: torch.nn.Module, source: str | Path) -> Path:
             "settings (sizes, core, glimpses, scales) as that run"
         )
     model.load_state_dict(theirs)
-    return path

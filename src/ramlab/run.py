@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ramlab.checkpoint import load_checkpoint
+from ramlab.checkpoint import load_checkpoint, load_weights
 from ramlab.data.datasets import image_size, load_split
 from ramlab.data.loader import SceneLoader
 from ramlab.device import resolve_device
@@ -27,7 +27,7 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Mo
     if not weights.is_file():
         raise RamlabError(f"{run_dir}: no best.pt yet; finish or resume the run (ramlab train ... --resume)")
     model = build_run_model(config, resolve_device(device))
-    model.load_state_dict(load_checkpoint(weights, map_location=resolve_device(device))["model"])
+    load_weights(model, load_checkpoint(weights, map_location=resolve_device(device)), weights)
     return config, model.eval()
 
 

@@ -16,6 +16,15 @@ from ramlab.position import Position
 from ramlab.runconfig import RunConfig, resume_changes
 
 
+def refuse_study_folder(out: Path) -> None:
+    """A run never goes into a study's own folder (before its lock is taken there)."""
+    if (out / "study.yaml").is_file():
+        raise RamlabError(
+            f"{out} is a study's folder (its study.yaml; its runs live in {out / 'runs'}): give this run "
+            "its own --out"
+        )
+
+
 def prepare_run_dir(out: Path, config: RunConfig, command: str, *, resume: bool) -> dict[str, Any] | None:
     """Returns the checkpoint to resume from, or None for a fresh run."""
     saved = out / "config.yaml"

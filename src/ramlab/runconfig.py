@@ -147,6 +147,9 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise RamlabError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("seed", "data_seed"):  # torch and numpy take seeds up to 2^64; 2^63 wraps to 0
+            if not 0 <= getattr(self, name) < 2**32:
+                raise RamlabError(f"{name} must be in 0..{2**32 - 1}, got {getattr(self, name)}")
         if not self.lr > 0:
             raise RamlabError(f"lr must be > 0, got {self.lr}")
         if not self.weight_decay >= 0 or not 0 <= self.momentum < 1:

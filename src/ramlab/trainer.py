@@ -32,11 +32,13 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from ramlab import run_dir
 from ramlab.averaging import WeightAverage
 from ramlab.checkpoint import (
     commit_best,
     init_weights,
     load_checkpoint,
+    load_weights,
     save_checkpoint,
     settle_best,
     stage_best,
@@ -59,7 +61,6 @@ from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, split_loaders
-from ramlab.run_dir import prepare_run_dir, restore_result, result_record, set_aside_result
 from ramlab.run_messages import interrupted_message, stopped_message
 from ramlab.runconfig import RunConfig
 from ramlab.stop_signal import StopSignal
@@ -99,15 +100,16 @@ class Trainer:
         self.model = build_run_model(self.config, self.device)
         if self.cfg.init_from and not (resume and (self.out / "last.pt").exists()):
             init_weights(self.model, self.cfg.init_from)
+        run_dir.refuse_study_folder(self.out)
         with DirectoryLock(self.out, self.command), self.stop:
-            state = prepare_run_dir(self.out, self.config, self.command, resume=resume)
+            state = run_dir.prepare_run_dir(self.out, self.config, self.command, resume=resume)
             remove_stale_temp(self.out)
             settle_best(self.out, state["best_epoch"] if state else None)
             self.commit = git_commit()  # the code this process loaded
             self._set_up(state)
             first_epoch = self.pos.epoch
             if self._stop_reason() is None:
-                set_aside_result(self.out)
+                run_dir.set_aside_result(self.out)
             try:
                 while self._stop_reason() is None:
                     self._train_epoch()
@@ -127,7 +129,7 @@ class Trainer:
                     self.board.close()
             finished = self.out / "result.json"
             if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0:
-                restore_result(self.out, self.pos.global_step)  # set aside, then nothing trained
+                run_dir.restore_result(self.out, self.pos.global_step)  # set aside, then nothing trained
             if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0 and finished.exists():
                 # A resume of a finished run that trained nothing: the test split is read once,
                 # so a tested run returns its result; an untested one (a tuning run chosen as
@@ -158,7 +160,7 @@ class Trainer:
         self.schedule = Schedule(self.optimizer, cfg, steps_per_epoch=self.steps_per_epoch)
         self.pos = Position()
         if state is not None:
-            self.model.load_state_dict(state["model"])
+            load_weights(self.model, state, self.out / "last.pt")
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])  # at this config's lr (see optim)
             self.pos = Position.from_checkpoint(state)
@@ -350,7 +352,7 @@ class Trainer:
         best = load_checkpoint(self.out / "best.pt", map_location=self.device)
         self.average.evaluated(self.model).load_state_dict(best["model"])
         test_result = self._evaluate(self.test) if cfg.test else None
-        result = result_record(
+        result = run_dir.result_record(
             self.config,
             pos,
             test_result,

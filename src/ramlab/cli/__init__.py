@@ -75,6 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the environment: a full disk, a read-only folder, ...
         print(f"ramlab: error: {os_error_message(exc, verb='use')}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        if not out_of_memory(exc):
+            raise
+        print(
+            f"ramlab: error: out of memory ({str(exc).splitlines()[0][:160]}); lower what multiplies "
+            "the batch: --rollouts, --eval-rollouts, --batch-size, --eval-batch-size, --sizes",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """torch's allocation failure: CUDA's OutOfMemoryError, or the CPU allocator's message."""
+    return "out of memory" in str(exc).lower() or "can't allocate memory" in str(exc)
 
 
 if __name__ == "__main__":

@@ -86,6 +86,10 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     preset = load_preset(args.preset, seeds=args.seeds)
     out = Path(args.out) if args.out else Path("studies") / preset.name
+    if (out / "config.yaml").is_file() and not (out / "study.yaml").is_file():
+        raise RamlabError(
+            f"{out} is a training run's folder (its config.yaml): choose another --out for the study"
+        )
     study = Study(preset, out, command=shlex.join(["ramlab", *sys.argv[1:]]))
     if args.list:
         from ramlab.study.runner import duration

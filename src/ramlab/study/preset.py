@@ -94,6 +94,9 @@ def preset_path(name_or_file: str | Path) -> Path:
     )
 
 
+MAX_SEEDS = 100
+
+
 def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset:
     """Read and check a preset: every key, model, dataset, shift and config value. A wrong
     one is reported with the file, the key and the allowed values."""
@@ -101,8 +104,10 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
     source = str(path)
     raw = load_yaml(path)
     if seeds is not None:
-        if seeds < 1:
-            raise RamlabError(f"--seeds must be >= 1, got {seeds}")
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise RamlabError(
+                f"--seeds must be 1..{MAX_SEEDS} (the paper preset's 3 seeds are already ~300 jobs), got {seeds}"
+            )
         raw = {**raw, "seeds": seeds}
     try:
         spec = PresetFile.model_validate(raw)
