@@ -11,15 +11,13 @@ from ramlab.cli import main
 from ramlab.cost import (
     THROUGHPUT_PIXELS,
     LiveTensorMemory,
-    cost_ratios,
-    format_cost_table,
     measure_costs,
     median_seconds,
     read_cost_json,
     throughput_batch,
     write_cost_json,
 )
-from ramlab.cost_rows import timing_mode
+from ramlab.cost_rows import cost_ratios, format_cost_table, timing_mode
 from ramlab.fastpath import cpu_compiler
 from ramlab.models.ram import RAMConfig
 

@@ -111,3 +111,20 @@ def test_an_unreachable_cluster_is_a_ramlab_error_saying_what_to_do(tmp_path, mo
     monkeypatch.setattr(ray, "init", refuse)
     with pytest.raises(RamlabError, match=r"cannot reach the Ray cluster at 10\.0\.0\.9:6379 \(could not"):
         execute([fake(tmp_path, "a")], executor="ray", resources=Resources(), address="10.0.0.9:6379")
+
+
+def test_ray_init_keeps_the_drivers_signal_handlers():
+    # ray.init installs its own SIGTERM handler (sys.exit): a killed driver then exited 15
+    # without stopping its jobs the executor's way or saying how to resume.
+    from ramlab.execute.ray_executor import keeping_signal_handlers
+
+    def ours(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, ours)
+    try:
+        with keeping_signal_handlers():
+            signal.signal(signal.SIGTERM, lambda signum, frame: None)  # what ray.init does
+        assert signal.getsignal(signal.SIGTERM) is ours
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -315,7 +315,9 @@ def test_a_best_epoch_killed_between_its_two_writes_resumes_to_the_same_best_pt(
 
 # ---- options --------------------------------------------------------------------------------
 def test_threads_are_capped_at_the_cpus(capsys) -> None:
-    cpus = len(os.sched_getaffinity(0))
+    from ramlab.cpus import available_cpus
+
+    cpus = available_cpus()  # the affinity, capped by a cgroup quota
     assert set_threads(100_000) == cpus == torch.get_num_threads()
     assert f"--threads 100000 is more than the {cpus} CPUs available; using {cpus}" in capsys.readouterr().err
 

@@ -473,9 +473,10 @@ def test_markdown_cells_and_links_survive_what_files_hold(tmp_path):
     )
     assert _md_cell("`a<b` | c & d") == "`a<b` \\| c &amp; d"  # code spans keep their text
     # A run folder with a space: a bare link target would end at it.
-    target = link_target("runs/ram sp 0/config.yaml")
-    assert target == "<runs/ram sp 0/config.yaml>" and link_target("runs/a/b.png") == "runs/a/b.png"
-    assert _inline(f"[config.yaml]({target})") == '<a href="runs/ram sp 0/config.yaml">config.yaml</a>'
+    target = link_target("runs/ram sp (0)/config.yaml")
+    assert target == "runs/ram%20sp%20%280%29/config.yaml" and link_target("runs/a/b.png") == "runs/a/b.png"
+    assert _md_cell(f"[config.yaml]({target})") == f"[config.yaml]({target})"  # nothing to escape
+    assert _inline(f"[config.yaml]({target})") == f'<a href="{target}">config.yaml</a>'
 
 
 def test_the_glimpses_section_shows_the_first_seed_that_drew_them(tmp_path):

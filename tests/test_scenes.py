@@ -455,3 +455,11 @@ def test_a_negative_train_limit_is_refused():
     with pytest.raises(RamlabError, match="a limit of train scenes must be >= 1"):
         datasets.kept_scenes(50, -3, "train")
     assert datasets.kept_scenes(50, 3, "train") == slice(3)
+
+
+def test_warped_scenes_are_cached_apart_from_the_float32_ones():
+    # The float64 warp re-rounds a pixel here and there: the old cache files must not be
+    # served (the draws, seeded by the spec's key, are the same spec's as before).
+    warped = SceneSpec(canvas=60, rotation=(-30.0, 30.0))
+    assert "-w64-" in datasets.cache_path("t", warped, 0, "test").name
+    assert "-w64-" not in datasets.cache_path("t", SceneSpec(canvas=60), 0, "test").name

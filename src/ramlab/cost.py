@@ -66,7 +66,6 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from ramlab.config import to_dict
-from ramlab.cost_rows import timing_mode
 from ramlab.device import resolve_device
 from ramlab.fastpath import CompiledForward
 from ramlab.files import write_json
@@ -350,76 +349,3 @@ def write_cost_json(rows: list[dict[str, Any]], path: str | Path) -> Path:
 
 def read_cost_json(path: str | Path) -> list[dict[str, Any]]:
     return json.loads(Path(path).read_text())["rows"]
-
-
-def _si(value: float) -> str:
-    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g}{suffix}"
-    return f"{value:.3g}"
-
-
-def cost_ratios(rows: list[dict[str, Any]], *, numerator: str, denominator: str) -> list[dict[str, Any]]:
-    """Per size and device where both models were measured (a time on one device is never
-    divided by one on another): numerator / denominator of flops, params, latency, peak
-    memory, and denominator / numerator of throughput (how many times faster)."""
-    by_key = {(row["model"], row["size"], row.get("device")): row for row in rows}
-    ratios = []
-    for size, device in sorted(
-        {(row["size"], row.get("device")) for row in rows}, key=lambda k: (k[0], k[1] or "")
-    ):
-        top, bottom = by_key.get((numerator, size, device)), by_key.get((denominator, size, device))
-        if top is None or bottom is None:
-            continue
-        ratios.append(
-            {
-                "size": size,
-                "device": device,
-                "flops": top["flops"] / bottom["flops"],
-                "params": top["params"] / bottom["params"],
-                "latency": top["latency_ms"] / bottom["latency_ms"],
-                "throughput": bottom["throughput"] / top["throughput"],
-                "peak_memory": top["peak_memory_mb"] / bottom["peak_memory_mb"],
-            }
-        )
-    return ratios
-
-
-def format_cost_table(rows: list[dict[str, Any]]) -> str:
-    """A plain-text table of the rows, then the ResNet / RAM ratios per size (when both ran)."""
-    header = ("model", "size", "params", "FLOPs", "FLOPs breakdown", "latency ms", "img/s (batch)", "peak MB")
-    lines = [header]
-    for row in rows:
-        breakdown = " ".join(f"{k}={_si(v)}" for k, v in row["flops_breakdown"].items())
-        lines.append(
-            (
-                row["model"],
-                str(row["size"]),
-                _si(row["params"]),
-                _si(row["flops"]),
-                breakdown,
-                f"{row['latency_ms']:.3g}",
-                f"{row['throughput']:.4g} ({row['throughput_batch']})",
-                f"{row['peak_memory_mb']:.3g}",
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    left = {0, 4}
-    text = [f"{timing_mode(rows)}:"] + [
-        "  ".join(
-            cell.ljust(w) if i in left else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-        )
-        for line in lines
-    ]
-    ratios = cost_ratios(rows, numerator="resnet", denominator="ram")
-    if ratios:
-        text += ["", "ResNet / RAM per image side (throughput: how many times more images/s the RAM does):"]
-        for r in ratios:
-            where = f" ({r['device']})" if len({q["device"] for q in ratios}) > 1 else ""
-            text.append(
-                f"  {r['size']:>4}{where}: FLOPs x{r['flops']:.3g}, params x{r['params']:.3g}, "
-                f"latency x{r['latency']:.3g}, throughput x{r['throughput']:.3g}, "
-                f"peak memory x{r['peak_memory']:.3g}"
-            )
-    return "\n".join(text)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 
 from ramlab.config import add_threads_arg, positive_int_list
-from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, format_cost_table, measure_costs, write_cost_json
+from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, measure_costs, write_cost_json
+from ramlab.cost_rows import format_cost_table
 from ramlab.device import set_threads
 from ramlab.errors import RamlabError
 from ramlab.files import check_json_target

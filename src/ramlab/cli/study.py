@@ -64,9 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an executor option, repeatable: e.g. serial/local timeout_min=600 (a job's time "
-        "limit); ray retries=2 address=auto; slurm timeout_min=600 max_requeues=5 "
-        "sbatch.partition=gpu sbatch.account=ml",
+        help="an executor option, repeatable: e.g. local timeout_min=600 (a job's time limit); "
+        "ray retries=2 address=auto; slurm timeout_min=600 max_requeues=5 sbatch.partition=gpu "
+        "sbatch.account=ml",
     )
     p.set_defaults(handler=cmd_study)
 

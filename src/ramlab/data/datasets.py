@@ -99,8 +99,11 @@ def split_seed(spec: SceneSpec, seed: int, split: str) -> int:
 
 
 def cache_path(name: str, spec: SceneSpec, seed: int, split: str) -> Path:
-    # The version is in the name so that bumping it never serves scenes of the old generator.
-    stem = f"{name}-{spec.key()}-v{CACHE_VERSION}-seed{seed}-{split}"
+    # The version is in the name so that bumping it never serves scenes of the old generator;
+    # warped scenes were rounded in float32 before (CPU-dependent: the same draws, a pixel
+    # here and there one level off), so theirs carry "w64" and their old files are not read.
+    warp = "-w64" if spec.warped else ""
+    stem = f"{name}-{spec.key()}-v{CACHE_VERSION}{warp}-seed{seed}-{split}"
     return ramlab_home() / "scenes" / f"{stem}.npz"
 
 

@@ -115,9 +115,6 @@ class SceneSpec:
         if self.rotation != (0.0, 0.0):
             # Rotated digits were placed by their wider patch before: new scenes, new key.
             fields["placed_by"] = "footprint"
-        if self.warped:
-            # Warped in float32 before, whose rounding differed between CPUs' vector units.
-            fields["warp"] = "float64"
         text = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 

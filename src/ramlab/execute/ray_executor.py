@@ -18,9 +18,12 @@ directory (commands, logs, checkpoints) must be on storage every node sees.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import ray
@@ -30,6 +33,21 @@ from ramlab.errors import RamlabError
 from ramlab.execute import command
 from ramlab.execute.dag import Outcome, Task, Tracker
 from ramlab.execute.resources import Resources, check_cpus, visible_gpus
+
+
+@contextlib.contextmanager
+def keeping_signal_handlers() -> Iterator[None]:
+    """ray.init replaces the SIGTERM handler with its own exit: keep the driver's (which stops
+    the jobs and exits 143 with the command that resumes, `execute.signals_interrupt`)."""
+    names = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, n)]
+    main = threading.current_thread() is threading.main_thread()
+    saved = {s: signal.getsignal(s) for s in names} if main else {}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def _run_command(argv: list[str], env: dict[str, str], log: str, grace: float, *deps: float) -> float:
@@ -57,7 +75,8 @@ def run(
         if address:
             progress(f"connecting to the Ray cluster at {address}")
             try:
-                ray.init(address=address)
+                with keeping_signal_handlers():
+                    ray.init(address=address)
             except ConnectionError as exc:
                 raise RamlabError(
                     f"cannot reach the Ray cluster at {address} ({exc}); start it (`ray start "
@@ -68,7 +87,8 @@ def run(
             check_cpus(resources.jobs, resources.threads_per_job)
             cpus = resources.jobs * resources.threads_per_job
             progress(f"starting a local Ray with {cpus} CPUs")
-            ray.init(num_cpus=cpus, num_gpus=len(visible_gpus()), include_dashboard=False)
+            with keeping_signal_handlers():
+                ray.init(num_cpus=cpus, num_gpus=len(visible_gpus()), include_dashboard=False)
         started_here = True
     try:
         return _run(tasks, resources=resources, progress=progress, retries=retries, grace=grace_seconds)

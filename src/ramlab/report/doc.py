@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,9 @@ _ESCAPED_LINK = re.compile(r"\[([^\]]+)\]\((?:&lt;(.+?)&gt;|([^)\s]+))\)")
 
 
 def link_target(path: str) -> str:
-    """A relative path as a Markdown link target: in <...> when it holds a space or a
-    parenthesis, which would end a bare target (a run folder named "ram sp 0")."""
-    return f"<{path}>" if any(c in path for c in " ()") else path
+    """A relative path as a Markdown link target, percent-encoded: a space or a parenthesis
+    would end a bare target (a run folder named "ram sp 0")."""
+    return urllib.parse.quote(path, safe="/")
 
 
 _BOLD = re.compile(r"\*\*([^*]+)\*\*")

@@ -83,15 +83,17 @@ def trained_versus_measured(inputs: ReportInputs) -> list[tuple[str, str, int, f
     """(label, data, side, the trained model's FLOPs per image, the cost row's) wherever a
     trained model differs (by over 1%) from the cost row of its model at its canvas side: the
     rows then measure another shape of that model than the one whose errors the report shows."""
-    from ramlab.data.datasets import dataset_spec
+    from ramlab.data.datasets import DATASETS, dataset_spec
 
     rows = {(r["model"], r["size"]): r for r in inputs.cost_rows if isinstance(r.get("flops"), (int, float))}
     found = {}
     for run in inputs.runs:
         trained = (run.evaluation or {}).get("flops")
+        if not isinstance(trained, (int, float)) or run.data not in DATASETS:
+            continue
         size = dataset_spec(run.data).canvas
         row = rows.get((run.model, size))
-        if isinstance(trained, (int, float)) and row and abs(trained - row["flops"]) > 0.01 * row["flops"]:
+        if row and abs(trained - row["flops"]) > 0.01 * row["flops"]:
             found.setdefault(
                 (run.label, run.data), (run.label, run.data, size, float(trained), float(row["flops"]))
             )
@@ -117,7 +119,7 @@ def _trained_versus_measured(doc: Doc, inputs: ReportInputs) -> None:
 
 def _cost_ratios(doc: Doc, inputs: ReportInputs) -> None:
     """The study's first question in one table: how many times the ResNet's cost the RAM's is."""
-    from ramlab.cost import cost_ratios
+    from ramlab.cost_rows import cost_ratios
 
     ratios = cost_ratios(inputs.cost_rows, numerator="resnet", denominator="ram")
     if not ratios:

@@ -47,9 +47,9 @@ def train_time_cell(runs: list[Run]) -> str:
 
 
 def measured_as(run: Run) -> str:
-    """How a run's test error was measured; a one-step model (no glimpses) in one pass,
-    whatever an older result file says."""
-    if len(run.result.get("per_glimpse_test_error") or [0, 0]) == 1:
+    """How a run's test error was measured; a model without glimpses (no `glimpses` in its
+    config) in one pass, whatever an older result file says."""
+    if "glimpses" not in run.config.get("model_config", {}):
         return ONE_PASS
     return run.result.get("test_protocol") or "policy mean, one rollout"
 
