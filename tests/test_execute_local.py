@@ -277,8 +277,11 @@ def test_without_a_gpu_slot_a_job_sees_no_gpu(tmp_path, monkeypatch):
 
 
 DRIVER = r"""
-import sys
+import signal, sys
 from pathlib import Path
+# As in a terminal: SIGHUP not ignored (a nohup'ed or CI parent passes its SIG_IGN on, which
+# the executor rightly keeps).
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
 sys.path.insert(0, sys.argv[2])
 from test_execute_local import fake
 from ramlab.execute import Resources, execute
