@@ -27,6 +27,7 @@ installed at the same path on every node (jobs run this Python, `sys.executable`
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -114,16 +115,7 @@ class SlurmCommand(Checkpointable):
                 self._process.terminate()
             # Let it save and exit (reaped in __call__, which submitit's SystemExit ends).
             command.exited(self._process, self.grace)
-        return DelayedSubmission(
-            SlurmCommand(
-                task_id=self.task_id,
-                argv=self.argv,
-                env=self.env,
-                log=self.log,
-                grace=self.grace,
-                end_wait=self.end_wait,
-            )
-        )
+        return DelayedSubmission(copy.copy(self))  # the same settings, no process (__getstate__)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_process": None}
