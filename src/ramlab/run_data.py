@@ -18,8 +18,8 @@ AHEAD_ON = ("cuda",)
 there the CPU mostly waits on the GPU. On this project's CPU (`python benchmarks/data.py
 --threads 2 --repeat 5 --warped`) an epoch's 55,000 training scenes take 0.10 s for
 translated60, 0.26 s for cluttered60, 0.47 s for cluttered100 and 4.8 s for translated60
-rotated and scaled (about twice that since the warp runs in float64, the same on every CPU:
-2.6 s against 1.3 s for 10,000 digits' warp alone on one thread), against 2.4 s for the recipe's 110,000 rollouts an epoch at the 45,804
+rotated and scaled (9.7 s since the warp runs in float64, the same on every CPU: the same
+command with --repeat 3 at `52970f0`), against 2.4 s for the recipe's 110,000 rollouts an epoch at the 45,804
 a second its compiled step trained on an H200. On a CPU the thread would take cores from
 training."""
 
