@@ -68,3 +68,37 @@ def test_show_refuses_a_count_outside_one_figure(fake_mnist, tmp_path, capsys, c
     assert main(["data", "show", "translated60", "--out", str(out), "--count", count]) == 2
     assert f"--count must be 1..400 (scenes in one figure), got {count}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_dataset_that_draws_nothing_has_one_file_for_every_seed(fake_mnist, capsys):
+    # 28×28 MNIST has no placement, clutter, warp or noise to draw: seed 5 wrote a copy before
+    assert main(["data", "build", "mnist", "--seed", "5"]) == 0
+    paths = [Path(line.split("\t")[1]) for line in capsys.readouterr().out.splitlines()]
+    assert all("-seed0-" in path.name for path in paths)
+    assert sorted(p.name for p in paths[0].parent.iterdir()) == sorted(p.name for p in paths)
+    first = datasets.load_split("mnist", "val", seed=0, cache=False)
+    other = datasets.load_split("mnist", "val", seed=5, cache=False)
+    assert np.array_equal(first.images, other.images) and np.array_equal(first.bboxes, other.bboxes)
+
+
+@pytest.mark.parametrize(
+    ("spec", "draws_nothing"),
+    [
+        (dict(canvas=28), True),
+        (dict(canvas=60, max_offset=0), True),  # centred: (60 - 28) / 2 = 16, one place
+        (dict(canvas=61, max_offset=0), False),  # 16.5: either neighbour, a draw
+        (dict(canvas=60, max_offset=1), False),
+        (dict(canvas=60), False),
+        (dict(canvas=28, clutter_count=1), False),
+        (dict(canvas=28, noise=0.1), False),
+        (dict(canvas=28, rotation=(0, 0), scale=(0.9, 1.0)), False),
+    ],
+)
+def test_draws_nothing_only_when_every_seed_gives_the_same_scenes(fake_mnist, spec, draws_nothing):
+    from ramlab.data.scenes import SceneSpec
+
+    spec = SceneSpec(**spec)
+    assert spec.draws_nothing is draws_nothing
+    scenes = [datasets.load_split(spec, "test", seed=s, cache=False) for s in (0, 1)]
+    same = all(np.array_equal(getattr(scenes[0], a), getattr(scenes[1], a)) for a in ("images", "bboxes"))
+    assert same is draws_nothing

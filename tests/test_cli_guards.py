@@ -108,3 +108,11 @@ def test_folders_of_the_other_kind_are_refused(run, tmp_path, capsys):
     assert sorted(p.name for p in study.iterdir()) == ["study.yaml"]
     assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--seeds", "1000000", "--list"]) == 2
     assert "--seeds must be 1..100" in capsys.readouterr().err
+
+
+def test_a_shift_given_twice_is_named(run, capsys):
+    # it read "--levels needs exactly one --shift", with exactly one shift named
+    capsys.readouterr()
+    argv = ["robustness", str(run), "--shift", "noise", "--shift", "noise", "--levels", "0"]
+    assert main([*argv, "--device", "cpu", "--threads", "1", "--split", "val"]) == 2
+    assert "--shift noise given more than once: give each shift once" in capsys.readouterr().err

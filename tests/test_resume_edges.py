@@ -12,6 +12,7 @@ from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weight
 
 from ramlab import trainer as trainer_module
 from ramlab.checkpoint import load_checkpoint
+from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.runconfig import RunConfig
@@ -115,3 +116,36 @@ def test_a_budget_raised_then_lowered_before_a_new_step_reads_the_test_split_onc
     again = Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit(resume=True)
     assert again == first and tests == []  # the set-aside result, not a second test
     assert json.loads((out / "result.json").read_text()) == first
+
+
+@pytest.mark.parametrize("damage", [b'{"val_error": 1.', b"[1, 2]", b"\xff\xfe", b'{"test_error": 2.0}'])
+def test_a_damaged_result_is_rewritten_by_a_resume(fake_mnist, tmp_path, capsys, damage):
+    # json.loads' traceback before; the same best.pt tested again gives the same numbers
+    out = tmp_path / "run"
+    first = Trainer(tiny_config(epochs=1), out).fit()
+    (out / "result.json").write_bytes(damage)
+    capsys.readouterr()
+    again = Trainer(tiny_config(epochs=1), out).fit(resume=True)
+    assert f"{out / 'result.json'} is damaged: testing best.pt again" in capsys.readouterr().err
+    assert again == json.loads((out / "result.json").read_text())
+    for key in ("test_error", "val_error", "per_glimpse_test_error", "steps", "train_seconds"):
+        assert again[key] == first[key], key
+
+
+def test_a_run_stopped_before_its_first_checkpoint_resumes_with_a_new_config(
+    fake_mnist, tmp_path, monkeypatch
+):
+    # out of memory at the first step, then --resume with a smaller batch: "a resumed run
+    # keeps its config" before, for a run with nothing trained to keep
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=1, action="interrupt")
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(tiny_config(epochs=1, batch_size=12), out).fit()
+    assert not (out / "last.pt").exists()
+    result = Trainer(tiny_config(epochs=1), out).fit(resume=True)
+    assert RunConfig.from_dict(load_yaml(out / "config.yaml")).train.batch_size == 8
+    fresh = Trainer(tiny_config(epochs=1), tmp_path / "fresh").fit()
+    for key in ("test_error", "val_error", "per_glimpse_test_error", "steps"):
+        assert result[key] == fresh[key], key
+    assert_same_weights(weights(out / "last.pt"), weights(tmp_path / "fresh" / "last.pt"))

@@ -166,3 +166,24 @@ def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):
     for changed in ({"limit": 16}, {"sample": True}, {"format": 1}):  # format 1 read the first 8 digits
         path.write_text(json.dumps({**done, **changed}))
         assert not study_jobs.is_done(ctx, job), changed
+
+
+def test_a_damaged_result_is_not_done_and_its_job_rewrites_it(study_dir, capsys, monkeypatch):
+    # a result.json cut short read as done: the study went on without the run's result
+    monkeypatch.setenv("RAMLAB_THREADS", "1")
+    ctx = Context(load_preset(study_dir / "study.yaml"), study_dir)
+    (job,) = [j for j in build_plan(ctx.preset) if j.id == TRAIN]
+    assert main([str(study_dir), TRAIN]) == 0
+    result = study_dir / "runs" / "ram-translated60-seed0" / "result.json"
+    first = json.loads(result.read_text())
+    assert study_jobs.is_done(ctx, job)
+    result.write_text(result.read_text()[:40])
+    assert not study_jobs.is_done(ctx, job)
+    capsys.readouterr()
+    assert main([str(study_dir), TRAIN]) == 0
+    assert f"{result} is damaged: testing best.pt again to rewrite it" in capsys.readouterr().err
+    again = json.loads(result.read_text())
+    assert {k: again[k] for k in ("test_error", "val_error", "steps")} == {
+        k: first[k] for k in ("test_error", "val_error", "steps")
+    }
+    assert study_jobs.is_done(ctx, job)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from ramlab.device import resolve_device
 from ramlab.errors import RamlabError
 from ramlab.evaluate import evaluate
 from ramlab.models.base import Model
+from ramlab.run_dir import read_result
 from ramlab.runconfig import RunConfig
 from ramlab.trainer import build_run_model
 
@@ -39,8 +39,7 @@ def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> No
     tests its best checkpoint then. Until then every evaluation of it reads validation."""
     if split != "test" or config.train.test:
         return
-    result = Path(run_dir, "result.json")
-    command = json.loads(result.read_text()).get("command") if result.is_file() else None
+    command = (read_result(Path(run_dir, "result.json")) or {}).get("command")
     if command:
         resume = "" if " --resume" in command else " --resume"
         how = f"{command}{resume} --test true"

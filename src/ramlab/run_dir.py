@@ -32,6 +32,11 @@ def prepare_run_dir(out: Path, config: RunConfig, command: str, *, resume: bool)
     if resume and (out / "result.json").exists() and not last.exists():
         raise RamlabError(f"{out}: the run has finished (result.json) and has no last.pt")
     if saved.exists():
+        if resume and not last.exists() and not (out / "result.json").exists():
+            # stopped before its first checkpoint (out of memory at the first step, Ctrl-C in
+            # epoch 1): nothing trained to keep, so the resume starts it with its own config
+            save_yaml(saved, config.to_dict())
+            return None
         if resume:
             try:
                 changed = resume_changes(RunConfig.from_dict(load_yaml(saved), where=str(saved)), config)
@@ -65,6 +70,19 @@ def check_epochs_cover(out: Path, config: RunConfig, state: dict[str, Any]) -> N
         )
 
 
+def read_result(path: Path) -> dict[str, Any] | None:
+    """A finished run's record (result.json, or result.previous.json), or None when the file
+    is missing or damaged (cut short, edited, unreadable): a resume of the run tests its
+    best.pt again and rewrites it (the same weights give the same test error)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or not {"val_error", "test_error", "steps"} <= record.keys():
+        return None
+    return record
+
+
 def set_aside_result(out: Path) -> None:
     """Before a finished run trains on (a resume with a larger budget): its result.json
     would no longer describe best.pt once an epoch beats it, so it becomes
@@ -80,7 +98,7 @@ def restore_result(out: Path, steps: int) -> None:
     best.pt was tested already, and the test split is read once."""
     previous = out / "result.previous.json"
     finished = out / "result.json"
-    if previous.exists() and not finished.exists() and json.loads(previous.read_text()).get("steps") == steps:
+    if not finished.exists() and (read_result(previous) or {}).get("steps") == steps:
         previous.replace(finished)
 
 

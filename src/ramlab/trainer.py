@@ -21,7 +21,6 @@ or Ctrl-C stops the run after the step in progress, with last.pt written at that
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 import time
@@ -134,8 +133,10 @@ class Trainer:
                 # A resume of a finished run that trained nothing: the test split is read once,
                 # so a tested run returns its result; an untested one (a tuning run chosen as
                 # the final model) is tested now if the resume asks for it (`--test true`).
-                previous = json.loads(finished.read_text())
-                if previous["test_error"] is not None or not self.cfg.test:
+                previous = run_dir.read_result(finished)
+                if previous is None:
+                    print(f"{finished} is damaged: testing best.pt again to rewrite it", file=sys.stderr)
+                elif previous["test_error"] is not None or not self.cfg.test:
                     return previous
             return self._finish()
 

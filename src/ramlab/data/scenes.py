@@ -87,6 +87,15 @@ class SceneSpec:
         return self.rotation != (0.0, 0.0) or self.scale != (1.0, 1.0)
 
     @property
+    def draws_nothing(self) -> bool:
+        """Whether the scenes are the same for every seed (no warp, clutter or noise, and one
+        place for the digit, as in 28×28 MNIST)."""
+        if self.warped or self.clutter_count or self.noise:
+            return False
+        low, high = placement_range(self, self.footprint)
+        return low == high
+
+    @property
     def footprint(self) -> int:
         """Side of the square that placement keeps on the canvas: the digit's 28×28 box at the
         top of the scale range. A rotation turns the digit inside it and leaves the placement
@@ -198,8 +207,9 @@ def _on_canvas(patches: np.ndarray, corner: np.ndarray, canvas: int) -> np.ndarr
     return patches * (rows[:, :, None] & cols[:, None, :])
 
 
-def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Top-left corners (N, 2) as (x, y) for a size×size patch under the spec's window."""
+def placement_range(spec: SceneSpec, size: int) -> tuple[int, int]:
+    """Inclusive range of a size×size patch's top-left coordinate (either axis) under the
+    spec's window."""
     low, high = 0, spec.canvas - size  # inclusive range that keeps the patch inside
     if spec.max_offset is not None:
         centre = (spec.canvas - size) / 2
@@ -207,6 +217,12 @@ def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) ->
         high = min(high, math.floor(centre + spec.max_offset))
         if low > high:  # the exact centre falls between two pixels: take either neighbour
             low, high = high, low
+    return low, high
+
+
+def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Top-left corners (N, 2) as (x, y) for a size×size patch under the spec's window."""
+    low, high = placement_range(spec, size)
     return rng.integers(low, high + 1, size=(n, 2))
 
 

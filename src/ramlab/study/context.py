@@ -7,7 +7,6 @@ command and commit to record, and the thread count the environment asks for.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
+from ramlab.run_dir import read_result
 from ramlab.runconfig import RunConfig
 from ramlab.study.plan import Job, group_seeds, run_dir, run_name
 from ramlab.study.preset import Preset, RunGroup, run_config
@@ -96,9 +96,9 @@ class Context:
             source = self.preset.group(name)
             errors = []
             for seed in range(self.group_seeds(source)):
-                result = self.run_dir(run_name(source, data, seed)) / "result.json"
-                if result.is_file():
-                    errors.append(json.loads(result.read_text())["val_error"])
+                result = read_result(self.run_dir(run_name(source, data, seed)) / "result.json")
+                if result is not None:
+                    errors.append(result["val_error"])
             if not errors:
                 raise RamlabError(
                     f"{group.name} takes the best reward of {', '.join(group.best_reward_of)}, "

@@ -25,6 +25,7 @@ from ramlab.cost_rows import read_cost_rows
 from ramlab.data import datasets
 from ramlab.errors import RamlabError
 from ramlab.files import os_error_message
+from ramlab.run_dir import read_result
 from ramlab.runconfig import RunConfig
 from ramlab.study.context import Context
 from ramlab.study.extras import eval_settings, evaluate_run_extras
@@ -216,8 +217,8 @@ def _read_json(path: Path) -> dict:
 def is_done(ctx: Context, job: Job) -> bool:
     """Whether the job's output exists, made with the preset's current settings."""
     if job.kind == "train":
-        if not (ctx.run_dir(job.run) / "result.json").is_file():
-            return False
+        if read_result(ctx.run_dir(job.run) / "result.json") is None:
+            return False  # missing, or damaged: the training job resumes and rewrites it
         checked_run_config(ctx, job)  # a finished run made with another config: a clear error
         return True
     if job.kind == "eval":
