@@ -1,0 +1,139 @@
+"""The report's columns and cells, one rule at a time, from hand-written run files (the whole
+report from a made-up study: test_report.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from test_report import table_row, write_run
+
+from ramlab.cli import main
+
+
+def test_only_rams_whose_configs_say_so_count_as_trained_on_the_last_glimpse():
+    from ramlab.report.runs import Run
+    from ramlab.report.sections.errors import last_glimpse_only
+
+    def run(model: str, model_config: dict) -> Run:
+        config = {"model": model, "data": "mnist", "model_config": model_config}
+        return Run(Path(model), model, config, None, [], None, None)
+
+    last = run("ram", {"ce_all_steps": False})
+    assert last_glimpse_only([last, last])
+    assert not last_glimpse_only([last, run("ram", {"ce_all_steps": True})])  # every seed must say so
+    assert not last_glimpse_only([run("ram", {})])  # a config that does not say
+    assert not last_glimpse_only([run("fc", {"ce_all_steps": False})])  # one-shot models answer once
+
+
+def test_robustness_pools_seeds_level_by_level_and_never_mixes_kinds(tmp_path):
+    def sweep_of(name, levels, errors, **kind):
+        folder = write_run(
+            tmp_path, name, model=name.split("-")[0], data="mnist", seed=int(name[-1]), error=2.0
+        )
+        entry = {
+            "label": "rotation (degrees)",
+            "trained": [0.0, 0.0],
+            "levels": levels,
+            "error": errors,
+            "count": 50,
+        }
+        sweep = {"format": 2, "limit": None, "sample": False, "shifts": {"rotate": entry}, **kind}
+        (folder / "robustness.json").write_text(json.dumps(sweep))
+
+    sweep_of("fc-seed0", [0.0, 15.0], [2.0, 4.0])
+    sweep_of("fc-seed1", [0.0, 30.0], [4.0, 9.0])
+    sweep_of("convnet-seed0", [0.0, 45.0], [1.0, 7.0])
+    sweep_of("convnet-seed1", [0.0, 45.0], [90.0, 90.0], split="val")  # another kind: its own table
+    assert main(["report", str(tmp_path)]) == 0
+    section = (tmp_path / "report.md").read_text()
+    section = section[section.index("## Robustness to shifts") :]
+    test, val = section.split("*validation split")
+    assert "*test split, all its digits, policy mean, one rollout*" in test
+    header = next(line for line in test.splitlines() if line.startswith("| model"))
+    assert header.split("|")[2:6] == [" 0 ", " 15 ", " 30 ", " 45 "]
+    fc = table_row(test, "`fc`")
+    assert fc[1:5] == ["3.0 ± 1.4", "4.0 (n=1)", "9.0 (n=1)", "—"]
+    assert "fc-seed0" in fc[5] and "fc-seed1" in fc[5]
+    convnet = table_row(test, "`convnet`")
+    assert convnet[1:5] == ["1.0", "—", "—", "7.0"] and "convnet-seed1" not in convnet[5]
+    assert table_row(val, "`convnet`")[1:3] == ["90.0", "90.0"]
+    assert "50 validation scenes per level" in val
+
+
+def test_the_epochs_column_is_the_epochs_trained_and_names_the_budget_of_an_early_stop(tmp_path):
+    for seed, run in ((0, 120), (1, 300)):
+        folder = write_run(tmp_path, f"fc-seed{seed}", model="fc", data="mnist", seed=seed, error=2.0)
+        result = json.loads((folder / "result.json").read_text())
+        (folder / "result.json").write_text(json.dumps({**result, "epochs": 300, "epochs_run": run}))
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| model | test error"))
+    column = [c.strip() for c in header.strip("|").split("|")].index("epochs run")
+    assert table_row(report, "`fc`")[column] == "210 (max 300)"
+
+
+def test_a_column_some_seeds_lack_says_how_many_it_averages(tmp_path):
+    write_run(tmp_path, "ram-seed0", model="ram", data="translated60", seed=0, error=3.0, steps=[9.0, 3.0])
+    write_run(tmp_path, "ram-seed1", model="ram", data="translated60", seed=1, error=5.0, steps=[9.0, 5.0])
+    folder = write_run(
+        tmp_path, "ram-seed2", model="ram", data="translated60", seed=2, error=4.0, steps=[9.0, 4.0]
+    )
+    evaluation = json.loads((folder / "eval.json").read_text())
+    del evaluation["sampled"]  # this seed's evaluation did not sample
+    (folder / "eval.json").write_text(json.dumps(evaluation))
+    assert main(["report", str(tmp_path)]) == 0
+    row = table_row((tmp_path / "report.md").read_text(), "`ram`")
+    assert row[1] == "4.00 ± 1.00" and row[3] == "3"
+    assert row[2] == "5.00 ± 1.41 (n=2)"  # sampled: seeds 0 and 1 (4.0 and 6.0)
+
+
+def test_train_time_averages_the_runs_that_recorded_one(tmp_path):
+    from ramlab.report.runs import Run
+    from ramlab.report.sections.errors import train_time_cell
+
+    def run(**result) -> Run:
+        return Run(
+            tmp_path, "r", {"model": "fc", "data": "mnist"}, {"test_error": 1.0, **result}, [], None, None
+        )
+
+    assert train_time_cell([run(train_seconds=90.0), run()]) == "90 s (n=1)"  # not (90 + 0) / 2
+    assert train_time_cell([run(train_seconds=90.0), run(train_seconds=30.0)]) == "60 s"
+    assert train_time_cell([run()]) == "—"
+
+
+def test_markdown_cells_and_links_survive_what_files_hold(tmp_path):
+    from ramlab.report.doc import _inline, _md_cell, link_target
+
+    # A damaged YAML file's reason quotes "<stream end>": a renderer would drop it as a tag.
+    assert (
+        _md_cell('not valid YAML (expected "<stream end>")')
+        == 'not valid YAML (expected "&lt;stream end&gt;")'
+    )
+    assert _md_cell("`a<b` | c & d") == "`a<b` \\| c &amp; d"  # code spans keep their text
+    # A run folder with a space: a bare link target would end at it.
+    target = link_target("runs/ram sp (0)/config.yaml")
+    assert target == "runs/ram%20sp%20%280%29/config.yaml" and link_target("runs/a/b.png") == "runs/a/b.png"
+    assert _md_cell(f"[config.yaml]({target})") == f"[config.yaml]({target})"  # nothing to escape
+    assert _inline(f"[config.yaml]({target})") == f'<a href="{target}">config.yaml</a>'
+
+
+def test_the_glimpses_section_shows_the_first_seed_that_drew_them(tmp_path):
+    for seed in (0, 1):
+        write_run(
+            tmp_path,
+            f"ram-sparse-translated60-seed{seed}",
+            model="ram",
+            data="translated60",
+            seed=seed,
+            error=3.0,
+            steps=[9.0, 3.0],
+            glimpses=seed == 1,
+        )
+    assert main(["report", str(tmp_path)]) == 0
+    section = (tmp_path / "report.md").read_text().split("## Glimpse trajectories")[1]
+    assert "### `ram` on translated60" in section  # the label in code: a reward's * is no emphasis
+    assert (
+        "ram-sparse-translated60-seed1/glimpses.png" in section
+        and "No run has glimpse figures" not in section
+    )
