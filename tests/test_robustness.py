@@ -11,7 +11,7 @@ import tiny
 
 from ramlab import robustness
 from ramlab.cli import main
-from ramlab.data.datasets import dataset_spec, evaluation_subset, resolve_spec
+from ramlab.data.datasets import dataset_spec, evaluation_subset, load_split, resolve_spec
 from ramlab.errors import RamlabError
 from ramlab.models.ram import RAMConfig
 from ramlab.robustness import (
@@ -201,7 +201,7 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
     # ... and a sweep of other weights (the run trained on since): never merged.
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "weights": "0123456789abcdef"}))
-    with pytest.raises(RamlabError, match=r"weights 0123456789abcdef; this one: .*weights"):
+    with pytest.raises(RamlabError, match=r"weights 0123456789abcdef, format 3; this one: .*weights"):
         robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
 
 
@@ -283,3 +283,36 @@ def test_a_sweep_file_of_another_run_is_refused_and_other_shifts_stay_in_it(run_
         RamlabError, match=r"sweep\.json holds the sweep of .*run, not of .*other: choose another"
     ):
         robustness_sweep(other, shifts={"noise": [0.0]}, limit=4, device="cpu", json_path=path)
+
+
+@pytest.mark.parametrize("data", ["translated60", "cluttered60", "centred60"])
+def test_the_translate_level_a_run_trained_at_reads_its_own_test_scenes(fake_mnist, data):
+    # translated60's window (the whole canvas) was swept as max_offset 16: the same places but
+    # another spec key, so other draws, and the curve's "trained" point was not the test error
+    base = resolve_spec(data)
+    kind = SHIFTS["translate"]
+    at_trained = kind.spec(base, kind.trained(base))
+    assert at_trained == base
+    own = load_split(data, "test", seed=0, cache=False)
+    assert np.array_equal(shifted_scenes(at_trained, seed=0, limit=None).images, own.images)
+    assert kind.spec(base, 16).max_offset is None  # the whole canvas, on centred60 too
+    assert kind.spec(base, 15).max_offset == 15
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        '{"shifts": {"noise": {"lev',
+        '{"shifts": {"noise": [0.0]}}',
+        '{"shifts": {"noise": {"levels": [0.0]}}}',
+    ],
+)
+def test_a_damaged_sweep_file_names_the_fix_and_the_studys_own_is_swept_again(run_dir, tmp_path, damage):
+    path = tmp_path / "sweep.json"
+    path.write_text(damage)
+    with pytest.raises(RamlabError, match=r"sweep\.json: .*; delete it \(or choose another --json\)"):
+        robustness_sweep(run_dir, shifts={"noise": [0.0]}, limit=4, device="cpu", json_path=path)
+    robustness_sweep(
+        run_dir, shifts={"noise": [0.0]}, limit=4, device="cpu", json_path=path, replace_stale=True
+    )
+    assert read_robustness(path)["shifts"]["noise"]["levels"] == [0.0]

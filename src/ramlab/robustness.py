@@ -37,13 +37,16 @@ import torch
 from ramlab.data import datasets
 from ramlab.data.datasets import resolve_spec
 from ramlab.data.loader import SceneLoader
-from ramlab.data.scenes import DIGIT, Scenes, SceneSpec, generate_scenes
+from ramlab.data.scenes import DIGIT, Scenes, SceneSpec, generate_scenes, placement_range
 from ramlab.errors import RamlabError, unknown_name
 from ramlab.evaluate import evaluate
 from ramlab.files import write_json
 from ramlab.sweeps import sweep_kind
 
-FORMAT = 2  # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N)
+# 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
+# 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
+#    the run's test scenes exactly (2 drew new placements under another spec key).
+FORMAT = 3
 
 
 SWEEP_SPLITS = ("val", "test")
@@ -74,6 +77,8 @@ class Shift:
             value = int(level)
         else:
             value = float(level)
+        if self.name == "translate" and _same_window(base, value, None):
+            value = None  # the whole canvas: the dataset's own spec, key and scenes
         return dataclasses.replace(base, **{self.field: value})
 
     def default_levels(self, base: SceneSpec) -> list[float]:
@@ -122,6 +127,14 @@ class Shift:
                 raise RamlabError(f"robustness {self.name}: levels are whole numbers >= 0, got {text}")
             return int(value)
         return value
+
+
+def _same_window(base: SceneSpec, offset: int | None, other: int | None) -> bool:
+    """Whether two placement windows (max_offset values) of `base` allow the same places."""
+    spans = [
+        placement_range(dataclasses.replace(base, max_offset=o), base.footprint) for o in (offset, other)
+    ]
+    return spans[0] == spans[1]
 
 
 SHIFTS: dict[str, Shift] = {
@@ -237,7 +250,7 @@ def robustness_sweep(
         "command": command or " ".join(["ramlab", *sys.argv[1:]]),
         "shifts": {},
     }
-    previous = read_robustness(json_path) if json_path and Path(json_path).is_file() else None
+    previous = _previous_sweep(json_path, replace_stale=replace_stale)
     # Another run's sweep: another folder name, model, dataset or seed (the folder itself may
     # have moved with its study since).
     identity = ("model", "data", "seed")
@@ -310,22 +323,42 @@ def _sweep_words(sweep: dict[str, Any]) -> str:
     policy = "sampled" if sweep.get("sample") else "policy mean"
     digits = "all digits" if limit is None else f"{limit} digits"
     weights = f", weights {sweep['weights']}" if sweep.get("weights") else ""
-    return f"{sweep.get('split', 'test')} split, {digits}, {policy}, {sweep.get('rollouts', 1)} rollout(s){weights}"
+    return (
+        f"{sweep.get('split', 'test')} split, {digits}, {policy}, {sweep.get('rollouts', 1)} "
+        f"rollout(s){weights}, format {sweep.get('format', 1)}"
+    )
+
+
+def _previous_sweep(path: str | Path | None, *, replace_stale: bool) -> dict[str, Any] | None:
+    """The sweep saved at `path` to resume, or None. A damaged file is an error, unless it is
+    the study's own (`replace_stale`), which is then swept afresh."""
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        return read_robustness(path)
+    except RamlabError as exc:
+        if not replace_stale:
+            raise
+        print(f"{exc}: sweeping again", file=sys.stderr)
+        return None
 
 
 def read_robustness(path: str | Path) -> dict[str, Any]:
     """A sweep's JSON, checked for the keys the report and plots read."""
     path = Path(path)
+    fix = "delete it (or choose another --json) to sweep again"
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RamlabError(f"{path}: cannot read the robustness sweep ({exc})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RamlabError(f"{path}: cannot read the robustness sweep ({exc}); {fix}") from None
     if not isinstance(data, dict) or not isinstance(data.get("shifts"), dict):
-        raise RamlabError(f"{path}: not a robustness sweep (no 'shifts')")
+        raise RamlabError(f"{path}: not a robustness sweep (no 'shifts'); {fix}")
     for name, entry in data["shifts"].items():
-        if len(entry.get("levels", [])) != len(entry.get("error", [None])):
+        levels = entry.get("levels") if isinstance(entry, dict) else None
+        errors = entry.get("error") if isinstance(entry, dict) else None
+        if not isinstance(levels, list) or not isinstance(errors, list) or len(levels) != len(errors):
             raise RamlabError(
-                f"{path}: shift {name} has {len(entry['levels'])} levels but not as many errors"
+                f"{path}: shift {name} is damaged (not a list of levels and one error per level); {fix}"
             )
     return data
 
