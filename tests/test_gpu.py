@@ -193,3 +193,22 @@ def test_the_weight_average_and_the_box_reward_never_wait_for_the_gpu() -> None:
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert average.count == 3 and reward.shape == (8, 6) and bool((reward <= 0).all())
+
+
+def test_glimpse_figures_on_cuda_share_evaluates_random_first_locations(fake_mnist) -> None:
+    from ramlab.data.datasets import load_split
+    from ramlab.data.loader import SceneLoader
+    from ramlab.evaluate import evaluate
+    from ramlab.models import build_model
+    from ramlab.viz.glimpses import trajectories, where_glimpses_go
+
+    scenes = load_split("translated60", "test", limit=8)
+    torch.manual_seed(0)
+    config = {**tiny.TINY_RAM, "glimpses": 3, "first_location": "random"}
+    ram = build_model("ram", config, image_size=(60, 60)).eval()
+    on_cpu = trajectories(ram, scenes).locations[:, 0]
+    ram = ram.cuda()
+    where = where_glimpses_go(ram, SceneLoader(scenes, batch_size=3, device="cuda"))
+    evaluation = evaluate(ram, SceneLoader(scenes, batch_size=5, device="cuda"))
+    assert where["inside_bbox_percent"] == pytest.approx(evaluation.in_box, abs=1e-9)
+    assert trajectories(ram, scenes).locations[:, 0] == pytest.approx(on_cpu, abs=1e-6)

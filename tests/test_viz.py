@@ -169,3 +169,16 @@ def test_mean_std_over_seeds_of_different_lengths_is_taken_point_by_point():
     assert std.tolist() == pytest.approx([2**0.5, 2**0.5, 0.0])
     mean, std = _mean_std([[5.0]])
     assert mean.tolist() == [5.0] and std.tolist() == [0.0]
+
+
+def test_glimpse_figures_and_where_they_go_share_evaluates_random_first_locations(scenes):
+    # They drew the first location from a generator on the model's device, evaluate from one
+    # on the CPU: the same on a CPU, other locations on a GPU (tests/test_gpu.py checks there).
+    from ramlab.evaluate import evaluate
+
+    torch.manual_seed(0)
+    ram = build_model("ram", {**TINY_RAM, "first_location": "random"}, image_size=(60, 60)).eval()
+    where = where_glimpses_go(ram, SceneLoader(scenes, batch_size=3))
+    evaluation = evaluate(ram, SceneLoader(scenes, batch_size=2))
+    np.testing.assert_allclose(where["inside_bbox_percent"], evaluation.in_box, atol=1e-9)
+    assert np.ptp(trajectories(ram, scenes).locations[:, 0]) > 0.1  # random, not the centre

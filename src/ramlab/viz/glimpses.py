@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ramlab.errors import RamlabError
+from ramlab.evaluate import EVAL_SEED, passes, split_randomness
 from ramlab.viz.style import PALETTE, plt, save_figure
 
 PATH_COLOUR, BOX_COLOUR, BBOX_COLOUR = PALETTE[0], PALETTE[3], PALETTE[2]
@@ -68,8 +69,9 @@ def _retina_of(model) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def trajectories(model, scenes, *, seed: int = 1234) -> Trajectories:
-    """Run the model once (policy mean, as in evaluation) on every scene of `scenes`."""
+def trajectories(model, scenes, *, seed: int = EVAL_SEED) -> Trajectories:
+    """Run the model once (policy mean, as in evaluation: the same first locations where they
+    are random, drawn on the CPU whatever the device) on every scene of `scenes`."""
     from ramlab.data.loader import SceneLoader
 
     glimpse_size, scales = _retina_of(model)
@@ -78,8 +80,7 @@ def trajectories(model, scenes, *, seed: int = 1234) -> Trajectories:
     batch = next(iter(loader))
     was_training = model.training
     model.eval()
-    generator = torch.Generator(device=device).manual_seed(seed)
-    out = model(batch.images, sample=False, generator=generator)
+    _, out = next(passes(model, batch.images, batch_size=len(batch.images), seed=seed))
     model.train(was_training)
     if out.rollout is None:
         raise RamlabError(f"{type(model).__name__} returned no rollout: it takes no glimpses")
@@ -262,16 +263,19 @@ def draw_run_glimpses(
 
 
 @torch.no_grad()
-def where_glimpses_go(model, loader, *, seed: int = 1234) -> dict[str, list[float]]:
+def where_glimpses_go(model, loader, *, seed: int = EVAL_SEED) -> dict[str, list[float]]:
     """Per glimpse step over a split: % of centres inside the digit's bbox, and the mean
-    distance from centre to bbox in pixels (0 inside)."""
+    distance from centre to bbox in pixels (0 inside), from the rollouts `evaluate` makes (its
+    random first locations, drawn on the CPU whatever the device)."""
     _retina_of(model)
     was_training = model.training
     model.eval()
-    generator = torch.Generator(device=loader.device).manual_seed(seed)
+    draws = split_randomness(model, loader.num_samples, sample=False, seed=seed, device=loader.device)
     inside, distance, count = None, None, 0
     for batch in loader:
-        rollout = model(batch.images, sample=False, generator=generator).rollout
+        rows = slice(count, count + len(batch))
+        randomness = tuple(None if d is None else d[rows] for d in draws)
+        rollout = model(batch.images, sample=False, randomness=randomness).rollout
         height, width = rollout.image_size
         centre = (rollout.locations + 1.0) * 0.5 * rollout.locations.new_tensor([width, height])  # (B, T, 2)
         low, high = batch.bboxes[:, None, :2], batch.bboxes[:, None, 2:]
