@@ -116,3 +116,19 @@ def test_a_shift_given_twice_is_named(run, capsys):
     argv = ["robustness", str(run), "--shift", "noise", "--shift", "noise", "--levels", "0"]
     assert main([*argv, "--device", "cpu", "--threads", "1", "--split", "val"]) == 2
     assert "--shift noise given more than once: give each shift once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train: {lr: -1e-3}", "c.yaml: train: lr must be > 0, got -0.001"),  # named by file and section
+        ("train: {epochs: 2, 2: 3}", "c.yaml: train: unknown key(s) 2; valid: "),  # a traceback before
+        ("on: 1\nmodel: ram", "c.yaml: unknown key(s) True; valid: data, model, model_config, train"),
+    ],
+)
+def test_a_config_files_bad_value_names_the_file(tmp_path, capsys, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"model: ram\n{text}\n" if not text.startswith("on") else text + "\n")
+    assert main(["train", "ram", "--config", str(path), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert f"ramlab: error: {tmp_path / message}" in err and "Traceback" not in err

@@ -104,7 +104,7 @@ def test_a_best_reward_group_keeps_the_reward_its_first_run_was_given(tmp_path):
     jobs = by_id(build_plan(preset))
     for run, error in (("a-translated60-seed0", 5.0), ("b-translated60-seed0", 3.0)):
         (out / "runs" / run).mkdir(parents=True)
-        (out / "runs" / run / "result.json").write_text(json.dumps({"val_error": error}))
+        (out / "runs" / run / "result.json").write_text(json.dumps({"val_error": error, "test_error": None}))
     best0, best1 = jobs["train-best-translated60-seed0"], jobs["train-best-translated60-seed1"]
     assert ctx.run_config(best1).model_config.reward == "bbox"  # b's mean is lower
     # Seed 0 started when a was ahead: the group stays on a's reward whatever finished since.

@@ -101,7 +101,7 @@ def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path, sections, line):
     [
         ({"seeds": "two"}, "seeds: expected int; got 'two'"),
         ({"seeds": True}, "seeds: expected int; got True"),
-        ({"train": {"lr": "1e-3"}}, "train.lr: expected a number; got '1e-3'"),
+        ({"train": {"lr": "fast"}}, "train.lr: expected a number; got 'fast'"),
         ({"train": {"epochs": 2.0}}, "train.epochs: expected int; got 2.0"),
         (
             {"runs": [group("x", recipe="yes")]},
@@ -133,6 +133,12 @@ def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path, sections, line):
         ),
         ({"robustness": {"runs": "all"}}, "robustness: expected a list"),
         ({"cost": {"sizes": [28, 4]}}, "cost.sizes[1]: must be a whole number >= 8; got 4"),
+        ({"cost": {"device": "gpu"}}, "cost.device: expected auto, cpu, cuda or cuda:N; got 'gpu'"),
+        (
+            {"runs": [group("x", per_data={"cluttered60": {"train": {"epochs": 9}}})]},
+            "runs[0] (x).per_data.cluttered60: cluttered60 is not in this group's data (translated60), "
+            "so these settings would reach no run",
+        ),
         ({"evaluate": {"limit": 0}}, "evaluate.limit: must be a whole number >= 1; got 0"),
     ],
 )
@@ -214,3 +220,31 @@ def test_a_valid_preset_gives_the_spec_objects_with_their_defaults(tmp_path):
     assert a.model_config == TINY_RAM
     with pytest.raises(ValidationError):
         preset.evaluate.glimpses = 3  # frozen, like the dataclasses they replace
+
+
+def test_a_cost_size_no_model_fits_fails_when_the_preset_loads(tmp_path):
+    # it failed in the cost job, which runs after every training
+    path, message = error_of(tmp_path, cost={"models": ["resnet", "ram"], "sizes": [28, 10]})
+    assert message.startswith(f"{path}: cost: ram at 10 px: ram glimpse_size"), message
+    assert "wider than the 10x10 canvas" in message
+
+
+def test_yaml_numbers_in_exponent_form_are_numbers(tmp_path):
+    # YAML 1.1 reads 1e-3 (no dot) as text: a preset refused it, a run config converted it
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "seeds: 1\ntrain: {epochs: 1, lr: 1e-3, weight_decay: 5E-4}\n"
+        "runs: [{name: r, model: ram, data: translated60, model_config: {std: 1e-1, glimpses: 2}}]\n"
+        "robustness: [{shifts: {noise: [0, 1e-1]}}]\n"
+    )
+    preset = load_preset(path)
+    assert preset.train["lr"] == 0.001 and preset.train["weight_decay"] == 0.0005
+    assert preset.runs[0].model_config["std"] == 0.1
+    assert preset.robustness[0].shifts["noise"] == [0.0, 0.1]
+
+
+@pytest.mark.parametrize("device", ["cuda:x", "tpu", "cuda:", "cpu:0"])
+def test_a_device_of_no_known_form_is_refused_before_any_run(device):
+    with pytest.raises(RamlabError, match=f"device must be one of auto, cpu, cuda or cuda:N; got '{device}'"):
+        TrainConfig(device=device)
+    assert TrainConfig(device="cuda:1").device == "cuda:1"  # this machine need not have it

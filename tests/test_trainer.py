@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 import tiny
@@ -22,7 +21,7 @@ from ramlab.models.ram import RAM, RAMConfig
 from ramlab.progress import train_by_epoch
 from ramlab.run_data import fresh_train_loader
 from ramlab.runconfig import RunConfig, TrainConfig
-from ramlab.trainer import Trainer, git_commit
+from ramlab.trainer import Trainer
 
 TINY_RAM = RAMConfig(**tiny.TINY_RAM, glimpses=2, reward="sparse+infogain")
 
@@ -169,25 +168,6 @@ def test_the_result_names_the_commit_the_run_started_from(fake_mnist, tmp_path, 
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_move_on)
     assert Trainer(tiny_config(epochs=1), tmp_path / "run").fit()["commit"] == "aaa111"
     assert tree["commit"] == "bbb222"
-
-
-def test_git_commit_marks_a_modified_tree(tmp_path) -> None:
-    assert git_commit(tmp_path) is None  # not a checkout
-
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, text=True, check=True)
-        return done.stdout.strip()
-
-    git("init", "-q")
-    (tmp_path / "a.txt").write_text("one")
-    git("add", "a.txt")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "one")
-    sha = git("rev-parse", "HEAD")
-    assert git_commit(tmp_path) == sha
-    (tmp_path / "new.txt").write_text("untracked files do not count")
-    assert git_commit(tmp_path) == sha
-    (tmp_path / "a.txt").write_text("two")
-    assert git_commit(tmp_path) == sha + "-dirty"
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -124,6 +125,14 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.1 reads 1e-3 (no dot) as text; read it as the number it is, as YAML 1.2 does.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def _base_type(tp: Any) -> Any:
     """int for `int | None`, etc."""
     origin = typing.get_origin(tp)
@@ -229,9 +238,9 @@ def from_dict(cls: type, data: dict[str, Any], *, where: str) -> Any:
         raise RamlabError(f"{where}: expected a mapping of keys to values; got {data!r}"[:200])
     data = dict(data or {})
     valid = field_names(cls)
-    unknown = sorted(set(data) - valid)
+    unknown = unknown_keys(data, valid)
     if unknown:
-        raise RamlabError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}")
+        raise RamlabError(f"{where}: unknown key(s) {unknown}; valid: {', '.join(sorted(valid))}")
     hints = typing.get_type_hints(cls)
     for key, value in data.items():
         if isinstance(value, str) and _base_type(hints[key]) is float:
@@ -243,8 +252,14 @@ def from_dict(cls: type, data: dict[str, Any], *, where: str) -> Any:
             data[key] = tuple(value)
     try:
         return cls(**data)
-    except TypeError as exc:
+    except (TypeError, RamlabError) as exc:  # the class's own checks, named by file and section
         raise RamlabError(f"{where}: {exc}") from None
+
+
+def unknown_keys(data: dict[Any, Any], valid: set[str]) -> str:
+    """The keys of `data` outside `valid`, as written ('' if none); a YAML key need not be text
+    (`2:`, or YAML 1.1's `on:`, which is true)."""
+    return ", ".join(sorted(str(k) if isinstance(k, str) else repr(k) for k in data if k not in valid))
 
 
 def _number(text: str) -> float | None:

@@ -16,10 +16,16 @@ from ramlab.errors import RamlabError
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def is_device_name(name: object) -> bool:
+    """Whether `name` is a device `resolve_device` knows (auto, cpu, cuda, cuda:N), whether
+    or not this machine has it (a study may be planned on one machine and run on another)."""
+    return isinstance(name, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]+)?", name) is not None
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if re.fullmatch(r"cuda(:[0-9]+)?", name):
+    if is_device_name(name) and name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise RamlabError(f"device {name!r} requested but CUDA is not available; use --device cpu")
         return torch.device(name)

@@ -25,8 +25,12 @@ def refuse_study_folder(out: Path) -> None:
         )
 
 
-def prepare_run_dir(out: Path, config: RunConfig, command: str, *, resume: bool) -> dict[str, Any] | None:
-    """Returns the checkpoint to resume from, or None for a fresh run."""
+def prepare_run_dir(
+    out: Path, config: RunConfig, command: str, *, resume: bool, commit: str | None = None
+) -> dict[str, Any] | None:
+    """Returns the checkpoint to resume from, or None for a fresh run. A resume that changes
+    the config, or runs other code (`commit`) than wrote the checkpoint, gets a line in
+    history.jsonl: result.json names only the code that ended the run."""
     saved = out / "config.yaml"
     last = out / "last.pt"
     if resume and (out / "result.json").exists() and not last.exists():
@@ -47,8 +51,13 @@ def prepare_run_dir(out: Path, config: RunConfig, command: str, *, resume: bool)
                 check_epochs_cover(out, config, state)
             if changed:  # the new budget is the run's config from now on; history says when
                 save_yaml(saved, config.to_dict())
+            line: dict[str, Any] = {"command": command, "changed": changed}
+            trained_at = state.get("commit") if state is not None else None
+            if trained_at and trained_at != commit:
+                line |= {"commit": commit, "trained_at": trained_at}
+            if len(line) > 2 or changed:
                 with (out / "history.jsonl").open("a") as history:
-                    history.write(json.dumps({"command": command, "changed": changed}) + "\n")
+                    history.write(json.dumps(line) + "\n")
             return state
         if last.exists() or (out / "result.json").exists():
             raise RamlabError(
@@ -78,7 +87,9 @@ def read_result(path: Path) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    if not isinstance(record, dict) or not {"val_error", "test_error", "steps"} <= record.keys():
+    if not isinstance(record, dict) or "test_error" not in record:
+        return None
+    if not isinstance(record.get("val_error"), int | float) or isinstance(record["val_error"], bool):
         return None
     return record
 

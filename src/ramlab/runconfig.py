@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ramlab.config import check_finite, choice, from_dict, load_yaml, param, to_dict
+from ramlab.config import check_finite, choice, from_dict, load_yaml, param, to_dict, unknown_keys
 from ramlab.data.datasets import DATASETS, dataset_spec, resolve_spec
 from ramlab.data.scenes import SceneSpec
-from ramlab.device import DEVICES
+from ramlab.device import DEVICES, is_device_name
 from ramlab.errors import RamlabError
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class, model_config_class, model_names
@@ -56,12 +56,15 @@ class TrainConfig:
         "cosine",
         "learning-rate schedule: none, cosine (per step, to 0), step (x0.1 at 50% and 75%), "
         "exponential (x lr_decay per epoch, applied at every step, floor lr_min), "
-        "plateau (x plateau_factor after plateau_patience epochs without a better val error, floor lr_min)",
+        "plateau (x plateau_factor once more than plateau_patience epochs in a row bring no better val "
+        "error, floor lr_min)",
     )
     lr_decay: float = param(0.97, "exponential schedule: factor per epoch")
     lr_min: float = param(1e-5, "exponential and plateau schedules: the learning rate's floor")
     plateau_factor: float = param(0.5, "plateau schedule: factor applied on a plateau")
-    plateau_patience: int = param(3, "plateau schedule: epochs without improvement before lowering lr")
+    plateau_patience: int = param(
+        3, "plateau schedule: epochs without improvement tolerated; the next one lowers lr (torch's rule)"
+    )
     time_budget: float = param(
         0.0,
         "stop at the end of the first epoch whose training wall time reaches this many minutes "
@@ -177,7 +180,7 @@ class TrainConfig:
             )
         if self.schedule in ("exponential", "plateau") and not 0 <= self.lr_min <= self.lr:
             raise RamlabError(f"lr_min must be in [0, lr={self.lr}], got {self.lr_min}")
-        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+        if not is_device_name(self.device):
             raise RamlabError(f"device must be one of {', '.join(DEVICES)} or cuda:N; got {self.device!r}")
         for name in ("train_limit", "eval_limit"):
             value = getattr(self, name)
@@ -274,27 +277,23 @@ class RunConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "config") -> RunConfig:
         valid = {"model", "data", "train", "model_config"}
-        unknown = sorted(set(data) - valid)
+        unknown = unknown_keys(data, valid)
         if unknown:
-            raise RamlabError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(valid))}"
-            )
+            raise RamlabError(f"{where}: unknown key(s) {unknown}; valid: {', '.join(sorted(valid))}")
         model = data.get("model")
         if model not in model_names():
             raise RamlabError(f"{where}: model must be one of {', '.join(model_names())}; got {model!r}")
         name = data.get("data", "translated60")
         if name not in DATASETS:
             raise RamlabError(f"{where}: data must be one of {', '.join(DATASETS)}; got {name!r}")
-        return cls(
-            model=model,
-            data=name,
-            train=from_dict(TrainConfig, data.get("train") or {}, where=f"{where}: train"),
-            model_config=from_dict(
-                model_config_class(model),
-                data.get("model_config") or {},
-                where=f"{where}: model_config",
-            ),
+        train = from_dict(TrainConfig, data.get("train") or {}, where=f"{where}: train")
+        model_config = from_dict(
+            model_config_class(model), data.get("model_config") or {}, where=f"{where}: model_config"
         )
+        try:
+            return cls(model=model, data=name, train=train, model_config=model_config)
+        except RamlabError as exc:  # checks across sections, named by file
+            raise RamlabError(f"{where}: {exc}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:

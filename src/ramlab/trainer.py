@@ -100,11 +100,13 @@ class Trainer:
         if self.cfg.init_from and not (resume and (self.out / "last.pt").exists()):
             init_weights(self.model, self.cfg.init_from)
         run_dir.refuse_study_folder(self.out)
+        self.commit = git_commit()  # the code this process loaded
         with DirectoryLock(self.out, self.command), self.stop:
-            state = run_dir.prepare_run_dir(self.out, self.config, self.command, resume=resume)
+            state = run_dir.prepare_run_dir(
+                self.out, self.config, self.command, resume=resume, commit=self.commit
+            )
             remove_stale_temp(self.out)
             settle_best(self.out, state["best_epoch"] if state else None)
-            self.commit = git_commit()  # the code this process loaded
             self._set_up(state)
             first_epoch = self.pos.epoch
             if self._stop_reason() is None:
@@ -377,7 +379,13 @@ class Trainer:
             state["ema"] = self.average.state_dict()
         save_checkpoint(
             path,
-            {"config": self.config.to_dict(), **state, "schedule": self.schedule.state_dict(), **position},
+            {
+                "config": self.config.to_dict(),
+                "commit": self.commit,
+                **state,
+                "schedule": self.schedule.state_dict(),
+                **position,
+            },
         )
 
     def _evaluate(self, loader: SceneLoader):

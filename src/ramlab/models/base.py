@@ -79,6 +79,11 @@ class Model(nn.Module):
         return 1
 
     @classmethod
+    def check_image_size(cls, config: Any, image_size: tuple[int, int]) -> None:
+        """Raises RamlabError when `config` cannot be built for (H, W) images (the RAM's
+        glimpse wider than the canvas); nothing is built. Every size by default."""
+
+    @classmethod
     def config_for_image_size(cls, config: Any, image_size: int) -> Any:
         """The config to use on larger images (the RAM adds scales); unchanged by default."""
         return config

@@ -220,16 +220,7 @@ class RAM(Model):
 
     def __init__(self, *, config: RAMConfig, image_size: tuple[int, int], num_classes: int = 10) -> None:
         super().__init__(config=config, image_size=image_size, num_classes=num_classes)
-        height, width = image_size
-        if config.glimpse_size > min(height, width):
-            raise RamlabError(
-                f"ram glimpse_size {config.glimpse_size} is wider than the {height}x{width} canvas"
-            )
-        if config.widest_patch > 2 * max(height, width):
-            raise RamlabError(
-                f"ram's widest patch ({config.glimpse_size} x 2^{config.scales - 1} = "
-                f"{config.widest_patch} px) is over twice the {height}x{width} canvas; use fewer scales"
-            )
+        self.check_image_size(config, image_size)
         self.reward_weights = parse_reward(config.reward)
         self.retina = Retina(glimpse_size=config.glimpse_size, scales=config.scales, image_size=image_size)
         self.glimpse = GlimpseNetwork(
@@ -376,6 +367,19 @@ class RAM(Model):
     @property
     def training_copies(self) -> int:
         return self.config.rollouts
+
+    @classmethod
+    def check_image_size(cls, config: RAMConfig, image_size: tuple[int, int]) -> None:
+        height, width = image_size
+        if config.glimpse_size > min(height, width):
+            raise RamlabError(
+                f"ram glimpse_size {config.glimpse_size} is wider than the {height}x{width} canvas"
+            )
+        if config.widest_patch > 2 * max(height, width):
+            raise RamlabError(
+                f"ram's widest patch ({config.glimpse_size} x 2^{config.scales - 1} = "
+                f"{config.widest_patch} px) is over twice the {height}x{width} canvas; use fewer scales"
+            )
 
     @classmethod
     def config_for_image_size(cls, config: RAMConfig, image_size: int) -> RAMConfig:

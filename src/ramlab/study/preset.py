@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from ramlab.config import from_dict, load_yaml
 from ramlab.errors import RamlabError
-from ramlab.models.registry import model_config_class
+from ramlab.models.registry import model_class, model_config_class
 from ramlab.runconfig import RunConfig, config_path
 from ramlab.study.messages import preset_error
 from ramlab.study.schema import CostSpec, EvalSpec, PresetFile, RobustnessSpec
@@ -97,6 +97,19 @@ def preset_path(name_or_file: str | Path) -> Path:
 MAX_SEEDS = 100
 
 
+def _check_cost_sizes(cost: Any, configs: dict[str, Any], models: list[str], *, where: str) -> None:
+    """Every cost model builds at every size, checked now rather than in the cost job, which
+    runs after every training."""
+    from ramlab.cost import sized_config
+
+    for name in cost.models or models:
+        for size in cost.sizes:
+            try:
+                model_class(name).check_image_size(sized_config(name, size, configs.get(name)), (size, size))
+            except RamlabError as exc:
+                raise RamlabError(f"{where}: {name} at {size} px: {exc}") from None
+
+
 def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset:
     """Read and check a preset: every key, model, dataset, shift and config value. A wrong
     one is reported with the file, the key and the allowed values."""
@@ -133,8 +146,12 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
             run_config(group, data, 0, train, where=f"{source}: runs[{i}] ({group.name}) on {data}")
         groups.append(group)
     if spec.cost is not None:
-        for name, values in spec.cost.configs.items():
-            model_config(name, values, where=f"{source}: cost.configs.{name}")
+        configs = {
+            name: model_config(name, values, where=f"{source}: cost.configs.{name}")
+            for name, values in spec.cost.configs.items()
+        }
+        models = list(dict.fromkeys(group.model for group in groups))  # cost's default models
+        _check_cost_sizes(spec.cost, configs, models, where=f"{source}: cost")
     return Preset(
         name=path.stem,
         source=source,

@@ -166,6 +166,17 @@ class Group(Section):
         return {d: e.model_dump(by_alias=True) if e else {} for d, e in entries.items()}
 
     @model_validator(mode="after")
+    def _per_data_is_of_its_data(self) -> Group:
+        for name in self.per_data:
+            if name not in self.data:
+                raise invalid(
+                    ("per_data", name),
+                    f"{name} is not in this group's data ({', '.join(self.data)}), so these "
+                    "settings would reach no run",
+                )
+        return self
+
+    @model_validator(mode="after")
     def _recipes_exist(self) -> Group:
         wrong = ""
         if self.recipe is True:  # each dataset's own recipe

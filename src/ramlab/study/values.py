@@ -18,6 +18,7 @@ from pydantic import Field, PlainValidator, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ramlab.data.datasets import DATASETS
+from ramlab.device import is_device_name
 from ramlab.models.registry import model_names
 from ramlab.runconfig import recipe_names
 
@@ -80,7 +81,7 @@ def _group_name(value: Any) -> str:
 
 
 def _device(value: Any) -> str:
-    if not isinstance(value, str):
+    if not is_device_name(value):
         raise problem(f"expected auto, cpu, cuda or cuda:N; got {value!r}")
     return value
 
