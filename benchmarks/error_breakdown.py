@@ -80,7 +80,9 @@ def main() -> None:
         keep = kept_scenes(total, args.limit, args.split)  # what load_split's limit keeps
         part = torch.arange(total)[keep] * args.parts // total
         parts = [f"{100 * k // args.parts}-{100 * (k + 1) // args.parts}%" for k in range(args.parts)]
-        images = torch.from_numpy(scenes.images[keep]).unsqueeze(1).float().div_(255.0)
+        images = (
+            torch.from_numpy(scenes.images[keep]).unsqueeze(1).float().mul_(1.0 / 255.0)
+        )  # as SceneLoader scales them
         labels = torch.from_numpy(scenes.labels[keep]).long()
         result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes[keep]))
         outcomes[run] = result

@@ -11,7 +11,10 @@ its time per call:
 - other fused kernels: inductor's C++ (CPU, `cpp.enable_kernel_profile`) or Triton (GPU);
 - other ops: every other aten op run eagerly;
 - compiled-region wrappers: the self time of torch.compile's runtime wrappers around a graph;
-- outside any op: the step's own self time, Python, dynamo's guards and the optimizer's loop.
+- outside any op: the step's own self time, Python and dynamo's guards. The optimizer's step
+  (`Optimizer.step#Adam.step`) and autograd's per-node wrappers
+  (`autograd::engine::evaluate_function: ...`) are events of their own: their self time is
+  under other ops.
 On a CPU every figure is host time on the calling thread (ops run their intra-op threads
 inside it). On CUDA the categories are device time of the GPU kernels, with the kernel count
 per step and the idle time between them ("launch gaps": the step's wall time less the time

@@ -341,9 +341,16 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
     torch.manual_seed(0)
     resnet = build_model("resnet", None, image_size=SIZE).to(device)
     for mode, step in steps_of(resnet, images, labels, bboxes).items():
-        figure = measure({"eager": step}, model="resnet", mode=mode, **common)["eager"]
-        figure.ratios["ram_over_resnet"] = eager[mode].median / figure.median
-        report(figure, "resnet", f": the RAM is {eager[mode].median / figure.median:.1f}x faster")
+        # timed in turn with the RAM's eager step again: a ratio of the same rounds (this
+        # machine's speed drifts between windows timed minutes apart)
+        paired = measure({"eager": step, "ram": steps[mode]}, model="resnet", mode=mode, **common)
+        figure, ratio = paired["eager"], paired["ram"].share_of(paired["eager"], "ram_over_resnet")
+        figure.ratios.update(paired["ram"].ratios)
+        report(
+            figure,
+            "resnet",
+            f": the RAM is {ratio:.1f}x faster ({paired['ram'].share_range('ram_over_resnet')})",
+        )
     del resnet
     naive = not args.skip_naive and (device.type != "cuda" or args.per_sample_on_cuda)
     if naive:
@@ -353,12 +360,17 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
             glimpse_size=config["glimpse_size"], scales=config["scales"], image_size=SIZE
         )
         for mode, step in steps_of(slow, images, labels, bboxes).items():
-            figure = measure({"per-sample-retina": step}, model="ram", mode=mode, **common)[
-                "per-sample-retina"
-            ]
-            ratio = eager[mode].median / figure.median
-            figure.ratios["ramlab_over_this"] = ratio
-            report(figure, "per-sample retina", f": ramlab is {ratio:.1f}x faster")
+            paired = measure(
+                {"per-sample-retina": step, "ramlab": steps[mode]}, model="ram", mode=mode, **common
+            )
+            figure = paired["per-sample-retina"]
+            ratio = paired["ramlab"].share_of(figure, "ramlab_over_this")
+            figure.ratios.update(paired["ramlab"].ratios)
+            report(
+                figure,
+                "per-sample retina",
+                f": ramlab is {ratio:.1f}x faster ({paired['ramlab'].share_range('ramlab_over_this')})",
+            )
     elif not args.skip_naive:
         print(
             "per-sample retina: skipped on CUDA (a launch per sample and scale, a host sync per sample); --per-sample-on-cuda times it"

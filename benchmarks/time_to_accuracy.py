@@ -62,10 +62,12 @@ def main() -> None:
         config = read_config(files.config)
         datasets.add(config.get("data"))
         history = read_metrics(files.history) if files.history else []
-        threads = " -> ".join(
-            str(value or "torch default")
-            for value in setting_over_resumes(config.get("train", {}).get("threads"), history, "threads")
-        )
+        threads = "?"  # no config beside the curve: unknown, not torch's default
+        if files.config is not None:
+            threads = " -> ".join(
+                str(value or "torch default")
+                for value in setting_over_resumes(config.get("train", {}).get("threads"), history, "threads")
+            )
         device = config.get("train", {}).get("device", "?")
         print(f"{label}: {config.get('data', '?')}, device {device}, threads {threads}, {path}")
     paper = PAPER.get(next(iter(datasets)) if len(datasets) == 1 else None, {}).get("ram/6")

@@ -132,3 +132,20 @@ def test_a_config_files_bad_value_names_the_file(tmp_path, capsys, text, message
     assert main(["train", "ram", "--config", str(path), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert f"ramlab: error: {tmp_path / message}" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["timeout_min=[1"], "--option 'timeout_min=[1': VALUE is not valid YAML"),
+        (["sbatch=1", "sbatch.partition=gpu"], "--option sbatch is given twice, or both as a value and as"),
+        (["sbatch.partition=gpu", "sbatch=1"], "--option sbatch is given twice, or both as a value and as"),
+        (["retries=1", "retries=2"], "--option retries is given twice"),
+    ],
+)
+def test_bad_executor_options_are_named_before_anything_runs(tmp_path, capsys, options, message):
+    argv = ["study", "tiny", "--out", str(tmp_path / "s"), "--executor", "local", "--jobs", "1"]
+    assert main([*argv, *(a for o in options for a in ("--option", o))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "s").exists()

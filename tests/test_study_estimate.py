@@ -57,6 +57,16 @@ def test_units_of_each_kind_of_job_by_hand(tmp_path):
     assert units(jobs["cost"], p) == ("all", 6)
 
 
+def test_an_evaluation_counts_the_scenes_it_reads(tmp_path):
+    # no preset limit: the run's own eval_limit (8), as study.extras reads; it counted 10,000
+    p = preset(tmp_path, evaluate={"sampled": False})
+    jobs = by_id(Study(p, tmp_path / "s", log=lambda _: None))
+    assert units(jobs["eval-ram-translated60-seed0"], p) == ("ram", 8)  # where the glimpses go
+    p = preset(tmp_path, evaluate={"sampled": True})
+    jobs = by_id(Study(p, tmp_path / "s", log=lambda _: None))
+    assert units(jobs["eval-ram-translated60-seed0"], p) == ("ram", 16)  # and sampled
+
+
 def test_rates_prefer_the_model_then_the_kind_then_the_prior():
     rates = Rates()
     assert rates.per_unit("train", "ram") == PRIOR_SECONDS[("train", "ram")]
@@ -113,7 +123,7 @@ def test_a_resumed_study_estimates_from_what_its_finished_jobs_took(tmp_path):
 
     # seed 0 finished in an earlier process at 0.5 s a unit (70 units): 35 s
     (out / "runs" / seed0.run).mkdir(parents=True)
-    (out / "runs" / seed0.run / "result.json").write_text("{}")
+    (out / "runs" / seed0.run / "result.json").write_text(json.dumps({"val_error": 3.0, "test_error": 4.0}))
     (out / "jobs.jsonl").write_text(json.dumps({"id": seed0.id, "seconds": 35.0}) + "\n")
     study = Study(p, out, log=lines.append)
     study._start("in this process")

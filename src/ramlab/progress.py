@@ -57,6 +57,8 @@ class RunFiles:
     @classmethod
     def find(cls, path: str | Path) -> RunFiles:
         path = Path(path)
+        if path.name == "metrics.jsonl" and path.is_file():  # a run directory's own curve
+            path = path.parent
         if path.is_dir():
             names = (path / "metrics.jsonl", [path / "config.yaml"], path / "history.jsonl")
         else:

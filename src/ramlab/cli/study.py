@@ -128,10 +128,17 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise RamlabError(f"--option {pair!r}: write KEY=VALUE, e.g. retries=2")
-        value = yaml.safe_load(text) if text else ""
-        if "." in key:
-            outer, inner = key.split(".", 1)
-            options.setdefault(outer, {})[inner] = value  # type: ignore[index]
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError as exc:
+            problem = str(exc).splitlines()[0]
+            raise RamlabError(f"--option {pair!r}: VALUE is not valid YAML ({problem})") from None
+        outer, _, inner = key.partition(".")
+        clash = not isinstance(options.setdefault(outer, {}), dict) if inner else outer in options
+        if clash:
+            raise RamlabError(f"--option {outer} is given twice, or both as a value and as {outer}.KEY")
+        if inner:
+            options[outer][inner] = value  # type: ignore[index]
         else:
             options[key] = value
     return options

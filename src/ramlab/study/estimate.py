@@ -6,7 +6,7 @@ A job's estimate is its units of work times the seconds a unit takes:
                  a quarter of each validation's and the test's scenes (inference is cheaper);
                  the epochs an interrupted run has validated are done; a run that stops
                  early takes less
-    eval         twice the test scenes (the policy mean, then sampled)
+    eval         the test scenes it reads, once for where the glimpses go and once more sampled
     robustness   every level's scenes
     cost         one unit per (model, image size) cell
 
@@ -81,8 +81,10 @@ def units(job: Job, preset: Preset, *, trained: int = 0) -> tuple[str, float]:
         rollouts = getattr(cfg.model_config, "rollouts", 1)
         epochs = max(cfg.train.epochs - trained, 0)
         return job.group.model, epochs * n_train * rollouts + (epochs * n_val + n_test) / 4
-    if job.kind == "eval":
-        return job.group.model, (preset.evaluate.limit or TEST_SIZE) * 2
+    if job.kind == "eval":  # as study.extras reads: the preset's limit, else the run's own
+        cfg = run_config(job.group, job.data, job.seed, preset.train, where="")
+        n_test = min(preset.evaluate.limit or cfg.train.eval_limit or TEST_SIZE, TEST_SIZE)
+        return job.group.model, n_test * (1 + preset.evaluate.sampled)
     if job.kind == "robustness":
         from ramlab.robustness import resolve_levels
 
