@@ -241,10 +241,12 @@ class Study(Context):
             try:
                 path = write_report(self.out)
                 self.log(f"[study] report: {path} and {path.with_suffix('.html')}")
-            except RamlabError as exc:
+            except Exception as exc:  # a report bug must not hide the jobs' failures
                 if not failures:
                     raise
-                failures.append(f"report: {exc}")
+                if not isinstance(exc, RamlabError):
+                    self.log(traceback.format_exc().rstrip())
+                failures.append(f"report: {type(exc).__name__}: {exc}")
         if failures:
             raise RamlabError(
                 f"{len(failures)} job(s) of the study failed; the rest is done and kept, and "

@@ -1,0 +1,210 @@
+"""Presets: the packaged ones load and hold the study's plan, and a wrong preset is named by
+file, key and the allowed values (the schema's own messages: test_study_schema.py)."""
+
+from __future__ import annotations
+
+import pytest
+from test_study import write_preset
+
+from ramlab import study
+from ramlab.cli import main
+from ramlab.data.datasets import DATASETS
+from ramlab.errors import RamlabError
+from ramlab.runconfig import RunConfig, config_path
+from ramlab.study import Study, load_preset, preset_path
+
+
+def test_packaged_presets_load_and_hold_the_issue_plan():
+    quick = load_preset("quick")
+    assert quick.seeds == 1
+    rams = [g for g in quick.runs if g.model == "ram"]
+    assert [g.model_config["reward"] for g in rams] == ["sparse", "sparse+infogain", "sparse+bbox"]
+    assert {g.model for g in quick.runs} == {"ram", "resnet"}
+    assert {d for g in quick.runs for d in g.data} == {"translated60"}
+    assert quick.cost is not None and max(quick.cost.sizes) >= 512
+    assert quick.robustness and quick.evaluate is not None
+
+    paper = load_preset("paper")
+    assert paper.seeds == 3
+    six = [g for g in paper.runs if g.model == "ram" and "glimpses" not in g.model_config]
+    assert [g.seeds for g in six] == [None] * 7 + [1]  # the recipes' 6; the last, centred60
+    scaled = [g for g in six if g.name == "ram6-sparse-scaled"]
+    six = [g for g in six[:7] if g not in scaled]
+    assert sorted(g.model_config["reward"] for g in six) == [
+        "0.1*infogain",
+        "bbox",
+        "sparse",
+        "sparse+0.1*infogain",
+        "sparse+0.1*infogain+bbox",
+        "sparse+bbox",
+    ]  # each new reward with the sparse one and alone (DESIGN.md), information gain at the
+    # weight chosen on validation (results/rewards-recipe/)
+    for g in six:
+        assert set(g.data) == {"mnist", "translated60", "cluttered60", "cluttered100"}
+    # The control for the rewards' scale: the sparse reward at the new rewards' weight, where
+    # policy_trains_core lets the scale reach the core (every recipe but mnist's).
+    assert [(g.model_config["reward"], g.seeds) for g in scaled] == [("0.1*sparse", None)]
+    assert set(scaled[0].data) == {"translated60", "cluttered60", "cluttered100"}
+    for data in scaled[0].data:
+        assert RunConfig.load(config_path(data)).model_config.policy_trains_core
+    assert not RunConfig.load(config_path("mnist")).model_config.policy_trains_core
+    for glimpses in (4, 8):
+        groups = [g for g in paper.runs if g.model_config.get("glimpses") == glimpses]
+        assert [g.seeds for g in groups] == [1, 1]
+        assert [bool(g.best_reward_of) for g in groups] == [False, True]
+        assert set(groups[1].best_reward_of) == {g.name for g in six if g.model_config["reward"] != "sparse"}
+    assert {"resnet", "fc", "convnet"} <= {g.model for g in paper.runs if g.seeds == 1}
+    resnets = [g for g in paper.runs if g.model == "resnet"]
+    assert resnets and all(g.train["fresh_scenes"] for g in resnets)  # new scenes, as the RAMs get
+    assert all(sweep.limit is None for sweep in paper.robustness)  # all 10,000 test scenes
+    jobs = Study(paper, "unused", log=lambda _: None).jobs()
+    assert sum(j.kind == "train" for j in jobs) == 72 + 9 + 16 + 12 + 3
+
+
+def test_paper_rewards_add_to_each_recipes_own_sparse_weight():
+    """Every paper RAM whose reward has the sparse term carries it at its recipe's weight (a
+    tenth where the recipe trains the core with REINFORCE, 1 on mnist), so a new reward is
+    added to the recipe's own; only ram6-sparse keeps the paper's weight of 1 everywhere. The
+    new rewards' weights are the same on every dataset (chosen once, on cluttered60's
+    validation split)."""
+    from ramlab.rewards import parse_reward
+
+    paper = load_preset("paper")
+    recipe_weight = {}
+    for group in (g for g in paper.runs if g.model == "ram"):
+        others = set()
+        for data in group.data:
+            recipe = data if group.recipe is True else group.recipe
+            recipe_reward = RunConfig.load(config_path(recipe)).model_config.reward
+            recipe_weight[data] = parse_reward(recipe_reward)["sparse"]
+            run = study.preset.run_config(group, data, 0, paper.train, where="test")
+            weights = parse_reward(run.model_config.reward)
+            if "sparse" in weights:
+                expected = 1.0 if group.name == "ram6-sparse" else recipe_weight[data]
+                assert weights.pop("sparse") == expected, (group.name, data)
+            others.add(tuple(sorted(weights.items())))
+        assert len(others) == 1, (group.name, others)
+    assert {d: w for d, w in recipe_weight.items() if w != 1.0} == dict.fromkeys(
+        ("translated60", "centred60", "cluttered60", "cluttered100"), 0.1
+    )
+    assert recipe_weight["mnist"] == 1.0
+    combined = {g.name for g in paper.runs if "+" in g.model_config.get("reward", "")}
+    assert combined == {"ram6-infogain", "ram6-bbox", "ram6-infogain-bbox"}
+
+
+def test_seeds_option_replaces_the_default_only(tmp_path):
+    tiny = load_preset("tiny", seeds=3)
+    counts = {g.name: Study(tiny, tmp_path, log=lambda _: None).group_seeds(g) for g in tiny.runs}
+    assert counts == {"ram-sparse": 2, "ram-infogain": 3, "ram-best": 3, "resnet": 3}
+    assert tiny.raw["seeds"] == 3
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "allowed"),
+    [
+        ({"epochs": 3}, "epochs", "description, seeds, device, train, runs"),
+        ({"train": {"epoch": 2}}, "train.epoch", "epochs, batch_size"),
+        ({"train": {"optimizer": "rmsprop"}}, "runs[0] (ram) on translated60", "adam, sgd"),
+        ({"train": {"epochs": "two"}}, "train.epochs", "expected int"),
+        ({"seeds": 0}, "seeds", "a whole number >= 1"),
+        ({"runs": [{"name": "x", "model": "vit", "data": "mnist"}]}, "runs[0] (x).model", "ram, resnet"),
+        (
+            {"runs": [{"name": "x", "model": "ram", "data": "mnist9"}]},
+            "runs[0] (x).data",
+            "mnist, translated60",
+        ),
+        (
+            {"runs": [{"name": "x", "model": "ram", "data": "mnist", "colour": 1}]},
+            "runs[0] (x).colour",  # a group is named beside its index, as in every key below it
+            "name, model",
+        ),
+        (
+            {"runs": [{"name": "x", "model": "ram", "data": "mnist", "model_config": {"glimpse": 3}}]},
+            "runs[0] (x).model_config.glimpse",
+            "glimpses, glimpse_size",
+        ),
+        (
+            {
+                "runs": [
+                    {"name": "x", "model": "ram", "data": "mnist", "model_config": {"reward": "sparse+foo"}}
+                ]
+            },
+            "runs[0] (x) on mnist",
+            "valid: sparse, infogain, bbox",
+        ),
+        (
+            {"robustness": [{"shifts": ["blur"]}]},
+            "robustness[0].shifts",
+            "translate, rotate, scale, noise, clutter",
+        ),
+        ({"robustness": [{"runs": ["nope"]}]}, "robustness[0].runs", "all, ram"),
+        ({"robustness": [{"shifts": {"scale": [3.0]}}]}, "robustness[0].shifts", "needs 84 px"),
+        (
+            {"cost": {"models": ["ram"], "size": [28]}},
+            "cost.size",
+            "models, sizes, batch, device, compile, configs",
+        ),
+        ({"evaluate": {"glimpses": -1}}, "evaluate.glimpses", "a whole number >= 0"),
+        ({"train": {"test": False}}, "train.test", "a study's runs are its final models"),
+        (
+            {"runs": [{"name": "x", "model": "ram", "data": "mnist", "train": {"test": False}}]},
+            "runs[0] (x).train.test",
+            "leave test true; tune with `ramlab train ... --test false` instead",
+        ),
+        (
+            {
+                "runs": [
+                    {
+                        "name": "x",
+                        "model": "ram",
+                        "data": "mnist",
+                        "per_data": {"mnist": {"train": {"test": False}}},
+                    }
+                ]
+            },
+            "runs[0] (x).per_data.mnist.train.test",
+            "leave test true",
+        ),
+    ],
+)
+def test_a_wrong_preset_names_file_key_and_allowed_values(tmp_path, edit, key, allowed):
+    path = write_preset(tmp_path / "bad.yaml", **edit)
+    with pytest.raises(RamlabError) as caught:
+        load_preset(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)), message
+    assert key in message, message
+    assert allowed in message, message
+
+
+def test_a_wrong_preset_exits_2_on_the_cli(tmp_path, capsys):
+    path = write_preset(tmp_path / "bad.yaml", train={"epoch": 2})
+    assert main(["study", str(path), "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"ramlab: error: {path}: train.epoch: unknown key; allowed: ")
+    assert "Traceback" not in err
+
+
+def test_unknown_preset_lists_the_packaged_ones():
+    with pytest.raises(RamlabError, match=r"unknown preset 'quik'.*paper, quick, tiny"):
+        preset_path("quik")
+
+
+def test_every_packaged_dataset_name_is_allowed_in_presets():
+    assert set(DATASETS) >= {"mnist", "translated60", "centred60", "cluttered60", "cluttered100"}
+
+
+def test_a_folder_holding_another_presets_study_is_refused(tmp_path):
+    other = write_preset(tmp_path / "other.yaml", train={"epochs": 1})
+    out = tmp_path / "s"
+    from ramlab.study.jobs import save_preset
+
+    save_preset(Study(load_preset("tiny"), out))
+    assert (out / "study.yaml").read_text().startswith("# ramlab study of preset: tiny\n")
+    save_preset(Study(load_preset("tiny"), out))  # the same preset again: its resume
+    with pytest.raises(
+        RamlabError, match=r"holds the study of preset 'tiny' \(its study.yaml\), not 'other'"
+    ):
+        save_preset(Study(load_preset(other), out))
+    assert load_preset(out / "study.yaml").raw == load_preset("tiny").raw  # still readable by the jobs
+    save_preset(Study(load_preset(out / "study.yaml"), out))  # rerun from its own study.yaml
