@@ -5,6 +5,7 @@ from, a finished run's result set aside when it trains on, and the result record
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,22 @@ def restore_result(out: Path, steps: int) -> None:
     finished = out / "result.json"
     if not finished.exists() and (read_result(previous) or {}).get("steps") == steps:
         previous.replace(finished)
+
+
+def kept_result(out: Path, steps: int, *, test: bool) -> dict[str, Any] | None:
+    """The result a resume that trained nothing returns as it is, or None to test best.pt
+    (again) and write it. The test split is read once: a tested run keeps its result; an
+    untested one (a tuning run chosen as the final model) is tested if the resume asks for
+    it (`--test true`); a damaged result.json is rewritten from the same best.pt."""
+    restore_result(out, steps)  # set aside, then nothing trained
+    finished = out / "result.json"
+    if not finished.exists():
+        return None
+    previous = read_result(finished)
+    if previous is None:
+        print(f"{finished} is damaged: testing best.pt again to rewrite it", file=sys.stderr)
+        return None
+    return previous if previous["test_error"] is not None or not test else None
 
 
 def result_record(

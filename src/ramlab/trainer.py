@@ -128,18 +128,10 @@ class Trainer:
                     self.fresh.close()
                 if self.board is not None:
                     self.board.close()
-            finished = self.out / "result.json"
-            if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0:
-                run_dir.restore_result(self.out, self.pos.global_step)  # set aside, then nothing trained
-            if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0 and finished.exists():
-                # A resume of a finished run that trained nothing: the test split is read once,
-                # so a tested run returns its result; an untested one (a tuning run chosen as
-                # the final model) is tested now if the resume asks for it (`--test true`).
-                previous = run_dir.read_result(finished)
-                if previous is None:
-                    print(f"{finished} is damaged: testing best.pt again to rewrite it", file=sys.stderr)
-                elif previous["test_error"] is not None or not self.cfg.test:
-                    return previous
+            if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0:  # trained nothing
+                kept = run_dir.kept_result(self.out, self.pos.global_step, test=self.cfg.test)
+                if kept is not None:
+                    return kept
             return self._finish()
 
     def _set_up(self, state: dict[str, Any] | None) -> None:
@@ -377,16 +369,8 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.average.averaged is not None:
             state["ema"] = self.average.state_dict()
-        save_checkpoint(
-            path,
-            {
-                "config": self.config.to_dict(),
-                "commit": self.commit,
-                **state,
-                "schedule": self.schedule.state_dict(),
-                **position,
-            },
-        )
+        meta = {"config": self.config.to_dict(), "commit": self.commit}
+        save_checkpoint(path, {**meta, **state, "schedule": self.schedule.state_dict(), **position})
 
     def _evaluate(self, loader: SceneLoader):
         model = self.average.evaluated(self.model)
