@@ -14,11 +14,10 @@ from test_execute_local import (
     check_small_dag,
     fake,
     max_overlap,
-    pid_alive,
-    pid_when_started,
     records,
     small_dag,
 )
+from test_execute_stop import pid_alive, pid_when_started
 
 from ramlab.execute import Resources, execute
 

@@ -11,7 +11,8 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from test_execute_local import check_small_dag, fake, pid_alive, pid_when_started, records, small_dag
+from test_execute_local import check_small_dag, fake, records, small_dag
+from test_execute_stop import pid_alive, pid_when_started
 
 from ramlab.errors import RamlabError
 from ramlab.execute import Resources, execute
