@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ramlab import cpus
+from ramlab import cpus, device
 from ramlab.device import set_threads
 from ramlab.errors import RamlabError
 from ramlab.execute import resources as resources_module
@@ -79,13 +79,25 @@ def test_a_quota_caps_the_plan_and_torch(monkeypatch, capsys):
     with pytest.raises(RamlabError, match="only 1 CPUs are available"):
         check_cpus(2, 1)
     before = torch.get_num_threads()
+    monkeypatch.setattr(device, "TORCH_DEFAULT_THREADS", 2)
     try:
-        torch.set_num_threads(2)
         assert set_threads(0) == 1 == torch.get_num_threads()
         assert (
             "torch's default of 2 threads is more than the 1 CPUs available; using 1"
             in capsys.readouterr().err
         )
         assert set_threads(3) == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_zero_threads_is_torchs_default_not_the_last_jobs_count(monkeypatch):
+    # a serial study's job with threads 0 ran on the thread count of the job before it
+    monkeypatch.setattr(cpus, "cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr(device, "TORCH_DEFAULT_THREADS", 1)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # an earlier job's --threads 2
+        assert set_threads(0) == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)

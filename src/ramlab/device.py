@@ -14,6 +14,7 @@ from ramlab.cpus import available_cpus
 from ramlab.errors import RamlabError
 
 DEVICES = ("auto", "cpu", "cuda")
+TORCH_DEFAULT_THREADS = torch.get_num_threads()  # OMP_NUM_THREADS, else the cores; read at import
 
 
 def is_device_name(name: object) -> bool:
@@ -41,13 +42,14 @@ def set_threads(threads: int) -> int:
     Returns the count."""
     cpus = available_cpus()
     if threads <= 0:
-        if torch.get_num_threads() > cpus:
+        # torch's own default, not whatever an earlier job of this process set (a serial study)
+        if cpus < TORCH_DEFAULT_THREADS:
             print(
-                f"ramlab: torch's default of {torch.get_num_threads()} threads is more than the "
+                f"ramlab: torch's default of {TORCH_DEFAULT_THREADS} threads is more than the "
                 f"{cpus} CPUs available; using {cpus}",
                 file=sys.stderr,
             )
-            torch.set_num_threads(cpus)
+        torch.set_num_threads(min(TORCH_DEFAULT_THREADS, cpus))
         return torch.get_num_threads()
     if threads > cpus:
         print(
