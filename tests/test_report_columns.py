@@ -137,3 +137,19 @@ def test_the_glimpses_section_shows_the_first_seed_that_drew_them(tmp_path):
         "ram-sparse-translated60-seed1/glimpses.png" in section
         and "No run has glimpse figures" not in section
     )
+
+
+def test_the_papers_baseline_numbers_only_beside_a_baseline_of_its_shape():
+    # an FC net of 64 units was shown beside the paper's 256-unit figure
+    from types import SimpleNamespace
+
+    from ramlab.report.paper import paper_error
+
+    def run(model, **config):
+        return SimpleNamespace(model=model, data="translated60", config={"model_config": config})
+
+    assert paper_error(run("fc", hidden=256, layers=2)) == 2.63
+    assert paper_error(run("fc", hidden=64, layers=2)) is None
+    assert paper_error(run("convnet", filters=8, kernel=10, stride=5, hidden=256)) == 1.62
+    assert paper_error(run("convnet", filters=16, kernel=10, stride=5, hidden=256)) is None
+    assert paper_error(run("ram", glimpses=6)) == 1.22

@@ -11,6 +11,11 @@ PAPER: dict[str, dict[str, float]] = {
     "cluttered60": {"fc": 11.96, "convnet": 8.09, "ram/4": 4.96, "ram/6": 4.08, "ram/8": 4.04},
     "cluttered100": {"convnet": 14.35, "ram/4": 9.41, "ram/6": 8.31, "ram/8": 8.11},
 }
+# The shape the paper's baselines had: a run of another shape is not the paper's model.
+PAPER_SHAPES: dict[str, dict[str, int]] = {
+    "fc": {"hidden": 256, "layers": 2},
+    "convnet": {"filters": 8, "kernel": 10, "stride": 5, "hidden": 256},
+}
 # The order datasets appear in: the paper's, then ours, then any other by name.
 DATA_ORDER = ("mnist", "translated60", "centred60", "cluttered60", "cluttered100")
 
@@ -21,8 +26,12 @@ def data_key(name: str) -> tuple[int, str]:
 
 
 def paper_error(run: Run) -> float | None:
-    """The paper's test error for this model (and number of glimpses) on this dataset."""
+    """The paper's test error for this model (and number of glimpses) on this dataset; None
+    for a baseline of another shape than the paper's (an FC net of 64 units is not its 256)."""
     table = PAPER.get(run.data, {})
-    glimpses = run.config.get("model_config", {}).get("glimpses")
+    config = run.config.get("model_config") or {}
+    if any(config.get(key, value) != value for key, value in PAPER_SHAPES.get(run.model, {}).items()):
+        return None
+    glimpses = config.get("glimpses")
     key = f"{run.model}/{glimpses}" if glimpses is not None else run.model
     return table.get(key)

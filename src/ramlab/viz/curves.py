@@ -37,7 +37,7 @@ def series_styles(labels: Iterable[str]) -> dict[str, Style]:
         styles[label] = {
             "color": COLOURS[i % len(COLOURS)],
             "linestyle": LINE_STYLES[(i // len(COLOURS)) % len(LINE_STYLES)],
-            "marker": MARKERS[i % len(MARKERS)],
+            "marker": MARKERS[(i + i // len(COLOURS)) % len(MARKERS)],  # label i+8: another marker too
         }
     return styles
 
@@ -149,6 +149,13 @@ def plot_training(
     training and validation error, mean return, and where the policy looks (location
     spread; entropy when no spread is logged). Panels with no data say so."""
     fig, axes = plt.subplots(2, 2, figsize=(10, 6.4), squeeze=False)
+    # The spread where any run logged it (runs that did not are left out of that panel, not
+    # drawn in other units); else the policy's entropy, under its own labels.
+    spread_key = "policy/location_spread"
+    panels = TRAINING_PANELS
+    if not any(_series(records, spread_key)[1] for _, records in runs):
+        spread_key = "policy/entropy"
+        panels = (*TRAINING_PANELS[:3], (spread_key, "entropy (nats)", "entropy of the location policy"))
     seen: set[str] = set()
     for i, (label, records) in enumerate(runs):
         style = _style(styles, label, i)
@@ -157,16 +164,25 @@ def plot_training(
         for ax, (key, _, _) in zip(axes.flat, TRAINING_PANELS, strict=True):
             if key == "error":
                 xs, ys = _series(records, "val/error")
-                ax.plot(xs, ys, color=style["color"], marker=style["marker"], ms=3, lw=1.3, label=legend)
+                ax.plot(
+                    xs,
+                    ys,
+                    color=style["color"],
+                    ls=style["linestyle"],
+                    marker=style["marker"],
+                    ms=3,
+                    lw=1.3,
+                    label=legend,
+                )
                 xs, ys = _series(records, "train/error")
                 ax.plot(xs, _smooth(ys, 5), color=style["color"], ls=":", lw=1.0)
                 continue
-            if key == "policy/location_spread" and not _series(records, key)[1]:
-                key = "policy/entropy"
+            if key == "policy/location_spread":
+                key = spread_key
             xs, ys = _series(records, key)
             if ys:
                 ax.plot(xs, _smooth(ys, 5), color=style["color"], ls=style["linestyle"], lw=1.2, label=legend)
-    for ax, (key, ylabel, panel) in zip(axes.flat, TRAINING_PANELS, strict=True):
+    for ax, (key, ylabel, panel) in zip(axes.flat, panels, strict=True):
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.set_title(panel, fontsize=9)
@@ -335,6 +351,8 @@ def plot_rewards(
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation error (%)")
         ax.set_title("learning speed (each epoch: the seeds that trained it)", fontsize=9)
+        if not ax.lines:
+            ax.text(0.5, 0.5, "no validation curves logged", transform=ax.transAxes, ha="center", color="0.4")
         _legend(ax)
     if inside:
         ax = axes[column]

@@ -21,6 +21,7 @@ import torch
 
 from ramlab.errors import RamlabError
 from ramlab.evaluate import EVAL_SEED, passes, split_randomness
+from ramlab.files import atomic_write
 from ramlab.viz.style import PALETTE, plt, save_figure
 
 PATH_COLOUR, BOX_COLOUR, BBOX_COLOUR = PALETTE[0], PALETTE[3], PALETTE[2]
@@ -232,8 +233,12 @@ def animate_trajectories(
     frames = [Image.fromarray(_frame(traj, t, indices, prefix)) for t in range(traj.steps)]
     durations = [ms_per_step] * (len(frames) - 1) + [ms_per_step * 3]
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frames[0].save(out, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    atomic_write(  # a killed process leaves no truncated GIF for a report to show
+        out,
+        lambda f: frames[0].save(
+            f, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0
+        ),
+    )
     return out
 
 

@@ -35,11 +35,15 @@ def check_figure_path(out, flag: str = "--out") -> Path:
 
 
 def save_figure(fig, out) -> Path:
-    """Save `fig` to `out` (folders created) and close it."""
+    """Save `fig` to `out` (folders created, written atomically: a killed process leaves no
+    truncated image for a report to show) and close it."""
+    from ramlab.files import atomic_write
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
-    plt.close(fig)
+    try:
+        atomic_write(out, lambda f: fig.savefig(f, format=out.suffix.lstrip(".").lower()))
+    finally:
+        plt.close(fig)
     return out
 
 

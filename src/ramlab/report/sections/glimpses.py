@@ -18,7 +18,11 @@ def glimpses_section(doc: Doc, inputs: ReportInputs) -> None:
             run = drawn[0]  # the first seed that has them
             png, gif = run.path / "glimpses.png", run.path / "glimpses.gif"
             doc.heading(3, f"`{label}` on {data}")
-            doc.figure(png, f"Glimpses of {run.link()} on the first test scenes of {data} (seed {run.seed}).")
+            doc.figure(
+                png,
+                f"Glimpses of {run.link()} on a fixed random subset of {data}'s test scenes, the same "
+                f"for every run (seed {run.seed}).",
+            )
             if gif.is_file():
                 doc.figure(gif, f"The same, glimpse by glimpse ({run.link()}).")
             shown += 1
