@@ -16,7 +16,7 @@ from ramlab.data.loader import SceneLoader
 from ramlab.errors import RamlabError
 from ramlab.models import build_model
 from ramlab.progress import val_curve
-from ramlab.viz import curves
+from ramlab.viz import cost_plots, curves
 from ramlab.viz.glimpses import animate_trajectories, draw_trajectories, trajectories, where_glimpses_go
 
 TINY_RAM = {**tiny.TINY_RAM, "glimpses": 3}
@@ -113,7 +113,7 @@ def test_every_curve_writes_a_png_without_warnings(tmp_path):
                 {"a": [[30.0, 20.0], [32.0, 18.0]], "b": [[15.0]]}, tmp_path / "1.png", styles=styles
             ),
             curves.plot_training([("a", records), ("b", records[1:])], tmp_path / "2.png", styles=styles),
-            curves.plot_cost(cost, tmp_path / "3.png"),
+            cost_plots.plot_cost(cost, tmp_path / "3.png"),
             curves.plot_robustness({"rotate": {"a": [sweep, sweep]}}, tmp_path / "4.png", styles=styles),
             curves.plot_rewards(
                 {"a": [10.0, 12.0], "b": [9.0]},
@@ -124,7 +124,7 @@ def test_every_curve_writes_a_png_without_warnings(tmp_path):
                 inside={"a": [[10.0, 60.0]]},
                 styles=styles,
             ),
-            curves.plot_error_vs_flops([("a", 1e6, [10.0, 12.0])], tmp_path / "6.png", styles=styles),
+            cost_plots.plot_error_vs_flops([("a", 1e6, [10.0, 12.0])], tmp_path / "6.png", styles=styles),
         ]
     for path in paths:
         assert path.read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,4 @@
-"""Curves of the study: anytime error, training, cost against image size, robustness, rewards.
+"""Curves of the study: anytime error, training, robustness, rewards (cost: `cost_plots`).
 
 Every function takes plain data (lists and dicts read from run files, validation curves as
 `ramlab.progress.CurvePoint`s), writes one PNG and returns its path. Axes carry their units;
@@ -196,47 +196,6 @@ def plot_training(
     return save_figure(fig, out)
 
 
-COST_PANELS = (
-    ("flops", "FLOPs per image"),
-    ("latency_ms", "latency at batch 1 (ms)"),
-    ("peak_memory_mb", "peak memory (MB)"),
-)
-
-
-def plot_cost(
-    rows: list[dict],
-    out: str | Path,
-    *,
-    title: str = "",
-    styles: dict[str, Style] | None = None,
-) -> Path:
-    """Cost against image side, log–log: FLOPs, latency and peak memory, one line per model."""
-    models = list(dict.fromkeys(row["model"] for row in rows))
-    panels = [p for p in COST_PANELS if any(_positive(row.get(p[0])) for row in rows)]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.6), squeeze=False)
-    for ax, (key, ylabel) in zip(axes.flat, panels, strict=False):
-        for i, model in enumerate(models):
-            style = _style(styles, model, i)
-            points = sorted(
-                (row["size"], row[key]) for row in rows if row["model"] == model and _positive(row.get(key))
-            )
-            if points:
-                xs, ys = zip(*points, strict=True)
-                _line(ax, xs, ys, style, model)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        sizes = sorted({row["size"] for row in rows})
-        ax.set_xticks(sizes)
-        ax.set_xticklabels([str(size) for size in sizes])
-        ax.minorticks_off()
-        ax.set_xlabel("image side (px)")
-        ax.set_ylabel(ylabel)
-    _legend(axes[0, 0])
-    fig.suptitle(title or "Inference cost against image size (log–log)", fontsize=11)
-    fig.tight_layout()
-    return save_figure(fig, out)
-
-
 def _positive(value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
@@ -375,35 +334,8 @@ def plot_rewards(
     return save_figure(fig, out)
 
 
-def plot_error_vs_flops(
-    points: list[tuple[str, float, list[float]]],
-    out: str | Path,
-    *,
-    title: str = "",
-    styles: dict[str, Style] | None = None,
-) -> Path:
-    """Accuracy per FLOP: test error (mean ± std over seeds) against FLOPs per image, log x."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for i, (label, flops, errs) in enumerate(points):
-        style = _style(styles, label, i)
-        values = np.asarray(errs, dtype=float)
-        std = values.std(ddof=1) if len(values) > 1 else 0.0
-        ax.errorbar(
-            flops, values.mean(), yerr=std, fmt=style["marker"], color=style["color"], capsize=3, label=label
-        )
-    ax.set_xscale("log")
-    ax.set_xlabel("FLOPs per image (log scale)")
-    ax.set_ylabel("test error (%)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(title or "Error against compute", fontsize=10)
-    _legend(ax, loc="upper left", bbox_to_anchor=(1.02, 1.0))  # beside: points may be anywhere
-    return save_figure(fig, out)
-
-
 __all__ = [
     "plot_anytime",
-    "plot_cost",
-    "plot_error_vs_flops",
     "plot_rewards",
     "plot_robustness",
     "plot_training",

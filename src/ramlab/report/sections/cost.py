@@ -22,7 +22,7 @@ HEADERS = [
 
 
 def cost_section(doc: Doc, inputs: ReportInputs) -> None:
-    from ramlab.viz.curves import plot_cost, plot_error_vs_flops
+    from ramlab.viz.cost_plots import plot_cost, plot_error_vs_flops
 
     doc.heading(2, "Compute cost", "cost")
     if not inputs.cost_rows:
