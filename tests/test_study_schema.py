@@ -248,3 +248,12 @@ def test_a_device_of_no_known_form_is_refused_before_any_run(device):
     with pytest.raises(RamlabError, match=f"device must be one of auto, cpu, cuda or cuda:N; got '{device}'"):
         TrainConfig(device=device)
     assert TrainConfig(device="cuda:1").device == "cuda:1"  # this machine need not have it
+
+
+def test_text_that_looks_like_an_exponent_survives_a_save_and_a_load(tmp_path):
+    # read as YAML 1.2 does, 1e5 is a number: a folder named so (--init-from 1e5) must be
+    # written quoted, or the run's config.yaml would read back a float
+    from ramlab.config import load_yaml, save_yaml
+
+    data = {"init_from": "1e5", "lr": 1e-5, "hidden": 3, "name": "1e-3x"}
+    assert load_yaml(save_yaml(tmp_path / "c.yaml", data)) == data

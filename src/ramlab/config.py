@@ -125,12 +125,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-# YAML 1.1 reads 1e-3 (no dot) as text; read it as the number it is, as YAML 1.2 does.
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
+# YAML 1.1 reads 1e-3 (no dot) as text; read it as the number it is, as YAML 1.2 does. The
+# dumper knows the same form, so that text which looks like it ("1e5", a folder's name) is
+# written quoted and read back as text.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _Dumper(yaml.SafeDumper):
+    """YAML's safe dumper, quoting text that `_UniqueKeyLoader` would read as a number."""
+
+
+for _cls in (_UniqueKeyLoader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
 
 
 def _base_type(tp: Any) -> Any:
@@ -315,7 +321,7 @@ def save_yaml(path: str | Path, data: dict[str, Any], *, header: str = "") -> Pa
     """`data` as YAML, atomically; `header`: a comment line above it."""
     from ramlab.files import atomic_write
 
-    text = (f"# {header}\n" if header else "") + yaml.safe_dump(data, sort_keys=False)
+    text = (f"# {header}\n" if header else "") + yaml.dump(data, Dumper=_Dumper, sort_keys=False)
     return atomic_write(path, lambda f: f.write(text), mode="w")
 
 
