@@ -24,6 +24,7 @@ import torch
 
 from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
 from ramlab.data.datasets import kept_scenes, load_split
+from ramlab.data.loader import unit_pixels
 from ramlab.errors import RamlabError
 from ramlab.provenance import git_commit
 from ramlab.run import load_run
@@ -80,9 +81,7 @@ def main() -> None:
         keep = kept_scenes(total, args.limit, args.split)  # what load_split's limit keeps
         part = torch.arange(total)[keep] * args.parts // total
         parts = [f"{100 * k // args.parts}-{100 * (k + 1) // args.parts}%" for k in range(args.parts)]
-        images = (
-            torch.from_numpy(scenes.images[keep]).unsqueeze(1).float().mul_(1.0 / 255.0)
-        )  # as SceneLoader scales them
+        images = unit_pixels(torch.from_numpy(scenes.images[keep]).unsqueeze(1))
         labels = torch.from_numpy(scenes.labels[keep]).long()
         result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes[keep]))
         outcomes[run] = result

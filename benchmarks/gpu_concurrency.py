@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from throughput import provenance, recipe_config, steps_of, synchronize, synthetic_batch
+from throughput import provenance, recipe_config, steps_of, synthetic_batch
+from timing import synchronize
 
 from ramlab.config import positive_int_list
 from ramlab.device import resolve_device, reuse_freed_memory

@@ -15,6 +15,7 @@ import json
 import torch
 
 from ramlab.data.datasets import load_split
+from ramlab.data.loader import unit_pixels
 from ramlab.errors import RamlabError
 from ramlab.probe import location_probe, probe_rows
 from ramlab.provenance import git_commit
@@ -42,9 +43,7 @@ def main() -> None:
             parser.error(str(exc))
     for run, (config, model) in loaded.items():
         scenes = load_split(config.data, args.split, seed=config.train.data_seed, limit=args.limit)
-        images = (
-            torch.from_numpy(scenes.images).unsqueeze(1).float().mul_(1.0 / 255.0)
-        )  # as SceneLoader scales them
+        images = unit_pixels(torch.from_numpy(scenes.images).unsqueeze(1))
         rows = location_probe(model, images, torch.from_numpy(scenes.bboxes))
         report["runs"][run] = {"data": config.data, "rows": probe_rows(rows)}
         print(f"{run} ({config.data}, {args.split}, {len(images)} scenes: 80% fit, 20% scored)")

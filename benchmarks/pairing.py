@@ -10,7 +10,7 @@ import statistics
 
 import torch
 from references import Step
-from throughput import windows
+from timing import windows
 
 from ramlab.device import reuse_freed_memory
 from ramlab.models.registry import build_model

@@ -34,17 +34,9 @@ import time
 from typing import Any
 
 import torch
-from throughput import (
-    SIZE,
-    Step,
-    cudagraph_note,
-    cudagraph_skips,
-    provenance,
-    recipe_config,
-    steps_of,
-    synchronize,
-    synthetic_batch,
-)
+from references import Step
+from throughput import SIZE, provenance, recipe_config, steps_of, synthetic_batch
+from timing import cudagraph_note, cudagraph_skips, synchronize
 
 from ramlab.device import resolve_device, reuse_freed_memory
 from ramlab.files import write_json

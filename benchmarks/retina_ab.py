@@ -26,7 +26,8 @@ from pathlib import Path
 import pairing
 import torch
 from pairing import CPU, twins
-from throughput import SIZE, recipe_config, steps_of, synthetic_batch, windows
+from throughput import SIZE, recipe_config, steps_of, synthetic_batch
+from timing import windows
 
 from ramlab.models.registry import model_class
 

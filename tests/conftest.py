@@ -126,10 +126,14 @@ def one_thread():
 
     The tests' tensors are tiny: threads gain nothing, and on a busy 2-core machine they
     cost several times over."""
-    threads = torch.get_num_threads()
+    from ramlab import device
+
+    threads, default = torch.get_num_threads(), device.TORCH_DEFAULT_THREADS
     torch.set_num_threads(1)
+    device.TORCH_DEFAULT_THREADS = 1  # what a run with threads 0 (torch's default) gets
     yield
     torch.set_num_threads(threads)
+    device.TORCH_DEFAULT_THREADS = default
 
 
 def pytest_collection_modifyitems(config, items) -> None:

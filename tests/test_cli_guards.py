@@ -138,9 +138,14 @@ def test_a_config_files_bad_value_names_the_file(tmp_path, capsys, text, message
     ("options", "message"),
     [
         (["timeout_min=[1"], "--option 'timeout_min=[1': VALUE is not valid YAML"),
-        (["sbatch=1", "sbatch.partition=gpu"], "--option sbatch is given twice, or both as a value and as"),
-        (["sbatch.partition=gpu", "sbatch=1"], "--option sbatch is given twice, or both as a value and as"),
+        (
+            ["sbatch=1", "sbatch.partition=gpu"],
+            "--option sbatch.partition is given twice, or sbatch both as a value",
+        ),
+        (["sbatch.partition=gpu", "sbatch=1"], "--option sbatch is given twice, or sbatch both as a value"),
         (["retries=1", "retries=2"], "--option retries is given twice"),
+        (["sbatch.partition=a", "sbatch.partition=b"], "--option sbatch.partition is given twice"),
+        (["sbatch.=x"], "--option 'sbatch.=x': write sbatch.KEY=VALUE"),
     ],
 )
 def test_bad_executor_options_are_named_before_anything_runs(tmp_path, capsys, options, message):
@@ -149,3 +154,10 @@ def test_bad_executor_options_are_named_before_anything_runs(tmp_path, capsys, o
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "s").exists()
+
+
+def test_executor_option_values_are_read_as_the_config_files_are():
+    from ramlab.cli.study import parse_options
+
+    options = parse_options(["timeout_min=1e3", "retries=2", "sbatch.partition=gpu", "sbatch.qos=1e5x"])
+    assert options == {"timeout_min": 1000.0, "retries": 2, "sbatch": {"partition": "gpu", "qos": "1e5x"}}

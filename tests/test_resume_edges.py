@@ -167,3 +167,14 @@ def test_a_resume_by_other_code_is_recorded_in_the_history(fake_mnist, tmp_path,
     [line] = [json.loads(text) for text in (out / "history.jsonl").read_text().splitlines()]
     assert line == {"command": "later", "changed": {"epochs": [2, 3]}, "commit": "bbb", "trained_at": "aaa"}
     assert result["commit"] == "bbb"
+
+
+def test_a_damaged_result_without_last_pt_says_what_to_do(fake_mnist, tmp_path):
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1), out).fit()
+    (out / "result.json").write_text('{"val_')
+    (out / "last.pt").unlink()
+    with pytest.raises(
+        RamlabError, match=r"result\.json is damaged and last\.pt, which a resume rewrites it"
+    ):
+        Trainer(tiny_config(epochs=1), out).fit(resume=True)

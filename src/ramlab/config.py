@@ -128,7 +128,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 # YAML 1.1 reads 1e-3 (no dot) as text; read it as the number it is, as YAML 1.2 does. The
 # dumper knows the same form, so that text which looks like it ("1e5", a folder's name) is
 # written quoted and read back as text.
-_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
 
 
 class _Dumper(yaml.SafeDumper):
@@ -315,6 +315,11 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RamlabError(f"{path}: expected a mapping of keys to values at the top level")
     return data
+
+
+def yaml_value(text: str) -> Any:
+    """One YAML value (a command line's `KEY=VALUE`), read as the config files are."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
 
 
 def save_yaml(path: str | Path, data: dict[str, Any], *, header: str = "") -> Path:

@@ -15,6 +15,7 @@ from ramlab.errors import RamlabError
 
 DEVICES = ("auto", "cpu", "cuda")
 TORCH_DEFAULT_THREADS = torch.get_num_threads()  # OMP_NUM_THREADS, else the cores; read at import
+_TOLD: set[int] = set()  # the CPU counts the cap on torch's default was printed for
 
 
 def is_device_name(name: object) -> bool:
@@ -43,7 +44,8 @@ def set_threads(threads: int) -> int:
     cpus = available_cpus()
     if threads <= 0:
         # torch's own default, not whatever an earlier job of this process set (a serial study)
-        if cpus < TORCH_DEFAULT_THREADS:
+        if cpus < TORCH_DEFAULT_THREADS and cpus not in _TOLD:  # once a process, not every job
+            _TOLD.add(cpus)
             print(
                 f"ramlab: torch's default of {TORCH_DEFAULT_THREADS} threads is more than the "
                 f"{cpus} CPUs available; using {cpus}",

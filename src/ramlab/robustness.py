@@ -255,7 +255,7 @@ def robustness_sweep(
     # have moved with its study since).
     identity = ("model", "data", "seed")
     if previous is not None and (
-        Path(previous.get("run", "")).name != Path(run_dir).name
+        Path(str(previous.get("run", ""))).name != Path(run_dir).name
         or any(previous.get(key) != result[key] for key in identity)
     ):
         raise RamlabError(

@@ -35,6 +35,11 @@ def prepare_run_dir(
     saved = out / "config.yaml"
     last = out / "last.pt"
     if resume and (out / "result.json").exists() and not last.exists():
+        if read_result(out / "result.json") is None:
+            raise RamlabError(
+                f"{out}: result.json is damaged and last.pt, which a resume rewrites it from, is "
+                "gone: restore result.json from a copy, or move the folder aside and train anew"
+            )
         raise RamlabError(f"{out}: the run has finished (result.json) and has no last.pt")
     if saved.exists():
         if resume and not last.exists() and not (out / "result.json").exists():

@@ -123,20 +123,27 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
     text), and `sbatch.partition=gpu` fills the `sbatch` mapping."""
     import yaml
 
+    from ramlab.config import yaml_value
+
     options: dict[str, object] = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise RamlabError(f"--option {pair!r}: write KEY=VALUE, e.g. retries=2")
         try:
-            value = yaml.safe_load(text) if text else ""
+            value = yaml_value(text) if text else ""
         except yaml.YAMLError as exc:
             problem = str(exc).splitlines()[0]
             raise RamlabError(f"--option {pair!r}: VALUE is not valid YAML ({problem})") from None
-        outer, _, inner = key.partition(".")
-        clash = not isinstance(options.setdefault(outer, {}), dict) if inner else outer in options
+        outer, dot, inner = key.partition(".")
+        if dot and not inner:
+            raise RamlabError(f"--option {pair!r}: write {outer}.KEY=VALUE")
+        clash = outer in options
+        if inner:
+            held = options.setdefault(outer, {})
+            clash = not isinstance(held, dict) or inner in held
         if clash:
-            raise RamlabError(f"--option {outer} is given twice, or both as a value and as {outer}.KEY")
+            raise RamlabError(f"--option {key} is given twice, or {outer} both as a value and as {outer}.KEY")
         if inner:
             options[outer][inner] = value  # type: ignore[index]
         else:

@@ -16,6 +16,12 @@ from torch.utils.data import Dataset
 from ramlab.data.scenes import Scenes
 
 
+def unit_pixels(images: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels as float32 in [0, 1]: one rule for every reader (x * (1/255) and x / 255
+    differ in the last bit for about half the byte values)."""
+    return images.float().mul_(1.0 / 255.0)
+
+
 @dataclass
 class Batch:
     images: torch.Tensor  # (B, 1, H, W) float32 in [0, 1]
@@ -46,7 +52,7 @@ class SceneDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # As SceneLoader scales: x / 255 and x * (1 / 255) differ in the last bit for some x.
-        return self.images[i].unsqueeze(0).float().mul_(1.0 / 255.0), self.labels[i], self.bboxes[i]
+        return unit_pixels(self.images[i].unsqueeze(0)), self.labels[i], self.bboxes[i]
 
 
 class SceneLoader:
@@ -68,7 +74,7 @@ class SceneLoader:
         return len(self.labels)
 
     def batch(self, index: torch.Tensor) -> Batch:
-        images = self.images[index].unsqueeze(1).float().mul_(1.0 / 255.0)
+        images = unit_pixels(self.images[index].unsqueeze(1))
         return Batch(images, self.labels[index], self.bboxes[index])
 
     def order(self, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -25,8 +25,9 @@ def _flops(model, scenes) -> dict[str, Any]:
     import torch
 
     from ramlab.cost import count_flops
+    from ramlab.data.loader import unit_pixels
 
-    image = torch.from_numpy(scenes.images[:1]).float().div(255.0)[:, None]  # (1, 1, H, W)
+    image = unit_pixels(torch.from_numpy(scenes.images[:1])[:, None])  # (1, 1, H, W)
     total, parts, _ = count_flops(model, image.to(next(model.parameters()).device))
     return {"flops": total, "flops_breakdown": parts}
 
