@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 
 import pytest
 import torch
@@ -17,7 +18,9 @@ from ramlab.rewards import (
     combined_reward,
     discounted_returns,
     infogain_reward,
+    parse_discounts,
     parse_reward,
+    reward_and_returns,
     sparse_reward,
 )
 
@@ -261,3 +264,46 @@ def test_label_smoothing_moves_e_of_the_target_to_the_uniform_by_hand() -> None:
 def test_a_label_smoothing_outside_zero_to_one_is_refused(rate: float) -> None:
     with pytest.raises(RamlabError, match=r"label_smoothing must be in \[0, 1\)"):
         RAMConfig(label_smoothing=rate)
+
+
+# ---- a term's own discount ---------------------------------------------------------------------
+
+
+def test_a_terms_own_discount_by_hand() -> None:
+    # label 1, p(1) after each glimpse 1/2, 3/4, 7/8 (prior 1/2): infogain 0, log 3/2, log 7/6;
+    # the final prediction is right: sparse 0, 0, 1
+    logits = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)], [0.0, math.log(7.0)]]])
+    rollout = make_rollout(step_logits=logits)
+    labels, boxes = torch.tensor([1]), torch.zeros(1, 4)
+    weights = parse_reward("sparse+infogain@0")
+    assert weights == {"sparse": 1.0, "infogain": 1.0}
+    assert parse_discounts("sparse+infogain@0") == {"infogain": 0.0}
+    reward, returns = reward_and_returns(weights, {"infogain": 0.0}, 1.0, rollout, labels, boxes)
+    ig = [0.0, math.log(1.5), math.log(7 / 6)]
+    assert reward[0].tolist() == pytest.approx([ig[0], ig[1], 1 + ig[2]], abs=1e-6)
+    # sparse at gamma 1: 1 at every step; information gain at 0: its own glimpse's only
+    assert returns[0].tolist() == pytest.approx([1 + ig[0], 1 + ig[1], 1 + ig[2]], abs=1e-6)
+    # at one gamma for both: the old path (combined, then discounted), bit for bit
+    for gamma in (0.0, 0.5, 1.0):
+        reward, returns = reward_and_returns(weights, {}, gamma, rollout, labels, boxes)
+        combined = combined_reward(weights, rollout, labels, boxes)
+        assert torch.equal(reward, combined) and torch.equal(returns, discounted_returns(combined, gamma))
+    config = RAMConfig(reward="sparse+infogain@0", gamma=1.0)
+    objective = hybrid_loss(
+        rollout, labels, boxes, config=config, reward_weights=weights, reward_discounts={"infogain": 0.0}
+    )
+    assert objective.metrics["policy/reward"].item() == pytest.approx(1 + math.log(7 / 4), abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("infogain@2", "the discount of infogain must be in [0, 1], got 2"),
+        ("infogain@x", "cannot read term"),
+        ("infogain@0+infogain", "infogain is given twice with different discounts"),
+    ],
+)
+def test_a_bad_discount_is_named(spec, message) -> None:
+    with pytest.raises(RamlabError, match=re.escape(message)):
+        parse_reward(spec)
+    assert parse_reward("0.1*infogain@0+0.2*infogain@0") == {"infogain": pytest.approx(0.3)}

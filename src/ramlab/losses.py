@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ramlab.models.base import Objective
-from ramlab.rewards import combined_reward, discounted_returns
+from ramlab.rewards import reward_and_returns
 
 
 def leave_one_out_mean(values: torch.Tensor, copies: int) -> torch.Tensor:
@@ -41,7 +41,9 @@ def rollout_consistency(logits: torch.Tensor, copies: int) -> torch.Tensor:
     return (log_mean.exp() * (log_mean - grouped)).sum(dim=2).mean()
 
 
-def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, reward_weights) -> Objective:
+def hybrid_loss(
+    rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, reward_weights, reward_discounts=None
+) -> Objective:
     logits = rollout.step_logits  # (B, T, C)
     smoothing = config.label_smoothing
     if config.ce_all_steps:
@@ -51,8 +53,9 @@ def hybrid_loss(rollout, labels: torch.Tensor, bboxes: torch.Tensor, *, config, 
     else:
         classification = F.cross_entropy(logits[:, -1], labels, label_smoothing=smoothing)
 
-    rewards = combined_reward(reward_weights, rollout, labels, bboxes)  # (B, T)
-    returns = discounted_returns(rewards, config.gamma)  # (B, T)
+    rewards, returns = reward_and_returns(  # (B, T) each
+        reward_weights, reward_discounts or {}, config.gamma, rollout, labels, bboxes
+    )
     acted = rollout.acted.float()  # (T,)
     n_acted = acted.sum().clamp(min=1.0)
     baseline = ((rollout.baselines - returns).square() * acted).sum(1).mean() / n_acted

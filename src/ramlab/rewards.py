@@ -16,8 +16,10 @@ reward-to-go G_t = sum_{s >= t} gamma^(s - t) r_s.
     bbox:     r_t = -d_t, d_t the distance from glimpse t's centre to the digit's bounding
               box (0 inside it), in location units (half the canvas side is 1)
 
-A reward structure is a weighted sum written `"sparse+0.5*bbox"`; weights default to 1 and
-must be positive and finite: each reward already has the sign of what it asks for (bbox is a
+A reward structure is a weighted sum written `"sparse+0.5*bbox"`; a term may take its own
+discount, `"0.1*sparse+0.1*infogain@0"` (information gain credited to its own glimpse only,
+the sparse reward's return at the config's gamma), its return then discounted apart and the
+returns summed. Weights default to 1 and must be positive and finite: each reward already has the sign of what it asks for (bbox is a
 penalty, -distance), so a negative weight would ask for the opposite of its name (glimpses
 far from the digit, wrong answers), and a zero weight is the term left out.
 """
@@ -79,14 +81,24 @@ REWARDS: dict[str, Callable] = {
     "infogain": infogain_reward,
     "bbox": bbox_reward,
 }
-_TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[a-z_]+)\s*$")
+_TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[a-z_]+)\s*(?:@\s*(?P<g>[0-9.eE+-]+)\s*)?$")
 _PLUS = re.compile(r"(?<![0-9.][eE])\+")
 """The '+' between terms, not the one of an exponent (`1e+0*bbox`)."""
 
 
 def parse_reward(spec: str) -> dict[str, float]:
     """`"sparse+0.5*bbox"` -> {"sparse": 1.0, "bbox": 0.5}; unknown names list the valid ones."""
-    weights: dict[str, float] = {}
+    return {name: weight for name, (weight, _) in _terms(spec).items()}
+
+
+def parse_discounts(spec: str) -> dict[str, float]:
+    """The terms that take their own discount: `"sparse+infogain@0"` -> {"infogain": 0.0}."""
+    return {name: gamma for name, (_, gamma) in _terms(spec).items() if gamma is not None}
+
+
+def _terms(spec: str) -> dict[str, tuple[float, float | None]]:
+    """name -> (weight, own discount or None), every term checked."""
+    terms: dict[str, tuple[float, float | None]] = {}
     for term in _PLUS.split(spec):
         match = _TERM.match(term)
         if not match:
@@ -107,8 +119,20 @@ def parse_reward(spec: str) -> dict[str, float]:
                 f"{match['w']}; each reward already points the right way (bbox is a penalty), "
                 "so a negative weight would reward the opposite; leave a term out to turn it off"
             )
-        weights[name] = weights.get(name, 0.0) + weight
-    return weights
+        gamma = None
+        if match["g"] is not None:
+            try:
+                gamma = float(match["g"])
+            except ValueError:
+                raise RamlabError(f"reward {spec!r}: bad discount {match['g']!r}") from None
+            if not 0 <= gamma <= 1:
+                raise RamlabError(
+                    f"reward {spec!r}: the discount of {name} must be in [0, 1], got {match['g']}"
+                )
+        if name in terms and terms[name][1] != gamma:
+            raise RamlabError(f"reward {spec!r}: {name} is given twice with different discounts")
+        terms[name] = (terms.get(name, (0.0, gamma))[0] + weight, gamma)
+    return terms
 
 
 def combined_reward(weights: dict[str, float], rollout, labels, bboxes) -> torch.Tensor:
@@ -117,6 +141,23 @@ def combined_reward(weights: dict[str, float], rollout, labels, bboxes) -> torch
     for name, weight in weights.items():
         total = total + weight * REWARDS[name](rollout, labels, bboxes)
     return total
+
+
+def reward_and_returns(
+    weights: dict[str, float], discounts: dict[str, float], gamma: float, rollout, labels, bboxes
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The weighted reward (B, T) and its discounted reward-to-go (B, T): the terms that share
+    a discount (`gamma`, or their own in `discounts`) summed, then discounted together."""
+    groups: dict[float, dict[str, float]] = {}
+    for name, weight in weights.items():
+        groups.setdefault(discounts.get(name, gamma), {})[name] = weight
+    reward = returns = None
+    for discount, members in groups.items():
+        part = combined_reward(members, rollout, labels, bboxes)
+        part_returns = discounted_returns(part, discount)
+        reward = part if reward is None else reward + part
+        returns = part_returns if returns is None else returns + part_returns
+    return reward, returns
 
 
 def discounted_returns(rewards: torch.Tensor, gamma: float) -> torch.Tensor:

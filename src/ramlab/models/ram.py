@@ -30,7 +30,7 @@ from ramlab.models.heads import Baseline, Classifier
 from ramlab.models.policy import MAX_LOG_STD, MIN_STD, POLICY_MEANS, LocationPolicy
 from ramlab.models.registry import register_model
 from ramlab.models.retina import Pyramid, Retina
-from ramlab.rewards import parse_reward
+from ramlab.rewards import parse_discounts, parse_reward
 
 FIRST_LOCATIONS = ("random", "centre")
 BASELINES = ("learned", "rollouts")
@@ -91,7 +91,7 @@ class RAMConfig:
         "weight, so this, not reinforce_weight, sets how fast (and how far on noise) it moves",
     )
     reward: str = param("sparse", "reward structure, e.g. sparse, sparse+infogain, sparse+0.5*bbox")
-    gamma: float = param(1.0, "discount of the reward-to-go")
+    gamma: float = param(1.0, "discount of the reward-to-go (a reward term's own NAME@G keeps G)")
     ce_all_steps: bool = param(False, "cross-entropy on every step's logits, not only the last")
     label_smoothing: float = param(
         0.0,
@@ -222,6 +222,7 @@ class RAM(Model):
         super().__init__(config=config, image_size=image_size, num_classes=num_classes)
         self.check_image_size(config, image_size)
         self.reward_weights = parse_reward(config.reward)
+        self.reward_discounts = parse_discounts(config.reward)
         self.retina = Retina(glimpse_size=config.glimpse_size, scales=config.scales, image_size=image_size)
         self.glimpse = GlimpseNetwork(
             glimpse_dim=self.retina.output_size,
@@ -361,7 +362,12 @@ class RAM(Model):
 
     def objective(self, out: ModelOutput, labels: torch.Tensor, bboxes: torch.Tensor) -> Objective:
         return hybrid_loss(
-            out.rollout, labels, bboxes, config=self.config, reward_weights=self.reward_weights
+            out.rollout,
+            labels,
+            bboxes,
+            config=self.config,
+            reward_weights=self.reward_weights,
+            reward_discounts=self.reward_discounts,
         )
 
     @property
