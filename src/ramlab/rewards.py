@@ -12,16 +12,17 @@ reward-to-go G_t = sum_{s >= t} gamma^(s - t) r_s.
               G_t = log p(y | h_{T-1}) - log p(y | h_{t-1}) telescopes: its second term is
               fixed before l_t is drawn (a baseline, zero in expectation), so the policy's
               expected gradient is that of a terminal log-likelihood reward; per-glimpse
-              credit needs gamma < 1
+              credit needs gamma < 1 (`infogain@0`: a glimpse's own gain only)
     bbox:     r_t = -d_t, d_t the distance from glimpse t's centre to the digit's bounding
               box (0 inside it), in location units (half the canvas side is 1)
 
 A reward structure is a weighted sum written `"sparse+0.5*bbox"`; a term may take its own
 discount, `"0.1*sparse+0.1*infogain@0"` (information gain credited to its own glimpse only,
 the sparse reward's return at the config's gamma), its return then discounted apart and the
-returns summed. Weights default to 1 and must be positive and finite: each reward already has the sign of what it asks for (bbox is a
-penalty, -distance), so a negative weight would ask for the opposite of its name (glimpses
-far from the digit, wrong answers), and a zero weight is the term left out.
+returns summed. Weights default to 1 and must be positive and finite: each reward already
+has the sign of what it asks for (bbox is a penalty, -distance), so a negative weight would
+ask for the opposite of its name (glimpses far from the digit, wrong answers), and a zero
+weight is the term left out.
 """
 
 from __future__ import annotations
