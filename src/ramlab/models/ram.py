@@ -16,7 +16,7 @@ visualisation all call it (through `forward`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -90,7 +90,9 @@ class RAMConfig:
         "only, and Adam makes its step size follow the learning rate whatever the REINFORCE "
         "weight, so this, not reinforce_weight, sets how fast (and how far on noise) it moves",
     )
-    reward: str = param("sparse", "reward structure, e.g. sparse, sparse+infogain, sparse+0.5*bbox")
+    reward: str = param(
+        "sparse", "reward, e.g. sparse, sparse+0.5*bbox, 0.1*sparse+0.1*infogain@0 (@G: own discount)"
+    )
     gamma: float = param(1.0, "discount of the reward-to-go (a reward term's own NAME@G keeps G)")
     ce_all_steps: bool = param(False, "cross-entropy on every step's logits, not only the last")
     label_smoothing: float = param(
@@ -391,9 +393,7 @@ class RAM(Model):
     def config_for_image_size(cls, config: RAMConfig, image_size: int) -> RAMConfig:
         """Keep the glimpse size; add scales until the widest patch spans at least 80% of
         the image (the fraction 48/60 of the paper's 60×60 set-up)."""
-        import dataclasses
-
         scales = 1
         while config.glimpse_size * 2 ** (scales - 1) < 0.8 * image_size:
             scales += 1
-        return dataclasses.replace(config, scales=scales)
+        return replace(config, scales=scales)
