@@ -36,6 +36,13 @@ def restore_state():
     robustness._SCENES.clear()
 
 
+def ram_runs(*names: str) -> list[dict]:
+    """Run groups of the tiny RAM on translated60, one per name."""
+    return [
+        {"name": name, "model": "ram", "data": "translated60", "model_config": TINY_RAM} for name in names
+    ]
+
+
 def write_preset(path: Path, **sections) -> Path:
     preset = {
         "seeds": 1,
@@ -154,10 +161,7 @@ def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, caps
 def test_interrupted_training_resumes_and_finished_jobs_are_kept(fake_mnist, tmp_path, monkeypatch):
     preset = write_preset(
         tmp_path / "mine.yaml",
-        runs=[
-            {"name": "a", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
-            {"name": "b", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
-        ],
+        runs=ram_runs("a", "b"),
         robustness=[{"runs": "all", "shifts": {"rotate": [0, 30]}, "limit": 8}],
     )
     out = tmp_path / "study"

@@ -4,7 +4,7 @@ log (a traceback for a bug), and a failing report does not hide them."""
 from __future__ import annotations
 
 import pytest
-from test_study import TINY_RAM, write_preset
+from test_study import ram_runs, write_preset
 
 from ramlab import robustness, study
 from ramlab.errors import RamlabError
@@ -20,11 +20,7 @@ def restore_state():
 def test_a_failed_run_does_not_stop_the_others(fake_mnist, tmp_path, monkeypatch):
     preset = write_preset(
         tmp_path / "mine.yaml",
-        runs=[
-            {"name": "bad", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
-            {"name": "oom", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
-            {"name": "good", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
-        ],
+        runs=ram_runs("bad", "oom", "good"),
         evaluate={"glimpses": 0, "sampled": False},
     )
     import ramlab.trainer as trainer
@@ -57,7 +53,7 @@ def test_a_report_that_fails_does_not_hide_the_jobs_failures(fake_mnist, tmp_pat
     # a report bug (not a RamlabError) raised past the list of failed jobs
     preset = write_preset(
         tmp_path / "mine.yaml",
-        runs=[{"name": "bad", "model": "ram", "data": "translated60", "model_config": TINY_RAM}],
+        runs=ram_runs("bad"),
         evaluate={"glimpses": 0, "sampled": False},
     )
     import ramlab.report as report

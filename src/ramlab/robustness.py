@@ -77,7 +77,7 @@ class Shift:
             value = int(level)
         else:
             value = float(level)
-        if self.name == "translate" and _same_window(base, value, None):
+        if self.name == "translate" and _whole_canvas(base, value):
             value = None  # the whole canvas: the dataset's own spec, key and scenes
         return dataclasses.replace(base, **{self.field: value})
 
@@ -129,12 +129,13 @@ class Shift:
         return value
 
 
-def _same_window(base: SceneSpec, offset: int | None, other: int | None) -> bool:
-    """Whether two placement windows (max_offset values) of `base` allow the same places."""
-    spans = [
-        placement_range(dataclasses.replace(base, max_offset=o), base.footprint) for o in (offset, other)
-    ]
-    return spans[0] == spans[1]
+def _whole_canvas(base: SceneSpec, offset: int) -> bool:
+    """Whether a placement window of ±`offset` px allows every place the whole canvas does."""
+
+    def span(o: int | None) -> tuple[int, int]:
+        return placement_range(dataclasses.replace(base, max_offset=o), base.footprint)
+
+    return span(offset) == span(None)
 
 
 SHIFTS: dict[str, Shift] = {

@@ -57,11 +57,12 @@ def prepare_run_dir(
                 check_epochs_cover(out, config, state)
             if changed:  # the new budget is the run's config from now on; history says when
                 save_yaml(saved, config.to_dict())
-            line: dict[str, Any] = {"command": command, "changed": changed}
             trained_at = state.get("commit") if state is not None else None
-            if trained_at and trained_at != commit:
-                line |= {"commit": commit, "trained_at": trained_at}
-            if len(line) > 2 or changed:
+            other_code = bool(trained_at) and trained_at != commit
+            if changed or other_code:
+                line = {"command": command, "changed": changed}
+                if other_code:
+                    line |= {"commit": commit, "trained_at": trained_at}
                 with (out / "history.jsonl").open("a") as history:
                     history.write(json.dumps(line) + "\n")
             return state

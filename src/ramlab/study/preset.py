@@ -97,12 +97,12 @@ def preset_path(name_or_file: str | Path) -> Path:
 MAX_SEEDS = 100
 
 
-def _check_cost_sizes(cost: Any, configs: dict[str, Any], models: list[str], *, where: str) -> None:
-    """Every cost model builds at every size, checked now rather than in the cost job, which
-    runs after every training."""
+def _check_cost_sizes(cost: CostSpec, configs: dict[str, Any], *, where: str) -> None:
+    """Every cost model (the schema has filled in the default ones) builds at every size,
+    checked now rather than in the cost job, which runs after every training."""
     from ramlab.cost import sized_config
 
-    for name in cost.models or models:
+    for name in cost.models:
         for size in cost.sizes:
             try:
                 model_class(name).check_image_size(sized_config(name, size, configs.get(name)), (size, size))
@@ -150,8 +150,7 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
             name: model_config(name, values, where=f"{source}: cost.configs.{name}")
             for name, values in spec.cost.configs.items()
         }
-        models = list(dict.fromkeys(group.model for group in groups))  # cost's default models
-        _check_cost_sizes(spec.cost, configs, models, where=f"{source}: cost")
+        _check_cost_sizes(spec.cost, configs, where=f"{source}: cost")
     return Preset(
         name=path.stem,
         source=source,
