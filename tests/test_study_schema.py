@@ -227,6 +227,9 @@ def test_a_cost_size_no_model_fits_fails_when_the_preset_loads(tmp_path):
     path, message = error_of(tmp_path, cost={"models": ["resnet", "ram"], "sizes": [28, 10]})
     assert message.startswith(f"{path}: cost: ram at 10 px: ram glimpse_size"), message
     assert "wider than the 10x10 canvas" in message
+    # the ConvNet's 10 px kernel checked there too, not only when it is built
+    path, message = error_of(tmp_path, cost={"models": ["convnet"], "sizes": [28, 9]})
+    assert message.startswith(f"{path}: cost: convnet at 9 px: convnet kernel 10 is larger"), message
 
 
 def test_yaml_numbers_in_exponent_form_are_numbers(tmp_path):

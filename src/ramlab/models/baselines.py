@@ -86,16 +86,21 @@ class ConvNet(FeedForwardModel):
 
     def __init__(self, *, config: ConvNetConfig, image_size: tuple[int, int], num_classes: int = 10) -> None:
         super().__init__(config=config, image_size=image_size, num_classes=num_classes)
+        self.check_image_size(config, image_size)
         height, width = image_size
-        if config.kernel > min(height, width):
-            raise RamlabError(
-                f"convnet kernel {config.kernel} is larger than the {height}x{width} image; use a smaller --kernel"
-            )
         rows = (height - config.kernel) // config.stride + 1
         cols = (width - config.kernel) // config.stride + 1
         self.conv = nn.Conv2d(1, config.filters, config.kernel, stride=config.stride)
         self.hidden = nn.Linear(config.filters * rows * cols, config.hidden)
         self.head = nn.Linear(config.hidden, num_classes)
+
+    @classmethod
+    def check_image_size(cls, config: ConvNetConfig, image_size: tuple[int, int]) -> None:
+        height, width = image_size
+        if config.kernel > min(height, width):
+            raise RamlabError(
+                f"convnet kernel {config.kernel} is larger than the {height}x{width} image; use a smaller --kernel"
+            )
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, 1, H, W) -> logits (B, C)."""
