@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from ramlab.errors import RamlabError
+from ramlab.evaluate import split_randomness
 from ramlab.models.ram import RAM, RAMConfig
 from ramlab.models.registry import build_model
 
@@ -190,6 +191,23 @@ def test_first_location_random_or_centre() -> None:
     assert random_first.locations[:, 0].std(dim=0).min() > 0.1  # spread over the canvas
     centre_first = make_ram(first_location="centre").rollout(images(), sample=False, generator=gen())
     assert torch.equal(centre_first.locations[:, 0], torch.zeros(5, 2))
+
+
+@pytest.mark.parametrize("first", ["random", "centre"])
+def test_a_float64_ram_draws_and_rolls_out_in_float64(first: str) -> None:
+    # its first location and policy noise were drawn in float32: "mat1 and mat2 must have the
+    # same dtype" in float64 (gradcheck) and bfloat16 (half-precision cost)
+    wide = make_ram(first_location=first, dropout=0.2).train().double()
+    out = wide.rollout(images().double(), sample=True, generator=gen())
+    assert out.locations.dtype == torch.float64 and out.step_logits.dtype == torch.float64
+    draws = split_randomness(wide, 5, sample=True, seed=0, device=torch.device("cpu"))
+    assert all(d.dtype == torch.float64 for d in draws if d is not None)
+    # with nothing drawn (the centre, the policy mean) it is its float32 twin, to float32's precision
+    narrow, wide = make_ram(first_location="centre").eval(), make_ram(first_location="centre").eval()
+    wide = wide.double()
+    a = narrow.rollout(images(), sample=False, generator=gen()).step_logits
+    b = wide.rollout(images().double(), sample=False, generator=gen()).step_logits
+    assert torch.allclose(a.double(), b, atol=1e-5)
 
 
 def test_deterministic_mode_repeats_and_sampling_varies() -> None:

@@ -84,7 +84,8 @@ def split_randomness(
     rollouts in a row), drawn at once on the CPU from a generator seeded with `seed`, then
     moved to `device` in one copy (not one per batch, each of which would wait for a GPU)."""
     generator = torch.Generator().manual_seed(seed)
-    shape_only = torch.empty(rows, 1, 0, 0)  # draw_randomness reads the number of rows only
+    # draw_randomness reads the number of rows and the dtype only
+    shape_only = torch.empty(rows, 1, 0, 0, dtype=next(model.parameters()).dtype)
     drawn = model.draw_randomness(shape_only, sample=sample, generator=generator)
     return tuple(None if d is None else d.to(device) for d in drawn)
 

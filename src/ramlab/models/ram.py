@@ -247,11 +247,11 @@ class RAM(Model):
         self.baseline = Baseline(hidden=config.hidden)
 
     def first_location(
-        self, batch: int, device: torch.device, generator: torch.Generator | None
+        self, batch: int, device: torch.device, generator: torch.Generator | None, dtype: torch.dtype
     ) -> torch.Tensor:
         if self.config.first_location == "centre":
-            return torch.zeros(batch, 2, device=device)
-        return torch.rand(batch, 2, generator=generator, device=device) * 2.0 - 1.0
+            return torch.zeros(batch, 2, device=device, dtype=dtype)
+        return torch.rand(batch, 2, generator=generator, device=device, dtype=dtype) * 2.0 - 1.0
 
     def draw_randomness(
         self, images: torch.Tensor, *, sample: bool, generator: torch.Generator | None
@@ -260,10 +260,12 @@ class RAM(Model):
         sampling, the dropout masks (2, B, T, hidden) in training with dropout), in the order
         `rollout` draws them; None for what this pass does not use."""
         batch, device, config = images.shape[0], images.device, self.config
-        location = self.first_location(batch, device, generator)
+        dtype = images.dtype  # the model's (a float64 or bfloat16 model is fed its own dtype)
+        location = self.first_location(batch, device, generator, dtype)
         noise = None
         if sample:
-            noise = torch.randn(batch, config.glimpses - 1, 2, generator=generator, device=device)
+            shape = (batch, config.glimpses - 1, 2)
+            noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
         masks = None
         if self.training and config.dropout > 0:
             keep = 1.0 - config.dropout
