@@ -223,6 +223,21 @@ def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
     assert evaluation["loss"] == pytest.approx(final["test_loss"], rel=1e-5)
 
 
+def test_an_unfinished_runs_test_split_stays_unread(fake_mnist, tmp_path, capsys) -> None:
+    # a run with test: true still training, interrupted, or trained on (its result set aside)
+    # has a best.pt that is not final: eval read its test split all the same
+    out = tmp_path / "run"
+    assert main(["train", "ram", *TINY, "--out", str(out)]) == 0
+    (out / "result.json").replace(out / "result.previous.json")
+    capsys.readouterr()
+    for args in (["eval", str(out)], ["robustness", str(out), "--shift", "noise", "--levels", "0"]):
+        assert main([*args, "--device", "cpu"]) == 2, args
+        err = capsys.readouterr().err
+        assert "has not finished (no readable result.json)" in err and "--split val" in err, args
+        assert f"--out {out} --resume" in err, args
+    assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 0
+
+
 def test_eval_repeats_the_trainers_sampled_figures_at_any_batch_size(fake_mnist, tmp_path, capsys) -> None:
     # The trainer evaluates in batches of 3 here, ramlab eval in 8 (--batch-size) and in the
     # run's 3: every draw is made for the whole split at once, so all three agree.

@@ -13,7 +13,7 @@ from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weight
 from ramlab import trainer as trainer_module
 from ramlab.checkpoint import load_checkpoint
 from ramlab.config import load_yaml
-from ramlab.errors import RamlabError
+from ramlab.errors import Interrupted, RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.runconfig import RunConfig
 from ramlab.trainer import Trainer
@@ -178,3 +178,22 @@ def test_a_damaged_result_without_last_pt_says_what_to_do(fake_mnist, tmp_path):
         RamlabError, match=r"result\.json is damaged and last\.pt, which a resume rewrites it"
     ):
         Trainer(tiny_config(epochs=1), out).fit(resume=True)
+
+
+def test_every_set_aside_result_is_kept_and_a_stop_while_testing_says_how_to_test(
+    fake_mnist, tmp_path, monkeypatch
+):
+    # a second extension replaced the first's result.previous.json: a test read was lost
+    out = tmp_path / "run"
+    first = Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()
+    second = Trainer(tiny_config(epochs=2, schedule="exponential"), out).fit(resume=True)
+    with monkeypatch.context() as patch:  # Ctrl-C while the new best.pt is tested
+        patch.setattr(Trainer, "_finish", lambda self: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(Interrupted, match=r"interrupted while testing .*best\.pt; the training is"):
+            Trainer(tiny_config(epochs=3, schedule="exponential"), out, command="ramlab train x").fit(
+                resume=True
+            )
+    assert json.loads((out / "result.previous.json").read_text()) == second
+    assert json.loads((out / f"result.previous.{first['steps']}.json").read_text()) == first
+    third = Trainer(tiny_config(epochs=3, schedule="exponential"), out).fit(resume=True)
+    assert third["epochs_run"] == 3 and json.loads((out / "result.json").read_text()) == third

@@ -4,8 +4,8 @@
     cosine       lr * 0.5 * (1 + cos(pi * step / total))             per step, to 0
     step         lr * 0.1 at 50% and again at 75% of the steps
     exponential  max(lr * decay^(step / steps_per_epoch), lr_min)     x decay per epoch, smoothly
-    plateau      lr * factor each time the validation error has not improved for `patience`
-                 epochs, never below lr_min                            (per epoch, on val/error)
+    plateau      lr * factor each time the validation error has not improved for more than
+                 `patience` epochs in a row, never below lr_min        (per epoch, on val/error)
 
 `Schedule.after_step()` is called after every optimisation step, `after_epoch(val_error)`
 after every validation; its state_dict makes resume exact. A parameter group may carry an

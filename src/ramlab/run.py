@@ -32,14 +32,24 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Mo
 
 
 def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> None:
-    """Raises when `split` is the test split of a tuning run (trained with `test: false`).
+    """Raises when `split` is the test split of a tuning run (trained with `test: false`), or
+    of a run that has not finished (no result.json: training, interrupted, or trained on).
 
     A model's test split is read once, when it is final: the trainer reads it with `--test
     true`, and a tuning run chosen on validation becomes final by resuming it so, which
     tests its best checkpoint then. Until then every evaluation of it reads validation."""
-    if split != "test" or config.train.test:
+    if split != "test":
         return
-    command = (read_result(Path(run_dir, "result.json")) or {}).get("command")
+    result = read_result(Path(run_dir, "result.json"))
+    if config.train.test:
+        if result is not None:
+            return
+        raise RamlabError(
+            f"{run_dir} has not finished (no readable result.json), so its best.pt is not final "
+            "and its test split stays unread: use --split val, or resume the run to its end "
+            f"(ramlab train ... --out {run_dir} --resume), which tests it once"
+        )
+    command = (result or {}).get("command")
     if command:
         resume = "" if " --resume" in command else " --resume"
         how = f"{command}{resume} --test true"

@@ -104,10 +104,16 @@ def read_result(path: Path) -> dict[str, Any] | None:
 def set_aside_result(out: Path) -> None:
     """Before a finished run trains on (a resume with a larger budget): its result.json
     would no longer describe best.pt once an epoch beats it, so it becomes
-    result.previous.json, and the run reads as unfinished until its new end."""
+    result.previous.json, and the run reads as unfinished until its new end. One set aside
+    by an earlier extension becomes result.previous.STEPS.json: every test read is kept."""
     finished = out / "result.json"
-    if finished.exists():
-        finished.replace(out / "result.previous.json")
+    if not finished.exists():
+        return
+    previous = out / "result.previous.json"
+    earlier = read_result(previous)
+    if earlier is not None:  # set aside before, by an earlier extension: kept under its steps
+        previous.replace(out / f"result.previous.{earlier.get('steps', 'earlier')}.json")
+    finished.replace(previous)
 
 
 def restore_result(out: Path, steps: int) -> None:

@@ -28,6 +28,14 @@ def interrupted_message(epoch: int, out: Path, resume_command: str) -> str:
     return f"interrupted at epoch {epoch + 1}; {kept}. Resume with: {resume_command}"
 
 
+def finish_interrupted_message(out: Path, resume_command: str) -> str:
+    """Ctrl-C while the finished training's best.pt was tested (no result.json yet)."""
+    return (
+        f"interrupted while testing {out / 'best.pt'}; the training is finished and kept. "
+        f"Test it with: {resume_command}"
+    )
+
+
 def stopped_message(signal: str, epoch: int, step: int, steps: int, out: Path, resume_command: str) -> str:
     """A signal honoured after step `step` (1-based; `steps` per epoch) of epoch `epoch`
     (0-based), with last.pt just written there."""

@@ -7,7 +7,7 @@ A run directory holds:
     best.pt         the weights with the lowest validation error (their moving average with --ema);
                     staged as best.next.pt until last.pt records their epoch (ramlab.checkpoint)
     result.json     test_error, val_error, per_glimpse_test_error, params, epochs, ...
-                    (result.previous.json: a finished run's, while a resume trains it on)
+                    (result.previous[.STEPS].json: a finished run's, while a resume trains it on)
     history.jsonl   budgets changed on resume (`--resume --epochs 90`), one line per resume
     .lock           held by the one process writing the run (see ramlab.lock)
 
@@ -60,7 +60,7 @@ from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, split_loaders
-from ramlab.run_messages import interrupted_message, stopped_message
+from ramlab.run_messages import finish_interrupted_message, interrupted_message, stopped_message
 from ramlab.runconfig import RunConfig
 from ramlab.stop_signal import StopSignal
 
@@ -119,9 +119,8 @@ class Trainer:
             except Interrupted:
                 raise
             except KeyboardInterrupt:
-                raise Interrupted(
-                    interrupted_message(self.pos.epoch, self.out, self.resume_command)
-                ) from None
+                message = interrupted_message(self.pos.epoch, self.out, self.resume_command)
+                raise Interrupted(message) from None
             finally:
                 self.log.close()
                 if self.fresh is not None:
@@ -132,7 +131,10 @@ class Trainer:
                 kept = run_dir.kept_result(self.out, self.pos.global_step, test=self.cfg.test)
                 if kept is not None:
                     return kept
-            return self._finish()
+            try:
+                return self._finish()
+            except KeyboardInterrupt:
+                raise Interrupted(finish_interrupted_message(self.out, self.resume_command)) from None
 
     def _set_up(self, state: dict[str, Any] | None) -> None:
         """Data, optimiser, schedule and logs; restored from `state` when resuming."""
