@@ -27,18 +27,22 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     paper = load_preset("paper")
     assert paper.seeds == 3
     six = [g for g in paper.runs if g.model == "ram" and "glimpses" not in g.model_config]
-    assert [g.seeds for g in six] == [None] * 7 + [1]  # the recipes' 6; the last, centred60
+    # the recipes' 6, the telescoped control, the scaled sparse control; the last, centred60
+    assert [g.seeds for g in six] == [None] * 6 + [1, None, 1]
     scaled = [g for g in six if g.name == "ram6-sparse-scaled"]
-    six = [g for g in six[:7] if g not in scaled]
+    (terminal,) = [g for g in six if g.name == "ram6-infogain-terminal"]
+    six = [g for g in six[:8] if g not in scaled and g is not terminal]
     assert sorted(g.model_config["reward"] for g in six) == [
-        "0.1*infogain",
+        "0.1*infogain@0",
         "bbox",
         "sparse",
-        "sparse+0.1*infogain",
-        "sparse+0.1*infogain+bbox",
+        "sparse+0.1*infogain@0",
+        "sparse+0.1*infogain@0+bbox",
         "sparse+bbox",
-    ]  # each new reward with the sparse one and alone (DESIGN.md), information gain at the
-    # weight chosen on validation (results/rewards-recipe/)
+    ]  # each new reward with the sparse one and alone (DESIGN.md), information gain per
+    # glimpse at the weight chosen on validation (results/rewards-recipe/)
+    # The control for its credit: the same information gain at the sparse reward's discount.
+    assert terminal.model_config["reward"] == "sparse+0.1*infogain" and set(terminal.data) == set(six[0].data)
     for g in six:
         assert set(g.data) == {"mnist", "translated60", "cluttered60", "cluttered100"}
     # The control for the rewards' scale: the sparse reward at the new rewards' weight, where
@@ -58,7 +62,7 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     assert resnets and all(g.train["fresh_scenes"] for g in resnets)  # new scenes, as the RAMs get
     assert all(sweep.limit is None for sweep in paper.robustness)  # all 10,000 test scenes
     jobs = Study(paper, "unused", log=lambda _: None).jobs()
-    assert sum(j.kind == "train" for j in jobs) == 72 + 9 + 16 + 12 + 3
+    assert sum(j.kind == "train" for j in jobs) == 72 + 9 + 4 + 16 + 12 + 3
 
 
 def test_paper_rewards_add_to_each_recipes_own_sparse_weight():
@@ -89,7 +93,7 @@ def test_paper_rewards_add_to_each_recipes_own_sparse_weight():
     )
     assert recipe_weight["mnist"] == 1.0
     combined = {g.name for g in paper.runs if "+" in g.model_config.get("reward", "")}
-    assert combined == {"ram6-infogain", "ram6-bbox", "ram6-infogain-bbox"}
+    assert combined == {"ram6-infogain", "ram6-bbox", "ram6-infogain-bbox", "ram6-infogain-terminal"}
 
 
 def test_seeds_option_replaces_the_default_only(tmp_path):
