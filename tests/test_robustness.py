@@ -270,30 +270,6 @@ def test_shift_replaces_only_its_field():
     assert SHIFTS["translate"].spec(base, 4).max_offset == 4
 
 
-def test_a_format_2_sweep_keeps_all_but_a_whole_canvas_translate_shift(run_dir, tmp_path, monkeypatch):
-    # format 2 drew the whole-canvas translate level under another spec key; its other shifts
-    # and levels are the numbers this ramlab measures, so a study need not sweep them again
-    path = tmp_path / "rob.json"
-    shifts = {"rotate": [0, 45], "translate": [0, 8, 16]}  # 16: centred60's whole canvas
-    robustness_sweep(run_dir, shifts=shifts, limit=8, device="cpu", json_path=path)
-    saved = read_robustness(path)
-    calls = []
-    original = robustness.evaluate
-    monkeypatch.setattr(robustness, "evaluate", lambda *a, **k: calls.append(1) or original(*a, **k))
-    path.write_text(json.dumps({**saved, "format": 2}))
-    again = robustness_sweep(run_dir, shifts=shifts, limit=8, device="cpu", json_path=path)
-    assert len(calls) == 3  # the translate shift's three levels, not the rotation's two
-    assert again["format"] == robustness.FORMAT and again["shifts"] == saved["shifts"]
-    narrow = {
-        **saved,
-        "format": 2,
-        "shifts": {"translate": {**saved["shifts"]["translate"], "levels": [0, 8], "error": [1.0, 2.0]}},
-    }
-    path.write_text(json.dumps(narrow))
-    kept = robustness_sweep(run_dir, shifts={"translate": [0, 8]}, limit=8, device="cpu", json_path=path)
-    assert len(calls) == 3 and kept["shifts"]["translate"]["error"] == [1.0, 2.0]
-
-
 def test_a_sweep_file_of_another_run_is_refused_and_other_shifts_stay_in_it(run_dir, tmp_path):
     path = tmp_path / "sweep.json"
     robustness_sweep(run_dir, shifts={"rotate": [0, 30]}, limit=4, device="cpu", json_path=path)

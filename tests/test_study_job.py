@@ -168,21 +168,6 @@ def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):
         assert not study_jobs.is_done(ctx, job), changed
 
 
-@pytest.mark.parametrize(("levels", "done"), [([0, 8], True), ([0, 8, 16], False)])
-def test_a_format_2_sweep_is_done_unless_its_translate_reached_the_whole_canvas(tmp_path, levels, done):
-    sweep = {"runs": "all", "shifts": {"translate": levels}, "limit": 8}
-    ctx = Context(load_preset(write_preset(tmp_path / "p.yaml", robustness=[sweep])), tmp_path / "study")
-    (job,) = [j for j in build_plan(ctx.preset) if j.kind == "robustness"]
-    assert job.data == "translated60"  # whose whole canvas is a window of ±16 px
-    path = ctx.run_dir(job.run) / "robustness.json"
-    path.parent.mkdir(parents=True)
-    saved = {"format": 2, "limit": 8, "sample": False, "shifts": {"translate": {"levels": levels}}}
-    path.write_text(json.dumps(saved))
-    assert study_jobs.is_done(ctx, job) is done
-    path.write_text(json.dumps({**saved, "format": robustness.FORMAT}))
-    assert study_jobs.is_done(ctx, job)
-
-
 def test_a_damaged_result_is_not_done_and_its_job_rewrites_it(study_dir, capsys, monkeypatch):
     # a result.json cut short read as done: the study went on without the run's result
     monkeypatch.setenv("RAMLAB_THREADS", "1")

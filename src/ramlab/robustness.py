@@ -45,8 +45,7 @@ from ramlab.sweeps import sweep_kind
 
 # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
 # 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
-#    the run's test scenes exactly (2 drew new placements under another spec key; its other
-#    shifts and levels are kept, `kept_shifts`).
+#    the run's test scenes exactly (2 drew new placements under another spec key).
 FORMAT = 3
 
 
@@ -58,19 +57,7 @@ def same_sweep(
 ) -> bool:
     """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
     wanted = (split, sample or rollouts > 1, rollouts, limit, False)
-    return previous.get("format") in (2, FORMAT) and sweep_kind(previous) == wanted
-
-
-def kept_shifts(previous: dict[str, Any], base: SceneSpec) -> dict[str, Any]:
-    """The shifts of a saved sweep of the same kind (`same_sweep`) whose numbers this ramlab
-    would measure again: every one of this format's; of format 2's, all but a translate shift
-    with a whole-canvas level (format 2 drew that level's scenes under another spec key)."""
-    shifts = dict(previous.get("shifts", {}))
-    if previous.get("format") != FORMAT:
-        levels = shifts.get("translate", {}).get("levels", [])
-        if any(_whole_canvas(base, int(level)) for level in levels):
-            del shifts["translate"]
-    return shifts
+    return previous.get("format") == FORMAT and sweep_kind(previous) == wanted
 
 
 @dataclass(frozen=True)
@@ -289,7 +276,7 @@ def robustness_sweep(
             f"{_sweep_words(result)}), which this one would replace: choose another --json, or "
             "delete the file"
         )
-    saved = kept_shifts(previous, base) if same else {}
+    saved = previous["shifts"] if same else {}
     result["shifts"] = {k: v for k, v in saved.items() if k not in wanted}
     device_ = next(model.parameters()).device
     for name, levels in wanted.items():
@@ -394,7 +381,6 @@ __all__ = [
     "SWEEP_SPLITS",
     "Shift",
     "format_sweep",
-    "kept_shifts",
     "read_robustness",
     "resolve_levels",
     "robustness_sweep",

@@ -225,14 +225,13 @@ def is_done(ctx: Context, job: Job) -> bool:
         path = ctx.run_dir(job.run) / "eval.json"
         return path.is_file() and _read_json(path).get("settings") == eval_settings(ctx.preset.evaluate)
     if job.kind == "robustness":
-        from ramlab.robustness import kept_shifts, resolve_levels, same_sweep
+        from ramlab.robustness import resolve_levels, same_sweep
 
         done = _read_json(ctx.run_dir(job.run) / "robustness.json")
         if not same_sweep(done, limit=job.sweep.limit, sample=job.sweep.sample):
             return False
-        base = datasets.dataset_spec(job.data)
-        wanted = resolve_levels(base, job.sweep.shifts)
-        shifts = kept_shifts(done, base)
+        wanted = resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts)
+        shifts = done.get("shifts", {})
         return all(shifts.get(name, {}).get("levels") == levels for name, levels in wanted.items())
     if job.kind == "cost":
         spec = ctx.preset.cost
