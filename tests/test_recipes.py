@@ -15,6 +15,7 @@ from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.report.sections.rewards import sparse_weight
+from ramlab.rewards import parse_discounts, parse_reward
 from ramlab.runconfig import RECIPE_DIR, RunConfig, config_path, recipe_names
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "recipes"
@@ -47,11 +48,17 @@ def test_a_recipe_is_the_papers_set_up_for_its_dataset(name: str) -> None:
     ram = config.model_config
     assert (ram.glimpse_size, ram.scales) == GLIMPSES[name]
     assert ram.glimpses == 6
-    # The paper's sparse reward alone; at a weight other than 1 only where REINFORCE trains the
-    # core (policy_trains_core): elsewhere Adam makes the weight all but irrelevant.
-    weight = sparse_weight(ram.reward)
-    assert weight is not None
-    assert weight == 1.0 or ram.policy_trains_core
+    # The paper's sparse reward; at a weight other than 1 only where REINFORCE trains the core
+    # (policy_trains_core): elsewhere Adam makes the weight all but irrelevant. Beside it a new
+    # reward only where validation chose one (TUNING.md): cluttered100, information gain per
+    # glimpse (@0), since the telescoped form (gamma 1) is another reward.
+    weights = parse_reward(ram.reward)
+    assert weights["sparse"] == 1.0 or ram.policy_trains_core
+    others = {k: v for k, v in weights.items() if k != "sparse"}
+    if name == "cluttered100":
+        assert others == {"infogain": 0.1} and parse_discounts(ram.reward) == {"infogain": 0.0}
+    else:
+        assert sparse_weight(ram.reward) == weights["sparse"] and not others
     # Evaluated as the targets are measured: policy mean, one rollout.
     assert config.train.eval_rollouts == 1 and not config.train.eval_sample and config.train.test
     assert config.train.eval_limit is None  # all 5,000 validation and 10,000 test scenes
