@@ -85,7 +85,8 @@ def split_randomness(
     moved to `device` in one copy (not one per batch, each of which would wait for a GPU)."""
     generator = torch.Generator().manual_seed(seed)
     # draw_randomness reads the number of rows and the dtype only
-    shape_only = torch.empty(rows, 1, 0, 0, dtype=next(model.parameters()).dtype)
+    weight = next(model.parameters(), None)  # a model may have none (a fixed rule)
+    shape_only = torch.empty(rows, 1, 0, 0, dtype=torch.float32 if weight is None else weight.dtype)
     drawn = model.draw_randomness(shape_only, sample=sample, generator=generator)
     return tuple(None if d is None else d.to(device) for d in drawn)
 
