@@ -27,7 +27,7 @@ from ramlab.data.datasets import kept_scenes, load_split
 from ramlab.data.loader import unit_pixels
 from ramlab.errors import RamlabError
 from ramlab.provenance import git_commit
-from ramlab.run import load_run
+from ramlab.run import load_run, refuse_unread_test
 
 
 def table(title: str, rows) -> list[str]:
@@ -70,6 +70,7 @@ def main() -> None:
     for run in args.runs:  # every run loads, on one dataset, before any is scored
         try:
             loaded[run] = load_run(run)
+            refuse_unread_test(run, loaded[run][0], args.split)
         except RamlabError as exc:
             parser.error(str(exc))
     datasets = {run: config.data for run, (config, _) in loaded.items()}

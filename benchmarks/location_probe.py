@@ -19,7 +19,7 @@ from ramlab.data.loader import unit_pixels
 from ramlab.errors import RamlabError
 from ramlab.probe import location_probe, probe_rows
 from ramlab.provenance import git_commit
-from ramlab.run import load_run
+from ramlab.run import load_run, refuse_unread_test
 
 
 def main() -> None:
@@ -39,6 +39,7 @@ def main() -> None:
     for run in args.runs:  # every run loads before any is probed
         try:
             loaded[run] = load_run(run)
+            refuse_unread_test(run, loaded[run][0], args.split)
         except RamlabError as exc:
             parser.error(str(exc))
     for run, (config, model) in loaded.items():

@@ -87,8 +87,9 @@ def test_the_script_breaks_down_two_tiny_runs(fake_mnist, tmp_path, monkeypatch,
             "--location-hidden", "4", "--hidden", "12", "--device", "cpu", "--threads", "1",
             "--progress", "false", "--test", "false"]  # fmt: skip
     runs = [tmp_path / "a", tmp_path / "b"]
-    for seed, run in enumerate(runs):
-        assert main(["train", "ram", *tiny, "--seed", str(seed), "--out", str(run)]) == 0
+    for seed, run in enumerate(runs):  # a final model (its test split read once) and a tuning run
+        final = ["--test", "true"] if seed == 0 else []
+        assert main(["train", "ram", *tiny, *final, "--seed", str(seed), "--out", str(run)]) == 0
     capsys.readouterr()
     report = tmp_path / "breakdown.json"
     monkeypatch.setattr(
@@ -143,6 +144,7 @@ def test_the_script_refuses_a_missing_run_and_runs_on_two_datasets(
     for argv, says in (
         ([str(tmp_path / "nope")], "nope: not a run directory"),
         ([str(runs["translated60"]), str(runs["cluttered60"])], "different datasets"),
+        ([str(runs["translated60"]), "--split", "test"], "trained with test: false (a tuning run)"),
     ):
         capsys.readouterr()
         monkeypatch.setattr(sys, "argv", ["error_breakdown.py", *argv])

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import runpy
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch import nn
 
+from ramlab.cli import main
 from ramlab.errors import RamlabError
 from ramlab.models.ram import RAM, RAMConfig
 from ramlab.probe import box_centres, location_probe, ridge_fit, ridge_predict
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "location_probe.py"
 
 
 def test_box_centres_in_location_units_by_hand() -> None:
@@ -86,3 +93,29 @@ def test_the_probe_runs_on_a_ram_and_refuses_too_few_scenes() -> None:
     assert all(row.probe_px >= 0 and row.policy_px >= 0 for row in rows[:-1])
     with pytest.raises(RamlabError, match="too few"):
         location_probe(model, images[:3], boxes[:3])
+
+
+def test_the_script_probes_a_tiny_run_on_validation_and_refuses_its_unread_test_split(
+    fake_mnist, tmp_path, monkeypatch, capsys
+) -> None:
+    run = tmp_path / "run"
+    tiny = ["--data", "translated60", "--train-limit", "16", "--epochs", "1", "--batch-size", "8",
+            "--glimpses", "2", "--glimpse-size", "8", "--scales", "2", "--glimpse-hidden", "8",
+            "--location-hidden", "4", "--hidden", "12", "--device", "cpu", "--threads", "1",
+            "--progress", "false", "--test", "false", "--out", str(run)]  # fmt: skip
+    assert main(["train", "ram", *tiny]) == 0
+    report = tmp_path / "probe.json"
+    monkeypatch.setattr(sys, "argv", ["location_probe.py", str(run), "--json", str(report)])
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    data = json.loads(report.read_text())
+    assert data["split"] == "val"
+    rows = data["runs"][str(run)]["rows"]
+    assert len(rows) == 2  # one row per glimpse
+    capsys.readouterr()
+    # A tuning run's test split stays unread: refused before anything is probed.
+    report.unlink()
+    monkeypatch.setattr(sys, "argv", ["location_probe.py", str(run), "--split", "test", "--json", str(report)])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(SCRIPT), run_name="__main__")
+    assert stop.value.code == 2 and "trained with test: false (a tuning run)" in capsys.readouterr().err
+    assert not report.exists()
