@@ -114,7 +114,9 @@ def test_the_script_probes_a_tiny_run_on_validation_and_refuses_its_unread_test_
     capsys.readouterr()
     # A tuning run's test split stays unread: refused before anything is probed.
     report.unlink()
-    monkeypatch.setattr(sys, "argv", ["location_probe.py", str(run), "--split", "test", "--json", str(report)])
+    monkeypatch.setattr(
+        sys, "argv", ["location_probe.py", str(run), "--split", "test", "--json", str(report)]
+    )
     with pytest.raises(SystemExit) as stop:
         runpy.run_path(str(SCRIPT), run_name="__main__")
     assert stop.value.code == 2 and "trained with test: false (a tuning run)" in capsys.readouterr().err
