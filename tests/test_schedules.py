@@ -186,3 +186,17 @@ def test_a_time_budget_ends_training_at_the_end_of_an_epoch(fake_mnist, tmp_path
     # The epoch that crossed 180 s was finished, and none began after it.
     assert seconds[-1] >= 180 > seconds[-2]
     assert result["epochs_run"] == len(seconds) < 20 and result["stop_reason"] == "time_budget"
+
+
+def test_the_logged_rate_is_the_one_each_step_took(fake_mnist, tmp_path) -> None:
+    # Exponential at 0.5 an epoch over 3 steps an epoch: step s takes 0.01 * 0.5^(s/3). The
+    # epoch's line carries its last step's rate; the plateau schedule's stays 0.01 all epoch.
+    Trainer(tiny_config(epochs=2, schedule="exponential", lr_decay=0.5, test=False), tmp_path / "exp").fit()
+    lines = read_metrics(tmp_path / "exp" / "metrics.jsonl")
+    steps = [line["train/lr"] for line in lines if "train/loss" in line]
+    assert steps == pytest.approx([0.01 * 0.5 ** (s / 3) for s in range(6)])
+    epochs = [line["train/lr"] for line in lines if "val/error" in line]
+    assert epochs == pytest.approx([0.01 * 0.5 ** (2 / 3), 0.01 * 0.5 ** (5 / 3)])
+    Trainer(tiny_config(epochs=1, schedule="plateau", test=False), tmp_path / "plateau").fit()
+    rates = [line["train/lr"] for line in read_metrics(tmp_path / "plateau" / "metrics.jsonl")]
+    assert rates == pytest.approx([0.01] * 4)

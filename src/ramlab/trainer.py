@@ -201,6 +201,7 @@ class Trainer:
         )
         self.seen_since = time.perf_counter()  # the samples/s window
         self.seen, self.norm_sums = 0, {}
+        self.step_lr = self.schedule.lr  # the rate the latest step took: logged as train/lr
         for step, batch in enumerate(
             self.train.iterate(order, start=pos.step_in_epoch), start=pos.step_in_epoch
         ):
@@ -221,6 +222,7 @@ class Trainer:
             norms = grad_norms(model) if logging else {}  # before clipping
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.step_lr = self.schedule.lr
             self.optimizer.step()
             self.average.update(model)
             self.schedule.after_step()
@@ -283,7 +285,7 @@ class Trainer:
             "epoch": pos.epoch + pos.step_in_epoch / self.steps_per_epoch,  # done after this step
             "train/loss": objective.loss.detach(),
             "train/error": error,
-            "train/lr": self.schedule.lr,
+            "train/lr": self.step_lr,
             "train/rollouts": pos.rollouts_seen,
             "perf/train_seconds": pos.train_seconds,
             "perf/samples_per_s": self.seen / max(elapsed, 1e-9),
@@ -308,7 +310,7 @@ class Trainer:
             "val/error": result.error,
             "val/loss": result.loss,
             "val/per_step_error": result.per_step_error,
-            "train/lr": self.schedule.lr,
+            "train/lr": self.step_lr,
             "train/rollouts": pos.rollouts_seen,
             "perf/train_seconds": pos.train_seconds,
         }
