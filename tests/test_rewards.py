@@ -295,6 +295,81 @@ def test_a_terms_own_discount_by_hand() -> None:
     assert objective.metrics["policy/reward"].item() == pytest.approx(1 + math.log(7 / 4), abs=1e-6)
 
 
+def test_own_discounts_reach_the_reinforce_and_baseline_losses_by_hand() -> None:
+    # The rollout above (infogain 0, log 3/2, log 7/6; sparse 0, 0, 1) with log pi(l_t) of
+    # -, -1, -2 and a zero baseline, at gamma 1.
+    logits = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)], [0.0, math.log(7.0)]]])
+    rollout = make_rollout(step_logits=logits, log_probs=torch.tensor([[0.0, -1.0, -2.0]]))
+    labels, boxes = torch.tensor([1]), torch.zeros(1, 4)
+    ig1, ig2 = math.log(1.5), math.log(7 / 6)
+    cases = {
+        # infogain@0: G_1 = 1 + ig1, G_2 = 1 + ig2
+        "sparse+infogain@0": (1 + ig1, 1 + ig2),
+        # one discount (1): G_1 = 1 + ig1 + ig2, G_2 = 1 + ig2
+        "sparse+infogain": (1 + ig1 + ig2, 1 + ig2),
+        # sparse's own 0.5: G_1 = 0.5 + ig1 + ig2 (infogain at gamma 1), G_2 = 1 + ig2
+        "sparse@0.5+infogain": (0.5 + ig1 + ig2, 1 + ig2),
+    }
+    for spec, (g1, g2) in cases.items():
+        config = RAMConfig(reward=spec, gamma=1.0)
+        objective = hybrid_loss(
+            rollout,
+            labels,
+            boxes,
+            config=config,
+            reward_weights=parse_reward(spec),
+            reward_discounts=parse_discounts(spec),
+        )
+        # REINFORCE: -sum_t (G_t - b_t) log pi(l_t) = -(g1 * -1 + g2 * -2); baseline: the mean
+        # over the two acted steps of (b_t - G_t)^2
+        assert objective.metrics["loss/reinforce"].item() == pytest.approx(g1 + 2 * g2, abs=1e-6), spec
+        assert objective.metrics["loss/baseline"].item() == pytest.approx((g1**2 + g2**2) / 2, abs=1e-6), spec
+
+
+def test_the_ram_objective_passes_its_rewards_own_discounts() -> None:
+    from ramlab.models.base import ModelOutput
+    from ramlab.models.ram import RAM
+
+    logits = torch.tensor([[[0.0, 0.0], [0.0, math.log(3.0)], [0.0, math.log(7.0)]]])
+    rollout = make_rollout(step_logits=logits, log_probs=torch.tensor([[0.0, -1.0, -2.0]]))
+    out = ModelOutput(logits=logits[:, -1], step_logits=logits, rollout=rollout)
+    labels, boxes = torch.tensor([1]), torch.zeros(1, 4)
+    sizes = {
+        "glimpses": 3,
+        "glimpse_size": 4,
+        "scales": 1,
+        "hidden": 8,
+        "glimpse_hidden": 4,
+        "location_hidden": 4,
+    }
+    reinforce = {}
+    for spec in ("sparse+infogain@0", "sparse+infogain"):
+        model = RAM(config=RAMConfig(reward=spec, gamma=1.0, **sizes), image_size=(16, 16), num_classes=2)
+        reinforce[spec] = model.objective(out, labels, boxes).metrics["loss/reinforce"].item()
+    ig1, ig2 = math.log(1.5), math.log(7 / 6)
+    assert reinforce["sparse+infogain@0"] == pytest.approx((1 + ig1) + 2 * (1 + ig2), abs=1e-6)
+    assert reinforce["sparse+infogain"] == pytest.approx((1 + ig1 + ig2) + 2 * (1 + ig2), abs=1e-6)
+
+
+def test_the_entropy_bonus_lowers_the_loss_and_its_metric_is_per_acted_step() -> None:
+    # Entropies -, 1, 2 (the first location is not the policy's); weight 0.1.
+    logits = torch.zeros(1, 3, 2)
+    rollout = dataclasses.replace(make_rollout(step_logits=logits), entropy=torch.tensor([[5.0, 1.0, 2.0]]))
+    labels, boxes = torch.tensor([1]), torch.zeros(1, 4)
+    plain = hybrid_loss(
+        rollout, labels, boxes, config=RAMConfig(reward="sparse"), reward_weights={"sparse": 1.0}
+    )
+    bonus = hybrid_loss(
+        rollout,
+        labels,
+        boxes,
+        config=RAMConfig(reward="sparse", learn_std=True, entropy_weight=0.1),
+        reward_weights={"sparse": 1.0},
+    )
+    assert bonus.loss.item() == pytest.approx(plain.loss.item() - 0.1 * (1.0 + 2.0), abs=1e-6)
+    assert bonus.metrics["policy/entropy"].item() == pytest.approx(1.5)  # (1 + 2) / 2 acted steps
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

@@ -21,8 +21,11 @@ discount, `"0.1*sparse+0.1*infogain@0"` (information gain credited to its own gl
 the sparse reward's return at the config's gamma), its return then discounted apart and the
 returns summed. Weights default to 1 and must be positive and finite: each reward already
 has the sign of what it asks for (bbox is a penalty, -distance), so a negative weight would
-ask for the opposite of its name (glimpses far from the digit, wrong answers), and a zero
-weight is the term left out.
+ask for the opposite of its name (glimpses far from the digit, wrong answers); a zero weight
+is refused (leave the term out).
+
+sparse and infogain read `rollout.step_logits`, the classifier's predictions the loss trains:
+with dropout, in training, those of the dropped-out state (unbiased, a little noisier).
 """
 
 from __future__ import annotations

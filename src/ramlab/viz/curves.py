@@ -115,7 +115,7 @@ def plot_anytime(
 TRAINING_PANELS = (  # (metric, y label with unit, panel title)
     ("train/loss", "loss (per batch)", "training loss (the model's objective)"),
     ("error", "error (%)", "validation (solid) and training (dotted) error"),
-    ("policy/reward", "return (reward units)", "mean return per episode"),
+    ("policy/reward", "reward (reward units)", "mean total reward per episode"),
     ("policy/location_spread", "std of l (location units)", "spread of glimpse locations"),
 )
 
