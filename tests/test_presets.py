@@ -213,3 +213,7 @@ def test_a_folder_holding_another_presets_study_is_refused(tmp_path):
         save_preset(Study(load_preset(other), out))
     assert load_preset(out / "study.yaml").raw == load_preset("tiny").raw  # still readable by the jobs
     save_preset(Study(load_preset(out / "study.yaml"), out))  # rerun from its own study.yaml
+    # ... with more seeds: saved (the job processes plan from the file), under its name
+    save_preset(Study(load_preset(out / "study.yaml", seeds=3), out))
+    assert (out / "study.yaml").read_text().startswith("# ramlab study of preset: tiny\n")
+    assert load_preset(out / "study.yaml").seeds == 3

@@ -194,16 +194,20 @@ def save_preset(ctx: Context) -> Path:
     """STUDY/study.yaml: the preset as run, which the job entry point reads back. A folder
     holding another preset's study is refused (its runs and report would mix with these)."""
     path, header = ctx.out / "study.yaml", f"{PRESET_LINE}{ctx.preset.name}"
+    first = path.read_text(errors="replace").partition("\n")[0] if path.is_file() else ""
     if path.is_file() and Path(ctx.preset.source).resolve() == path.resolve():
-        return path  # the study rerun from its own study.yaml: as it is
-    if path.is_file():
-        first = path.read_text(errors="replace").partition("\n")[0]
-        if first.startswith(f"# {PRESET_LINE}") and first != f"# {header}":
-            held = first.removeprefix(f"# {PRESET_LINE}")
-            raise RamlabError(
-                f"{ctx.out} holds the study of preset {held!r} (its study.yaml), not {ctx.preset.name!r}: "
-                "choose another --out"
-            )
+        # The study rerun from its own study.yaml: kept as it is, or saved as changed (--seeds:
+        # the job processes plan from the file) under the preset's name its first line holds.
+        if load_yaml(path) == ctx.preset.raw:
+            return path
+        if first.startswith(f"# {PRESET_LINE}"):
+            header = first.removeprefix("# ")
+    elif first.startswith(f"# {PRESET_LINE}") and first != f"# {header}":
+        held = first.removeprefix(f"# {PRESET_LINE}")
+        raise RamlabError(
+            f"{ctx.out} holds the study of preset {held!r} (its study.yaml), not {ctx.preset.name!r}: "
+            "choose another --out"
+        )
     return save_yaml(path, ctx.preset.raw, header=header)
 
 
