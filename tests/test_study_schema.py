@@ -133,6 +133,7 @@ def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path, sections, line):
         ),
         ({"robustness": {"runs": "all"}}, "robustness: expected a list"),
         ({"cost": {"sizes": [28, 4]}}, "cost.sizes[1]: must be a whole number >= 8; got 4"),
+        ({"cost": {"sizes": [28, 60, 28]}}, "cost.sizes: size 28 is listed twice"),
         ({"cost": {"device": "gpu"}}, "cost.device: expected auto, cpu, cuda or cuda:N; got 'gpu'"),
         (
             {"runs": [group("x", per_data={"cluttered60": {"train": {"epochs": 9}}})]},
@@ -140,6 +141,10 @@ def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path, sections, line):
             "so these settings would reach no run",
         ),
         ({"evaluate": {"limit": 0}}, "evaluate.limit: must be a whole number >= 1; got 0"),
+        (
+            {"runs": [group("x", data=["translated60", "mnist", "translated60"])]},
+            "runs[0] (x).data: dataset 'translated60' is listed twice",
+        ),
     ],
 )
 def test_a_wrong_type_or_value_says_what_is_expected(tmp_path, sections, line):
@@ -177,6 +182,15 @@ def test_all_the_problems_are_listed_in_one_error(tmp_path):
         (
             {"runs": [group("a"), group("b", data=["translated60", "mnist"], best_reward_of="a")]},
             "runs[1] (b).best_reward_of: group 'a' has no runs on mnist",
+        ),
+        (
+            {
+                "runs": [
+                    {"name": "r1", "model": "resnet", "data": "mnist"},
+                    {"name": "r2", "model": "resnet", "data": "mnist", "best_reward_of": "r1"},
+                ]
+            },
+            "runs[1] (r2).best_reward_of: model resnet has no reward to choose; best_reward_of is for: ram",
         ),
         (
             {"runs": [group("a", recipe=True, data="centred60")]},

@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from ramlab.config import field_names
 from ramlab.data.datasets import dataset_spec
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_config_class, model_names
@@ -251,6 +252,14 @@ class CostSpec(Section, frozen=True):
     configs: Annotated[dict, PlainValidator(_cost_config_dicts)] = {}
     """Model name -> config fields (default: the model's defaults), adapted to each size."""
 
+    @field_validator("sizes")
+    @classmethod
+    def _each_size_once(cls, sizes: tuple[int, ...]) -> tuple[int, ...]:
+        twice = sorted({size for size in sizes if sizes.count(size) > 1})
+        if twice:
+            raise problem(f"size {twice[0]} is listed twice")
+        return sizes
+
 
 class PresetFile(Section):
     """A whole preset file; the cross-references between its sections are checked last."""
@@ -272,6 +281,12 @@ class PresetFile(Section):
             if group.name in groups:
                 raise invalid(("runs", i, "name"), "used by another group; names must be unique", group.name)
             earlier = [g.name for g in groups.values() if g.model == group.model]
+            if group.best_reward_of and "reward" not in field_names(model_config_class(group.model)):
+                rewarded = [m for m in model_names() if "reward" in field_names(model_config_class(m))]
+                raise invalid(
+                    ("runs", i, "best_reward_of"),
+                    f"model {group.model} has no reward to choose; best_reward_of is for: {', '.join(rewarded)}",
+                )
             for name in group.best_reward_of or ():
                 if name not in earlier:
                     raise invalid(

@@ -66,9 +66,11 @@ def names_of(kind: str, allowed: Callable[[], Sequence[str]] | None = None) -> A
         if not isinstance(items, (list, tuple)) or not items or not all(isinstance(i, str) for i in items):
             choices = f" from: {', '.join(valid)}" if valid else ""
             raise problem(f"expected a {kind} or a list of {kind}s{choices}; got {value!r}")
-        for item in items:
+        for i, item in enumerate(items):
             if valid is not None and item not in valid:
                 raise problem(f"unknown {kind} {item!r}; allowed: {', '.join(valid)}")
+            if item in items[:i]:
+                raise problem(f"{kind} {item!r} is listed twice")
         return tuple(items)
 
     return Annotated[tuple[str, ...], PlainValidator(check)]
