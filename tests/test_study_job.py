@@ -16,6 +16,7 @@ from ramlab import robustness
 from ramlab.config import load_yaml
 from ramlab.cost import row_settings
 from ramlab.data import datasets
+from ramlab.device import threads_given
 from ramlab.study import Context, load_preset
 from ramlab.study import jobs as study_jobs
 from ramlab.study.job import main
@@ -134,7 +135,12 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     (job,) = [j for j in build_plan(context(False).preset) if j.kind == "cost"]
     (tmp_path / "study").mkdir()
     # how the preset measures: on the CPU, a batch of 64, the model's default config
-    eager_row = {"model": "fc", "size": 28, **row_settings("fc", 28, device="cpu", batch=64)}
+    eager_row = {
+        "model": "fc",
+        "size": 28,
+        "threads": threads_given(0),
+        **row_settings("fc", 28, device="cpu", batch=64),
+    }
     assert eager_row["compiled"] is False and eager_row["throughput_batch"] == 64
 
     def done(row: dict, *, compile_: bool = False) -> bool:
@@ -147,6 +153,21 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     assert not done({**eager_row, "device": "cuda"})  # the preset's device changed since
     assert not done({**eager_row, "throughput_batch": 256})  # or its batch
     assert not done({**eager_row, "config": {**eager_row["config"], "hidden": 7}})  # or the model's config
+
+
+def test_cost_rows_timed_with_other_threads_are_measured_again(tmp_path, monkeypatch):
+    # A cost job stopped after one model and resumed under another thread count would divide
+    # timings taken at two in the report's ratios.
+    preset = load_preset(write_preset(tmp_path / "p.yaml", cost={"models": ["fc"], "sizes": [28]}))
+    (job,) = [j for j in build_plan(preset) if j.kind == "cost"]
+    (tmp_path / "study").mkdir()
+    row = {"model": "fc", "size": 28, "threads": 1, **row_settings("fc", 28, device="cpu", batch=64)}
+    (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [row]}))
+    monkeypatch.setenv("RAMLAB_THREADS", "1")
+    assert study_jobs.is_done(Context(preset, tmp_path / "study"), job)
+    monkeypatch.setattr("ramlab.device.available_cpus", lambda: 4)
+    monkeypatch.setenv("RAMLAB_THREADS", "2")
+    assert not study_jobs.is_done(Context(preset, tmp_path / "study"), job)
 
 
 def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):

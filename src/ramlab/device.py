@@ -36,6 +36,12 @@ def resolve_device(name: str) -> torch.device:
     raise RamlabError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
 
 
+def threads_given(threads: int) -> int:
+    """How many threads `set_threads(threads)` gives torch (pure: sets nothing)."""
+    cpus = available_cpus()
+    return min(TORCH_DEFAULT_THREADS if threads <= 0 else threads, cpus)
+
+
 def set_threads(threads: int) -> int:
     """Give torch `threads` CPU threads (0: torch's default), at most the CPUs this process
     may use (`ramlab.cpus`: torch crashes far beyond them, and threads beyond a cgroup quota

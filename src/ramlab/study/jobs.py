@@ -102,11 +102,14 @@ def _cost_base_config(spec: CostSpec, model: str) -> Any:
     return model_config(model, spec.configs[model], where="cost") if model in spec.configs else None
 
 
-def _cost_rows_of(spec: CostSpec, path: Path) -> list[dict]:
-    """The rows of `path` that `spec` asks for, measured as it asks; rows timed another way
-    (eager or compiled, another device or batch, another model config) are left out, so they
-    are measured again."""
+def _cost_rows_of(ctx: Context) -> list[dict]:
+    """The rows of the study's cost.json that its preset asks for, measured as it asks; rows
+    timed another way (eager or compiled, another device, batch, model config or number of
+    threads: a resume under another executor) are left out, so they are measured again."""
     from ramlab.cost import row_settings
+    from ramlab.device import threads_given
+
+    spec, threads = ctx.preset.cost, threads_given(ctx.job_threads())
 
     def as_asked(row: dict) -> bool:
         want = row_settings(
@@ -118,11 +121,11 @@ def _cost_rows_of(spec: CostSpec, path: Path) -> list[dict]:
             compiled=spec.compile,
         )
         row = {"compiled": False, **row}  # rows written before the key were eager
-        return all(row.get(key) == value for key, value in want.items())
+        return row.get("threads") == threads and all(row.get(key) == value for key, value in want.items())
 
     return [
         r
-        for r in read_cost_rows(path)
+        for r in read_cost_rows(ctx.out / "cost.json")
         if r["model"] in spec.models and r["size"] in spec.sizes and as_asked(r)
     ]
 
@@ -131,7 +134,7 @@ def run_cost(ctx: Context, job: Job) -> None:
     from ramlab.cost import measure_costs, write_cost_json
 
     spec, path = ctx.preset.cost, ctx.out / "cost.json"
-    rows = _cost_rows_of(spec, path)
+    rows = _cost_rows_of(ctx)
     for model in spec.models:
         sizes = [s for s in spec.sizes if not any(r["model"] == model and r["size"] == s for r in rows)]
         if not sizes:
@@ -240,5 +243,5 @@ def is_done(ctx: Context, job: Job) -> bool:
     if job.kind == "cost":
         spec = ctx.preset.cost
         wanted = {(m, s) for m in spec.models for s in spec.sizes}
-        return wanted <= {(r["model"], r["size"]) for r in _cost_rows_of(spec, ctx.out / "cost.json")}
+        return wanted <= {(r["model"], r["size"]) for r in _cost_rows_of(ctx)}
     raise AssertionError(job.kind)
