@@ -36,7 +36,8 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         return
     cost_job = inputs.cost_job
     doc.para(
-        "Inference of untrained models at each image side, their default config adapted to the size "
+        "Inference of untrained models at each image side, each in its config (the preset's "
+        "`cost.configs`, else the model's default) adapted to the size "
         f"(the RAM adds scales), measured as {timing_mode(inputs.cost_rows)}: FLOPs per image counted by PyTorch's FLOP "
         "counter, latency at batch 1 (median), throughput at the batch shown, peak memory of live "
         "tensors at batch 1. "
