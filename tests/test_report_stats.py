@@ -20,7 +20,7 @@ from ramlab.report.sections.rewards import (
     sparse_weight,
     speed_bar,
 )
-from ramlab.report.stats import binomial_se, permutation_test
+from ramlab.report.stats import binomial_se, permutation_test, stratified_permutation_test
 
 
 def test_two_against_two_counts_the_six_relabellings():
@@ -224,6 +224,40 @@ def test_runs_that_never_reach_the_bar_are_counted_not_averaged():
     assert fmt_epochs_to([fast, slow, never], 10.0) == "2.0 ± 1.4 (2 of 3 runs)"
     assert fmt_epochs_to([never], 10.0) == "— (0 of 1 runs)"
     assert fmt_epochs_to([fast], None) == "—"  # no sparse run to set the bar
+
+
+# ---- across datasets: relabelled within each ---------------------------------------------------
+def test_two_datasets_multiply_their_relabellings_and_weigh_each_by_its_mean():
+    # Each dataset: A = {1, 2} against {3, 4}; its six relabellings move sum(A') - 5 by -2, -1,
+    # 0, 0, 1, 2, weighed by n / (k (n - k) mean) = 4 / (2 * 2 * 2.5) = 0.4. Observed: -2 in both,
+    # -1.6; of the 36 pairs only (-2, -2) and (2, 2) are as far out: p = 2 / 36.
+    test = stratified_permutation_test([([1, 2], [3, 4]), ([1, 2], [3, 4])])
+    assert test.exact and test.relabellings == 36
+    assert test.p_value == pytest.approx(2 / 36) and test.smallest_p == pytest.approx(2 / 36)
+    # Ten times the errors on the second weigh the same (relative to its own mean).
+    assert stratified_permutation_test([([1, 2], [3, 4]), ([10, 20], [30, 40])]).p_value == pytest.approx(
+        2 / 36
+    )
+    # Opposite differences cancel: every relabelling is as far out as 0.
+    assert stratified_permutation_test([([1, 2], [3, 4]), ([3, 4], [1, 2])]).p_value == 1.0
+    # A dataset of zero errors adds nothing: the first's 2 of 6.
+    assert stratified_permutation_test([([0, 0], [0, 0]), ([1, 2], [3, 4])]).p_value == pytest.approx(2 / 6)
+
+
+def test_one_dataset_is_the_plain_test_and_four_reach_far_below_it():
+    for a, b in (([1, 2, 3], [4, 5, 6]), ([1.0, 4.0], [2.0, 3.0]), ([0.0], [1.0, 2.0])):
+        assert stratified_permutation_test([(a, b)]).p_value == pytest.approx(permutation_test(a, b).p_value)
+    # 3 + 3 seeds wholly apart on each of four datasets: 2 of 20^4 relabellings.
+    four = [([1.1, 2.0, 3.5], [4.0, 5.0, 6.0])] * 4
+    test = stratified_permutation_test(four)
+    assert test.exact and test.relabellings == 160_000 and test.p_value == pytest.approx(2 / 160_000)
+    sampled = stratified_permutation_test(four, max_exact=10, samples=3000)
+    assert not sampled.exact and sampled.p_value == pytest.approx(1 / 3001)  # (0 hits + 1) / (3000 + 1)
+    assert stratified_permutation_test(four, max_exact=10, samples=3000) == sampled  # reproducible
+    with pytest.raises(ValueError):
+        stratified_permutation_test([])
+    with pytest.raises(ValueError):
+        stratified_permutation_test([([1.0], [])])
 
 
 def test_binomial_se_by_hand():

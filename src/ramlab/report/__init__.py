@@ -7,7 +7,8 @@
 Sections: test error per dataset and model (mean ± std over seeds) beside the paper's
 numbers, anytime and training curves; compute cost; robustness; reward structures (with a
 permutation test of each against the sparse reward over seeds, and against the sparse reward
-at another weight where one trained: the scale control); glimpse trajectories;
+at another weight where one trained: the scale control; and of each study group against its
+reference across datasets); glimpse trajectories;
 provenance (config, seed, commit and command of every run). A table row names the runs its
 numbers come from, linked to their provenance. It never trains or runs a model, so it can
 be rewritten at any time, also while a study is running. A run with a damaged file (not
@@ -16,9 +17,9 @@ under "Skipped runs and files", with a warning on stderr; the rest of the report
 
     runs.py       Run, read_runs / find_runs, labels      checks.py   what each file must hold
     inputs.py     everything read from the folder         doc.py      Markdown and HTML
-    paper.py      the paper's numbers                     stats.py    the permutation test
+    paper.py      the paper's numbers                     stats.py    the permutation tests
     formatting.py numbers as printed                      sections/   one module per section
-    builder.py    build_report, write_report
+    builder.py    build_report, write_report              pooled.py   a group across datasets
 """
 
 from ramlab.report.builder import build_report, write_report

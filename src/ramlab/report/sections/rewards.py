@@ -14,7 +14,9 @@ A reward is tested against the runs whose config is the same but for the reward,
 seeds' test errors. p >= SIGNIFICANCE says the difference cannot be told from the
 seed-to-seed spread (not that there is none); with fewer than MIN_SEEDS seeds on a side
 there is no test, and the report says so. Each comparison is tested on its own, with no
-correction for their number, and the report says that too.
+correction for their number, and the report says that too. A study group compared with the
+same reference group on several datasets is also tested across them (`ramlab.report.pooled`):
+one dataset's 3 + 3 seeds cannot reach p < 0.05, four datasets' can.
 
 Where the sparse reward also trained at another weight (`0.1*sparse`, the paper preset's
 scale control on the cluttered sets), each other reward is tested against that too: with
@@ -33,10 +35,10 @@ from ramlab.progress import CurvePoint, best, time_to, val_curve
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import fmt_mean_std, fmt_p, fmt_some
 from ramlab.report.inputs import ReportInputs
+from ramlab.report.pooled import Stratum, group_name, pooled_comparisons
 from ramlab.report.runs import Run, by_label, experiment, links
-from ramlab.report.stats import MAX_EXACT, SAMPLES, PermutationTest, permutation_test
+from ramlab.report.stats import MAX_EXACT, SAMPLES, SIGNIFICANCE, PermutationTest, permutation_test
 
-SIGNIFICANCE = 0.05  # the conventional level; below it a difference is more than seed noise
 MIN_SEEDS = 2  # per reward: one seed says nothing about the spread between seeds
 SPEED_FACTOR = 2.0  # the learning-speed bar: this many times the sparse reward's best val error
 
@@ -213,6 +215,7 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         f"own, with no correction for their number: of k comparisons with no real difference, about "
         f"{SIGNIFICANCE:g}·k would pass p < {SIGNIFICANCE:g} by chance."
     )
+    pooled = []  # (group, reference group, versus, the dataset's errors): over the datasets
     for data in compared:
         groups = by_label(r for r in rewarded if r.data == data)
         against = comparisons(groups)
@@ -248,6 +251,11 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         for comparison in against.values():
             doc.para(comparison.sentence())
         controls = scale_controls(groups)
+        for comparison in [*against.values(), *controls]:
+            if comparison.reference is not None:
+                stratum = Stratum(data, comparison.errors, comparison.reference_errors)
+                pair = (group_name(groups[comparison.label]), group_name(groups[comparison.reference]))
+                pooled.append((*pair, comparison.versus, stratum))
         if controls:
             doc.para(
                 "Against the sparse reward at another weight, the control for a reward's scale (with "
@@ -267,3 +275,17 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         doc.figure(
             path, f"Reward structures on {data}: error per seed, learning speed, where the glimpses go."
         )
+    across = pooled_comparisons(pooled)
+    if across:
+        doc.heading(3, "Across datasets")
+        doc.para(
+            "Each study group against the same reference group on every dataset both trained on: a "
+            "stratified permutation test, the seeds' test errors relabelled within each dataset, of "
+            "the sum over the datasets of each one's difference in mean test error relative to its "
+            "mean (so a dataset of large errors weighs no more than one of small errors). It asks "
+            "whether the reward changes the error across the datasets; one dataset's 3 + 3 seeds "
+            "cannot reach p < 0.05 (its smallest p is 0.1), four datasets' can. Each pair is tested "
+            "on its own, with no correction for their number."
+        )
+        for comparison in across:
+            doc.para(comparison.sentence())

@@ -1,0 +1,106 @@
+"""A reward against its reference over every dataset at once: one study group against another
+(`ram6-infogain` against `ram6-sparse`), the seeds' test errors relabelled within each
+dataset (`ramlab.report.stats.stratified_permutation_test`).
+
+One dataset's 3 + 3 seeds cannot give p < 0.05 (the smallest p is 0.1), so per dataset the
+report can only say "more seeds are needed"; the study's question is whether a reward beats
+the sparse reward across the paper's datasets, and over four datasets the same seeds can
+answer it (the smallest p is 1.25e-5). The groups are the study's: a run's directory is
+`GROUP-DATA-seedN` (`ramlab.study.plan.run_name`), so runs of one group on several datasets
+pair up even where their labels differ (a group's reward may differ by dataset, `per_data`).
+Runs outside a study's layout are left out of this test.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ramlab.report.formatting import fmt_p
+from ramlab.report.runs import Run
+from ramlab.report.stats import SIGNIFICANCE, PermutationTest, stratified_permutation_test
+
+
+def group_name(runs: list[Run]) -> str | None:
+    """The study group of runs of one label on one dataset (None: not one group of a study)."""
+    names = set()
+    for run in runs:
+        folder = Path(run.name).name
+        suffix = f"-{run.data}-seed{run.seed}"
+        if not folder.endswith(suffix) or len(folder) == len(suffix):
+            return None
+        names.add(folder.removesuffix(suffix))
+    return names.pop() if len(names) == 1 else None
+
+
+@dataclass(frozen=True)
+class Stratum:
+    data: str
+    errors: list[float]
+    reference_errors: list[float]
+
+    @property
+    def relative(self) -> float:
+        """(mean - reference's mean) / the pooled mean: this dataset's term of the statistic."""
+        pooled = statistics.fmean([*self.errors, *self.reference_errors])
+        if pooled == 0:
+            return 0.0
+        return (statistics.fmean(self.errors) - statistics.fmean(self.reference_errors)) / pooled
+
+
+@dataclass(frozen=True)
+class PooledComparison:
+    """A group's test errors against its reference group's, dataset by dataset."""
+
+    group: str
+    reference: str
+    versus: str  # the reference's reward, in words
+    strata: tuple[Stratum, ...]
+
+    @property
+    def test(self) -> PermutationTest:
+        return stratified_permutation_test([(s.errors, s.reference_errors) for s in self.strata])
+
+    def sentence(self) -> str:
+        test, strata = self.test, self.strata
+        mean_relative = statistics.fmean(s.relative for s in strata)
+        each = "; ".join(
+            f"{s.data} {statistics.fmean(s.errors):.2f} against {statistics.fmean(s.reference_errors):.2f} % "
+            f"({len(s.errors)} + {len(s.reference_errors)} seeds)"
+            for s in strata
+        )
+        head = (
+            f"`{self.group}` against `{self.reference}` over {len(strata)} datasets ({each}): "
+            f"{abs(mean_relative) * 100:.0f}% {'lower' if mean_relative < 0 else 'higher'} test error on "
+            f"average relative to each dataset's mean, p = {fmt_p(test.p_value)}"
+            + ("" if test.exact else " (Monte Carlo)")
+        )
+        if test.p_value < SIGNIFICANCE:
+            side = "lower" if mean_relative < 0 else "higher"
+            return f"{head}: {side} error than {self.versus} across the datasets, beyond the seed-to-seed spread."
+        text = f"{head}: the difference cannot be told from the seed-to-seed spread (nor shown to be none)."
+        if test.smallest_p >= SIGNIFICANCE:
+            text += f" The smallest p these seeds allow is {fmt_p(test.smallest_p)}: more seeds are needed."
+        return text
+
+
+def pooled_comparisons(
+    entries: Iterable[tuple[str | None, str | None, str, Stratum]],
+) -> list[PooledComparison]:
+    """`entries`: each dataset's comparisons as (group, reference group, the reference's
+    reward in words, the dataset's errors). The pairs of study groups compared on two
+    datasets or more, in the order first met; runs of no study group are left out."""
+    pairs: dict[tuple[str, str], list[Stratum]] = {}
+    versus: dict[tuple[str, str], str] = {}
+    for group, reference, words, stratum in entries:
+        if group is None or reference is None:
+            continue
+        pairs.setdefault((group, reference), []).append(stratum)
+        versus.setdefault((group, reference), words)
+    return [
+        PooledComparison(group, reference, versus[(group, reference)], tuple(strata))
+        for (group, reference), strata in pairs.items()
+        if len(strata) >= 2
+    ]
