@@ -138,3 +138,10 @@ def test_jobs_get_the_study_folder_absolute_and_the_cache_the_driver_was_given(
         monkeypatch.setenv("RAMLAB_HOME", value)
         study(Path("rel") / "out", small).run(report=False, executor="ray")
         assert {task.env.get("RAMLAB_HOME") for task in captured} == {expected}
+
+
+def test_an_unknown_executor_option_is_refused_before_the_study_folder_is_made(tmp_path):
+    out = tmp_path / "study"
+    with pytest.raises(RamlabError, match=r"unknown option\(s\) foo for --executor local; valid: "):
+        study(out).run(executor="local", resources=Resources(jobs=1), options={"foo": 1})
+    assert not out.exists()

@@ -21,13 +21,23 @@ import inspect
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from ramlab.errors import Interrupted, RamlabError, unknown_name
 from ramlab.execute.dag import Outcome, Task, levels, topological_order
 from ramlab.execute.resources import Resources
 
-__all__ = ["EXECUTORS", "Outcome", "Resources", "Task", "execute", "levels", "options", "topological_order"]
+__all__ = [
+    "EXECUTORS",
+    "Outcome",
+    "Resources",
+    "Task",
+    "check_options",
+    "execute",
+    "levels",
+    "options",
+    "topological_order",
+]
 
 # name -> (module, the package its extra installs, or None for the standard library only)
 EXECUTORS: dict[str, tuple[str, str | None]] = {
@@ -59,6 +69,18 @@ def options(executor: str) -> dict[str, object]:
     return {name: p.default for name, p in parameters.items() if name not in NOT_OPTIONS}
 
 
+def check_options(executor: str, given: Mapping[str, object]) -> None:
+    """A RamlabError, listing the valid ones, for an option `executor` does not take (or an
+    unknown executor, or one whose package is missing)."""
+    valid = options(executor)
+    unknown = sorted(set(given) - set(valid))
+    if unknown:
+        raise RamlabError(
+            f"unknown option(s) {', '.join(unknown)} for --executor {executor}; "
+            f"valid: {', '.join(sorted(valid)) or 'none'}"
+        )
+
+
 def _stderr(line: str) -> None:
     print(f"ramlab: {line}", file=sys.stderr, flush=True)
 
@@ -78,13 +100,7 @@ def execute(
     KeyboardInterrupt (Ctrl-C) stops the running commands and propagates."""
     tasks = list(tasks)
     run = _runner(executor)
-    valid = options(executor)
-    unknown = sorted(set(executor_options) - set(valid))
-    if unknown:
-        raise RamlabError(
-            f"unknown option(s) {', '.join(unknown)} for --executor {executor}; "
-            f"valid: {', '.join(sorted(valid)) or 'none'}"
-        )
+    check_options(executor, executor_options)
     topological_order(tasks)  # fail fast on duplicate ids, unknown dependencies, cycles
     if not tasks:
         return []

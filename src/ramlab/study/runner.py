@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ramlab.errors import Interrupted, RamlabError
-from ramlab.execute import Resources, Task, execute
+from ramlab.execute import Resources, Task, check_options, execute
 from ramlab.files import remove_stale_temp
 from ramlab.home import ramlab_home
 from ramlab.lock import DirectoryLock
@@ -120,6 +120,8 @@ class Study(Context):
                 "so executor options do not apply; for a job's time limit run one job at a time "
                 "as a command: --executor local --jobs 1 --option timeout_min=N"
             )
+        if executor != "serial":
+            check_options(executor, options or {})  # before the study's folder is made
         with DirectoryLock(
             self.out, self.command, what="study", resume="run the same command again to go on"
         ):
