@@ -141,6 +141,8 @@ def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path, sections, line):
             "so these settings would reach no run",
         ),
         ({"evaluate": {"limit": 0}}, "evaluate.limit: must be a whole number >= 1; got 0"),
+        ({"seeds": 1000}, "seeds: must be a whole number <= 100; got 1000"),
+        ({"runs": [group("x", seeds=101)]}, "runs[0] (x).seeds: must be a whole number <= 100; got 101"),
         (
             {"runs": [group("x", data=["translated60", "mnist", "translated60"])]},
             "runs[0] (x).data: dataset 'translated60' is listed twice",

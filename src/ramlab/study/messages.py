@@ -70,6 +70,8 @@ def describe(problem: dict[str, Any]) -> str:
         return "missing: this key is required"
     if kind == "greater_than_equal":
         return f"must be a whole number >= {ctx['ge']}; got {_short(value)}"
+    if kind == "less_than_equal":
+        return f"must be a whole number <= {ctx['le']}; got {_short(value)}"
     if kind == "too_short":
         return f"needs at least {ctx['min_length']} item(s); got {_short(value)}"
     if kind == "model_type":

@@ -24,6 +24,7 @@ from ramlab.models.registry import model_class, model_config_class
 from ramlab.runconfig import RunConfig, config_path
 from ramlab.study.messages import preset_error
 from ramlab.study.schema import CostSpec, EvalSpec, PresetFile, RobustnessSpec
+from ramlab.study.values import MAX_SEEDS
 
 PRESET_DIR = Path(__file__).parent.parent / "presets"
 
@@ -92,9 +93,6 @@ def preset_path(name_or_file: str | Path) -> Path:
     raise RamlabError(
         f"unknown preset {text!r}: not a packaged preset ({', '.join(preset_names())}) nor a YAML file"
     )
-
-
-MAX_SEEDS = 100
 
 
 def _check_cost_sizes(cost: CostSpec, configs: dict[str, Any], *, where: str) -> None:

@@ -47,6 +47,7 @@ from ramlab.study.values import (
     Levels,
     ModelName,
     Recipe,
+    Seeds,
     invalid,
     names_of,
     one_of,
@@ -148,7 +149,7 @@ class Group(Section):
     name: GroupName
     model: ModelName
     data: DatasetNames
-    seeds: Count | None = None
+    seeds: Seeds | None = None
     recipe: Recipe = False
     train: TrainFields = {}
     model_cfg: Any = Field({}, alias="model_config")
@@ -265,7 +266,7 @@ class PresetFile(Section):
     """A whole preset file; the cross-references between its sections are checked last."""
 
     description: str = ""
-    seeds: Count = 1
+    seeds: Seeds = 1
     device: Device | None = None
     train: TrainFields = {}
     runs: Annotated[list[Group], Field(min_length=1)]

@@ -102,6 +102,9 @@ def _number(value: Any) -> int | float:
 
 Count = Annotated[int, Field(ge=1)]
 """A whole number >= 1."""
+MAX_SEEDS = 100
+Seeds = Annotated[int, Field(ge=1, le=MAX_SEEDS)]
+"""Seeds of a study or a group: 1..MAX_SEEDS (the paper preset's 3 are already ~300 jobs)."""
 ModelName = one_of("model", model_names)
 DatasetName = one_of("dataset", lambda: list(DATASETS))
 DatasetNames = names_of("dataset", lambda: list(DATASETS))
