@@ -12,6 +12,7 @@ import tiny
 from ramlab import robustness
 from ramlab.cli import main
 from ramlab.data.datasets import dataset_spec, evaluation_subset, load_split, resolve_spec
+from ramlab.data.scenes import placement_range
 from ramlab.errors import RamlabError
 from ramlab.models.ram import RAMConfig
 from ramlab.robustness import (
@@ -21,6 +22,7 @@ from ramlab.robustness import (
     robustness_sweep,
     same_sweep,
     shifted_scenes,
+    sweep_format,
 )
 from ramlab.run import evaluate_run
 from ramlab.runconfig import RunConfig, TrainConfig
@@ -201,7 +203,9 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
     # ... and a sweep of other weights (the run trained on since): never merged.
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "weights": "0123456789abcdef"}))
-    with pytest.raises(RamlabError, match=r"weights 0123456789abcdef, format 3; this one: .*weights"):
+    with pytest.raises(
+        RamlabError, match=rf"weights 0123456789abcdef, format {robustness.FORMAT}; this one: .*weights"
+    ):
         robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
 
 
@@ -283,6 +287,34 @@ def test_a_sweep_file_of_another_run_is_refused_and_other_shifts_stay_in_it(run_
         RamlabError, match=r"sweep\.json holds the sweep of .*run, not of .*other: choose another"
     ):
         robustness_sweep(other, shifts={"noise": [0.0]}, limit=4, device="cpu", json_path=path)
+
+
+def test_a_smaller_mnist_digit_stays_where_the_run_saw_digits(fake_mnist):
+    # mnist puts every digit in one place; a digit at scale 0.5 has a 14 px box, which would
+    # open a window of ±7 px: translation the run never saw, mixed into the scale curve.
+    base, kind = resolve_spec("mnist"), SHIFTS["scale"]
+    for level in (0.5, 0.75):
+        spec = kind.spec(base, level)
+        low, high = placement_range(spec, spec.footprint)
+        assert high - low <= 1, level  # 0.75: a 21 px box, its centre between two pixels
+        centred = (spec.canvas - spec.footprint) / 2
+        assert low <= centred <= high
+    # Nothing is drawn at 0.5: other seeds give the same scenes.
+    half = kind.spec(base, 0.5)
+    one, other = (shifted_scenes(half, seed=s, limit=None) for s in (0, 1))
+    assert np.array_equal(one.images, other.images)
+    assert kind.spec(base, 1.0) == base  # the trained level: the run's own test scenes
+    # Datasets with a window keep it: a smaller digit there reaches further (README).
+    assert kind.spec(resolve_spec("translated60"), 0.5).max_offset is None
+    assert kind.spec(resolve_spec("centred60"), 0.5).max_offset == 4
+
+
+def test_format_3_sweeps_are_this_formats_but_on_a_dataset_of_one_place():
+    assert sweep_format({"format": 3, "data": "translated60"}) == 4
+    assert sweep_format({"format": 3, "data": "cluttered100"}) == 4
+    assert sweep_format({"format": 3, "data": "mnist"}) == 3  # its scale levels changed
+    assert sweep_format({"format": 3, "data": "nope"}) == 3
+    assert sweep_format({"format": 2, "data": "translated60"}) == 2
 
 
 @pytest.mark.parametrize("data", ["translated60", "cluttered60", "centred60"])

@@ -12,7 +12,10 @@ comparable across levels and across models. The shifts:
 
     translate  max_offset   the placement window (± px from the centre) grows to the whole canvas
     rotate     rotation     every digit turned by exactly this angle (degrees, counter-clockwise)
-    scale      scale        every digit resized by exactly this factor
+    scale      scale        every digit resized by exactly this factor (the placement window
+                            kept: where a smaller digit's box opens it wider, as on a 60 px
+                            canvas placed anywhere, the digit reaches further; where the
+                            dataset has one place, as 28×28 mnist, it stays centred)
     noise      noise        Gaussian pixel noise of this σ on the [0, 1] intensity scale
     clutter    clutter_count  this many clutter pieces (of the dataset's clutter size)
 
@@ -46,7 +49,10 @@ from ramlab.sweeps import sweep_kind
 # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
 # 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
 #    the run's test scenes exactly (2 drew new placements under another spec key).
-FORMAT = 3
+# 4: on a dataset of one placement (mnist) a scale level below 1 keeps the digit where it was
+#    (3 let the smaller digit move within the window it opened). Other datasets' format 3
+#    sweeps are format 4's (`sweep_format`).
+FORMAT = 4
 
 
 SWEEP_SPLITS = ("val", "test")
@@ -57,7 +63,25 @@ def same_sweep(
 ) -> bool:
     """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
     wanted = (split, sample or rollouts > 1, rollouts, limit, False)
-    return previous.get("format") == FORMAT and sweep_kind(previous) == wanted
+    return sweep_format(previous) == FORMAT and sweep_kind(previous) == wanted
+
+
+def sweep_format(sweep: dict[str, Any]) -> int | None:
+    """A saved sweep's format, read as this version's where the change since made no
+    difference: format 4 changed only the scale levels of a dataset of one placement."""
+    found = sweep.get("format")
+    if found == 3:
+        try:
+            return 3 if _one_place(resolve_spec(sweep.get("data"))) else 4
+        except (RamlabError, TypeError):
+            return 3
+    return found
+
+
+def _one_place(base: SceneSpec) -> bool:
+    """Whether `base` puts every digit in one place (28×28 MNIST: no window to move in)."""
+    low, high = placement_range(base, base.footprint)
+    return low == high
 
 
 @dataclass(frozen=True)
@@ -79,7 +103,11 @@ class Shift:
             value = float(level)
         if self.name == "translate" and _whole_canvas(base, value):
             value = None  # the whole canvas: the dataset's own spec, key and scenes
-        return dataclasses.replace(base, **{self.field: value})
+        spec = dataclasses.replace(base, **{self.field: value})
+        if self.name == "scale" and level < 1 and base.max_offset is None and _one_place(base):
+            # A smaller digit's box opens a placement window the run never saw: keep it centred.
+            spec = dataclasses.replace(spec, max_offset=0)
+        return spec
 
     def default_levels(self, base: SceneSpec) -> list[float]:
         if self.name == "translate":
