@@ -122,14 +122,23 @@ def _wrong_layout(scenes: Scenes) -> dict[str, np.ndarray]:
     return {**arrays, DIGEST_KEY: np.array(array_digest(arrays))}
 
 
+def _other_digits(scenes: Scenes) -> dict[str, np.ndarray]:
+    """Intact, but not this split's digits in its order (a split of another size or order:
+    written by a generator whose CACHE_VERSION was not bumped)."""
+    arrays = {"images": scenes.images[::-1], "labels": scenes.labels[::-1], "bboxes": scenes.bboxes[::-1]}
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    return {**arrays, DIGEST_KEY: np.array(array_digest(arrays))}
+
+
 @pytest.mark.parametrize(
     ("plant", "reason"),
     [
         (_stale_digest, "checksum mismatch"),
         (_no_digest, "no checksum: written by an older ramlab"),
         (_wrong_layout, "bboxes is int64 (8, 4), expected int32 (8, 4)"),
+        (_other_digits, "its 8 labels are not the split's 8 digits' labels"),
     ],
-    ids=["changed-content", "no-checksum", "wrong-dtype"],
+    ids=["changed-content", "no-checksum", "wrong-dtype", "other-digits"],
 )
 def test_a_cache_that_loads_but_is_not_what_was_written_is_rebuilt(plant, reason, fake_mnist, capsys):
     first, _ = cached("mnist", "val")

@@ -70,6 +70,13 @@ def test_show_refuses_a_count_outside_one_figure(fake_mnist, tmp_path, capsys, c
     assert not out.exists()
 
 
+def test_a_negative_scene_seed_is_refused_before_anything_is_built(fake_mnist, capsys):
+    for argv in (["build", "translated60"], ["show", "translated60", "--out", "x.png"]):
+        assert main(["data", *argv, "--seed", "-1"]) == 2
+        assert "scene seed must be >= 0 (a run's data_seed), got -1" in capsys.readouterr().err
+    assert not list((datasets.ramlab_home() / "scenes").glob("*seed-1*"))
+
+
 def test_a_dataset_that_draws_nothing_has_one_file_for_every_seed(fake_mnist, capsys):
     # 28×28 MNIST has no placement, clutter, warp or noise to draw: seed 5 wrote a copy before
     assert main(["data", "build", "mnist", "--seed", "5"]) == 0

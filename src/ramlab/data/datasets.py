@@ -119,18 +119,23 @@ def _layout(n: int, canvas: int) -> dict[str, tuple[type, tuple[int, ...]]]:
     }
 
 
-def _scenes_from(path: Path, spec: SceneSpec) -> Scenes:
+def _scenes_from(path: Path, spec: SceneSpec, labels: np.ndarray) -> Scenes:
     arrays = load_arrays(path, ("images", "labels", "bboxes"))
     for name, (dtype, shape) in _layout(len(arrays["labels"]), spec.canvas).items():
         got = arrays[name]
         if got.dtype != dtype or got.shape != shape:
             raise DamagedCache(f"{name} is {got.dtype} {got.shape}, expected {np.dtype(dtype)} {shape}")
+    if not np.array_equal(arrays["labels"], labels):  # a split of another size or order: stale
+        raise DamagedCache(
+            f"its {len(arrays['labels'])} labels are not the split's {len(labels)} digits' labels"
+        )
     return Scenes(**arrays, spec=spec)
 
 
-def _read(path: Path, spec: SceneSpec) -> Scenes | None:
-    """The cached scenes, or None (after a warning naming the file) when it must be rebuilt."""
-    return read_or_discard(path, lambda p: _scenes_from(p, spec), then="rebuilding it")
+def _read(path: Path, spec: SceneSpec, labels: np.ndarray) -> Scenes | None:
+    """The cached scenes, or None (after a warning naming the file) when it must be rebuilt:
+    damaged, or not one scene per digit of the split, in its order (`labels`)."""
+    return read_or_discard(path, lambda p: _scenes_from(p, spec, labels), then="rebuilding it")
 
 
 def load_split(
@@ -149,12 +154,14 @@ def load_split(
     """
     if split not in SPLITS:
         raise unknown_name("split", split, SPLITS)
+    if seed < 0:  # a run's data_seed is 0..2^32-1: such scenes would serve no run
+        raise RamlabError(f"scene seed must be >= 0 (a run's data_seed), got {seed}")
     name = data if isinstance(data, str) else "custom"
     spec = resolve_spec(data)
     path = cache_path(name, spec, seed, split)
-    scenes = _read(path, spec) if cache and digits is None and path.is_file() else None
+    images, labels = split_digits(digits or mnist_digits(), split)
+    scenes = _read(path, spec, labels) if cache and digits is None and path.is_file() else None
     if scenes is None:
-        images, labels = split_digits(digits or mnist_digits(), split)
         scenes = generate_scenes(spec, images, labels, seed=split_seed(spec, seed, split))
         if cache and digits is None:
             save_scenes(path, scenes)

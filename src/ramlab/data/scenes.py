@@ -229,7 +229,8 @@ def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) ->
 def generate_scenes(spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, seed: int) -> Scenes:
     """Build one scene per digit, in order, so labels are the digits' labels.
 
-    digits: (N, 28, 28) uint8; labels: (N,). Clutter is cut from other digits of `digits`.
+    digits: (N, 28, 28) uint8; labels: (N,). Clutter is cut from other digits of `digits`
+    (from the digit itself only when it is the one digit: `ramlab robustness --limit 1`).
     """
     if digits.ndim != 3 or digits.shape[1:] != (DIGIT, DIGIT) or digits.dtype != np.uint8:
         raise ValueError(f"digits must be (N, 28, 28) uint8, got {digits.shape} {digits.dtype}")
