@@ -197,3 +197,29 @@ def test_every_set_aside_result_is_kept_and_a_stop_while_testing_says_how_to_tes
     assert json.loads((out / f"result.previous.{first['steps']}.json").read_text()) == first
     third = Trainer(tiny_config(epochs=3, schedule="exponential"), out).fit(resume=True)
     assert third["epochs_run"] == 3 and json.loads((out / "result.json").read_text()) == third
+
+
+def test_a_run_that_lost_its_config_yaml_is_never_trained_over(fake_mnist, tmp_path):
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()
+    (out / "config.yaml").unlink()
+    before = weights(out / "best.pt")
+    # A fresh run there would overwrite last.pt and best.pt and set result.json aside.
+    with pytest.raises(
+        RamlabError,
+        match=r"holds a run \(last\.pt, best\.pt, result\.json\) but no config\.yaml: pass --resume",
+    ):
+        Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()
+    assert_same_weights(weights(out / "best.pt"), before)
+    # A resume takes the config from last.pt, so a changed option is a change, recorded.
+    result = Trainer(tiny_config(epochs=2, schedule="exponential"), out).fit(resume=True)
+    assert result["epochs_run"] == 2
+    assert RunConfig.from_dict(load_yaml(out / "config.yaml")).train.epochs == 2
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert history[-1]["changed"] == {"epochs": [1, 2]}
+    # Without last.pt only a copy of config.yaml can say what the run was.
+    (out / "config.yaml").unlink()
+    (out / "last.pt").unlink()
+    for resume in (False, True):
+        with pytest.raises(RamlabError, match=r"but no config\.yaml: restore config\.yaml from a copy"):
+            Trainer(tiny_config(epochs=2), out).fit(resume=resume)

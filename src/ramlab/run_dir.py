@@ -34,6 +34,19 @@ def prepare_run_dir(
     history.jsonl: result.json names only the code that ended the run."""
     saved = out / "config.yaml"
     last = out / "last.pt"
+    held = [name for name in ("last.pt", "best.pt", "result.json") if (out / name).exists()]
+    if held and not saved.exists():  # the run's config.yaml lost: never train over its files
+        if resume and last.exists():
+            save_yaml(saved, load_checkpoint(last)["config"])  # as the run last trained
+        else:
+            how = (
+                "pass --resume to continue it (last.pt holds its config)"
+                if last.exists()
+                else ("restore config.yaml from a copy (best.pt holds the run's config)")
+            )
+            raise RamlabError(
+                f"{out} holds a run ({', '.join(held)}) but no config.yaml: {how}, or choose another --out"
+            )
     if resume and (out / "result.json").exists() and not last.exists():
         if read_result(out / "result.json") is None:
             raise RamlabError(
