@@ -12,6 +12,7 @@ import pytest
 from test_reliability import TINY_CLI
 from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weights
 
+from ramlab import trainer as trainer_module
 from ramlab.checkpoint import load_checkpoint
 from ramlab.cli import main
 from ramlab.errors import Interrupted
@@ -144,3 +145,30 @@ def test_the_cli_says_where_it_stopped_and_exits_128_plus_the_signal(
     assert f"stopped by SIGTERM at epoch 1, step 2 of 3; its checkpoint ({out / 'last.pt'}) is kept" in err
     assert err.rstrip().endswith("--resume")
     assert load_checkpoint(out / "last.pt")["global_step"] == 2
+
+
+def test_a_second_signal_in_a_validation_names_that_epoch_and_its_signal(
+    fake_mnist, tmp_path, monkeypatch, default_handlers
+) -> None:
+    config = tiny_config()  # 3 steps per epoch, 2 epochs
+    Trainer(config, tmp_path / "a").fit()
+    real, calls = trainer_module.evaluate, []
+
+    def evaluate(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # epoch 2's validation
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(trainer_module, "evaluate", evaluate)
+        with pytest.raises(KeyboardInterrupt) as info:
+            Trainer(config, tmp_path / "b", command="ramlab train ram").fit()
+    stopped = info.value
+    assert isinstance(stopped, Interrupted) and stopped.exit_code == 143  # 128 + SIGTERM, not 130
+    assert str(stopped).startswith(
+        f"interrupted in epoch 2's validation; the last checkpoint ({tmp_path / 'b' / 'last.pt'}) is kept"
+    )
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1  # epoch 1's
+    assert_resumes_as_straight(config, tmp_path)

@@ -21,11 +21,13 @@ def non_finite_message(what: str, at: str, out: Path, resume_command: str, lr: f
     )
 
 
-def interrupted_message(epoch: int, out: Path, resume_command: str) -> str:
-    """Ctrl-C during epoch `epoch` (0-based): what is kept and the command that resumes."""
+def interrupted_message(epoch: int, out: Path, resume_command: str, *, validating: bool = False) -> str:
+    """Ctrl-C during epoch `epoch` (0-based), or during its validation: what is kept and the
+    command that resumes."""
     last = out / "last.pt"
     kept = f"the last checkpoint ({last}) is kept" if last.exists() else "no checkpoint was written yet"
-    return f"interrupted at epoch {epoch + 1}; {kept}. Resume with: {resume_command}"
+    when = f"in epoch {epoch + 1}'s validation" if validating else f"at epoch {epoch + 1}"
+    return f"interrupted {when}; {kept}. Resume with: {resume_command}"
 
 
 def finish_interrupted_message(out: Path, resume_command: str) -> str:

@@ -112,15 +112,21 @@ class Trainer:
             if self._stop_reason() is None:
                 run_dir.set_aside_result(self.out)
             try:
+                self.validating = False
                 while self._stop_reason() is None:
                     self._train_epoch()
+                    self.validating = True  # pos.epoch counts the epoch as done from here
                     self._end_epoch()
+                    self.validating = False
                     self._stop_if_asked()  # a signal in the epoch's last step or its validation
             except Interrupted:
                 raise
-            except KeyboardInterrupt:
-                message = interrupted_message(self.pos.epoch, self.out, self.resume_command)
-                raise Interrupted(message) from None
+            except KeyboardInterrupt:  # Ctrl-C, or a second signal: stop at once
+                epoch = self.pos.epoch - 1 if self.validating else self.pos.epoch
+                message = interrupted_message(
+                    epoch, self.out, self.resume_command, validating=self.validating
+                )
+                raise Interrupted(message, exit_code=self.stop.exit_code) from None
             finally:
                 self.log.close()
                 if self.fresh is not None:
