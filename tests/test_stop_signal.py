@@ -172,3 +172,34 @@ def test_a_second_signal_in_a_validation_names_that_epoch_and_its_signal(
     )
     assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1  # epoch 1's
     assert_resumes_as_straight(config, tmp_path)
+
+
+def test_a_resumed_epoch_keeps_the_gradient_norms_its_first_steps_logged(
+    fake_mnist, tmp_path, monkeypatch, default_handlers
+) -> None:
+    # A part that gets a gradient only at the run's first step: epoch 1 is not starved, epoch
+    # 2 is. Stopped after step 2 and resumed, epoch 1 still counts step 1's norm.
+    def norms_then_none() -> object:
+        calls = []
+
+        def grad_norms(model) -> dict[str, float]:
+            calls.append(1)
+            return {"grad/x": 1.0 if len(calls) == 1 else 0.0}
+
+        return grad_norms
+
+    def warnings(run: str) -> list:
+        lines = read_metrics(tmp_path / run / "metrics.jsonl")
+        return [line.get("warning/no_gradient") for line in lines if "val/error" in line]
+
+    config = tiny_config()  # 3 steps per epoch, 2 epochs, a line every step
+    monkeypatch.setattr(trainer_module, "grad_norms", norms_then_none())
+    Trainer(config, tmp_path / "a").fit()
+    assert warnings("a") == [None, ["x"]]
+    monkeypatch.setattr(trainer_module, "grad_norms", norms_then_none())
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=2, action="signal", signals=(signal.SIGTERM,))
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, tmp_path / "b", command="ramlab train ram").fit()
+    Trainer(config, tmp_path / "b").fit(resume=True)
+    assert warnings("b") == [None, ["x"]]

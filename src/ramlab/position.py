@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ class Position:
     train_seconds: float = 0.0
     generator: torch.Tensor | None = None  # the epoch generator's state within an epoch
     sample_generator: torch.Tensor | None = None  # on a GPU, its rollouts' generator's state too
+    norm_sums: dict[str, float] = field(default_factory=dict)  # the epoch's logged grad norms, summed
 
     @classmethod
     def from_checkpoint(cls, state: dict[str, Any]) -> Position:

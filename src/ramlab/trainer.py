@@ -206,7 +206,9 @@ class Trainer:
             leave=False,
         )
         self.seen_since = time.perf_counter()  # the samples/s window
-        self.seen, self.norm_sums = 0, {}
+        self.seen = 0
+        if pos.step_in_epoch == 0:  # a resumed epoch keeps what its first steps logged
+            pos.norm_sums = {}
         self.step_lr = self.schedule.lr  # the rate the latest step took: logged as train/lr
         for step, batch in enumerate(
             self.train.iterate(order, start=pos.step_in_epoch), start=pos.step_in_epoch
@@ -302,14 +304,14 @@ class Trainer:
         write_tensorboard(self.board, record, pos.global_step)
         bar.set_postfix(loss=f"{objective.loss.item():.3f}", err=f"{error.item():.1f}")
         for key, value in norms.items():
-            self.norm_sums[key] = self.norm_sums.get(key, 0.0) + float(value)
+            self.pos.norm_sums[key] = self.pos.norm_sums.get(key, 0.0) + float(value)
         self.seen, self.seen_since = 0, self.tick  # the reading _clock made above
 
     def _end_epoch(self) -> None:
         """Validate, log, keep the best weights, checkpoint, and say how the epoch went."""
         pos, cfg = self.pos, self.cfg
         result = self._evaluate(self.val)
-        starved = starved_parts(self.norm_sums)
+        starved = starved_parts(self.pos.norm_sums)
         record = {
             "step": pos.global_step,
             "epoch": pos.epoch,
