@@ -223,3 +223,18 @@ def test_a_run_that_lost_its_config_yaml_is_never_trained_over(fake_mnist, tmp_p
     for resume in (False, True):
         with pytest.raises(RamlabError, match=r"but no config\.yaml: restore config\.yaml from a copy"):
             Trainer(tiny_config(epochs=2), out).fit(resume=resume)
+
+
+def test_the_metrics_log_is_on_disk_before_each_checkpoint(fake_mnist, tmp_path, monkeypatch):
+    # last.pt is fsynced; a log behind it after a crash would lose lines a resume never redoes.
+    from ramlab.metrics import MetricsLog
+
+    events = []
+    real_sync, real_save = MetricsLog.sync, trainer_module.save_checkpoint
+    monkeypatch.setattr(MetricsLog, "sync", lambda self: (events.append("sync"), real_sync(self))[1])
+    monkeypatch.setattr(
+        trainer_module, "save_checkpoint", lambda *a, **k: (events.append("save"), real_save(*a, **k))[1]
+    )
+    Trainer(tiny_config(epochs=2, checkpoint_every=1), tmp_path / "run").fit()
+    saves = [i for i, event in enumerate(events) if event == "save"]
+    assert len(saves) >= 4 and all(events[i - 1] == "sync" for i in saves)

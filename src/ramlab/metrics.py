@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,11 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         self._file.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
         self._file.flush()
+
+    def sync(self) -> None:
+        """Onto the disk (fsync), as last.pt is: a crash never leaves the checkpoint ahead of
+        the log, whose lines up to it a resume would not redo."""
+        os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self._file.close()

@@ -382,6 +382,7 @@ class Trainer:
         if self.average.averaged is not None:
             state["ema"] = self.average.state_dict()
         meta = {"config": self.config.to_dict(), "commit": self.commit}
+        self.log.sync()
         save_checkpoint(path, {**meta, **state, "schedule": self.schedule.state_dict(), **position})
 
     def _evaluate(self, loader: SceneLoader):
