@@ -238,3 +238,16 @@ def test_the_metrics_log_is_on_disk_before_each_checkpoint(fake_mnist, tmp_path,
     Trainer(tiny_config(epochs=2, checkpoint_every=1), tmp_path / "run").fit()
     saves = [i for i, event in enumerate(events) if event == "save"]
     assert len(saves) >= 4 and all(events[i - 1] == "sync" for i in saves)
+
+
+def test_a_tuning_run_never_loads_its_test_split(fake_mnist, tmp_path, monkeypatch):
+    from ramlab import run_data
+
+    splits, real = [], run_data.load_split
+    monkeypatch.setattr(
+        run_data, "load_split", lambda data, split, **k: (splits.append(split), real(data, split, **k))[1]
+    )
+    Trainer(tiny_config(epochs=1, test=False), tmp_path / "tune").fit()
+    assert "test" not in splits and "val" in splits
+    Trainer(tiny_config(epochs=1, test=True), tmp_path / "tune").fit(resume=True)  # made final
+    assert splits.count("test") == 1

@@ -24,17 +24,23 @@ a second its compiled step trained on an H200. On a CPU the thread would take co
 training."""
 
 
-def split_loaders(config: RunConfig, device: torch.device) -> tuple[SceneLoader, SceneLoader, SceneLoader]:
-    """The training (the cached scenes of `data_seed`), validation and test loaders."""
+def split_loaders(config: RunConfig, device: torch.device) -> tuple[SceneLoader, SceneLoader]:
+    """The training (the cached scenes of `data_seed`) and validation loaders."""
     cfg, seed = config.train, config.train.data_seed
     train = load_split(config.data, "train", seed=seed, limit=cfg.train_limit)
     val = load_split(config.data, "val", seed=seed, limit=cfg.eval_limit)
-    test = load_split(config.data, "test", seed=seed, limit=cfg.eval_limit)
     return (
         SceneLoader(train, batch_size=cfg.batch_size, device=device),
         SceneLoader(val, batch_size=cfg.eval_batch_size, device=device),
-        SceneLoader(test, batch_size=cfg.eval_batch_size, device=device),
     )
+
+
+def final_test_loader(config: RunConfig, device: torch.device) -> SceneLoader:
+    """The test loader: made only when the finished run is tested (`test: true`), so a
+    tuning run never loads its test split."""
+    cfg = config.train
+    test = load_split(config.data, "test", seed=cfg.data_seed, limit=cfg.eval_limit)
+    return SceneLoader(test, batch_size=cfg.eval_batch_size, device=device)
 
 
 def fresh_train_scenes(config: RunConfig, epoch: int) -> Scenes:

@@ -59,7 +59,7 @@ from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
-from ramlab.run_data import FreshScenes, split_loaders
+from ramlab.run_data import FreshScenes, final_test_loader, split_loaders
 from ramlab.run_messages import finish_interrupted_message, interrupted_message, stopped_message
 from ramlab.runconfig import RunConfig
 from ramlab.stop_signal import StopSignal
@@ -145,7 +145,7 @@ class Trainer:
     def _set_up(self, state: dict[str, Any] | None) -> None:
         """Data, optimiser, schedule and logs; restored from `state` when resuming."""
         cfg = self.cfg
-        self.train, self.val, self.test = split_loaders(self.config, self.device)
+        self.train, self.val = split_loaders(self.config, self.device)
         self.fresh = FreshScenes(self.config, self.device) if cfg.fresh_scenes else None
         self.steps_per_epoch = len(self.train)
         self.finite = FiniteCheck(
@@ -358,7 +358,7 @@ class Trainer:
         cfg, pos = self.cfg, self.pos
         best = load_checkpoint(self.out / "best.pt", map_location=self.device)
         self.average.evaluated(self.model).load_state_dict(best["model"])
-        test_result = self._evaluate(self.test) if cfg.test else None
+        test_result = self._evaluate(final_test_loader(self.config, self.device)) if cfg.test else None
         result = run_dir.result_record(
             self.config,
             pos,
