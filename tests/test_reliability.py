@@ -262,7 +262,10 @@ def test_a_resumed_run_purges_the_tensorboard_events_after_its_checkpoint(tmp_pa
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", fake)
     open_tensorboard(tmp_path)
     open_tensorboard(tmp_path, resume_step=6)  # last.pt at step 6: step 7's events go
-    assert purges == [None, 7]
+    (tmp_path / "tensorboard").mkdir()
+    (tmp_path / "tensorboard" / "events.out.tfevents.1").write_bytes(b"")
+    open_tensorboard(tmp_path)  # begun again over an earlier attempt's events: all of them go
+    assert purges == [None, 7, 0]
 
 
 def test_temp_files_of_a_killed_write_are_cleaned_on_resume(fake_mnist, tmp_path) -> None:

@@ -59,7 +59,8 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
 def open_tensorboard(out: str | Path, *, resume_step: int | None = None):
     """A TensorBoard writer logging to OUT/tensorboard (needs the tensorboard package). On a
     resume from step `resume_step`, the events logged after it (by the run that stopped) are
-    purged, as the metrics log's lines are."""
+    purged, as the metrics log's lines are; on a fresh start in a folder that already holds
+    events (a run begun again there, its last.pt gone), all of them."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -68,8 +69,12 @@ def open_tensorboard(out: str | Path, *, resume_step: int | None = None):
         raise RamlabError(
             "--tensorboard needs the tensorboard package: pip install 'ramlab[tensorboard]'"
         ) from None
-    purge = None if resume_step is None else resume_step + 1
-    return SummaryWriter(str(Path(out) / "tensorboard"), purge_step=purge)
+    folder = Path(out) / "tensorboard"
+    if resume_step is not None:
+        purge = resume_step + 1
+    else:
+        purge = 0 if folder.is_dir() and any(folder.iterdir()) else None
+    return SummaryWriter(str(folder), purge_step=purge)
 
 
 def write_tensorboard(board, record: dict[str, Any], step: int) -> None:
