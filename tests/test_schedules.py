@@ -200,3 +200,22 @@ def test_the_logged_rate_is_the_one_each_step_took(fake_mnist, tmp_path) -> None
     Trainer(tiny_config(epochs=1, schedule="plateau", test=False), tmp_path / "plateau").fit()
     rates = [line["train/lr"] for line in read_metrics(tmp_path / "plateau" / "metrics.jsonl")]
     assert rates == pytest.approx([0.01] * 4)
+
+
+def test_a_resume_that_trains_nothing_says_why_and_keeps_the_result(
+    fake_mnist, tmp_path, monkeypatch, capsys
+):
+    # Best at epoch 2, stopped after 4 (patience 2); more epochs do not lift the early stop.
+    scripted_validation(monkeypatch, [40.0, 30.0, 35.0, 31.0])
+    first = Trainer(
+        tiny_config(epochs=6, early_stop=2, test=False, schedule="exponential"), tmp_path / "run"
+    ).fit()
+    capsys.readouterr()
+    again = Trainer(
+        tiny_config(epochs=8, early_stop=2, test=False, schedule="exponential"), tmp_path / "run"
+    ).fit(resume=True)
+    assert again == first
+    assert capsys.readouterr().err.endswith(
+        f"note: {tmp_path / 'run'} trained nothing more (it is still early-stopped; raise "
+        "--early-stop, or give 0, to train on); its result.json stands as it was\n"
+    )

@@ -30,6 +30,20 @@ def interrupted_message(epoch: int, out: Path, resume_command: str, *, validatin
     return f"interrupted {when}; {kept}. Resume with: {resume_command}"
 
 
+NOTHING_TRAINED_BECAUSE = {
+    "epochs": "every epoch is done; raise --epochs to train on",
+    "early_stop": "it is still early-stopped; raise --early-stop, or give 0, to train on",
+    "time_budget": "its time budget is spent; raise --time-budget to train on",
+}
+
+
+def nothing_trained_message(out: Path, reason: str | None) -> str:
+    """A resume that trained nothing and kept the run's result.json as it was (config.yaml
+    and history.jsonl hold what the resume changed)."""
+    why = NOTHING_TRAINED_BECAUSE.get(reason or "", "nothing was left to train")
+    return f"note: {out} trained nothing more ({why}); its result.json stands as it was"
+
+
 def finish_interrupted_message(out: Path, resume_command: str) -> str:
     """Ctrl-C while the finished training's best.pt was tested (no result.json yet)."""
     return (

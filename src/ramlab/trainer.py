@@ -60,7 +60,12 @@ from ramlab.position import Position, seeded_generator
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, final_test_loader, split_loaders
-from ramlab.run_messages import finish_interrupted_message, interrupted_message, stopped_message
+from ramlab.run_messages import (
+    finish_interrupted_message,
+    interrupted_message,
+    nothing_trained_message,
+    stopped_message,
+)
 from ramlab.runconfig import RunConfig
 from ramlab.stop_signal import StopSignal
 
@@ -136,6 +141,7 @@ class Trainer:
             if self.pos.epoch == first_epoch and self.pos.step_in_epoch == 0:  # trained nothing
                 kept = run_dir.kept_result(self.out, self.pos.global_step, test=self.cfg.test)
                 if kept is not None:
+                    print(nothing_trained_message(self.out, self._stop_reason()), file=sys.stderr)
                     return kept
             try:
                 return self._finish()
