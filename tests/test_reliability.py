@@ -144,6 +144,26 @@ def test_the_advice_after_a_nan_resumes_with_a_lower_learning_rate(fake_mnist, t
     )
 
 
+@pytest.mark.parametrize(
+    ("lr_min", "advice"),
+    [
+        (0.005, "ramlab train ram --resume --lr 0.005 (or --grad-clip 5)"),  # a tenth is under the floor
+        (0.01, "continue from it with ramlab train ram --resume --grad-clip 5"),  # at the floor already
+    ],
+)
+def test_the_advised_lower_rate_is_one_a_resume_accepts(fake_mnist, tmp_path, monkeypatch, lr_min, advice):
+    out = tmp_path / "run"
+    config = tiny_config(schedule="exponential", lr=0.01, lr_min=lr_min)
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=5, action="nan")
+        with pytest.raises(RamlabError) as info:
+            Trainer(config, out, command="ramlab train ram").fit()
+    assert str(info.value).endswith(advice)
+    if lr_min == 0.005:  # the advice runs: lr 0.005 >= lr_min
+        lower = tiny_config(schedule="exponential", lr=0.005, lr_min=lr_min)
+        assert Trainer(lower, out).fit(resume=True)["epochs_run"] == 2
+
+
 @pytest.mark.parametrize("at", [3, 6])  # epoch 1's last step (nothing kept yet); epoch 2's
 def test_a_finite_loss_with_a_nan_gradient_never_reaches_a_checkpoint(
     fake_mnist, tmp_path, monkeypatch, at

@@ -24,10 +24,18 @@ class FiniteCheck:
     the message (what is kept and the command that goes on)."""
 
     def __init__(
-        self, device: torch.device, where: Callable[[int], str], out: Path, resume_command: str, lr: float
+        self,
+        device: torch.device,
+        where: Callable[[int], str],
+        out: Path,
+        resume_command: str,
+        lr: float,
+        *,
+        lr_floor: float = 0.0,
     ) -> None:
         self.device = device
         self.where, self.out, self.resume_command, self.lr = where, out, resume_command, lr
+        self.lr_floor = lr_floor  # the schedule's lr_min, under which no resume may go
         self._finite: torch.Tensor | None = None  # a GPU run's steps since the last read
 
     @property
@@ -56,4 +64,6 @@ class FiniteCheck:
             self._stop("the weights became non-finite (the loss was finite)", f"at {self.where(step)}")
 
     def _stop(self, what: str, at: str) -> None:
-        raise RamlabError(non_finite_message(what, at, self.out, self.resume_command, self.lr))
+        raise RamlabError(
+            non_finite_message(what, at, self.out, self.resume_command, self.lr, lr_floor=self.lr_floor)
+        )

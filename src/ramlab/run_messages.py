@@ -5,19 +5,25 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def non_finite_message(what: str, at: str, out: Path, resume_command: str, lr: float) -> str:
+def non_finite_message(
+    what: str, at: str, out: Path, resume_command: str, lr: float, *, lr_floor: float = 0.0
+) -> str:
     """`what` happened ("the loss became nan") `at` ("at epoch 3, step 12 of 430"): what is
-    kept, what to run."""
+    kept, what to run. The lower rate advised is a tenth, but not under the schedule's floor
+    (`lr_min`, which a resume keeps: a config with lr under it is refused)."""
     where = f"{what} {at}; stopped"
     last = out / "last.pt"
+    lower = max(lr / 10, lr_floor)
     if not last.exists():
         return (
             f"{where}. No checkpoint was written yet, so nothing is kept: rerun with a lower --lr "
-            f"(e.g. {lr / 10:g}) or --grad-clip 5; the run in {out} starts again"
+            f"(e.g. {lower:g}) or --grad-clip 5; the run in {out} starts again"
         )
+    if lower >= lr:  # already at the floor
+        return f"{where}. The last good checkpoint, {last}, is kept: continue from it with {resume_command} --grad-clip 5"
     return (
         f"{where}. The last good checkpoint, {last}, is kept: continue from it with a lower "
-        f"learning rate: {resume_command} --lr {lr / 10:g} (or --grad-clip 5)"
+        f"learning rate: {resume_command} --lr {lower:g} (or --grad-clip 5)"
     )
 
 
