@@ -348,3 +348,18 @@ def test_a_damaged_sweep_file_names_the_fix_and_the_studys_own_is_swept_again(ru
         run_dir, shifts={"noise": [0.0]}, limit=4, device="cpu", json_path=path, replace_stale=True
     )
     assert read_robustness(path)["shifts"]["noise"]["levels"] == [0.0]
+
+
+def test_the_kept_scenes_stay_within_their_memory_budget(fake_mnist, monkeypatch):
+    base, kind = resolve_spec("translated60"), SHIFTS["rotate"]
+    one = shifted_scenes(kind.spec(base, 0), seed=0, limit=None)
+    size = one.images.nbytes + one.labels.nbytes + one.bboxes.nbytes
+    monkeypatch.setattr(robustness, "_SCENES_BYTES", 2 * size)  # room for two levels
+    for level in (10, 20, 30):
+        shifted_scenes(kind.spec(base, level), seed=0, limit=None)
+    kept = [key[0].rotation[0] for key in robustness._SCENES]
+    assert kept == [20.0, 30.0]  # the oldest went first
+    assert (
+        shifted_scenes(kind.spec(base, 30), seed=0, limit=None)
+        is robustness._SCENES[list(robustness._SCENES)[-1]]
+    )

@@ -200,9 +200,15 @@ def resolve_levels(base: SceneSpec, shifts: dict[str, Sequence[float] | None]) -
 
 
 # Scenes of one level are the same for every run of a dataset: keep the last few in memory
-# so that a study sweeping several runs generates each level once.
+# so that a study sweeping several runs generates each level once, within a memory budget
+# (a whole cluttered100 test split is 100 MB; its default sweep has 27 levels).
 _SCENES: dict[tuple, Scenes] = {}
 _SCENES_KEPT = 48
+_SCENES_BYTES = 1 << 30
+
+
+def _scene_bytes(scenes: Scenes) -> int:
+    return scenes.images.nbytes + scenes.labels.nbytes + scenes.bboxes.nbytes
 
 
 def shifted_scenes(spec: SceneSpec, *, seed: int, limit: int | None, split: str = "test") -> Scenes:
@@ -215,14 +221,16 @@ def shifted_scenes(spec: SceneSpec, *, seed: int, limit: int | None, split: str 
         raise unknown_name("robustness split", split, SWEEP_SPLITS)
     key = (spec, seed, limit, split)
     if key not in _SCENES:
-        if len(_SCENES) >= _SCENES_KEPT:
-            _SCENES.pop(next(iter(_SCENES)))
         images, labels = datasets.split_digits(datasets.mnist_digits(), split)
         keep = datasets.evaluation_subset(len(labels), limit, split)
         # Not cached on disk: a sweep would leave dozens of 36 MB test sets behind.
-        _SCENES[key] = generate_scenes(
-            spec, images[keep], labels[keep], seed=datasets.split_seed(spec, seed, split)
-        )
+        made = generate_scenes(spec, images[keep], labels[keep], seed=datasets.split_seed(spec, seed, split))
+        while _SCENES and (
+            len(_SCENES) >= _SCENES_KEPT
+            or sum(map(_scene_bytes, _SCENES.values())) + _scene_bytes(made) > _SCENES_BYTES
+        ):
+            _SCENES.pop(next(iter(_SCENES)))  # the oldest
+        _SCENES[key] = made
     return _SCENES[key]
 
 
