@@ -275,3 +275,18 @@ def test_a_cache_file_removed_meanwhile_is_absent_not_damaged(tmp_path, capsys):
 
     assert read_or_discard(tmp_path / "gone.npz", read, then="rebuilding it") is None
     assert "damaged" not in capsys.readouterr().err
+
+
+def test_a_cached_scene_file_serves_without_mnists_files(fake_mnist, monkeypatch, capsys):
+    # The labels check needs MNIST at hand; without it (not loaded, not cached) the scene file
+    # is read as before, and MNIST is never fetched for the check.
+    first, _ = cached("translated60", "val")
+    monkeypatch.setattr(datasets, "_mnist", None)
+
+    def no_fetch(*args, **kwargs):
+        raise AssertionError("MNIST fetched for a cached scene file")
+
+    monkeypatch.setattr(datasets, "load_mnist", no_fetch)
+    capsys.readouterr()
+    assert_same(datasets.load_split("translated60", "val"), first)
+    assert capsys.readouterr().err == ""

@@ -22,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ramlab.data.cache import DamagedCache, load_arrays, read_or_discard, save_arrays
+from ramlab.data.mnist import FILES as MNIST_FILES
 from ramlab.data.mnist import Mnist, load_mnist
+from ramlab.data.mnist import cache_dir as mnist_cache_dir
 from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
 from ramlab.errors import RamlabError, unknown_name
 from ramlab.home import ramlab_home
@@ -119,23 +121,31 @@ def _layout(n: int, canvas: int) -> dict[str, tuple[type, tuple[int, ...]]]:
     }
 
 
-def _scenes_from(path: Path, spec: SceneSpec, labels: np.ndarray) -> Scenes:
+def _scenes_from(path: Path, spec: SceneSpec, labels: np.ndarray | None) -> Scenes:
     arrays = load_arrays(path, ("images", "labels", "bboxes"))
     for name, (dtype, shape) in _layout(len(arrays["labels"]), spec.canvas).items():
         got = arrays[name]
         if got.dtype != dtype or got.shape != shape:
             raise DamagedCache(f"{name} is {got.dtype} {got.shape}, expected {np.dtype(dtype)} {shape}")
-    if not np.array_equal(arrays["labels"], labels):  # a split of another size or order: stale
+    if labels is not None and not np.array_equal(arrays["labels"], labels):  # another split: stale
         raise DamagedCache(
             f"its {len(arrays['labels'])} labels are not the split's {len(labels)} digits' labels"
         )
     return Scenes(**arrays, spec=spec)
 
 
-def _read(path: Path, spec: SceneSpec, labels: np.ndarray) -> Scenes | None:
+def _read(path: Path, spec: SceneSpec, labels: np.ndarray | None) -> Scenes | None:
     """The cached scenes, or None (after a warning naming the file) when it must be rebuilt:
-    damaged, or not one scene per digit of the split, in its order (`labels`)."""
+    damaged, or not one scene per digit of the split, in its order (`labels`, when known)."""
     return read_or_discard(path, lambda p: _scenes_from(p, spec, labels), then="rebuilding it")
+
+
+def _labels_at_hand(split: str) -> np.ndarray | None:
+    """The split's labels when MNIST is loaded or in its cache; None otherwise (it is never
+    fetched for this: a scene cache serves without MNIST's files)."""
+    if _mnist is None and not all((mnist_cache_dir() / name).is_file() for name in MNIST_FILES):
+        return None
+    return split_digits(mnist_digits(), split)[1]
 
 
 def load_split(
@@ -159,9 +169,11 @@ def load_split(
     name = data if isinstance(data, str) else "custom"
     spec = resolve_spec(data)
     path = cache_path(name, spec, seed, split)
-    images, labels = split_digits(digits or mnist_digits(), split)
-    scenes = _read(path, spec, labels) if cache and digits is None and path.is_file() else None
+    scenes = None
+    if cache and digits is None and path.is_file():
+        scenes = _read(path, spec, _labels_at_hand(split))
     if scenes is None:
+        images, labels = split_digits(digits or mnist_digits(), split)
         scenes = generate_scenes(spec, images, labels, seed=split_seed(spec, seed, split))
         if cache and digits is None:
             save_scenes(path, scenes)
