@@ -217,6 +217,11 @@ def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
     missing = tmp_path / "typo"  # a --resume into a folder with no run says it starts one
     assert main([*(a if a != str(out) else str(missing) for a in train), "--resume", "--epochs", "1"]) == 0
     assert f"note: {missing} holds no run to resume; starting one there" in capsys.readouterr().err
+    (missing / "config.yaml").unlink()  # a finished run's files left without their config.yaml
+    (missing / "last.pt").unlink()
+    assert main([*(a if a != str(out) else str(missing) for a in train), "--resume", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "holds no run to resume" not in err and "but no config.yaml: restore config.yaml" in err
     assert main(["eval", str(out), "--limit", "8", "--device", "cpu"]) == 0  # the trainer's --eval-limit
     evaluation = json.loads(capsys.readouterr().out)
     assert evaluation["error"] == pytest.approx(final["test_error"])

@@ -147,16 +147,23 @@ def test_the_cli_says_where_it_stopped_and_exits_128_plus_the_signal(
     assert load_checkpoint(out / "last.pt")["global_step"] == 2
 
 
-def test_a_second_signal_in_a_validation_names_that_epoch_and_its_signal(
-    fake_mnist, tmp_path, monkeypatch, default_handlers
+@pytest.mark.parametrize(
+    ("call", "says", "kept_epoch"),
+    [
+        (2, "interrupted in epoch 2's validation; the last checkpoint ({last}) is kept", 1),
+        (3, "interrupted while testing {best}; the training is finished and kept", 2),  # the final test
+    ],
+)
+def test_a_second_signal_in_an_evaluation_names_it_and_exits_with_its_signal(
+    fake_mnist, tmp_path, monkeypatch, default_handlers, call, says, kept_epoch
 ) -> None:
-    config = tiny_config()  # 3 steps per epoch, 2 epochs
+    config = tiny_config()  # 3 steps per epoch, 2 epochs: validations are calls 1 and 2
     Trainer(config, tmp_path / "a").fit()
     real, calls = trainer_module.evaluate, []
 
     def evaluate(*args, **kwargs):
         calls.append(1)
-        if len(calls) == 2:  # epoch 2's validation
+        if len(calls) == call:
             os.kill(os.getpid(), signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
@@ -165,12 +172,10 @@ def test_a_second_signal_in_a_validation_names_that_epoch_and_its_signal(
         patch.setattr(trainer_module, "evaluate", evaluate)
         with pytest.raises(KeyboardInterrupt) as info:
             Trainer(config, tmp_path / "b", command="ramlab train ram").fit()
-    stopped = info.value
+    stopped, out = info.value, tmp_path / "b"
     assert isinstance(stopped, Interrupted) and stopped.exit_code == 143  # 128 + SIGTERM, not 130
-    assert str(stopped).startswith(
-        f"interrupted in epoch 2's validation; the last checkpoint ({tmp_path / 'b' / 'last.pt'}) is kept"
-    )
-    assert load_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 1  # epoch 1's
+    assert str(stopped).startswith(says.format(last=out / "last.pt", best=out / "best.pt"))
+    assert load_checkpoint(out / "last.pt")["epoch"] == kept_epoch
     assert_resumes_as_straight(config, tmp_path)
 
 

@@ -146,7 +146,9 @@ class Trainer:
             try:
                 return self._finish()
             except KeyboardInterrupt:
-                raise Interrupted(finish_interrupted_message(self.out, self.resume_command)) from None
+                raise Interrupted(
+                    finish_interrupted_message(self.out, self.resume_command), exit_code=self.stop.exit_code
+                ) from None
 
     def _set_up(self, state: dict[str, Any] | None) -> None:
         """Data, optimiser, schedule and logs; restored from `state` when resuming."""

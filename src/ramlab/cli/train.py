@@ -95,7 +95,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = run_config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(config)
-    if args.resume and not any((out / name).is_file() for name in ("config.yaml", "last.pt")):
+    run_files = ("config.yaml", "last.pt", "best.pt", "result.json")
+    if args.resume and not any((out / name).is_file() for name in run_files):
         # a typo'd --out would go unseen
         print(f"note: {out} holds no run to resume; starting one there", file=sys.stderr)
     result = Trainer(config, out, command=shlex.join(["ramlab", *sys.argv[1:]])).fit(resume=args.resume)
