@@ -1,6 +1,6 @@
-"""Faults on purpose: two writers on one directory, NaN, a full disk, a read-only folder,
-damaged checkpoints, stale temp files, absurd options. Each ends in one clear message and
-loses nothing."""
+"""Faults on purpose: two writers on one directory, a full disk, a read-only folder, damaged
+checkpoints, stale temp files, absurd options (NaN and infinities: test_non_finite.py). Each
+ends in one clear message and loses nothing."""
 
 from __future__ import annotations
 
@@ -30,8 +30,6 @@ from ramlab.device import set_threads
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.lock import DirectoryLock
 from ramlab.metrics import open_tensorboard
-from ramlab.models.retina import Retina
-from ramlab.rewards import parse_reward
 from ramlab.runconfig import RunConfig, TrainConfig
 from ramlab.study import Study, load_preset
 from ramlab.trainer import Trainer
@@ -104,102 +102,6 @@ def test_one_process_holds_a_directory_once(tmp_path) -> None:
         pass
     with DirectoryLock(tmp_path / "d", "third"):  # released on exit
         pass
-
-
-# ---- non-finite values ----------------------------------------------------------------------
-def test_a_nan_location_reads_a_defined_glimpse_instead_of_crashing() -> None:
-    retina = Retina(glimpse_size=4, scales=2, image_size=(16, 16))
-    pyramid = retina.prepare(torch.rand(3, 1, 16, 16))
-    nan = float("nan")
-    patches = retina.glimpse(pyramid, torch.tensor([[nan, nan], [0.2, nan], [float("inf"), -float("inf")]]))
-    assert patches.shape == (3, 2 * 4 * 4) and torch.isfinite(patches).all()
-
-
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_a_huge_learning_rate_stops_with_the_nan_message(fake_mnist, tmp_path, optimizer) -> None:
-    config = tiny_config(optimizer=optimizer, lr=1e12, schedule="none", epochs=3)
-    with pytest.raises(
-        RamlabError, match=r"the loss became nan at epoch 1, step \d+ of 3; stopped\. No checkpoint"
-    ):
-        Trainer(config, tmp_path / "run").fit()
-
-
-def test_the_advice_after_a_nan_resumes_with_a_lower_learning_rate(fake_mnist, tmp_path, monkeypatch) -> None:
-    out = tmp_path / "run"
-    config = tiny_config(schedule="exponential")
-    with monkeypatch.context() as patch:
-        ObjectiveHook(patch, at=5, action="nan")  # epoch 2: last.pt of epoch 1 exists
-        with pytest.raises(RamlabError) as info:
-            Trainer(config, out, command="ramlab train ram --lr 0.01").fit()
-    assert f"The last good checkpoint, {out / 'last.pt'}, is kept" in str(info.value)
-    assert "ramlab train ram --lr 0.01 --resume --lr 0.001" in str(info.value)
-    lower = tiny_config(schedule="exponential", lr=0.001)
-    result = Trainer(lower, out, command="ramlab train ram --lr 0.01 --resume --lr 0.001").fit(resume=True)
-    assert result["epochs_run"] == 2
-    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
-    assert history[-1]["changed"] == {"lr": [0.01, 0.001]}
-    # The schedule went on from epoch 1 at the new rate: 0.001 · 0.97^(steps / 3) at step 6.
-    assert load_checkpoint(out / "last.pt")["optimizer"]["param_groups"][0]["lr"] == pytest.approx(
-        0.001 * 0.97**2
-    )
-
-
-@pytest.mark.parametrize(
-    ("lr_min", "advice"),
-    [
-        (0.005, "ramlab train ram --resume --lr 0.005 (or --grad-clip 5)"),  # a tenth is under the floor
-        (0.01, "continue from it with ramlab train ram --resume --grad-clip 5"),  # at the floor already
-    ],
-)
-def test_the_advised_lower_rate_is_one_a_resume_accepts(fake_mnist, tmp_path, monkeypatch, lr_min, advice):
-    out = tmp_path / "run"
-    config = tiny_config(schedule="exponential", lr=0.01, lr_min=lr_min)
-    with monkeypatch.context() as patch:
-        ObjectiveHook(patch, at=5, action="nan")
-        with pytest.raises(RamlabError) as info:
-            Trainer(config, out, command="ramlab train ram").fit()
-    assert str(info.value).endswith(advice)
-    if lr_min == 0.005:  # the advice runs: lr 0.005 >= lr_min
-        lower = tiny_config(schedule="exponential", lr=0.005, lr_min=lr_min)
-        assert Trainer(lower, out).fit(resume=True)["epochs_run"] == 2
-
-
-@pytest.mark.parametrize("at", [3, 6])  # epoch 1's last step (nothing kept yet); epoch 2's
-def test_a_finite_loss_with_a_nan_gradient_never_reaches_a_checkpoint(
-    fake_mnist, tmp_path, monkeypatch, at
-) -> None:
-    out = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        ObjectiveHook(patch, at=at, action="nan_grad")
-        with pytest.raises(
-            RamlabError,
-            match=rf"the weights became non-finite \(the loss was finite\) at epoch {(at - 1) // 3 + 1}, step 3 of 3; stopped",
-        ):
-            Trainer(tiny_config(epochs=2), out).fit()
-    if at == 3:  # stopped before epoch 1's validation: nothing written
-        assert not (out / "last.pt").exists() and not (out / "best.pt").exists()
-        return
-    kept = load_checkpoint(out / "last.pt")  # epoch 1's, untouched
-    assert kept["epoch"] == 1 and all(torch.isfinite(t).all() for t in kept["model"].values())
-    assert all(torch.isfinite(t).all() for t in load_checkpoint(out / "best.pt")["model"].values())
-
-
-def test_an_infinite_number_is_refused() -> None:
-    with pytest.raises(RamlabError, match="lr must be a finite number, got inf"):
-        TrainConfig(lr=float("inf"))
-    with pytest.raises(SystemExit):
-        main(["train", "ram", "--lr", "inf"])
-
-
-@pytest.mark.parametrize(
-    ("spec", "why"),
-    [("sparse+-1*bbox", "weight of bbox must be a positive finite number, got -1"),
-     ("1e309*sparse", "weight of sparse must be a positive finite number, got 1e309"),
-     ("sparse+0*infogain", "weight of infogain must be a positive finite number, got 0")],
-)  # fmt: skip
-def test_reward_weights_must_be_positive_and_finite(spec, why) -> None:
-    with pytest.raises(RamlabError, match=why):
-        parse_reward(spec)
 
 
 # ---- the environment ------------------------------------------------------------------------

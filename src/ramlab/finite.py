@@ -32,10 +32,12 @@ class FiniteCheck:
         lr: float,
         *,
         lr_floor: float = 0.0,
+        grad_clip: float = 0.0,
     ) -> None:
         self.device = device
         self.where, self.out, self.resume_command, self.lr = where, out, resume_command, lr
         self.lr_floor = lr_floor  # the schedule's lr_min, under which no resume may go
+        self.grad_clip = grad_clip
         self._finite: torch.Tensor | None = None  # a GPU run's steps since the last read
 
     @property
@@ -65,5 +67,13 @@ class FiniteCheck:
 
     def _stop(self, what: str, at: str) -> None:
         raise RamlabError(
-            non_finite_message(what, at, self.out, self.resume_command, self.lr, lr_floor=self.lr_floor)
+            non_finite_message(
+                what,
+                at,
+                self.out,
+                self.resume_command,
+                self.lr,
+                lr_floor=self.lr_floor,
+                grad_clip=self.grad_clip,
+            )
         )

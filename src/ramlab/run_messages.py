@@ -6,24 +6,34 @@ from pathlib import Path
 
 
 def non_finite_message(
-    what: str, at: str, out: Path, resume_command: str, lr: float, *, lr_floor: float = 0.0
+    what: str,
+    at: str,
+    out: Path,
+    resume_command: str,
+    lr: float,
+    *,
+    lr_floor: float = 0.0,
+    grad_clip: float = 0.0,
 ) -> str:
     """`what` happened ("the loss became nan") `at` ("at epoch 3, step 12 of 430"): what is
-    kept, what to run. The lower rate advised is a tenth, but not under the schedule's floor
-    (`lr_min`, which a resume keeps: a config with lr under it is refused)."""
+    kept, what to run. The lower rate advised is a tenth; a resume keeps the schedule's floor
+    `lr_floor` (lr_min), so it goes no lower there (a fresh run lowers the floor with it). The
+    gradient clip advised is 5, or a fifth of the run's own."""
     where = f"{what} {at}; stopped"
     last = out / "last.pt"
-    lower = max(lr / 10, lr_floor)
+    clip = f"--grad-clip {grad_clip / 5:g}" if grad_clip > 0 else "--grad-clip 5"
     if not last.exists():
+        floor = f" --lr-min {lr_floor / 10:g}" if lr_floor > lr / 10 else ""
         return (
-            f"{where}. No checkpoint was written yet, so nothing is kept: rerun with a lower --lr "
-            f"(e.g. {lower:g}) or --grad-clip 5; the run in {out} starts again"
+            f"{where}. No checkpoint was written yet, so nothing is kept: rerun with a lower rate "
+            f"(e.g. --lr {lr / 10:g}{floor}) or {clip}; the run in {out} starts again"
         )
-    if lower >= lr:  # already at the floor
-        return f"{where}. The last good checkpoint, {last}, is kept: continue from it with {resume_command} --grad-clip 5"
+    lower = max(lr / 10, lr_floor)
+    if lower >= lr:  # already at the floor, which a resume keeps
+        return f"{where}. The last good checkpoint, {last}, is kept: continue from it with {resume_command} {clip}"
     return (
         f"{where}. The last good checkpoint, {last}, is kept: continue from it with a lower "
-        f"learning rate: {resume_command} --lr {lower:g} (or --grad-clip 5)"
+        f"learning rate: {resume_command} --lr {lower:g} (or {clip})"
     )
 
 

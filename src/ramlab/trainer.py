@@ -163,6 +163,7 @@ class Trainer:
             self.resume_command,
             cfg.lr,
             lr_floor=cfg.lr_min if cfg.schedule in ("exponential", "plateau") else 0.0,
+            grad_clip=cfg.grad_clip,
         )
         self.optimizer = make_optimizer(self.model.parameter_groups(), cfg)
         # One graph, for the full batch (of M copies of each image); an epoch's last runs eagerly.
