@@ -168,6 +168,10 @@ def test_cost_rows_timed_with_other_threads_are_measured_again(tmp_path, monkeyp
     monkeypatch.setattr("ramlab.device.available_cpus", lambda: 4)
     monkeypatch.setenv("RAMLAB_THREADS", "2")
     assert not study_jobs.is_done(Context(preset, tmp_path / "study"), job)
+    # Jobs on Ray or Slurm nodes: their CPUs, so their threads, are the job's to judge.
+    remote = Context(preset, tmp_path / "study")
+    remote.jobs_here = False
+    assert study_jobs.is_done(remote, job)
 
 
 def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):

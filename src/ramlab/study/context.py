@@ -55,6 +55,9 @@ class Context:
         """The commit of the code running the jobs, recorded with each (set when they start)."""
         self.threads = threads_from_env()
         """Torch threads of every job (RAMLAB_THREADS), or None: the preset's."""
+        self.jobs_here = True
+        """Whether the jobs run on this machine (not on a Ray or Slurm node, whose CPUs and so
+        whose threads this process cannot know): what is done is judged at their threads."""
 
     def group_seeds(self, group: RunGroup) -> int:
         return group_seeds(self.preset, group)
