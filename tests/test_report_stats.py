@@ -241,7 +241,8 @@ def test_two_datasets_multiply_their_relabellings_and_weigh_each_by_its_mean():
     # Opposite differences cancel: every relabelling is as far out as 0.
     assert stratified_permutation_test([([1, 2], [3, 4]), ([3, 4], [1, 2])]).p_value == 1.0
     # A dataset of zero errors adds nothing: the first's 2 of 6.
-    assert stratified_permutation_test([([0, 0], [0, 0]), ([1, 2], [3, 4])]).p_value == pytest.approx(2 / 6)
+    zero = stratified_permutation_test([([0, 0], [0, 0]), ([1, 2], [3, 4])])
+    assert zero.p_value == pytest.approx(2 / 6) and zero.smallest_p == pytest.approx(2 / 6)
 
 
 def test_one_dataset_is_the_plain_test_and_four_reach_far_below_it():

@@ -91,7 +91,7 @@ def stratified_permutation_test(
     stratum's difference; with one stratum the test is `permutation_test`."""
     if not strata:
         raise ValueError("a stratified permutation test needs at least one stratum")
-    parts, total, symmetric, tolerance = [], 1, True, 1e-9
+    parts, total, counted, symmetric, tolerance = [], 1, 1, True, 1e-9
     for a, b in strata:
         if not a or not b:
             raise ValueError("a permutation test needs at least one value on each side")
@@ -102,10 +102,12 @@ def stratified_permutation_test(
         scale = 0.0 if mean == 0 else n / (k * (n - k) * mean)
         parts.append((pooled, k, scale, k * mean))
         total *= comb(n, k)
-        symmetric = symmetric and 2 * k == n
+        if scale:  # a stratum of zero errors moves nothing: its relabellings are all ties
+            counted *= comb(n, k)
+            symmetric = symmetric and 2 * k == n
         tolerance += 1e-9 * scale * sum(abs(v) for v in pooled)
     observed = abs(sum(scale * (sum(pooled[:k]) - centre) for pooled, k, scale, centre in parts))
-    smallest_p = (2 if symmetric else 1) / total
+    smallest_p = (2 if symmetric else 1) / counted if counted > 1 else 1.0
     if total <= max_exact:
         sums = [0.0]
         for pooled, k, scale, centre in parts:

@@ -284,8 +284,9 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
             "the sum over the datasets of each one's difference in mean test error relative to its "
             "mean (so a dataset of large errors weighs no more than one of small errors). It asks "
             "whether the reward changes the error across the datasets; one dataset's 3 + 3 seeds "
-            "cannot reach p < 0.05 (its smallest p is 0.1), four datasets' can. Each pair is tested "
-            "on its own, with no correction for their number."
+            "cannot reach p < 0.05 (its smallest p is 0.1), four datasets' can. Every dataset's seeds "
+            "count, one a side too (not testable on that dataset alone, it adds a sign to flip). Each "
+            "pair is tested on its own, with no correction for their number."
         )
         for comparison in across:
             doc.para(comparison.sentence())
