@@ -19,7 +19,7 @@ from ramlab.cost import (
 )
 from ramlab.cost_rows import cost_ratios, format_cost_table, timing_mode
 from ramlab.fastpath import cpu_compiler
-from ramlab.models.ram import RAMConfig
+from ramlab.models.ram import RAM, RAMConfig
 
 QUICK = {"batch": 2, "repeats": 1}
 
@@ -52,6 +52,27 @@ def test_ram_matrix_product_flops_by_hand():
     core = 2 * (t * hidden * hidden + (t - 1) * hidden * hidden)
     heads = 2 * ((t - 1) * hidden * 2 + t * hidden * classes + t * hidden)  # policy, classifier, baseline
     assert (parts["glimpse"], parts["core"], parts["heads"]) == (glimpse, core, heads)
+
+
+def test_lstm_core_flops_by_hand():
+    # The LSTM core on the paper's 60×60 RAM: g_t and h_t of 256, gates 4 × 256. The first step
+    # starts from the zero state: W_ih g_0 + b_ih + b_hh (1024 adds), c_0 = i ⊙ c̃ and
+    # h_0 = o ⊙ tanh(c_0) (256 multiplies each), no W_hh h_{-1}. Each later step, as ATen's
+    # lstm_cell: both products, their sum (1024), c = f ⊙ c + i ⊙ c̃ (3 × 256), h (256).
+    (row,) = measure_costs(["ram"], [60], configs={"ram": RAMConfig(core="lstm")}, **QUICK)
+    t, d, h = 6, 256, 256
+    products = 2 * (t * d * 4 * h + (t - 1) * h * 4 * h)
+    elementwise = (4 * h + 2 * h) + (t - 1) * (4 * h + 4 * h)
+    assert row["flops_breakdown"]["core"] == products + elementwise
+
+
+def test_a_config_keeps_its_scales_at_the_size_it_trains_on():
+    trained = RAMConfig(glimpse_size=8, scales=1)  # the mnist recipe's retina, at 28 px
+    scales = {
+        s: RAM.config_for_image_size(trained, s, trained_size=28).scales for s in (14, 28, 60, 100, 800)
+    }
+    assert scales == {14: 1, 28: 1, 60: 2, 100: 3, 800: 6}  # 1 + round(log2(size / 28)), at least 1
+    assert RAM.config_for_image_size(trained, 28).scales == 3  # no trained size: the 80% rule
 
 
 def test_added_scales_only_widen_the_glimpse_networks_first_layer():
@@ -159,6 +180,9 @@ def test_cli_config_measures_the_trained_shape(tmp_path, capsys):
     rows = read_cost_json(path)
     assert [(r["config"]["core"], r["config"]["glimpse_hidden"]) for r in rows] == [("lstm", 256)] * 2
     assert [r["config"]["scales"] for r in rows] == [2, 3]  # adapted: 2 scales fit 28 px
+    # The mnist recipe trains 1 scale at 28 px: measured so there, one more at 60 (about 2×).
+    assert main([*argv, "--config", "mnist", "--json", str(path)]) == 0
+    assert [r["config"]["scales"] for r in read_cost_json(path)] == [1, 2]
     assert main([*argv, "--json", str(path)]) == 0
     default = read_cost_json(path)
     assert default[1]["config"]["core"] == "rnn" and default[1]["flops"] < rows[1]["flops"] / 2

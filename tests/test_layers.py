@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from ramlab.models.core import RNNCore
+from ramlab.models.core import LSTMCore, RNNCore
 from ramlab.models.glimpse import GlimpseNetwork
 from ramlab.models.layers import init_as_one_layer, linear_sum
 
@@ -71,3 +71,19 @@ def test_glimpse_network_by_its_equation() -> None:
     h_l = torch.relu(loc @ net.where.weight.T + net.where.bias)
     expected = torch.relu(h_g @ net.from_what.weight.T + h_l @ net.from_where.weight.T + net.from_what.bias)
     torch.testing.assert_close(net(rho, loc), expected)
+
+
+def test_the_lstm_core_from_the_zero_state_is_the_cells_own_maths_without_its_product():
+    torch.manual_seed(0)
+    core = LSTMCore(input_dim=7, hidden=5)
+    g = torch.randn(4, 7, requires_grad=True)
+    h, c = core(g, None)
+    h_cell, c_cell = core.cell(g, None)  # LSTMCell from zeros: W_hh 0 and f ⊙ 0 computed
+    assert torch.equal(h, h_cell) and torch.equal(c, c_cell)
+    grads = torch.autograd.grad(h.sum() + 2 * c.sum(), [g, *core.parameters()], allow_unused=True)
+    expected = torch.autograd.grad(h_cell.sum() + 2 * c_cell.sum(), [g, *core.parameters()])
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got if got is not None else torch.zeros_like(want), want)
+    # Later steps are the cell's.
+    later = core(g, (h, c))
+    assert all(torch.equal(a, b) for a, b in zip(later, core.cell(g, (h, c)), strict=True))

@@ -233,10 +233,12 @@ def throughput_batch(batch: int, size: int, device: torch.device | None = None) 
     return max(1, min(batch, pixels // (size * size)))
 
 
-def sized_config(name: str, size: int, config: Any = None) -> Any:
-    """Model `name`'s config (`config`, default the model's defaults) adapted to `size`."""
+def sized_config(name: str, size: int, config: Any = None, *, trained_size: int | None = None) -> Any:
+    """Model `name`'s config (`config`, default the model's defaults; trained on images of
+    `trained_size`, if known) adapted to `size`."""
     cls = model_class(name)
-    return cls.config_for_image_size(config if config is not None else cls.config_class(), size)
+    base = config if config is not None else cls.config_class()
+    return cls.config_for_image_size(base, size, trained_size=trained_size)
 
 
 def row_settings(
@@ -263,10 +265,11 @@ def measure_cost(
     repeats: int = 3,
     config: Any = None,
     compiled: bool = False,
+    trained_size: int | None = None,
 ) -> dict[str, Any]:
     """One row of `measure_costs`: model `name` on `size`×`size` images."""
     device = resolve_device(device) if isinstance(device, str) else device
-    config = sized_config(name, size, config)
+    config = sized_config(name, size, config, trained_size=trained_size)
     torch.manual_seed(0)
     model = build_model(name, config, image_size=(size, size)).to(device).eval()
     generator = torch.Generator(device=device).manual_seed(0)
@@ -312,6 +315,7 @@ def measure_costs(
     repeats: int = 3,
     configs: dict[str, Any] | None = None,
     compiled: bool = False,
+    trained_sizes: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (model, size), models outer: the keys model, size, params, flops (per
     image), flops_breakdown, flops_by_op, latency_ms (batch 1), throughput (images/s),
@@ -320,13 +324,14 @@ def measure_costs(
     config used).
 
     `configs` maps a model name to its base config (a dataclass; default: the model's
-    defaults), which `config_for_image_size` then adapts to each size. An unknown model
-    name raises a RamlabError listing the valid ones before anything is measured.
+    defaults), which `config_for_image_size` then adapts to each size; `trained_sizes` the
+    image side a config was trained on (a recipe's or a run's), where it stays as it is. An
+    unknown model name raises a RamlabError listing the valid ones before anything is measured.
     """
     for name in models:
         model_class(name)
     resolved = resolve_device(device)
-    configs = configs or {}
+    configs, trained_sizes = configs or {}, trained_sizes or {}
     return [
         measure_cost(
             name,
@@ -336,6 +341,7 @@ def measure_costs(
             repeats=repeats,
             config=configs.get(name),
             compiled=compiled,
+            trained_size=trained_sizes.get(name),
         )
         for name in models
         for size in sizes

@@ -61,18 +61,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_cost)
 
 
-def model_configs(names: list[str]) -> dict:
-    """{model: its model config} from --config recipe names or files; a RamlabError for two
-    configs of one model."""
+def model_configs(names: list[str]) -> tuple[dict, dict]:
+    """({model: its model config}, {model: the image side it trains on}) from --config recipe
+    names or files; a RamlabError for two configs of one model."""
+    from ramlab.data.datasets import image_size
     from ramlab.runconfig import RunConfig, config_path
 
     configs: dict = {}
+    sizes: dict = {}
     for name in names:
         run = RunConfig.load(config_path(name))
         if run.model in configs:
             raise RamlabError(f"--config {name}: a second config of {run.model}; give one per model")
-        configs[run.model] = run.model_config
-    return configs
+        configs[run.model], sizes[run.model] = run.model_config, image_size(run.data)[0]
+    return configs, sizes
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
@@ -85,7 +87,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
         raise RamlabError("--batch and --repeats must be >= 1")
     if args.json is not None:
         check_json_target(args.json, keys=("rows",), what="a cost table")
-    configs = model_configs(args.config)
+    configs, trained_sizes = model_configs(args.config)
     unused = sorted(set(configs) - set(models))
     if unused:
         raise RamlabError(f"--config gives {', '.join(unused)}, which --models does not measure")
@@ -98,6 +100,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
         repeats=args.repeats,
         configs=configs,
         compiled=args.compile,
+        trained_sizes=trained_sizes,
     )
     print(format_cost_table(rows))
     if args.json:

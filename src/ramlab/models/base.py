@@ -84,8 +84,9 @@ class Model(nn.Module):
         glimpse wider than the canvas); nothing is built. Every size by default."""
 
     @classmethod
-    def config_for_image_size(cls, config: Any, image_size: int) -> Any:
-        """The config to use on larger images (the RAM adds scales); unchanged by default."""
+    def config_for_image_size(cls, config: Any, image_size: int, *, trained_size: int | None = None) -> Any:
+        """The config to use on other images (the RAM adds scales), from one given for images
+        of `trained_size` (None: a config for no size in particular); unchanged by default."""
         return config
 
     def parameter_groups(self) -> list[dict[str, Any]]:

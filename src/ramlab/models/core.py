@@ -44,7 +44,16 @@ class LSTMCore(nn.Module):
         self.cell = nn.LSTMCell(input_dim, hidden)
 
     def forward(self, g: torch.Tensor, state: State) -> tuple[torch.Tensor, ...]:
-        return self.cell(g, state)
+        """g (B, input_dim), state (h_{t-1}, c_{t-1}) or None -> (h_t, c_t). From the zero
+        state the cell's own maths without its recurrent product (W_hh 0 = 0, f c_{-1} = 0):
+        the same numbers as `LSTMCell(g, None)`, a quarter fewer FLOPs in the step."""
+        if state is not None:
+            return self.cell(g, state)
+        cell = self.cell
+        gates = torch.nn.functional.linear(g, cell.weight_ih, cell.bias_ih) + cell.bias_hh
+        i, _, c_hat, o = gates.chunk(4, dim=1)  # PyTorch's gate order: input, forget, cell, output
+        c = torch.sigmoid(i) * torch.tanh(c_hat)
+        return torch.sigmoid(o) * torch.tanh(c), c
 
     @staticmethod
     def hidden(state: tuple[torch.Tensor, ...]) -> torch.Tensor:

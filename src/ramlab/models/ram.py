@@ -392,9 +392,15 @@ class RAM(Model):
             )
 
     @classmethod
-    def config_for_image_size(cls, config: RAMConfig, image_size: int) -> RAMConfig:
+    def config_for_image_size(
+        cls, config: RAMConfig, image_size: int, *, trained_size: int | None = None
+    ) -> RAMConfig:
         """Keep the glimpse size; add scales until the widest patch spans at least 80% of
-        the image (the fraction 48/60 of the paper's 60×60 set-up)."""
+        the image (the fraction 48/60 of the paper's 60×60 set-up). A config trained on
+        images of `trained_size` keeps its own scales there and gains (or loses) one for each
+        doubling (halving) of the side: the mnist recipe's one scale at 28 px stays one."""
+        if trained_size is not None:
+            return replace(config, scales=max(1, config.scales + round(math.log2(image_size / trained_size))))
         scales = 1
         while config.glimpse_size * 2 ** (scales - 1) < 0.8 * image_size:
             scales += 1
