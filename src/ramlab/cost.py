@@ -14,7 +14,7 @@ convolutions (2 FLOPs per multiply-add). The RAM's retina has none: it is block 
 (adds and a multiply per table entry) and gathers, which the counter alone scores 0. So
 we register more formulas, for every model alike: an elementwise add, sub, mul or div
 costs 1 FLOP per output element, addcmul 2 (in the retina this is its pyramid of block
-means, which grows with the pixel count, and its index arithmetic); and the in-place addmm_
+sums, which grows with the pixel count, and its index arithmetic); and the in-place addmm_
 (the second product of the RAM's summed layers) counts as addmm. Gathers, copies, comparisons,
 activations, normalisation and pooling are not counted (for the ResNet, BatchNorm in eval
 mode would add about 2 FLOPs per activation: under 1% of its convolutions).

@@ -3,7 +3,8 @@
     rnn:  h_t = relu(W_g g_t + W_h h_{t-1} + b)          (the paper's)
     lstm: (h_t, c_t) = LSTMCell(g_t, (h_{t-1}, c_{t-1}))
 The state is a tuple so that both cores share one interface; `hidden(state)` is h_t.
-The state before the first glimpse is None (all zeros), so the first step skips W_h h_{-1}.
+The state before the first glimpse is None (all zeros), so the first step skips W_h h_{-1}
+(the LSTM's W_hh h_{-1} and f ⊙ c_{-1} too).
 """
 
 from __future__ import annotations
