@@ -26,15 +26,15 @@ DEVICES = [
 
 def _ram(core: str, device: str, *, first_location: str = "random", **changes) -> torch.nn.Module:
     torch.manual_seed(3)
-    config = RAMConfig(
-        **{**tiny.TINY_RAM, **changes},
-        glimpses=4,
-        core=core,
-        first_location=first_location,
-        ce_all_steps=True,
-        reward="sparse+infogain+bbox",
-        dropout=0.2,  # in training only: its masks are drawn outside the graph too
-    )
+    base = {
+        "glimpses": 4,
+        "core": core,
+        "first_location": first_location,
+        "ce_all_steps": True,
+        "reward": "sparse+infogain+bbox",
+        "dropout": 0.2,  # in training only: its masks are drawn outside the graph too
+    }
+    config = RAMConfig(**{**tiny.TINY_RAM, **base, **changes})
     return build_model("ram", config, image_size=(60, 60)).to(device)
 
 
@@ -67,7 +67,26 @@ def _train(model, compiled: bool, device: str, steps: int = 3) -> list[float]:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(
     ("core", "changes"),
-    [("rnn", {}), ("lstm", {}), ("lstm", {"glimpse_conv": 3}), ("lstm", {"glimpse_combine": "product"})],
+    [
+        ("rnn", {}),
+        ("lstm", {}),
+        ("lstm", {"glimpse_conv": 3}),
+        ("lstm", {"glimpse_combine": "product"}),
+        # what the recipes and the study train compiled, beyond the above
+        (
+            "lstm",
+            {
+                "reward": "0.1*sparse+0.1*infogain@0+bbox",
+                "policy_trains_core": True,
+                "label_smoothing": 0.1,
+                "learn_std": True,
+                "entropy_weight": 0.01,
+                "rollouts": 2,
+                "baseline": "rollouts",
+                "consistency_weight": 0.1,
+            },
+        ),
+    ],
 )
 def test_compiled_training_steps_match_the_eager_ones(core: str, changes: dict, device: str) -> None:
     eager = _ram(core, device, **changes)
