@@ -161,3 +161,14 @@ def test_executor_option_values_are_read_as_the_config_files_are():
 
     options = parse_options(["timeout_min=1e3", "retries=2", "sbatch.partition=gpu", "sbatch.qos=1e5x"])
     assert options == {"timeout_min": 1000.0, "retries": 2, "sbatch": {"partition": "gpu", "qos": "1e5x"}}
+
+
+@pytest.mark.parametrize("name", ["result.json", "config.yaml"])
+def test_robustness_json_never_overwrites_nor_says_to_delete_a_runs_own_files(run, capsys, name):
+    before = (run / name).read_bytes()
+    capsys.readouterr()
+    argv = ["robustness", str(run), "--shift", "noise", "--levels", "0", "--limit", "4", "--device", "cpu"]
+    assert main([*argv, "--json", str(run / name)]) == 2
+    err = capsys.readouterr().err
+    assert "that file holds something other than a robustness sweep" in err and "delete" not in err
+    assert (run / name).read_bytes() == before

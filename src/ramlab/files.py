@@ -85,7 +85,7 @@ def check_json_target(path: str | os.PathLike, *, keys: tuple[str, ...], what: s
     if not (isinstance(data, dict) and all(key in data for key in keys)):
         raise RamlabError(
             f"--json {target}: that file holds something other than {what} (a run's result.json "
-            "or config.yaml?), which it would overwrite; choose another --json, or delete it first"
+            "or config.yaml?), which it would overwrite; choose another --json"
         )
 
 

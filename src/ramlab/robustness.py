@@ -41,7 +41,7 @@ from ramlab.data.loader import SceneLoader
 from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
 from ramlab.errors import RamlabError, unknown_name
 from ramlab.evaluate import evaluate
-from ramlab.files import write_json
+from ramlab.files import check_json_target, write_json
 from ramlab.shifts import SHIFTS, Shift, one_place, resolve_levels
 from ramlab.sweeps import sweep_kind
 
@@ -250,6 +250,9 @@ def _previous_sweep(path: str | Path | None, *, replace_stale: bool) -> dict[str
     the study's own (`replace_stale`), which is then swept afresh."""
     if not path or not Path(path).is_file():
         return None
+    looks_like_a_sweep = '"shifts"' in Path(path).read_text(errors="replace")
+    if not replace_stale and not looks_like_a_sweep:  # e.g. a run's result.json: never "delete it"
+        check_json_target(path, keys=("shifts",), what="a robustness sweep")
     try:
         return read_robustness(path)
     except RamlabError as exc:
