@@ -163,9 +163,17 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
     )
     assert len(calls) == 2  # only the two clutter levels
     assert list(result["shifts"]) == ["rotate", "clutter"]
-    # Other levels are a different sweep: redone.
-    robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
-    assert len(calls) == 4
+    # Other levels that would drop saved ones are refused, naming the levels to ask for; asked
+    # for with them, the shift is swept again.
+    with pytest.raises(
+        RamlabError,
+        match=r"holds rotate at levels 0, 45; this sweep asks for 0, 15 and would drop 45: ask for "
+        r"all of them \(--levels 0 15 45\)",
+    ):
+        robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
+    assert len(calls) == 2 and read_robustness(path)["shifts"]["rotate"]["levels"] == [0, 45]
+    robustness_sweep(run_dir, shifts={"rotate": [0, 15, 45]}, limit=8, device="cpu", json_path=path)
+    assert len(calls) == 5
     # A sweep of the other split would replace the file's: refused, the file kept, unless the
     # caller's own file is to be replaced (a study's, whose preset changed).
     before = path.read_text()
@@ -175,7 +183,7 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
         robustness_sweep(
             run_dir, shifts={"rotate": [0, 15]}, limit=8, split="val", device="cpu", json_path=path
         )
-    assert path.read_text() == before and len(calls) == 4
+    assert path.read_text() == before and len(calls) == 5
     for limit in (None, 4):  # nor another number of digits
         with pytest.raises(RamlabError, match="holds another sweep"):
             robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=limit, device="cpu", json_path=path)
@@ -188,18 +196,18 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
         json_path=path,
         replace_stale=True,
     )
-    assert len(calls) == 6 and read_robustness(path)["split"] == "val"
+    assert len(calls) == 7 and read_robustness(path)["split"] == "val"
     robustness_sweep(
         run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path, replace_stale=True
     )
-    assert len(calls) == 8
+    assert len(calls) == 9
     # So is a sweep of the older format, whose limit read the first test digits.
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "format": 1}))
     robustness_sweep(
         run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path, replace_stale=True
     )
-    assert len(calls) == 10 and read_robustness(path)["format"] == robustness.FORMAT
+    assert len(calls) == 11 and read_robustness(path)["format"] == robustness.FORMAT
     # ... and a sweep of other weights (the run trained on since): never merged.
     saved = json.loads(path.read_text())
     path.write_text(json.dumps({**saved, "weights": "0123456789abcdef"}))

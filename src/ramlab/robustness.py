@@ -192,6 +192,15 @@ def robustness_sweep(
             "delete the file"
         )
     saved = previous["shifts"] if same else {}
+    for name, levels in wanted.items():
+        kept = saved.get(name, {}).get("levels")
+        if kept is not None and kept != levels and not replace_stale and set(kept) - set(levels):
+            raise RamlabError(
+                f"{json_path} holds {name} at levels {_levels_text(kept)}; this sweep asks for "
+                f"{_levels_text(levels)} and would drop {_levels_text(sorted(set(kept) - set(levels)))}: "
+                f"ask for all of them (--levels {' '.join(_levels_text(sorted(set(kept) | set(levels))).split(', '))}), "
+                "or choose another --json"
+            )
     result["shifts"] = {k: v for k, v in saved.items() if k not in wanted}
     device_ = next(model.parameters()).device
     for name, levels in wanted.items():
@@ -223,6 +232,10 @@ def robustness_sweep(
     if json_path:
         write_json(json_path, result)
     return result
+
+
+def _levels_text(levels: Sequence[float]) -> str:
+    return ", ".join(f"{level:g}" for level in levels)
 
 
 def weights_digest(model: torch.nn.Module) -> str:
