@@ -46,6 +46,10 @@ def test_show_writes_a_png(fake_mnist, tmp_path, capsys):
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     assert main(["data", "show", "translated60", "--out", str(tmp_path / "scenes.txt")]) == 2
     assert "scenes.txt: give a file name ending in one of" in capsys.readouterr().err
+    # pgf needs TeX: refused at once, not after the scenes are drawn
+    assert main(["data", "show", "translated60", "--out", str(tmp_path / "scenes.pgf")]) == 2
+    err = capsys.readouterr().err
+    assert "scenes.pgf: give a file name ending in one of" in err and ".pgf" not in err.split("one of")[1]
 
 
 @pytest.mark.parametrize("action", ["build", "show"])

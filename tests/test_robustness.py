@@ -69,6 +69,11 @@ def test_default_levels_span_the_issue_ranges():
     assert max(small["scale"]) == 1.0 and small["translate"] == [0]
 
 
+def test_a_level_given_twice_is_refused():
+    with pytest.raises(RamlabError, match=r"robustness rotate: level 0 is given twice"):
+        resolve_levels(dataset_spec("translated60"), {"rotate": [0, 0, 30]})
+
+
 def test_a_level_that_does_not_fit_names_shift_and_level():
     with pytest.raises(RamlabError, match=r"robustness scale level 3\.0: .*needs 84 px"):
         resolve_levels(dataset_spec("translated60"), {"scale": [1.0, 3.0]})

@@ -125,6 +125,9 @@ def resolve_levels(base: SceneSpec, shifts: dict[str, Sequence[float] | None]) -
         chosen = kind.default_levels(base) if levels is None else [kind.parse(str(v)) for v in levels]
         if not chosen:
             raise RamlabError(f"robustness {name}: no level fits the {base.canvas}x{base.canvas} canvas")
+        twice = sorted({level for level in chosen if chosen.count(level) > 1})
+        if twice:
+            raise RamlabError(f"robustness {name}: level {twice[0]:g} is given twice")
         for level in chosen:
             try:
                 kind.spec(base, level)

@@ -26,7 +26,8 @@ plt.rcParams.update(
 def check_figure_path(out, flag: str = "--out") -> Path:
     """`out` if matplotlib can write its format; else a clear error listing the ones it can."""
     out = Path(out)
-    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    # pgf needs a TeX installation (xelatex), so it would fail after the work is done
+    formats = sorted(set(FigureCanvasBase.get_supported_filetypes()) - {"pgf"})
     if out.suffix.lstrip(".").lower() not in formats:
         from ramlab.errors import RamlabError
 
