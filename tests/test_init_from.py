@@ -45,3 +45,13 @@ def test_weights_of_another_shape_are_refused_with_the_settings_to_give(fake_mni
         init_weights(build_run_model(wider), tmp_path / "a" / "best.pt")
     with pytest.raises(RamlabError, match="no checkpoint there"):
         init_weights(build_run_model(config), tmp_path / "nowhere")
+
+
+def test_a_runs_config_given_for_its_weights_is_named_not_called_damaged(fake_mnist, tmp_path) -> None:
+    Trainer(tiny_config(epochs=1), tmp_path / "a").fit()
+    model = build_run_model(tiny_config(epochs=1))
+    for name in ("config.yaml", "result.json"):
+        with pytest.raises(RamlabError) as caught:
+            init_weights(model, tmp_path / "a" / name)
+        said = str(caught.value)
+        assert "not a checkpoint but a" in said and "best.pt" in said and "damaged" not in said

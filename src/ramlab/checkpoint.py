@@ -66,10 +66,18 @@ def settle_best(out: Path, best_epoch: int | None) -> None:
         staged.unlink()  # its epoch was lost with the run; the resume trains it again
 
 
+TEXT_SUFFIXES = (".yaml", ".yml", ".json", ".jsonl", ".txt", ".md")
+"""A run's other files, which no checkpoint is: named as such rather than as damage."""
+
+
 def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise RamlabError(f"{path}: no checkpoint there")
+    if path.suffix.lower() in TEXT_SUFFIXES:  # e.g. a run's config.yaml given for its weights
+        raise RamlabError(
+            f"{path}: not a checkpoint but a {path.suffix} file; a run's weights are its best.pt (or last.pt)"
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
