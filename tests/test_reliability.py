@@ -144,6 +144,14 @@ def test_a_read_only_folder_is_one_message(fake_mnist, tmp_path, monkeypatch, ca
     assert len(err) == 1 and "Permission denied" in err[0] and "choose a writable --out" in err[0]
 
 
+def test_a_file_given_as_the_run_folder_is_one_message(fake_mnist, tmp_path, capsys) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    assert main(["train", "ram", *TINY_CLI, "--out", str(tmp_path / "notes.txt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a file stands where a folder is needed: choose another --out" in err[0]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
 # ---- checkpoints and temp files -------------------------------------------------------------
 class Code:
     """A Python object: what a ramlab checkpoint never holds."""

@@ -23,6 +23,8 @@ def os_error_advice(exc: OSError) -> str:
         return "the disk is full: free space on it (or choose another --out), then rerun with --resume"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "no permission to write there: choose a writable --out (or fix its permissions)"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return "a file stands where a folder is needed: choose another --out (or move the file)"
     return "check the disk and the path, then rerun (with --resume to continue a run)"
 
 
