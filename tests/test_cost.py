@@ -193,6 +193,13 @@ def test_cli_config_measures_the_trained_shape(tmp_path, capsys):
     assert "--config gives ram, which --models does not measure" in capsys.readouterr().err
 
 
+def test_cli_refuses_a_model_or_size_given_twice(capsys):
+    assert main(["cost", "--models", "fc,fc", "--sizes", "28"]) == 2
+    assert "--models: fc is given twice" in capsys.readouterr().err
+    assert main(["cost", "--models", "fc", "--sizes", "28,60,28"]) == 2
+    assert "--sizes: 28 is given twice" in capsys.readouterr().err
+
+
 def test_cli_lists_the_valid_models_on_a_wrong_name(capsys):
     assert main(["cost", "--models", "ram,resnett", "--sizes", "28"]) == 2
     err = capsys.readouterr().err

@@ -83,6 +83,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
         raise RamlabError("--models needs at least one model name")
     for name in models:
         model_class(name)  # an unknown name lists the valid ones
+    for flag, values in (("--models", models), ("--sizes", args.sizes)):
+        twice = [v for i, v in enumerate(values) if v in values[:i]]
+        if twice:
+            raise RamlabError(f"{flag}: {twice[0]} is given twice")
     if args.batch < 1 or args.repeats < 1:
         raise RamlabError("--batch and --repeats must be >= 1")
     if args.json is not None:
