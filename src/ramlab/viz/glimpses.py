@@ -260,7 +260,7 @@ def draw_run_glimpses(
     refuse_unread_test(run_dir, config, split)
     scenes = load_split(config.data, split, seed=config.train.data_seed, limit=count)
     traj = trajectories(model, scenes)
-    title = f"{config.model} on {config.data}, {traj.steps} glimpses, seed {config.train.seed}"
+    title = f"{config.model} on {config.data} ({split}), {traj.steps} glimpses, seed {config.train.seed}"
     draw_trajectories(traj, png, title=title)
     if gif:
         animate_trajectories(traj, gif, count=min(count, 9), title=title)
