@@ -319,7 +319,7 @@ def measure_costs(
 ) -> list[dict[str, Any]]:
     """One row per (model, size), models outer: the keys model, size, params, flops (per
     image), flops_breakdown, flops_by_op, latency_ms (batch 1), throughput (images/s),
-    throughput_batch, peak_memory_mb (batch 1), device, threads (torch's CPU threads while
+    throughput_batch, peak_memory_mb (MiB, 2^20 bytes, at batch 1), device, threads (torch's CPU threads while
     timing), compiled (timed through the compiled fast path, else eagerly) and config (the
     config used).
 

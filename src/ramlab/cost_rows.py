@@ -75,7 +75,16 @@ def cost_ratios(rows: list[dict[str, Any]], *, numerator: str, denominator: str)
 
 def format_cost_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of the rows, then the ResNet / RAM ratios per size (when both ran)."""
-    header = ("model", "size", "params", "FLOPs", "FLOPs breakdown", "latency ms", "img/s (batch)", "peak MB")
+    header = (
+        "model",
+        "size",
+        "params",
+        "FLOPs",
+        "FLOPs breakdown",
+        "latency ms",
+        "img/s (batch)",
+        "peak MiB",
+    )
     lines = [header]
     for row in rows:
         breakdown = " ".join(f"{k}={_si(v)}" for k, v in row["flops_breakdown"].items())

@@ -13,7 +13,7 @@ from ramlab.viz.style import plt, save_figure
 COST_PANELS = (
     ("flops", "FLOPs per image"),
     ("latency_ms", "latency at batch 1 (ms)"),
-    ("peak_memory_mb", "peak memory (MB)"),
+    ("peak_memory_mb", "peak memory (MiB)"),
 )
 
 

@@ -16,7 +16,7 @@ HEADERS = [
     "FLOPs / image",
     "latency (ms)",
     "images/s (batch)",
-    "peak memory (MB)",
+    "peak memory (MiB)",
     "FLOPs by part",
 ]
 
