@@ -225,6 +225,14 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
     assert len(rows) == 16 and all(re.search(r"to do +~\d+ (s|min)  ", row) for row in rows)
     assert re.match(r"16 jobs: 0 done, 16 to do, ~\d+ (s|min) of job time", total)
     assert not (tmp_path / "s").exists()
+    # A listed command is one that would run: its executor settings are checked too.
+    for extra, says in (
+        (["--executor", "local", "--jobs", "0"], "--jobs must be an integer >= 1"),
+        (["--executor", "local", "--option", "foo=1"], "unknown option(s) foo for --executor local"),
+        (["--jobs", "2"], "--jobs and --gpus-per-job need a parallel --executor"),
+    ):
+        assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--list", *extra]) == 2
+        assert says in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("args", "threads"), [([], None), (["--threads-per-job", "2"], 2)])

@@ -91,6 +91,18 @@ def cmd_study(args: argparse.Namespace) -> int:
             f"{out} is a training run's folder (its config.yaml): choose another --out for the study"
         )
     study = Study(preset, out, command=shlex.join(["ramlab", *sys.argv[1:]]))
+    resources = Resources(  # checked before --list too: a listed command is one that runs
+        jobs=args.jobs,
+        threads_per_job=1 if args.threads_per_job is None else args.threads_per_job,
+        gpus_per_job=args.gpus_per_job,
+    )
+    if args.executor == "serial" and (args.jobs > 1 or args.gpus_per_job):
+        raise RamlabError("--jobs and --gpus-per-job need a parallel --executor (local, ray or slurm)")
+    options = parse_options(args.option)
+    if args.executor != "serial":
+        from ramlab.execute import check_options
+
+        check_options(args.executor, options)
     if args.list:
         from ramlab.study.runner import duration
 
@@ -104,16 +116,9 @@ def cmd_study(args: argparse.Namespace) -> int:
             "of job time (estimated from this study's finished jobs, else from rates measured on 2 CPU cores)"
         )
         return 0
-    resources = Resources(
-        jobs=args.jobs,
-        threads_per_job=1 if args.threads_per_job is None else args.threads_per_job,
-        gpus_per_job=args.gpus_per_job,
-    )
-    if args.executor == "serial" and (args.jobs > 1 or args.gpus_per_job):
-        raise RamlabError("--jobs and --gpus-per-job need a parallel --executor (local, ray or slurm)")
     if args.executor == "serial" and args.threads_per_job is not None:
         study.threads = resources.threads_per_job  # the jobs run in this process: torch's threads
-    path = study.run(executor=args.executor, resources=resources, options=parse_options(args.option))
+    path = study.run(executor=args.executor, resources=resources, options=options)
     print(path)
     return 0
 
