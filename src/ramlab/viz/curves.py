@@ -10,6 +10,7 @@ by line style, so figures stay readable in grey print.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,16 @@ def _mean_band(ax, x, rows: Sequence[Sequence[float]], style: Style, label: str,
         ax.fill_between(x, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
 
 
+LEGEND_WIDTH = 40
+"""Characters a legend line holds: a label of many settings wraps instead of widening the
+figure until its plots are slivers."""
+
+
 def _legend(ax, **kwargs) -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, **kwargs)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        wrapped = [textwrap.fill(label, LEGEND_WIDTH, break_on_hyphens=False) for label in labels]
+        ax.legend(handles, wrapped, fontsize=8, **kwargs)
 
 
 def plot_anytime(
