@@ -16,7 +16,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", metavar="RUN_DIR", help="a run directory of an attention model (e.g. ram)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="where to write the PNG grid")
-    p.add_argument("--gif", metavar="FILE.gif", help="also write an animation, one frame per glimpse")
+    p.add_argument(
+        "--gif",
+        metavar="FILE.gif",
+        help="also write an animation, one frame per glimpse (of the first 9 scenes at most)",
+    )
     p.add_argument("--count", type=int, default=6, help="number of scenes (default 6)")
     p.add_argument(
         "--split",
