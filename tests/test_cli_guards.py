@@ -172,3 +172,15 @@ def test_robustness_json_never_overwrites_nor_says_to_delete_a_runs_own_files(ru
     err = capsys.readouterr().err
     assert "that file holds something other than a robustness sweep" in err and "delete" not in err
     assert (run / name).read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "choices"),
+    [(["train"], "MODEL (convnet, fc, ram, resnet)"), (["data"], "ACTION (fetch, build, show)")],
+)
+def test_a_missing_model_or_action_lists_the_choices(argv, choices, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert (
+        stop.value.code == 2 and f"the following arguments are required: {choices}" in capsys.readouterr().err
+    )

@@ -13,7 +13,7 @@ from ramlab.viz.style import check_figure_path
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="fetch MNIST, build and show scene datasets")
-    cmds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    cmds = data.add_subparsers(dest="data_command", metavar="ACTION (fetch, build, show)", required=True)
 
     p = cmds.add_parser("fetch", help="obtain, verify (SHA-256) and cache the MNIST files")
     p.add_argument(

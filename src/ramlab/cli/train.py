@@ -18,7 +18,7 @@ from ramlab.runconfig import RunConfig, TrainConfig, config_path
 
 def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a model; writes a run directory")
-    models = train.add_subparsers(dest="model", metavar="MODEL", required=True)
+    models = train.add_subparsers(dest="model", metavar=f"MODEL ({', '.join(model_names())})", required=True)
     for name in model_names():
         cls = model_class(name)
         p = models.add_parser(name, help=(cls.__doc__ or name).strip().splitlines()[0])
