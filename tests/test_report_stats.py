@@ -243,6 +243,8 @@ def test_two_datasets_multiply_their_relabellings_and_weigh_each_by_its_mean():
     # A dataset of zero errors adds nothing: the first's 2 of 6.
     zero = stratified_permutation_test([([0, 0], [0, 0]), ([1, 2], [3, 4])])
     assert zero.p_value == pytest.approx(2 / 6) and zero.smallest_p == pytest.approx(2 / 6)
+    level = stratified_permutation_test([([1.2], [1.2]), ([1, 2], [3, 4])])  # equal: ties only
+    assert level.p_value == pytest.approx(2 / 6) and level.smallest_p == pytest.approx(2 / 6)
 
 
 def test_one_dataset_is_the_plain_test_and_four_reach_far_below_it():

@@ -173,7 +173,7 @@ def test_a_partial_sweep_resumes_without_redoing_shifts(run_dir, tmp_path, monke
     with pytest.raises(
         RamlabError,
         match=r"holds rotate at levels 0, 45; this sweep asks for 0, 15 and would drop 45: ask for "
-        r"all of them \(--levels 0 15 45\)",
+        r"all of them \(--shift rotate --levels 0 15 45\)",
     ):
         robustness_sweep(run_dir, shifts={"rotate": [0, 15]}, limit=8, device="cpu", json_path=path)
     assert len(calls) == 2 and read_robustness(path)["shifts"]["rotate"]["levels"] == [0, 45]

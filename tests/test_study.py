@@ -230,6 +230,7 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
         (["--executor", "local", "--jobs", "0"], "--jobs must be an integer >= 1"),
         (["--executor", "local", "--option", "foo=1"], "unknown option(s) foo for --executor local"),
         (["--jobs", "2"], "--jobs and --gpus-per-job need a parallel --executor"),
+        (["--option", "timeout_min=5"], "the serial study runs its jobs in this process"),
     ):
         assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--list", *extra]) == 2
         assert says in capsys.readouterr().err

@@ -72,6 +72,8 @@ def test_a_long_label_wraps_in_the_legend_and_the_figure_keeps_its_width(tmp_pat
     # A report's label lists every setting that differs: ~30 key=value pairs.
     long = "ram (" + ", ".join(f"setting_{i}={i / 7:.4f}" for i in range(30)) + ")"
     curves.plot_anytime({long: [[50.0, 20.0, 10.0]], "ram": [[40.0, 20.0, 12.0]]}, tmp_path / "a.png")
-    width, _ = Image.open(tmp_path / "a.png").size
+    with Image.open(tmp_path / "a.png") as image:
+        width = image.size[0]
     curves.plot_anytime({"short": [[50.0, 20.0, 10.0]], "ram": [[40.0, 20.0, 12.0]]}, tmp_path / "b.png")
-    assert width < 1.3 * Image.open(tmp_path / "b.png").size[0]  # unwrapped: several times as wide
+    with Image.open(tmp_path / "b.png") as image:
+        assert width < 1.3 * image.size[0]  # unwrapped: several times as wide

@@ -10,7 +10,7 @@ seed, in eval mode, without gradients; the RAM looks where its policy's mean say
 
 FLOPs per image are counted by `torch.utils.flop_counter.FlopCounterMode` on one forward
 pass at batch 1, never by hand. The counter's own formulas count matrix products and
-convolutions (2 FLOPs per multiply-add). The RAM's retina has none: it is block means
+convolutions (2 FLOPs per multiply-add). The RAM's retina has none: it is block sums
 (adds and a multiply per table entry) and gathers, which the counter alone scores 0. So
 we register more formulas, for every model alike: an elementwise add, sub, mul or div
 costs 1 FLOP per output element, addcmul 2 (in the retina this is its pyramid of block

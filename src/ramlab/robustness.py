@@ -198,7 +198,7 @@ def robustness_sweep(
             raise RamlabError(
                 f"{json_path} holds {name} at levels {_levels_text(kept)}; this sweep asks for "
                 f"{_levels_text(levels)} and would drop {_levels_text(sorted(set(kept) - set(levels)))}: "
-                f"ask for all of them (--levels {' '.join(_levels_text(sorted(set(kept) | set(levels))).split(', '))}), "
+                f"ask for all of them (--shift {name} --levels {' '.join(_levels_text(sorted(set(kept) | set(levels))).split(', '))}), "
                 "or choose another --json"
             )
     result["shifts"] = {k: v for k, v in saved.items() if k not in wanted}

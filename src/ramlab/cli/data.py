@@ -13,7 +13,7 @@ from ramlab.viz.style import check_figure_path
 
 def register(sub: argparse._SubParsersAction) -> None:
     data = sub.add_parser("data", help="fetch MNIST, build and show scene datasets")
-    cmds = data.add_subparsers(dest="data_command", metavar="ACTION (fetch, build, show)", required=True)
+    cmds = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
     p = cmds.add_parser("fetch", help="obtain, verify (SHA-256) and cache the MNIST files")
     p.add_argument(
@@ -37,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     p.add_argument("--count", type=int, default=16, help="number of scenes (default 16)")
     p.set_defaults(handler=cmd_show)
+    cmds.metavar = f"ACTION ({', '.join(cmds.choices)})"  # a missing one lists them
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

@@ -99,6 +99,8 @@ def cmd_study(args: argparse.Namespace) -> int:
     if args.executor == "serial" and (args.jobs > 1 or args.gpus_per_job):
         raise RamlabError("--jobs and --gpus-per-job need a parallel --executor (local, ray or slurm)")
     options = parse_options(args.option)
+    if args.executor == "serial" and options:
+        study.check_serial_options(options)
     if args.executor != "serial":
         from ramlab.execute import check_options
 

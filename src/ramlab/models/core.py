@@ -47,7 +47,7 @@ class LSTMCore(nn.Module):
     def forward(self, g: torch.Tensor, state: State) -> tuple[torch.Tensor, ...]:
         """g (B, input_dim), state (h_{t-1}, c_{t-1}) or None -> (h_t, c_t). From the zero
         state the cell's own maths without its recurrent product (W_hh 0 = 0, f c_{-1} = 0):
-        the same numbers as `LSTMCell(g, None)`, a quarter fewer FLOPs in the step."""
+        the same numbers as `LSTMCell(g, None)`, half the step's matrix products."""
         if state is not None:
             return self.cell(g, state)
         cell = self.cell

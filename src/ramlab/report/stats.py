@@ -102,7 +102,7 @@ def stratified_permutation_test(
         scale = 0.0 if mean == 0 else n / (k * (n - k) * mean)
         parts.append((pooled, k, scale, k * mean))
         total *= comb(n, k)
-        if scale:  # a stratum of zero errors moves nothing: its relabellings are all ties
+        if len(set(pooled)) > 1:  # a stratum of equal errors moves nothing: its relabellings tie
             counted *= comb(n, k)
             symmetric = symmetric and 2 * k == n
         tolerance += 1e-9 * scale * sum(abs(v) for v in pooled)

@@ -99,6 +99,16 @@ class Study(Context):
         return rows
 
     # ---- running -------------------------------------------------------------------------
+    @staticmethod
+    def check_serial_options(options: Mapping[str, object]) -> None:
+        """The serial study takes no executor options: a RamlabError that says what does."""
+        if options:
+            raise RamlabError(
+                f"--option {', '.join(options)}: the serial study runs its jobs in this process, "
+                "so executor options do not apply; for a job's time limit run one job at a time "
+                "as a command: --executor local --jobs 1 --option timeout_min=N"
+            )
+
     def run(
         self,
         *,
@@ -115,11 +125,7 @@ class Study(Context):
         Rerunning retries them and skips what is done.
         """
         if executor == "serial" and options:
-            raise RamlabError(
-                f"--option {', '.join(options)}: the serial study runs its jobs in this process, "
-                "so executor options do not apply; for a job's time limit run one job at a time "
-                "as a command: --executor local --jobs 1 --option timeout_min=N"
-            )
+            self.check_serial_options(options)
         if executor != "serial":
             check_options(executor, options or {})  # before the study's folder is made
         with DirectoryLock(
