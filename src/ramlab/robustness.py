@@ -263,8 +263,7 @@ def _previous_sweep(path: str | Path | None, *, replace_stale: bool) -> dict[str
     the study's own (`replace_stale`), which is then swept afresh."""
     if not path or not Path(path).is_file():
         return None
-    looks_like_a_sweep = '"shifts"' in Path(path).read_text(errors="replace")
-    if not replace_stale and not looks_like_a_sweep:  # e.g. a run's result.json: never "delete it"
+    if not replace_stale and not _looks_like_a_sweep(Path(path)):  # a run's result.json: never "delete it"
         check_json_target(path, keys=("shifts",), what="a robustness sweep")
     try:
         return read_robustness(path)
@@ -273,6 +272,16 @@ def _previous_sweep(path: str | Path | None, *, replace_stale: bool) -> dict[str
             raise
         print(f"{exc}: sweeping again", file=sys.stderr)
         return None
+
+
+def _looks_like_a_sweep(path: Path) -> bool:
+    """A sweep's JSON (its "shifts" at the top), or one cut short (the key in its text): a
+    damaged sweep, which may be deleted; anything else is another file, never to be."""
+    text = path.read_text(errors="replace")
+    try:
+        return isinstance(data := json.loads(text), dict) and "shifts" in data
+    except json.JSONDecodeError:
+        return '"shifts"' in text
 
 
 def read_robustness(path: str | Path) -> dict[str, Any]:
