@@ -99,7 +99,8 @@ class ConvNet(FeedForwardModel):
         height, width = image_size
         if config.kernel > min(height, width):
             raise RamlabError(
-                f"convnet kernel {config.kernel} is larger than the {height}x{width} image; use a smaller --kernel"
+                f"convnet kernel {config.kernel} is larger than the {height}x{width} image; use a smaller "
+                "kernel (ramlab train convnet --kernel) or a larger image"
             )
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
