@@ -57,16 +57,14 @@ def set_threads(threads: int) -> int:
                 f"{cpus} CPUs available; using {cpus}",
                 file=sys.stderr,
             )
-        torch.set_num_threads(min(TORCH_DEFAULT_THREADS, cpus))
-        return torch.get_num_threads()
-    if threads > cpus:
+    elif threads > cpus:
         print(
             f"ramlab: --threads {threads} is more than the {cpus} CPUs available; using {cpus}",
             file=sys.stderr,
         )
-        threads = cpus
-    torch.set_num_threads(threads)
-    return threads
+    given = threads_given(threads)  # the one rule, which a study's cost rows are judged by
+    torch.set_num_threads(given)
+    return given
 
 
 def reuse_freed_memory() -> bool:
