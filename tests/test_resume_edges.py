@@ -251,3 +251,55 @@ def test_a_tuning_run_never_loads_its_test_split(fake_mnist, tmp_path, monkeypat
     assert "test" not in splits and "val" in splits
     Trainer(tiny_config(epochs=1, test=True), tmp_path / "tune").fit(resume=True)  # made final
     assert splits.count("test") == 1
+
+
+def test_the_fields_a_run_never_reads_follow_its_optimiser_schedule_and_checkpoint() -> None:
+    from ramlab.runconfig import TrainConfig, unused_fields
+
+    def unused(checkpointed=False, **train) -> set[str]:
+        return unused_fields(TrainConfig(**train), checkpointed=checkpointed)
+
+    schedules = {"lr_decay", "lr_min", "plateau_factor", "plateau_patience"}
+    assert unused(optimizer="adam", schedule="cosine") == {"momentum"} | schedules
+    assert unused(optimizer="sgd", schedule="step") == schedules
+    assert unused(optimizer="sgd", schedule="none", checkpointed=True) == schedules | {"init_from"}
+    assert unused(optimizer="sgd", schedule="exponential") == {"plateau_factor", "plateau_patience"}
+    assert unused(optimizer="sgd", schedule="plateau") == {"lr_decay"}
+
+
+def test_a_resume_ignores_values_of_fields_the_run_never_reads(fake_mnist, tmp_path, capsys) -> None:
+    # Adam under a cosine schedule reads no momentum, lr_decay or plateau option, and a resume
+    # from last.pt no init_from: a resume giving them other values used to be refused ("these
+    # differ"). It now continues the run as configured, to the straight run's weights.
+    config = tiny_config(epochs=2)
+    Trainer(config, tmp_path / "straight").fit()
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=2, time_budget=1e-9), out).fit()  # stops after epoch 1
+    saved = (out / "config.yaml").read_text()
+    other = dataclasses.replace(
+        config.train,
+        momentum=0.5,
+        lr_decay=0.5,
+        lr_min=1e-4,
+        plateau_factor=0.1,
+        plateau_patience=9,
+        init_from=str(tmp_path / "straight"),
+    )
+    capsys.readouterr()
+    resumed = Trainer(dataclasses.replace(config, train=other), out).fit(resume=True)
+    note = capsys.readouterr().err
+    assert "does not use init_from, lr_decay, lr_min, momentum, plateau_factor, plateau_patience" in note
+    assert resumed["epochs_run"] == 2
+    assert_same_weights(weights(tmp_path / "straight" / "last.pt"), weights(out / "last.pt"))
+    history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
+    assert [h["changed"] for h in history] == [{"time_budget": [1e-9, 0.0]}]
+    # config.yaml and the checkpoints keep the run's own values
+    kept = RunConfig.from_dict(load_yaml(out / "config.yaml"))
+    assert kept.train == config.train and saved != (out / "config.yaml").read_text()
+    assert load_checkpoint(out / "last.pt")["config"] == config.to_dict()
+
+    # A field the run reads is still refused: SGD's momentum.
+    sgd = tiny_config(epochs=1, optimizer="sgd")
+    Trainer(sgd, tmp_path / "sgd").fit()
+    with pytest.raises(RamlabError, match=r"these differ: momentum\."):
+        Trainer(tiny_config(epochs=1, optimizer="sgd", momentum=0.5), tmp_path / "sgd").fit(resume=True)

@@ -14,7 +14,7 @@ from ramlab.config import load_yaml, save_yaml
 from ramlab.errors import RamlabError
 from ramlab.evaluate import Evaluation
 from ramlab.position import Position
-from ramlab.runconfig import RunConfig, resume_changes
+from ramlab.runconfig import RunConfig, keep_unused, resume_changes
 
 
 def refuse_study_folder(out: Path) -> None:
@@ -28,10 +28,12 @@ def refuse_study_folder(out: Path) -> None:
 
 def prepare_run_dir(
     out: Path, config: RunConfig, command: str, *, resume: bool, commit: str | None = None
-) -> dict[str, Any] | None:
-    """Returns the checkpoint to resume from, or None for a fresh run. A resume that changes
-    the config, or runs other code (`commit`) than wrote the checkpoint, gets a line in
-    history.jsonl: result.json names only the code that ended the run."""
+) -> tuple[dict[str, Any] | None, RunConfig]:
+    """Returns the checkpoint to resume from (None for a fresh run) and the config to train
+    with: `config`, but a resume keeps the run's own values of fields it never reads
+    (`keep_unused`). A resume that changes the config, or runs other code (`commit`) than
+    wrote the checkpoint, gets a line in history.jsonl: result.json names only the code that
+    ended the run."""
     saved = out / "config.yaml"
     last = out / "last.pt"
     held = [name for name in ("last.pt", "best.pt", "result.json") if (out / name).exists()]
@@ -59,12 +61,20 @@ def prepare_run_dir(
             # stopped before its first checkpoint (out of memory at the first step, Ctrl-C in
             # epoch 1): nothing trained to keep, so the resume starts it with its own config
             save_yaml(saved, config.to_dict())
-            return None
+            return None, config
         if resume:
             try:
-                changed = resume_changes(RunConfig.from_dict(load_yaml(saved), where=str(saved)), config)
+                run_config = RunConfig.from_dict(load_yaml(saved), where=str(saved))
+                config, unused = keep_unused(run_config, config, checkpointed=last.exists())
+                changed = resume_changes(run_config, config)
             except RamlabError as exc:
                 raise RamlabError(f"{out}: {exc}") from None
+            if unused:
+                print(
+                    f"note: this run does not use {', '.join(unused)} (its config.yaml); it keeps "
+                    "its own values and ignores the ones given",
+                    file=sys.stderr,
+                )
             state = load_checkpoint(last) if last.exists() else None
             if state is not None:
                 check_epochs_cover(out, config, state)
@@ -78,13 +88,13 @@ def prepare_run_dir(
                     line |= {"commit": commit, "trained_at": trained_at}
                 with (out / "history.jsonl").open("a") as history:
                     history.write(json.dumps(line) + "\n")
-            return state
+            return state, config
         if last.exists() or (out / "result.json").exists():
             raise RamlabError(
                 f"{out} already holds a run; pass --resume to continue it, or choose another --out"
             )
     save_yaml(saved, config.to_dict())
-    return None
+    return None, config
 
 
 def check_epochs_cover(out: Path, config: RunConfig, state: dict[str, Any]) -> None:

@@ -210,6 +210,36 @@ RESUME_MAY_CHANGE = (
 )
 
 
+def unused_fields(train: TrainConfig, *, checkpointed: bool) -> set[str]:
+    """The training fields a run configured as `train` never reads (a resume may give them
+    any value; the run keeps its own): momentum outside SGD, each schedule's options outside
+    it, and init_from once last.pt holds the weights (`checkpointed`)."""
+    unused = set()
+    if train.optimizer != "sgd":
+        unused.add("momentum")
+    if train.schedule != "exponential":
+        unused.add("lr_decay")
+    if train.schedule not in ("exponential", "plateau"):
+        unused.add("lr_min")
+    if train.schedule != "plateau":
+        unused |= {"plateau_factor", "plateau_patience"}
+    if checkpointed:
+        unused.add("init_from")
+    return unused
+
+
+def keep_unused(saved: RunConfig, given: RunConfig, *, checkpointed: bool) -> tuple[RunConfig, list[str]]:
+    """`given` with the saved run's values of the fields it never reads, and the names of those
+    that differed: a resume that repeats a command with another, unused value (`--momentum`
+    under Adam, `--init-from` left out of a resume) continues the run as it was configured."""
+    unused = unused_fields(saved.train, checkpointed=checkpointed)
+    differ = sorted(k for k in unused if getattr(saved.train, k) != getattr(given.train, k))
+    if not differ:
+        return given, []
+    kept = replace(given.train, **{k: getattr(saved.train, k) for k in differ})
+    return replace(given, train=kept), differ
+
+
 def resume_changes(saved: RunConfig, given: RunConfig) -> dict[str, list]:
     """{field: [saved, given]} for the train fields a resume changes; a clear error if it
     would change anything else."""

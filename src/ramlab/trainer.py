@@ -107,9 +107,10 @@ class Trainer:
         run_dir.refuse_study_folder(self.out)
         self.commit = git_commit()  # the code this process loaded
         with DirectoryLock(self.out, self.command), self.stop:
-            state = run_dir.prepare_run_dir(
+            state, self.config = run_dir.prepare_run_dir(
                 self.out, self.config, self.command, resume=resume, commit=self.commit
             )
+            self.cfg = self.config.train
             remove_stale_temp(self.out)
             settle_best(self.out, state["best_epoch"] if state else None)
             self._set_up(state)
