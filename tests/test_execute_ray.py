@@ -41,8 +41,39 @@ def test_ray_runs_the_dag_two_at_a_time(tmp_path):
     assert runs["b"]["env"]["EXTRA"] == "b-only"
     # no GPU asked for: none seen (Ray leaves CUDA_VISIBLE_DEVICES alone at 0 GPUs)
     assert all(r["env"]["CUDA_VISIBLE_DEVICES"] == "" for r in runs.values())
-    assert lines[0].startswith("submitted 8 Ray task(s) | 0/8 done")
+    # each submitted once its dependencies succeeded; the failure's dependents never
+    assert sorted(line.split()[1] for line in lines if line.startswith("submitted ")) == list("abcdef")
     assert lines[-1].endswith("| 8/8 done | 1 failed | 2 skipped")
+
+
+def test_ray_runs_at_most_jobs_at_once_on_a_cluster_with_more_cpus(tmp_path):
+    # On a running Ray (a cluster) every task was submitted at once: --jobs was ignored, and
+    # as many ran as the cluster's CPUs held (here 2).
+    tasks = small_dag(tmp_path)
+    outcomes = execute(tasks, executor="ray", resources=Resources(jobs=1), progress=lambda line: None)
+    runs = check_small_dag(tasks, outcomes, tmp_path, jobs=1)
+    assert max_overlap(list(runs.values())) == 1
+
+
+def test_a_job_no_ray_node_can_hold_is_refused_on_a_local_ray_and_noted_on_a_cluster():
+    # It waited forever: Ray keeps a task no node can hold pending (the fixture's one node has
+    # 2 CPUs and no GPU).
+    from ramlab.errors import RamlabError
+    from ramlab.execute.ray_executor import check_fits
+
+    lines: list[str] = []
+    check_fits(2, 0.0, local_ray=True, progress=lines.append)
+    assert lines == []
+    with pytest.raises(
+        RamlabError, match=r"no Ray node has the 3 CPUs a job asks for \(nodes: 2 CPUs, 0 GPUs\)"
+    ):
+        check_fits(3, 0.0, local_ray=True, progress=lines.append)
+    with pytest.raises(RamlabError, match=r"1 CPUs and 0\.5 GPUs"):
+        check_fits(1, 0.5, local_ray=True, progress=lines.append)
+    check_fits(3, 0.0, local_ray=False, progress=lines.append)
+    assert lines == [
+        "note: no Ray node has the 3 CPUs a job asks for now (nodes: 2 CPUs, 0 GPUs); the jobs wait until one joins"
+    ]
 
 
 def test_ray_runs_a_task_marked_alone_last_with_nothing_beside_it(tmp_path):

@@ -280,3 +280,29 @@ def test_exited_waits_without_reaping(tmp_path):
     assert process.returncode is None  # not reaped: Popen still can
     assert process.wait(timeout=5) == 0
     assert command.exited(process, 0)
+
+
+def test_a_job_that_died_without_an_exit_code_says_why_and_where_its_log_is() -> None:
+    # Only the first line of submitit's error was kept: "Job (task=0) failed during
+    # processing with trace:", the same for every failure, naming no reason.
+    from submitit.core.utils import FailedJobError, UncompletedJobError
+
+    from ramlab.execute.slurm_executor import failure_summary
+
+    failed = FailedJobError(
+        "Job (task=0) failed during processing with trace:\n----------------------\n"
+        'Traceback (most recent call last):\n  File "x.py", line 1, in <module>\n'
+        "FileNotFoundError: [Errno 2] No such file or directory: '/opt/venv/bin/python'\n"
+        "----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'"
+        "or at paths:\n  - /s/logs/1_0_log.err\n  - /s/logs/1_0_log.out"
+    )
+    assert failure_summary(failed) == (
+        "FileNotFoundError: [Errno 2] No such file or directory: '/opt/venv/bin/python'"
+    )
+    timed_out = UncompletedJobError(
+        "Job 123_4 (task: 0) with path /s/123_4_result.pkl\nhas not produced any output "
+        "(state: TIMEOUT)\nNo output/error stream produced ! Check: /s/123_4_log.out"
+    )
+    assert failure_summary(timed_out) == "no result (Slurm state TIMEOUT)"
+    assert failure_summary(RuntimeError("lost\nmore")) == "lost"
+    assert failure_summary(RuntimeError()) == "RuntimeError"

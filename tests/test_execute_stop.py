@@ -4,6 +4,7 @@ limit is stopped and fails (the fake commands and helpers: test_execute_local.py
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_execute_local import fake, records
 
+from ramlab.errors import Interrupted
 from ramlab.execute import Resources, Task, execute
 from ramlab.execute import resources as resources_module
 
@@ -116,6 +118,33 @@ def test_ctrl_c_stops_the_running_commands(tmp_path, executor, mode):
     with pytest.raises(ProcessLookupError):  # stopped and reaped (SIGKILL when SIGTERM is ignored)
         os.kill(pids[0], 0)
     assert records(tmp_path) == {}  # neither finished, "later" never started
+
+
+@pytest.mark.parametrize("executor", ["serial", "local"])
+def test_a_closed_terminal_does_not_keep_the_commands_running(tmp_path, executor):
+    # After a closed terminal's SIGHUP, every write to it fails (EIO). The local executor
+    # reported "stopping ..." before it stopped its commands, so the OSError left them running.
+    def closed_terminal(line: str) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    pids: list[int | None] = []
+
+    def hang_up() -> None:
+        pids.append(pid_when_started(tmp_path / "long.pid"))
+        time.sleep(0.2)
+        if pids[0] is not None:
+            os.kill(os.getpid(), signal.SIGTERM)  # as SIGHUP, which a nohup'ed pytest ignores
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    with pytest.raises(Interrupted, match="SIGTERM received"):
+        execute(
+            [fake(tmp_path, "long", sleep=30)],
+            executor=executor,
+            resources=Resources(),
+            progress=closed_terminal,
+            grace_seconds=0.5,
+        )
+    assert pids[0] is not None and wait_gone(pids[0], timeout=5)
 
 
 @pytest.mark.parametrize("executor", ["serial", "local"])

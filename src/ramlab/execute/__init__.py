@@ -105,7 +105,18 @@ def execute(
     if not tasks:
         return []
     with signals_interrupt():
-        return run(tasks, resources=resources, progress=progress, **executor_options)
+        return run(tasks, resources=resources, progress=best_effort(progress), **executor_options)
+
+
+def best_effort(progress: Callable[[str], None]) -> Callable[[str], None]:
+    """`progress` that never raises OSError: after a closed terminal or SSH session (SIGHUP)
+    a write to it fails (EIO), and that must not keep the executor from stopping its jobs."""
+
+    def report(line: str) -> None:
+        with contextlib.suppress(OSError):
+            progress(line)
+
+    return report
 
 
 @contextlib.contextmanager

@@ -95,9 +95,9 @@ def run(
                 error = command.timed_out(timeout_min) if late else ""
                 tracker.end(task_id, returncode=returncode, error=error)
     except BaseException:
-        if running:
-            progress(f"stopping {len(running)} running command(s): {', '.join(running)}")
+        if running:  # stopped first: the report may fail (a closed terminal)
             command.stop([job.process for job in running.values()], grace=grace_seconds)
+            progress(f"stopped {len(running)} running command(s): {', '.join(running)}")
         raise
     return tracker.outcomes()
 

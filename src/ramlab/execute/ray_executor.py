@@ -1,9 +1,10 @@
 """The Ray executor: each task a Ray task that runs its command as a subprocess on a worker.
 
 Each Ray task asks for num_cpus=T and num_gpus=F (Ray sets CUDA_VISIBLE_DEVICES; F = 0.25
-puts four on one GPU), and its dependencies are passed as object references, so Ray starts
-it only after they succeeded and never runs it when one failed (its dependents are reported
-as skipped). A non-zero exit raises CommandFailed, which Ray retries up to `retries` times
+puts four on one GPU). At most N are in flight (fewer where the cluster's CPUs hold fewer
+jobs of T threads), each submitted once its dependencies succeeded; a failure's dependents
+are skipped, never submitted. A job no node can hold is refused on a Ray started here, and
+noted on a cluster (an autoscaler may add a node). A non-zero exit raises CommandFailed, which Ray retries up to `retries` times
 (`max_retries`, `retry_exceptions`); the log keeps every attempt.
 
 Connects to the cluster at `address` or `RAY_ADDRESS` when given; otherwise, unless Ray is
@@ -34,6 +35,10 @@ from ramlab.execute import command
 from ramlab.execute.dag import Outcome, Task, Tracker
 from ramlab.execute.resources import Resources, check_cpus, visible_gpus
 
+# After a soft cancel, how much longer than the grace the task gets before it is killed: its
+# command's own stop (SIGTERM, SIGKILL after the grace) must end first, not be orphaned.
+CANCEL_MARGIN = 5.0
+
 
 @contextlib.contextmanager
 def keeping_signal_handlers() -> Iterator[None]:
@@ -50,8 +55,8 @@ def keeping_signal_handlers() -> Iterator[None]:
                 signal.signal(signum, handler)
 
 
-def _run_command(argv: list[str], env: dict[str, str], log: str, grace: float, *deps: float) -> float:
-    """The body of each Ray task (deps are the dependencies' results, only waited for)."""
+def _run_command(argv: list[str], env: dict[str, str], log: str, grace: float) -> float:
+    """The body of each Ray task."""
     return command.run_or_raise(argv, log=Path(log), env=env, grace=grace)
 
 
@@ -69,7 +74,7 @@ def run(
     retries: further attempts after a non-zero exit. address: a Ray cluster (default
     `RAY_ADDRESS`; neither: a local Ray unless one is initialised). grace_seconds: after
     Ctrl-C, how long cancelled tasks get to stop their commands before they are killed."""
-    started_here = False
+    started_here = local_ray = False
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS")
         if address:
@@ -84,14 +89,25 @@ def run(
                     "RAY_ADDRESS unset for a local Ray"
                 ) from exc
         else:
+            local_ray = True
             check_cpus(resources.jobs, resources.threads_per_job)
             cpus = resources.jobs * resources.threads_per_job
             progress(f"starting a local Ray with {cpus} CPUs")
             with keeping_signal_handlers():
-                ray.init(num_cpus=cpus, num_gpus=len(visible_gpus()), include_dashboard=False)
+                # address "local": a new Ray here, even where `ray start` runs one already
+                ray.init(
+                    address="local", num_cpus=cpus, num_gpus=len(visible_gpus()), include_dashboard=False
+                )
         started_here = True
     try:
-        return _run(tasks, resources=resources, progress=progress, retries=retries, grace=grace_seconds)
+        return _run(
+            tasks,
+            resources=resources,
+            progress=progress,
+            retries=retries,
+            grace=grace_seconds,
+            local_ray=local_ray,
+        )
     finally:
         if started_here:
             ray.shutdown()
@@ -104,6 +120,7 @@ def _run(
     progress: Callable[[str], None],
     retries: int,
     grace: float,
+    local_ray: bool,
 ) -> list[Outcome]:
     cluster = ray.cluster_resources()
     gpus = resources.gpus_per_job
@@ -113,16 +130,19 @@ def _run(
     if gpus > 1:  # Ray takes fractions of one GPU or whole GPUs
         gpus = float(math.ceil(gpus - 1e-9))
     threads = resources.threads_per_job
-    at_once = max(1, int(cluster.get("CPU", 1) // threads))
+    check_fits(threads, gpus, local_ray=local_ray, progress=progress)
+    at_once = min(resources.jobs, max(1, int(cluster.get("CPU", 1) // threads)))
+    if at_once < resources.jobs:
+        progress(f"note: --jobs {resources.jobs} capped at {at_once}: the Ray cluster's CPUs // {threads}")
     tracker = Tracker(tasks, jobs=at_once, progress=progress)
     remote = ray.remote(_run_command)
-    refs: dict[str, ray.ObjectRef] = {}
     offsets: dict[str, int] = {}
     waiting: dict[ray.ObjectRef, str] = {}
 
     def submit(task: Task) -> None:
         offsets[task.id] = command.log_size(task.log)
-        refs[task.id] = remote.options(
+        tracker.start(task.id, quiet=True)
+        ref = remote.options(
             name=task.id,
             num_cpus=threads,
             num_gpus=gpus,
@@ -134,28 +154,14 @@ def _run(
             command.task_env(task, threads=threads, gpus="" if gpus == 0 else None),
             str(task.log),
             grace,
-            *(refs[d] for d in task.deps),
         )
-        waiting[refs[task.id]] = task.id
+        waiting[ref] = task.id
+        progress(f"submitted {task.label} | {tracker.status()}")
 
-    # Tasks marked alone are submitted one by one once every other task has ended.
-    for task in tracker.tasks:
-        if not task.alone:
-            submit(task)
-    progress(f"submitted {len(refs)} Ray task(s) | {tracker.status()}")
-
-    def settle(task_id: str) -> None:
-        # Dependencies first: a dependent's reference holds its dependency's error when that
-        # failed, so it must be seen as skipped, not as failed itself.
-        if task_id in tracker.ended:
-            return
-        for dep in tracker.by_id[task_id].deps:
-            settle(dep)
-        if task_id in tracker.ended:  # skipped: a dependency failed, so Ray never ran it
-            return
+    def settle(task_id: str, ref: ray.ObjectRef) -> None:
         attempts = max(1, command.attempts_since(tracker.by_id[task_id].log, offsets[task_id]))
         try:
-            seconds = ray.get(refs[task_id])
+            seconds = ray.get(ref)
         except RayTaskError as exc:
             cause = exc.cause
             if isinstance(cause, command.CommandFailed):
@@ -167,29 +173,41 @@ def _run(
         else:
             tracker.end(task_id, returncode=0, seconds=seconds, attempts=attempts)
 
-    def drain() -> None:
-        while waiting:
+    # At most N in flight, each submitted once its dependencies succeeded (a failure skips
+    # its dependents, which are never submitted); a task marked alone once all else ended.
+    try:
+        while not tracker.finished:
+            for task in tracker.ready()[: at_once - len(waiting)]:
+                submit(task)
             done, _ = ray.wait(list(waiting), num_returns=1)
             for ref in done:
-                settle(waiting[ref])
-            for ref, task_id in list(waiting.items()):
-                if task_id in tracker.ended:
-                    del waiting[ref]
-
-    try:
-        drain()
-        for task in tracker.tasks:
-            if task.alone and task.id not in tracker.ended:  # not skipped by a failed dependency
-                submit(task)
-                progress(f"submitted {task.id}, alone | {tracker.status()}")
-                drain()
+                settle(waiting.pop(ref), ref)
     except BaseException:
-        if waiting:
-            progress(f"cancelling {len(waiting)} Ray task(s)")
+        if waiting:  # cancelled first: the report may fail (a closed terminal)
             for ref in waiting:
                 ray.cancel(ref)  # a KeyboardInterrupt in the task, which stops its command
-            _, left = ray.wait(list(waiting), num_returns=len(waiting), timeout=grace)
+            _, left = ray.wait(list(waiting), num_returns=len(waiting), timeout=grace + CANCEL_MARGIN)
             for ref in left:
                 ray.cancel(ref, force=True)
+            progress(f"cancelled {len(waiting)} Ray task(s)")
         raise
     return tracker.outcomes()
+
+
+def check_fits(threads: int, gpus: float, *, local_ray: bool, progress: Callable[[str], None]) -> None:
+    """A job that no Ray node can hold would wait forever: a RamlabError on the local Ray
+    started here (its resources are all there will be), a note on a cluster (an autoscaler
+    may add a node)."""
+    nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+    if any(r.get("CPU", 0) >= threads and r.get("GPU", 0) >= gpus for r in nodes):
+        return
+    need = f"{threads} CPUs" + (f" and {gpus:g} GPUs" if gpus else "")
+    have = "; ".join(f"{r.get('CPU', 0):g} CPUs, {r.get('GPU', 0):g} GPUs" for r in nodes) or "none"
+    if local_ray:
+        raise RamlabError(
+            f"no Ray node has the {need} a job asks for (nodes: {have}): lower --threads-per-job "
+            "or --gpus-per-job"
+        )
+    progress(
+        f"note: no Ray node has the {need} a job asks for now (nodes: {have}); the jobs wait until one joins"
+    )

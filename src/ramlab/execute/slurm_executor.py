@@ -51,6 +51,8 @@ POLL_SECONDS = 10.0
 # default, or a partition's preemption GraceTime) before it reports the exit.
 END_WAIT_SECONDS = 300.0
 FAILED = re.compile(r"CommandFailed: exit (-?\d+) after ([0-9.]+) s")
+TRACE = re.compile(r"with trace:\n-+\n(.*?)\n-+\n", re.DOTALL)  # submitit's FailedJobError
+STATE = re.compile(r"has not produced any output \(state: ([^)]*)\)")  # its UncompletedJobError
 
 
 def preempt_signal() -> int:
@@ -218,10 +220,28 @@ def settle(tracker: Tracker, task_id: str, job: submitit.Job, offset: int) -> Ou
     if failed:
         returncode, seconds = int(failed.group(1)), float(failed.group(2))
         return tracker.end(task_id, returncode=returncode, seconds=seconds, attempts=attempts)
-    summary = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return tracker.end(
-        task_id, returncode=None, attempts=attempts, error=f"Slurm job {job.job_id}: {summary}"
+        task_id,
+        returncode=None,
+        attempts=attempts,
+        error=f"Slurm job {job.job_id}: {failure_summary(error)}; submitit's log: {job.paths.stderr}",
     )
+
+
+def failure_summary(error: BaseException) -> str:
+    """What a job that ended without a command's exit code died of, in one line: submitit's
+    messages begin with a header ("Job (task=0) failed during processing with trace:"), the
+    reason is the trace's last line, or the Slurm state of a job that left no result."""
+    text = str(error)
+    trace = TRACE.search(text)
+    if trace:
+        lines = [line.strip() for line in trace.group(1).splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    state = STATE.search(text)
+    if state:
+        return f"no result (Slurm state {state.group(1)})"
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
 
 
 def run(
@@ -298,11 +318,11 @@ def _run_batch(
         executor, tasks, threads=resources.threads_per_job, name=f"ramlab-level{depth}", grace=grace
     )
     waiting = {task.id: job for task, job in zip(tasks, jobs, strict=True)}
-    for task in tasks:
-        tracker.start(task.id, quiet=True)
-    array = jobs[0].job_id.split("_")[0]
-    tracker.progress(f"level {depth}: submitted {len(jobs)} job(s) as job {array} | {tracker.status()}")
     try:
+        for task in tasks:
+            tracker.start(task.id, quiet=True)
+        array = jobs[0].job_id.split("_")[0]
+        tracker.progress(f"level {depth}: submitted {len(jobs)} job(s) as job {array} | {tracker.status()}")
         while waiting:
             for task_id, job in list(waiting.items()):
                 if job.done():
@@ -310,8 +330,8 @@ def _run_batch(
                     settle(tracker, task_id, job, offsets[task_id])
             if waiting:
                 time.sleep(poll_seconds)
-    except BaseException:
-        tracker.progress(f"cancelling {len(waiting)} job(s)")
+    except BaseException:  # cancelled first: the report may fail (a closed terminal)
         for job in waiting.values():
             job.cancel(check=False)
+        tracker.progress(f"cancelled {len(waiting)} job(s)")
         raise
