@@ -26,9 +26,21 @@ def test_a_wrong_device_lists_the_valid_ones(name: str) -> None:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is missing")
 @pytest.mark.parametrize("name", ["cuda", "cuda:1"])
-def test_cuda_without_cuda_says_what_to_use(name: str) -> None:
+def test_cuda_without_cuda_says_what_to_use(name: str, monkeypatch) -> None:
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     with pytest.raises(RamlabError, match="CUDA is not available; use --device cpu"):
         resolve_device(name)
+
+
+def test_cuda_hidden_by_an_empty_cuda_visible_devices_says_so(monkeypatch) -> None:
+    # A study's local or Ray executor hides the GPUs from a job without --gpus-per-job: a
+    # preset asking for cuda then failed every job with "use --device cpu", not the real fix.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(
+        RamlabError, match=r"CUDA_VISIBLE_DEVICES is empty.*--gpus-per-job F\); use --device cpu"
+    ):
+        resolve_device("cuda")
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")

@@ -93,6 +93,24 @@ def test_a_second_study_on_one_folder_is_refused(fake_mnist, tmp_path) -> None:
         holder.wait()
 
 
+def test_a_study_job_on_a_run_another_process_holds_says_to_run_the_study_again(fake_mnist, tmp_path) -> None:
+    # It advised `--resume` and another --out, which `ramlab study` has not and which would
+    # start the study over.
+    from test_trainer import tiny_config
+
+    from ramlab.trainer import Trainer
+
+    out = tmp_path / "run"
+    holder = hold_lock(out, "ramlab study paper  # job: train ram-translated60-seed0")
+    try:
+        with pytest.raises(RamlabError, match="another process is writing this run") as refused:
+            Trainer(tiny_config(), out, command="ramlab study paper  # job: ...", study_job=True).fit()
+        assert str(refused.value).endswith("Wait for it to finish (then run the study again) or stop it")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+
+
 def test_one_process_holds_a_directory_once(tmp_path) -> None:
     with (
         DirectoryLock(tmp_path / "d", "first"),

@@ -212,3 +212,28 @@ def test_a_damaged_result_is_not_done_and_its_job_rewrites_it(study_dir, capsys,
         k: first[k] for k in ("test_error", "val_error", "steps")
     }
     assert study_jobs.is_done(ctx, job)
+
+
+def test_list_judges_the_cost_rows_at_the_executors_threads(tmp_path, monkeypatch, capsys):
+    # --list judged them at the preset's threads, not --threads-per-job: it could list the
+    # cost job done where the run measures it again, or the reverse.
+    from ramlab.cli import main as cli
+
+    monkeypatch.setattr("ramlab.device.available_cpus", lambda: 4)
+    monkeypatch.setattr("ramlab.execute.resources.available_cpus", lambda: 4)
+    monkeypatch.delenv("RAMLAB_THREADS", raising=False)
+    preset = write_preset(tmp_path / "p.yaml", cost={"models": ["fc"], "sizes": [28]})
+    out = tmp_path / "study"
+    out.mkdir()
+    row = {"model": "fc", "size": 28, "threads": 2, **row_settings("fc", 28, device="cpu", batch=64)}
+    (out / "cost.json").write_text(json.dumps({"rows": [row]}))
+
+    def cost_listed(*extra: str) -> str:
+        assert cli(["study", str(preset), "--out", str(out), "--list", *extra]) == 0
+        (line,) = [line for line in capsys.readouterr().out.splitlines() if "cost" in line]
+        return line.split()[1]
+
+    assert cost_listed() == "to"  # serially at the preset's 1 thread: "to do"
+    assert cost_listed("--executor", "local", "--jobs", "2", "--threads-per-job", "2") == "done"
+    assert cost_listed("--executor", "local", "--threads-per-job", "1") == "to"
+    assert cost_listed("--threads-per-job", "2") == "done"  # serial, torch's threads given

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import re
 import sys
 
@@ -29,7 +30,15 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if is_device_name(name) and name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise RamlabError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+            hidden = (
+                " (CUDA_VISIBLE_DEVICES is empty, which hides every GPU: a study's jobs get one "
+                "with --gpus-per-job F)"
+                if os.environ.get("CUDA_VISIBLE_DEVICES") == ""
+                else ""
+            )
+            raise RamlabError(
+                f"device {name!r} requested but CUDA is not available{hidden}; use --device cpu"
+            )
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")

@@ -36,13 +36,13 @@ class DirectoryLock:
         command: str,
         *,
         what: str = "run",
-        advice: str = "",
+        advice: str = "choose another --out",
         resume: str = "add --resume to continue it",
     ) -> None:
         self.path = Path(path)
         self.command = command
         self.what = what
-        self.advice = advice or "choose another --out"
+        self.advice = advice
         self.resume = resume
         self._fd: int | None = None
 
@@ -58,7 +58,7 @@ class DirectoryLock:
             os.close(fd)
             raise RamlabError(
                 f"{self.path}: another process is writing this {self.what} ({holder}). Wait for it to "
-                f"finish (then {self.resume}) or stop it; or {self.advice}"
+                f"finish (then {self.resume}) or stop it" + (f"; or {self.advice}" if self.advice else "")
             ) from None
         me = {"pid": os.getpid(), "host": socket.gethostname(), "command": self.command, "since": time.time()}
         os.ftruncate(fd, 0)

@@ -81,8 +81,12 @@ def build_run_model(config: RunConfig, device: torch.device | str = "cpu") -> Mo
 class Trainer:
     """Trains `config` into `out_dir`. `fit()` returns the result dict (also result.json)."""
 
-    def __init__(self, config: RunConfig, out_dir: str | Path, *, command: str | None = None) -> None:
+    def __init__(
+        self, config: RunConfig, out_dir: str | Path, *, command: str | None = None, study_job: bool = False
+    ) -> None:
+        """`study_job`: the run is a study's job, which the study resumes (not `--resume`)."""
         self.config = config
+        self.study_job = study_job
         self.cfg = config.train
         self.out = Path(out_dir)
         self.command = command or shlex.join(["ramlab", *sys.argv[1:]])
@@ -106,7 +110,9 @@ class Trainer:
             init_weights(self.model, self.cfg.init_from)
         run_dir.refuse_study_folder(self.out)
         self.commit = git_commit()  # the code this process loaded
-        with DirectoryLock(self.out, self.command), self.stop:
+        # A run another process holds: in a study, a job of an earlier run of it still going.
+        lock = {"resume": "run the study again", "advice": ""} if self.study_job else {}
+        with DirectoryLock(self.out, self.command, **lock), self.stop:
             state, self.config = run_dir.prepare_run_dir(
                 self.out, self.config, self.command, resume=resume, commit=self.commit
             )

@@ -105,6 +105,9 @@ def cmd_study(args: argparse.Namespace) -> int:
         from ramlab.execute import check_options
 
         check_options(args.executor, options)
+    # The jobs' threads: the executor's T; serially torch's threads in this process, where given.
+    serial_default = args.executor == "serial" and args.threads_per_job is None
+    study.run_by(args.executor, None if serial_default else resources.threads_per_job)
     if args.list:
         from ramlab.study.runner import duration
 
@@ -118,8 +121,6 @@ def cmd_study(args: argparse.Namespace) -> int:
             "of job time (estimated from this study's finished jobs, else from rates measured on 2 CPU cores)"
         )
         return 0
-    if args.executor == "serial" and args.threads_per_job is not None:
-        study.threads = resources.threads_per_job  # the jobs run in this process: torch's threads
     path = study.run(executor=args.executor, resources=resources, options=options)
     print(path)
     return 0

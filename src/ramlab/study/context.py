@@ -59,6 +59,13 @@ class Context:
         """Whether the jobs run on this machine (not on a Ray or Slurm node, whose CPUs and so
         whose threads this process cannot know): what is done is judged at their threads."""
 
+    def run_by(self, executor: str, threads: int | None) -> None:
+        """The jobs run under `executor` at `threads` each (None: the preset's or
+        RAMLAB_THREADS): what is done is judged as they will run, by `--list` too."""
+        if threads is not None:
+            self.threads = threads
+        self.jobs_here = executor in ("serial", "local")
+
     def group_seeds(self, group: RunGroup) -> int:
         return group_seeds(self.preset, group)
 

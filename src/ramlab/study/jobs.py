@@ -68,7 +68,9 @@ def run_train(ctx: Context, job: Job, *, trainer_class: type | None = None) -> N
     config = checked_run_config(ctx, job)
     run_dir = ctx.run_dir(job.run)
     # resume=True also starts a fresh run: it continues from last.pt only when there is one.
-    trainer = (trainer_class or Trainer)(config, run_dir, command=f"{ctx.command}  # job: {job.title}")
+    trainer = (trainer_class or Trainer)(
+        config, run_dir, command=f"{ctx.command}  # job: {job.title}", study_job=True
+    )
     trainer.fit(resume=True)
 
 

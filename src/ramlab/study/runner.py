@@ -200,8 +200,7 @@ class Study(Context):
         self, executor: str, resources: Resources, options: dict[str, object], *, report: bool
     ) -> Path | None:
         """Each job not done as its own process through `executor`, in dependency order."""
-        self.threads = resources.threads_per_job  # the jobs' (RAMLAB_THREADS): what is done reads it
-        self.jobs_here = executor == "local"
+        self.run_by(executor, resources.threads_per_job)  # the jobs' RAMLAB_THREADS
         _, todo = self._start(
             f"with --executor {executor} ({resources.jobs} at once, {resources.threads_per_job} thread(s) each)",
             serial=False,
