@@ -43,6 +43,9 @@ def test_bins_are_half_open_with_an_open_last_bin() -> None:
     assert names == ["0-5", "5-10", "10+"]
     with pytest.raises(ValueError, match="ascending"):
         bins(torch.tensor([1.0]), [0, 5, 5])
+    # On the values' device (a GPU's split): the edges were built on the CPU, an error there.
+    index, _ = bins(torch.zeros(3, device="meta"), [0, 5, 10])
+    assert index.device.type == "meta" and index.shape == (3,)
 
 
 def test_shared_errors_by_hand() -> None:

@@ -5,6 +5,7 @@ advises a resume the run accepts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,3 +128,21 @@ def test_an_infinite_number_is_refused() -> None:
 def test_reward_weights_must_be_positive_and_finite(spec, why) -> None:
     with pytest.raises(RamlabError, match=why):
         parse_reward(spec)
+
+
+def test_a_gpu_runs_stop_names_the_first_non_finite_loss_not_the_read_steps() -> None:
+    # The flag read at step 3 covers steps 1-3; it quoted step 3's loss, finite (2.5) after a
+    # one-off inf at step 2: "the loss became 2.5".
+    from ramlab.finite import FiniteCheck
+
+    check = FiniteCheck(torch.device("cuda"), lambda step: f"step {step}", Path("run"), "resume", 1e-3)
+    assert not check.every_step
+    check.loss(torch.tensor(1.0), 1, now=False)
+    check.loss(torch.tensor(float("inf")), 2, now=False)
+    with pytest.raises(RamlabError, match=r"the loss became inf by step 3 \(a GPU run"):
+        check.loss(torch.tensor(2.5), 3, now=True)
+    check.loss(torch.tensor(float("nan")), 4, now=False)  # a new window: the first bad of it
+    check.loss(torch.tensor(float("-inf")), 5, now=False)
+    with pytest.raises(RamlabError, match=r"the loss became nan by step 6"):
+        check.loss(torch.tensor(1.0), 6, now=True)
+    check.loss(torch.tensor(1.0), 7, now=True)  # all finite: nothing raised

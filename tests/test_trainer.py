@@ -225,6 +225,25 @@ def test_a_gpu_runs_sampling_generator_resumes_where_it_stopped(fake_mnist, tmp_
     assert any(not torch.equal(own[name], shared[name]) for name in own)
 
 
+def test_a_gpu_run_resumed_on_a_cpu_drops_its_sampling_generators_state(fake_mnist, tmp_path, monkeypatch):
+    # A resume may change the device. On the CPU the epoch's generator draws the samples, and
+    # the GPU generator's state of the first checkpoint was written again into every later
+    # one: a second resume back on the GPU, within the epoch, replayed stale draws.
+    config, out = tiny_config(checkpoint_every=1), tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "_samples_from_epoch_generator", property(lambda self: False))
+        ObjectiveHook(patch, at=5, action="interrupt")  # epoch 2, step 2: mid-epoch
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, out).fit()
+    assert load_checkpoint(out / "last.pt")["sample_generator"] is not None
+    with monkeypatch.context() as patch:
+        ObjectiveHook(patch, at=2, action="interrupt")  # one step on the CPU path, checkpointed
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(config, out).fit(resume=True)
+    state = load_checkpoint(out / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (1, 2) and state["sample_generator"] is None
+
+
 def test_fresh_scenes_move_the_digits_but_keep_them(fake_mnist) -> None:
     config, cpu = tiny_config(fresh_scenes=True), torch.device("cpu")
     first, second = fresh_train_loader(config, 1, cpu), fresh_train_loader(config, 2, cpu)

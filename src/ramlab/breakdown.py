@@ -58,7 +58,7 @@ def scene_outcomes(
             inside.append(hits.sum(dim=1))
     model.train(was_training)
     height, width = image_size
-    half = torch.tensor([width / 2, height / 2], dtype=torch.float64)
+    half = bboxes.new_tensor([width / 2, height / 2], dtype=torch.float64)  # on the boxes' device
     offset = (box_centres(bboxes, image_size) * half).norm(dim=1)
     return Outcomes(
         wrong=torch.cat(wrong),
@@ -82,7 +82,8 @@ def bins(values: torch.Tensor, edges: list[float]) -> tuple[torch.Tensor, list[s
     Returns the indices and the bins' names."""
     if list(edges) != sorted(edges) or len(set(edges)) != len(edges):
         raise ValueError(f"bin edges must be strictly ascending, got {edges}")
-    index = torch.bucketize(values.double(), torch.tensor(edges[1:], dtype=torch.float64), right=True)
+    inner = torch.tensor(edges[1:], dtype=torch.float64, device=values.device)
+    index = torch.bucketize(values.double(), inner, right=True)
     names = [f"{a:g}-{b:g}" for a, b in itertools.pairwise(edges)] + [f"{edges[-1]:g}+"]
     return index, names
 

@@ -39,6 +39,7 @@ class FiniteCheck:
         self.lr_floor = lr_floor  # the schedule's lr_min, under which no resume may go
         self.grad_clip = grad_clip
         self._finite: torch.Tensor | None = None  # a GPU run's steps since the last read
+        self._first_bad: torch.Tensor | None = None  # and the first non-finite loss among them
 
     @property
     def every_step(self) -> bool:
@@ -52,13 +53,18 @@ class FiniteCheck:
             if not torch.isfinite(loss):
                 self._stop(f"the loss became {loss.item()}", f"at {self.where(step)}")
             return
-        finite = torch.isfinite(loss.detach())
-        self._finite = finite if self._finite is None else self._finite & finite
+        loss = loss.detach()
+        finite = torch.isfinite(loss)
+        if self._finite is None:
+            self._finite, self._first_bad = finite, loss
+        else:  # kept on the device, no wait: the first bad loss, not the read step's (finite)
+            self._first_bad = torch.where(self._finite, loss, self._first_bad)
+            self._finite = self._finite & finite
         if now:
             all_finite, self._finite = bool(self._finite), None
             if not all_finite:
                 at = f"by {self.where(step)} (a GPU run checks at logged steps)"
-                self._stop(f"the loss became {loss.item()}", at)
+                self._stop(f"the loss became {self._first_bad.item()}", at)
 
     def weights(self, model: nn.Module, step: int) -> None:
         """Before step `step`'s weights are kept."""

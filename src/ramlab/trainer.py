@@ -393,8 +393,11 @@ class Trainer:
     def _checkpoint(self, path: Path) -> None:
         position = {f.name: getattr(self.pos, f.name) for f in fields(self.pos)}
         position["generator"] = self.generator.get_state()
-        if self.sample_generator is not self.generator:
-            position["sample_generator"] = self.sample_generator.get_state()
+        # None where the epoch's generator draws the samples: a GPU run resumed on a CPU would
+        # otherwise keep its stale GPU state, restored by a later resume on the GPU.
+        position["sample_generator"] = (
+            None if self.sample_generator is self.generator else self.sample_generator.get_state()
+        )
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.average.averaged is not None:
             state["ema"] = self.average.state_dict()
