@@ -111,6 +111,37 @@ def test_a_study_job_on_a_run_another_process_holds_says_to_run_the_study_again(
         holder.wait()
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_line_is_appended_under_the_files_lock(tmp_path) -> None:
+    # jobs.jsonl takes lines from jobs on several nodes: O_APPEND alone does not keep them
+    # whole between NFS clients, a lock on the file does (the writer waits for it).
+    import threading
+
+    from ramlab.lock import append_line
+
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"job": 1}\n')
+    code = textwrap.dedent(f"""
+        import fcntl, os, time
+        fd = os.open({str(path)!r}, os.O_WRONLY | os.O_APPEND)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("locked", flush=True)
+        time.sleep(120)
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        writer = threading.Thread(target=append_line, args=(path, '{"job": 2}'))
+        writer.start()
+        writer.join(0.5)
+        assert writer.is_alive() and path.read_text() == '{"job": 1}\n'  # waits for the lock
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    writer.join(10)
+    assert path.read_text() == '{"job": 1}\n{"job": 2}\n'
+
+
 def test_one_process_holds_a_directory_once(tmp_path) -> None:
     with (
         DirectoryLock(tmp_path / "d", "first"),

@@ -80,3 +80,16 @@ def holder_of(fd: int) -> str:
         return f"process {info['pid']} on {info['host']} since {since}: {info['command']}"
     except (ValueError, KeyError, TypeError, OSError):
         return "a process that has not yet said who it is"
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append `line` (and a newline) to `path` in one write, under an exclusive flock on the
+    file: O_APPEND alone keeps lines whole on one machine, not between NFS clients (each
+    computes the end of the file itself); the lock makes the client see the true end."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released by the close
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)

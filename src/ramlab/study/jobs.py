@@ -14,7 +14,6 @@ STUDY/jobs.jsonl: the serial runner and the job entry point (`ramlab.study.job`)
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from ramlab.cost_rows import read_cost_rows
 from ramlab.data import datasets
 from ramlab.errors import RamlabError
 from ramlab.files import os_error_message
+from ramlab.lock import append_line
 from ramlab.run_dir import read_result
 from ramlab.runconfig import RunConfig
 from ramlab.study.context import Context
@@ -172,8 +172,8 @@ def run_job(ctx: Context, job: Job, *, trainer_class: type | None = None) -> flo
 
 
 def record(ctx: Context, job: Job, seconds: float) -> None:
-    """Append the job's line to STUDY/jobs.jsonl: one write of one line to a file opened with
-    O_APPEND, so jobs finishing at once in several processes never mix their lines."""
+    """Append the job's line to STUDY/jobs.jsonl (`append_line`: one locked write, so jobs
+    finishing at once in several processes, on several nodes, never mix their lines)."""
     line = {
         "job": job.title,
         "id": job.id,
@@ -186,11 +186,7 @@ def record(ctx: Context, job: Job, seconds: float) -> None:
     }
     path = ctx.out / "jobs.jsonl"
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (json.dumps(line) + "\n").encode())
-        finally:
-            os.close(fd)
+        append_line(path, json.dumps(line))
     except OSError as exc:
         raise RamlabError(os_error_message(exc, path)) from None
 
