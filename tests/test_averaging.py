@@ -15,8 +15,8 @@ from ramlab.data.loader import SceneLoader
 from ramlab.errors import RamlabError
 from ramlab.evaluate import evaluate
 from ramlab.run import load_run
-from ramlab.runconfig import RunConfig, TrainConfig
-from ramlab.trainer import Trainer, build_run_model
+from ramlab.runconfig import RunConfig, TrainConfig, build_run_model
+from ramlab.trainer import Trainer
 
 
 def test_the_average_by_hand() -> None:

@@ -178,7 +178,7 @@ def test_the_weight_average_and_the_box_reward_never_wait_for_the_gpu() -> None:
 
     from ramlab.averaging import WeightAverage
     from ramlab.rewards import bbox_reward
-    from ramlab.trainer import build_run_model
+    from ramlab.runconfig import build_run_model
 
     model = build_run_model(tiny_config(), "cuda")
     average = WeightAverage(model, 0.998)

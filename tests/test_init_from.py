@@ -10,8 +10,8 @@ from test_trainer import assert_same_weights, tiny_config, weights
 
 from ramlab.checkpoint import init_weights
 from ramlab.errors import RamlabError
-from ramlab.runconfig import RunConfig
-from ramlab.trainer import Trainer, build_run_model
+from ramlab.runconfig import RunConfig, build_run_model
+from ramlab.trainer import Trainer
 
 
 def test_a_run_starts_from_the_weights_it_is_given(fake_mnist, tmp_path) -> None:

@@ -13,8 +13,7 @@ from ramlab.errors import RamlabError
 from ramlab.evaluate import evaluate
 from ramlab.models.base import Model
 from ramlab.run_dir import read_result
-from ramlab.runconfig import RunConfig
-from ramlab.trainer import build_run_model
+from ramlab.runconfig import RunConfig, build_run_model
 
 
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Model]:

@@ -12,13 +12,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ramlab.config import check_finite, choice, from_dict, load_yaml, param, to_dict, unknown_keys
-from ramlab.data.datasets import DATASETS, dataset_spec, resolve_spec
+from ramlab.data.datasets import DATASETS, dataset_spec, image_size, resolve_spec
 from ramlab.data.scenes import SceneSpec
 from ramlab.device import DEVICES, is_device_name
 from ramlab.errors import RamlabError
-from ramlab.models.base import FeedForwardModel
-from ramlab.models.registry import model_class, model_config_class, model_names
+from ramlab.models.base import FeedForwardModel, Model
+from ramlab.models.registry import build_model, model_class, model_config_class, model_names
 from ramlab.optim import SCHEDULES
 
 OPTIMIZERS = ("adam", "sgd")
@@ -338,3 +340,8 @@ class RunConfig:
             )
         except TypeError as exc:
             raise RamlabError(str(exc)) from None
+
+
+def build_run_model(config: RunConfig, device: torch.device | str = "cpu") -> Model:
+    """The run's model, freshly initialised, on `device`."""
+    return build_model(config.model, config.model_config, image_size=image_size(config.data)).to(device)

@@ -42,7 +42,6 @@ from ramlab.checkpoint import (
     settle_best,
     stage_best,
 )
-from ramlab.data.datasets import image_size
 from ramlab.data.loader import SceneLoader
 from ramlab.device import resolve_device, set_threads
 from ramlab.diagnostics import grad_norms, starved_parts
@@ -53,10 +52,8 @@ from ramlab.files import remove_stale_temp, write_json
 from ramlab.finite import FiniteCheck
 from ramlab.lock import DirectoryLock
 from ramlab.metrics import MetricsLog, open_tensorboard, write_tensorboard
-from ramlab.models.base import Model
-from ramlab.models.registry import build_model
 from ramlab.optim import Schedule, make_optimizer
-from ramlab.position import Position, seeded_generator
+from ramlab.position import Position, epoch_generators
 from ramlab.progress import training_ends
 from ramlab.provenance import git_commit
 from ramlab.run_data import FreshScenes, final_test_loader, split_loaders
@@ -66,16 +63,8 @@ from ramlab.run_messages import (
     nothing_trained_message,
     stopped_message,
 )
-from ramlab.runconfig import RunConfig
+from ramlab.runconfig import RunConfig, build_run_model
 from ramlab.stop_signal import StopSignal
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63)
-
-
-def build_run_model(config: RunConfig, device: torch.device | str = "cpu") -> Model:
-    return build_model(config.model, config.model_config, image_size=image_size(config.data)).to(device)
 
 
 class Trainer:
@@ -199,19 +188,10 @@ class Trainer:
             self.train = self.fresh.loader(pos.epoch)
         elif self.fresh is not None:  # epoch 0 trains on the cached scenes
             self.fresh.start(1)
-        seed, part_done = epoch_seed(cfg.seed, pos.epoch), pos.step_in_epoch > 0
-        generator = torch.Generator().manual_seed(seed)
-        order = self.train.order(generator)
-        if pos.generator is not None and part_done:
-            generator.set_state(pos.generator)
-        self.generator = generator
-        # A GPU's rollouts draw from a generator there (a CPU one cannot fill its tensors),
-        # seeded and saved alike: a resumed GPU run goes on with the draws it would have made.
-        self.sample_generator = sample_gen = (
-            generator
-            if self._samples_from_epoch_generator
-            else seeded_generator(self.device, seed, pos.sample_generator if part_done else None)
+        order, self.generator, sample_gen = epoch_generators(
+            pos, cfg.seed, self.train.order, self.device, shared=self._samples_from_epoch_generator
         )
+        self.sample_generator = sample_gen
         copies = model.training_copies  # the RAM's M rollouts per image
         model.train()
         bar = tqdm(
