@@ -45,6 +45,8 @@ def test_the_core_and_the_classifier_see_the_masked_inputs_and_the_policy_does_n
         torch.testing.assert_close(seen["core"][t], seen["glimpse"][t] * masks[0, :, t])
     for t in range(3):  # the policy acts after glimpses 0..T-2, on the undropped state
         torch.testing.assert_close(seen["policy"][t], states[:, t])
+    # and the baseline too: b_{t+1} = baseline(h_t), undropped (index t is glimpse t)
+    torch.testing.assert_close(out.rollout.baselines[:, 1:], ram.baseline.fc(states[:, :-1])[..., 0])
     expected = ram.classifier(states * masks[1])
     torch.testing.assert_close(out.step_logits, expected)
     # Some of each mask is zero, so the masks did change what the core and classifier saw.

@@ -108,12 +108,10 @@ def test_ctrl_c_stops_the_running_commands(tmp_path, executor, mode):
             os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt, daemon=True).start()
-    began = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         execute(
             tasks, executor=executor, resources=Resources(), progress=lambda line: None, grace_seconds=0.5
         )
-    assert time.monotonic() - began < 10
     assert pids[0] is not None
     with pytest.raises(ProcessLookupError):  # stopped and reaped (SIGKILL when SIGTERM is ignored)
         os.kill(pids[0], 0)
@@ -167,7 +165,7 @@ def test_a_command_past_its_time_limit_is_stopped_and_fails(tmp_path, executor, 
     )
     assert not hung.ok and hung.returncode == 143
     assert hung.reason.startswith("timed out after 0.0166667 min (stopped with SIGTERM")
-    assert 1.0 <= hung.seconds < 20
+    assert hung.seconds >= 1.0  # its limit; stopped, not left to its 30 s (the reason, signals)
     assert (tmp_path / "hung.signals").read_text().split() == ["SIGTERM"]
     assert after.skipped and quick.ok
 

@@ -161,6 +161,34 @@ def test_evaluation_counts_glimpses_inside_the_box() -> None:
     assert result.in_box == [50.0]
     assert result.glimpse_distance == 0.0  # one glimpse: no pair
     assert result.protocol == "policy mean, one rollout"
+    # Three rollouts an image, each at the centre: the shares are of all 6 rollouts, not 2 images.
+    several = evaluate(model, loader, rollouts=3)
+    assert several.in_box == [50.0] and several.glimpse_distance == 0.0
+
+
+def test_the_error_after_each_glimpse_by_hand_over_batches() -> None:
+    # A fixed rule: scene i (every pixel 10 i) predicts at glimpse t the class in row t of
+    # PREDICTED. 5 scenes in batches of 2, 2 and 1; labels 0-4. Wrong: 4, 2, then 0 of 5.
+    import numpy as np
+
+    from ramlab.models.base import Model, ModelOutput
+
+    predicted = torch.tensor([[9, 9, 9, 9, 4], [0, 1, 9, 9, 4], [0, 1, 2, 3, 4]])
+
+    class Rule(Model):
+        def forward(self, images, **_) -> ModelOutput:
+            scene = (images[:, 0, 0, 0] * 255 / 10).round().long()
+            step_logits = 10 * torch.nn.functional.one_hot(predicted[:, scene].T, 10).float()
+            return ModelOutput(logits=step_logits[:, -1], step_logits=step_logits)
+
+    images = np.stack([np.full((60, 60), 10 * i, np.uint8) for i in range(5)])
+    scenes = Scenes(images=images, labels=np.arange(5), bboxes=np.zeros((5, 4), np.int32))
+    result = evaluate(
+        Rule(config=None, image_size=(60, 60), num_classes=10), SceneLoader(scenes, batch_size=2)
+    )
+    assert result.per_step_error == [80.0, 40.0, 0.0] and result.error == 0.0 and result.count == 5
+    # -log softmax of 10 against nine 0s, in float32
+    assert result.loss == pytest.approx(math.log(1 + 9 * math.exp(-10)), rel=1e-3)
 
 
 def test_a_model_without_glimpses_is_measured_in_one_pass() -> None:
@@ -186,8 +214,12 @@ def test_monte_carlo_evaluation_averages_probabilities_and_says_so() -> None:
     generator = torch.Generator().manual_seed(EVAL_SEED)
     with torch.no_grad():
         images = next(iter(loader)).images.repeat_interleave(4, dim=0)
-        probs = model(images, sample=True, generator=generator).logits.softmax(1).view(6, 4, -1).mean(1)
+        out = model(images, sample=True, generator=generator)
+        probs = out.logits.softmax(1).view(6, 4, -1).mean(1)
+        step_probs = out.step_logits.softmax(2).view(6, 4, 3, -1).mean(1)  # (image, glimpse, class)
     labels = torch.arange(6)
+    expected_steps = [(step_probs[:, t].argmax(1) != labels).double().mean().item() * 100 for t in range(3)]
+    assert result.per_step_error == pytest.approx(expected_steps)
     expected_error = (probs.argmax(1) != labels).double().mean().item() * 100
     expected_loss = -probs[torch.arange(6), labels].log().mean().item()
     assert result.error == pytest.approx(expected_error)

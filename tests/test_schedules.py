@@ -202,6 +202,24 @@ def test_the_logged_rate_is_the_one_each_step_took(fake_mnist, tmp_path) -> None
     assert rates == pytest.approx([0.01] * 4)
 
 
+@pytest.mark.parametrize(
+    ("schedule", "factors"),
+    [
+        # over the run's 6 steps (2 epochs of 3): step s takes (1 + cos(pi s / 6)) / 2
+        ("cosine", [1.0, (2 + math.sqrt(3)) / 4, 0.75, 0.5, 0.25, (2 - math.sqrt(3)) / 4]),
+        ("step", [1.0, 1.0, 1.0, 0.1, 0.01, 0.01]),  # x0.1 from step 3 (50%), again from 4 (75%)
+    ],
+)
+def test_the_run_length_schedules_span_every_step_of_the_run(fake_mnist, tmp_path, schedule, factors):
+    # The schedule's length is epochs x steps an epoch; the pure factor is tested above with
+    # the total given by hand.
+    Trainer(tiny_config(epochs=2, schedule=schedule, test=False), tmp_path / schedule).fit()
+    lines = read_metrics(tmp_path / schedule / "metrics.jsonl")
+    assert [line["train/lr"] for line in lines if "train/loss" in line] == pytest.approx(
+        [0.01 * f for f in factors]
+    )
+
+
 def test_a_resume_that_trains_nothing_says_why_and_keeps_the_result(
     fake_mnist, tmp_path, monkeypatch, capsys
 ):
@@ -219,3 +237,29 @@ def test_a_resume_that_trains_nothing_says_why_and_keeps_the_result(
         f"note: {tmp_path / 'run'} trained nothing more (it is still early-stopped; raise "
         "--early-stop, or give 0, to train on); its result.json stands as it was\n"
     )
+
+
+@pytest.mark.parametrize("clip", [1e-3, 0.0])
+def test_gradient_clipping_bounds_the_steps_global_norm(fake_mnist, tmp_path, clip) -> None:
+    # One step of plain SGD at rate 1 moves the weights by the (clipped) gradient itself.
+    from ramlab.runconfig import build_run_model
+
+    config = tiny_config(
+        epochs=1,
+        train_limit=8,
+        optimizer="sgd",
+        momentum=0.0,
+        lr=1.0,
+        schedule="none",
+        grad_clip=clip,
+        test=False,
+    )
+    torch.manual_seed(config.train.seed)  # as fit() builds the model
+    before = build_run_model(config).state_dict()
+    Trainer(config, tmp_path / "run").fit()
+    after = weights(tmp_path / "run" / "last.pt")
+    moved = torch.cat([(after[name] - before[name]).flatten() for name in before]).norm().item()
+    if clip:
+        assert moved == pytest.approx(clip, rel=1e-3)
+    else:
+        assert moved > 100 * 1e-3  # unclipped, the step is far longer
