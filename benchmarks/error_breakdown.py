@@ -18,6 +18,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
+import shlex
+import sys
 from dataclasses import asdict
 
 import torch
@@ -62,9 +65,20 @@ def main() -> None:
     args = parser.parse_args()
     if args.parts < 1 or (args.limit is not None and args.limit < 1):
         parser.error("--parts and --limit must be >= 1")
+    if sorted(set(args.offsets)) != list(args.offsets):
+        parser.error(f"--offsets must be strictly ascending, got {args.offsets}")
     torch.set_num_threads(args.threads)
 
-    report = {"commit": git_commit(), "split": args.split, "protocol": "policy mean, one rollout", "runs": {}}
+    report = {
+        "command": shlex.join(["python", *sys.argv]),
+        "commit": git_commit() or os.environ.get("RAMLAB_COMMIT"),  # a copy without .git: say it
+        "split": args.split,
+        "limit": args.limit,
+        "parts": args.parts,
+        "offsets": args.offsets,
+        "protocol": "policy mean, one rollout",
+        "runs": {},
+    }
     outcomes = {}
     loaded = {}
     for run in args.runs:  # every run loads, on one dataset, before any is scored
@@ -76,6 +90,9 @@ def main() -> None:
     datasets = {run: config.data for run, (config, _) in loaded.items()}
     if len(set(datasets.values())) > 1:
         parser.error(f"the runs were trained on different datasets ({datasets}); compare runs of one")
+    data_seeds = {run: config.train.data_seed for run, (config, _) in loaded.items()}
+    if len(set(data_seeds.values())) > 1:  # other scenes: "wrong in both" would pair strangers
+        parser.error(f"the runs' scenes differ (data seeds {data_seeds}); compare runs of one data seed")
     for run, (config, model) in loaded.items():
         scenes = load_split(config.data, args.split, seed=config.train.data_seed)  # all: the parts need
         total = len(scenes)  # each kept scene's place in the whole file

@@ -10,27 +10,43 @@
 # prepare: the wheels the machine lacks (pydantic and its three, at this .venv's versions)
 #   into .whl/, and MNIST from ~/.cache/ramlab gzipped into .gpu-home/mnist (11 MB; loading it
 #   there unpacks 53 MB beside it, so only there), both ignored through .git/info/exclude.
-# run: installs the wheels (where PY, python3 by default, lacks pydantic), then, within BUDGET seconds (560 by default):
+# run: within BUDGET seconds (500 by default, the wheels' install included: the tool's call
+#   limit is 600 s, and less where little device time is left), installs the wheels (where PY,
+#   python3 by default, lacks pydantic), then:
 #   - the recipe (gpu_session.sh's `recipe` step: translated60 trained compiled on cuda, resumed
 #     from runs/gpu/$RUN when carried) on 5/8 of the cores (0-9 of 16), with the suite beside it
-#     on the rest (SUITE_BUDGET, 330 s; pytest -n 6, one thread a worker). The suite shares the GPU for its
-#     first minutes, so the recipe's wall time is read from its epochs after the suite ended;
+#     on the rest (SUITE_BUDGET, 3/5 of BUDGET; pytest -n 6, one thread a worker). The suite
+#     shares the GPU for its first minutes, so the recipe's wall time is read from its epochs
+#     after the suite ended;
+#   - the run packed at once as run.tgz.part-* (its checkpoints, in pieces under the tool's
+#     16 MB a file), so a call cut short later still brings it back;
 #   - then, for the time left, the profile at batches 2048 and 128 (PROFILE_BATCHES).
-#   STEPS_BESIDE (env recipe), STEPS_AFTER (profile) and RECIPE_BUDGET (420) change the plan;
-#   RUN, RECIPE and TRAIN_ARGS pass through to gpu_session.sh.
-#   It packs $OUT as results.tgz (every step's files) and run.tgz.part-* (the run, with its
-#   checkpoints, in pieces under the tool's 16 MB a file).
-# unpack FILES_AT: results.tgz into results/gpu-lease/<UTC time>/ (each call its own folder, as
-#   steps.txt and pytest.txt are appended per call), and the run's pieces into runs/gpu/, from
-#   where the next call carries it ("runs/gpu") and the recipe step resumes it.
+#   STEPS_BESIDE (env recipe), STEPS_AFTER (profile) and RECIPE_BUDGET (3/4 of BUDGET) change
+#   the plan; RUN, RECIPE and TRAIN_ARGS pass through to gpu_session.sh.
+#   Every step's files are packed as results.tgz at the end (a step's missing folder skipped).
+# unpack FILES_AT: results.tgz (or, from a call cut short before it, the loose files) into
+#   results/gpu-lease/<UTC time the call started>/ (each call its own folder, as steps.txt and
+#   pytest.txt are appended per call), and the run's pieces into runs/gpu/, from where the
+#   next call carries it ("runs/gpu") and the recipe step resumes it.
 set -euo pipefail
+
+# Every step's files so far as $OUT/results.tgz (the tool brings back 8 files at most, and none
+# more than 2 folders down); a step's missing folder is skipped.
+pack_results() {
+    local members=() member
+    for member in started.txt results suite suite.log; do
+        [[ -e $OUT/$member ]] && members+=("$member")
+    done
+    tar czf "$OUT/results.tgz.new" -C "$OUT" "${members[@]}" && mv "$OUT/results.tgz.new" "$OUT/results.tgz"
+}
 
 mode=${1:-}
 case $mode in
 prepare)
-    mkdir -p .git/info
+    exclude=$(git rev-parse --git-path info/exclude) # .git may be a file (a worktree)
+    mkdir -p "$(dirname "$exclude")"
     for folder in /.whl/ /.gpu-home/; do
-        grep -qxF "$folder" .git/info/exclude 2>/dev/null || echo "$folder" >>.git/info/exclude
+        grep -qxF "$folder" "$exclude" 2>/dev/null || echo "$folder" >>"$exclude"
     done
     PY=${PY:-.venv/bin/python}
     wheels=()
@@ -50,37 +66,52 @@ prepare)
     ;;
 run)
     : "${OUT:?run is for the device machine, where OUT is the folder that comes back}"
+    SECONDS=0 # the budget counts the install too
+    date -u +%Y%m%dT%H%M%SZ >"$OUT/started.txt"
+    BUDGET=${BUDGET:-500}
     export PY=${PY:-python3}
     if ! "$PY" -c 'import pydantic' 2>/dev/null; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     fi
     export PYTHONPATH=/tmp/site:$PWD/src RAMLAB_HOME=$PWD/.gpu-home
     export RAMLAB_COMMIT=${RAMLAB_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
-    BUDGET=${BUDGET:-560}
-    SECONDS=0
-    cores=$(nproc)
-    split=$((cores * 5 / 8)) # 16 cores: the recipe on 0-9, the suite on 10-15
-    taskset -c "$split-$((cores - 1))" env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OUT="$OUT/suite" BUDGET="${SUITE_BUDGET:-330}" \
-        STEPS=suite SUITE_WORKERS=6 bash benchmarks/gpu_session.sh >"$OUT/suite.log" 2>&1 &
-    taskset -c "0-$((split - 1))" env BUDGET="${RECIPE_BUDGET:-420}" STEPS="${STEPS_BESIDE:-env recipe}" bash benchmarks/gpu_session.sh || true
+    left=$((BUDGET - SECONDS))
+    cores=$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc) # nproc obeys OMP_NUM_THREADS
+    split=$((cores * 5 / 8))                                   # 16 cores: the recipe on 0-9, the suite on 10-15
+    if ((split < 1 || split >= cores)); then
+        echo "gpu_lease.sh: $cores cores cannot hold the recipe and the suite side by side" >&2
+        exit 2
+    fi
+    taskset -c "$split-$((cores - 1))" env OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OUT="$OUT/suite" \
+        BUDGET="${SUITE_BUDGET:-$((left * 3 / 5))}" STEPS=suite SUITE_WORKERS=6 bash benchmarks/gpu_session.sh \
+        >"$OUT/suite.log" 2>&1 &
+    taskset -c "0-$((split - 1))" env BUDGET="${RECIPE_BUDGET:-$((left * 3 / 4))}" STEPS="${STEPS_BESIDE:-env recipe}" \
+        bash benchmarks/gpu_session.sh || true
     wait || true
     echo "recipe and suite done at $SECONDS s"
+    pack_results # now and again at the end: a call cut short during the profile keeps these
+    if [[ -d $OUT/runs ]]; then # packed now: a call cut short later still brings the run back
+        (cd "$OUT" && tar czf run.tgz runs && split -b 15M run.tgz run.tgz.part- && rm -rf run.tgz runs) ||
+            echo "gpu_lease.sh: packing the run failed; its files stay under \$OUT/runs" >&2
+    fi
     BUDGET=$((BUDGET - SECONDS)) STEPS="${STEPS_AFTER:-profile}" PROFILE_BATCHES="${PROFILE_BATCHES:-2048 128}" \
         bash benchmarks/gpu_session.sh || true
-    cd "$OUT"
-    tar czf results.tgz results suite suite.log
-    if [[ -d runs ]]; then
-        tar czf run.tgz runs && split -b 15M run.tgz run.tgz.part- && rm run.tgz
-    fi
-    rm -rf results suite suite.log runs
-    ls -l
+    pack_results && (cd "$OUT" && rm -rf started.txt results suite suite.log)
+    ls -l "$OUT"
     echo "total $SECONDS s"
     ;;
 unpack)
     files_at=${2:?unpack FILES_AT: the folder the device tool put the files of the call in}
-    into=results/gpu-lease/$(date -u +%Y%m%dT%H%M%SZ)
+    started=$(cat "$files_at/started.txt" 2>/dev/null || tar xzOf "$files_at/results.tgz" started.txt 2>/dev/null ||
+        date -u +%Y%m%dT%H%M%SZ)
+    into=results/gpu-lease/$started
     mkdir -p "$into"
-    tar xzf "$files_at/results.tgz" -C "$into"
+    if [[ -f $files_at/results.tgz ]]; then
+        tar xzf "$files_at/results.tgz" -C "$into"
+    else # cut short before the packing: whatever came back, as it came
+        echo "gpu_lease.sh: no results.tgz (the call was cut short); copying the loose files" >&2
+        (cd "$files_at" && find . -type f ! -name 'run.tgz.part-*' -exec cp --parents {} "$OLDPWD/$into" \;)
+    fi
     if compgen -G "$files_at/run.tgz.part-*" >/dev/null; then
         cat "$files_at"/run.tgz.part-* | tar xzf - # runs/gpu/$RUN, checkpoints included
     fi

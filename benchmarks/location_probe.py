@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import sys
 
 import torch
 
@@ -34,7 +37,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    report = {"commit": git_commit(), "split": args.split, "limit": args.limit, "runs": {}}
+    report = {
+        "command": shlex.join(["python", *sys.argv]),
+        "commit": git_commit() or os.environ.get("RAMLAB_COMMIT"),  # a copy without .git: say it
+        "split": args.split,
+        "limit": args.limit,
+        "runs": {},
+    }
     loaded = {}
     for run in args.runs:  # every run loads before any is probed
         try:

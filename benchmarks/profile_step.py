@@ -43,6 +43,8 @@ from ramlab.files import write_json
 from ramlab.models import build_model
 
 MATMUL = ("aten::mm", "aten::addmm", "aten::bmm", "aten::_addmm_activation", "gemm", "cublas", "cutlass")
+MATMUL += ("nvjet", "xmma", "gemv")
+"""... and Hopper's cuBLAS kernels, many named nvjet_sm90_... (no "gemm" in the name)."""
 MATMUL += ("aoti_torch_cpu_mm", "aoti_torch_cpu_addmm", "aoti_torch_cpu_bmm", "aoti_torch_cpu__addmm")
 """... and as inductor's C++ wrapper (the fast path on a CPU) calls them, through its shims."""
 GATHER = "gather"

@@ -25,7 +25,8 @@ of each in turn, five rounds), so a drift of the machine's speed moves all three
 share of the bound is the median of the five rounds' own ratios (their range in brackets),
 each taken between windows seconds apart, so the machine's swings (up to 2x within minutes
 here) cancel in it. On CUDA the device is synchronised around every window and each line's
-peak of `torch.cuda.max_memory_allocated` is measured over two steps before the timing.
+peak of `torch.cuda.max_memory_allocated` is measured over two steps before the timing, after
+two uncounted ones (compilation, CUDA-graph recording): steady state.
 Prints, never asserts: machines are noisy.
 
     python benchmarks/throughput.py [--threads 2] [--batch 128[,512,...]] [--seconds 5]
@@ -282,6 +283,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     config = recipe_config(args.core, base=args.config)
+    if args.reference and args.reference.get("model_config") != config:
+        parser.error(  # a ratio of two models' speeds says nothing
+            f"--cpu-reference {args.cpu_reference} timed another RAM ({args.reference.get('model_config')}); "
+            f"this run times {config}: give the CPU file of the same --config and --core"
+        )
     record = {
         "benchmark": "benchmarks/throughput.py",
         **provenance(device),

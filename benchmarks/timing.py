@@ -60,10 +60,13 @@ def windows(
 
 
 def peak_memory(step: Step, device: torch.device) -> tuple[float | None, float | None]:
-    """CUDA: (MiB allocated before, peak MiB allocated during) two runs of `step`; (None,
-    None) on a CPU."""
+    """CUDA: (MiB allocated before, peak MiB allocated during) two runs of `step` in steady
+    state, after two uncounted ones (a compiled path compiles and records its CUDA graphs
+    there); (None, None) on a CPU."""
     if device.type != "cuda":
         return None, None
+    for _ in range(2):
+        step()
     gc.collect()
     synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)

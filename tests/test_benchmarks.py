@@ -125,6 +125,13 @@ def test_throughput_and_concurrency_write_their_json(tmp_path) -> None:
     compared = json.loads(again.read_text())["figures"]
     assert len(compared) == 6 and all(f["ratios"]["cpu_batch"] == 16 for f in compared)
     assert all(f["ratios"]["of_cpu"] > 0 for f in compared)
+    # but not with a reference that timed another RAM: the ratio would compare two models
+    other = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "throughput.py"), "--device", "cpu", "--batch", "12", "--core", "rnn",
+         "--seconds", "0.2", "--skip-naive", "--threads", "1", "--cpu-reference", str(path)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert other.returncode == 2 and "timed another RAM" in other.stderr
 
     path = tmp_path / "concurrency.json"
     run_script("gpu_concurrency.py", "--device", "cpu", "--counts", "1,2", "--seconds", "0.5", "--batch", "8", "--json", str(path))  # fmt: skip
@@ -166,6 +173,8 @@ def test_profile_step_sorts_a_steps_time_into_categories(tmp_path) -> None:
     for name in ("aten::addmm", "aoti_torch_cpu_addmm_out", "aoti_torch_cpu_mm_out", "aten::mm"):
         assert category(name) == "matrix products", name
     assert category("aoti_torch_cpu_gather_out") == "glimpse gathers"
+    # Hopper's cuBLAS names many of its products without "gemm"
+    assert category("nvjet_sm90_tst_128x64_64x4_1x2_h_bz_coopA_NNT") == "matrix products"
     assert category("aten::add") == category("aoti_torch_cpu_cat") == "other ops"
 
 

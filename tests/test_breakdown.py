@@ -102,6 +102,7 @@ def test_the_script_breaks_down_two_tiny_runs(fake_mnist, tmp_path, monkeypatch,
     printed = capsys.readouterr().out
     data = json.loads(report.read_text())
     assert data["split"] == "val" and data["protocol"] == "policy mean, one rollout"
+    assert "error_breakdown.py" in data["command"] and data["offsets"] == [0, 10] and data["parts"] == 2
     for run in map(str, runs):
         tables = data["runs"][run]["tables"]
         scenes = data["runs"][run]["scenes"]  # the fake validation split: 8 scenes
@@ -144,9 +145,18 @@ def test_the_script_refuses_a_missing_run_and_runs_on_two_datasets(
     runs = {"translated60": tmp_path / "t60", "cluttered60": tmp_path / "c60"}
     for data, run in runs.items():
         assert main(["train", "ram", "--data", data, *tiny, "--out", str(run)]) == 0
+    other_scenes = tmp_path / "t60-data-seed1"
+    assert (
+        main(
+            ["train", "ram", "--data", "translated60", *tiny, "--data-seed", "1", "--out", str(other_scenes)]
+        )
+        == 0
+    )
     for argv, says in (
         ([str(tmp_path / "nope")], "nope: not a run directory"),
         ([str(runs["translated60"]), str(runs["cluttered60"])], "different datasets"),
+        ([str(runs["translated60"]), str(other_scenes)], "the runs' scenes differ (data seeds"),
+        ([str(runs["translated60"]), "--offsets", "10", "0"], "--offsets must be strictly ascending"),
         ([str(runs["translated60"]), "--split", "test"], "trained with test: false (a tuning run)"),
     ):
         capsys.readouterr()
