@@ -25,6 +25,7 @@ import ramlab
 from ramlab.fastpath import TrainingStep
 from ramlab.models import build_model
 from ramlab.models.ram import RAMConfig
+from ramlab.provenance import command_line
 
 
 def main() -> None:
@@ -32,6 +33,7 @@ def main() -> None:
     argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     ).parse_args()
+    print(command_line(), flush=True)
     torch.set_num_threads(2)
     torch.manual_seed(0)
     model = build_model("ram", RAMConfig(**recipe_config()), image_size=(60, 60))

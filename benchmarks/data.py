@@ -19,6 +19,7 @@ import torch
 
 from ramlab.data.datasets import DATASETS, SPLITS, load_split, mnist_digits, resolve_spec
 from ramlab.data.mnist import fetch
+from ramlab.provenance import command_line
 
 #: A robustness-style variant that exercises the affine warp (torch grid_sample) and noise.
 WARPED = resolve_spec("translated60", rotation=(-30.0, 30.0), scale=(0.8, 1.2), noise=0.1)
@@ -43,6 +44,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="builds per split; best is shown")
     parser.add_argument("--warped", action="store_true", help="also time a rotated, scaled, noisy variant")
     args = parser.parse_args()
+    print(command_line(), flush=True)
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -23,6 +23,7 @@ import tempfile
 import time
 
 from ramlab.data.datasets import build_dataset
+from ramlab.provenance import command_line
 from ramlab.study import Study, load_preset
 
 
@@ -46,6 +47,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=2, help="timed runs of each side (default 2)")
     args = parser.parse_args()
+    print(command_line(), flush=True)
     preset = load_preset(args.preset)
     for data in sorted({d for group in preset.runs for d in group.data}):
         build_dataset(data, seed=0)

@@ -26,6 +26,7 @@ from pairing import CPU, twins
 from throughput import SIZE, recipe_config, steps_of, synthetic_batch
 
 from ramlab.fastpath import CompiledForward, TrainingStep, inductor_options
+from ramlab.provenance import command_line
 
 BEFORE = {**inductor_options(CPU), "cpp_wrapper": False}
 """The default of `--against`: the fast path's CPU options as they were, Python wrapper."""
@@ -62,6 +63,7 @@ def main() -> None:
     parser = pairing.parser(__doc__.splitlines()[0], seconds=10.0, rounds=4)
     parser.add_argument("--against", type=json.loads, default=BEFORE, help="inductor options as JSON")
     args = parser.parse_args()
+    print(command_line(), flush=True)
     pairing.set_up(args)
     print(
         f"{args.threads} threads, torch {torch.__version__}, the {args.config} RAM at batch 128; "

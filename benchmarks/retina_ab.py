@@ -30,6 +30,7 @@ from throughput import SIZE, recipe_config, steps_of, synthetic_batch
 from timing import windows
 
 from ramlab.models.registry import model_class
+from ramlab.provenance import command_line
 
 EAGER_SIZES = ((60, 256), (100, 256), (800, 4), (60, 1))  # (image side, batch)
 
@@ -63,6 +64,7 @@ def main() -> None:
     parser = pairing.parser(__doc__.splitlines()[0], seconds=15.0, rounds=2)
     parser.add_argument("--against", required=True, help="the commit whose retina is compared")
     args = parser.parse_args()
+    print(command_line(), flush=True)
     pairing.set_up(args)
     then = retina_class_of(args.against)
     print(

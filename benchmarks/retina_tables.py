@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ramlab.device import reuse_freed_memory
 from ramlab.models.ram import RAM, RAMConfig
 from ramlab.models.retina import Pyramid, Retina
+from ramlab.provenance import command_line
 
 SIZES = ((60, 128), (100, 128), (200, 64), (400, 16), (800, 4))  # (image side, batch)
 
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one timing window")
     args = parser.parse_args()
+    print(command_line(), flush=True)
     torch.set_num_threads(args.threads)
     reuse_freed_memory()  # as the ramlab command does
     print(f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}")

@@ -232,3 +232,15 @@ def test_fastpath_ab_finds_both_wrappers_give_the_same_step_and_sees_a_changed_w
     nudged = fastpath_ab.outputs(new, images, labels, bboxes, None)
     differences = fastpath_ab.largest_differences(then, nudged)
     assert differences["loss"] > 0 and differences["logits"] > 0
+
+
+def test_a_benchmarks_first_line_names_its_command_and_commit(monkeypatch) -> None:
+    from ramlab import provenance
+
+    monkeypatch.setattr(sys, "argv", ["benchmarks/retina_tables.py", "--threads", "2"])
+    monkeypatch.setattr(provenance, "git_commit", lambda: None)
+    monkeypatch.setenv("RAMLAB_COMMIT", "abc1234")
+    line = provenance.command_line()
+    assert line == "command: python benchmarks/retina_tables.py --threads 2; commit: abc1234"
+    monkeypatch.delenv("RAMLAB_COMMIT")
+    assert provenance.command_line().endswith("; commit: unknown")

@@ -27,3 +27,15 @@ def git_commit(where: Path = Path(__file__).parent) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return head.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def command_line() -> str:
+    """What produced a printed measurement, for its first line: the command (`python` and
+    this process's arguments) and the commit (git, else $RAMLAB_COMMIT, as on a machine given
+    a copy of the checkout without .git)."""
+    import os
+    import shlex
+    import sys
+
+    commit = git_commit() or os.environ.get("RAMLAB_COMMIT") or "unknown"
+    return f"command: {shlex.join(['python', *sys.argv])}; commit: {commit}"
