@@ -112,3 +112,17 @@ def test_making_an_epochs_fresh_scenes_is_training_time(fake_mnist, tmp_path, mo
     monkeypatch.setattr(run_data, "fresh_train_scenes", slow)
     result = Trainer(tiny_config(fresh_scenes=True, epochs=2, compile=False), tmp_path / "run").fit()
     assert result["train_seconds"] >= 0.5  # epoch 1's scenes (epoch 0 trains on the cache)
+
+
+def test_data_seeds_a_thousand_apart_cannot_share_fresh_scenes() -> None:
+    # Epoch e draws its scenes with seed data_seed + 1000 e: data seed 1000's first fresh
+    # epoch was data seed 0's second, the same scenes in two runs meant to differ.
+    from ramlab.errors import RamlabError
+    from ramlab.runconfig import TrainConfig
+
+    with pytest.raises(RamlabError, match=r"with fresh_scenes, data_seed must be below 1000, got 1000"):
+        TrainConfig(fresh_scenes=True, data_seed=1000)
+    assert TrainConfig(fresh_scenes=True, data_seed=999).data_seed == 999
+    assert (
+        TrainConfig(fresh_scenes=False, data_seed=5000).data_seed == 5000
+    )  # fixed scenes: no epochs to share

@@ -11,7 +11,7 @@ import torch
 from ramlab.data.datasets import load_split
 from ramlab.data.loader import SceneLoader
 from ramlab.data.scenes import Scenes
-from ramlab.runconfig import RunConfig
+from ramlab.runconfig import FRESH_SEED_STRIDE, RunConfig
 
 AHEAD_ON = ("cuda",)
 """Device types on which the next epoch's scenes are made in a thread while this one trains:
@@ -45,11 +45,11 @@ def final_test_loader(config: RunConfig, device: torch.device) -> SceneLoader:
 
 def fresh_train_scenes(config: RunConfig, epoch: int) -> Scenes:
     """Epoch e's own training scenes (same digits, new placements, and the augmentation's
-    rotations and scales): scene seed data_seed + 1000·e, built in memory, not cached."""
+    rotations and scales): scene seed data_seed + 1000·e (`FRESH_SEED_STRIDE`; data_seed is
+    below it, so no two runs' epochs share one), built in memory, not cached."""
     cfg = config.train
-    return load_split(
-        config.training_spec(), "train", seed=cfg.data_seed + 1000 * epoch, limit=cfg.train_limit, cache=False
-    )
+    seed = cfg.data_seed + FRESH_SEED_STRIDE * epoch
+    return load_split(config.training_spec(), "train", seed=seed, limit=cfg.train_limit, cache=False)
 
 
 def fresh_train_loader(config: RunConfig, epoch: int, device: torch.device) -> SceneLoader:

@@ -24,6 +24,8 @@ from ramlab.models.registry import build_model, model_class, model_config_class,
 from ramlab.optim import SCHEDULES
 
 OPTIMIZERS = ("adam", "sgd")
+FRESH_SEED_STRIDE = 1000
+"""Epoch e's fresh training scenes are seeded data_seed + FRESH_SEED_STRIDE·e (ramlab.run_data)."""
 RECIPE_DIR = Path(__file__).parent / "presets" / "recipes"
 
 
@@ -164,6 +166,13 @@ class TrainConfig:
         for key in ("grad_clip", "checkpoint_every", "threads", "early_stop", "time_budget"):
             if not getattr(self, key) >= 0:
                 raise RamlabError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.fresh_scenes and self.data_seed >= FRESH_SEED_STRIDE:
+            raise RamlabError(
+                f"with fresh_scenes, data_seed must be below {FRESH_SEED_STRIDE}, got {self.data_seed}: epoch e's "
+                f"training scenes are drawn with seed data_seed + {FRESH_SEED_STRIDE}·e, so data seeds "
+                f"{FRESH_SEED_STRIDE} apart would share them (data seed {FRESH_SEED_STRIDE}'s first epoch would be "
+                "data seed 0's second)"
+            )
         if self.augmented and not self.fresh_scenes:
             raise RamlabError(
                 "augment_rotation and augment_scale draw new training scenes every epoch: they need fresh_scenes true"
