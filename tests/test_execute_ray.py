@@ -50,9 +50,31 @@ def test_ray_runs_at_most_jobs_at_once_on_a_cluster_with_more_cpus(tmp_path):
     # On a running Ray (a cluster) every task was submitted at once: --jobs was ignored, and
     # as many ran as the cluster's CPUs held (here 2).
     tasks = small_dag(tmp_path)
-    outcomes = execute(tasks, executor="ray", resources=Resources(jobs=1), progress=lambda line: None)
+    lines: list[str] = []
+    outcomes = execute(tasks, executor="ray", resources=Resources(jobs=1), progress=lines.append)
     runs = check_small_dag(tasks, outcomes, tmp_path, jobs=1)
     assert max_overlap(list(runs.values())) == 1
+    assert "note: the Ray cluster holds 2 jobs of 1 CPUs; --jobs 1 runs that many at once" in lines
+
+
+def test_ray_takes_more_at_once_as_the_cluster_grows(tmp_path, monkeypatch):
+    # The cap was read once, at the start: a cluster that began small (a head with no CPUs,
+    # an autoscaler) stayed at one job at a time. Here it holds 1 job until 3 tasks ended.
+    tasks = small_dag(tmp_path)
+    lines: list[str] = []
+    real = ray.cluster_resources
+
+    def growing() -> dict:
+        ended = sum(line.startswith(("finished", "FAILED")) for line in lines)
+        return {**real(), "CPU": 1.0 if ended < 3 else 2.0}
+
+    monkeypatch.setattr(ray, "cluster_resources", growing)
+    outcomes = execute(tasks, executor="ray", resources=Resources(jobs=2), progress=lines.append)
+    runs = check_small_dag(tasks, outcomes, tmp_path, jobs=2)
+    notes = [line for line in lines if line.startswith("note: the Ray cluster holds")]
+    assert notes == ["note: the Ray cluster holds 1 job of 1 CPUs now; at most that many at once"]
+    first = sorted(runs.values(), key=lambda r: r["start"])[:3]
+    assert max_overlap(first) == 1  # one at a time while it held one
 
 
 def test_a_job_no_ray_node_can_hold_is_refused_on_a_local_ray_and_noted_on_a_cluster():

@@ -1,8 +1,9 @@
 """The Ray executor: each task a Ray task that runs its command as a subprocess on a worker.
 
 Each Ray task asks for num_cpus=T and num_gpus=F (Ray sets CUDA_VISIBLE_DEVICES; F = 0.25
-puts four on one GPU). At most N are in flight (fewer where the cluster's CPUs hold fewer
-jobs of T threads), each submitted once its dependencies succeeded; a failure's dependents
+puts four on one GPU). At most N are in flight (fewer while the cluster's CPUs and GPUs hold
+fewer such jobs, looked at again as it runs: a cluster may grow), each submitted once its
+dependencies succeeded; a failure's dependents
 are skipped, never submitted. A job no node can hold is refused on a Ray started here, and
 noted on a cluster (an autoscaler may add a node). A non-zero exit raises CommandFailed, which Ray retries up to `retries` times
 (`max_retries`, `retry_exceptions`); the log keeps every attempt.
@@ -38,6 +39,9 @@ from ramlab.execute.resources import Resources, check_cpus, visible_gpus
 # After a soft cancel, how much longer than the grace the task gets before it is killed: its
 # command's own stop (SIGTERM, SIGKILL after the grace) must end first, not be orphaned.
 CANCEL_MARGIN = 5.0
+# How often, while the tasks in flight run on, the cluster's size is looked at again (one that
+# grows, an autoscaler's or a head started with no CPUs, then takes more at once).
+CAPACITY_SECONDS = 10.0
 
 
 @contextlib.contextmanager
@@ -131,10 +135,27 @@ def _run(
         gpus = float(math.ceil(gpus - 1e-9))
     threads = resources.threads_per_job
     check_fits(threads, gpus, local_ray=local_ray, progress=progress)
-    at_once = min(resources.jobs, max(1, int(cluster.get("CPU", 1) // threads)))
-    if at_once < resources.jobs:
-        progress(f"note: --jobs {resources.jobs} capped at {at_once}: the Ray cluster's CPUs // {threads}")
-    tracker = Tracker(tasks, jobs=at_once, progress=progress)
+    held = [0]  # the jobs the cluster held at the last look: noted when it changes
+
+    def at_once() -> int:
+        """--jobs, or fewer while the cluster holds fewer (it may grow: looked at each pass)."""
+        now = ray.cluster_resources()
+        fits = int(now.get("CPU", 0) // threads)
+        if gpus > 0:
+            fits = min(fits, int(now.get("GPU", 0) // gpus))
+        if fits != held[0]:
+            held[0] = fits
+            each = f"{threads} CPUs" + (f" and {gpus:g} GPUs" if gpus else "")
+            what = f"{fits} job{'' if fits == 1 else 's'} of {each}"
+            if fits < resources.jobs:
+                progress(f"note: the Ray cluster holds {what} now; at most that many at once")
+            elif fits > resources.jobs:
+                progress(
+                    f"note: the Ray cluster holds {what}; --jobs {resources.jobs} runs that many at once"
+                )
+        return max(1, min(resources.jobs, fits))
+
+    tracker = Tracker(tasks, jobs=at_once(), progress=progress)
     remote = ray.remote(_run_command)
     offsets: dict[str, int] = {}
     waiting: dict[ray.ObjectRef, str] = {}
@@ -177,9 +198,10 @@ def _run(
     # its dependents, which are never submitted); a task marked alone once all else ended.
     try:
         while not tracker.finished:
-            for task in tracker.ready()[: at_once - len(waiting)]:
+            tracker.jobs = at_once()
+            for task in tracker.ready()[: tracker.jobs - len(waiting)]:
                 submit(task)
-            done, _ = ray.wait(list(waiting), num_returns=1)
+            done, _ = ray.wait(list(waiting), num_returns=1, timeout=CAPACITY_SECONDS)
             for ref in done:
                 settle(waiting.pop(ref), ref)
     except BaseException:
