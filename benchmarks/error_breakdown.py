@@ -18,9 +18,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import shlex
-import sys
 from dataclasses import asdict
 
 import torch
@@ -29,7 +26,7 @@ from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
 from ramlab.data.datasets import kept_scenes, load_split
 from ramlab.data.loader import unit_pixels
 from ramlab.errors import RamlabError
-from ramlab.provenance import git_commit
+from ramlab.provenance import command, run_commit
 from ramlab.run import load_run, refuse_unread_test
 
 
@@ -70,8 +67,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     report = {
-        "command": shlex.join(["python", *sys.argv]),
-        "commit": git_commit() or os.environ.get("RAMLAB_COMMIT"),  # a copy without .git: say it
+        "command": command(),
+        "commit": run_commit(),
         "split": args.split,
         "limit": args.limit,
         "parts": args.parts,

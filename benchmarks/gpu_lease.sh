@@ -18,26 +18,29 @@
 #     on the rest (SUITE_BUDGET, 3/5 of BUDGET; pytest -n 6, one thread a worker). The suite
 #     shares the GPU for its first minutes, so the recipe's wall time is read from its epochs
 #     after the suite ended;
-#   - the run packed at once as run.tgz.part-* (its checkpoints, in pieces under the tool's
-#     16 MB a file), so a call cut short later still brings it back;
+#   - the phase's files and the run packed at once (the run as run.tgz.part-*, its
+#     checkpoints, in pieces under the tool's 16 MB a file), so a call cut short later still
+#     brings them back;
 #   - then, for the time left, the profile at batches 2048 and 128 (PROFILE_BATCHES).
 #   STEPS_BESIDE (env recipe), STEPS_AFTER (profile) and RECIPE_BUDGET (3/4 of BUDGET) change
 #   the plan; RUN, RECIPE and TRAIN_ARGS pass through to gpu_session.sh.
-#   Every step's files are packed as results.tgz at the end (a step's missing folder skipped).
-# unpack FILES_AT: results.tgz (or, from a call cut short before it, the loose files) into
-#   results/gpu-lease/<UTC time the call started>/ (each call its own folder, as steps.txt and
-#   pytest.txt are appended per call), and the run's pieces into runs/gpu/, from where the
-#   next call carries it ("runs/gpu") and the recipe step resumes it.
+#   Each phase's files are packed when it ends: results-recipe-and-suite.tgz, results-profile.tgz.
+# unpack FILES_AT: each results-PHASE.tgz into results/gpu-lease/<UTC time the call started>/PHASE/
+#   (each call and phase its own folder, as steps.txt and pytest.txt are appended per call),
+#   loose files of a phase cut short into .../loose/, and the run's pieces into runs/gpu/, from
+#   where the next call carries it ("runs/gpu") and the recipe step resumes it.
 set -euo pipefail
 
-# Every step's files so far as $OUT/results.tgz (the tool brings back 8 files at most, and none
-# more than 2 folders down); a step's missing folder is skipped.
-pack_results() {
+# The files a phase left in $OUT packed as $OUT/results-PHASE.tgz, the loose copies removed
+# (the tool brings back 8 files at most, and none more than 2 folders down): a call cut short
+# in a later phase still brings this one's back. A missing member is skipped.
+pack_phase() {
     local members=() member
     for member in started.txt results suite suite.log; do
         [[ -e $OUT/$member ]] && members+=("$member")
     done
-    tar czf "$OUT/results.tgz.new" -C "$OUT" "${members[@]}" && mv "$OUT/results.tgz.new" "$OUT/results.tgz"
+    ((${#members[@]})) || return 0
+    tar czf "$OUT/results-$1.tgz" -C "$OUT" "${members[@]}" && (cd "$OUT" && rm -rf "${members[@]}")
 }
 
 mode=${1:-}
@@ -89,28 +92,33 @@ run)
         bash benchmarks/gpu_session.sh || true
     wait || true
     echo "recipe and suite done at $SECONDS s"
-    pack_results # now and again at the end: a call cut short during the profile keeps these
+    pack_phase recipe-and-suite || echo "gpu_lease.sh: packing the recipe's and suite's files failed" >&2
     if [[ -d $OUT/runs ]]; then # packed now: a call cut short later still brings the run back
         (cd "$OUT" && tar czf run.tgz runs && split -b 15M run.tgz run.tgz.part- && rm -rf run.tgz runs) ||
             echo "gpu_lease.sh: packing the run failed; its files stay under \$OUT/runs" >&2
     fi
     BUDGET=$((BUDGET - SECONDS)) STEPS="${STEPS_AFTER:-profile}" PROFILE_BATCHES="${PROFILE_BATCHES:-2048 128}" \
         bash benchmarks/gpu_session.sh || true
-    pack_results && (cd "$OUT" && rm -rf started.txt results suite suite.log)
+    pack_phase profile || echo "gpu_lease.sh: packing the profile's files failed" >&2
     ls -l "$OUT"
     echo "total $SECONDS s"
     ;;
 unpack)
     files_at=${2:?unpack FILES_AT: the folder the device tool put the files of the call in}
-    started=$(cat "$files_at/started.txt" 2>/dev/null || tar xzOf "$files_at/results.tgz" started.txt 2>/dev/null ||
-        date -u +%Y%m%dT%H%M%SZ)
+    started=$(cat "$files_at/started.txt" 2>/dev/null ||
+        tar xzOf "$files_at/results-recipe-and-suite.tgz" started.txt 2>/dev/null || date -u +%Y%m%dT%H%M%SZ)
     into=results/gpu-lease/$started
     mkdir -p "$into"
-    if [[ -f $files_at/results.tgz ]]; then
-        tar xzf "$files_at/results.tgz" -C "$into"
-    else # cut short before the packing: whatever came back, as it came
-        echo "gpu_lease.sh: no results.tgz (the call was cut short); copying the loose files" >&2
-        (cd "$files_at" && find . -type f ! -name 'run.tgz.part-*' -exec cp --parents {} "$OLDPWD/$into" \;)
+    for archive in "$files_at"/results-*.tgz; do # each phase in its folder (steps.txt is per phase)
+        [[ -f $archive ]] || continue
+        phase=$(basename "$archive" .tgz)
+        mkdir -p "$into/${phase#results-}"
+        tar xzf "$archive" -C "$into/${phase#results-}"
+    done
+    if [[ -n $(cd "$files_at" && find . -type f ! -name 'run.tgz.part-*' ! -name 'results-*.tgz' -print -quit) ]]; then
+        echo "gpu_lease.sh: loose files (a phase cut short before its packing) go to $into/loose" >&2
+        mkdir -p "$into/loose"
+        (cd "$files_at" && find . -type f ! -name 'run.tgz.part-*' ! -name 'results-*.tgz' -exec cp --parents {} "$OLDPWD/$into/loose" \;)
     fi
     if compgen -G "$files_at/run.tgz.part-*" >/dev/null; then
         cat "$files_at"/run.tgz.part-* | tar xzf - # runs/gpu/$RUN, checkpoints included

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import sys
 
 import torch
 
@@ -21,7 +18,7 @@ from ramlab.data.datasets import load_split
 from ramlab.data.loader import unit_pixels
 from ramlab.errors import RamlabError
 from ramlab.probe import location_probe, probe_rows
-from ramlab.provenance import git_commit
+from ramlab.provenance import command, run_commit
 from ramlab.run import load_run, refuse_unread_test
 
 
@@ -38,8 +35,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     report = {
-        "command": shlex.join(["python", *sys.argv]),
-        "commit": git_commit() or os.environ.get("RAMLAB_COMMIT"),  # a copy without .git: say it
+        "command": command(),
+        "commit": run_commit(),
         "split": args.split,
         "limit": args.limit,
         "runs": {},

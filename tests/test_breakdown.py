@@ -43,9 +43,19 @@ def test_bins_are_half_open_with_an_open_last_bin() -> None:
     assert names == ["0-5", "5-10", "10+"]
     with pytest.raises(ValueError, match="ascending"):
         bins(torch.tensor([1.0]), [0, 5, 5])
-    # On the values' device (a GPU's split): the edges were built on the CPU, an error there.
-    index, _ = bins(torch.zeros(3, device="meta"), [0, 5, 10])
-    assert index.device.type == "meta" and index.shape == (3,)
+    # On the values' device (a GPU's split): the edges were built on the CPU, an error there
+    # (test_gpu.py runs it on CUDA; here a spy checks where the edges are made).
+    seen = []
+    bucketize = torch.bucketize
+
+    def spy(values, edges, **options):
+        seen.append((values.device, edges.device))
+        return bucketize(values, edges, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "bucketize", spy)
+        bins(torch.zeros(3, device="meta"), [0, 5, 10])
+    assert seen == [(torch.device("meta"), torch.device("meta"))]
 
 
 def test_shared_errors_by_hand() -> None:

@@ -212,3 +212,18 @@ def test_glimpse_figures_on_cuda_share_evaluates_random_first_locations(fake_mni
     evaluation = evaluate(ram, SceneLoader(scenes, batch_size=5, device="cuda"))
     assert where["inside_bbox_percent"] == pytest.approx(evaluation.in_box, abs=1e-9)
     assert trajectories(ram, scenes).locations[:, 0] == pytest.approx(on_cpu, abs=1e-6)
+
+
+def test_the_error_breakdown_runs_on_a_gpus_split() -> None:
+    # The boxes' and the bins' arithmetic met CPU tensors: an error on a split held on a GPU.
+    from ramlab.breakdown import bins, scene_outcomes
+    from ramlab.models.ram import RAM, RAMConfig
+
+    torch.manual_seed(0)
+    model = RAM(config=RAMConfig(**tiny.TINY_RAM, glimpses=2), image_size=(60, 60)).cuda()
+    images = torch.rand(5, 1, 60, 60, device="cuda")
+    boxes = torch.tensor([[10, 10, 38, 38]] * 5, device="cuda")
+    out = scene_outcomes(model, images, torch.arange(5, device="cuda"), boxes, batch_size=2)
+    assert out.offset_px.device.type == "cuda" and len(out.wrong) == 5
+    index, names = bins(out.offset_px, [0, 5, 10])
+    assert index.device.type == "cuda" and names == ["0-5", "5-10", "10+"]

@@ -3,7 +3,10 @@ result.json, study record and report."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 
@@ -29,13 +32,17 @@ def git_commit(where: Path = Path(__file__).parent) -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def command_line() -> str:
-    """What produced a printed measurement, for its first line: the command (`python` and
-    this process's arguments) and the commit (git, else $RAMLAB_COMMIT, as on a machine given
-    a copy of the checkout without .git)."""
-    import os
-    import shlex
-    import sys
+def run_commit() -> str | None:
+    """The commit of the code running: git's, else $RAMLAB_COMMIT (a machine given a copy of
+    the checkout without .git, as a GPU lease's), else None."""
+    return git_commit() or os.environ.get("RAMLAB_COMMIT") or None
 
-    commit = git_commit() or os.environ.get("RAMLAB_COMMIT") or "unknown"
-    return f"command: {shlex.join(['python', *sys.argv])}; commit: {commit}"
+
+def command() -> str:
+    """This process's command, as a user would type it: `python` and its arguments."""
+    return shlex.join(["python", *sys.argv])
+
+
+def command_line() -> str:
+    """What produced a printed measurement, for its first line: the command and the commit."""
+    return f"command: {command()}; commit: {run_commit() or 'unknown'}"
