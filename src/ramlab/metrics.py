@@ -84,3 +84,26 @@ def write_tensorboard(board, record: dict[str, Any], step: int) -> None:
     for key, value in record.items():
         if "/" in key and not isinstance(value, list):
             board.add_scalar(key, float(value), step)
+
+
+def validation_record(result: Any, pos: Any, *, lr: float, starved: list[str]) -> dict[str, Any]:
+    """metrics.jsonl's line for an epoch's validation `result` (an `Evaluation`) at the run's
+    position `pos`: errors, loss, the rate the epoch's last step took, the rollouts and training
+    time so far, where the glimpses landed (a RAM), and the parts no gradient reached."""
+    record = {
+        "step": pos.global_step,
+        "epoch": pos.epoch,
+        "val/error": result.error,
+        "val/loss": result.loss,
+        "val/per_step_error": result.per_step_error,
+        "train/lr": lr,
+        "train/rollouts": pos.rollouts_seen,
+        "perf/train_seconds": pos.train_seconds,
+    }
+    if result.in_box is not None:
+        record["val/in_box"] = sum(result.in_box) / len(result.in_box)
+        record["val/in_box_per_step"] = result.in_box
+        record["val/glimpse_distance"] = result.glimpse_distance
+    if starved:
+        record["warning/no_gradient"] = starved
+    return record

@@ -51,7 +51,7 @@ from ramlab.fastpath import TrainingStep
 from ramlab.files import remove_stale_temp, write_json
 from ramlab.finite import FiniteCheck
 from ramlab.lock import DirectoryLock
-from ramlab.metrics import MetricsLog, open_tensorboard, write_tensorboard
+from ramlab.metrics import MetricsLog, open_tensorboard, validation_record, write_tensorboard
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position, epoch_generators
 from ramlab.progress import training_ends
@@ -309,22 +309,7 @@ class Trainer:
         pos, cfg = self.pos, self.cfg
         result = self._evaluate(self.val)
         starved = starved_parts(self.pos.norm_sums)
-        record = {
-            "step": pos.global_step,
-            "epoch": pos.epoch,
-            "val/error": result.error,
-            "val/loss": result.loss,
-            "val/per_step_error": result.per_step_error,
-            "train/lr": self.step_lr,
-            "train/rollouts": pos.rollouts_seen,
-            "perf/train_seconds": pos.train_seconds,
-        }
-        if result.in_box is not None:
-            record["val/in_box"] = sum(result.in_box) / len(result.in_box)
-            record["val/in_box_per_step"] = result.in_box
-            record["val/glimpse_distance"] = result.glimpse_distance
-        if starved:
-            record["warning/no_gradient"] = starved
+        record = validation_record(result, pos, lr=self.step_lr, starved=starved)
         self.log.write(record)
         write_tensorboard(self.board, record, pos.global_step)
         self.schedule.after_epoch(result.error)

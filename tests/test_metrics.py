@@ -1,0 +1,37 @@
+"""metrics.jsonl's lines, built by hand-checkable pure functions."""
+
+from __future__ import annotations
+
+from ramlab.evaluate import Evaluation
+from ramlab.metrics import validation_record
+from ramlab.position import Position
+
+
+def test_a_validation_line_by_hand() -> None:
+    pos = Position(epoch=3, global_step=120, rollouts_seen=3840, train_seconds=12.5)
+    ram = Evaluation(
+        error=2.0,
+        per_step_error=[50.0, 10.0, 2.0],
+        loss=0.1,
+        count=50,
+        protocol="policy mean, one rollout",
+        in_box=[20.0, 60.0, 100.0],
+        glimpse_distance=4.0,
+    )
+    assert validation_record(ram, pos, lr=1e-3, starved=["core"]) == {
+        "step": 120,
+        "epoch": 3,
+        "val/error": 2.0,
+        "val/loss": 0.1,
+        "val/per_step_error": [50.0, 10.0, 2.0],
+        "train/lr": 1e-3,
+        "train/rollouts": 3840,
+        "perf/train_seconds": 12.5,
+        "val/in_box": 60.0,  # the mean over glimpses
+        "val/in_box_per_step": [20.0, 60.0, 100.0],
+        "val/glimpse_distance": 4.0,
+        "warning/no_gradient": ["core"],
+    }
+    cnn = Evaluation(error=1.0, per_step_error=[1.0], loss=0.2, count=50, protocol="one forward pass")
+    line = validation_record(cnn, pos, lr=1e-3, starved=[])
+    assert "val/in_box" not in line and "warning/no_gradient" not in line and line["val/error"] == 1.0
