@@ -9,6 +9,7 @@ import pytest
 from test_cli_train import TINY
 
 from ramlab.cli import main
+from ramlab.errors import RamlabError
 
 
 @pytest.fixture
@@ -184,3 +185,34 @@ def test_a_missing_model_or_action_lists_the_choices(argv, choices, capsys):
     assert (
         stop.value.code == 2 and f"the following arguments are required: {choices}" in capsys.readouterr().err
     )
+
+
+def test_an_option_the_run_would_never_read_is_refused(tmp_path, capsys):
+    # --momentum under Adam, --lr-decay under the cosine schedule: accepted, then never read.
+    out = str(tmp_path / "r")
+    assert main(["train", "ram", "--momentum", "0.5", "--lr-decay", "0.9", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "--lr-decay is the exponential schedule's; --momentum is SGD's (--optimizer sgd)" in err
+    assert "(this run: --optimizer adam, --schedule cosine)" in err
+    assert not (tmp_path / "r").exists()
+    from ramlab.cli import build_parser
+    from ramlab.cli.train import run_config_from_args
+
+    args = build_parser().parse_args(["train", "ram", "--optimizer", "sgd", "--momentum", "0.5"])
+    assert run_config_from_args(args).train.momentum == 0.5  # read by SGD
+
+
+def test_a_config_files_settings_are_checked_with_the_options_given_beside_it(tmp_path):
+    # The file alone (augment_scale without fresh_scenes) was refused before --fresh-scenes
+    # true, given beside it, was applied.
+    from ramlab.cli import build_parser
+    from ramlab.cli.train import run_config_from_args
+
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: ram\ndata: translated60\ntrain:\n  augment_scale: 0.8\n")
+    args = build_parser().parse_args(["train", "ram", "--config", str(path), "--fresh-scenes", "true"])
+    config = run_config_from_args(args)
+    assert config.train.augment_scale == 0.8 and config.train.fresh_scenes is True
+    alone = build_parser().parse_args(["train", "ram", "--config", str(path)])
+    with pytest.raises(RamlabError, match="need fresh_scenes true"):
+        run_config_from_args(alone)

@@ -269,3 +269,11 @@ def test_the_paper_study_trains_every_ram_from_its_recipe() -> None:
             assert config.model_config.glimpses == group.model_config.get("glimpses", 6)
             checked.add(data)
     assert checked == {*GLIMPSES, "centred60"}
+
+
+def test_a_recipe_name_is_the_recipe_even_beside_a_file_of_that_name(tmp_path, monkeypatch) -> None:
+    # A stray file named `mnist` in the working folder replaced the recipe, in studies too.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").write_text("model: ram\ndata: mnist\n")
+    assert config_path("mnist") == RECIPE_DIR / "mnist.yaml"
+    assert config_path("./mnist").resolve() == tmp_path / "mnist"  # the file, named as a path

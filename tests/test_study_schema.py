@@ -207,6 +207,26 @@ def test_all_the_problems_are_listed_in_one_error(tmp_path):
             "robustness[1].runs: group 'ram' is already in an earlier sweep; give a group one sweep",
         ),
         ({"robustness": [{"runs": ["nope"]}]}, "robustness[0].runs: unknown group 'nope'; allowed: all, ram"),
+        # Settings that were accepted and then replaced (a review found each silently dropped):
+        ({"train": {"seed": 5}}, "train.seed: a run's seed is its index 0..seeds-1"),
+        ({"runs": [group("a", train={"seed": 5})]}, "runs[0] (a).train.seed: a run's seed is its index"),
+        (
+            {"runs": [group("a", per_data={"translated60": {"train": {"seed": 5}}})]},
+            "runs[0] (a).per_data.translated60.train.seed: a run's seed is its index",
+        ),
+        (
+            {
+                "runs": [
+                    group("a"),
+                    group("b", best_reward_of="a", model_config={**TINY_RAM, "reward": "bbox"}),
+                ]
+            },
+            "runs[1] (b).model_config.reward: a best_reward_of group trains the reward its compared groups chose",
+        ),
+        (
+            {"device": "cpu", "train": {"device": "cuda"}},
+            "train.device: the device is given twice, as `device: cpu` and here; keep one",
+        ),
     ],
 )
 def test_references_to_other_groups_are_checked(tmp_path, sections, line):
@@ -276,3 +296,11 @@ def test_text_that_looks_like_an_exponent_survives_a_save_and_a_load(tmp_path):
 
     data = {"init_from": "1e5", "lr": 1e-5, "hidden": 3, "name": "1e-3x"}
     assert load_yaml(save_yaml(tmp_path / "c.yaml", data)) == data
+
+
+def test_an_empty_shift_list_or_init_from_is_refused(tmp_path):
+    # `shifts: {}` swept nothing; `init_from: ''` meant no initialisation, silently.
+    _, message = error_of(tmp_path, robustness=[{"runs": "all", "shifts": {}}])
+    assert "robustness[0].shifts: no shift given" in message
+    with pytest.raises(RamlabError, match="init_from is empty"):
+        TrainConfig(init_from="")

@@ -35,12 +35,13 @@ def recipe_names() -> list[str]:
 
 
 def config_path(name_or_path: str | Path) -> Path:
-    """A run config file: a path, or the name of a committed recipe."""
+    """A run config file: the name of a committed recipe, or a path (`./NAME` for a file in
+    the working folder named as a recipe: a stray file there never replaces one)."""
+    if str(name_or_path) in recipe_names():
+        return RECIPE_DIR / f"{name_or_path}.yaml"
     path = Path(name_or_path)
     if path.is_file():
         return path
-    if str(name_or_path) in recipe_names():
-        return RECIPE_DIR / f"{name_or_path}.yaml"
     raise RamlabError(
         f"{name_or_path}: no such config file, and not a recipe name; recipes: {', '.join(recipe_names())}"
     )
@@ -166,6 +167,8 @@ class TrainConfig:
         for key in ("grad_clip", "checkpoint_every", "threads", "early_stop", "time_budget"):
             if not getattr(self, key) >= 0:
                 raise RamlabError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.init_from is not None and not self.init_from.strip():
+            raise RamlabError("init_from is empty: give a checkpoint or a run folder, or leave it out (null)")
         if self.fresh_scenes and self.data_seed >= FRESH_SEED_STRIDE:
             raise RamlabError(
                 f"with fresh_scenes, data_seed must be below {FRESH_SEED_STRIDE}, got {self.data_seed}: epoch e's "

@@ -12,8 +12,8 @@ from ramlab.config import add_dataclass_args, add_policy_args, add_threads_arg, 
 from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
 from ramlab.files import check_json_target, write_json
-from ramlab.models.registry import model_class, model_names
-from ramlab.runconfig import RunConfig, TrainConfig, config_path
+from ramlab.models.registry import model_class, model_config_class, model_names
+from ramlab.runconfig import RunConfig, TrainConfig, config_path, unused_fields
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,6 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_eval)
 
 
+# What reads each option that a run may not use (`runconfig.unused_fields`).
+USED_BY = {
+    "momentum": "SGD's (--optimizer sgd)",
+    "lr_decay": "the exponential schedule's",
+    "lr_min": "the exponential and plateau schedules' floor",
+    "plateau_factor": "the plateau schedule's",
+    "plateau_patience": "the plateau schedule's",
+}
+
+
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     base: dict = {"model": args.model, "data": "translated60"}
     if args.config:
@@ -77,11 +87,21 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
         base["model"] = args.model
     if args.data:
         base["data"] = args.data
-    config = RunConfig.from_dict(base, where=args.config or "options")
     given = vars(args)
     train_over = {k: given[k] for k in field_names(TrainConfig) if k in given}
-    model_over = {k: given[k] for k in field_names(type(config.model_config)) if k in given}
-    return config.with_overrides(train=train_over, model_config=model_over)
+    model_over = {k: given[k] for k in field_names(model_config_class(args.model)) if k in given}
+    # Checked once merged: a file's setting may need an option given beside it (and the reverse).
+    base["train"] = {**(base.get("train") or {}), **train_over}
+    base["model_config"] = {**(base.get("model_config") or {}), **model_over}
+    config = RunConfig.from_dict(base, where=args.config or "options")
+    unused = sorted(set(train_over) & unused_fields(config.train, checkpointed=False))
+    if unused and not args.resume:  # a resume ignores them with a note: the run keeps its own
+        raise RamlabError(
+            "; ".join(f"--{k.replace('_', '-')} is {USED_BY[k]}" for k in unused)
+            + f" (this run: --optimizer {config.train.optimizer}, --schedule {config.train.schedule}): "
+            "it would do nothing; leave it out, or choose what reads it"
+        )
+    return config
 
 
 def default_run_dir(config: RunConfig) -> Path:

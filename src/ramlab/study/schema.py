@@ -204,6 +204,8 @@ class EvalSpec(Section, frozen=True):
 
 def _shift_list(value: Any) -> Any:
     """`shifts: [rotate, noise]` is `shifts: {rotate: null, noise: null}` (default levels)."""
+    if isinstance(value, dict) and not value:
+        raise problem("no shift given; name one or more, or leave `shifts` out for all")
     if not isinstance(value, list):
         return value
     if not value or not all(isinstance(v, str) for v in value):
@@ -288,6 +290,17 @@ class PresetFile(Section):
                     ("runs", i, "best_reward_of"),
                     f"model {group.model} has no reward to choose; best_reward_of is for: {', '.join(rewarded)}",
                 )
+            given = [("model_config",)] * ("reward" in group.model_cfg) + [
+                ("per_data", d, "model_config")
+                for d, e in group.per_data.items()
+                if "reward" in (e.get("model_config") or {})
+            ]
+            if group.best_reward_of and given:
+                raise invalid(
+                    ("runs", i, *given[0], "reward"),
+                    "a best_reward_of group trains the reward its compared groups chose on each dataset; "
+                    "this one would be replaced: leave it out",
+                )
             for name in group.best_reward_of or ():
                 if name not in earlier:
                     raise invalid(
@@ -313,14 +326,29 @@ class PresetFile(Section):
 
     def _check_tested(self) -> None:
         """A study's runs are final models: its report, evaluation and sweeps read their test
-        split, so none may be trained with `test: false` (that is for tuning runs)."""
+        split, so none may be trained with `test: false` (that is for tuning runs). A run's
+        seed is its index among the group's seeds, so no `train` may set one (it was dropped);
+        and `device:` and `train.device` are one setting, given once."""
         trains = [(("train",), self.train)]
         for i, group in enumerate(self.runs):
             trains.append((("runs", i, "train"), group.train))
             trains += [
                 (("runs", i, "per_data", d, "train"), e.get("train") or {}) for d, e in group.per_data.items()
             ]
+        if self.device is not None and "device" in self.train:
+            raise invalid(
+                ("train", "device"),
+                f"the device is given twice, as `device: {self.device}` and here; keep one",
+                self.train["device"],
+            )
         for loc, train in trains:
+            if "seed" in train:
+                raise invalid(
+                    (*loc, "seed"),
+                    "a run's seed is its index 0..seeds-1 (the preset's `seeds`, a group's `seeds`, "
+                    "or --seeds): a seed here would be replaced; leave it out",
+                    train["seed"],
+                )
             if train.get("test") is False:
                 raise invalid(
                     (*loc, "test"),
