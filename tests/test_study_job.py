@@ -237,3 +237,24 @@ def test_list_judges_the_cost_rows_at_the_executors_threads(tmp_path, monkeypatc
     assert cost_listed("--executor", "local", "--jobs", "2", "--threads-per-job", "2") == "done"
     assert cost_listed("--executor", "local", "--threads-per-job", "1") == "to"
     assert cost_listed("--threads-per-job", "2") == "done"  # serial, torch's threads given
+
+
+def test_evaluation_and_sweeps_run_on_the_device_their_group_trains_on(tmp_path):
+    # They took the preset's top-level device only: a group's `train.device` reached its
+    # training, not its evaluation or robustness sweep.
+    from ramlab.study.jobs import _run_device
+
+    groups = [
+        {"name": "here", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
+        {
+            "name": "there",
+            "model": "ram",
+            "data": "translated60",
+            "model_config": TINY_RAM,
+            "train": {"device": "cuda:1"},
+        },
+    ]
+    preset = load_preset(write_preset(tmp_path / "p.yaml", runs=groups, evaluate={"sampled": True}))
+    ctx = Context(preset, tmp_path / "study")
+    devices = {j.run: _run_device(ctx, j) for j in build_plan(preset) if j.kind == "eval"}
+    assert devices == {"here-translated60-seed0": "cpu", "there-translated60-seed0": "cuda:1"}

@@ -30,7 +30,7 @@ from ramlab.runconfig import RunConfig
 from ramlab.study.context import Context
 from ramlab.study.extras import eval_settings, evaluate_run_extras
 from ramlab.study.plan import Job
-from ramlab.study.preset import model_config
+from ramlab.study.preset import model_config, run_config
 from ramlab.study.schema import CostSpec
 
 
@@ -78,7 +78,7 @@ def run_eval(ctx: Context, job: Job) -> None:
     evaluate_run_extras(
         ctx.run_dir(job.run),
         spec=ctx.preset.evaluate,
-        device=ctx.preset.train.get("device", "auto"),
+        device=_run_device(ctx, job),
         command=f"{ctx.command}  # job: {job.title}",
     )
 
@@ -92,12 +92,19 @@ def run_robustness(ctx: Context, job: Job) -> None:
         shifts=job.sweep.shifts,
         limit=job.sweep.limit,
         sample=job.sweep.sample,
-        device=ctx.preset.train.get("device", "auto"),
+        device=_run_device(ctx, job),
         json_path=run_dir / "robustness.json",
         replace_stale=True,  # the study's own file: a changed preset redoes it
         command=f"{ctx.command}  # job: {job.title}",
         progress=lambda text: ctx.log(f"[study]   {text}"),
     )
+
+
+def _run_device(ctx: Context, job: Job) -> str:
+    """The device the preset trains the job's run on: a group's or a dataset's `train.device`
+    too, not only the top level's (the reward, which a best_reward_of group chooses, aside)."""
+    where = f"{ctx.preset.source}: {job.group.name} on {job.data}"
+    return run_config(job.group, job.data, job.seed, ctx.preset.train, where=where).train.device
 
 
 def _cost_base_config(spec: CostSpec, model: str) -> Any:
