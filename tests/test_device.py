@@ -48,3 +48,16 @@ def test_the_allocator_setting_applies_on_glibc() -> None:
     assert reuse_freed_memory() is True
     # Allocation still works and memory is still zeroed where asked.
     assert torch.zeros(1 << 22).abs().sum().item() == 0.0
+
+
+def test_a_cuda_index_beyond_the_visible_gpus_is_a_clear_error(monkeypatch) -> None:
+    # torch accepts torch.device("cuda:7") and fails later with a traceback ("invalid device
+    # ordinal"); a study's jobs see only their own GPU, as cuda:0.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(
+        RamlabError, match=r"'cuda:1' requested but this process sees 1 GPU\(s\), cuda:0..cuda:0"
+    ):
+        resolve_device("cuda:1")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    assert resolve_device("cuda") == torch.device("cuda")

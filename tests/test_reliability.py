@@ -16,6 +16,7 @@ import textwrap
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tiny
 import torch
@@ -175,7 +176,7 @@ def test_a_full_disk_is_one_message_and_resuming_loses_nothing(
     assert (
         message.startswith(f"cannot write {out}") and "No space left on device; the disk is full" in message
     )
-    assert "rerun with --resume" in message
+    assert "rerun (with --resume to continue a run)" in message
     assert not list(out.glob(".*.tmp"))  # nothing half-written
     Trainer(tiny_config(), out).fit(resume=True)
     assert weights(out / "last.pt").keys() == weights(tmp_path / "whole" / "last.pt").keys()
@@ -377,3 +378,33 @@ def test_ctrl_c_gives_the_exact_command_that_resumes(fake_mnist, tmp_path, monke
     assert str(info.value) == (
         f"interrupted at epoch 2; the last checkpoint ({out / 'last.pt'}) is kept. Resume with: {command} --resume"
     )
+
+
+def test_a_file_system_without_locks_is_named_not_blamed_on_a_holder(tmp_path, monkeypatch) -> None:
+    # Every flock error read as "another process is writing", naming the last (long gone)
+    # holder recorded in .lock: on NFSv3 without lockd every run was refused so.
+    from ramlab import lock as lock_module
+
+    with DirectoryLock(tmp_path / "d", "an earlier run"):
+        pass
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(lock_module.fcntl, "flock", no_locks)
+    with (
+        pytest.raises(RamlabError, match="does not support file locks") as info,
+        DirectoryLock(tmp_path / "d", "this run"),
+    ):
+        pass
+    assert "an earlier run" not in str(info.value) and "another process" not in str(info.value)
+
+
+def test_a_failed_cache_write_says_to_move_the_cache_not_the_run(tmp_path) -> None:
+    from ramlab.data.cache import save_arrays
+
+    blocker = tmp_path / "home"
+    blocker.write_text("a file where the cache's folder should be")
+    with pytest.raises(RamlabError, match="choose another RAMLAB_HOME") as info:
+        save_arrays(blocker / "scenes" / "x.npz", {"a": np.zeros(3)})
+    assert "--out" not in str(info.value)

@@ -39,6 +39,13 @@ def resolve_device(name: str) -> torch.device:
             raise RamlabError(
                 f"device {name!r} requested but CUDA is not available{hidden}; use --device cpu"
             )
+        index, count = torch.device(name).index, torch.cuda.device_count()
+        if index is not None and index >= count:
+            raise RamlabError(
+                f"device {name!r} requested but this process sees {count} GPU(s), cuda:0..cuda:{count - 1} "
+                "(CUDA_VISIBLE_DEVICES numbers the GPUs it shows from 0; a study's jobs see only their "
+                "own): use --device cuda"
+            )
         return torch.device(name)
     if name == "cpu":
         return torch.device("cpu")

@@ -17,20 +17,27 @@ from ramlab.errors import RamlabError
 TEMP_SUFFIX = ".tmp"
 
 
-def os_error_advice(exc: OSError) -> str:
-    """What to do about a failed read or write, by its cause."""
+def os_error_advice(exc: OSError, *, place: str = "--out") -> str:
+    """What to do about a failed read or write, by its cause; `place`: the setting that
+    chooses where it writes (a run's --out, the cache's RAMLAB_HOME)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "the disk is full: free space on it (or choose another --out), then rerun with --resume"
+        return f"the disk is full: free space on it (or choose another {place}), then rerun (with --resume to continue a run)"
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return "no permission to write there: choose a writable --out (or fix its permissions)"
+        return f"no permission to write there: choose a writable {place} (or fix its permissions)"
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):
-        return "a file stands where a folder is needed: choose another --out (or move the file)"
+        return f"a file stands where a folder is needed: choose another {place} (or move the file)"
     return "check the disk and the path, then rerun (with --resume to continue a run)"
 
 
-def os_error_message(exc: OSError, path: str | os.PathLike | None = None, *, verb: str = "write") -> str:
+def os_error_message(
+    exc: OSError,
+    path: str | os.PathLike | None = None,
+    *,
+    verb: str = "write",
+    place: str = "--out",
+) -> str:
     where = path or exc.filename or "a file"
-    return f"cannot {verb} {where}: {exc.strerror or exc}; {os_error_advice(exc)}"
+    return f"cannot {verb} {where}: {exc.strerror or exc}; {os_error_advice(exc, place=place)}"
 
 
 def _new_file_mode() -> int:
@@ -40,14 +47,21 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode: str = "wb") -> Path:
-    """Call `write(fileobj)` on a temp file beside `path`, fsync it, and rename it onto `path`."""
+def atomic_write(
+    path: str | os.PathLike,
+    write: Callable[[Any], None],
+    *,
+    mode: str = "wb",
+    place: str = "--out",
+) -> Path:
+    """Call `write(fileobj)` on a temp file beside `path`, fsync it, and rename it onto `path`
+    (`place`: the setting that chooses where, named when it fails)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     except OSError as exc:
-        raise RamlabError(os_error_message(exc, path)) from None
+        raise RamlabError(os_error_message(exc, path, place=place)) from None
     try:
         os.fchmod(fd, _new_file_mode())  # mkstemp's 0600 would hide results from the group
         with os.fdopen(fd, mode) as f:
@@ -57,7 +71,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], *, mode:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise RamlabError(os_error_message(exc, path) + f" ({path} was left as it was)") from None
+        message = os_error_message(exc, path, place=place)
+        raise RamlabError(f"{message} ({path} was left as it was)") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -10,6 +10,7 @@ Slurm) must live on storage whose locks every node sees. Where fcntl does not ex
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -53,7 +54,14 @@ class DirectoryLock:
         fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):  # not held: locks unsupported
+                os.close(fd)
+                raise RamlabError(
+                    f"{self.path}: cannot lock this {self.what} ({exc.strerror or exc}): its file system "
+                    "does not support file locks (NFSv3 without lockd, Lustre without flock); put it "
+                    "on one that does (a local disk, NFSv4)"
+                ) from None
             holder = holder_of(fd)
             os.close(fd)
             raise RamlabError(

@@ -51,7 +51,8 @@ def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     if DIGEST_KEY in arrays:
         raise ValueError(f"{DIGEST_KEY!r} is reserved for the digest")
     entries = {**arrays, DIGEST_KEY: np.array(array_digest(arrays))}
-    return atomic_write(path, lambda f: np.savez(f, **entries))
+    # The cache lives under RAMLAB_HOME, not a run's --out.
+    return atomic_write(path, lambda f: np.savez(f, **entries), place="RAMLAB_HOME")
 
 
 def load_arrays(path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -87,7 +88,10 @@ def discard(path: Path, error: Exception, *, then: str) -> None:
     )
 
 
-MACHINE_ERRORS = frozenset({errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EACCES, errno.EPERM})
+# ESTALE: on NFS, another process swapped in a new copy while this one read; the file is good.
+MACHINE_ERRORS = frozenset(
+    {errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EACCES, errno.EPERM, errno.ESTALE}
+)
 
 
 def read_or_discard(path: Path, read: Callable[[Path], T], *, then: str) -> T | None:
