@@ -408,3 +408,20 @@ def test_a_failed_cache_write_says_to_move_the_cache_not_the_run(tmp_path) -> No
     with pytest.raises(RamlabError, match="choose another RAMLAB_HOME") as info:
         save_arrays(blocker / "scenes" / "x.npz", {"a": np.zeros(3)})
     assert "--out" not in str(info.value)
+
+
+def test_the_advice_for_a_damaged_checkpoint_leads_somewhere(tmp_path) -> None:
+    # A finished run's damaged last.pt: deleting it alone met "the run has finished and has no
+    # last.pt"; a damaged best.next.pt was told to restore it from a copy.
+    from ramlab.checkpoint import recovery_advice
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert "move" not in recovery_advice(run / "last.pt")
+    (run / "result.json").write_text("{}")
+    assert f"Delete {run / 'last.pt'} and move {run / 'result.json'} aside" in recovery_advice(
+        run / "last.pt"
+    )
+    assert recovery_advice(run / "best.next.pt").startswith(
+        f"it holds the best weights staged before best.pt takes them: delete {run / 'best.next.pt'} and resume"
+    )

@@ -25,9 +25,19 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
 def recovery_advice(path: Path) -> str:
     """What recovers a run whose checkpoint `path` is damaged, by the checkpoint's role."""
     if path.name == "last.pt":
+        finished = path.with_name("result.json")
+        aside = (
+            f" and move {finished} aside (a finished run's resume needs last.pt)" if finished.exists() else ""
+        )
         return (
-            f"the run cannot continue from it. Delete {path} and rerun the run's command with "
-            "--resume: the run starts again from epoch 0 (its config is kept)"
+            f"the run cannot continue from it. Delete {path}{aside}, and rerun the run's exact "
+            "command with --resume: the run starts again from epoch 0"
+        )
+    if path.name == "best.next.pt":
+        return (
+            f"it holds the best weights staged before best.pt takes them: delete {path} and resume. "
+            "best.pt keeps the best epoch before it, though last.pt may name the lost one as its best "
+            "(result.json's best epoch and validation error would then not be best.pt's)"
         )
     if path.name == "best.pt":
         return (
