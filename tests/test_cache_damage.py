@@ -290,3 +290,22 @@ def test_a_cached_scene_file_serves_without_mnists_files(fake_mnist, monkeypatch
     capsys.readouterr()
     assert_same(datasets.load_split("translated60", "val"), first)
     assert capsys.readouterr().err == ""
+
+
+def test_a_killed_writes_temp_file_in_the_cache_goes_with_the_next_write(tmp_path) -> None:
+    # Only run and study folders were cleaned: a job killed while writing scenes left ~200 MB
+    # in the cache for good. An old one goes; a fresh one (a live write elsewhere) stays.
+    import os
+    import time
+
+    import numpy as np
+
+    from ramlab.data.cache import save_arrays
+
+    old, fresh = tmp_path / ".x.npz.abc.tmp", tmp_path / ".y.npz.def.tmp"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    save_arrays(tmp_path / "z.npz", {"a": np.zeros(2)})
+    assert not old.exists() and fresh.exists() and (tmp_path / "z.npz").exists()

@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,12 +80,19 @@ def atomic_write(
     return path
 
 
-def remove_stale_temp(directory: str | os.PathLike) -> list[Path]:
+def remove_stale_temp(directory: str | os.PathLike, *, older_than: float = 0.0) -> list[Path]:
     """Delete the temp files that atomic writes in `directory` left behind when their process
-    was killed mid-write (call it only while holding the directory's lock)."""
-    stale = [p for p in Path(directory).glob(f".*{TEMP_SUFFIX}") if p.is_file()]
-    for p in stale:
-        p.unlink(missing_ok=True)
+    was killed mid-write: all of them while holding the directory's lock, or (a folder no lock
+    guards, the scene cache) those untouched for `older_than` seconds, which no live write is."""
+    now = time.time()
+    stale = []
+    for p in Path(directory).glob(f".*{TEMP_SUFFIX}"):
+        try:
+            if p.is_file() and now - p.stat().st_mtime >= older_than:
+                p.unlink(missing_ok=True)
+                stale.append(p)
+        except OSError:  # gone meanwhile, or not ours to delete: not this write's business
+            continue
     return stale
 
 

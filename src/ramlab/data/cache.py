@@ -22,7 +22,7 @@ from typing import TypeVar
 import numpy as np
 
 from ramlab.errors import RamlabError
-from ramlab.files import atomic_write
+from ramlab.files import atomic_write, remove_stale_temp
 
 T = TypeVar("T")
 
@@ -51,6 +51,8 @@ def save_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
     if DIGEST_KEY in arrays:
         raise ValueError(f"{DIGEST_KEY!r} is reserved for the digest")
     entries = {**arrays, DIGEST_KEY: np.array(array_digest(arrays))}
+    if path.parent.is_dir():  # a killed job's half-written scenes (hundreds of MB) go with its next write
+        remove_stale_temp(path.parent, older_than=STALE_TEMP_SECONDS)
     # The cache lives under RAMLAB_HOME, not a run's --out.
     return atomic_write(path, lambda f: np.savez(f, **entries), place="RAMLAB_HOME")
 
@@ -87,6 +89,9 @@ def discard(path: Path, error: Exception, *, then: str) -> None:
         flush=True,
     )
 
+
+# A temp file of the cache untouched this long is a killed write's (writing one takes seconds).
+STALE_TEMP_SECONDS = 3600.0
 
 # ESTALE: on NFS, another process swapped in a new copy while this one read; the file is good.
 MACHINE_ERRORS = frozenset(
