@@ -309,3 +309,24 @@ def test_a_killed_writes_temp_file_in_the_cache_goes_with_the_next_write(tmp_pat
     os.utime(old, (two_hours_ago, two_hours_ago))
     save_arrays(tmp_path / "z.npz", {"a": np.zeros(2)})
     assert not old.exists() and fresh.exists() and (tmp_path / "z.npz").exists()
+
+
+def test_a_cache_file_replaced_on_nfs_while_read_is_read_again_not_discarded(tmp_path) -> None:
+    # ESTALE: another job swapped a good copy in under this one's handle. It was taken for
+    # damage, and the good file deleted and rebuilt.
+    import errno
+
+    from ramlab.data.cache import read_or_discard
+
+    path = tmp_path / "scenes.npz"
+    path.write_bytes(b"good")
+    reads = []
+
+    def read(p):
+        reads.append(p)
+        if len(reads) == 1:
+            raise OSError(errno.ESTALE, "Stale file handle")
+        return p.read_bytes()
+
+    assert read_or_discard(path, read, then="rebuilt") == b"good"
+    assert len(reads) == 2 and path.exists()

@@ -195,6 +195,9 @@ def test_an_option_the_run_would_never_read_is_refused(tmp_path, capsys):
     assert "--lr-decay is the exponential schedule's; --momentum is SGD's (--optimizer sgd)" in err
     assert "(this run: --optimizer adam, --schedule cosine)" in err
     assert not (tmp_path / "r").exists()
+    # --resume where no run is yet starts a fresh one: refused too (a resume of a run notes it)
+    assert main(["train", "ram", "--momentum", "0.5", "--out", out, "--resume"]) == 2
+    assert "--momentum is SGD's" in capsys.readouterr().err
     from ramlab.cli import build_parser
     from ramlab.cli.train import run_config_from_args
 

@@ -239,10 +239,10 @@ def test_list_judges_the_cost_rows_at_the_executors_threads(tmp_path, monkeypatc
     assert cost_listed("--threads-per-job", "2") == "done"  # serial, torch's threads given
 
 
-def test_evaluation_and_sweeps_run_on_the_device_their_group_trains_on(tmp_path):
+def test_evaluation_and_sweeps_run_on_the_device_their_group_trains_on(tmp_path, monkeypatch):
     # They took the preset's top-level device only: a group's `train.device` reached its
     # training, not its evaluation or robustness sweep.
-    from ramlab.study.jobs import _run_device
+    from ramlab import robustness
 
     groups = [
         {"name": "here", "model": "ram", "data": "translated60", "model_config": TINY_RAM},
@@ -254,7 +254,27 @@ def test_evaluation_and_sweeps_run_on_the_device_their_group_trains_on(tmp_path)
             "train": {"device": "cuda:1"},
         },
     ]
-    preset = load_preset(write_preset(tmp_path / "p.yaml", runs=groups, evaluate={"sampled": True}))
+    sweep = {"runs": "all", "shifts": ["rotate"], "limit": 8}
+    preset = load_preset(
+        write_preset(tmp_path / "p.yaml", runs=groups, evaluate={"sampled": True}, robustness=[sweep])
+    )
     ctx = Context(preset, tmp_path / "study")
-    devices = {j.run: _run_device(ctx, j) for j in build_plan(preset) if j.kind == "eval"}
-    assert devices == {"here-translated60-seed0": "cpu", "there-translated60-seed0": "cuda:1"}
+    devices: dict[tuple[str, str], str] = {}
+    monkeypatch.setattr(
+        study_jobs,
+        "evaluate_run_extras",
+        lambda run, **kw: devices.__setitem__(("eval", run.name), kw["device"]),
+    )
+    monkeypatch.setattr(
+        robustness,
+        "robustness_sweep",
+        lambda run, **kw: devices.__setitem__(("sweep", run.name), kw["device"]),
+    )
+    for job in build_plan(preset):
+        if job.kind in ("eval", "robustness"):
+            study_jobs.RUNNERS[job.kind](ctx, job)
+    assert devices == {
+        (kind, run): device
+        for kind in ("eval", "sweep")
+        for run, device in (("here-translated60-seed0", "cpu"), ("there-translated60-seed0", "cuda:1"))
+    }

@@ -83,12 +83,13 @@ def atomic_write(
 def remove_stale_temp(directory: str | os.PathLike, *, older_than: float = 0.0) -> list[Path]:
     """Delete the temp files that atomic writes in `directory` left behind when their process
     was killed mid-write: all of them while holding the directory's lock, or (a folder no lock
-    guards, the scene cache) those untouched for `older_than` seconds, which no live write is."""
+    guards, the scene cache) those untouched for `older_than` seconds, which a running write
+    never is (a writer suspended that long loses its write and is told so)."""
     now = time.time()
     stale = []
     for p in Path(directory).glob(f".*{TEMP_SUFFIX}"):
         try:
-            if p.is_file() and now - p.stat().st_mtime >= older_than:
+            if p.is_file() and (older_than <= 0 or now - p.stat().st_mtime >= older_than):
                 p.unlink(missing_ok=True)
                 stale.append(p)
         except OSError:  # gone meanwhile, or not ours to delete: not this write's business

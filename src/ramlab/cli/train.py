@@ -91,17 +91,29 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     train_over = {k: given[k] for k in field_names(TrainConfig) if k in given}
     model_over = {k: given[k] for k in field_names(model_config_class(args.model)) if k in given}
     # Checked once merged: a file's setting may need an option given beside it (and the reverse).
-    base["train"] = {**(base.get("train") or {}), **train_over}
-    base["model_config"] = {**(base.get("model_config") or {}), **model_over}
-    config = RunConfig.from_dict(base, where=args.config or "options")
-    unused = sorted(set(train_over) & unused_fields(config.train, checkpointed=False))
-    if unused and not args.resume:  # a resume ignores them with a note: the run keeps its own
+    for section, over in (("train", train_over), ("model_config", model_over)):
+        given_there = base.get(section) or {}
+        if not isinstance(given_there, dict):
+            raise RamlabError(f"{args.config}: {section}: expected a mapping, got {given_there!r}")
+        base[section] = {**given_there, **over}
+    where = args.config or "options"
+    if args.config and (train_over or model_over):  # the fault may be a flag's, not the file's
+        where = f"{args.config} with the options given"
+    return RunConfig.from_dict(base, where=where)
+
+
+def refuse_unused_options(args: argparse.Namespace, config: RunConfig) -> None:
+    """A fresh run given an option it would never read (`--momentum` under Adam, a schedule's
+    options under another schedule) is refused: it would do nothing. (A resume of an existing
+    run ignores such values with a note instead: `runconfig.keep_unused`.)"""
+    given = [k for k in field_names(TrainConfig) if k in vars(args)]
+    unused = sorted(set(given) & unused_fields(config.train, checkpointed=False))
+    if unused:
         raise RamlabError(
             "; ".join(f"--{k.replace('_', '-')} is {USED_BY[k]}" for k in unused)
             + f" (this run: --optimizer {config.train.optimizer}, --schedule {config.train.schedule}): "
             "it would do nothing; leave it out, or choose what reads it"
         )
-    return config
 
 
 def default_run_dir(config: RunConfig) -> Path:
@@ -116,7 +128,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = run_config_from_args(args)
     out = Path(args.out) if args.out else default_run_dir(config)
     run_files = ("config.yaml", "last.pt", "best.pt", "result.json")
-    if args.resume and not any((out / name).is_file() for name in run_files):
+    holds_a_run = any((out / name).is_file() for name in run_files)
+    if not (args.resume and holds_a_run):  # a fresh run
+        refuse_unused_options(args, config)
+    if args.resume and not holds_a_run:
         # a typo'd --out would go unseen
         print(f"note: {out} holds no run to resume; starting one there", file=sys.stderr)
     result = Trainer(config, out, command=shlex.join(["ramlab", *sys.argv[1:]])).fit(resume=args.resume)

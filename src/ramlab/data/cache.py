@@ -93,10 +93,7 @@ def discard(path: Path, error: Exception, *, then: str) -> None:
 # A temp file of the cache untouched this long is a killed write's (writing one takes seconds).
 STALE_TEMP_SECONDS = 3600.0
 
-# ESTALE: on NFS, another process swapped in a new copy while this one read; the file is good.
-MACHINE_ERRORS = frozenset(
-    {errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EACCES, errno.EPERM, errno.ESTALE}
-)
+MACHINE_ERRORS = frozenset({errno.EIO, errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EACCES, errno.EPERM})
 
 
 def read_or_discard(path: Path, read: Callable[[Path], T], *, then: str) -> T | None:
@@ -104,18 +101,23 @@ def read_or_discard(path: Path, read: Callable[[Path], T], *, then: str) -> T | 
     failure of the file's contents means damage: it is rebuilt, never trusted. A failure of
     the machine is not the file's: out of memory, a disk error, too many open files or no
     permission is raised, the file kept (a damaged zip's seek fails with EINVAL: damage); a
-    file another process removed meanwhile is simply absent (None)."""
-    try:
-        return read(path)
-    except FileNotFoundError:
-        return None
-    except MemoryError:
-        raise
-    except OSError as error:
-        if error.errno in MACHINE_ERRORS:
+    file another process removed meanwhile is simply absent (None), and one it replaced meanwhile
+    on NFS (ESTALE: the handle read is gone, the new copy is good) is read again, once."""
+    for attempt in (1, 2):
+        try:
+            return read(path)
+        except FileNotFoundError:
+            return None
+        except MemoryError:
             raise
-        discard(path, error, then=then)
-        return None
-    except Exception as error:
-        discard(path, error, then=then)
-        return None
+        except OSError as error:
+            if error.errno == errno.ESTALE and attempt == 1:
+                continue  # replaced meanwhile on NFS: the new copy is good, read it
+            if error.errno in MACHINE_ERRORS:
+                raise
+            discard(path, error, then=then)
+            return None
+        except Exception as error:
+            discard(path, error, then=then)
+            return None
+    return None  # a second ESTALE was discarded above; not reached

@@ -173,7 +173,7 @@ def _read_tarball(tarball: Path) -> dict[str, bytes]:
 
 def _store(files: dict[str, bytes]) -> None:
     for name, raw in files.items():
-        atomic_write(cache_dir() / name, lambda f, raw=raw: f.write(raw))
+        atomic_write(cache_dir() / name, lambda f, raw=raw: f.write(raw), place="RAMLAB_HOME")
 
 
 def _check_writable(folder: Path) -> None:
