@@ -8,6 +8,7 @@ user's YAML file, with CLI overrides on top).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -224,19 +225,24 @@ RESUME_MAY_CHANGE = (
 )
 
 
+# Training fields only some settings read: field -> (what reads it, whether `train` does).
+READ_BY: dict[str, tuple[str, Callable[[TrainConfig], bool]]] = {
+    "momentum": ("SGD's (--optimizer sgd)", lambda t: t.optimizer == "sgd"),
+    "lr_decay": ("the exponential schedule's", lambda t: t.schedule == "exponential"),
+    "lr_min": (
+        "the exponential and plateau schedules' floor",
+        lambda t: t.schedule in ("exponential", "plateau"),
+    ),
+    "plateau_factor": ("the plateau schedule's", lambda t: t.schedule == "plateau"),
+    "plateau_patience": ("the plateau schedule's", lambda t: t.schedule == "plateau"),
+}
+
+
 def unused_fields(train: TrainConfig, *, checkpointed: bool) -> set[str]:
     """The training fields a run configured as `train` never reads (a resume may give them
-    any value; the run keeps its own): momentum outside SGD, each schedule's options outside
-    it, and init_from once last.pt holds the weights (`checkpointed`)."""
-    unused = set()
-    if train.optimizer != "sgd":
-        unused.add("momentum")
-    if train.schedule != "exponential":
-        unused.add("lr_decay")
-    if train.schedule not in ("exponential", "plateau"):
-        unused.add("lr_min")
-    if train.schedule != "plateau":
-        unused |= {"plateau_factor", "plateau_patience"}
+    any value; the run keeps its own): those of `READ_BY` its settings do not read, and
+    init_from once last.pt holds the weights (`checkpointed`)."""
+    unused = {name for name, (_, reads) in READ_BY.items() if not reads(train)}
     if checkpointed:
         unused.add("init_from")
     return unused

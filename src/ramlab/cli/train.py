@@ -13,7 +13,7 @@ from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
 from ramlab.files import check_json_target, write_json
 from ramlab.models.registry import model_class, model_config_class, model_names
-from ramlab.runconfig import RunConfig, TrainConfig, config_path, unused_fields
+from ramlab.runconfig import READ_BY, RunConfig, TrainConfig, config_path, unused_fields
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,16 +67,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_eval)
 
 
-# What reads each option that a run may not use (`runconfig.unused_fields`).
-USED_BY = {
-    "momentum": "SGD's (--optimizer sgd)",
-    "lr_decay": "the exponential schedule's",
-    "lr_min": "the exponential and plateau schedules' floor",
-    "plateau_factor": "the plateau schedule's",
-    "plateau_patience": "the plateau schedule's",
-}
-
-
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     base: dict = {"model": args.model, "data": "translated60"}
     if args.config:
@@ -110,7 +100,7 @@ def refuse_unused_options(args: argparse.Namespace, config: RunConfig) -> None:
     unused = sorted(set(given) & unused_fields(config.train, checkpointed=False))
     if unused:
         raise RamlabError(
-            "; ".join(f"--{k.replace('_', '-')} is {USED_BY[k]}" for k in unused)
+            "; ".join(f"--{k.replace('_', '-')} is {READ_BY[k][0]}" for k in unused)
             + f" (this run: --optimizer {config.train.optimizer}, --schedule {config.train.schedule}): "
             "it would do nothing; leave it out, or choose what reads it"
         )

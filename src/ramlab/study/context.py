@@ -76,9 +76,12 @@ class Context:
         """Torch threads of a job (0: torch's default): RAMLAB_THREADS, else the preset's."""
         return self.threads or int(self.preset.train.get("threads", 0))
 
-    def run_config(self, job: Job) -> RunConfig:
-        """The training config of a train job's run, as the preset defines it."""
-        reward = self._chosen_reward(job.group, job.data) if job.group.best_reward_of else None
+    def run_config(self, job: Job, *, chosen_reward: bool = True) -> RunConfig:
+        """The training config of a job's run, as the preset defines it (`chosen_reward`
+        False: a best_reward_of group's without the reward it chooses, which needs the
+        compared groups' results)."""
+        choose = chosen_reward and job.group.best_reward_of
+        reward = self._chosen_reward(job.group, job.data) if choose else None
         return run_config(
             job.group,
             job.data,

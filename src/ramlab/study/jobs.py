@@ -30,7 +30,7 @@ from ramlab.runconfig import RunConfig
 from ramlab.study.context import Context
 from ramlab.study.extras import eval_settings, evaluate_run_extras
 from ramlab.study.plan import Job
-from ramlab.study.preset import model_config, run_config
+from ramlab.study.preset import model_config
 from ramlab.study.schema import CostSpec
 
 
@@ -103,8 +103,7 @@ def run_robustness(ctx: Context, job: Job) -> None:
 def _run_device(ctx: Context, job: Job) -> str:
     """The device the preset trains the job's run on: a group's or a dataset's `train.device`
     too, not only the top level's (the reward, which a best_reward_of group chooses, aside)."""
-    where = f"{ctx.preset.source}: {job.group.name} on {job.data}"
-    return run_config(job.group, job.data, job.seed, ctx.preset.train, where=where).train.device
+    return ctx.run_config(job, chosen_reward=False).train.device
 
 
 def _cost_base_config(spec: CostSpec, model: str) -> Any:
