@@ -4,7 +4,7 @@ file, key and the allowed values (the schema's own messages: test_study_schema.p
 from __future__ import annotations
 
 import pytest
-from test_study import write_preset
+from test_study import TINY_RAM, TINY_TRAIN, write_preset
 
 from ramlab import study
 from ramlab.cli import main
@@ -109,7 +109,7 @@ def test_seeds_option_replaces_the_default_only(tmp_path):
     [
         ({"epochs": 3}, "epochs", "description, seeds, device, train, runs"),
         ({"train": {"epoch": 2}}, "train.epoch", "epochs, batch_size"),
-        ({"train": {"optimizer": "rmsprop"}}, "runs[0] (ram) on translated60", "adam, sgd"),
+        ({"train": {"optimizer": "rmsprop"}}, ": train: optimizer", "adam, sgd"),  # not under runs[0]
         ({"train": {"epochs": "two"}}, "train.epochs", "expected int"),
         ({"seeds": 0}, "seeds", "a whole number >= 1"),
         ({"runs": [{"name": "x", "model": "vit", "data": "mnist"}]}, "runs[0] (x).model", "ram, resnet"),
@@ -188,6 +188,26 @@ def test_a_wrong_preset_exits_2_on_the_cli(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"ramlab: error: {path}: train.epoch: unknown key; allowed: ")
     assert "Traceback" not in err
+
+
+def test_a_bad_train_value_is_named_where_it_is_written(tmp_path):
+    ram = {"name": "ram", "model": "ram", "data": "translated60", "model_config": TINY_RAM}
+    path = write_preset(tmp_path / "top.yaml", train={**TINY_TRAIN, "lr": -1})
+    with pytest.raises(RamlabError, match=r"^\S+top\.yaml: train: lr must be > 0, got -1") as caught:
+        load_preset(path)
+    assert "runs[0]" not in str(caught.value)
+    # The same value under a group is that group's.
+    path = write_preset(tmp_path / "group.yaml", runs=[{**ram, "train": {"lr": -1}}])
+    with pytest.raises(
+        RamlabError, match=r"group\.yaml: runs\[0\] \(ram\) on translated60: train: lr must be"
+    ):
+        load_preset(path)
+    # A top-level value every group replaces is never used, so it is not an error.
+    path = write_preset(
+        tmp_path / "replaced.yaml", train={**TINY_TRAIN, "lr": -1}, runs=[{**ram, "train": {"lr": 0.01}}]
+    )
+    preset = load_preset(path)
+    assert preset.runs[0].train == {"lr": 0.01}
 
 
 def test_unknown_preset_lists_the_packaged_ones():

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ramlab.config import from_dict, load_yaml
 from ramlab.errors import RamlabError
 from ramlab.models.registry import model_class, model_config_class
-from ramlab.runconfig import RunConfig, config_path
+from ramlab.runconfig import RunConfig, TrainConfig, config_path
 from ramlab.study.messages import preset_error
 from ramlab.study.schema import CostSpec, EvalSpec, PresetFile, RobustnessSpec
 from ramlab.study.values import MAX_SEEDS
@@ -141,7 +141,10 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
             best_reward_of=entry.best_reward_of or (),
         )
         for data in group.data:  # every run's config is built now, so a bad value fails before any job
-            run_config(group, data, 0, train, where=f"{source}: runs[{i}] ({group.name}) on {data}")
+            try:
+                run_config(group, data, 0, train, where=f"{source}: runs[{i}] ({group.name}) on {data}")
+            except RamlabError as exc:
+                raise _top_level_train_error(train, str(exc), source=source) or exc from None
         groups.append(group)
     if spec.cost is not None:
         configs = {
@@ -161,6 +164,18 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
         robustness=tuple(spec.robustness or ()),
         cost=spec.cost,
     )
+
+
+def _top_level_train_error(train: dict, message: str, *, source: str) -> RamlabError | None:
+    """The preset's own `train:` error, when a run failed on it: a bad value there is named
+    there, not under the first group that inherits it. None when `train:` alone is valid, or
+    fails on something else than the run did (a group overrides the value)."""
+    try:
+        from_dict(TrainConfig, train, where=f"{source}: train")
+    except RamlabError as exc:
+        reason = str(exc).removeprefix(f"{source}: train: ")
+        return exc if message.endswith(reason) else None
+    return None
 
 
 def _prefixed(exc: RamlabError, where: str) -> RamlabError:
