@@ -77,3 +77,8 @@ def test_baseline_configs_reject_bad_values():
         ConvNetConfig(filters=0)
     with pytest.raises(RamlabError, match="larger than"):
         build_model("convnet", {"kernel": 30}, image_size=(28, 28))
+    with pytest.raises(
+        RamlabError, match=r"convnet kernel \(2\) must be >= stride \(5\), or the convolution skips"
+    ):
+        ConvNetConfig(kernel=2, stride=5)  # 3 of every 5 rows and columns unseen
+    assert ConvNetConfig(kernel=5, stride=5).stride == 5  # tiling the image exactly is fine

@@ -268,8 +268,9 @@ def test_build_model_by_name() -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"std": 0.0}, "std must be > 0"),
-        ({"std": -0.1}, "std must be > 0"),
+        ({"std": 0.0}, r"std must be in \(0, e\]"),
+        ({"std": -0.1}, r"std must be in \(0, e\]"),
+        ({"std": 2.72}, r"std must be in \(0, e\] \(2.718: locations span -1..1"),  # just above e
         ({"std": float("nan")}, "std must be a finite number"),
         ({"core": "gru"}, "core must be one of rnn, lstm; got 'gru'"),
         ({"reward": "accuracy"}, "unknown reward 'accuracy'; valid: sparse, infogain, bbox"),
@@ -290,9 +291,10 @@ def test_build_model_by_name() -> None:
         ({"entropy_weight": -0.01, "learn_std": True}, "entropy_weight must be >= 0"),
         (
             {"std": 1e-4, "learn_std": True},
-            r"ram std 0.0001 with learn_std: a learned std is kept in 0.001..e",
+            r"ram std 0.0001 with learn_std: a learned std is kept strictly inside 0.001..e",
         ),
-        ({"std": 5.0, "learn_std": True}, r"ram std 5.0 with learn_std: .*must start there"),
+        ({"std": 1e-3, "learn_std": True}, r"ram std 0.001 with learn_std: .*must start there"),
+        ({"std": math.e, "learn_std": True}, r"ram std 2.718\d* with learn_std: .*must start there"),
         (
             {"entropy_weight": 0.01},
             "entropy_weight needs learn_std true: a fixed std's entropy is a constant",
@@ -302,6 +304,15 @@ def test_build_model_by_name() -> None:
 def test_config_errors(changes: dict, message: str) -> None:
     with pytest.raises(RamlabError, match=message):
         dataclasses.replace(SMALL, **changes)
+
+
+def test_the_std_bounds_themselves() -> None:
+    assert dataclasses.replace(SMALL, std=math.e).std == math.e  # a fixed std may be e itself
+    for std in (1.01e-3, 2.7):  # a learned one starts strictly inside, and there it starts
+        ram = make_ram(std=std, learn_std=True)
+        torch.testing.assert_close(
+            ram.policy(torch.randn(2, SMALL.hidden))[1], torch.full((2, 2), math.log(std))
+        )
 
 
 def test_glimpse_wider_than_the_canvas_is_refused() -> None:
@@ -326,14 +337,26 @@ def test_glimpse_conv_sizes_the_what_layer_and_runs_the_rollout() -> None:
     assert ram.glimpse.conv.weight.grad.abs().sum() > 0
 
 
-def test_a_learned_std_past_its_bound_still_gets_a_gradient() -> None:
-    # The std is kept in [1e-3, e]; past the bound a plain clamp's gradient is 0, so an entropy
-    # bonus that pushed it there left it there for good. The value stays bounded.
+def test_a_learned_std_starts_as_configured_and_stays_inside_its_bounds_smoothly() -> None:
+    # log sigma = log 1e-3 + (1 - log 1e-3) * sigmoid(z): a plain clamp left a std pushed past
+    # a bound there for good (no gradient); a straight-through clamp let z run on past it.
     ram = make_ram(std=0.2, learn_std=True)
-    with torch.no_grad():
-        ram.policy.log_std.bias.fill_(3.0)  # log-std 3 > 1: past the upper bound
     h = torch.randn(4, SMALL.hidden)
-    _, log_std = ram.policy(h)
-    assert torch.all(log_std <= 1.0 + 1e-6)
-    log_std.sum().backward()
-    assert ram.policy.log_std.bias.grad.abs().sum() > 0
+    low = math.log(1e-3)
+    slopes = []
+    for z in (-60.0, -3.0, 3.0, 6.0, 60.0):
+        ram.policy.zero_grad()
+        with torch.no_grad():
+            ram.policy.log_std.bias.fill_(z)
+        _, log_std = ram.policy(h)
+        expected = low + (1 - low) / (1 + math.exp(-z))  # by hand
+        torch.testing.assert_close(log_std, torch.full((4, 2), expected))
+        assert torch.all(log_std >= low) and torch.all(log_std <= 1.0)
+        log_std.sum().backward()
+        slopes.append(ram.policy.log_std.bias.grad[0].item())
+    # d log sigma / dz = (1 - log 1e-3) s (1 - s), per sample: 4 samples, summed.
+    s = 1 / (1 + math.exp(-3.0))
+    assert slopes[2] == pytest.approx(4 * (1 - low) * s * (1 - s), rel=1e-5)
+    assert slopes[1] == pytest.approx(slopes[2], rel=1e-5)  # symmetric about the middle
+    # Nearer a bound a push moves the std less (no running on past it), yet it is never stuck.
+    assert 0 < slopes[3] < slopes[2]

@@ -87,17 +87,21 @@ def test_hybrid_loss_routing(routed) -> None:
 
 
 def test_policy_trains_core_sends_reinforce_into_the_core_and_glimpse_net_only() -> None:
-    """Off (the default), REINFORCE reaches the policy alone; on, also the core and the glimpse
-    network through the policy's input, and still neither the classifier nor the baseline. The
+    """Off (the default), REINFORCE (and a learned std's entropy bonus) reaches the policy alone;
+    on, also the core and the glimpse network through the policy's input, and still neither the
+    classifier nor the baseline. The
     rollout itself is unchanged: same locations, same log-probabilities."""
     rollouts = {}
     for on in (False, True):
-        ram = make_ram(policy_trains_core=on)
+        ram = make_ram(policy_trains_core=on, learn_std=True, entropy_weight=0.01)
+        with torch.no_grad():  # a log-std that depends on the state
+            ram.policy.log_std.weight.normal_(0.0, 0.1, generator=gen(5))
         out = ram(images(8), sample=True, generator=gen(1))
         rollouts[on] = out.rollout
-        assert reached(gradients(ram, out.rollout.log_probs.sum())) == (
-            {"policy", "core", "glimpse"} if on else {"policy"}
-        )
+        routes = {"policy", "core", "glimpse"} if on else {"policy"}
+        assert reached(gradients(ram, out.rollout.log_probs.sum())) == routes
+        # A learned std's entropy bonus is part of the policy's objective: it goes where REINFORCE goes.
+        assert reached(gradients(ram, out.rollout.entropy.sum())) == routes
     torch.testing.assert_close(rollouts[True].locations, rollouts[False].locations, rtol=0, atol=0)
     torch.testing.assert_close(rollouts[True].log_probs, rollouts[False].log_probs, rtol=0, atol=0)
 

@@ -54,6 +54,11 @@ class ConvNetConfig:
 
     def __post_init__(self) -> None:
         _check_positive("convnet", self, ("filters", "kernel", "stride", "hidden"))
+        if self.kernel < self.stride:
+            raise RamlabError(
+                f"convnet kernel ({self.kernel}) must be >= stride ({self.stride}), "
+                "or the convolution skips pixels"
+            )
 
 
 @register_model("fc")

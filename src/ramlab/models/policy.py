@@ -2,7 +2,8 @@
 
     f_t = h_t,  or  ReLU(W_f h_t + b_f)  with a hidden layer (`policy_hidden` > 0)
     mu_t = tanh(W_mu f_t)  (mean "tanh", in [-1, 1])  or  W_mu f_t  (mean "linear", the paper's)
-    sigma fixed (the paper) or exp(W_s f_t) (learned), kept in [MIN_STD, e]
+    sigma fixed (the paper, at most e) or learned: log sigma = log MIN_STD + (1 - log MIN_STD) sigmoid(W_s f_t),
+          in (MIN_STD, e)
     l_{t+1} ~ N(mu_t, sigma^2), clamped to [-1, 1] for the retina
 
 A tanh mean that drifts toward an edge saturates: its gradient vanishes there. A linear mean
@@ -55,9 +56,10 @@ class LocationPolicy(nn.Module):
         self.log_std = nn.Linear(width, 2) if learn_std else None
         self.fixed_log_std = math.log(std)
         self.min_log_std = math.log(min_std)
-        if self.log_std is not None:  # start at the configured std
+        if self.log_std is not None:  # start at the configured std (strictly inside the bounds)
+            share = (self.fixed_log_std - self.min_log_std) / (MAX_LOG_STD - self.min_log_std)
             nn.init.zeros_(self.log_std.weight)
-            nn.init.constant_(self.log_std.bias, self.fixed_log_std)
+            nn.init.constant_(self.log_std.bias, math.log(share / (1 - share)))
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
         """h (B, hidden) (detached by the caller unless policy_trains_core) -> mean (B, 2), log-std (B, 2) or a float."""
@@ -66,10 +68,12 @@ class LocationPolicy(nn.Module):
         mu = torch.tanh(self.mean(h)) if self.bounded else self.mean(h)
         if self.log_std is None:
             return mu, self.fixed_log_std
-        # Bounded, but with the gradient passed straight through: a plain clamp has none
-        # outside its range, so a std pushed past a bound (by an entropy bonus) stayed there.
-        z = self.log_std(h)
-        return mu, z + (z.clamp(min=self.min_log_std, max=MAX_LOG_STD) - z).detach()
+        # Bounded smoothly: a plain clamp has no gradient outside its range, so a std pushed past
+        # a bound (by an entropy bonus) stayed there; a clamp passing the gradient straight
+        # through let the raw value run on past the bound while the std stood still, ever
+        # further from coming back.
+        share = torch.sigmoid(self.log_std(h))
+        return mu, self.min_log_std + (MAX_LOG_STD - self.min_log_std) * share
 
     @staticmethod
     def sample(mu: torch.Tensor, log_std: torch.Tensor | float, noise: torch.Tensor) -> torch.Tensor:

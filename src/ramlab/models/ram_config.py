@@ -58,7 +58,8 @@ class RAMConfig:
         False,
         "let the REINFORCE gradient reach the core and glimpse network through the policy's input "
         "(the paper writes its policy gradient over all the agent's parameters; the Torch7 RAM "
-        "example does this; the policy itself still learns from REINFORCE only). Off (the "
+        "example does this; the policy itself still learns from REINFORCE only; a learned std's "
+        "entropy bonus, part of the policy's objective, reaches the core too). Off (the "
         "default, as in most PyTorch versions): the policy reads a detached state, and the core "
         "learns from the classification loss alone, so nothing asks it to keep where the digit "
         "is. On in the translated60 and cluttered recipes, with the sparse reward at a tenth (on "
@@ -149,11 +150,14 @@ class RAMConfig:
             )
         if self.baseline == "rollouts" and self.rollouts < 2:
             raise RamlabError("ram baseline rollouts needs rollouts >= 2 (the mean of the other rollouts)")
-        if not self.std > 0 or not math.isfinite(self.std):
-            raise RamlabError(f"ram std must be > 0, got {self.std}")
-        if self.learn_std and not MIN_STD <= self.std <= math.exp(MAX_LOG_STD):
+        if not 0 < self.std <= math.exp(MAX_LOG_STD):
             raise RamlabError(
-                f"ram std {self.std} with learn_std: a learned std is kept in {MIN_STD:g}..e "
+                f"ram std must be in (0, e] ({math.exp(MAX_LOG_STD):.4g}: locations span -1..1, and a wider "
+                f"policy puts most glimpses on the canvas's edge), got {self.std}"
+            )
+        if self.learn_std and not MIN_STD < self.std < math.exp(MAX_LOG_STD):
+            raise RamlabError(
+                f"ram std {self.std} with learn_std: a learned std is kept strictly inside {MIN_STD:g}..e "
                 f"({math.exp(MAX_LOG_STD):.4g}), so it must start there"
             )
         if not self.policy_lr > 0:
