@@ -245,7 +245,10 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     assert table_row(report, "`resnet`")[-2] == "one forward pass"  # its file says "policy mean"
     assert table_row(report, "`fc`")[1:5] == ["20.00", "—", "1", "2.63"]
     assert table_row(report, "`convnet`")[1:5] == ["3.00", "—", "1", "1.21"]
-    assert "Not finished yet (left out of the tables): `runs/ram-late-translated60-seed0`" in report
+    assert (
+        "No result.json (training, stopped or failed; left out of the tables): `runs/ram-late-translated60-seed0`"
+        in report
+    )
 
     # Cost table and provenance of the measurement.
     cost = report[report.index("## Compute cost") :]

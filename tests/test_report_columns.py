@@ -9,6 +9,7 @@ from pathlib import Path
 from test_report import table_row, write_run
 
 from ramlab.cli import main
+from ramlab.report import write_report
 
 
 def test_only_rams_whose_configs_say_so_count_as_trained_on_the_last_glimpse():
@@ -116,6 +117,49 @@ def test_markdown_cells_and_links_survive_what_files_hold(tmp_path):
     assert target == "runs/ram%20sp%20%280%29/config.yaml" and link_target("runs/a/b.png") == "runs/a/b.png"
     assert _md_cell(f"[config.yaml]({target})") == f"[config.yaml]({target})"  # nothing to escape
     assert _inline(f"[config.yaml]({target})") == f'<a href="{target}">config.yaml</a>'
+
+
+def test_a_presets_description_is_shown_as_written(tmp_path):
+    from ramlab.report.doc import Doc
+
+    doc = Doc(tmp_path)
+    # The paper preset's: two stars made `infogain@0, sparse+bbox, 0.1` italic, stars gone.
+    doc.plain("sparse+0.1*infogain@0, sparse+bbox, 0.1*infogain@0 <b> a_b")
+    doc.details("run <1>", "x: 1")  # a run folder's name, inside an HTML tag in both
+    assert doc.markdown().startswith(
+        "sparse+0.1\\*infogain@0, sparse+bbox, 0.1\\*infogain@0 \\<b\\> a\\_b\n\n<details><summary>run &lt;1&gt;</summary>"
+    )
+    body = doc.html("t")
+    assert "<p>sparse+0.1*infogain@0, sparse+bbox, 0.1*infogain@0 &lt;b&gt; a_b</p>" in body
+    assert "<summary>run &lt;1&gt;</summary>" in body
+
+
+def test_cost_rows_measured_at_several_commits_say_so(tmp_path):
+    # A cost job resumed (or given a new size) at a later commit measures only the rows it
+    # lacks: the report named the last job's commit for every row.
+    good = {"params": 10, "flops": 20, "latency_ms": 1.0, "throughput": 5.0, "peak_memory_mb": 0.5}
+    rows = [
+        {"model": "ram", "size": 28, **good, "commit": "aaa"},
+        {"model": "ram", "size": 60, **good, "commit": "aaa"},
+        {"model": "ram", "size": 100, **good, "commit": "bbb"},
+    ]
+    (tmp_path / "cost.json").write_text(json.dumps({"rows": rows}))
+    job = {"kind": "cost", "command": "ramlab study quick", "commit": "bbb"}
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(job) + "\n")
+    write_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    expected = (
+        "by cost jobs (`ramlab study quick` the last) over several commits: rows 2 at `aaa`, 1 at `bbb`"
+    )
+    assert f"Measured {expected}." in report  # the cost section
+    assert f"`cost.json`: measured {expected}; " in report  # provenance
+    # One commit over every row reads as before.
+    rows[2]["commit"] = "aaa"
+    (tmp_path / "cost.json").write_text(json.dumps({"rows": rows}))
+    job["commit"] = "aaa"
+    (tmp_path / "jobs.jsonl").write_text(json.dumps(job) + "\n")
+    write_report(tmp_path)
+    assert "Measured by `ramlab study quick` at commit `aaa`." in (tmp_path / "report.md").read_text()
 
 
 def test_the_glimpses_section_shows_the_first_seed_that_drew_them(tmp_path):

@@ -103,6 +103,17 @@ CASES = {
         json.dumps({"shifts": {"rotate": {"levels": [0.0, 30.0], "error": [2.0, float("nan")]}}}),
         "robustness.json: shift rotate: error is [2.0, NaN], not a list of finite numbers",
     ),
+    # Both crashed the whole report (the plot read trained[1]; sorted() compared "5" with 5).
+    "robustness training range of one": (
+        "robustness.json",
+        json.dumps({"shifts": {"scale": {"levels": [1.0], "error": [2.0], "trained": [5]}}}),
+        "robustness.json: shift scale: trained is [5], not null, a number or a range [low, high]",
+    ),
+    "text robustness count": (
+        "robustness.json",
+        json.dumps({"shifts": {"rotate": {"levels": [0.0], "error": [2.0], "count": "5"}}}),
+        'robustness.json: shift rotate: count is "5", not a whole number >= 1',
+    ),
 }
 
 
@@ -168,7 +179,11 @@ def test_a_folder_of_damaged_runs_still_gets_a_report_that_lists_them(tmp_path, 
 
 
 def test_skipped_is_exported_with_the_readers():
-    assert Skipped("runs/x", "why") == Skipped(name="runs/x", reason="why")
+    import ramlab.report
+    import ramlab.report.runs
+
+    assert {"Skipped", "read_runs"} <= set(ramlab.report.__all__)
+    assert Skipped is ramlab.report.runs.Skipped  # what read_runs returns, not a copy of it
 
 
 def test_a_copy_of_a_run_counts_once_and_is_listed_as_left_out(tmp_path, capsys):

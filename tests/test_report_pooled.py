@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from test_report import write_run
 
 from ramlab.config import to_dict
@@ -43,7 +44,12 @@ def test_pairs_seen_on_two_datasets_or_more_are_pooled():
         ("ig", "sparse", ["mnist", "translated60"])
     ]
     assert pooled[0].test.p_value == 2 / 36
-    assert one.relative == (1.5 - 3.5) / 2.5
+    assert one.statistic_term == (1.5 - 3.5) / 2.5  # the test's term: over the pooled mean, 2.5
+    assert one.change == pytest.approx(-4 / 7)  # the reader's: 1.5 is 4/7 below 3.5
+    assert Stratum("mnist", [1.0], [0.0]).change is None  # no change relative to no error
+    # A quarter of the reference's error is 75% less, never more than 100% (over the pooled
+    # mean it read -1.2: "120% lower").
+    assert Stratum("mnist", [1.0, 1.0], [4.0, 4.0]).change == -0.75
 
 
 def test_the_report_tests_a_group_across_datasets(tmp_path):
@@ -69,11 +75,11 @@ def test_the_report_tests_a_group_across_datasets(tmp_path):
     write_report(tmp_path)
     report = (tmp_path / "report.md").read_text()
     across = report[report.index("### Across datasets") :]
-    # translated60: (1.0 - 1.3) / 1.15; cluttered60: (3.2 - 4.2) / 3.7; their mean -0.266
+    # translated60: 1.0 / 1.3 - 1 = -0.231; cluttered60: 3.2 / 4.2 - 1 = -0.238; their mean -0.234
     assert (
         "`ram6-infogain` against `ram6-sparse` over 2 datasets (translated60 1.00 against 1.30 % "
-        "(3 + 3 seeds); cluttered60 3.20 against 4.20 % (3 + 3 seeds)): 27% lower test error on "
-        "average relative to each dataset's mean, p = 0.005: lower error than the sparse reward "
+        "(3 + 3 seeds); cluttered60 3.20 against 4.20 % (3 + 3 seeds)): 23% lower test error than "
+        "`ram6-sparse`'s on average over the datasets, p = 0.005: lower error than the sparse reward "
         "across the datasets, beyond the seed-to-seed spread." in across
     )
     # Per dataset the same seeds say only that more are needed.

@@ -109,6 +109,7 @@ def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, caps
         ("resnet", 28),
         ("resnet", 60),
     }
+    assert {r["commit"] for r in cost} == {"commit0"}  # each row names the code that measured it
     jobs = [json.loads(line) for line in (out / "jobs.jsonl").read_text().splitlines()]
     assert len(jobs) == 16 and all(j["command"].startswith("ramlab") for j in jobs)
     assert {j["commit"] for j in jobs} == {"commit0"}  # the code the study started with

@@ -22,7 +22,7 @@ def build_report(inputs: ReportInputs) -> Doc:
     doc.heading(1, TITLE)
     description = inputs.study.get("description")
     if description:
-        doc.para(" ".join(str(description).split()))
+        doc.plain(" ".join(str(description).split()))
     doc.para(
         f"Generated {time.strftime('%Y-%m-%d %H:%M')} from the files in `{inputs.root}`: "
         f"{len(inputs.runs)} finished run(s) on {', '.join(inputs.datasets) or 'no dataset'}"
@@ -33,7 +33,9 @@ def build_report(inputs: ReportInputs) -> Doc:
     unfinished = [r for r in inputs.all_runs if not r.finished]
     if unfinished:
         doc.para(
-            "Not finished yet (left out of the tables): " + ", ".join(f"`{r.name}`" for r in unfinished) + "."
+            "No result.json (training, stopped or failed; left out of the tables): "
+            + ", ".join(f"`{r.name}`" for r in unfinished)
+            + "."
         )
     if inputs.skipped:
         doc.para(

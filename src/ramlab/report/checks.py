@@ -214,6 +214,18 @@ def check_robustness(data: Any) -> None:
             numbers(entry, "error", required=True)
             if len(entry["levels"]) != len(entry["error"]):
                 raise Damaged(f"{len(entry['error'])} errors for {len(entry['levels'])} levels")
+            trained = entry.get("trained")  # the training level: a value, a range [low, high] or none
+            if not (
+                trained is None
+                or is_number(trained)
+                or (isinstance(trained, list) and len(trained) == 2 and all(is_number(v) for v in trained))
+            ):
+                raise Damaged(f"trained is {_shown(trained)}, not null, a number or a range [low, high]")
+            count = entry.get("count")
+            if "count" in entry and not (
+                isinstance(count, int) and not isinstance(count, bool) and count >= 1
+            ):
+                raise Damaged(f"count is {_shown(count)}, not a whole number >= 1")
 
 
 COST_FIELDS = ("params", "flops", "latency_ms", "throughput", "peak_memory_mb")

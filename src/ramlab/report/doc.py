@@ -29,6 +29,11 @@ class Doc:
     def para(self, text: str) -> None:
         self.blocks.append(("para", text))
 
+    def plain(self, text: str) -> None:
+        """A paragraph of text from outside (a preset's description), shown as written: no
+        markup in it is read (`0.1*infogain*` is not emphasis, `<b>` is not a tag)."""
+        self.blocks.append(("plain", text))
+
     def table(self, headers: list[str], rows: list[list[str]]) -> None:
         if rows:
             self.blocks.append(("table", (headers, rows)))
@@ -48,6 +53,8 @@ class Doc:
                 out.append(("" if not anchor else f'<a id="{anchor}"></a>\n') + "#" * level + " " + text)
             elif kind == "para":
                 out.append(value)
+            elif kind == "plain":
+                out.append(_MD_ACTIVE.sub(r"\\\g<0>", value))
             elif kind == "table":
                 headers, rows = value
                 lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
@@ -60,7 +67,7 @@ class Doc:
             elif kind == "details":
                 summary, code = value
                 out.append(
-                    f"<details><summary>{summary}</summary>\n\n```yaml\n{code.rstrip()}\n```\n\n</details>"
+                    f"<details><summary>{html.escape(summary)}</summary>\n\n```yaml\n{code.rstrip()}\n```\n\n</details>"
                 )
         return "\n\n".join(out) + "\n"
 
@@ -74,6 +81,8 @@ class Doc:
                 body.append(f"<h{level}{ident}>{_inline(text)}</h{level}>")
             elif kind == "para":
                 body.append(f"<p>{_inline(value)}</p>")
+            elif kind == "plain":
+                body.append(f"<p>{html.escape(value, quote=False)}</p>")
             elif kind == "table":
                 headers, rows = value
                 head = "".join(f"<th>{_inline(h)}</th>" for h in headers)
@@ -99,6 +108,7 @@ class Doc:
 
 
 _CODE = re.compile(r"`([^`]+)`")
+_MD_ACTIVE = re.compile(r"[\\`*_\[\]<>&#|~]")  # Markdown's markup characters, backslash-escaped in plain text
 _ANCHOR = re.compile(r"\{#([A-Za-z0-9_-]+)\}")  # {#name}: a link target inside a table cell
 
 

@@ -81,5 +81,24 @@ class ReportInputs:
         """The job that measured cost.json last, from jobs.jsonl."""
         return next((j for j in reversed(self.jobs) if j.get("kind") == "cost"), None)
 
+    @property
+    def cost_source(self) -> str | None:
+        """Who measured cost.json, in words: the last cost job's command and commit, or, where
+        the rows name commits of their own (a resumed or widened cost job measures only the rows
+        it lacks), the rows measured at each. None without a cost job in jobs.jsonl."""
+        job = self.cost_job
+        if job is None:
+            return None
+        counts: dict[str, int] = {}
+        for row in self.cost_rows:
+            commit = row.get("commit") if isinstance(row.get("commit"), str) else None
+            key = f"`{commit}`" if commit else "unrecorded"
+            counts[key] = counts.get(key, 0) + 1
+        command = f"`{job.get('command', '?')}`"
+        if not counts or set(counts) == {"unrecorded"} or set(counts) == {f"`{job.get('commit')}`"}:
+            return f"measured by {command} at commit `{job.get('commit')}`"
+        each = ", ".join(f"{n} at {key}" for key, n in counts.items())
+        return f"measured by cost jobs ({command} the last) over several commits: rows {each}"
+
     def fig_path(self, name: str) -> Path:
         return self.figures / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}.png"

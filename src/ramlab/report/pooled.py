@@ -42,8 +42,17 @@ class Stratum:
     reference_errors: list[float]
 
     @property
-    def relative(self) -> float:
-        """(mean - reference's mean) / the pooled mean: this dataset's term of the statistic."""
+    def change(self) -> float | None:
+        """(mean - reference's mean) / reference's mean: -0.25 is a quarter less error than the
+        reference (None where the reference's mean is 0). For the reader; the test's statistic
+        divides by the pooled mean instead (`stratified_permutation_test`)."""
+        reference = statistics.fmean(self.reference_errors)
+        return None if reference == 0 else statistics.fmean(self.errors) / reference - 1
+
+    @property
+    def statistic_term(self) -> float:
+        """(mean - reference's mean) / the pooled mean: this dataset's term of the test's
+        statistic, whose sum's sign says which side a significant difference is on."""
         pooled = statistics.fmean([*self.errors, *self.reference_errors])
         if pooled == 0:
             return 0.0
@@ -65,20 +74,22 @@ class PooledComparison:
 
     def sentence(self) -> str:
         test, strata = self.test, self.strata
-        mean_relative = statistics.fmean(s.relative for s in strata)
+        changes = [s.change for s in strata]
         each = "; ".join(
             f"{s.data} {statistics.fmean(s.errors):.2f} against {statistics.fmean(s.reference_errors):.2f} % "
             f"({len(s.errors)} + {len(s.reference_errors)} seeds)"
             for s in strata
         )
-        head = (
-            f"`{self.group}` against `{self.reference}` over {len(strata)} datasets ({each}): "
-            f"{abs(mean_relative) * 100:.0f}% {'lower' if mean_relative < 0 else 'higher'} test error on "
-            f"average relative to each dataset's mean, p = {fmt_p(test.p_value)}"
-            + ("" if test.exact else " (Monte Carlo)")
-        )
+        head = f"`{self.group}` against `{self.reference}` over {len(strata)} datasets ({each}): "
+        if None not in changes:
+            mean_change = statistics.fmean(changes)
+            head += (
+                f"{abs(mean_change) * 100:.0f}% {'lower' if mean_change < 0 else 'higher'} test error than "
+                f"`{self.reference}`'s on average over the datasets, "
+            )
+        head += f"p = {fmt_p(test.p_value)}" + ("" if test.exact else " (Monte Carlo)")
         if test.p_value < SIGNIFICANCE:
-            side = "lower" if mean_relative < 0 else "higher"
+            side = "lower" if sum(s.statistic_term for s in strata) < 0 else "higher"
             return f"{head}: {side} error than {self.versus} across the datasets, beyond the seed-to-seed spread."
         text = f"{head}: the difference cannot be told from the seed-to-seed spread (nor shown to be none)."
         if test.smallest_p >= SIGNIFICANCE:

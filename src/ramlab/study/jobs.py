@@ -153,9 +153,10 @@ def run_cost(ctx: Context, job: Job) -> None:
         ctx.log(f"[study]   cost of {model} at {', '.join(map(str, sizes))} px")
         base = _cost_base_config(spec, model)
         configs = {model: base} if base is not None else None
-        rows += measure_costs(
+        measured = measure_costs(
             [model], sizes, device=spec.device, batch=spec.batch, configs=configs, compiled=spec.compile
         )
+        rows += [{**row, "commit": ctx.commit} for row in measured]  # a resumed job adds rows of its own
         write_cost_json(rows, path)  # after each model, so an interruption keeps the rest
 
 

@@ -34,18 +34,13 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         else:
             doc.para("No `cost.json` in this folder (run `ramlab study` with a `cost` section).")
         return
-    cost_job = inputs.cost_job
+    source = inputs.cost_source
     doc.para(
         "Inference of untrained models at each image side, each in its config (the preset's "
         "`cost.configs`, else the model's default) adapted to the size "
         f"(the RAM adds scales), measured as {timing_mode(inputs.cost_rows)}: FLOPs per image counted by PyTorch's FLOP "
         "counter, latency at batch 1 (median), throughput at the batch shown, peak memory of live "
-        "tensors at batch 1. "
-        + (
-            f"Measured by `{cost_job.get('command', '?')}` at commit `{cost_job.get('commit')}`."
-            if cost_job
-            else "Source: `cost.json`."
-        )
+        "tensors at batch 1. " + (f"{source[0].upper()}{source[1:]}." if source else "Source: `cost.json`.")
     )
     rows = [
         [

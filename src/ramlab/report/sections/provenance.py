@@ -33,13 +33,9 @@ def provenance_section(doc: Doc, inputs: ReportInputs) -> None:
     doc.table(["run", "model", "data", "seed", "commit", "command", "config"], rows)
     for run in runs:
         doc.details(f"config of {run.name}", yaml.safe_dump(run.config, sort_keys=False))
-    cost_job = inputs.cost_job
+    source = inputs.cost_source
     if inputs.cost_rows:
-        line = (
-            f"`cost.json`: measured by `{cost_job.get('command', '?')}` at commit `{cost_job.get('commit')}`; "
-            if cost_job
-            else "`cost.json`: "
-        )
+        line = f"`cost.json`: {source}; " if source else "`cost.json`: "
         doc.para(line + "each row holds the model config it measured.")
     if inputs.study:
         doc.details("the study preset (study.yaml)", yaml.safe_dump(inputs.study, sort_keys=False))
