@@ -292,6 +292,22 @@ def test_a_cached_scene_file_serves_without_mnists_files(fake_mnist, monkeypatch
     assert capsys.readouterr().err == ""
 
 
+def test_a_cached_scene_file_serves_beside_a_damaged_mnist_that_cannot_be_fetched(fake_mnist, monkeypatch):
+    # All four MNIST files present, one damaged, offline: the labels check could not be made,
+    # and the intact scene file was refused with MNIST's error.
+    first, _ = cached("translated60", "val")
+    monkeypatch.setattr(datasets, "_mnist", None)
+    for name in datasets.MNIST_FILES:
+        (datasets.mnist_cache_dir() / name).parent.mkdir(parents=True, exist_ok=True)
+        (datasets.mnist_cache_dir() / name).write_bytes(b"damaged")
+
+    def cannot_fetch(*args, **kwargs):
+        raise RamlabError("the damaged MNIST cache file ... could not be re-fetched")
+
+    monkeypatch.setattr(datasets, "load_mnist", cannot_fetch)
+    assert_same(datasets.load_split("translated60", "val"), first)
+
+
 def test_a_killed_writes_temp_file_in_the_cache_goes_with_the_next_write(tmp_path) -> None:
     # Only run and study folders were cleaned: a job killed while writing scenes left ~200 MB
     # in the cache for good. An old one goes; a fresh one (a live write elsewhere) stays.

@@ -90,7 +90,8 @@ class TrainConfig:
     fresh_scenes: bool = param(
         False,
         "draw new placements and clutter for the training digits every epoch (augmentation); "
-        "validation and test scenes stay fixed",
+        "validation and test scenes stay fixed. Epoch e's are the fixed training scenes of data "
+        "seed data_seed + 1000·e (epoch 0's are this data seed's own)",
     )
     augment_rotation: float = param(
         0.0,

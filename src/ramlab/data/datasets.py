@@ -142,10 +142,14 @@ def _read(path: Path, spec: SceneSpec, labels: np.ndarray | None) -> Scenes | No
 
 def _labels_at_hand(split: str) -> np.ndarray | None:
     """The split's labels when MNIST is loaded or in its cache; None otherwise (it is never
-    fetched for this: a scene cache serves without MNIST's files)."""
+    fetched for this: a scene cache serves without MNIST's files, and with a damaged one that
+    cannot be fetched again, which its warning names)."""
     if _mnist is None and not all((mnist_cache_dir() / name).is_file() for name in MNIST_FILES):
         return None
-    return split_digits(mnist_digits(), split)[1]
+    try:
+        return split_digits(mnist_digits(), split)[1]
+    except RamlabError:
+        return None
 
 
 def load_split(
