@@ -42,6 +42,16 @@ def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
     assert str(out) in printed and "test error" in printed
 
     result = json.loads((out / "result.json").read_text())
+    # A resume of the finished run prints its kept result, whatever keys an older one lacks.
+    (out / "result.json").write_text(json.dumps({k: v for k, v in result.items() if k != "params"}))
+    args = ["train", "ram", "--data", "translated60", "--reward", "sparse+0.5*bbox", *TINY, "--out", str(out)]
+    assert main([*args, "--resume"]) == 0
+    again = capsys.readouterr().out
+    assert (
+        again.startswith(f"{out}: test error {result['test_error']:.2f}%, val error")
+        and "parameters" not in again
+    )
+    (out / "result.json").write_text(json.dumps(result))
     assert result["data"] == "translated60"
     assert result["epochs"] == 1
     assert len(result["per_glimpse_test_error"]) == 2

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
+from ramlab.errors import RamlabError
 from ramlab.evaluate import Evaluation
-from ramlab.metrics import validation_record
+from ramlab.metrics import MetricsLog, read_metrics, validation_record
 from ramlab.position import Position
 
 
@@ -35,3 +40,21 @@ def test_a_validation_line_by_hand() -> None:
     cnn = Evaluation(error=1.0, per_step_error=[1.0], loss=0.2, count=50, protocol="one forward pass")
     line = validation_record(cnn, pos, lr=1e-3, starved=[])
     assert "val/in_box" not in line and "warning/no_gradient" not in line and line["val/error"] == 1.0
+
+
+@pytest.mark.parametrize("bad", [b"\xff\xfe", b"[1, 2]", b'{"step": "x"}', b'{"step": 3, "val/'])
+def test_a_resume_keeps_the_log_to_its_step_and_never_drops_lines_past_a_damaged_one(tmp_path, bad):
+    path = tmp_path / "metrics.jsonl"
+    lines = [b'{"step": 1, "train/loss": 2.0}', b'{"step": 2}', b'{"step": 9}']
+    # Damaged before the last line: rewriting the log without it would lose the curve after it.
+    path.write_bytes(b"\n".join([lines[0], bad, lines[1]]) + b"\n")
+    before = path.read_bytes()
+    with pytest.raises(
+        RamlabError, match=rf"^{re.escape(str(path))}: line 2 is not a metrics record .*delete that line"
+    ):
+        MetricsLog(path, resume_step=5)
+    assert path.read_bytes() == before
+    # As the last line it was cut by a crash: dropped, with the lines past the checkpoint's step.
+    path.write_bytes(b"\n".join([*lines, bad]) + b"\n")
+    MetricsLog(path, resume_step=5).close()
+    assert read_metrics(path) == [{"step": 1, "train/loss": 2.0}, {"step": 2}]

@@ -15,6 +15,7 @@ from ramlab.checkpoint import load_checkpoint
 from ramlab.config import load_yaml
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.metrics import read_metrics
+from ramlab.run import load_run
 from ramlab.runconfig import RunConfig
 from ramlab.trainer import Trainer
 
@@ -118,7 +119,18 @@ def test_a_budget_raised_then_lowered_before_a_new_step_reads_the_test_split_onc
     assert json.loads((out / "result.json").read_text()) == first
 
 
-@pytest.mark.parametrize("damage", [b'{"val_error": 1.', b"[1, 2]", b"\xff\xfe", b'{"test_error": 2.0}'])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        b'{"val_error": 1.',
+        b"[1, 2]",
+        b"\xff\xfe",
+        b'{"test_error": 2.0}',
+        # edited: the resume's summary line raised on each (a traceback)
+        b'{"test_error": "1.2", "val_error": 1.0, "params": 5, "train_seconds": 1.0}',
+        b'{"test_error": 1.2, "val_error": NaN, "params": 5, "train_seconds": 1.0}',
+    ],
+)
 def test_a_damaged_result_is_rewritten_by_a_resume(fake_mnist, tmp_path, capsys, damage):
     # json.loads' traceback before; the same best.pt tested again gives the same numbers
     out = tmp_path / "run"
@@ -197,6 +209,26 @@ def test_every_set_aside_result_is_kept_and_a_stop_while_testing_says_how_to_tes
     assert json.loads((out / f"result.previous.{first['steps']}.json").read_text()) == first
     third = Trainer(tiny_config(epochs=3, schedule="exponential"), out).fit(resume=True)
     assert third["epochs_run"] == 3 and json.loads((out / "result.json").read_text()) == third
+
+
+def test_a_damaged_config_yaml_says_how_to_get_it_back(fake_mnist, tmp_path):
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1), out).fit()
+    (out / "config.yaml").write_text("model: [ram\n")
+    with pytest.raises(
+        RamlabError,
+        match=r"(?s)not valid YAML .*fix: delete it and resume again \(it is rebuilt from last\.pt\)",
+    ):
+        Trainer(tiny_config(epochs=1), out).fit(resume=True)
+    with pytest.raises(
+        RamlabError,
+        match=r"(?s)config\.yaml: not valid YAML .*fix: restore it from a copy, or delete it and resume",
+    ):
+        load_run(out)
+    (out / "config.yaml").unlink()  # as the message says: back from last.pt, the result kept
+    first = json.loads((out / "result.json").read_text())
+    assert Trainer(tiny_config(epochs=1), out).fit(resume=True)["test_error"] == first["test_error"]
+    assert load_run(out)[0].train.epochs == 1
 
 
 def test_a_run_that_lost_its_config_yaml_is_never_trained_over(fake_mnist, tmp_path):

@@ -152,7 +152,9 @@ def test_a_validation_sweep_reads_the_validation_split_and_not_the_test_split(ru
     assert result["shifts"]["noise"]["count"] == 8
     trained = json.loads((run_dir / "result.json").read_text())
     assert result["shifts"]["noise"]["error"][0] == pytest.approx(trained["val_error"])
-    assert robustness.format_sweep(result).startswith(f"{run_dir} (ram on centred60), validation error %")
+    assert robustness.format_sweep(result).startswith(
+        f"{run_dir} (ram on centred60), validation error % (policy mean, one rollout; 8 scenes a level)\n"
+    )
     with pytest.raises(RamlabError, match="unknown robustness split 'train'; valid: test, val"):
         robustness_sweep(run_dir, shifts={"noise": [0.0]}, split="train", device="cpu")
 

@@ -220,7 +220,8 @@ def test_a_changed_preset_does_not_silently_reuse_a_finished_run(fake_mnist, tmp
 
 
 # ---- presets --------------------------------------------------------------------------------
-def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
+def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("ramlab.execute.resources.available_cpus", lambda: 2)
     assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--list"]) == 0
     *rows, total = capsys.readouterr().out.splitlines()
     assert len(rows) == 16 and all(re.search(r"to do +~\d+ (s|min)  ", row) for row in rows)
@@ -232,6 +233,9 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys):
         (["--executor", "local", "--option", "foo=1"], "unknown option(s) foo for --executor local"),
         (["--jobs", "2"], "--jobs and --gpus-per-job need a parallel --executor"),
         (["--option", "timeout_min=5"], "the serial study runs its jobs in this process"),
+        # more threads than CPUs: listed as fine, then refused by the run itself
+        (["--executor", "local", "--jobs", "2", "--threads-per-job", "2"], "would oversubscribe the cores"),
+        (["--threads-per-job", "3"], "would oversubscribe the cores"),
     ):
         assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--list", *extra]) == 2
         assert says in capsys.readouterr().err

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ramlab.errors import RamlabError
 from ramlab.files import atomic_write
 
 
@@ -27,7 +28,7 @@ class MetricsLog:
         if resume_step is None:
             self.path.write_text("")
         elif self.path.exists():
-            kept = [line for line in read_metrics(self.path) if line.get("step", 0) <= resume_step]
+            kept = _lines_up_to(self.path, resume_step)
             text = "".join(json.dumps(line) + "\n" for line in kept)
             atomic_write(self.path, lambda f: f.write(text), mode="w")  # a crash keeps the old log
         self._file = self.path.open("a")
@@ -43,6 +44,32 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
+
+
+def _lines_up_to(path: Path, step: int) -> list[dict[str, Any]]:
+    """The log's records up to `step`, for a resume. The last line, cut by a crash, is
+    dropped; a damaged line before it is an error naming the file and the line (rewriting the
+    log without it would drop the curve after it)."""
+    raw = path.read_bytes().splitlines()
+    kept = []
+    for number, data in enumerate(raw, start=1):
+        if not data.strip():
+            continue
+        try:
+            record = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = None
+        at = record.get("step", 0) if isinstance(record, dict) else None
+        if not isinstance(at, (int, float)) or isinstance(at, bool):
+            if any(rest.strip() for rest in raw[number:]):
+                raise RamlabError(
+                    f"{path}: line {number} is not a metrics record ({data[:40]!r}); fix: delete that "
+                    "line (the others are kept) and resume again"
+                )
+            break  # a line cut by a crash ends the log
+        if at <= step:
+            kept.append(record)
+    return kept
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

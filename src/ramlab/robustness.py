@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,8 +41,10 @@ from ramlab.data.datasets import resolve_spec
 from ramlab.data.loader import SceneLoader
 from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
 from ramlab.errors import RamlabError, unknown_name
-from ramlab.evaluate import evaluate
+from ramlab.evaluate import ONE_PASS, evaluate, protocol
 from ramlab.files import check_json_target, write_json
+from ramlab.models.base import FeedForwardModel
+from ramlab.models.registry import model_class
 from ramlab.shifts import SHIFTS, Shift, one_place, resolve_levels
 from ramlab.sweeps import sweep_kind
 
@@ -163,7 +166,7 @@ def robustness_sweep(
         "data_seed": seed,
         "weights": weights_digest(model),
         "commit": git_commit(),
-        "command": command or " ".join(["ramlab", *sys.argv[1:]]),
+        "command": command or shlex.join(["ramlab", *sys.argv[1:]]),
         "shifts": {},
     }
     previous = _previous_sweep(json_path, replace_stale=replace_stale)
@@ -307,7 +310,13 @@ def read_robustness(path: str | Path) -> dict[str, Any]:
 def format_sweep(result: dict[str, Any]) -> str:
     """A plain-text table of a sweep, one block per shift."""
     split = {"val": "validation"}.get(result.get("split", "test"), "test")
-    lines = [f"{result['run']} ({result['model']} on {result['data']}), {split} error %"]
+    if issubclass(model_class(result["model"]), FeedForwardModel):
+        how = ONE_PASS
+    else:
+        how = protocol(sample=bool(result.get("sample")), rollouts=int(result.get("rollouts") or 1))
+    counts = sorted({e["count"] for e in result["shifts"].values() if isinstance(e.get("count"), int)})
+    scenes = f"; {'/'.join(map(str, counts))} scenes a level" if counts else ""
+    lines = [f"{result['run']} ({result['model']} on {result['data']}), {split} error % ({how}{scenes})"]
     for name, entry in result["shifts"].items():
         lines.append(f"{name}: {entry['label']} (trained: {entry['trained']})")
         for level, error in zip(entry["levels"], entry["error"], strict=True):

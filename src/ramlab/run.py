@@ -21,7 +21,13 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Mo
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise RamlabError(f"{run_dir}: not a run directory (no config.yaml); train one with ramlab train")
-    config = RunConfig.load(run_dir / "config.yaml")
+    try:
+        config = RunConfig.load(run_dir / "config.yaml")
+    except RamlabError as exc:
+        raise RamlabError(
+            f"{exc}; fix: restore it from a copy, or delete it and resume the run (ramlab train ... --out "
+            f"{run_dir} --resume), which rebuilds it from last.pt"
+        ) from None
     weights = run_dir / "best.pt"
     if not weights.is_file():
         raise RamlabError(f"{run_dir}: no best.pt yet; finish or resume the run (ramlab train ... --resume)")

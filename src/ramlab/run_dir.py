@@ -5,6 +5,7 @@ from, a finished run's result set aside when it trains on, and the result record
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,11 @@ def prepare_run_dir(
                 f"{out}: result.json is damaged and last.pt, which a resume rewrites it from, is "
                 "gone: restore result.json from a copy, or move the folder aside and train anew"
             )
-        raise RamlabError(f"{out}: the run has finished (result.json) and has no last.pt")
+        raise RamlabError(
+            f"{out}: the run has finished (result.json) and has no last.pt, so it cannot be resumed (its "
+            "result stands, and `ramlab eval` reads its best.pt); to train it on or test a tuning run, "
+            "restore last.pt from a copy, or move the folder aside and train anew"
+        )
     if saved.exists():
         if resume and not last.exists() and not (out / "result.json").exists():
             # stopped before its first checkpoint (out of memory at the first step, Ctrl-C in
@@ -65,6 +70,14 @@ def prepare_run_dir(
         if resume:
             try:
                 run_config = RunConfig.from_dict(load_yaml(saved), where=str(saved))
+            except RamlabError as exc:
+                fix = (
+                    "delete it and resume again (it is rebuilt from last.pt), or restore it from a copy"
+                    if last.exists()
+                    else "restore it from a copy (best.pt holds the run's config)"
+                )
+                raise RamlabError(f"{out}: {exc}; fix: {fix}") from None
+            try:
                 config, unused = keep_unused(run_config, config, checkpointed=last.exists())
                 changed = resume_changes(run_config, config)
             except RamlabError as exc:
@@ -119,9 +132,15 @@ def read_result(path: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(record, dict) or "test_error" not in record:
         return None
-    if not isinstance(record.get("val_error"), int | float) or isinstance(record["val_error"], bool):
+    if record["test_error"] is not None and not _finite(record["test_error"]):
+        return None
+    if not _finite(record.get("val_error")):
         return None
     return record
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def set_aside_result(out: Path) -> None:

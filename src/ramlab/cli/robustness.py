@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         split=args.split,
         device=args.device,
         json_path=Path(args.json) if args.json else None,
-        command=" ".join(["ramlab", *sys.argv[1:]]),
+        command=shlex.join(["ramlab", *sys.argv[1:]]),
         progress=lambda text: print(text, file=sys.stderr),
     )
     print(format_sweep(result))

@@ -109,7 +109,12 @@ def cmd_study(args: argparse.Namespace) -> int:
     serial_default = args.executor == "serial" and args.threads_per_job is None
     study.run_by(args.executor, None if serial_default else resources.threads_per_job)
     if args.list:
+        from ramlab.execute.resources import check_cpus
         from ramlab.study.runner import duration
+
+        if args.executor == "serial" or (args.executor == "local" and not args.gpus_per_job):
+            # as the executor will (a GPU pool may lower the local executor's --jobs first)
+            check_cpus(args.jobs, resources.threads_per_job)
 
         rows = study.times()
         for i, (job, done, seconds) in enumerate(rows, start=1):

@@ -126,9 +126,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"note: {out} holds no run to resume; starting one there", file=sys.stderr)
     result = Trainer(config, out, command=shlex.join(["ramlab", *sys.argv[1:]])).fit(resume=args.resume)
     test = "not measured (--test false)" if result["test_error"] is None else f"{result['test_error']:.2f}%"
+    params, seconds = result.get("params"), result.get("train_seconds")  # a kept result may lack them
     print(
-        f"{out}: test error {test}, val error {result['val_error']:.2f}%, "
-        f"{result['params']:,} parameters, {result['train_seconds']:.0f} s of training"
+        f"{out}: test error {test}, val error {result['val_error']:.2f}%"
+        + (f", {params:,} parameters" if isinstance(params, int) else "")
+        + (f", {seconds:.0f} s of training" if isinstance(seconds, int | float) else "")
     )
     return 0
 

@@ -8,6 +8,7 @@ command and commit to record, and the thread count the environment asks for.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -50,7 +51,7 @@ class Context:
         self.preset = preset
         self.out = Path(out)
         self.log = log
-        self.command = command or " ".join(["ramlab", *sys.argv[1:]])
+        self.command = command or shlex.join(["ramlab", *sys.argv[1:]])
         self.commit: str | None = None
         """The commit of the code running the jobs, recorded with each (set when they start)."""
         self.threads = threads_from_env()

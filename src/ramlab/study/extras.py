@@ -6,6 +6,7 @@ models that take glimpses.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def evaluate_run_extras(
         "params": model.num_parameters(),
         **_flops(model, scenes),
         "commit": git_commit(),
-        "command": command or " ".join(["ramlab", *sys.argv[1:]]),
+        "command": command or shlex.join(["ramlab", *sys.argv[1:]]),
     }
     if attention:
         if spec.sampled:
