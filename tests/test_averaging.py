@@ -54,6 +54,32 @@ def test_the_average_is_swa_utils_ema_to_the_bit_and_reads_its_checkpoints() -> 
     assert_same_weights(resumed.evaluated(model).state_dict(), reference.module.state_dict())
 
 
+def test_the_average_of_a_resnet_is_swa_utils_ema_buffers_included() -> None:
+    # The RAM has no buffers; a ResNet's BatchNorm running statistics are averaged as well
+    # (use_buffers), and its integer step count averaged then truncated, as swa_utils does.
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from ramlab.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("resnet", {"widths": [4], "depths": [1], "strides": [1]}, image_size=(28, 28))
+    ours = WeightAverage(model, decay=0.9)
+    reference = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
+    model.train()
+    for _ in range(3):
+        model(torch.rand(4, 1, 28, 28))  # moves the running statistics
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        ours.update(model)
+        reference.update_parameters(model)
+    averaged = ours.evaluated(model).state_dict()
+    buffers = [k for k in averaged if "running_" in k]
+    assert buffers and not torch.equal(averaged[buffers[0]], model.state_dict()[buffers[0]])
+    for key, value in reference.module.state_dict().items():
+        assert torch.equal(averaged[key], value), key
+
+
 def test_without_an_average_the_model_itself_is_evaluated() -> None:
     model = nn.Linear(1, 1)
     average = WeightAverage(model, decay=0.0)

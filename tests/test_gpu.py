@@ -92,6 +92,16 @@ def test_compiled_training_on_cuda_follows_the_eager_one(fake_mnist, tmp_path, c
     assert json.loads(capsys.readouterr().out)["count"] == 20
 
 
+def test_compiled_training_on_cuda_between_logged_steps(fake_mnist, tmp_path) -> None:
+    # Steps not logged keep their loss unread on the GPU until a logged one: a compiled
+    # step's loss is CUDA-graph memory the next replay overwrites, so the check holds a copy
+    # (it kept a view, which the next step's read would raise on).
+    result = train(
+        tmp_path / "run", "--core", "lstm", "--compile", "true", "--epochs", "3", "--log-every", "4"
+    )
+    assert result["steps"] == 6 and math.isfinite(result["val_error"])
+
+
 def test_an_interrupted_cuda_run_resumes_with_the_draws_it_would_have_made(
     fake_mnist, tmp_path, monkeypatch
 ) -> None:

@@ -146,3 +146,16 @@ def test_a_gpu_runs_stop_names_the_first_non_finite_loss_not_the_read_steps() ->
     with pytest.raises(RamlabError, match=r"the loss became nan by step 6"):
         check.loss(torch.tensor(1.0), 6, now=True)
     check.loss(torch.tensor(1.0), 7, now=True)  # all finite: nothing raised
+
+
+def test_a_gpu_runs_check_keeps_its_own_copy_of_an_unread_loss() -> None:
+    # A compiled step's loss is CUDA-graph memory that the next step's replay overwrites (and
+    # reading it after raises): the check kept a view of it until the read step.
+    from ramlab.finite import FiniteCheck
+
+    check = FiniteCheck(torch.device("cuda"), lambda step: f"step {step}", Path("run"), "resume", 1e-3)
+    output = torch.tensor(float("nan"))  # the graph's output buffer, step 1's loss
+    check.loss(output, 1, now=False)
+    output.fill_(2.0)  # step 2's replay writes its (finite) loss into the same memory
+    with pytest.raises(RamlabError, match=r"the loss became nan by step 2"):
+        check.loss(output, 2, now=True)

@@ -235,6 +235,29 @@ def test_an_atomic_write_gives_the_file_the_mode_a_plain_open_would(tmp_path) ->
     assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
 
 
+def test_a_rename_reaches_the_disk_before_the_next_write(tmp_path, monkeypatch) -> None:
+    # best.next.pt -> last.pt -> best.pt is ordered for a killed process; after a power loss
+    # only renames whose folder was synced are sure to have happened, and in that order.
+    from ramlab.checkpoint import commit_best, stage_best
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or real_replace(a, b))
+    files.write_json(tmp_path / "result.json", {"a": 1})
+    assert events == ["fsync file", "rename", "fsync folder"]
+    events.clear()
+    stage_best(tmp_path, {"epoch": 1})
+    commit_best(tmp_path)
+    assert events == ["fsync file", "rename", "fsync folder", "rename", "fsync folder"]
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
+
+
 def test_a_resumed_run_purges_the_tensorboard_events_after_its_checkpoint(tmp_path, monkeypatch) -> None:
     purges = []
     fake = types.ModuleType("torch.utils.tensorboard")

@@ -56,9 +56,16 @@ def test_plateau_lowers_the_rate_after_patience_epochs_and_stops_at_the_floor() 
     # better, same, same (halve to 0.25 -> floor 0.3), same.
     assert rates == pytest.approx([1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.3, 0.3])
 
-    restored = Schedule(torch.optim.SGD([parameter], lr=1.0), cfg, steps_per_epoch=5)
+    # Restored as the trainer does: a new optimizer at the configured rate, its saved state,
+    # then the schedule's. The rate and the plateau's count both carry on.
+    optimizer2 = torch.optim.SGD([parameter], lr=1.0)
+    restored = Schedule(optimizer2, cfg, steps_per_epoch=5)
+    optimizer2.load_state_dict(optimizer.state_dict())
     restored.load_state_dict(schedule.state_dict())
     assert restored.state_dict() == schedule.state_dict()
+    assert restored.lr == pytest.approx(0.3)
+    restored.after_epoch(8.0)
+    assert restored.lr == pytest.approx(0.3)  # at the floor: no lower
 
 
 def scaled_groups() -> list[dict]:

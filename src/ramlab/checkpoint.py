@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from ramlab.errors import RamlabError
-from ramlab.files import atomic_write
+from ramlab.files import atomic_write, sync_folder
 
 FORMAT = 2  # 2: the RAM's glimpse network and core keep W_hg/W_hl and W_g/W_h as separate layers
 
@@ -62,6 +62,7 @@ def stage_best(out: Path, state: dict[str, Any]) -> None:
 def commit_best(out: Path) -> None:
     """Make the staged weights best.pt (call once last.pt records their epoch as the best)."""
     (out / STAGED_BEST).replace(out / BEST)
+    sync_folder(out)
 
 
 def settle_best(out: Path, best_epoch: int | None) -> None:

@@ -48,6 +48,22 @@ def _new_file_mode() -> int:
     return 0o666 & ~umask
 
 
+def sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename in it reaches the disk before what follows (after a
+    power loss, renames done in order stay in order). A no-op where folders cannot be opened
+    (Windows) or synced (some network file systems)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(
     path: str | os.PathLike,
     write: Callable[[Any], None],
@@ -70,6 +86,7 @@ def atomic_write(
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        sync_folder(path.parent)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         message = os_error_message(exc, path, place=place)

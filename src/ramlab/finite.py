@@ -53,7 +53,9 @@ class FiniteCheck:
             if not torch.isfinite(loss):
                 self._stop(f"the loss became {loss.item()}", f"at {self.where(step)}")
             return
-        loss = loss.detach()
+        # A copy: a compiled step's loss lives in CUDA-graph memory the next replay overwrites
+        # (reading it then raises), and this one is kept until a read step.
+        loss = loss.detach().clone()
         finite = torch.isfinite(loss)
         if self._finite is None:
             self._finite, self._first_bad = finite, loss
