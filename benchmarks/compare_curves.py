@@ -44,6 +44,7 @@ from ramlab.progress import (
     val_curve,
     window_mean,
 )
+from ramlab.provenance import command_line
 
 
 def parse_window(text: str) -> tuple[int, int]:
@@ -144,6 +145,7 @@ def main() -> None:
             "give --windows A-B ..., --around-best K, --budgets B ..., --reach T ... and/or --early-stop P/E ..."
         )
 
+    print(command_line())  # what a pasted table came from
     header = [f"{a}-{b}" for a, b in args.windows]
     if args.around_best is not None:
         header.append(f"best±{args.around_best}")

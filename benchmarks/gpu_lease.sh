@@ -61,8 +61,11 @@ prepare)
         -d .whl "${wheels[@]}"
     home=${RAMLAB_HOME:-$HOME/.cache/ramlab}
     mkdir -p .gpu-home/mnist
-    for file in "$home"/mnist/*-ubyte; do
-        [[ -f .gpu-home/mnist/$(basename "$file").gz ]] || gzip -c "$file" >".gpu-home/mnist/$(basename "$file").gz"
+    files=("$home"/mnist/*-ubyte)
+    [[ -f ${files[0]} ]] || { echo "no MNIST in $home/mnist: run ramlab data fetch first" >&2; exit 1; }
+    for file in "${files[@]}"; do  # through a temp file: an interrupted gzip leaves no .gz
+        gz=.gpu-home/mnist/$(basename "$file").gz
+        [[ -f $gz ]] || { gzip -c "$file" >"$gz.tmp" && mv "$gz.tmp" "$gz"; }
     done
     ls .whl .gpu-home/mnist
     du -sh .whl .gpu-home

@@ -155,17 +155,19 @@ fi
 if wanted recipe; then
     RECIPE=${RECIPE:-translated60}
     RUN=${RUN:-$RECIPE}
-    read -r -a train_args <<<"${TRAIN_ARGS:-}"
+    read -r -d '' -a train_args <<<"${TRAIN_ARGS:-}" || true  # every line's words (read stops at NUL)
     run_dir=runs/gpu/$RUN
     # The time budget is the run's total training time: what it has trained so far plus this
     # call's share (its time left, less a minute for compiling, validating and the copy).
     left=$((BUDGET - (SECONDS - START) - 60))
+    # What it has trained is last.pt's: a run stopped mid-epoch (by `timeout`) trained past
+    # its last validation line.
     budget=$("$PY" -c '
 import sys
 from pathlib import Path
-from ramlab.progress import read_val_curve
-curve = read_val_curve(sys.argv[1]) if Path(sys.argv[1], "metrics.jsonl").is_file() else []
-seconds = curve[-1].seconds or 0.0 if curve else 0.0
+from ramlab.checkpoint import load_checkpoint
+last = Path(sys.argv[1], "last.pt")
+seconds = float(load_checkpoint(last).get("train_seconds", 0.0)) if last.is_file() else 0.0
 print(round((seconds + int(sys.argv[2])) / 60, 2))' "$run_dir" "$left")
     run recipe $((left + 30)) "$RES/recipe-$RUN.txt" "$PY" -c 'import sys; from ramlab.cli import main; sys.exit(main())' \
         train ram --config "$RECIPE" --device cuda --compile true --threads 8 --progress false \

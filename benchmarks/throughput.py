@@ -185,6 +185,9 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
         skips = cudagraph_skips()
         figures_of = measure(group, model="ram", mode=mode, warmup=5, **common)
         skips = cudagraph_skips() - skips
+        if mode == "train":  # each image's M rollouts are M samples of the batch
+            for figure in figures_of.values():
+                figure.rollouts_per_image = model.training_copies
         eager[mode], bound = figures_of["eager"], figures_of["matmul-bound"]
         share = eager[mode].share_of(bound, "of_matmul_bound")
         report(eager[mode], "ramlab")
@@ -217,12 +220,15 @@ def measure_batch(args: argparse.Namespace, batch: int, device: torch.device, co
         # timed in turn with the RAM's eager step again: a ratio of the same rounds (this
         # machine's speed drifts between windows timed minutes apart)
         paired = measure({"eager": step, "ram": steps[mode]}, model="resnet", mode=mode, **common)
-        figure, ratio = paired["eager"], paired["ram"].share_of(paired["eager"], "ram_over_resnet")
+        if mode == "train":
+            paired["ram"].rollouts_per_image = eager[mode].rollouts_per_image
+        figure = paired["eager"]
+        ratio = paired["ram"].share_of(figure, "ram_over_resnet", per_image=True)
         figure.ratios.update(paired["ram"].ratios)
         report(
             figure,
             "resnet",
-            f": the RAM is {ratio:.1f}x faster ({paired['ram'].share_range('ram_over_resnet', times=True)})",
+            f": the RAM is {ratio:.1f}x faster in images/s ({paired['ram'].share_range('ram_over_resnet', times=True)})",
         )
     del resnet
     naive = not args.skip_naive and (device.type != "cuda" or args.per_sample_on_cuda)

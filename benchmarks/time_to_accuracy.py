@@ -24,6 +24,7 @@ from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.progress import RunFiles, best, labelled_run, read_val_curve, setting_over_resumes, time_to
+from ramlab.provenance import command_line
 from ramlab.report import PAPER
 
 
@@ -52,15 +53,19 @@ def main() -> None:
     args = parser.parse_args()
 
     curves, datasets = {}, set()
+    print(command_line())
     print(f"machine: {os.cpu_count()} CPU cores visible to this process")
     for label, path in map(labelled_run, args.runs):
+        if label in curves:
+            parser.error(f"two runs labelled {label!r}: name them apart (LABEL=RUN)")
         try:
             files = RunFiles.find(path)
         except RamlabError as exc:
             parser.error(str(exc))
         curves[label] = read_val_curve(files.curve)
         config = read_config(files.config)
-        datasets.add(config.get("data"))
+        if config.get("data") is not None:  # a run without a config beside it names none
+            datasets.add(config["data"])
         history = read_metrics(files.history) if files.history else []
         threads = "?"  # no config beside the curve: unknown, not torch's default
         if files.config is not None:
@@ -89,6 +94,7 @@ def main() -> None:
         from ramlab.viz.progress import plot_time_to_accuracy
 
         names = {f"paper {paper:g}%": paper} if paper else {}
+        names |= {f"{target:g}%": target for target in targets if target != paper}
         print(plot_time_to_accuracy(curves, args.plot, targets=names))
 
 

@@ -91,16 +91,23 @@ class Figure:
     process_max_rss_mib: float = 0.0  # the process's peak resident memory so far (all lines)
     ratios: dict[str, float] = field(default_factory=dict)
     cudagraph_skips: int | None = None  # CUDA, compiled: graphs torch.compile ran without CUDA graphs
+    rollouts_per_image: int = 1  # a RAM's training step of M rollouts an image: a sample is a rollout
+
+    @property
+    def images_per_s(self) -> float:
+        return self.median / self.rollouts_per_image
 
     @property
     def median(self) -> float:
         return statistics.median(self.rates)
 
-    def share_of(self, other: Figure, name: str) -> float:
+    def share_of(self, other: Figure, name: str, *, per_image: bool = False) -> float:
         """The median over timing rounds of this figure's rate over `other`'s in the same
         round (windows timed in turn, see `windows`), kept in `ratios` as `name` with the
-        rounds' lowest and highest as `name`_low and `name`_high."""
-        ratios = [mine / theirs for mine, theirs in zip(self.rates, other.rates, strict=True)]
+        rounds' lowest and highest as `name`_low and `name`_high. `per_image`: images/s, not
+        samples/s (another model's sample is an image, a RAM's training sample a rollout)."""
+        scale = other.rollouts_per_image / self.rollouts_per_image if per_image else 1.0
+        ratios = [scale * mine / theirs for mine, theirs in zip(self.rates, other.rates, strict=True)]
         self.ratios[f"{name}_low"], self.ratios[f"{name}_high"] = min(ratios), max(ratios)
         self.ratios[name] = share = statistics.median(ratios)
         return share
@@ -113,11 +120,14 @@ class Figure:
     def to_dict(self) -> dict[str, Any]:
         row = asdict(self)
         row["samples_per_s"] = self.median
+        row["images_per_s"] = self.images_per_s
         row["window_range"] = [min(self.rates), max(self.rates)]
         return row
 
     def line(self, label: str) -> str:
         text = f"{label:30s} {self.mode:9s} {self.median:10,.0f} samples/s (windows {min(self.rates):,.0f}-{max(self.rates):,.0f})"
+        if self.rollouts_per_image > 1:
+            text += f" = {self.images_per_s:,.0f} images/s at {self.rollouts_per_image} rollouts an image"
         if self.peak_memory_mib is not None:
             text += f", peak {self.peak_memory_mib:,.0f} MiB"
         return text

@@ -24,6 +24,28 @@ def run_script(name: str, *args: str) -> str:
     return done.stdout
 
 
+def test_time_to_accuracy_reads_a_partial_curves_config_and_refuses_a_label_twice(tmp_path) -> None:
+    lines = [{"step": s, "epoch": s, "val/error": e, "perf/train_seconds": 60.0 * s, "train/rollouts": 10**6 * s}
+             for s, e in ((1, 3.0), (2, 1.1), (3, 0.9))]  # fmt: skip
+    curve = tmp_path / "p-val-partial.jsonl"  # a run that did not finish, its files beside it
+    curve.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (tmp_path / "p-config.yaml").write_text("data: translated60\ntrain: {threads: 1}\n")
+    (tmp_path / "p-history.jsonl").write_text(json.dumps({"changed": {"threads": [1, 2]}}) + "\n")
+    out = run_script("time_to_accuracy.py", str(curve))
+    first, _machine, run, *rest = out.splitlines()
+    assert first.startswith("command: python ") and "; commit: " in first
+    assert run == f"p: translated60, device ?, threads 1 -> 2, {curve}"
+    # Its dataset gives the paper's 1.22% (and twice it) as the default targets: first at epoch 2.
+    reached = rest[rest.index("validation error <= 1.22%:") + 1].split()
+    assert reached == ["p", "2.0", "min", "2.00", "M", "rollouts", "(epoch", "2)"]
+    assert "validation error <= 2.44%:" in rest
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "time_to_accuracy.py"), f"a={curve}", f"a={curve}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and "two runs labelled 'a'" in done.stderr
+
+
 def test_compare_curves_prints_window_means(tmp_path) -> None:
     run = tmp_path / "run"
     run.mkdir()
@@ -41,7 +63,11 @@ def test_compare_curves_prints_window_means(tmp_path) -> None:
         "compare_curves.py", f"mine={run}", str(curve), "--windows", "1-2", "2-4",
         "--key", "val/error", "--key", "val/in_box", "--train-error", "--train-key", "grad/core",
     )  # fmt: skip
-    rows = {tuple(line.split()[:2]): line.split()[2:] for line in out.splitlines()[1:]}
+    first, *table = out.splitlines()
+    assert (
+        first.startswith("command: python ") and "compare_curves.py mine=" in first and "; commit: " in first
+    )
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in table[1:]}
     # (3 + 1) / 2 and, over 2-4, (1 + 2) / 2 from the 2 epochs the run has; best 1.00 at epoch 2 of 3.
     assert rows[("mine", "val/error")] == ["2.00", "1.50", "(2", "ep.)", "1.00", "@", "2", "3"]
     assert rows[("mine", "val/in_box")][:1] == ["40.00"]
@@ -52,17 +78,17 @@ def test_compare_curves_prints_window_means(tmp_path) -> None:
     assert rows[("mine", "grad/core")][:5] == ["(training)", "0.50", "(1", "ep.)", "0.50"]
     # The 3 epochs either side of the best (epoch 2): epochs 1-3 of the run's 3, and the bare path's label.
     out = run_script("compare_curves.py", str(run), "--around-best", "3")
-    assert out.splitlines()[1].split() == ["run", "val/error", "2.00", "(3", "ep.)", "1.00", "@", "2", "3"]
+    assert out.splitlines()[2].split() == ["run", "val/error", "2.00", "(3", "ep.)", "1.00", "@", "2", "3"]
     # Val errors 3, 1, 2 at epochs 1-3: the best by epoch 1, 2 and 5 (past its end), the first
     # epoch at or under 2.5 and 0.5.
     out = run_script("compare_curves.py", str(run), "--budgets", "1", "2", "5", "--reach", "2.5", "0.5")
-    header, row = out.splitlines()
+    _, header, row = out.splitlines()
     assert " ".join(header.split()[2:17]) == "best by 1 best by 2 best by 5 first <= 2.5 first <= 0.5"
     assert row.split()[2:11] == ["3.00", "1.00", "1.00", "(to", "3)", "2", "never", "1.00", "@"]
     # Patience 1 stops after epoch 3 (2 is the best); patience 2 within 2 epochs stops at 2;
     # patience 5 has not stopped when the curve ends at 3.
     out = run_script("compare_curves.py", str(run), "--early-stop", "1", "2/2", "5")
-    header, row = out.splitlines()
+    _, header, row = out.splitlines()
     assert " ".join(header.split()[2:11]) == "early stop 1 early stop 2/2 early stop 5"
     assert " ".join(row.split()[2:]) == "1.00 @ 2, stop 3 1.00 @ 2, stop 2 1.00 @ 2, to 3 1.00 @ 2 3"
     bad = subprocess.run(
@@ -109,6 +135,10 @@ def test_throughput_and_concurrency_write_their_json(tmp_path) -> None:
         low, high = figure["window_range"]
         assert len(figure["rates"]) == 5 and 0 < low <= figure["samples_per_s"] <= high
         assert figure["peak_memory_mib"] is None  # CUDA only
+    for figure in record["figures"]:  # the recipe's 2 rollouts an image, in training only
+        copies = 2 if (figure["model"], figure["mode"]) == ("ram", "train") else 1
+        assert figure["rollouts_per_image"] == copies
+        assert figure["images_per_s"] == pytest.approx(figure["samples_per_s"] / copies)
     eager = [f for f in record["figures"] if (f["model"], f["path"]) == ("ram", "eager")]
     bound_of = {(f["mode"], f["batch"]): f["rates"] for f in record["figures"] if f["path"] == "matmul-bound"}
     for f in eager:  # the share: the median of the rounds' own ratios, their range beside it
@@ -230,6 +260,26 @@ def test_fastpath_ab_finds_both_wrappers_give_the_same_step_and_sees_a_changed_w
     nudged = fastpath_ab.outputs(new, images, labels, bboxes, None)
     differences = fastpath_ab.largest_differences(then, nudged)
     assert differences["loss"] > 0 and differences["logits"] > 0
+
+
+def test_a_ratio_per_image_counts_a_rams_rollouts_once() -> None:
+    # The translated60 recipe trains 2 rollouts an image: 128 samples are 64 images, while a
+    # ResNet's 128 are 128; the RAM/ResNet ratio compared rollouts/s with images/s.
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from timing import Figure
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    ram = Figure("ram", "train", 128, "eager", rates=[2000.0, 2200.0, 1800.0], rollouts_per_image=2)
+    resnet = Figure("resnet", "train", 128, "eager", rates=[500.0, 500.0, 600.0])
+    assert ram.images_per_s == 1000.0 and ram.to_dict()["images_per_s"] == 1000.0
+    # Rounds: 2000/2/500 = 2.0, 2200/2/500 = 2.2, 1800/2/600 = 1.5; their median 2.0.
+    assert ram.share_of(resnet, "ram_over_resnet", per_image=True) == pytest.approx(2.0)
+    assert (ram.ratios["ram_over_resnet_low"], ram.ratios["ram_over_resnet_high"]) == pytest.approx(
+        (1.5, 2.2)
+    )
+    assert ram.share_of(resnet, "per_sample") == pytest.approx(4.0)  # samples/s, as before
+    assert "= 1,000 images/s at 2 rollouts an image" in ram.line("ramlab")
 
 
 def test_a_benchmarks_first_line_names_its_command_and_commit(monkeypatch) -> None:

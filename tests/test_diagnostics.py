@@ -177,6 +177,13 @@ def test_run_files_in_a_run_directory_and_beside_a_committed_curve(tmp_path) -> 
     assert RunFiles.find(tmp_path / "b-val.jsonl") == RunFiles(
         tmp_path / "b-val.jsonl", tmp_path / "b.json", None
     )
+    # ... and a run that did not finish as NAME-val-partial.jsonl, its files beside it.
+    for name in ("p-val-partial.jsonl", "p-config.yaml", "p-history.jsonl"):
+        (tmp_path / name).write_text("")
+    assert RunFiles.find(tmp_path / "p-val-partial.jsonl") == RunFiles(
+        tmp_path / "p-val-partial.jsonl", tmp_path / "p-config.yaml", tmp_path / "p-history.jsonl"
+    )
+    assert labelled_run(str(tmp_path / "p-val-partial.jsonl"))[0] == "p"
     # No curve: a run directory before its first line, or a path that is not there.
     (tmp_path / "unstarted").mkdir()
     with pytest.raises(RamlabError, match=r"unstarted has no metrics\.jsonl"):

@@ -46,7 +46,7 @@ def val_curve(records: list[dict]) -> list[CurvePoint]:
 class RunFiles:
     """Where a run's curve, config and resume history are: in a run directory
     (metrics.jsonl, config.yaml, history.jsonl), or beside a committed curve `NAME-val.jsonl`
-    (NAME-config.yaml, else the config inside the result NAME.json; NAME-history.jsonl), as
+    or `NAME-val-partial.jsonl` (NAME-config.yaml, else the config inside the result NAME.json; NAME-history.jsonl), as
     results/recipes/ keeps finished runs. A config or history that is not there is None; a
     missing curve is an error that says what to give."""
 
@@ -62,7 +62,7 @@ class RunFiles:
         if path.is_dir():
             names = (path / "metrics.jsonl", [path / "config.yaml"], path / "history.jsonl")
         else:
-            stem = path.name.removesuffix("-val.jsonl")
+            stem = curve_stem(path.name)
             names = (
                 path,
                 [path.with_name(f"{stem}-config.yaml"), path.with_name(f"{stem}.json")],
@@ -84,7 +84,16 @@ def labelled_run(text: str) -> tuple[str, Path]:
     """`LABEL=PATH` -> (LABEL, PATH); a bare PATH is labelled with its name (a committed
     curve `NAME-val.jsonl` with NAME)."""
     label, sep, path = text.partition("=")
-    return (label, Path(path)) if sep else (Path(text).name.removesuffix("-val.jsonl"), Path(text))
+    return (label, Path(path)) if sep else (curve_stem(Path(text).name), Path(text))
+
+
+def curve_stem(name: str) -> str:
+    """NAME of a committed curve `NAME-val.jsonl` or `NAME-val-partial.jsonl` (a run that did
+    not finish), whose config and history sit beside it as NAME-config.yaml, NAME-history.jsonl."""
+    for suffix in ("-val.jsonl", "-val-partial.jsonl"):
+        if name.endswith(suffix):
+            return name.removesuffix(suffix)
+    return name
 
 
 def read_val_curve(run_dir: str | Path) -> list[CurvePoint]:
