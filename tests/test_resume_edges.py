@@ -166,7 +166,7 @@ def test_a_run_stopped_before_its_first_checkpoint_resumes_with_a_new_config(
 def test_a_resume_by_other_code_is_recorded_in_the_history(fake_mnist, tmp_path, monkeypatch):
     # result.json names the commit that ended the run only: the code before a resume was lost
     out = tmp_path / "run"
-    monkeypatch.setattr(trainer_module, "git_commit", lambda: "aaa")
+    monkeypatch.setattr("ramlab.provenance.git_commit", lambda: "aaa")
     with monkeypatch.context() as patch:
         ObjectiveHook(patch, at=4, action="interrupt")  # epoch 2: epoch 1's last.pt exists
         with pytest.raises(KeyboardInterrupt):
@@ -174,7 +174,7 @@ def test_a_resume_by_other_code_is_recorded_in_the_history(fake_mnist, tmp_path,
     assert load_checkpoint(out / "last.pt")["commit"] == "aaa"
     Trainer(tiny_config(epochs=2, schedule="exponential"), out, command="same code").fit(resume=True)
     assert not (out / "history.jsonl").exists()  # the same code, nothing changed: no line
-    monkeypatch.setattr(trainer_module, "git_commit", lambda: "bbb")
+    monkeypatch.setattr("ramlab.provenance.git_commit", lambda: "bbb")
     result = Trainer(tiny_config(epochs=3, schedule="exponential"), out, command="later").fit(resume=True)
     [line] = [json.loads(text) for text in (out / "history.jsonl").read_text().splitlines()]
     assert line == {"command": "later", "changed": {"epochs": [2, 3]}, "commit": "bbb", "trained_at": "aaa"}

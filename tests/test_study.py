@@ -61,10 +61,7 @@ def mtimes(folder: Path) -> dict[str, int]:
 # ---- the tiny preset, end to end ------------------------------------------------------------
 def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, capsys, monkeypatch):
     commits = (f"commit{i}" for i in itertools.count())  # the tree moves on at every look
-    # The trainer first: patching it may import ramlab.trainer, whose `from ramlab.provenance
-    # import git_commit` would otherwise take the fake and keep it after this test.
-    for where in ("ramlab.trainer.git_commit", "ramlab.provenance.git_commit"):
-        monkeypatch.setattr(where, lambda *args: next(commits))
+    monkeypatch.setattr("ramlab.provenance.git_commit", lambda *args: next(commits))
     out = tmp_path / "study"
     assert main(["study", "tiny", "--out", str(out)]) == 0
     err = capsys.readouterr().err
@@ -112,7 +109,12 @@ def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, caps
     assert {r["commit"] for r in cost} == {"commit0"}  # each row names the code that measured it
     jobs = [json.loads(line) for line in (out / "jobs.jsonl").read_text().splitlines()]
     assert len(jobs) == 16 and all(j["command"].startswith("ramlab") for j in jobs)
+    assert all(j["units"] > 0 for j in jobs)  # the work each did, for the estimates
     assert {j["commit"] for j in jobs} == {"commit0"}  # the code the study started with
+    for name in runs:  # and every file a job wrote names it, not the tree's HEAD at the job
+        run = out / "runs" / name
+        for file in ("result.json", "eval.json", "robustness.json"):
+            assert json.loads((run / file).read_text())["commit"] == "commit0", (name, file)
 
     # The report: every section, and the numbers of the runs.
     report = (out / "report.md").read_text()

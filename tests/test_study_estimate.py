@@ -18,6 +18,7 @@ from ramlab.study.estimate import (
     finished_seconds,
     units,
 )
+from ramlab.study.runner import duration
 
 TRAIN = {"epochs": 2, "batch_size": 8, "train_limit": 16, "eval_limit": 8, "threads": 1, "progress": False}
 
@@ -72,7 +73,11 @@ def test_rates_prefer_the_model_then_the_kind_then_the_prior():
     assert rates.per_unit("train", "ram") == PRIOR_SECONDS[("train", "ram")]
     assert rates.per_unit("train", "newnet") == PRIOR_BY_KIND["train"]  # no measured prior
     rates.add("train", "resnet", work=100, seconds=30)
-    assert rates.per_unit("train", "ram") == pytest.approx(0.3)  # another model of the kind
+    # Another model of the kind says how fast this machine is against the priors' (the
+    # ResNet's 0.3 against its prior), not what a RAM's unit costs.
+    speed = 0.3 / PRIOR_SECONDS[("train", "resnet")]
+    assert rates.per_unit("train", "ram") == pytest.approx(PRIOR_SECONDS[("train", "ram")] * speed)
+    assert rates.per_unit("train", "newnet") == pytest.approx(PRIOR_BY_KIND["train"] * speed)
     for seconds in (10, 50, 20):
         rates.add("train", "ram", work=100, seconds=seconds)
     assert rates.per_unit("train", "ram") == pytest.approx(0.2)  # the median: one slow job moves it little
@@ -90,7 +95,10 @@ def test_rates_prefer_the_same_dataset_then_any_dataset_of_the_model():
     assert rates.per_unit("train", "ram", "mnist") == pytest.approx(0.1)
     assert rates.per_unit("train", "ram", "translated60") == pytest.approx(0.25)  # the median of both
     assert rates.per_unit("train", "ram") == pytest.approx(0.25)  # no dataset: every ram training
-    assert rates.per_unit("train", "resnet", "mnist") == pytest.approx(0.25)  # the kind's
+    speed = 0.25 / PRIOR_SECONDS[("train", "ram")]  # the kind's: the RAM's at its prior's scale
+    assert rates.per_unit("train", "resnet", "mnist") == pytest.approx(
+        PRIOR_SECONDS[("train", "resnet")] * speed
+    )
 
 
 def test_finished_seconds_reads_the_jobs_of_the_plan_and_passes_over_bad_lines(tmp_path):
@@ -105,7 +113,9 @@ def test_finished_seconds_reads_the_jobs_of_the_plan_and_passes_over_bad_lines(t
         json.dumps({"id": "a", "seconds": 14.0}),
     ]
     path.write_text("\n".join(lines) + "\n")
-    assert finished_seconds(path, ["a", "b", "c"]) == {"a": 14.0}
+    assert finished_seconds(path, ["a", "b", "c"]) == {"a": (14.0, None)}  # no units: an older line
+    path.write_text(json.dumps({"id": "a", "seconds": 6.0, "units": 30}) + "\n")
+    assert finished_seconds(path, ["a"]) == {"a": (6.0, 30.0)}
     path.write_bytes(b"\xff\xfe")
     assert finished_seconds(path, ["a"]) == {}
 
@@ -128,16 +138,28 @@ def test_a_resumed_study_estimates_from_what_its_finished_jobs_took(tmp_path):
     study = Study(p, out, log=lines.append)
     study._start("in this process")
     assert study._seconds(seed1) == pytest.approx(35.0)  # the same units, the same model
-    assert study._seconds(resnet) == pytest.approx(0.5 * units(resnet, p)[1])  # the kind's rate
-    assert "3 to run in this process (estimate 73 s)" in lines[-1]  # 35 + 0.5 x 38 x 2
+    # The ResNet: its own prior at the speed the RAM showed (0.5 s a unit against its prior).
+    speed = 0.5 / PRIOR_SECONDS[("train", "ram")]
+    assert study._seconds(resnet) == pytest.approx(
+        speed * PRIOR_SECONDS[("train", "resnet")] * units(resnet, p)[1]
+    )
+    left = [job for job in by_id(study).values() if not study.is_done(job)]
+    total = duration(sum(study._seconds(job) for job in left))
+    assert f"{len(left)} to run in this process (estimate {total})" in lines[-1]
     study._start("with --executor local", serial=False)  # a sum of the jobs' times, not the wall
-    assert "3 to run with --executor local (estimate 73 s of job time)" in lines[-1]
+    assert f"{len(left)} to run with --executor local (estimate {total} of job time)" in lines[-1]
 
     # seed 1 was interrupted after validating epoch 1 of 2: 1 x 16 x 2 + (1 x 8 + 8) / 4 = 36 left
     metrics = [{"step": 2, "epoch": 0.5, "train/loss": 1.0}, {"step": 4, "epoch": 1, "val/error": 50.0}]
     (out / "runs" / seed1.run).mkdir(parents=True)
     (out / "runs" / seed1.run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     assert study._seconds(seed1) == pytest.approx(0.5 * 36)
+
+    # seed 0's line says its attempt did 35 units (it resumed half-trained): 1 s a unit, not 0.5.
+    (out / "jobs.jsonl").write_text(json.dumps({"id": seed0.id, "seconds": 35.0, "units": 35}) + "\n")
+    study = Study(p, out, log=lines.append)
+    study._start("in this process")
+    assert study._seconds(seed1) == pytest.approx(1.0 * 36)
 
 
 def test_epochs_trained_reads_the_last_validated_epoch(tmp_path):

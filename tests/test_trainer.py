@@ -164,7 +164,7 @@ def test_the_result_names_the_commit_the_run_started_from(fake_mnist, tmp_path, 
         tree["commit"] = "bbb222"
         return save(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "git_commit", lambda: tree["commit"])
+    monkeypatch.setattr("ramlab.provenance.git_commit", lambda: tree["commit"])
     monkeypatch.setattr(trainer_module, "save_checkpoint", save_then_move_on)
     assert Trainer(tiny_config(epochs=1), tmp_path / "run").fit()["commit"] == "aaa111"
     assert tree["commit"] == "bbb222"

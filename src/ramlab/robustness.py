@@ -128,6 +128,7 @@ def robustness_sweep(
     batch_size: int | None = None,
     json_path: str | Path | None = None,
     command: str | None = None,
+    commit: str | None = None,
     progress: Callable[[str], None] | None = None,
     replace_stale: bool = False,
 ) -> dict[str, Any]:
@@ -142,7 +143,7 @@ def robustness_sweep(
     other weights (the run trained on since, or another run of the same name) is refused,
     or, with `replace_stale` (a study's own file, whose preset changed), replaced.
     """
-    from ramlab.provenance import git_commit
+    from ramlab.provenance import run_commit
     from ramlab.run import load_run, refuse_unread_test
 
     if split not in SWEEP_SPLITS:
@@ -165,7 +166,7 @@ def robustness_sweep(
         "seed": config.train.seed,
         "data_seed": seed,
         "weights": weights_digest(model),
-        "commit": git_commit(),
+        "commit": commit or run_commit(),
         "command": command or shlex.join(["ramlab", *sys.argv[1:]]),
         "shifts": {},
     }

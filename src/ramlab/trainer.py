@@ -55,7 +55,7 @@ from ramlab.metrics import MetricsLog, open_tensorboard, validation_record, writ
 from ramlab.optim import Schedule, make_optimizer
 from ramlab.position import Position, epoch_generators
 from ramlab.progress import training_ends
-from ramlab.provenance import git_commit
+from ramlab.provenance import run_commit
 from ramlab.run_data import FreshScenes, final_test_loader, split_loaders
 from ramlab.run_messages import (
     finish_interrupted_message,
@@ -71,10 +71,19 @@ class Trainer:
     """Trains `config` into `out_dir`. `fit()` returns the result dict (also result.json)."""
 
     def __init__(
-        self, config: RunConfig, out_dir: str | Path, *, command: str | None = None, study_job: bool = False
+        self,
+        config: RunConfig,
+        out_dir: str | Path,
+        *,
+        command: str | None = None,
+        study_job: bool = False,
+        commit: str | None = None,
     ) -> None:
-        """`study_job`: the run is a study's job, which the study resumes (not `--resume`)."""
+        """`study_job`: the run is a study's job, which the study resumes (not `--resume`).
+        `commit`: the code running, where the caller knows it better than the tree's HEAD now
+        (a study's, read when its process started)."""
         self.config = config
+        self.given_commit = commit
         self.study_job = study_job
         self.cfg = config.train
         self.out = Path(out_dir)
@@ -98,7 +107,7 @@ class Trainer:
         if self.cfg.init_from and not (resume and (self.out / "last.pt").exists()):
             init_weights(self.model, self.cfg.init_from)
         run_dir.refuse_study_folder(self.out)
-        self.commit = git_commit()  # the code this process loaded
+        self.commit = self.given_commit or run_commit()  # the code this process loaded
         # A run another process holds: in a study, a job of an earlier run of it still going.
         lock = {"resume": "run the study again", "advice": ""} if self.study_job else {}
         with DirectoryLock(self.out, self.command, **lock), self.stop:

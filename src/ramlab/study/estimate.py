@@ -107,20 +107,31 @@ class Rates:
         def learnt(same: Callable[[tuple[str, str, str | None]], bool]) -> list[float]:
             return [rate for key, rates in self._seen.items() if same(key) for rate in rates]
 
-        seen = (
-            learnt(lambda key: key == (kind, model, data))
-            or learnt(lambda key: key[:2] == (kind, model))
-            or learnt(lambda key: key[0] == kind)
-        )
+        seen = learnt(lambda key: key == (kind, model, data)) or learnt(lambda key: key[:2] == (kind, model))
         if seen:
             return statistics.median(seen)
-        return PRIOR_SECONDS.get((kind, model), PRIOR_BY_KIND[kind])
+        # This model's prior at this machine's speed: the kind's other models against theirs
+        # (a RAM's rate per unit is no ResNet's: 4-10x apart).
+        speeds = [
+            rate / prior(key[0], key[1])
+            for key, rates in self._seen.items()
+            if key[0] == kind
+            for rate in rates
+        ]
+        return prior(kind, model) * (statistics.median(speeds) if speeds else 1.0)
 
 
-def finished_seconds(path: Path, ids: Iterable[str]) -> dict[str, float]:
-    """Each finished job's seconds from a study's jobs.jsonl, for the jobs in `ids` (the
-    last line of a job counts; an unreadable file or line is passed over: an estimate never
-    stops a study)."""
+def prior(kind: str, model: str) -> float:
+    """Seconds per unit of `kind` for `model` measured on 2 CPU cores (the kind's dearest
+    for a model without its own)."""
+    return PRIOR_SECONDS.get((kind, model), PRIOR_BY_KIND[kind])
+
+
+def finished_seconds(path: Path, ids: Iterable[str]) -> dict[str, tuple[float, float | None]]:
+    """Each finished job's (seconds, units of work it did) from a study's jobs.jsonl, for
+    the jobs in `ids`: the last line of a job counts, and a training resumed by it did only
+    the epochs left (None: a line written before the units were recorded). An unreadable
+    file or line is passed over: an estimate never stops a study."""
     wanted, found = set(ids), {}
     try:
         lines = path.read_text().splitlines()
@@ -130,8 +141,10 @@ def finished_seconds(path: Path, ids: Iterable[str]) -> dict[str, float]:
         try:
             entry = json.loads(line)
             job_id, seconds = entry["id"], float(entry["seconds"])
-        except (ValueError, KeyError, TypeError):
+            work = entry.get("units")
+            work = None if work is None else float(work)
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
         if job_id in wanted:
-            found[job_id] = seconds
+            found[job_id] = (seconds, work)
     return found

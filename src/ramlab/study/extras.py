@@ -34,7 +34,12 @@ def _flops(model, scenes) -> dict[str, Any]:
 
 
 def evaluate_run_extras(
-    run_dir: str | Path, *, spec: EvalSpec, device: str = "auto", command: str | None = None
+    run_dir: str | Path,
+    *,
+    spec: EvalSpec,
+    device: str = "auto",
+    command: str | None = None,
+    commit: str | None = None,
 ) -> dict[str, Any]:
     """eval.json of a run: the test error with sampled locations, where the glimpses go, and
     the glimpse trajectories (glimpses.png, glimpses.gif), for models that take glimpses."""
@@ -42,7 +47,7 @@ def evaluate_run_extras(
 
     from ramlab.data.loader import SceneLoader
     from ramlab.evaluate import evaluate
-    from ramlab.provenance import git_commit
+    from ramlab.provenance import run_commit
     from ramlab.run import load_run, refuse_unread_test
     from ramlab.viz.glimpses import animate_trajectories, draw_trajectories, trajectories, where_glimpses_go
 
@@ -63,7 +68,7 @@ def evaluate_run_extras(
         "attention": attention,
         "params": model.num_parameters(),
         **_flops(model, scenes),
-        "commit": git_commit(),
+        "commit": commit or run_commit(),
         "command": command or shlex.join(["ramlab", *sys.argv[1:]]),
     }
     if attention:

@@ -41,7 +41,7 @@ STUDY_COMMAND = "RAMLAB_STUDY_COMMAND"
 
 def run_one(out: str | Path, job_id: str, *, log: Callable[[str], None] = log_to_stderr) -> bool:
     """Run job `job_id` of the study in `out` unless it is done; returns whether it ran."""
-    from ramlab.provenance import git_commit
+    from ramlab.provenance import run_commit
 
     out = Path(out)
     if not (out / "study.yaml").is_file():
@@ -70,7 +70,7 @@ def run_one(out: str | Path, job_id: str, *, log: Callable[[str], None] = log_to
     waiting = [dep for dep in job.deps if not is_done(ctx, jobs[dep])]
     if waiting:
         raise RamlabError(f"job {job.id} needs {', '.join(waiting)} done first")
-    ctx.commit = git_commit()  # the code this process loaded
+    ctx.commit = run_commit()  # the code this process loaded
     log(f"[study] job {job.id}: {job.title}")
     seconds = run_job(ctx, job, trainer_class=_crash_for_tests(job))
     log(f"[study] done: {job.title} in {seconds:.0f} s")

@@ -28,6 +28,7 @@ from ramlab.lock import append_line
 from ramlab.run_dir import read_result
 from ramlab.runconfig import RunConfig
 from ramlab.study.context import Context
+from ramlab.study.estimate import epochs_trained, units
 from ramlab.study.extras import eval_settings, evaluate_run_extras
 from ramlab.study.plan import Job
 from ramlab.study.preset import model_config
@@ -69,7 +70,7 @@ def run_train(ctx: Context, job: Job, *, trainer_class: type | None = None) -> N
     run_dir = ctx.run_dir(job.run)
     # resume=True also starts a fresh run: it continues from last.pt only when there is one.
     trainer = (trainer_class or Trainer)(
-        config, run_dir, command=f"{ctx.command}  # job: {job.title}", study_job=True
+        config, run_dir, command=f"{ctx.command}  # job: {job.title}", study_job=True, commit=ctx.commit
     )
     trainer.fit(resume=True)
 
@@ -80,6 +81,7 @@ def run_eval(ctx: Context, job: Job) -> None:
         spec=ctx.preset.evaluate,
         device=_run_device(ctx, job),
         command=f"{ctx.command}  # job: {job.title}",
+        commit=ctx.commit,
     )
 
 
@@ -96,6 +98,7 @@ def run_robustness(ctx: Context, job: Job) -> None:
         json_path=run_dir / "robustness.json",
         replace_stale=True,  # the study's own file: a changed preset redoes it
         command=f"{ctx.command}  # job: {job.title}",
+        commit=ctx.commit,
         progress=lambda text: ctx.log(f"[study]   {text}"),
     )
 
@@ -168,17 +171,20 @@ def run_job(ctx: Context, job: Job, *, trainer_class: type | None = None) -> flo
     from ramlab.device import set_threads
 
     set_threads(ctx.job_threads())
+    # The work this attempt does (a resumed training: the epochs left), for the estimates.
+    trained = epochs_trained(ctx.run_dir(job.run)) if job.kind == "train" else 0
+    _, work = units(job, ctx.preset, trained=trained)
     tick = time.perf_counter()
     if job.kind == "train":
         run_train(ctx, job, trainer_class=trainer_class)
     else:
         RUNNERS[job.kind](ctx, job)
     seconds = time.perf_counter() - tick
-    record(ctx, job, seconds)
+    record(ctx, job, seconds, work=work)
     return seconds
 
 
-def record(ctx: Context, job: Job, seconds: float) -> None:
+def record(ctx: Context, job: Job, seconds: float, *, work: float | None = None) -> None:
     """Append the job's line to STUDY/jobs.jsonl (`append_line`: one locked write, so jobs
     finishing at once in several processes, on several nodes, never mix their lines)."""
     line = {
@@ -187,6 +193,7 @@ def record(ctx: Context, job: Job, seconds: float) -> None:
         "kind": job.kind,
         "run": job.run,
         "seconds": round(seconds, 3),
+        "units": None if work is None else round(work, 1),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": ctx.commit,
         "command": ctx.command,

@@ -82,10 +82,16 @@ class Study(Context):
         """Learn from what this study's finished jobs took (its jobs.jsonl); returns their seconds."""
         by_id = {job.id: job for job in jobs}
         taken = finished_seconds(self.out / "jobs.jsonl", by_id)
-        for job_id, seconds in taken.items():  # a resumed job's line counts its last part only
+        for job_id, (
+            seconds,
+            work,
+        ) in taken.items():  # a resumed job's line: its last part, and that part's units
             job = by_id[job_id]
-            self._rates.add(job.kind, *units(job, self.preset), seconds=seconds, data=job.data)
-        return taken
+            model, whole = units(job, self.preset)
+            self._rates.add(
+                job.kind, model, work=whole if work is None else work, seconds=seconds, data=job.data
+            )
+        return {job_id: seconds for job_id, (seconds, _) in taken.items()}
 
     def times(self) -> list[tuple[Job, bool, float | None]]:
         """Every job, whether it is done, and its seconds: what it took if done (None when
@@ -147,9 +153,9 @@ class Study(Context):
     def _start(self, how: str, *, serial: bool = True) -> tuple[list[Job], list[Job]]:
         """Record the code and the preset, say what is to do; returns (all jobs, jobs to run).
         The estimate is the jobs' time summed: in parallel, the executor's lines divide it."""
-        from ramlab.provenance import git_commit
+        from ramlab.provenance import run_commit
 
-        self.commit = git_commit()  # the code this process loaded, whatever the tree holds later
+        self.commit = run_commit()  # the code this process loaded, whatever the tree holds later
         save_preset(self)  # job processes read the preset from study.yaml
         jobs = self.jobs()
         todo = [job for job in jobs if not self.is_done(job)]
