@@ -17,6 +17,7 @@ from ramlab.config import load_yaml
 from ramlab.errors import RamlabError
 from ramlab.run_dir import read_result
 from ramlab.runconfig import RunConfig
+from ramlab.study import recipes
 from ramlab.study.plan import Job, group_seeds, run_dir, run_name
 from ramlab.study.preset import Preset, RunGroup, run_config
 
@@ -48,8 +49,8 @@ class Context:
         log: Callable[[str], None] = log_to_stderr,
         command: str | None = None,
     ) -> None:
-        self.preset = preset
         self.out = Path(out)
+        self.preset, self.recipes_changed = recipes.kept(preset, self.out)  # as the study started
         self.log = log
         self.command = command or shlex.join(["ramlab", *sys.argv[1:]])
         self.commit: str | None = None

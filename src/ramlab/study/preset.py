@@ -12,7 +12,7 @@ allowed. `run_config` is how a group, a dataset and a seed become a run's `RunCo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,15 @@ class RunGroup:
     best_reward_of: tuple[str, ...] = ()
     """Groups whose rewards compete: each dataset's runs take the reward of the group with
     the lowest mean validation error on it (those groups must come earlier)."""
+    recipes: dict = field(default_factory=dict, compare=False)
+    """Recipe name -> the recipe as read when the preset loaded (a study's: as it started,
+    `ramlab.study.recipes`), so every run of the group trains on one version of it."""
+
+    def recipe_names(self) -> set[str]:
+        """The recipes this group's runs start from."""
+        if not self.recipe:
+            return set()
+        return {data if self.recipe is True else str(self.recipe) for data in self.data}
 
 
 @dataclass(frozen=True)
@@ -145,7 +154,9 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
                 run_config(group, data, 0, train, where=f"{source}: runs[{i}] ({group.name}) on {data}")
             except RamlabError as exc:
                 raise _top_level_train_error(train, str(exc), source=source) or exc from None
-        groups.append(group)
+        groups.append(
+            replace(group, recipes={name: load_yaml(config_path(name)) for name in group.recipe_names()})
+        )
     if spec.cost is not None:
         configs = {
             name: model_config(name, values, where=f"{source}: cost.configs.{name}")
@@ -198,7 +209,10 @@ def run_config(
     the group's settings; `reward` replaces the model's, for best_reward_of groups)."""
     extra = group.per_data.get(data) or {}
     recipe = data if group.recipe is True else group.recipe
-    base = load_yaml(config_path(recipe)) if recipe else {}
+    if not recipe:
+        base = {}
+    else:
+        base = group.recipes[recipe] if recipe in group.recipes else load_yaml(config_path(recipe))
     model_fields = {
         **(base.get("model_config") or {}),
         **group.model_config,

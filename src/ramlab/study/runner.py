@@ -26,6 +26,7 @@ from ramlab.execute import Resources, Task, check_options, execute
 from ramlab.files import remove_stale_temp
 from ramlab.home import ramlab_home
 from ramlab.lock import DirectoryLock
+from ramlab.study import recipes
 from ramlab.study.context import Context, log_to_stderr
 from ramlab.study.estimate import Rates, epochs_trained, finished_seconds, units
 from ramlab.study.job import STUDY_COMMAND
@@ -157,6 +158,9 @@ class Study(Context):
 
         self.commit = run_commit()  # the code this process loaded, whatever the tree holds later
         save_preset(self)  # job processes read the preset from study.yaml
+        recipes.save(self.preset, self.out)  # and the recipes from STUDY/recipes/
+        if self.recipes_changed:
+            self.log(recipes.changed_note(self.recipes_changed, self.out))
         jobs = self.jobs()
         todo = [job for job in jobs if not self.is_done(job)]
         self._learn_history(jobs)  # what this study's machine took before
