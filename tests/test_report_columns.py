@@ -162,6 +162,23 @@ def test_cost_rows_measured_at_several_commits_say_so(tmp_path):
     assert "Measured by `ramlab study quick` at commit `aaa`." in (tmp_path / "report.md").read_text()
 
 
+def test_a_studys_report_takes_the_runs_of_its_plan(tmp_path):
+    # --seeds 3 then a plain rerun (2 seeds): seed 2 stays on disk, and was averaged in.
+    from ramlab.report.runs import read_runs
+
+    for seed, error in enumerate((2.0, 3.0, 9.0)):
+        write_run(tmp_path, f"fc-mnist-seed{seed}", model="fc", data="mnist", seed=seed, error=error)
+    assert len(read_runs(tmp_path)[0]) == 3  # no plan: every run (a folder of runs, not a study)
+    (tmp_path / "plan.json").write_text(json.dumps({"runs": ["runs/fc-mnist-seed0", "runs/fc-mnist-seed1"]}))
+    runs, skipped = read_runs(tmp_path)
+    assert [r.name for r in runs] == ["runs/fc-mnist-seed0", "runs/fc-mnist-seed1"]
+    assert [(s.name, s.reason.split(" (")[0]) for s in skipped] == [
+        ("runs/fc-mnist-seed2", "not a run of this study's plan")
+    ]
+    (tmp_path / "plan.json").write_text("{damaged")  # unreadable: every run, as before plans
+    assert len(read_runs(tmp_path)[0]) == 3
+
+
 def test_the_glimpses_section_shows_the_first_seed_that_drew_them(tmp_path):
     for seed in (0, 1):
         write_run(

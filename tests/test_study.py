@@ -70,6 +70,7 @@ def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, caps
     assert "ram-best on translated60: best reward is" in err
 
     runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert json.loads((out / "plan.json").read_text())["runs"] == [f"runs/{name}" for name in runs]
     assert runs == [
         "ram-best-translated60-seed0",
         "ram-infogain-translated60-seed0",

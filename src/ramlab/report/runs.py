@@ -15,6 +15,7 @@ runs of that model on that dataset (e.g. `ram (reward=sparse+bbox)`).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -108,15 +109,25 @@ def read_run(folder: Path, name: str) -> Run:
     )
 
 
+PLAN = "plan.json"
+"""A study's list of its runs (`ramlab.study`): a report of its folder takes those only."""
+
+
 def read_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
     """Every run directory under `root` (a folder with config.yaml and a trainer's files),
-    labelled, and the run directories left out because a file of theirs is damaged."""
+    labelled, and the run directories left out: a file of theirs damaged, or, in a study's
+    folder, not among the runs its plan.json lists (a seed of an earlier `--seeds`, a group
+    since removed from the preset)."""
     runs, skipped = [], []
+    planned = _planned(root)
     for config_path in sorted(root.rglob("config.yaml")):
         folder = config_path.parent
         if not ((folder / "metrics.jsonl").exists() or (folder / "result.json").exists()):
             continue
         name = str(folder.relative_to(root))
+        if planned is not None and name not in planned:
+            skipped.append(Skipped(name, f"not a run of this study's plan ({PLAN}: the preset as last run)"))
+            continue
         try:
             runs.append(read_run(folder, name))
         except Damaged as exc:
@@ -127,6 +138,16 @@ def read_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
     _label([r for r in runs if not r.finished])
     runs, copies = _one_per_seed(runs)
     return runs, skipped + copies
+
+
+def _planned(root: Path) -> set[str] | None:
+    """The run folders (relative to `root`) a study's plan.json lists; None without one, or
+    with one that cannot be read (then every run counts, as before studies wrote it)."""
+    try:
+        runs = json.loads((root / PLAN).read_text(encoding="utf-8"))["runs"]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    return {str(r) for r in runs} if isinstance(runs, list) else None
 
 
 def _one_per_seed(runs: list[Run]) -> tuple[list[Run], list[Skipped]]:

@@ -23,15 +23,16 @@ from pathlib import Path
 
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.execute import Resources, Task, check_options, execute
-from ramlab.files import remove_stale_temp
+from ramlab.files import remove_stale_temp, write_json
 from ramlab.home import ramlab_home
 from ramlab.lock import DirectoryLock
+from ramlab.report.runs import PLAN
 from ramlab.study import recipes
 from ramlab.study.context import Context, log_to_stderr
 from ramlab.study.estimate import Rates, epochs_trained, finished_seconds, units
 from ramlab.study.job import STUDY_COMMAND
 from ramlab.study.jobs import is_done, run_job, save_preset
-from ramlab.study.plan import Job, build_plan, topological_order
+from ramlab.study.plan import Job, build_plan, run_dir, topological_order
 from ramlab.study.preset import Preset, load_preset
 
 JOB_COMMAND = (sys.executable, "-m", "ramlab.study.job")
@@ -162,6 +163,9 @@ class Study(Context):
         if self.recipes_changed:
             self.log(recipes.changed_note(self.recipes_changed, self.out))
         jobs = self.jobs()
+        # The report takes these runs only (a seed of an earlier --seeds stays on disk).
+        planned = sorted({str(run_dir(".", job.run)) for job in jobs if job.run})
+        write_json(self.out / PLAN, {"runs": planned})
         todo = [job for job in jobs if not self.is_done(job)]
         self._learn_history(jobs)  # what this study's machine took before
         self.log(
