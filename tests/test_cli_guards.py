@@ -97,6 +97,46 @@ def test_running_out_of_memory_says_what_to_lower(monkeypatch, capsys):
     assert "--sizes" in err
 
 
+def test_an_interrupt_without_a_message_says_what_was_kept(monkeypatch, capsys):
+    from ramlab.cli import cost as cost_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C outside the trainer's own handler: it printed "ramlab: "
+
+    monkeypatch.setattr(cost_cli, "measure_costs", interrupted)
+    assert main(["cost", "--models", "fc", "--sizes", "28"]) == 130
+    assert capsys.readouterr().err.startswith("ramlab: interrupted (finished work is kept;")
+
+
+def test_a_recipe_reads_and_writes_as_utf8_whatever_the_locale(tmp_path):
+    # The recipes hold × and ±: under LC_ALL=C they read as "not a text (YAML) file".
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ramlab.config import load_yaml, save_yaml; from ramlab.runconfig import config_path; "
+        "assert sys.getfilesystemencoding() and __import__('locale').getpreferredencoding(False).lower() != 'utf-8'; "
+        "saved = save_yaml(sys.argv[1], load_yaml(config_path('cluttered100'))); print(load_yaml(saved)['model'])"
+    )
+    env = {
+        **os.environ,
+        "LC_ALL": "C",
+        "LANG": "C",
+        "PYTHONUTF8": "0",
+        "PYTHONCOERCECLOCALE": "0",
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "c.yaml")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ram", done.stderr[-2000:]
+
+
 def test_folders_of_the_other_kind_are_refused(run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["study", "tiny", "--out", str(run), "--list"]) == 2
@@ -125,6 +165,8 @@ def test_a_shift_given_twice_is_named(run, capsys):
         ("train: {lr: -1e-3}", "c.yaml: train: lr must be > 0, got -0.001"),  # named by file and section
         ("train: {epochs: 2, 2: 3}", "c.yaml: train: unknown key(s) 2; valid: "),  # a traceback before
         ("on: 1\nmodel: ram", "c.yaml: unknown key(s) True; valid: data, model, model_config, train"),
+        ("data: [mnist]", "c.yaml: data must be one of "),  # unhashable: a TypeError's traceback
+        ("train: {[a]: 1}", "c.yaml: not valid YAML (a key must be a name or a number"),
     ],
 )
 def test_a_config_files_bad_value_names_the_file(tmp_path, capsys, text, message):

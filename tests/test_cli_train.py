@@ -218,12 +218,19 @@ def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
     assert drawn.is_file()
     capsys.readouterr()
 
+    # A resume that leaves --test out keeps the run's own false (it went back to the default,
+    # true, and read the test split), as it keeps every setting the command does not give.
+    assert main(["train", "ram", "--out", str(out), "--resume"]) == 0
+    assert json.loads((out / "result.json").read_text())["test_error"] is None
+    assert "changes" not in capsys.readouterr().err
+
     # Made final by the resume the message names, which tests it once; eval then reads the
     # same test scenes.
     assert main([*train, "--resume", "--test", "true"]) == 0
     final = json.loads((out / "result.json").read_text())
     assert final["test_error"] is not None
-    assert "holds no run to resume" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "holds no run to resume" not in err and "note: this resume changes test False -> True" in err
     missing = tmp_path / "typo"  # a --resume into a folder with no run says it starts one
     assert main([*(a if a != str(out) else str(missing) for a in train), "--resume", "--epochs", "1"]) == 0
     assert f"note: {missing} holds no run to resume; starting one there" in capsys.readouterr().err

@@ -58,3 +58,19 @@ def test_a_resume_keeps_the_log_to_its_step_and_never_drops_lines_past_a_damaged
     path.write_bytes(b"\n".join([*lines, bad]) + b"\n")
     MetricsLog(path, resume_step=5).close()
     assert read_metrics(path) == [{"step": 1, "train/loss": 2.0}, {"step": 2}]
+
+
+def test_a_full_disk_under_the_log_is_one_clear_message(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.write({"step": 1})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(RamlabError, match=r"metrics\.jsonl: No space left on device; the disk is full"):
+        log.sync()  # an OSError's traceback before
+    log.close()

@@ -243,7 +243,7 @@ def test_learned_std_starts_at_the_configured_std_and_varies_with_the_state() ->
     torch.testing.assert_close(rollout.entropy[:, 1:], torch.full((5, 3), expected))
 
     with torch.no_grad():  # as after some training: the log-std depends on h_t
-        ram.policy.log_std.weight.normal_(0.0, 0.5, generator=gen(3))
+        ram.policy.std_logit.weight.normal_(0.0, 0.5, generator=gen(3))
     rollout = ram.rollout(images(), sample=True, generator=gen())
     entropy = rollout.entropy[:, 1:]
     assert entropy.std() > 1e-3
@@ -347,13 +347,13 @@ def test_a_learned_std_starts_as_configured_and_stays_inside_its_bounds_smoothly
     for z in (-60.0, -3.0, 3.0, 6.0, 60.0):
         ram.policy.zero_grad()
         with torch.no_grad():
-            ram.policy.log_std.bias.fill_(z)
+            ram.policy.std_logit.bias.fill_(z)
         _, log_std = ram.policy(h)
         expected = low + (1 - low) / (1 + math.exp(-z))  # by hand
         torch.testing.assert_close(log_std, torch.full((4, 2), expected))
         assert torch.all(log_std >= low) and torch.all(log_std <= 1.0)
         log_std.sum().backward()
-        slopes.append(ram.policy.log_std.bias.grad[0].item())
+        slopes.append(ram.policy.std_logit.bias.grad[0].item())
     # d log sigma / dz = (1 - log 1e-3) s (1 - s), per sample: 4 samples, summed.
     s = 1 / (1 + math.exp(-3.0))
     assert slopes[2] == pytest.approx(4 * (1 - low) * s * (1 - s), rel=1e-5)

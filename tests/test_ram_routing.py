@@ -34,7 +34,7 @@ def routed():
     """A learned-std RAM, one sampled rollout of it, and the labels."""
     ram = make_ram(learn_std=True, entropy_weight=0.0)
     with torch.no_grad():
-        ram.policy.log_std.weight.normal_(0.0, 0.1, generator=gen(5))
+        ram.policy.std_logit.weight.normal_(0.0, 0.1, generator=gen(5))
     out = ram(images(8), sample=True, generator=gen(1))
     labels = torch.arange(8) % 10
     return ram, out, labels
@@ -69,8 +69,8 @@ def test_hybrid_loss_routing(routed) -> None:
     assert reached(classification_only) == {"glimpse", "core", "classifier"}
     # REINFORCE adds the policy (mean and log-std) and nothing else: the baseline is detached.
     assert reached(reinforce_added) == {"glimpse", "core", "classifier", "policy"}
-    assert classification_only["policy.log_std.weight"].abs().sum() == 0
-    assert reinforce_added["policy.log_std.weight"].abs().sum() > 0
+    assert classification_only["policy.std_logit.weight"].abs().sum() == 0
+    assert reinforce_added["policy.std_logit.weight"].abs().sum() > 0
     assert reinforce_added["policy.mean.weight"].abs().sum() > 0
     # The baseline's MSE adds the baseline and nothing else.
     assert reached(baseline_added) == {"glimpse", "core", "classifier", "baseline"}
@@ -95,7 +95,7 @@ def test_policy_trains_core_sends_reinforce_into_the_core_and_glimpse_net_only()
     for on in (False, True):
         ram = make_ram(policy_trains_core=on, learn_std=True, entropy_weight=0.01)
         with torch.no_grad():  # a log-std that depends on the state
-            ram.policy.log_std.weight.normal_(0.0, 0.1, generator=gen(5))
+            ram.policy.std_logit.weight.normal_(0.0, 0.1, generator=gen(5))
         out = ram(images(8), sample=True, generator=gen(1))
         rollouts[on] = out.rollout
         routes = {"policy", "core", "glimpse"} if on else {"policy"}

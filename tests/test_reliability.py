@@ -163,6 +163,8 @@ def test_a_full_disk_is_one_message_and_resuming_loses_nothing(
     real_fsync, calls = os.fsync, []
 
     def fsync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):  # a folder's, after a rename: writes nothing
+            return real_fsync(fd)
         calls.append(fd)
         if len(calls) > 3:  # config.yaml, best.pt and last.pt of epoch 1 fit; then the disk is full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

@@ -11,7 +11,7 @@ from test_report import write_run
 from ramlab.config import to_dict
 from ramlab.models.ram import RAMConfig
 from ramlab.report import write_report
-from ramlab.report.pooled import Stratum, group_name, pooled_comparisons
+from ramlab.report.pooled import PooledComparison, Stratum, group_name, pooled_comparisons
 from ramlab.report.runs import Run
 
 
@@ -50,6 +50,16 @@ def test_pairs_seen_on_two_datasets_or_more_are_pooled():
     # A quarter of the reference's error is 75% less, never more than 100% (over the pooled
     # mean it read -1.2: "120% lower").
     assert Stratum("mnist", [1.0, 1.0], [4.0, 4.0]).change == -0.75
+    # Changes of both signs (-90% and +200%) average to "55% higher", while the test's sum over
+    # pooled means (-1.64 + 1.0) says lower: no percentage then, the datasets' errors only.
+    mixed = PooledComparison(
+        "a",
+        "b",
+        "the sparse reward",
+        (Stratum("mnist", [0.1], [1.0]), Stratum("translated60", [30.0], [10.0])),
+    )
+    sentence = mixed.sentence()
+    assert "% (1 + 1 seeds)): p = " in sentence and "test error than" not in sentence
 
 
 def test_the_report_tests_a_group_across_datasets(tmp_path):

@@ -12,7 +12,7 @@ from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weight
 
 from ramlab import trainer as trainer_module
 from ramlab.checkpoint import load_checkpoint
-from ramlab.config import load_yaml
+from ramlab.config import load_yaml, save_yaml
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.run import load_run
@@ -225,6 +225,15 @@ def test_a_damaged_config_yaml_says_how_to_get_it_back(fake_mnist, tmp_path):
         match=r"(?s)config\.yaml: not valid YAML .*fix: restore it from a copy, or delete it and resume",
     ):
         load_run(out)
+    # Readable, but refused by this version (a fixed std above e, allowed before 2026-12-07):
+    # deleting it would rebuild the same from last.pt, so the message says what can be done.
+    saved = tiny_config(epochs=1).to_dict()
+    saved["model_config"]["std"] = 5.0
+    save_yaml(out / "config.yaml", saved)
+    with pytest.raises(
+        RamlabError, match=r"std must be in \(0, e\].*This version of ramlab refuses the run's config"
+    ):
+        Trainer(tiny_config(epochs=1), out).fit(resume=True)
     (out / "config.yaml").unlink()  # as the message says: back from last.pt, the result kept
     first = json.loads((out / "result.json").read_text())
     assert Trainer(tiny_config(epochs=1), out).fit(resume=True)["test_error"] == first["test_error"]

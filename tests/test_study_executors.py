@@ -138,6 +138,16 @@ def test_jobs_get_the_study_folder_absolute_and_the_cache_the_driver_was_given(
         monkeypatch.setenv("RAMLAB_HOME", value)
         study(Path("rel") / "out", small).run(report=False, executor="ray")
         assert {task.env.get("RAMLAB_HOME") for task in captured} == {expected}
+    # The user's XDG cache goes along too (a Ray job lacks it: a second cache, built again);
+    # a relative XDG_CACHE_HOME is ignored, as the XDG spec says.
+    for value, expected in (
+        (str(tmp_path / "xdg"), str(tmp_path / "xdg" / "ramlab")),
+        ("xdg", str(tmp_path / "home" / ".cache" / "ramlab")),
+    ):
+        captured.clear()
+        monkeypatch.setenv("XDG_CACHE_HOME", value)
+        study(Path("rel") / "out", small).run(report=False, executor="ray")
+        assert {task.env.get("RAMLAB_HOME") for task in captured} == {expected}
 
 
 def test_an_unknown_executor_option_is_refused_before_the_study_folder_is_made(tmp_path):

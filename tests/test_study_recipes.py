@@ -41,3 +41,15 @@ def test_a_study_keeps_the_recipes_it_started_with(tmp_path, monkeypatch):
     assert lr(Study(load_preset(out / "study.yaml"), out)) == 0.001
     saved.unlink()  # as the note says: delete the copy to take the new recipe
     assert lr(Study(preset(tmp_path, runs=[group]), out)) == 0.002
+
+
+def test_a_study_begun_before_recipes_were_kept_says_it_copies_them_now(tmp_path):
+    group = {"name": "ram", "model": "ram", "data": "translated60", "recipe": True, "train": TRAIN}
+    out, lines = tmp_path / "s", []
+    (out / "runs" / "ram-translated60-seed0").mkdir(parents=True)
+    (out / "runs" / "ram-translated60-seed0" / "config.yaml").write_text("model: ram\n")
+    Study(preset(tmp_path, runs=[group]), out, log=lines.append)._start("in this process")
+    assert any("began before studies kept their recipes; translated60 copied" in line for line in lines)
+    lines.clear()
+    Study(preset(tmp_path, runs=[group]), out, log=lines.append)._start("in this process")
+    assert not any("recipes" in line for line in lines)  # once

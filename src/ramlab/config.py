@@ -8,11 +8,13 @@ configuration (`RunConfig`) nests the trainer's config and the model's own confi
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
 import re
 import types
 import typing
+from collections.abc import Hashable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ def param(default: Any, help: str, **metadata: Any) -> Any:
     """A dataclass field with a default and help text (shown by `--help`)."""
     kwargs: dict[str, Any] = {"metadata": {"help": help, **metadata}}
     if isinstance(default, (list, dict, tuple)) and not isinstance(default, tuple):
-        kwargs["default_factory"] = lambda: default
+        kwargs["default_factory"] = lambda: copy.deepcopy(default)  # each instance its own
     else:
         kwargs["default"] = default
     return field(**kwargs)
@@ -114,6 +116,10 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 continue
             key = self.construct_object(key_node, deep=deep)
             line = key_node.start_mark.line + 1
+            if not isinstance(key, Hashable):  # `[a]: 1`: a list can be no key
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a key must be a name or a number, got {key!r}", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None,
@@ -301,7 +307,7 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
 def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # the recipes' ×, ±
     except FileNotFoundError:
         raise RamlabError(f"{path}: no such file") from None
     except IsADirectoryError:

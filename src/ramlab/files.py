@@ -8,6 +8,7 @@ import errno
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,10 +43,19 @@ def os_error_message(
 
 
 def _new_file_mode() -> int:
-    """The mode `open` gives a new file: 0666 less the process's umask."""
-    umask = os.umask(0)
-    os.umask(umask)
+    """The mode `open` gives a new file: 0666 less the process's umask, read where Linux
+    shows it (setting it to read it back, as elsewhere, races with another thread's files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            umask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        with _UMASK_LOCK:
+            umask = os.umask(0)
+            os.umask(umask)
     return 0o666 & ~umask
+
+
+_UMASK_LOCK = threading.Lock()
 
 
 def sync_folder(folder: Path) -> None:
@@ -81,7 +91,7 @@ def atomic_write(
         raise RamlabError(os_error_message(exc, path, place=place)) from None
     try:
         os.fchmod(fd, _new_file_mode())  # mkstemp's 0600 would hide results from the group
-        with os.fdopen(fd, mode) as f:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -9,6 +9,6 @@ def ramlab_home() -> Path:
     env = os.environ.get("RAMLAB_HOME")
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or "").expanduser()
+    base = xdg if xdg.is_absolute() else Path.home() / ".cache"  # the XDG spec: a relative one is ignored
     return base / "ramlab"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ramlab.errors import RamlabError
-from ramlab.files import atomic_write
+from ramlab.files import atomic_write, os_error_message
 
 
 def _plain(value: Any) -> Any:
@@ -34,13 +34,19 @@ class MetricsLog:
         self._file = self.path.open("a")
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
+            self._file.flush()
+        except OSError as exc:  # a full disk: one message, as a checkpoint's write gives
+            raise RamlabError(os_error_message(exc, self.path)) from None
 
     def sync(self) -> None:
         """Onto the disk (fsync), as last.pt is: a crash never leaves the checkpoint ahead of
         the log, whose lines up to it a resume would not redo."""
-        os.fsync(self._file.fileno())
+        try:
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            raise RamlabError(os_error_message(exc, self.path)) from None
 
     def close(self) -> None:
         self._file.close()

@@ -13,7 +13,8 @@ from pathlib import Path
 def git_commit(where: Path = Path(__file__).parent) -> str | None:
     """The commit of the git checkout holding `where` (ramlab's source by default), with
     "-dirty" when tracked files differ from it or `where` holds untracked files; None outside
-    a checkout, or where git ignores `where` (a copy installed into an ignored folder)."""
+    a checkout, where git ignores `where` (a copy installed into an ignored folder), or where
+    the checkout tracks nothing of it (a copy in some other repository)."""
 
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", *args], capture_output=True, text=True, timeout=5, cwd=where)
@@ -24,6 +25,8 @@ def git_commit(where: Path = Path(__file__).parent) -> str | None:
             return None
         if git("check-ignore", "-q", ".").returncode == 0:
             return None  # a copy installed inside the checkout (an ignored .venv): not its code
+        if not git("ls-files", "--", ".").stdout.strip():
+            return None  # an untracked copy inside another repository (a dotfiles $HOME): not its code
         dirty = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
         # a new module imported but never added changes the code as much as an edit does
         dirty += git("status", "--porcelain", "--untracked-files=all", "--", ".").stdout.strip()

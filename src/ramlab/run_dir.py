@@ -69,14 +69,22 @@ def prepare_run_dir(
             return None, config
         if resume:
             try:
-                run_config = RunConfig.from_dict(load_yaml(saved), where=str(saved))
-            except RamlabError as exc:
+                values = load_yaml(saved)
+            except RamlabError as exc:  # damaged: unreadable, not YAML
                 fix = (
                     "delete it and resume again (it is rebuilt from last.pt), or restore it from a copy"
                     if last.exists()
                     else "restore it from a copy (best.pt holds the run's config)"
                 )
                 raise RamlabError(f"{out}: {exc}; fix: {fix}") from None
+            try:
+                run_config = RunConfig.from_dict(values, where=str(saved))
+            except RamlabError as exc:  # readable, but a value this version refuses
+                raise RamlabError(
+                    f"{out}: {exc}. This version of ramlab refuses the run's config (its last.pt holds "
+                    "the same): continue it with the code it was trained with (the commit in its "
+                    "history.jsonl or last.pt), or train it anew"
+                ) from None
             try:
                 config, unused = keep_unused(run_config, config, checkpointed=last.exists())
                 changed = resume_changes(run_config, config)
@@ -93,6 +101,12 @@ def prepare_run_dir(
                 check_epochs_cover(out, config, state)
             if changed:  # the new budget is the run's config from now on; history says when
                 save_yaml(saved, config.to_dict())
+                print(
+                    "note: this resume changes "
+                    + ", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())
+                    + " (history.jsonl records it)",
+                    file=sys.stderr,
+                )
             trained_at = state.get("commit") if state is not None else None
             other_code = bool(trained_at) and trained_at != commit
             if changed or other_code:

@@ -332,10 +332,10 @@ class RunConfig:
         if unknown:
             raise RamlabError(f"{where}: unknown key(s) {unknown}; valid: {', '.join(sorted(valid))}")
         model = data.get("model")
-        if model not in model_names():
+        if not isinstance(model, str) or model not in model_names():  # (a list is no name)
             raise RamlabError(f"{where}: model must be one of {', '.join(model_names())}; got {model!r}")
         name = data.get("data", "translated60")
-        if name not in DATASETS:
+        if not isinstance(name, str) or name not in DATASETS:
             raise RamlabError(f"{where}: data must be one of {', '.join(DATASETS)}; got {name!r}")
         train = from_dict(TrainConfig, data.get("train") or {}, where=f"{where}: train")
         model_config = from_dict(

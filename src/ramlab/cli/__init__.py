@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:  # ramlab's own say what was kept and how to resume
         print(
-            f"ramlab: {exc or 'interrupted (finished work is kept; rerun the same command to resume, a run with --resume)'}",
+            f"ramlab: {str(exc) or 'interrupted (finished work is kept; rerun the same command to resume, a run with --resume)'}",
             file=sys.stderr,
         )
         return getattr(exc, "exit_code", 130)

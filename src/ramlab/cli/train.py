@@ -67,13 +67,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_eval)
 
 
-def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+def run_config_from_args(args: argparse.Namespace, *, saved: dict | None = None) -> RunConfig:
+    """The run's config from the command line: the defaults (a resume: the run's own saved
+    config, `saved`), then the config file's settings, then the options given."""
     base: dict = {"model": args.model, "data": "translated60"}
+    if saved is not None:  # a field the command leaves out keeps the run's value, not the default
+        base = {
+            **saved,
+            "train": dict(saved.get("train") or {}),
+            "model_config": dict(saved.get("model_config") or {}),
+        }
     if args.config:
         loaded = load_yaml(config_path(args.config))
         if loaded.get("model", args.model) != args.model:
             raise RamlabError(f"{args.config} is a config for model {loaded['model']!r}, not {args.model!r}")
-        base.update(loaded)
+        for key, value in loaded.items():
+            sections = isinstance(value, dict) and isinstance(base.get(key), dict)
+            base[key] = {**base[key], **value} if sections else value
         base["model"] = args.model
     if args.data:
         base["data"] = args.data
@@ -90,6 +100,16 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.config and (train_over or model_over):  # the fault may be a flag's, not the file's
         where = f"{args.config} with the options given"
     return RunConfig.from_dict(base, where=where)
+
+
+def _saved_config(out: Path) -> dict | None:
+    """The run's config.yaml as a mapping, or None (none there, or damaged: the trainer's
+    resume says what to do)."""
+    try:
+        saved = load_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else None
+    except RamlabError:
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def refuse_unused_options(args: argparse.Namespace, config: RunConfig) -> None:
@@ -119,6 +139,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_run_dir(config)
     run_files = ("config.yaml", "last.pt", "best.pt", "result.json")
     holds_a_run = any((out / name).is_file() for name in run_files)
+    saved = _saved_config(out) if args.resume else None
+    if saved is not None and saved.get("model") == args.model:
+        # A resume changes what its command gives, no more: `--resume` alone continues a
+        # `--test false` run as one (it went back to the default, true, and read the test split).
+        config = run_config_from_args(args, saved=saved)
     if not (args.resume and holds_a_run):  # a fresh run
         refuse_unused_options(args, config)
     if args.resume and not holds_a_run:

@@ -53,26 +53,30 @@ class LocationPolicy(nn.Module):
         self.features = nn.Sequential(nn.Linear(hidden, layer), nn.ReLU()) if layer > 0 else None
         width = layer if layer > 0 else hidden
         self.mean = nn.Linear(width, 2)
-        self.log_std = nn.Linear(width, 2) if learn_std else None
+        # The learned std's logit (not a raw log-std: checkpoints of the straight-through clamp
+        # before 2026-12-07 named it log_std, and do not load into this one).
+        self.std_logit = nn.Linear(width, 2) if learn_std else None
         self.fixed_log_std = math.log(std)
         self.min_log_std = math.log(min_std)
-        if self.log_std is not None:  # start at the configured std (strictly inside the bounds)
+        if self.std_logit is not None:  # start at the configured std (strictly inside the bounds)
             share = (self.fixed_log_std - self.min_log_std) / (MAX_LOG_STD - self.min_log_std)
-            nn.init.zeros_(self.log_std.weight)
-            nn.init.constant_(self.log_std.bias, math.log(share / (1 - share)))
+            nn.init.zeros_(self.std_logit.weight)
+            nn.init.constant_(self.std_logit.bias, math.log(share / (1 - share)))
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | float]:
         """h (B, hidden) (detached by the caller unless policy_trains_core) -> mean (B, 2), log-std (B, 2) or a float."""
         if self.features is not None:
             h = self.features(h)
         mu = torch.tanh(self.mean(h)) if self.bounded else self.mean(h)
-        if self.log_std is None:
+        if self.std_logit is None:
             return mu, self.fixed_log_std
         # Bounded smoothly: a plain clamp has no gradient outside its range, so a std pushed past
         # a bound (by an entropy bonus) stayed there; a clamp passing the gradient straight
-        # through let the raw value run on past the bound while the std stood still, ever
-        # further from coming back.
-        share = torch.sigmoid(self.log_std(h))
+        # through let the raw value run on past the bound while the std stood still. The
+        # sigmoid's gradient fades near a bound, which slows that run (Adam rescales small
+        # gradients, so it slows it rather than stops it: in a simulated constant push, half as
+        # far and back four times sooner).
+        share = torch.sigmoid(self.std_logit(h))
         return mu, self.min_log_std + (MAX_LOG_STD - self.min_log_std) * share
 
     @staticmethod

@@ -12,8 +12,9 @@ reference across datasets); glimpse trajectories;
 provenance (config, seed, commit and command of every run). A table row names the runs its
 numbers come from, linked to their provenance. It never trains or runs a model, so it can
 be rewritten at any time, also while a study is running. A run with a damaged file (not
-UTF-8, not parseable, a field missing, NaN where a number is needed) is left out and listed
-under "Skipped runs and files", with a warning on stderr; the rest of the report is written.
+UTF-8, not parseable, a field missing, NaN where a number is needed), or in a study's folder
+a run its plan.json does not list, is left out and listed under "Skipped runs and files",
+with a warning on stderr; the rest of the report is written.
 
     runs.py       Run, read_runs / find_runs, labels      checks.py   what each file must hold
     inputs.py     everything read from the folder         doc.py      Markdown and HTML

@@ -39,9 +39,10 @@ def build_report(inputs: ReportInputs) -> Doc:
         )
     if inputs.skipped:
         doc.para(
-            "**Skipped runs and files**: a file could not be read or lacks what the report needs, or a "
-            "run repeats another's experiment and seed, so these are left out of every table and figure "
-            "(fix or delete the file, then rerun its job):"
+            "**Skipped runs and files**: a file could not be read or lacks what the report needs, a "
+            "run repeats another's experiment and seed, or a run is not in the study's plan (a seed "
+            "of an earlier `--seeds`, a group since removed), so these are left out of every table "
+            "and figure (the reason says which; a damaged file: fix or delete it, then rerun its job):"
         )
         doc.table(["left out", "why"], [[f"`{s.name}`", s.reason] for s in inputs.skipped])
     for section in SECTIONS:

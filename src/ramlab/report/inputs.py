@@ -95,8 +95,10 @@ class ReportInputs:
             key = f"`{commit}`" if commit else "unrecorded"
             counts[key] = counts.get(key, 0) + 1
         command = f"`{job.get('command', '?')}`"
-        if not counts or set(counts) == {"unrecorded"} or set(counts) == {f"`{job.get('commit')}`"}:
+        if not counts or set(counts) == {"unrecorded"}:
             return f"measured by {command} at commit `{job.get('commit')}`"
+        if len(counts) == 1:  # every row at one commit (the last cost job may have measured none)
+            return f"measured by {command} at commit {next(iter(counts))}"
         each = ", ".join(f"{n} at {key}" for key, n in counts.items())
         return f"measured by cost jobs ({command} the last) over several commits: rows {each}"
 

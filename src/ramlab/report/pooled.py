@@ -81,7 +81,8 @@ class PooledComparison:
             for s in strata
         )
         head = f"`{self.group}` against `{self.reference}` over {len(strata)} datasets ({each}): "
-        if None not in changes:
+        if None not in changes and (all(c < 0 for c in changes) or all(c > 0 for c in changes)):
+            # (of mixed signs, their mean could say "higher" where the test's sum says lower)
             mean_change = statistics.fmean(changes)
             head += (
                 f"{abs(mean_change) * 100:.0f}% {'lower' if mean_change < 0 else 'higher'} test error than "

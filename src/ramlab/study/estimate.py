@@ -12,10 +12,11 @@ A job's estimate is its units of work times the seconds a unit takes:
 
 Seconds per unit, first found in: the jobs of the same kind, model and dataset this study has
 finished (in this process, or in any before it: the study's jobs.jsonl); those of the same
-kind and model on any dataset; any finished job of the same kind; PRIOR_SECONDS
-(PRIOR_BY_KIND for other models). A learnt rate is the median of the jobs', so one odd job
-moves it little: jobs.jsonl gives a training resumed after an interruption the seconds of its
-last part only (a job run in this process counts the units that were left of it). Keyed by
+kind and model on any dataset; else the model's PRIOR_SECONDS (PRIOR_BY_KIND for other
+models) at this machine's speed, the kind's finished jobs against their own priors (a
+ResNet's unit is no RAM's). A learnt rate is the median of the jobs', so one odd job moves it
+little; a job's jobs.jsonl line records its seconds and the units that attempt did (a
+training resumed after an interruption: the epochs that were left). Keyed by
 dataset because a unit's cost differs by dataset (the retina, the core, how early a recipe
 stops: a training's units count every epoch of its config, so a rate learnt from runs that
 stop early prices that in): the RAM recipes' runs took 1.5-4.1e-4 s a unit alone on 2 CPU

@@ -45,14 +45,28 @@ def kept(preset: Preset, out: Path) -> tuple[Preset, list[str]]:
     return replace(preset, runs=groups), changed
 
 
-def save(preset: Preset, out: Path) -> None:
-    """Save each recipe the preset uses into STUDY/recipes/ unless the study has it already."""
+def save(preset: Preset, out: Path) -> list[str]:
+    """Save each recipe the preset uses into STUDY/recipes/ unless the study has it already;
+    returns the names saved now."""
+    saved = []
     for name, values in used(preset).items():
         path = Path(out) / FOLDER / f"{name}.yaml"
         if not path.is_file():
             save_yaml(
                 path, values, header=f"the {name} recipe this study started with (ramlab.study.recipes)"
             )
+            saved.append(name)
+    return saved
+
+
+def late_note(names: list[str], out: Path) -> str:
+    """For recipes copied only now into a study that has runs already (begun before studies
+    kept their recipes): the copy is today's recipe, not necessarily the runs' one."""
+    return (
+        f"note: this study began before studies kept their recipes; {', '.join(names)} copied into "
+        f"{Path(out) / FOLDER} now. If one changed since the study's first runs, put the version they "
+        "trained with there (git show COMMIT:src/ramlab/presets/recipes/NAME.yaml)"
+    )
 
 
 def changed_note(names: list[str], out: Path) -> str:

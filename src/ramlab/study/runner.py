@@ -159,7 +159,9 @@ class Study(Context):
 
         self.commit = run_commit()  # the code this process loaded, whatever the tree holds later
         save_preset(self)  # job processes read the preset from study.yaml
-        recipes.save(self.preset, self.out)  # and the recipes from STUDY/recipes/
+        copied = recipes.save(self.preset, self.out)  # and the recipes from STUDY/recipes/
+        if copied and any((self.out / "runs").glob("*/config.yaml")):
+            self.log(recipes.late_note(copied, self.out))
         if self.recipes_changed:
             self.log(recipes.changed_note(self.recipes_changed, self.out))
         jobs = self.jobs()
@@ -225,8 +227,8 @@ class Study(Context):
         # place goes with it where one was set.
         out = self.out.resolve()
         env = {STUDY_COMMAND: self.command}
-        if os.environ.get("RAMLAB_HOME"):  # as ramlab_home() reads it: ~ expanded, empty unset
-            env["RAMLAB_HOME"] = str(ramlab_home().resolve())
+        if os.environ.get("RAMLAB_HOME") or os.environ.get("XDG_CACHE_HOME"):
+            env["RAMLAB_HOME"] = str(ramlab_home().resolve())  # as ramlab_home() reads them
         tasks = [
             Task(
                 id=job.id,
