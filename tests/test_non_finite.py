@@ -112,11 +112,12 @@ def test_a_finite_loss_with_a_nan_gradient_never_reaches_a_checkpoint(
     assert all(torch.isfinite(t).all() for t in load_checkpoint(out / "best.pt")["model"].values())
 
 
-def test_an_infinite_number_is_refused() -> None:
+def test_an_infinite_number_is_refused(capsys) -> None:
     with pytest.raises(RamlabError, match="lr must be a finite number, got inf"):
         TrainConfig(lr=float("inf"))
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as stop:  # argparse's, for the flag's value
         main(["train", "ram", "--lr", "inf"])
+    assert stop.value.code == 2 and "expected a finite number, got 'inf'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -215,7 +215,10 @@ def test_unknown_preset_lists_the_packaged_ones():
         preset_path("quik")
 
 
-def test_every_packaged_dataset_name_is_allowed_in_presets():
+def test_every_packaged_dataset_name_is_allowed_in_presets(tmp_path):
+    runs = [{"name": f"fc-{name}", "model": "fc", "data": name} for name in DATASETS]
+    preset = load_preset(write_preset(tmp_path / "every.yaml", runs=runs))
+    assert [group.data for group in preset.runs] == [(name,) for name in DATASETS]
     assert set(DATASETS) >= {"mnist", "translated60", "centred60", "cluttered60", "cluttered100"}
 
 

@@ -283,11 +283,17 @@ def test_a_terms_own_discount_by_hand() -> None:
     assert reward[0].tolist() == pytest.approx([ig[0], ig[1], 1 + ig[2]], abs=1e-6)
     # sparse at gamma 1: 1 at every step; information gain at 0: its own glimpse's only
     assert returns[0].tolist() == pytest.approx([1 + ig[0], 1 + ig[1], 1 + ig[2]], abs=1e-6)
-    # at one gamma for both: the old path (combined, then discounted), bit for bit
-    for gamma in (0.0, 0.5, 1.0):
+    # at one gamma for both: the rewards as above, discounted together, by hand
+    r = [ig[0], ig[1], 1 + ig[2]]
+    by_gamma = {
+        0.0: r,
+        0.5: [r[0] + 0.5 * r[1] + 0.25 * r[2], r[1] + 0.5 * r[2], r[2]],
+        1.0: [sum(r), r[1] + r[2], r[2]],
+    }
+    for gamma, expected in by_gamma.items():
         reward, returns = reward_and_returns(weights, {}, gamma, rollout, labels, boxes)
-        combined = combined_reward(weights, rollout, labels, boxes)
-        assert torch.equal(reward, combined) and torch.equal(returns, discounted_returns(combined, gamma))
+        assert reward[0].tolist() == pytest.approx(r, abs=1e-6)
+        assert returns[0].tolist() == pytest.approx(expected, abs=1e-6), gamma
     config = RAMConfig(reward="sparse+infogain@0", gamma=1.0)
     objective = hybrid_loss(
         rollout, labels, boxes, config=config, reward_weights=weights, reward_discounts={"infogain": 0.0}

@@ -80,6 +80,13 @@ def test_where_glimpses_go_counts_centres_inside_the_box(ram, scenes):
         & (centres[..., 1] <= boxes[..., 3])
     )
     np.testing.assert_allclose(where["inside_bbox_percent"], inside.mean(axis=0) * 100, atol=1e-6)
+    # The distance from each centre to its box (0 inside): x and y gaps outside the box's
+    # edges, their Euclidean norm, averaged over the scenes at each glimpse.
+    gap_x = np.maximum(boxes[..., 0] - centres[..., 0], 0) + np.maximum(centres[..., 0] - boxes[..., 2], 0)
+    gap_y = np.maximum(boxes[..., 1] - centres[..., 1], 0) + np.maximum(centres[..., 1] - boxes[..., 3], 0)
+    distance = np.hypot(gap_x, gap_y)
+    assert (distance > 0).any()  # some glimpse lands off its digit, so the distances are tested
+    np.testing.assert_allclose(where["distance_to_bbox_px"], distance.mean(axis=0), rtol=1e-5, atol=1e-5)
 
 
 def test_a_model_without_glimpses_is_refused(scenes):
