@@ -117,7 +117,8 @@ def test_a_recipe_reads_and_writes_as_utf8_whatever_the_locale(tmp_path):
     code = (
         "import sys; from ramlab.config import load_yaml, save_yaml; from ramlab.runconfig import config_path; "
         "assert sys.getfilesystemencoding() and __import__('locale').getpreferredencoding(False).lower() != 'utf-8'; "
-        "saved = save_yaml(sys.argv[1], load_yaml(config_path('cluttered100'))); print(load_yaml(saved)['model'])"
+        "saved = save_yaml(sys.argv[1], {**load_yaml(config_path('cluttered100')), 'note': '12\\u00d712 \\u00b1'}, header='\\u00d7'); "
+        "assert saved.read_bytes().decode('utf-8').startswith('# \\u00d7\\n'); print(load_yaml(saved)['model'])"
     )
     env = {
         **os.environ,

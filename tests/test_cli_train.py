@@ -223,6 +223,10 @@ def test_a_tuning_runs_test_split_stays_unread_until_it_is_final(
     assert main(["train", "ram", "--out", str(out), "--resume"]) == 0
     assert json.loads((out / "result.json").read_text())["test_error"] is None
     assert "changes" not in capsys.readouterr().err
+    (out / "config.yaml").unlink()  # lost: the settings last.pt holds, not the defaults
+    assert main(["train", "ram", "--out", str(out), "--resume"]) == 0
+    assert json.loads((out / "result.json").read_text())["test_error"] is None
+    assert "changes" not in capsys.readouterr().err and (out / "config.yaml").is_file()
 
     # Made final by the resume the message names, which tests it once; eval then reads the
     # same test scenes.

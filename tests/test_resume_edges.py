@@ -11,7 +11,8 @@ import pytest
 from test_trainer import ObjectiveHook, assert_same_weights, tiny_config, weights
 
 from ramlab import trainer as trainer_module
-from ramlab.checkpoint import load_checkpoint
+from ramlab.checkpoint import load_checkpoint, save_checkpoint
+from ramlab.cli import main
 from ramlab.config import load_yaml, save_yaml
 from ramlab.errors import Interrupted, RamlabError
 from ramlab.metrics import read_metrics
@@ -211,7 +212,7 @@ def test_every_set_aside_result_is_kept_and_a_stop_while_testing_says_how_to_tes
     assert third["epochs_run"] == 3 and json.loads((out / "result.json").read_text()) == third
 
 
-def test_a_damaged_config_yaml_says_how_to_get_it_back(fake_mnist, tmp_path):
+def test_a_damaged_config_yaml_says_how_to_get_it_back(fake_mnist, tmp_path, capsys):
     out = tmp_path / "run"
     Trainer(tiny_config(epochs=1), out).fit()
     (out / "config.yaml").write_text("model: [ram\n")
@@ -225,15 +226,24 @@ def test_a_damaged_config_yaml_says_how_to_get_it_back(fake_mnist, tmp_path):
         match=r"(?s)config\.yaml: not valid YAML .*fix: restore it from a copy, or delete it and resume",
     ):
         load_run(out)
-    # Readable, but refused by this version (a fixed std above e, allowed before 2026-12-07):
-    # deleting it would rebuild the same from last.pt, so the message says what can be done.
+    # Readable, but refused: edited by hand (last.pt holds another), delete it ...
     saved = tiny_config(epochs=1).to_dict()
     saved["model_config"]["std"] = 5.0
     save_yaml(out / "config.yaml", saved)
     with pytest.raises(
-        RamlabError, match=r"std must be in \(0, e\].*This version of ramlab refuses the run's config"
+        RamlabError, match=r"std must be in \(0, e\].*config\.yaml was edited: delete it and resume"
     ):
         Trainer(tiny_config(epochs=1), out).fit(resume=True)
+    # ... or refused by this version (a fixed std above e, allowed before 2026-12-07) as last.pt
+    # holds it too: deleting it would rebuild the same, so the message says what can be done,
+    # also through the CLI (whose bare --resume starts from the run's config).
+    last = (out / "last.pt").read_bytes()
+    save_checkpoint(out / "last.pt", {**load_checkpoint(out / "last.pt"), "config": saved})
+    with pytest.raises(RamlabError, match=r"this version of ramlab refuses the run's config"):
+        Trainer(tiny_config(epochs=1), out).fit(resume=True)
+    assert main(["train", "ram", "--out", str(out), "--resume"]) == 2
+    assert "this version of ramlab refuses the run's config" in capsys.readouterr().err
+    (out / "last.pt").write_bytes(last)
     (out / "config.yaml").unlink()  # as the message says: back from last.pt, the result kept
     first = json.loads((out / "result.json").read_text())
     assert Trainer(tiny_config(epochs=1), out).fit(resume=True)["test_error"] == first["test_error"]

@@ -79,12 +79,17 @@ def prepare_run_dir(
                 raise RamlabError(f"{out}: {exc}; fix: {fix}") from None
             try:
                 run_config = RunConfig.from_dict(values, where=str(saved))
-            except RamlabError as exc:  # readable, but a value this version refuses
-                raise RamlabError(
-                    f"{out}: {exc}. This version of ramlab refuses the run's config (its last.pt holds "
-                    "the same): continue it with the code it was trained with (the commit in its "
-                    "history.jsonl or last.pt), or train it anew"
-                ) from None
+            except RamlabError as exc:  # readable, but refused: edited, or by this version
+                as_trained = load_checkpoint(last).get("config") if last.exists() else None
+                if as_trained is not None and as_trained != values:
+                    fix = "config.yaml was edited: delete it and resume again (it is rebuilt from last.pt)"
+                else:
+                    fix = (
+                        "this version of ramlab refuses the run's config (its last.pt holds the same): "
+                        "continue it with the code it was trained with (the commit in its history.jsonl "
+                        "or last.pt), or train it anew"
+                    )
+                raise RamlabError(f"{out}: {exc}. {fix}") from None
             try:
                 config, unused = keep_unused(run_config, config, checkpointed=last.exists())
                 changed = resume_changes(run_config, config)

@@ -103,13 +103,21 @@ def run_config_from_args(args: argparse.Namespace, *, saved: dict | None = None)
 
 
 def _saved_config(out: Path) -> dict | None:
-    """The run's config.yaml as a mapping, or None (none there, or damaged: the trainer's
-    resume says what to do)."""
+    """The run's config: its config.yaml, else (lost) the one last.pt holds; None when there
+    is none, or it is damaged or refused (the trainer's resume then says what to do)."""
+    from ramlab.checkpoint import load_checkpoint
+
     try:
-        saved = load_yaml(out / "config.yaml") if (out / "config.yaml").is_file() else None
-    except RamlabError:
+        if (out / "config.yaml").is_file():
+            saved = load_yaml(out / "config.yaml")
+        elif (out / "last.pt").is_file():
+            saved = load_checkpoint(out / "last.pt").get("config")
+        else:
+            return None
+        RunConfig.from_dict(saved, where=str(out / "config.yaml"))
+    except (RamlabError, AttributeError, TypeError):
         return None
-    return saved if isinstance(saved, dict) else None
+    return saved
 
 
 def refuse_unused_options(args: argparse.Namespace, config: RunConfig) -> None:
