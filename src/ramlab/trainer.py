@@ -70,18 +70,10 @@ from ramlab.stop_signal import StopSignal
 class Trainer:
     """Trains `config` into `out_dir`. `fit()` returns the result dict (also result.json)."""
 
-    def __init__(
-        self,
-        config: RunConfig,
-        out_dir: str | Path,
-        *,
-        command: str | None = None,
-        study_job: bool = False,
-        commit: str | None = None,
-    ) -> None:
-        """`study_job`: the run is a study's job, which the study resumes (not `--resume`).
-        `commit`: the code running, where the caller knows it better than the tree's HEAD now
-        (a study's, read when its process started)."""
+    def __init__(self, config: RunConfig, out_dir: str | Path, *, command: str | None = None,
+                 study_job: bool = False, commit: str | None = None) -> None:  # fmt: skip
+        """`study_job`: a study's job, which the study resumes (not `--resume`). `commit`: the
+        code running, where the caller knows it better than HEAD now (a study's, from its start)."""
         self.config = config
         self.given_commit = commit
         self.study_job = study_job
