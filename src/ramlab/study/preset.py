@@ -149,14 +149,15 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
             recipe=entry.recipe,
             best_reward_of=entry.best_reward_of or (),
         )
+        # The recipes read once, here (the schema has checked their names): every run of the
+        # group builds on this copy (a study's, replaced by its own: `ramlab.study.recipes`).
+        group = replace(group, recipes={name: load_yaml(config_path(name)) for name in group.recipe_names()})
         for data in group.data:  # every run's config is built now, so a bad value fails before any job
             try:
                 run_config(group, data, 0, train, where=f"{source}: runs[{i}] ({group.name}) on {data}")
             except RamlabError as exc:
                 raise _top_level_train_error(train, str(exc), source=source) or exc from None
-        groups.append(
-            replace(group, recipes={name: load_yaml(config_path(name)) for name in group.recipe_names()})
-        )
+        groups.append(group)
     if spec.cost is not None:
         configs = {
             name: model_config(name, values, where=f"{source}: cost.configs.{name}")
@@ -209,10 +210,7 @@ def run_config(
     the group's settings; `reward` replaces the model's, for best_reward_of groups)."""
     extra = group.per_data.get(data) or {}
     recipe = data if group.recipe is True else group.recipe
-    if not recipe:
-        base = {}
-    else:
-        base = group.recipes[recipe] if recipe in group.recipes else load_yaml(config_path(recipe))
+    base = group.recipes[recipe] if recipe else {}
     model_fields = {
         **(base.get("model_config") or {}),
         **group.model_config,

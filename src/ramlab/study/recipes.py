@@ -30,14 +30,13 @@ def kept(preset: Preset, out: Path) -> tuple[Preset, list[str]]:
     folder = Path(out) / FOLDER
     if not folder.is_dir():
         return preset, []
+    packaged = used(preset)
     saved = {
-        name: load_yaml(folder / f"{name}.yaml")
-        for name in used(preset)
-        if (folder / f"{name}.yaml").is_file()
+        name: load_yaml(folder / f"{name}.yaml") for name in packaged if (folder / f"{name}.yaml").is_file()
     }
-    changed = sorted(name for name, values in used(preset).items() if name in saved and saved[name] != values)
     if not saved:
         return preset, []
+    changed = sorted(name for name in saved if saved[name] != packaged[name])
     groups = tuple(
         replace(group, recipes={name: saved.get(name, values) for name, values in group.recipes.items()})
         for group in preset.runs

@@ -84,10 +84,8 @@ class Study(Context):
         """Learn from what this study's finished jobs took (its jobs.jsonl); returns their seconds."""
         by_id = {job.id: job for job in jobs}
         taken = finished_seconds(self.out / "jobs.jsonl", by_id)
-        for job_id, (
-            seconds,
-            work,
-        ) in taken.items():  # a resumed job's line: its last part, and that part's units
+        # A resumed job's line: the seconds of its last part, and that part's units.
+        for job_id, (seconds, work) in taken.items():
             job = by_id[job_id]
             model, whole = units(job, self.preset)
             self._rates.add(
