@@ -205,6 +205,9 @@ def test_executor_option_values_are_read_as_the_config_files_are():
 
     options = parse_options(["timeout_min=1e3", "retries=2", "sbatch.partition=gpu", "sbatch.qos=1e5x"])
     assert options == {"timeout_min": 1000.0, "retries": 2, "sbatch": {"partition": "gpu", "qos": "1e5x"}}
+    # #SBATCH values as written: YAML 1.1 read 2:00:00 as 7200, 0123 as 83 and on as True
+    options = parse_options(["sbatch.mem-per-cpu=2:00:00", "sbatch.account=0123", "sbatch.qos=on"])
+    assert options == {"sbatch": {"mem-per-cpu": "2:00:00", "account": "0123", "qos": "on"}}
 
 
 @pytest.mark.parametrize("name", ["result.json", "config.yaml"])

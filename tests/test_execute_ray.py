@@ -77,6 +77,45 @@ def test_ray_takes_more_at_once_as_the_cluster_grows(tmp_path, monkeypatch):
     assert max_overlap(first) == 1  # one at a time while it held one
 
 
+def test_ray_keeps_its_cap_as_the_cluster_shrinks(tmp_path, monkeypatch):
+    # A node lost with --jobs 2 and 2 in flight: the cap fell to 1 and the slice
+    # ready()[: 1 - 2] submitted every ready task but the last (4 in flight).
+    tasks = [fake(tmp_path, name, sleep=0.3) for name in "pqrst"]
+    lines: list[str] = []
+    real = ray.cluster_resources
+
+    def in_flight() -> int:
+        ended = sum(line.startswith(("finished", "FAILED")) for line in lines)
+        return sum(line.startswith("submitted ") for line in lines) - ended
+
+    def shrinking() -> dict:
+        ever = sum(line.startswith("submitted ") for line in lines)
+        return {**real(), "CPU": 2.0 if ever < 2 else 1.0}
+
+    most = [0]
+
+    def seen(line: str) -> None:
+        lines.append(line)
+        most[0] = max(most[0], in_flight())
+
+    monkeypatch.setattr(ray, "cluster_resources", shrinking)
+    monkeypatch.setattr("ramlab.execute.ray_executor.CAPACITY_SECONDS", 0.05)  # looks again while 2 run
+    outcomes = execute(tasks, executor="ray", resources=Resources(jobs=2), progress=seen)
+    assert all(o.ok for o in outcomes)
+    assert most[0] == 2  # 2 before the node was lost, never more
+    assert "note: the Ray cluster holds 1 job of 1 CPUs now; at most that many at once" in lines
+
+
+def test_the_jobs_a_ray_cluster_holds_count_gpu_fractions_as_ray_does():
+    from ramlab.execute.ray_executor import jobs_that_fit
+
+    assert jobs_that_fit({"CPU": 16.0, "GPU": 1.0}, 2, 0.2) == 5  # 1 // 0.2 == 4.0 said 4
+    assert jobs_that_fit({"CPU": 16.0, "GPU": 4.0}, 1, 0.2) == 16  # the CPUs bound it (20 by GPU)
+    assert jobs_that_fit({"CPU": 16.0, "GPU": 1.0}, 1, 0.3) == 3
+    assert jobs_that_fit({"CPU": 7.0}, 2, 0.0) == 3
+    assert jobs_that_fit({}, 1, 0.5) == 0
+
+
 def test_a_job_no_ray_node_can_hold_is_refused_on_a_local_ray_and_noted_on_a_cluster():
     # It waited forever: Ray keeps a task no node can hold pending (the fixture's one node has
     # 2 CPUs and no GPU).

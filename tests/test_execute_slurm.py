@@ -114,7 +114,9 @@ def test_submission_of_a_level_as_an_array(tmp_path, monkeypatch):
         "--open-mode=append",
     ]:
         assert f"#SBATCH {flag}" in script, flag
-    assert any(line.startswith("srun ") and "submitit.core._submit" in line for line in script)
+    srun = next(line for line in script if line.startswith("srun ") and "submitit.core._submit" in line)
+    # Slurm 22.05-23.02 do not pass sbatch's CPUs on to srun: the step gets them itself
+    assert "--cpus-per-task=3" in srun.split()
     assert lines == ["note: Slurm gives whole GPUs: each job gets 1 (--gpus-per-job 0.5)"]
     # the pickled callable of each array element: the task's command, with T threads
     for task, job in zip(tasks, jobs, strict=True):
@@ -123,6 +125,28 @@ def test_submission_of_a_level_as_an_array(tmp_path, monkeypatch):
         assert (function.task_id, function.argv, function.log) == (task.id, list(task.argv), str(task.log))
         assert function.env["OMP_NUM_THREADS"] == "3"
         assert job.submission()._timeout_countdown == 4  # requeues left after time-outs
+
+
+@pytest.mark.parametrize(
+    ("key", "fix"),
+    [("time", "timeout_min=MINUTES"), ("cpus-per-task", "--threads-per-job"), ("requeue", "max_requeues")],
+)
+def test_sbatch_options_ramlab_sets_itself_are_refused_with_the_option_to_use(
+    tmp_path, monkeypatch, key, fix
+):
+    # An #SBATCH --time override went unseen by submitit's own time-out count.
+    fake_slurm(tmp_path, monkeypatch)
+    with pytest.raises(RamlabError, match=rf"--option sbatch\.{key}: ramlab sets it itself; .*{fix}"):
+        make_executor(
+            folder=tmp_path / "submitit",
+            cluster="slurm",
+            resources=Resources(jobs=1),
+            timeout_min=60,
+            max_requeues=3,
+            signal_delay_s=120,
+            sbatch={key: "10:00:00", "partition": "gpu"},
+            progress=print,
+        )
 
 
 def test_a_single_task_is_a_plain_job(tmp_path, monkeypatch):

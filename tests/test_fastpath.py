@@ -12,6 +12,7 @@ import pytest
 import tiny
 import torch
 
+from ramlab.data.loader import Batch
 from ramlab.errors import RamlabError
 from ramlab.fastpath import CompiledForward, TrainingStep, compile_mode, cpu_compiler, inductor_options
 from ramlab.models.ram import RAMConfig
@@ -38,14 +39,17 @@ def _ram(core: str, device: str, *, first_location: str = "random", **changes) -
     return build_model("ram", config, image_size=(60, 60)).to(device)
 
 
-def _batches(device: str, count: int, size: int = 16):
+def _batches(device: str, count: int, size: int = 16, copies: int = 1):
+    """`count` batches of `size` rows, each scene `copies` times in a row as the trainer lays
+    out a RAM's rollouts (`Batch.repeat`), so rollout baselines group one scene's copies."""
     data = torch.Generator().manual_seed(5)
+    scenes = size // copies
     for _ in range(count):
-        images = torch.rand(size, 1, 60, 60, generator=data)
-        labels = torch.randint(0, 10, (size,), generator=data)
-        corner = torch.randint(0, 32, (size, 2), generator=data).float()
-        bboxes = torch.cat([corner, corner + 28], dim=1)
-        yield images.to(device), labels.to(device), bboxes.to(device)
+        images = torch.rand(scenes, 1, 60, 60, generator=data)
+        labels = torch.randint(0, 10, (scenes,), generator=data)
+        corner = torch.randint(0, 32, (scenes, 2), generator=data).float()
+        batch = Batch(images, labels, torch.cat([corner, corner + 28], dim=1)).repeat(copies)
+        yield batch.images.to(device), batch.labels.to(device), batch.bboxes.to(device)
 
 
 def _train(model, compiled: bool, device: str, steps: int = 3) -> list[float]:
@@ -53,7 +57,7 @@ def _train(model, compiled: bool, device: str, steps: int = 3) -> list[float]:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     generator = torch.Generator(device=device).manual_seed(11)
     losses = []
-    for images, labels, bboxes in _batches(device, steps):
+    for images, labels, bboxes in _batches(device, steps, copies=model.training_copies):
         out, objective = step(images, labels, bboxes, generator)
         optimizer.zero_grad(set_to_none=True)
         objective.loss.backward()

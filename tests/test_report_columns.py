@@ -29,8 +29,10 @@ def test_only_rams_whose_configs_say_so_count_as_trained_on_the_last_glimpse():
 
 def test_robustness_pools_seeds_level_by_level_and_never_mixes_kinds(tmp_path):
     def sweep_of(name, levels, errors, **kind):
+        model = name.split("-")[0]
+        glimpses = {"glimpses": 6} if model == "ram" else None
         folder = write_run(
-            tmp_path, name, model=name.split("-")[0], data="mnist", seed=int(name[-1]), error=2.0
+            tmp_path, name, model=model, data="mnist", seed=int(name[-1]), error=2.0, model_config=glimpses
         )
         entry = {
             "label": "rotation (degrees)",
@@ -46,11 +48,16 @@ def test_robustness_pools_seeds_level_by_level_and_never_mixes_kinds(tmp_path):
     sweep_of("fc-seed1", [0.0, 30.0], [4.0, 9.0])
     sweep_of("convnet-seed0", [0.0, 45.0], [1.0, 7.0])
     sweep_of("convnet-seed1", [0.0, 45.0], [90.0, 90.0], split="val")  # another kind: its own table
+    sweep_of("ram-seed0", [0.0, 45.0], [5.0, 50.0], split="val")  # a RAM beside a CNN
     assert main(["report", str(tmp_path)]) == 0
     section = (tmp_path / "report.md").read_text()
     section = section[section.index("## Robustness to shifts") :]
     test, val = section.split("*validation split")
-    assert "*test split, all its digits, policy mean, one rollout*" in test
+    # A CNN has no policy: its sweep is one forward pass, however the sweep was called.
+    assert "*test split, all its digits, one forward pass*" in test
+    assert val.startswith(
+        ", all its digits, models with glimpses: policy mean, one rollout; the others: one forward pass*"
+    )
     header = next(line for line in test.splitlines() if line.startswith("| model"))
     assert header.split("|")[2:6] == [" 0 ", " 15 ", " 30 ", " 45 "]
     fc = table_row(test, "`fc`")

@@ -236,7 +236,7 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys, monkeypat
         (["--executor", "local", "--option", "foo=1"], "unknown option(s) foo for --executor local"),
         (["--jobs", "2"], "--jobs and --gpus-per-job need a parallel --executor"),
         (["--option", "timeout_min=5"], "the serial study runs its jobs in this process"),
-        # more threads than CPUs: listed as fine, then refused by the run itself
+        # more threads than CPUs: refused when listed as when run
         (["--executor", "local", "--jobs", "2", "--threads-per-job", "2"], "would oversubscribe the cores"),
         (["--threads-per-job", "3"], "would oversubscribe the cores"),
     ):
@@ -248,10 +248,14 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys, monkeypat
 def test_the_serial_study_takes_its_threads_per_job(tmp_path, monkeypatch, args, threads):
     seen = []
     monkeypatch.setattr(Study, "run", lambda self, **_: seen.append(self.threads) or tmp_path / "r.md")
+    monkeypatch.setattr("ramlab.execute.resources.available_cpus", lambda: 2)
     monkeypatch.delenv("RAMLAB_THREADS", raising=False)
     assert main(["study", "tiny", "--out", str(tmp_path / "s"), *args]) == 0
     assert seen == [threads]  # None: the preset's threads
     assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--threads-per-job", "0"]) == 2
+    # More threads than CPUs is refused by the run as by its --list, not quietly capped.
+    assert main(["study", "tiny", "--out", str(tmp_path / "s"), "--threads-per-job", "3"]) == 2
+    assert seen == [threads]
 
 
 def test_the_serial_study_refuses_executor_options(tmp_path, capsys):

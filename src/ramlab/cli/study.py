@@ -108,13 +108,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     # The jobs' threads: the executor's T; serially torch's threads in this process, where given.
     serial_default = args.executor == "serial" and args.threads_per_job is None
     study.run_by(args.executor, None if serial_default else resources.threads_per_job)
-    if args.list:
+    if args.executor == "serial" or (args.executor == "local" and not args.gpus_per_job):
         from ramlab.execute.resources import check_cpus
-        from ramlab.study.runner import duration
 
-        if args.executor == "serial" or (args.executor == "local" and not args.gpus_per_job):
-            # as the executor will (a GPU pool may lower the local executor's --jobs first)
-            check_cpus(args.jobs, resources.threads_per_job)
+        # as the executor will (a GPU pool may lower the local executor's --jobs first), for
+        # --list too; the in-process serial study would otherwise cap torch's threads quietly
+        check_cpus(args.jobs, resources.threads_per_job)
+    if args.list:
+        from ramlab.study.runner import duration
 
         rows = study.times()
         for i, (job, done, seconds) in enumerate(rows, start=1):
@@ -133,7 +134,7 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def parse_options(pairs: list[str]) -> dict[str, object]:
     """`KEY=VALUE` pairs as executor options; VALUE is read as YAML (numbers, true/false,
-    text), and `sbatch.partition=gpu` fills the `sbatch` mapping."""
+    text), and `sbatch.partition=gpu` fills the `sbatch` mapping (its values as text)."""
     import yaml
 
     from ramlab.config import yaml_value
@@ -144,7 +145,9 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
         if not sep or not key:
             raise RamlabError(f"--option {pair!r}: write KEY=VALUE, e.g. retries=2")
         try:
-            value = yaml_value(text) if text else ""
+            # an #SBATCH value stays as written: YAML reads 10:00:00 as 36000 (sexagesimal),
+            # 0123 as octal and on as true
+            value = text if key.startswith("sbatch.") or not text else yaml_value(text)
         except yaml.YAMLError as exc:
             problem = str(exc).splitlines()[0]
             raise RamlabError(f"--option {pair!r}: VALUE is not valid YAML ({problem})") from None

@@ -117,6 +117,15 @@ def run(
             ray.shutdown()
 
 
+def jobs_that_fit(cluster: dict[str, float], threads: int, gpus: float) -> int:
+    """How many jobs of `threads` CPUs and `gpus` GPUs (a fraction shares one) the cluster's
+    resources (`ray.cluster_resources()`) hold together."""
+    fits = int(cluster.get("CPU", 0) // threads)
+    if gpus > 0:  # not //: 1 // 0.2 is 4.0 in floating point, where Ray fits five
+        fits = min(fits, math.floor(cluster.get("GPU", 0) / gpus + 1e-9))
+    return fits
+
+
 def _run(
     tasks: list[Task],
     *,
@@ -139,10 +148,7 @@ def _run(
 
     def at_once() -> int:
         """--jobs, or fewer while the cluster holds fewer (it may grow: looked at each pass)."""
-        now = ray.cluster_resources()
-        fits = int(now.get("CPU", 0) // threads)
-        if gpus > 0:
-            fits = min(fits, int(now.get("GPU", 0) // gpus))
+        fits = jobs_that_fit(ray.cluster_resources(), threads, gpus)
         if fits != held[0]:
             held[0] = fits
             each = f"{threads} CPUs" + (f" and {gpus:g} GPUs" if gpus else "")
@@ -199,7 +205,9 @@ def _run(
     try:
         while not tracker.finished:
             tracker.jobs = at_once()
-            for task in tracker.ready()[: tracker.jobs - len(waiting)]:
+            # none while more are in flight than the cap (a node lost): a negative slice
+            # end would submit nearly every ready task
+            for task in tracker.ready()[: max(0, tracker.jobs - len(waiting))]:
                 submit(task)
             done, _ = ray.wait(list(waiting), num_returns=1, timeout=CAPACITY_SECONDS)
             for ref in done:

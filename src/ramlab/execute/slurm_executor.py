@@ -47,6 +47,16 @@ from ramlab.execute.resources import Resources, visible_gpus
 
 CLUSTERS = ("slurm", "local")
 POLL_SECONDS = 10.0
+# #SBATCH options ramlab writes itself (an --option sbatch.KEY would override them unseen by
+# submitit, whose time-out count reads its own): what to use instead.
+OWN_SBATCH = {
+    "time": "use --option timeout_min=MINUTES (each job's time limit)",
+    "signal": "the signal before a time limit is submitit's: USR2, signal_delay_s=SECONDS before it",
+    "requeue": "jobs are always requeued on preemption and time-out (max_requeues=N caps time-outs)",
+    "array": "each dependency level is one array, --jobs N at once",
+    "cpus-per-task": "use --threads-per-job T",
+    "cpus_per_task": "use --threads-per-job T",
+}
 # How long a job whose command Slurm stopped waits for Slurm to end it (KillWait, 30 s by
 # default, or a partition's preemption GraceTime) before it reports the exit.
 END_WAIT_SECONDS = 300.0
@@ -137,6 +147,14 @@ def make_executor(
     """A submitit executor with the parameters every level shares."""
     gpus = resources.gpus_per_job
     whole_gpus = math.ceil(gpus - 1e-9) if gpus > 0 else 0
+    owned = sorted(set(sbatch) & set(OWN_SBATCH))
+    if owned:
+        raise RamlabError(
+            "--option "
+            + ", ".join(f"sbatch.{key}" for key in owned)
+            + ": ramlab sets it itself; "
+            + "; ".join(OWN_SBATCH[key] for key in owned)
+        )
     if cluster == "slurm":
         try:
             executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=max_requeues)
@@ -153,6 +171,9 @@ def make_executor(
             signal_delay_s=int(signal_delay_s),
             stderr_to_stdout=True,
             additional_parameters={"requeue": True, **sbatch},
+            # Slurm 22.05-23.02 does not pass sbatch's --cpus-per-task on to srun: the step
+            # would be pinned to one CPU
+            srun_args=[f"--cpus-per-task={resources.threads_per_job}"],
             **({"gpus_per_node": whole_gpus} if whole_gpus else {}),
         )
         return executor

@@ -73,6 +73,12 @@ class Run:
         return self.config["data"]
 
     @property
+    def takes_glimpses(self) -> bool:
+        """A RAM (a policy, read as its result says), not a model that reads the whole image
+        in one pass (fc, convnet, resnet): only the former has `glimpses` in its config."""
+        return "glimpses" in self.config.get("model_config", {})
+
+    @property
     def seed(self) -> int:
         return self.config.get("train", {}).get("seed", 0)
 

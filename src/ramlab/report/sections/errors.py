@@ -47,9 +47,9 @@ def train_time_cell(runs: list[Run]) -> str:
 
 
 def measured_as(run: Run) -> str:
-    """How a run's test error was measured; a model without glimpses (no `glimpses` in its
-    config) in one pass, whatever an older result file says."""
-    if "glimpses" not in run.config.get("model_config", {}):
+    """How a run's test error was measured; a model without glimpses in one pass, whatever an
+    older result file says."""
+    if not run.takes_glimpses:
         return ONE_PASS
     return run.result.get("test_protocol") or "policy mean, one rollout"
 

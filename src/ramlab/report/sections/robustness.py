@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ramlab.evaluate import ONE_PASS
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import fmt_some
 from ramlab.report.inputs import ReportInputs
@@ -12,14 +13,19 @@ from ramlab.sweeps import errors_by_level, sweep_kind
 SPLIT_WORDS = {"test": "test", "val": "validation"}
 
 
-def _kind_words(kind: tuple) -> str:
-    """A sweep kind (`sweep_kind`) in words, for a table's heading."""
+def _kind_words(kind: tuple, *, glimpses: bool = True, one_pass: bool = False) -> str:
+    """A sweep kind (`sweep_kind`) in words, for a table's heading: how its models with
+    glimpses were read (`glimpses`) and whether models without (`one_pass`) are in it too."""
     split, sampled, rollouts, limit, first_n = kind
     policy = (
         f"sampled policy, class probabilities averaged over {rollouts} rollouts"
         if rollouts > 1
         else ("sampled policy, one rollout" if sampled else "policy mean, one rollout")
     )
+    if not glimpses:
+        policy = ONE_PASS
+    elif one_pass:
+        policy = f"models with glimpses: {policy}; the others: {ONE_PASS}"
     digits = (
         "all its digits"
         if limit is None
@@ -45,8 +51,11 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
     )
     doc.para(
         "Each run's best model on its own digits, with one scene parameter changed (the same "
-        "digits at every level): all of them, or, where the count is lower, a fixed random "
-        "subset, the same for every run. Error in %, mean ± std over the seeds swept at that "
+        "digits at every level, placed, and cluttered, anew at each): all of them, or, where the "
+        "count is lower, a fixed random subset, the same for every run, whose scenes are made "
+        "anew at the training level too (so its error there is not the run's test error). "
+        "Every run of a dataset sees the same scenes at a level. "
+        "Error in %, mean ± std over the seeds swept at that "
         "level ((n=k) where fewer than the row's). Sweeps of another split, policy, number or "
         "choice of digits are never averaged together: each kind has its own tables."
         + (
@@ -79,7 +88,8 @@ def _kind_tables(doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: l
     entries = {
         name: {label: [e for _, e in pairs] for label, pairs in per.items()} for name, per in sweeps.items()
     }
-    doc.para(f"*{_kind_words(kind)}*")
+    glimpses = [run.takes_glimpses for run in runs]
+    doc.para(f"*{_kind_words(kind, glimpses=any(glimpses), one_pass=not all(glimpses))}*")
     stem = f"robustness-{data}" if number == 0 else f"robustness-{data}-{number}"
     path = plot_robustness(entries, inputs.fig_path(stem), styles=inputs.styles, split=split)
     doc.figure(
