@@ -43,7 +43,7 @@ def test_ridge_fit_by_hand() -> None:
 
 class CentroidModel(nn.Module):
     """States = the centroid of each image's lit pixels, in location units (what a perfect
-    state would hold); locations: the canvas centre at every step."""
+    state would hold); locations: x = 0.25 t at step t (the first glimpse at the centre)."""
 
     steps = 3
 
@@ -58,6 +58,7 @@ class CentroidModel(nn.Module):
         cy = (images[:, 0] * ys).sum((1, 2)) / mass * 2 / height - 1
         state = torch.stack([cx, cy], 1)[:, None].expand(-1, self.steps, -1)
         locations = torch.zeros(len(images), self.steps, 2)
+        locations[:, :, 0] = 0.25 * torch.arange(self.steps)
         return SimpleNamespace(rollout=SimpleNamespace(states=state, locations=locations))
 
 
@@ -72,10 +73,13 @@ def test_a_state_that_holds_the_centre_probes_exactly_and_the_policy_is_scored_b
     rows = location_probe(CentroidModel(), images, boxes, fit_fraction=0.8, penalty=1e-9)
     assert [row.step for row in rows] == [1, 2, 3]
     assert all(row.probe_px == pytest.approx(0.0, abs=1e-6) for row in rows)
-    # The policy looks at the canvas centre: its distance to each held-out box centre, in pixels.
+    # The state after glimpse t is scored by where glimpse t+1 looks: its distance to each
+    # held-out box centre, in pixels (x = 0.25 (t+1) in location units, 2.5 (t+1) px right).
     centres_px = (boxes[40:, :2] + boxes[40:, 2:]).double() / 2
-    expected = (centres_px - side / 2).norm(dim=1).median().item()
-    assert rows[0].policy_px == pytest.approx(expected) and rows[1].policy_px == pytest.approx(expected)
+    for t in (0, 1):
+        looks = torch.tensor([side / 2 + 0.25 * (t + 1) * side / 2, side / 2], dtype=torch.float64)
+        expected = (centres_px - looks).norm(dim=1).median().item()
+        assert rows[t].policy_px == pytest.approx(expected)
     assert rows[2].policy_px is None  # no glimpse after the last
     guess = box_centres(boxes[:40], (side, side)).mean(0) * side / 2
     expected_guess = ((box_centres(boxes[40:], (side, side)) * side / 2) - guess).norm(dim=1).median().item()

@@ -250,8 +250,12 @@ def test_learned_std_starts_at_the_configured_std_and_varies_with_the_state() ->
     assert len(torch.unique(entropy)) > 1
     assert entropy.requires_grad  # the entropy bonus can train the log-std
 
-    objective = ram.objective(ram(images(), sample=True, generator=gen()), torch.arange(5), torch.zeros(5, 4))
-    assert "policy/entropy" in objective.metrics
+    out = ram(images(), sample=True, generator=gen())
+    objective = ram.objective(out, torch.arange(5), torch.zeros(5, 4))
+    # logged per chosen location (glimpses 2-4; the first is not the policy's), mean over rows
+    by_hand = sum(out.rollout.entropy[i, 1:].sum().item() for i in range(5)) / 5 / 3
+    assert objective.metrics["policy/entropy"].item() == pytest.approx(by_hand, rel=1e-5)
+    assert len(torch.unique(out.rollout.entropy[:, 1:])) > 1  # the state-dependent std, logged
 
 
 def test_build_model_by_name() -> None:
