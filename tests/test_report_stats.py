@@ -20,6 +20,7 @@ from ramlab.report.sections.rewards import (
     sparse_weight,
     speed_bar,
 )
+from ramlab.report.formatting import fmt_p
 from ramlab.report.stats import binomial_se, permutation_test, stratified_permutation_test
 
 
@@ -49,8 +50,30 @@ def test_three_and_four_seeds_a_side():
 
 def test_unequal_sizes_and_ties():
     # A = {0}, B = {1, 2}: mean diffs for A = {0}, {1}, {2} are -1.5, 0, 1.5: 2 of 3 as far.
+    # The most extreme relabelling, |1.5|, is reached twice: no split of these values gives
+    # p below 2/3 (the floor of distinct sizes, 1/3, assumed an extreme reached once).
     test = permutation_test([0.0], [1.0, 2.0])
-    assert (test.p_value, test.relabellings, test.smallest_p) == pytest.approx((2 / 3, 3, 1 / 3))
+    assert (test.p_value, test.relabellings, test.smallest_p) == pytest.approx((2 / 3, 3, 2 / 3))
+    # Tied errors (a 10,000-scene test reads in steps of 0.01): pooled 1, 1, 2, 2, 3, 3 has
+    # its extreme sums, 4 and 8, from {1,1,2} and {2,3,3} with either 2 or 3: 4 of 20, so no
+    # outcome of these seeds could reach p < 0.05, as distinct values (2 of 20) would.
+    test = permutation_test([1.0, 1.0, 2.0], [2.0, 3.0, 3.0])
+    assert (test.p_value, test.smallest_p) == pytest.approx((4 / 20, 4 / 20))
+    tied = stratified_permutation_test([([1.0, 1.0, 2.0], [2.0, 3.0, 3.0]), ([1.0, 2.0], [3.0, 4.0])])
+    # The largest |S| takes each stratum's extreme with the same sign: sums 8 and 7 (2 x 1
+    # ways) or 4 and 3 (2 x 1): 4 of 20 x 6.
+    assert tied.smallest_p == pytest.approx(4 / (20 * 6))
+
+
+def test_a_p_value_is_never_rounded_across_the_significance_level():
+    assert [fmt_p(p) for p in (0.33333, 0.0291, 1.0, 0.0495, 0.04999, 0.0504)] == [
+        "0.33",
+        "0.029",
+        "1",
+        "0.0495",
+        "0.04999",
+        "0.05",
+    ]
     assert permutation_test([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
     # Rounding must not split a tie: 0.1 + 0.2 != 0.3 in floating point.
     assert permutation_test([0.1, 0.2], [0.3, 0.0]).p_value == 1.0

@@ -43,5 +43,12 @@ def duration(seconds: float | None) -> str:
 
 
 def fmt_p(p: float) -> str:
-    """A p-value to two significant digits: 0.33, 0.029, 1."""
-    return f"{p:.2g}"
+    """A p-value to two significant digits: 0.33, 0.029, 1; more where two would round it
+    across the significance level (0.0495 is 0.0495, not the 0.05 a verdict would contradict)."""
+    from ramlab.report.stats import SIGNIFICANCE
+
+    for digits in (2, 3, 4, 6):
+        text = f"{p:.{digits}g}"
+        if (float(text) < SIGNIFICANCE) == (p < SIGNIFICANCE):
+            break
+    return text

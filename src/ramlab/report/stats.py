@@ -38,7 +38,8 @@ class PermutationTest:
     exact: bool
     """All relabellings counted (True), or a random sample of them."""
     smallest_p: float
-    """The smallest p-value an exact test on groups of these sizes can give (distinct values)."""
+    """The smallest p-value the test can give: exact, that of these values' most extreme
+    relabelling (ties raise it); sampled, that of groups of these sizes with distinct values."""
 
 
 def permutation_test(
@@ -61,8 +62,8 @@ def permutation_test(
     total = comb(n, k)
     smallest_p = (2 if 2 * k == n else 1) / total
     if total <= max_exact:
-        hits = sum(abs(sum(chosen) - centre) >= observed - tolerance for chosen in combinations(pooled, k))
-        return PermutationTest(hits / total, total, True, smallest_p)
+        stats = [abs(sum(chosen) - centre) for chosen in combinations(pooled, k)]
+        return _exact(stats, observed, tolerance)
     rng = random.Random(seed)
     hits = 0
     for _ in range(samples):
@@ -113,14 +114,23 @@ def stratified_permutation_test(
         for pooled, k, scale, centre in parts:
             values = [scale * (sum(chosen) - centre) for chosen in combinations(pooled, k)]
             sums = [x + v for x in sums for v in values]
-        hits = sum(abs(x) >= observed - tolerance for x in sums)
-        return PermutationTest(hits / total, total, True, smallest_p)
+        return _exact([abs(x) for x in sums], observed, tolerance)
     rng = random.Random(seed)
     hits = 0
     for _ in range(samples):
         x = sum(scale * (sum(rng.sample(pooled, k)) - centre) for pooled, k, scale, centre in parts)
         hits += abs(x) >= observed - tolerance
     return PermutationTest((hits + 1) / (samples + 1), samples, False, smallest_p)
+
+
+def _exact(stats: list[float], observed: float, tolerance: float) -> PermutationTest:
+    """The exact test from every relabelling's |statistic|. Its smallest p is that of the
+    most extreme relabelling of these values: tied errors (a 10,000-scene test reads in
+    steps of 0.01 points) share extremes, and no difference of them can go below it."""
+    hits = sum(x >= observed - tolerance for x in stats)
+    extreme = max(stats)
+    floor = sum(x >= extreme - tolerance for x in stats)
+    return PermutationTest(hits / len(stats), len(stats), True, floor / len(stats))
 
 
 def binomial_se(error_percent: float, scenes: int) -> float:
