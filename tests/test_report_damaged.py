@@ -23,7 +23,12 @@ def result_with(**changes) -> str:
 # (file, its damaged bytes, the reason the report gives)
 CASES = {
     "missing test_error": ("result.json", json.dumps({"epochs": 2}), "result.json: no test_error"),
-    "null test_error": ("result.json", result_with(test_error=None), "result.json: no test_error"),
+    # a run trained with --test false: not damaged, untested (its message says how to test it)
+    "null test_error": (
+        "result.json",
+        result_with(test_error=None),
+        "result.json: finished without a test (--test false)",
+    ),
     "NaN test_error": (
         "result.json",
         result_with(test_error=float("nan")),

@@ -34,15 +34,17 @@ def test_pairs_seen_on_two_datasets_or_more_are_pooled():
     one, two = Stratum("mnist", [1.0, 2.0], [3.0, 4.0]), Stratum("translated60", [1.0, 2.0], [3.0, 4.0])
     pooled = pooled_comparisons(
         [
-            ("ig", "sparse", "the sparse reward", one),
-            ("ig", "sparse", "the sparse reward", two),
-            ("bbox", "sparse", "the sparse reward", one),  # one dataset: nothing to pool
-            (None, "sparse", "the sparse reward", two),  # outside a study
+            ("ig", "sparse", one),
+            ("ig", "sparse", two),
+            ("ig", "sparse", Stratum("mnist", [9.0], [9.0])),  # a dataset's second entry: not twice
+            ("bbox", "sparse", one),  # one dataset: nothing to pool
+            (None, "sparse", two),  # outside a study
         ]
     )
     assert [(c.group, c.reference, [s.data for s in c.strata]) for c in pooled] == [
         ("ig", "sparse", ["mnist", "translated60"])
     ]
+    assert pooled[0].strata[0] is one
     assert pooled[0].test.p_value == 2 / 36
     assert one.statistic_term == (1.5 - 3.5) / 2.5  # the test's term: over the pooled mean, 2.5
     assert one.change == pytest.approx(-4 / 7)  # the reader's: 1.5 is 4/7 below 3.5
@@ -53,13 +55,42 @@ def test_pairs_seen_on_two_datasets_or_more_are_pooled():
     # Changes of both signs (-90% and +200%) average to "55% higher", while the test's sum over
     # pooled means (-1.64 + 1.0) says lower: no percentage then, the datasets' errors only.
     mixed = PooledComparison(
-        "a",
-        "b",
-        "the sparse reward",
-        (Stratum("mnist", [0.1], [1.0]), Stratum("translated60", [30.0], [10.0])),
+        "a", "b", (Stratum("mnist", [0.1], [1.0]), Stratum("translated60", [30.0], [10.0]))
     )
     sentence = mixed.sentence()
     assert "% (1 + 1 seeds)): p = " in sentence and "test error than" not in sentence
+
+
+def test_groups_whose_rewards_differ_by_dataset_are_named_as_groups_not_as_one_reward():
+    # The paper preset's sparse groups train `sparse` on mnist and `0.1*sparse` elsewhere: the
+    # sentence said "lower error than the sparse reward" over strata of two references.
+    strata = (
+        Stratum("mnist", [1.0, 1.1, 1.2], [2.0, 2.1, 2.2], "sparse+infogain", "the sparse reward"),
+        Stratum(
+            "cluttered60",
+            [2.0, 2.1, 2.2],
+            [3.0, 3.1, 3.2],
+            "0.1*sparse+infogain",
+            "the sparse reward at 0.1 (`0.1*sparse`)",
+        ),
+    )
+    pooled = PooledComparison("ram6-infogain", "ram6-sparse", strata)
+    assert pooled.rewards_differ and pooled.versus == "`ram6-sparse`"
+    sentence = pooled.sentence()
+    assert sentence.startswith(
+        "`ram6-infogain` against `ram6-sparse` over 2 datasets (mnist (`sparse+infogain` against the "
+        "sparse reward) 1.10 against 2.10 % (3 + 3 seeds); cluttered60 (`0.1*sparse+infogain` against "
+        "the sparse reward at 0.1 (`0.1*sparse`)) 2.10 against 3.10 % (3 + 3 seeds)): the rewards "
+        "differ by dataset, so this compares the two groups as the study trains them"
+    )
+    assert sentence.endswith(
+        "p = 0.005: lower error than `ram6-sparse` across the datasets, beyond the seed-to-seed spread."
+    )
+    same = PooledComparison(
+        "ram6-infogain", "ram6-sparse", (strata[0], Stratum("translated60", [1.0], [2.0], "sparse+infogain"))
+    )
+    assert not same.rewards_differ and same.versus == "the sparse reward"
+    assert "differ by dataset" not in same.sentence()
 
 
 def test_the_report_tests_a_group_across_datasets(tmp_path):

@@ -12,6 +12,7 @@ from ramlab.config import to_dict
 from ramlab.models.ram import RAMConfig
 from ramlab.progress import CurvePoint
 from ramlab.report import write_report
+from ramlab.report.formatting import fmt_p
 from ramlab.report.runs import Run, by_label
 from ramlab.report.sections.rewards import (
     comparisons,
@@ -20,7 +21,6 @@ from ramlab.report.sections.rewards import (
     sparse_weight,
     speed_bar,
 )
-from ramlab.report.formatting import fmt_p
 from ramlab.report.stats import binomial_se, permutation_test, stratified_permutation_test
 
 

@@ -146,6 +146,11 @@ def check_config(data: Any) -> None:
 def check_result(data: Any) -> None:
     """result.json: the test error, and numbers where the report averages them."""
     result = mapping(data)
+    if "test_error" in result and result["test_error"] is None:  # trained with --test false
+        raise Damaged(
+            "finished without a test (--test false), so it has no test error to report: its "
+            "test split is unread. To read it once, `ramlab train MODEL --out RUN_DIR --resume --test true`"
+        )
     number(result, "test_error", required=True)
     percent(result, "test_error")
     for key in ("epochs", "epochs_run", "train_seconds", "best_epoch"):

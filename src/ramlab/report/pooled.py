@@ -40,6 +40,8 @@ class Stratum:
     data: str
     errors: list[float]
     reference_errors: list[float]
+    reward: str = ""  # the group's reward on this dataset
+    versus: str = "the sparse reward"  # the reference's reward on this dataset, in words
 
     @property
     def change(self) -> float | None:
@@ -65,8 +67,18 @@ class PooledComparison:
 
     group: str
     reference: str
-    versus: str  # the reference's reward, in words
     strata: tuple[Stratum, ...]
+
+    @property
+    def rewards_differ(self) -> bool:
+        """Whether either group trains another reward on some dataset (a preset's `per_data`):
+        then the test compares the groups as trained, not one reward with another."""
+        return len({(s.reward, s.versus) for s in self.strata}) > 1
+
+    @property
+    def versus(self) -> str:
+        """The reference in words: its reward where it is one on every dataset."""
+        return f"`{self.reference}`" if self.rewards_differ else self.strata[0].versus
 
     @property
     def test(self) -> PermutationTest:
@@ -75,12 +87,19 @@ class PooledComparison:
     def sentence(self) -> str:
         test, strata = self.test, self.strata
         changes = [s.change for s in strata]
+        differ = self.rewards_differ
         each = "; ".join(
-            f"{s.data} {statistics.fmean(s.errors):.2f} against {statistics.fmean(s.reference_errors):.2f} % "
+            f"{s.data}{f' (`{s.reward}` against {s.versus})' if differ else ''} "
+            f"{statistics.fmean(s.errors):.2f} against {statistics.fmean(s.reference_errors):.2f} % "
             f"({len(s.errors)} + {len(s.reference_errors)} seeds)"
             for s in strata
         )
         head = f"`{self.group}` against `{self.reference}` over {len(strata)} datasets ({each}): "
+        if differ:
+            head += (
+                "the rewards differ by dataset, so this compares the two groups as the study "
+                "trains them, not one reward with another; "
+            )
         if None not in changes and (all(c < 0 for c in changes) or all(c > 0 for c in changes)):
             # (of mixed signs, their mean could say "higher" where the test's sum says lower)
             mean_change = statistics.fmean(changes)
@@ -99,20 +118,18 @@ class PooledComparison:
 
 
 def pooled_comparisons(
-    entries: Iterable[tuple[str | None, str | None, str, Stratum]],
+    entries: Iterable[tuple[str | None, str | None, Stratum]],
 ) -> list[PooledComparison]:
-    """`entries`: each dataset's comparisons as (group, reference group, the reference's
-    reward in words, the dataset's errors). The pairs of study groups compared on two
-    datasets or more, in the order first met; runs of no study group are left out."""
-    pairs: dict[tuple[str, str], list[Stratum]] = {}
-    versus: dict[tuple[str, str], str] = {}
-    for group, reference, words, stratum in entries:
+    """`entries`: each dataset's comparisons as (group, reference group, the dataset's
+    errors and rewards). The pairs of study groups compared on two datasets or more, in the
+    order first met, each dataset once (its first entry); runs of no study group are left out."""
+    pairs: dict[tuple[str, str], dict[str, Stratum]] = {}
+    for group, reference, stratum in entries:
         if group is None or reference is None:
             continue
-        pairs.setdefault((group, reference), []).append(stratum)
-        versus.setdefault((group, reference), words)
+        pairs.setdefault((group, reference), {}).setdefault(stratum.data, stratum)
     return [
-        PooledComparison(group, reference, versus[(group, reference)], tuple(strata))
+        PooledComparison(group, reference, tuple(strata.values()))
         for (group, reference), strata in pairs.items()
         if len(strata) >= 2
     ]

@@ -72,8 +72,11 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
         "`measured as` says how the test error itself was measured (one rollout with the policy "
         "mean unless the run's config asked for Monte Carlo averaging of sampled rollouts). "
         "`test SE` is the test set's own sampling error at that error rate, √(p(1 − p) / N) in "
-        "points for N test scenes: a gap to the paper or between rows smaller than about twice "
-        "it could be the test set's luck, whatever the seeds (which share the scenes)."
+        "points for N test scenes: how far the figure could move on another test set of that "
+        "size, whatever the seeds. The paper's test scenes were others, so a gap to its figure "
+        "smaller than about 2.8 times it (two such errors, at 95%) could be the test sets' luck. "
+        "Rows here share their scenes, so their gaps are not judged by it (the seeds' spread and "
+        "the permutation tests below are)."
     )
     for data in inputs.datasets:
         groups = by_label(r for r in inputs.runs if r.data == data)

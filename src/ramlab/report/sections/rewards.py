@@ -215,7 +215,7 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         f"own, with no correction for their number: of k comparisons with no real difference, about "
         f"{SIGNIFICANCE:g}·k would pass p < {SIGNIFICANCE:g} by chance."
     )
-    pooled = []  # (group, reference group, versus, the dataset's errors): over the datasets
+    pooled = []  # (group, reference group, the dataset's errors and rewards): over the datasets
     for data in compared:
         groups = by_label(r for r in rewarded if r.data == data)
         against = comparisons(groups)
@@ -253,9 +253,12 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         controls = scale_controls(groups)
         for comparison in [*against.values(), *controls]:
             if comparison.reference is not None:
-                stratum = Stratum(data, comparison.errors, comparison.reference_errors)
+                reward = _reward(groups[comparison.label][0])
+                stratum = Stratum(
+                    data, comparison.errors, comparison.reference_errors, reward, comparison.versus
+                )
                 pair = (group_name(groups[comparison.label]), group_name(groups[comparison.reference]))
-                pooled.append((*pair, comparison.versus, stratum))
+                pooled.append((*pair, stratum))
         if controls:
             doc.para(
                 "Against the sparse reward at another weight, the control for a reward's scale (with "
