@@ -280,5 +280,27 @@ def test_cost_ratios_pair_rows_of_one_device_only():
     ratios = cost_ratios(rows, numerator="resnet", denominator="ram")
     assert [(r["size"], r["device"]) for r in ratios] == [(60, "cpu")]  # no RAM timed on cuda
     assert ratios[0]["flops"] == 10 and ratios[0]["latency"] == 4 and ratios[0]["throughput"] == 4
+    assert ratios[0]["timing"] == ""  # one timing: nothing to tell apart
     both = cost_ratios([*rows, row("ram", "cuda", 4, 0.05)], numerator="resnet", denominator="ram")
-    assert [(r["device"], r["latency"]) for r in both] == [("cpu", 4), ("cuda", 2)]
+    assert [(r["device"], r["latency"], r["timing"]) for r in both] == [
+        ("cpu", 4, "cpu"),
+        ("cuda", 2, "cuda"),
+    ]
+
+
+def test_cost_ratios_never_divide_times_of_other_code_threads_or_compilation():
+    # A study resumed after a preset change measured the RAM again and kept the ResNet's rows of
+    # an earlier commit and thread count; a file of eager and compiled rows paired the last.
+    def row(model, latency, **timing):
+        return {
+            "model": model, "size": 60, "device": "cpu", "flops": 4, "params": 10, "latency_ms": latency,
+            "throughput": 1000 / latency, "peak_memory_mb": 1.0, "threads": 2, "commit": "a" * 40, **timing,
+        }  # fmt: skip
+
+    rows = [row("resnet", 8.0), row("ram", 2.0, commit="b" * 40), row("ram", 1.0, threads=8)]
+    assert cost_ratios(rows, numerator="resnet", denominator="ram") == []
+    rows += [row("ram", 4.0), row("resnet", 4.0, compiled=True), row("ram", 1.0, compiled=True)]
+    ratios = cost_ratios(rows, numerator="resnet", denominator="ram")
+    assert [(r["latency"], r["timing"]) for r in ratios] == [(2.0, "eager"), (4.0, "compiled")]
+    table = format_cost_table([{**r, "flops_breakdown": {}, "throughput_batch": 2} for r in rows])
+    assert "    60 (eager): FLOPs x1" in table and "    60 (compiled): FLOPs x1" in table

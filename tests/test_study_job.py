@@ -17,6 +17,7 @@ from ramlab.config import load_yaml
 from ramlab.cost import row_settings
 from ramlab.data import datasets
 from ramlab.device import threads_given
+from ramlab.provenance import run_commit
 from ramlab.study import Context, load_preset
 from ramlab.study import jobs as study_jobs
 from ramlab.study.job import main
@@ -139,6 +140,7 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
         "model": "fc",
         "size": 28,
         "threads": threads_given(0),
+        "commit": run_commit(),  # the code this test runs
         **row_settings("fc", 28, device="cpu", batch=64),
     }
     assert eager_row["compiled"] is False and eager_row["throughput_batch"] == 64
@@ -153,6 +155,9 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     assert not done({**eager_row, "device": "cuda"})  # the preset's device changed since
     assert not done({**eager_row, "throughput_batch": 256})  # or its batch
     assert not done({**eager_row, "config": {**eager_row["config"], "hidden": 7}})  # or the model's config
+    # Other code (a study resumed after a commit): its times are not divided by this code's.
+    assert not done({**eager_row, "commit": "0" * 40})
+    assert not done({k: v for k, v in eager_row.items() if k != "commit"})
 
 
 def test_cost_rows_timed_with_other_threads_are_measured_again(tmp_path, monkeypatch):
@@ -161,7 +166,13 @@ def test_cost_rows_timed_with_other_threads_are_measured_again(tmp_path, monkeyp
     preset = load_preset(write_preset(tmp_path / "p.yaml", cost={"models": ["fc"], "sizes": [28]}))
     (job,) = [j for j in build_plan(preset) if j.kind == "cost"]
     (tmp_path / "study").mkdir()
-    row = {"model": "fc", "size": 28, "threads": 1, **row_settings("fc", 28, device="cpu", batch=64)}
+    row = {
+        "model": "fc",
+        "size": 28,
+        "threads": 1,
+        "commit": run_commit(),
+        **row_settings("fc", 28, device="cpu", batch=64),
+    }
     (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [row]}))
     monkeypatch.setenv("RAMLAB_THREADS", "1")
     assert study_jobs.is_done(Context(preset, tmp_path / "study"), job)
@@ -225,7 +236,13 @@ def test_list_judges_the_cost_rows_at_the_executors_threads(tmp_path, monkeypatc
     preset = write_preset(tmp_path / "p.yaml", cost={"models": ["fc"], "sizes": [28]})
     out = tmp_path / "study"
     out.mkdir()
-    row = {"model": "fc", "size": 28, "threads": 2, **row_settings("fc", 28, device="cpu", batch=64)}
+    row = {
+        "model": "fc",
+        "size": 28,
+        "threads": 2,
+        "commit": run_commit(),
+        **row_settings("fc", 28, device="cpu", batch=64),
+    }
     (out / "cost.json").write_text(json.dumps({"rows": [row]}))
 
     def cost_listed(*extra: str) -> str:

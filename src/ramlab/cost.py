@@ -71,6 +71,7 @@ from ramlab.fastpath import CompiledForward
 from ramlab.files import write_json
 from ramlab.models.base import Model
 from ramlab.models.registry import build_model, model_class
+from ramlab.provenance import run_commit
 
 DEFAULT_SIZES = (28, 60, 100, 200, 400, 800)
 DEFAULT_MODELS = ("ram", "resnet", "convnet", "fc")
@@ -303,6 +304,8 @@ def measure_cost(
         "threads": torch.get_num_threads(),
         "compiled": compiled,
         "config": to_dict(config),
+        "commit": run_commit(),  # rows of other code are never divided by these (cost_ratios)
+        "torch": torch.__version__,
     }
 
 

@@ -47,22 +47,33 @@ def _si(value: float) -> str:
     return f"{value:.3g}"
 
 
+TIMING = ("device", "compiled", "threads", "commit")
+"""What makes two rows' times comparable: only rows alike in all of them are divided."""
+
+
+def _timing(row: dict[str, Any]) -> tuple:
+    return tuple(bool(row.get(k)) if k == "compiled" else row.get(k) for k in TIMING)
+
+
 def cost_ratios(rows: list[dict[str, Any]], *, numerator: str, denominator: str) -> list[dict[str, Any]]:
-    """Per size and device where both models were measured (a time on one device is never
-    divided by one on another): numerator / denominator of flops, params, latency, peak
-    memory, and denominator / numerator of throughput (how many times faster)."""
-    by_key = {(row["model"], row["size"], row.get("device")): row for row in rows}
+    """Per size and timing (device, eager or compiled, threads, commit) where both models were
+    measured alike (a time on one device, or of other code, is never divided by another):
+    numerator / denominator of flops, params, latency, peak memory, and denominator /
+    numerator of throughput (how many times faster). Each ratio's `timing` names those of
+    its settings that differ among the ratios ("" where they are all alike)."""
+    by_key = {(row["model"], row["size"], _timing(row)): row for row in rows}
     ratios = []
-    for size, device in sorted(
-        {(row["size"], row.get("device")) for row in rows}, key=lambda k: (k[0], k[1] or "")
+    for size, timing in sorted(
+        {(row["size"], _timing(row)) for row in rows}, key=lambda k: (k[0], repr(k[1]))
     ):
-        top, bottom = by_key.get((numerator, size, device)), by_key.get((denominator, size, device))
+        top, bottom = by_key.get((numerator, size, timing)), by_key.get((denominator, size, timing))
         if top is None or bottom is None:
             continue
         ratios.append(
             {
                 "size": size,
-                "device": device,
+                "device": timing[0],
+                "settings": dict(zip(TIMING, timing, strict=True)),
                 "flops": top["flops"] / bottom["flops"],
                 "params": top["params"] / bottom["params"],
                 "latency": top["latency_ms"] / bottom["latency_ms"],
@@ -70,7 +81,20 @@ def cost_ratios(rows: list[dict[str, Any]], *, numerator: str, denominator: str)
                 "peak_memory": top["peak_memory_mb"] / bottom["peak_memory_mb"],
             }
         )
+    varied = [k for k in TIMING if len({repr(r["settings"][k]) for r in ratios}) > 1]
+    for r in ratios:
+        r["timing"] = ", ".join(_setting_words(k, r["settings"][k]) for k in varied)
     return ratios
+
+
+def _setting_words(key: str, value: Any) -> str:
+    if key == "compiled":
+        return "compiled" if value else "eager"
+    if key == "threads":
+        return f"{value} threads" if value is not None else "threads ?"
+    if key == "commit":
+        return f"commit {str(value)[:7]}" if value else "commit ?"
+    return str(value)
 
 
 def format_cost_table(rows: list[dict[str, Any]]) -> str:
@@ -113,7 +137,7 @@ def format_cost_table(rows: list[dict[str, Any]]) -> str:
     if ratios:
         text += ["", "ResNet / RAM per image side (throughput: how many times more images/s the RAM does):"]
         for r in ratios:
-            where = f" ({r['device']})" if len({q["device"] for q in ratios}) > 1 else ""
+            where = f" ({r['timing']})" if r["timing"] else ""
             text.append(
                 f"  {r['size']:>4}{where}: FLOPs x{r['flops']:.3g}, params x{r['params']:.3g}, "
                 f"latency x{r['latency']:.3g}, throughput x{r['throughput']:.3g}, "

@@ -124,7 +124,7 @@ def _cost_ratios(doc: Doc, inputs: ReportInputs) -> None:
         ["image side (px)", "FLOPs", "params", "latency", "throughput", "peak memory"],
         [
             [
-                f"{r['size']} ({r['device']})" if len({q["device"] for q in ratios}) > 1 else str(r["size"]),
+                f"{r['size']} ({r['timing']})" if r["timing"] else str(r["size"]),
                 *(f"{r[k]:.3g}×" for k in ("flops", "params", "latency", "throughput", "peak_memory")),
             ]
             for r in ratios
