@@ -3,12 +3,14 @@ seeds, limits, spec keys and the cache (the generator itself: test_scenes.py).""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
 from ramlab.data import datasets
 from ramlab.data.mnist import Mnist
-from ramlab.data.scenes import SceneSpec
+from ramlab.data.scenes import SceneSpec, generate_scenes
 from ramlab.errors import RamlabError
 
 
@@ -159,3 +161,38 @@ def test_warped_scenes_are_cached_apart_from_the_float32_ones():
     warped = SceneSpec(canvas=60, rotation=(-30.0, 30.0))
     assert "-w64-" in datasets.cache_path("t", warped, 0, "test").name
     assert "-w64-" not in datasets.cache_path("t", SceneSpec(canvas=60), 0, "test").name
+
+
+# The scene generator's output, pinned: the cache's file names cover every SceneSpec field but
+# not the generator's code, so a change that keeps the labels (say, the clutter's crop and
+# place drawn in the other order) would go on serving old cached scenes beside new ones (a
+# fresh-scene run's epoch 0 from the cache, later epochs made anew; a robustness sweep's
+# trained level no longer the run's test set). When this fails, the output changed: bump
+# `datasets.CACHE_VERSION` and write the new digests here.
+PINNED_SCENES = {
+    "mnist": "35f8ca2baed0990a",
+    "translated60": "8590401a3a0c99ae",
+    "centred60": "4bea2577822bda3f",
+    "cluttered60": "4540d82382402aae",
+    "cluttered100": "8db2de42489fac08",
+    "warped": "773162623a7faba7",
+}
+
+
+@pytest.mark.parametrize("name", list(PINNED_SCENES))
+def test_the_scene_generators_output_is_pinned_to_the_cache_version(name):
+    assert datasets.CACHE_VERSION == 1, "the version was bumped: update PINNED_SCENES and this line"
+    rng = np.random.default_rng(2026)
+    digits = rng.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
+    labels = np.arange(12, dtype=np.uint8) % 10
+    specs = {
+        **datasets.DATASETS,
+        "warped": SceneSpec(canvas=60, rotation=(-30, 30), scale=(0.75, 1.25), noise=0.1, clutter_count=2),
+    }
+    scenes = generate_scenes(specs[name], digits, labels, seed=7)
+    digest = hashlib.sha256()
+    for array in (scenes.images, scenes.labels, scenes.bboxes):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    assert digest.hexdigest()[:16] == PINNED_SCENES[name], (
+        f"{name}: the scene generator's output changed; bump CACHE_VERSION in ramlab/data/datasets.py"
+    )
