@@ -201,7 +201,7 @@ def test_unknown_executor_and_option_list_the_valid_ones():
         RamlabError, match="unknown option\\(s\\) retries for --executor local; valid: grace_seconds"
     ):
         execute([task("a")], executor="local", resources=Resources(), retries=2)
-    assert options("serial") == {"grace_seconds": 10.0, "timeout_min": 0.0}
+    assert options("serial") == {"grace_seconds": 60.0, "timeout_min": 0.0}
     for bad in (-1, "10", True, float("nan")):
         with pytest.raises(RamlabError, match="timeout_min must be a number of minutes >= 0"):
             execute([task("a")], executor="local", resources=Resources(), timeout_min=bad)

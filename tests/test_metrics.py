@@ -74,3 +74,36 @@ def test_a_full_disk_under_the_log_is_one_clear_message(tmp_path, monkeypatch):
     with pytest.raises(RamlabError, match=r"metrics\.jsonl: No space left on device; the disk is full"):
         log.sync()  # an OSError's traceback before
     log.close()
+
+
+def test_closing_after_a_full_disk_keeps_the_first_message(tmp_path):
+    # The failed write's bytes stay buffered: close() flushed them again and raised a bare
+    # OSError that replaced the message naming the file, and skipped the run's other cleanup.
+    import errno
+    import os
+
+    class FullDisk:
+        closed = False
+
+        def write(self, text):
+            return len(text)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self):
+            self.closed = True
+            self.flush()
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log._file.close()
+    log._file = FullDisk()
+    with pytest.raises(RamlabError, match=r"metrics\.jsonl: No space left on device"):
+        log.write({"step": 1})
+    log.close()  # the loss is already told: no second error
+    # A close that fails first is not hidden: nothing said the lines were lost.
+    other = MetricsLog(tmp_path / "other.jsonl")
+    other._file.close()
+    other._file = FullDisk()
+    with pytest.raises(OSError):
+        other.close()

@@ -32,12 +32,14 @@ class MetricsLog:
             text = "".join(json.dumps(line) + "\n" for line in kept)
             atomic_write(self.path, lambda f: f.write(text), mode="w")  # a crash keeps the old log
         self._file = self.path.open("a")
+        self._failed = False  # a write or sync failed: what close cannot write is known lost
 
     def write(self, record: dict[str, Any]) -> None:
         try:
             self._file.write(json.dumps({k: _plain(v) for k, v in record.items()}) + "\n")
             self._file.flush()
         except OSError as exc:  # a full disk: one message, as a checkpoint's write gives
+            self._failed = True
             raise RamlabError(os_error_message(exc, self.path)) from None
 
     def sync(self) -> None:
@@ -46,10 +48,18 @@ class MetricsLog:
         try:
             os.fsync(self._file.fileno())
         except OSError as exc:
+            self._failed = True
             raise RamlabError(os_error_message(exc, self.path)) from None
 
     def close(self) -> None:
-        self._file.close()
+        """Close the file; after a failed write (a full disk) the buffer's lines cannot be
+        written either, and the error already raised says so: closing does not raise again
+        (it would replace that message with a bare OSError and skip the run's other cleanup)."""
+        try:
+            self._file.close()
+        except OSError:
+            if not self._failed:
+                raise
 
 
 def _lines_up_to(path: Path, step: int) -> list[dict[str, Any]]:

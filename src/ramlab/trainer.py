@@ -369,6 +369,8 @@ class Trainer:
             state["ema"] = self.average.state_dict()
         meta = {"config": self.config.to_dict(), "commit": self.commit}
         self.log.sync()
+        if self.board is not None:  # a resume rewrites only the events past the checkpoint
+            self.board.flush()
         save_checkpoint(path, {**meta, **state, "schedule": self.schedule.state_dict(), **position})
 
     def _evaluate(self, loader: SceneLoader):

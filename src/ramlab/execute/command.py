@@ -27,7 +27,12 @@ from ramlab.execute.dag import Task
 from ramlab.execute.resources import thread_env
 
 HEADER = b"==> ramlab.execute: "
-GRACE_SECONDS = 10.0
+# A stopped command's time to save and exit before SIGKILL. A training stops after its step
+# in progress, but a signal during an epoch's validation (or its last step) waits for that
+# validation and its checkpoint: 5,000 cluttered100 scenes at one thread, or averaged
+# rollouts, can take over 10 s, and a SIGKILL then loses the epoch. A command that exits
+# sooner is not kept waiting.
+GRACE_SECONDS = 60.0
 POLL_SECONDS = 0.05
 
 
