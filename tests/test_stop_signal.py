@@ -105,7 +105,7 @@ def test_sigterm_mid_epoch_keeps_that_step_and_resumes_exactly(
     assert isinstance(stopped, Interrupted) and stopped.exit_code == 143
     assert str(stopped) == (
         f"stopped by SIGTERM at epoch 1, step 2 of 3; its checkpoint ({last}) is kept. "
-        "Resume with: ramlab train ram --resume"
+        f"Resume with: ramlab train ram --out {tmp_path / 'b'} --resume"
     )
     # The step in progress finished and was saved: no epoch-end checkpoint existed yet.
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 2, 2)

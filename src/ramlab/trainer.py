@@ -8,15 +8,14 @@ A run directory holds:
                     staged as best.next.pt until last.pt records their epoch (ramlab.checkpoint)
     result.json     test_error, val_error, per_glimpse_test_error, params, epochs, ...
                     (result.previous[.STEPS].json: a finished run's, while a resume trains it on)
-    history.jsonl   budgets changed on resume (`--resume --epochs 90`), one line per resume
+    history.jsonl   settings changed on resume (`--resume --epochs 90`), one line per resume
     .lock           held by the one process writing the run (see ramlab.lock)
 
 Exact resume: epoch e shuffles and samples from a generator seeded with (seed, e), and a
 checkpoint stores that generator's state, so an interrupted run continued with `resume`
 ends with the same weights as an uninterrupted one (on a GPU the rollouts draw from a GPU
-generator, saved alike: the same draws, up to the non-determinism of its kernels). SIGTERM
-or Ctrl-C stops the run after the step in progress, with last.pt written at that step
-(`ramlab.stop_signal`).
+generator, saved alike, up to its kernels' non-determinism). SIGTERM or Ctrl-C stops the run
+after the step in progress, writing last.pt at that step (`ramlab.stop_signal`).
 """
 
 from __future__ import annotations
@@ -86,7 +85,10 @@ class Trainer:
 
     @property
     def resume_command(self) -> str:
-        return self.command if " --resume" in self.command else f"{self.command} --resume"
+        """A bare resume: it keeps the saved settings (a `--config` would re-read the recipe)."""
+        if self.study_job:
+            return self.command if " --resume" in self.command else f"{self.command} --resume"
+        return shlex.join(["ramlab", "train", self.config.model, "--out", str(self.out), "--resume"])
 
     # ---- the run, step by step ----------------------------------------------------------
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
@@ -323,11 +325,9 @@ class Trainer:
         if improved:
             commit_best(self.out)
         if starved:  # shown even without progress output: the run is not what it claims
-            print(
-                f"warning: epoch {pos.epoch}: no gradient reached {', '.join(starved)} "
-                "(grad/<part> = 0 at every logged step of the epoch)",
-                file=sys.stderr,
-            )
+            parts = ", ".join(starved)
+            print(f"warning: epoch {pos.epoch}: no gradient reached {parts} (grad/<part> = 0 at "
+                  "every logged step of the epoch)", file=sys.stderr)  # fmt: skip
         if cfg.progress:
             in_box = "" if result.in_box is None else f", glimpses in box {record['val/in_box']:.0f}%"
             print(
