@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from ramlab import cost as cost_module
 from ramlab.cli import main
 from ramlab.cost import (
     THROUGHPUT_PIXELS,
@@ -221,6 +222,16 @@ def test_cli_refuses_a_model_or_size_given_twice(capsys):
     assert "--models: fc is given twice" in capsys.readouterr().err
     assert main(["cost", "--models", "fc", "--sizes", "28,60,28"]) == 2
     assert "--sizes: 28 is given twice" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_size_a_model_does_not_fit_before_measuring_any(capsys, monkeypatch):
+    # The RAM was timed at 400 and 800 px, then 7 px raised and every row was lost.
+    measured = []
+    real = cost_module.measure_cost
+    monkeypatch.setattr(cost_module, "measure_cost", lambda *a, **k: measured.append(a) or real(*a, **k))
+    assert main(["cost", "--models", "fc,ram", "--sizes", "28,7", "--repeats", "1", "--batch", "2"]) == 2
+    assert "ram at 7 px: ram glimpse_size 12 is wider than the 7x7 canvas" in capsys.readouterr().err
+    assert measured == []
 
 
 def test_cli_lists_the_valid_models_on_a_wrong_name(capsys):

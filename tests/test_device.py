@@ -11,10 +11,11 @@ from ramlab.device import resolve_device, reuse_freed_memory
 from ramlab.errors import RamlabError
 
 
-def test_cpu_and_auto_resolve_to_a_device() -> None:
+@pytest.mark.parametrize("cuda", [True, False])
+def test_auto_takes_cuda_where_it_is_and_the_cpu_where_not(cuda: bool, monkeypatch) -> None:
     assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert resolve_device("auto").type == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert resolve_device("auto").type == ("cuda" if cuda else "cpu")
 
 
 @pytest.mark.parametrize("name", ["tpu", "cuda0", "cuda:", "cuda:x", "cudas"])

@@ -210,6 +210,19 @@ def test_a_bad_train_value_is_named_where_it_is_written(tmp_path):
     assert preset.runs[0].train == {"lr": 0.01}
 
 
+@pytest.mark.parametrize(
+    ("model", "model_config", "says"),
+    [("ram", {"glimpse_size": 40}, "glimpse_size 40"), ("convnet", {"kernel": 40}, "kernel")],
+)
+def test_a_model_wider_than_its_canvas_is_refused_when_the_preset_loads(tmp_path, model, model_config, says):
+    # It listed and started, and failed in its training job, after the jobs before it.
+    runs = [{"name": "big", "model": model, "data": "mnist", "model_config": model_config}]
+    path = write_preset(tmp_path / "big.yaml", runs=runs)
+    with pytest.raises(RamlabError, match=r"big\.yaml: runs\[0\] \(big\) on mnist: ") as caught:
+        load_preset(path)
+    assert says in str(caught.value) and "28" in str(caught.value)
+
+
 def test_unknown_preset_lists_the_packaged_ones():
     with pytest.raises(RamlabError, match=r"unknown preset 'quik'.*paper, quick, tiny"):
         preset_path("quik")

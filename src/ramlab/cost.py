@@ -67,6 +67,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ramlab.config import to_dict
 from ramlab.device import resolve_device
+from ramlab.errors import RamlabError
 from ramlab.fastpath import CompiledForward
 from ramlab.files import write_json
 from ramlab.models.base import Model
@@ -242,6 +243,20 @@ def sized_config(name: str, size: int, config: Any = None, *, trained_size: int 
     return cls.config_for_image_size(base, size, trained_size=trained_size)
 
 
+def check_sizes(
+    models: list[str], sizes: list[int], configs: dict[str, Any], trained_sizes: dict[str, int] | None = None
+) -> None:
+    """Every model builds at every size (as `measure_costs` will adapt it), checked before
+    anything is measured: a size that fails after others were timed lost those rows."""
+    for name in models:
+        for size in sizes:
+            config = sized_config(name, size, configs.get(name), trained_size=(trained_sizes or {}).get(name))
+            try:
+                model_class(name).check_image_size(config, (size, size))
+            except RamlabError as exc:
+                raise RamlabError(f"{name} at {size} px: {exc}") from None
+
+
 def row_settings(
     name: str, size: int, *, device: str, batch: int, config: Any = None, compiled: bool = False
 ) -> dict[str, Any]:
@@ -329,12 +344,14 @@ def measure_costs(
     `configs` maps a model name to its base config (a dataclass; default: the model's
     defaults), which `config_for_image_size` then adapts to each size; `trained_sizes` the
     image side a config was trained on (a recipe's or a run's), where it stays as it is. An
-    unknown model name raises a RamlabError listing the valid ones before anything is measured.
+    unknown model name, or a model that does not fit a size, raises a RamlabError before
+    anything is measured.
     """
     for name in models:
         model_class(name)
-    resolved = resolve_device(device)
     configs, trained_sizes = configs or {}, trained_sizes or {}
+    check_sizes(models, list(sizes), configs, trained_sizes)
+    resolved = resolve_device(device)
     return [
         measure_cost(
             name,

@@ -107,14 +107,23 @@ def preset_path(name_or_file: str | Path) -> Path:
 def _check_cost_sizes(cost: CostSpec, configs: dict[str, Any], *, where: str) -> None:
     """Every cost model (the schema has filled in the default ones) builds at every size,
     checked now rather than in the cost job, which runs after every training."""
-    from ramlab.cost import sized_config
+    from ramlab.cost import check_sizes
 
-    for name in cost.models:
-        for size in cost.sizes:
-            try:
-                model_class(name).check_image_size(sized_config(name, size, configs.get(name)), (size, size))
-            except RamlabError as exc:
-                raise RamlabError(f"{where}: {name} at {size} px: {exc}") from None
+    try:
+        check_sizes(list(cost.models), list(cost.sizes), configs)
+    except RamlabError as exc:
+        raise RamlabError(f"{where}: {exc}") from None
+
+
+def _check_fits(config: RunConfig, *, where: str) -> None:
+    """The model fits its dataset's canvas (a glimpse or kernel wider than it), checked now
+    rather than in the training job, which may run hours after the study starts."""
+    from ramlab.data.datasets import image_size
+
+    try:
+        model_class(config.model).check_image_size(config.model_config, image_size(config.data))
+    except RamlabError as exc:
+        raise RamlabError(f"{where}: {exc}") from None
 
 
 def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset:
@@ -153,10 +162,12 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
         # group builds on this copy (a study's, replaced by its own: `ramlab.study.recipes`).
         group = replace(group, recipes={name: load_yaml(config_path(name)) for name in group.recipe_names()})
         for data in group.data:  # every run's config is built now, so a bad value fails before any job
+            where = f"{source}: runs[{i}] ({group.name}) on {data}"
             try:
-                run_config(group, data, 0, train, where=f"{source}: runs[{i}] ({group.name}) on {data}")
+                config = run_config(group, data, 0, train, where=where)
             except RamlabError as exc:
                 raise _top_level_train_error(train, str(exc), source=source) or exc from None
+            _check_fits(config, where=where)
         groups.append(group)
     if spec.cost is not None:
         configs = {
