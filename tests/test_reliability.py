@@ -160,14 +160,15 @@ def test_a_full_disk_is_one_message_and_resuming_loses_nothing(
 ) -> None:
     out = tmp_path / "run"
     Trainer(tiny_config(), tmp_path / "whole").fit()  # (also builds the scene caches)
-    real_fsync, calls = os.fsync, []
+    real_fsync, checkpoints = os.fsync, []
 
     def fsync(fd):
         if stat.S_ISDIR(os.fstat(fd).st_mode):  # a folder's, after a rename: writes nothing
             return real_fsync(fd)
-        calls.append(fd)
-        if len(calls) > 3:  # config.yaml, best.pt and last.pt of epoch 1 fit; then the disk is full
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if ".last.pt." in os.readlink(f"/proc/self/fd/{fd}"):  # a checkpoint's temp file
+            checkpoints.append(fd)
+            if len(checkpoints) > 1:  # epoch 1's last.pt fits; then the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 
     with monkeypatch.context() as patch:
@@ -180,6 +181,8 @@ def test_a_full_disk_is_one_message_and_resuming_loses_nothing(
     )
     assert "rerun (with --resume to continue a run)" in message
     assert not list(out.glob(".*.tmp"))  # nothing half-written
+    # The resume starts from epoch 1's checkpoint (not from scratch, which would prove nothing).
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1
     Trainer(tiny_config(), out).fit(resume=True)
     assert weights(out / "last.pt").keys() == weights(tmp_path / "whole" / "last.pt").keys()
     for name, tensor in weights(tmp_path / "whole" / "last.pt").items():

@@ -182,6 +182,26 @@ def test_a_resume_by_other_code_is_recorded_in_the_history(fake_mnist, tmp_path,
     assert result["commit"] == "bbb"
 
 
+def test_a_resume_on_another_device_is_recorded_in_the_history(fake_mnist, tmp_path, capsys):
+    # With device auto a GPU run resumed on a CPU draws its samples from another generator;
+    # config.yaml still said auto and result.json named only the last device.
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1, schedule="exponential"), out, command="first").fit()
+    last = load_checkpoint(out / "last.pt")
+    assert last["device"] == "cpu"
+    save_checkpoint(out / "last.pt", {**last, "device": "cuda:0"})  # as if trained on a GPU
+    capsys.readouterr()
+    Trainer(tiny_config(epochs=2, schedule="exponential"), out, command="later").fit(resume=True)
+    [line] = [json.loads(text) for text in (out / "history.jsonl").read_text().splitlines()]
+    assert line == {
+        "command": "later",
+        "changed": {"epochs": [1, 2]},
+        "device": "cpu",
+        "trained_on": "cuda:0",
+    }
+    assert "note: this run trained on cuda:0 until now; it goes on on cpu" in capsys.readouterr().err
+
+
 def test_a_damaged_result_without_last_pt_says_what_to_do(fake_mnist, tmp_path):
     out = tmp_path / "run"
     Trainer(tiny_config(epochs=1), out).fit()

@@ -28,13 +28,20 @@ def refuse_study_folder(out: Path) -> None:
 
 
 def prepare_run_dir(
-    out: Path, config: RunConfig, command: str, *, resume: bool, commit: str | None = None
+    out: Path,
+    config: RunConfig,
+    command: str,
+    *,
+    resume: bool,
+    commit: str | None = None,
+    device: str | None = None,
 ) -> tuple[dict[str, Any] | None, RunConfig]:
     """Returns the checkpoint to resume from (None for a fresh run) and the config to train
     with: `config`, but a resume keeps the run's own values of fields it never reads
-    (`keep_unused`). A resume that changes the config, or runs other code (`commit`) than
-    wrote the checkpoint, gets a line in history.jsonl: result.json names only the code that
-    ended the run."""
+    (`keep_unused`). A resume that changes the config, runs other code (`commit`) than wrote
+    the checkpoint, or trains on another device (`device`: `auto` resolved elsewhere, which
+    draws its samples from another generator) gets a line in history.jsonl: result.json
+    names only the code and device that ended the run."""
     saved = out / "config.yaml"
     last = out / "last.pt"
     held = [name for name in ("last.pt", "best.pt", "result.json") if (out / name).exists()]
@@ -104,6 +111,20 @@ def prepare_run_dir(
             state = load_checkpoint(last) if last.exists() else None
             if state is not None:
                 check_epochs_cover(out, config, state)
+            trained_at = state.get("commit") if state is not None else None
+            other_code = bool(trained_at) and trained_at != commit
+            trained_on = state.get("device") if state is not None else None
+            other_device = bool(trained_on) and device is not None and trained_on != device
+            if changed or other_code or other_device:  # before config.yaml: a crash keeps it
+                line = {"command": command, "changed": changed}
+                if other_code:
+                    line |= {"commit": commit, "trained_at": trained_at}
+                if other_device:
+                    line |= {"device": device, "trained_on": trained_on}
+                    print(f"note: this run trained on {trained_on} until now; it goes on on {device} "
+                          "(history.jsonl records it)", file=sys.stderr)  # fmt: skip
+                with (out / "history.jsonl").open("a") as history:
+                    history.write(json.dumps(line) + "\n")
             if changed:  # the new budget is the run's config from now on; history says when
                 save_yaml(saved, config.to_dict())
                 print(
@@ -112,14 +133,6 @@ def prepare_run_dir(
                     + " (history.jsonl records it)",
                     file=sys.stderr,
                 )
-            trained_at = state.get("commit") if state is not None else None
-            other_code = bool(trained_at) and trained_at != commit
-            if changed or other_code:
-                line = {"command": command, "changed": changed}
-                if other_code:
-                    line |= {"commit": commit, "trained_at": trained_at}
-                with (out / "history.jsonl").open("a") as history:
-                    history.write(json.dumps(line) + "\n")
             return state, config
         if last.exists() or (out / "result.json").exists():
             raise RamlabError(

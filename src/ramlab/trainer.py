@@ -105,9 +105,8 @@ class Trainer:
         # A run another process holds: in a study, a job of an earlier run of it still going.
         lock = {"resume": "run the study again", "advice": ""} if self.study_job else {}
         with DirectoryLock(self.out, self.command, **lock), self.stop:
-            state, self.config = run_dir.prepare_run_dir(
-                self.out, self.config, self.command, resume=resume, commit=self.commit
-            )
+            how = {"resume": resume, "commit": self.commit, "device": str(self.device)}
+            state, self.config = run_dir.prepare_run_dir(self.out, self.config, self.command, **how)
             self.cfg = self.config.train
             remove_stale_temp(self.out)
             settle_best(self.out, state["best_epoch"] if state else None)
@@ -367,7 +366,7 @@ class Trainer:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
         if self.average.averaged is not None:
             state["ema"] = self.average.state_dict()
-        meta = {"config": self.config.to_dict(), "commit": self.commit}
+        meta = {"config": self.config.to_dict(), "commit": self.commit, "device": str(self.device)}
         self.log.sync()
         if self.board is not None:  # a resume rewrites only the events past the checkpoint
             self.board.flush()
