@@ -7,9 +7,11 @@ import json
 
 import pytest
 from test_cli_train import TINY
+from test_study import write_preset
 
 from ramlab.cli import main
 from ramlab.errors import RamlabError
+from ramlab.study import load_preset
 
 
 @pytest.fixture
@@ -265,3 +267,21 @@ def test_a_config_files_settings_are_checked_with_the_options_given_beside_it(tm
     alone = build_parser().parse_args(["train", "ram", "--config", str(path)])
     with pytest.raises(RamlabError, match="need fresh_scenes true"):
         run_config_from_args(alone)
+
+
+def test_tensorboard_without_its_package_is_refused_before_the_run_starts(tmp_path, capsys, monkeypatch):
+    # It failed after config.yaml was written and the scenes built; a preset listed jobs that
+    # would each fail on it.
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a)
+    )
+    out = tmp_path / "run"
+    assert main(["train", "fc", "--data", "mnist", "--out", str(out), "--tensorboard", "true"]) == 2
+    assert "--tensorboard needs the tensorboard package" in capsys.readouterr().err
+    assert not out.exists()
+    path = write_preset(tmp_path / "p.yaml", train={"tensorboard": True})
+    with pytest.raises(RamlabError, match="--tensorboard needs the tensorboard package"):
+        load_preset(path)

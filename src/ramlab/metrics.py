@@ -99,6 +99,18 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return lines
 
 
+NO_TENSORBOARD = "--tensorboard needs the tensorboard package: pip install 'ramlab[tensorboard]'"
+
+
+def check_tensorboard() -> None:
+    """A RamlabError now, where the tensorboard package is missing: before a run builds its
+    scenes or a study lists jobs that would each fail on it."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise RamlabError(NO_TENSORBOARD)
+
+
 def open_tensorboard(out: str | Path, *, resume_step: int | None = None):
     """A TensorBoard writer logging to OUT/tensorboard (needs the tensorboard package). On a
     resume from step `resume_step`, the events logged after it (by the run that stopped) are
@@ -107,11 +119,7 @@ def open_tensorboard(out: str | Path, *, resume_step: int | None = None):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        from ramlab.errors import RamlabError
-
-        raise RamlabError(
-            "--tensorboard needs the tensorboard package: pip install 'ramlab[tensorboard]'"
-        ) from None
+        raise RamlabError(NO_TENSORBOARD) from None
     folder = Path(out) / "tensorboard"
     if resume_step is not None:
         purge = resume_step + 1

@@ -141,6 +141,7 @@ def default_run_dir(config: RunConfig) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from ramlab.metrics import check_tensorboard
     from ramlab.trainer import Trainer
 
     config = run_config_from_args(args)
@@ -154,6 +155,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = run_config_from_args(args, saved=saved)
     if not (args.resume and holds_a_run):  # a fresh run
         refuse_unused_options(args, config)
+    if config.train.tensorboard:
+        check_tensorboard()  # before the run's folder and scenes
     if args.resume and not holds_a_run:
         # a typo'd --out would go unseen
         print(f"note: {out} holds no run to resume; starting one there", file=sys.stderr)
