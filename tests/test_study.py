@@ -234,6 +234,15 @@ def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys, monkeypat
     for extra, says in (
         (["--executor", "local", "--jobs", "0"], "--jobs must be an integer >= 1"),
         (["--executor", "local", "--option", "foo=1"], "unknown option(s) foo for --executor local"),
+        (
+            ["--executor", "local", "--option", "timeout_min=-5"],
+            "timeout_min must be a number of minutes >= 0",
+        ),
+        (
+            ["--executor", "local", "--option", "grace_seconds=abc"],
+            "--option grace_seconds='abc': a number >= 0",
+        ),
+        (["--executor", "ray", "--option", "retries=1.5"], "--option retries=1.5: a whole number >= 0"),
         (["--jobs", "2"], "--jobs and --gpus-per-job need a parallel --executor"),
         (["--option", "timeout_min=5"], "the serial study runs its jobs in this process"),
         # more threads than CPUs: refused when listed as when run

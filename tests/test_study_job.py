@@ -155,9 +155,39 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     assert not done({**eager_row, "device": "cuda"})  # the preset's device changed since
     assert not done({**eager_row, "throughput_batch": 256})  # or its batch
     assert not done({**eager_row, "config": {**eager_row["config"], "hidden": 7}})  # or the model's config
-    # Other code (a study resumed after a commit): its times are not divided by this code's.
-    assert not done({**eager_row, "commit": "0" * 40})
-    assert not done({k: v for k, v in eager_row.items() if k != "commit"})
+    # Rows of other code, all there: done (a study rerun after a commit redoes nothing).
+    assert done({**eager_row, "commit": "0" * 40})
+
+
+def test_a_cost_job_with_rows_to_measure_measures_again_those_of_other_code(tmp_path, monkeypatch):
+    # A study resumed after a commit measured only its missing rows, beside rows of the old code;
+    # the ratios divide only rows of one commit, so the pairs were lost from the report.
+    preset = load_preset(write_preset(tmp_path / "p.yaml", cost={"models": ["fc"], "sizes": [28, 60]}))
+    (job,) = [j for j in build_plan(preset) if j.kind == "cost"]
+    out = tmp_path / "study"
+    out.mkdir()
+    monkeypatch.setenv("RAMLAB_THREADS", "1")
+    row = {
+        "model": "fc",
+        "size": 28,
+        "threads": 1,
+        "commit": "old",
+        **row_settings("fc", 28, device="cpu", batch=64),
+    }
+    ctx = Context(preset, out)
+    ctx.commit = "new"
+    sizes: list[int] = []
+    monkeypatch.setattr(
+        "ramlab.cost.measure_costs",
+        lambda models, asked, **kw: sizes.extend(asked) or [{**row, "size": s} for s in asked],
+    )
+    for kept_commit, measured in (("old", [28, 60]), ("new", [60])):
+        (out / "cost.json").write_text(json.dumps({"rows": [{**row, "commit": kept_commit}]}))
+        sizes.clear()
+        study_jobs.run_cost(ctx, job)
+        assert sizes == measured, kept_commit  # old code's row measured again; the same code's kept
+        rows = json.loads((out / "cost.json").read_text())["rows"]
+        assert {r["commit"] for r in rows} == {"new"} and sorted(r["size"] for r in rows) == [28, 60]
 
 
 def test_cost_rows_timed_with_other_threads_are_measured_again(tmp_path, monkeypatch):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import math
 import signal
 import sys
 import threading
@@ -79,6 +80,28 @@ def check_options(executor: str, given: Mapping[str, object]) -> None:
             f"unknown option(s) {', '.join(unknown)} for --executor {executor}; "
             f"valid: {', '.join(sorted(valid)) or 'none'}"
         )
+    for key, value in given.items():
+        _check_value(key, value, valid[key])
+
+
+def _check_value(key: str, value: object, default: object) -> None:
+    """An option's value is of its default's kind: a number >= 0 (a whole one where the
+    default is, but for timeout_min), or text; checked before a study starts, and by --list."""
+    if key == "timeout_min":
+        from ramlab.execute.command import check_timeout
+
+        check_timeout(value)  # type: ignore[arg-type]
+        return
+    if isinstance(default, bool) or default is None:
+        return
+    if isinstance(default, (int, float)):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        whole = isinstance(default, float) or isinstance(value, int)
+        if not (number and whole and value >= 0):
+            kind = "a number" if isinstance(default, float) else "a whole number"
+            raise RamlabError(f"--option {key}={value!r}: {kind} >= 0 expected (default {default})")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise RamlabError(f"--option {key}={value!r}: text expected (default {default!r})")
 
 
 def _stderr(line: str) -> None:

@@ -116,14 +116,12 @@ def _cost_base_config(spec: CostSpec, model: str) -> Any:
 def _cost_rows_of(ctx: Context) -> list[dict]:
     """The rows of the study's cost.json that its preset asks for, measured as it asks; rows
     timed another way (eager or compiled, another device, batch, model config or number of
-    threads on a CPU: a resume under another executor) or by other code (another commit: a
-    study resumed after a change) are left out, so they are measured again. A study whose jobs run on other nodes leaves threads to the job, which knows them."""
+    threads on a CPU: a resume under another executor) are left out, so they are measured
+    again. A study whose jobs run on other nodes leaves threads to the job, which knows them."""
     from ramlab.cost import row_settings
     from ramlab.device import threads_given
-    from ramlab.provenance import run_commit
 
     spec, threads = ctx.preset.cost, threads_given(ctx.job_threads())
-    commit = ctx.commit if ctx.commit is not None else run_commit()  # --list: this tree's
 
     def as_asked(row: dict) -> bool:
         want = row_settings(
@@ -136,8 +134,6 @@ def _cost_rows_of(ctx: Context) -> list[dict]:
         )
         row = {"compiled": False, **row}  # rows written before the key were eager
         if ctx.jobs_here and want["device"] == "cpu" and row.get("threads") != threads:
-            return False
-        if row.get("commit") != commit:  # other code: its times are not divided by these
             return False
         return all(row.get(key) == value for key, value in want.items())
 
@@ -153,6 +149,10 @@ def run_cost(ctx: Context, job: Job) -> None:
 
     spec, path = ctx.preset.cost, ctx.out / "cost.json"
     rows = _cost_rows_of(ctx)
+    if any(r.get("commit") != ctx.commit for r in rows):
+        # Some rows to measure (else the job is done), and kept ones of other code: all are
+        # measured again, as the ratios divide only rows of one commit (`cost_ratios`).
+        rows = []
     for model in spec.models:
         sizes = [s for s in spec.sizes if not any(r["model"] == model and r["size"] == s for r in rows)]
         if not sizes:
