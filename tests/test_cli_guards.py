@@ -210,6 +210,10 @@ def test_executor_option_values_are_read_as_the_config_files_are():
     # #SBATCH values as written: YAML 1.1 read 2:00:00 as 7200, 0123 as 83 and on as True
     options = parse_options(["sbatch.mem-per-cpu=2:00:00", "sbatch.account=0123", "sbatch.qos=on"])
     assert options == {"sbatch": {"mem-per-cpu": "2:00:00", "account": "0123", "qos": "on"}}
+    # a bare flag (#SBATCH --exclusive): no value, or true, which submitit writes bare
+    assert parse_options(["sbatch.exclusive=", "sbatch.hold=true"]) == {
+        "sbatch": {"exclusive": True, "hold": True}
+    }
 
 
 @pytest.mark.parametrize("name", ["result.json", "config.yaml"])
@@ -283,5 +287,9 @@ def test_tensorboard_without_its_package_is_refused_before_the_run_starts(tmp_pa
     assert "--tensorboard needs the tensorboard package" in capsys.readouterr().err
     assert not out.exists()
     path = write_preset(tmp_path / "p.yaml", train={"tensorboard": True})
-    with pytest.raises(RamlabError, match="--tensorboard needs the tensorboard package"):
-        load_preset(path)
+    load_preset(path)  # reading it needs no tensorboard (a job of another kind, a --list)
+    assert main(["study", str(path), "--out", str(tmp_path / "s"), "--list"]) == 0
+    capsys.readouterr()
+    assert main(["study", str(path), "--out", str(tmp_path / "s")]) == 2  # it would train
+    assert "--tensorboard needs the tensorboard package" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "runs").exists()

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from test_study import TINY_RAM, TINY_TRAIN, write_preset
 
 from ramlab import robustness
@@ -167,13 +168,9 @@ def test_a_cost_job_with_rows_to_measure_measures_again_those_of_other_code(tmp_
     out = tmp_path / "study"
     out.mkdir()
     monkeypatch.setenv("RAMLAB_THREADS", "1")
-    row = {
-        "model": "fc",
-        "size": 28,
-        "threads": 1,
-        "commit": "old",
-        **row_settings("fc", 28, device="cpu", batch=64),
-    }
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # as run_job sets them
+    row = {"model": "fc", "size": 28, "threads": 1, "torch": torch.__version__}
+    row |= row_settings("fc", 28, device="cpu", batch=64)
     ctx = Context(preset, out)
     ctx.commit = "new"
     sizes: list[int] = []
@@ -181,13 +178,25 @@ def test_a_cost_job_with_rows_to_measure_measures_again_those_of_other_code(tmp_
         "ramlab.cost.measure_costs",
         lambda models, asked, **kw: sizes.extend(asked) or [{**row, "size": s} for s in asked],
     )
-    for kept_commit, measured in (("old", [28, 60]), ("new", [60])):
-        (out / "cost.json").write_text(json.dumps({"rows": [{**row, "commit": kept_commit}]}))
+    kept_rows = {  # the kept row at 28 px, and what is measured beside it
+        "old code": ({**row, "commit": "old"}, [28, 60]),
+        "another torch": ({**row, "commit": "new", "torch": "1.0"}, [28, 60]),
+        "timed alike": ({**row, "commit": "new"}, [60]),
+    }
+    for case, (kept, measured) in kept_rows.items():
+        (out / "cost.json").write_text(json.dumps({"rows": [kept]}))
         sizes.clear()
         study_jobs.run_cost(ctx, job)
-        assert sizes == measured, kept_commit  # old code's row measured again; the same code's kept
+        assert sizes == measured, case
         rows = json.loads((out / "cost.json").read_text())["rows"]
-        assert {r["commit"] for r in rows} == {"new"} and sorted(r["size"] for r in rows) == [28, 60]
+        assert {r["commit"] for r in rows} == {"new"} and sorted(r["size"] for r in rows) == [28, 60], case
+    # On other nodes (Ray, Slurm) the kept rows' threads are not judged when listing: a job
+    # there with other threads measures them all again rather than divide T1 by T2.
+    ctx.jobs_here = False
+    (out / "cost.json").write_text(json.dumps({"rows": [{**row, "commit": "new", "threads": 4}]}))
+    sizes.clear()
+    study_jobs.run_cost(ctx, job)
+    assert sizes == [28, 60]
 
 
 def test_cost_rows_timed_with_other_threads_are_measured_again(tmp_path, monkeypatch):

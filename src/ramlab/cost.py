@@ -338,8 +338,8 @@ def measure_costs(
     """One row per (model, size), models outer: the keys model, size, params, flops (per
     image), flops_breakdown, flops_by_op, latency_ms (batch 1), throughput (images/s),
     throughput_batch, peak_memory_mb (MiB, 2^20 bytes, at batch 1), device, threads (torch's CPU threads while
-    timing), compiled (timed through the compiled fast path, else eagerly) and config (the
-    config used).
+    timing), compiled (timed through the compiled fast path, else eagerly), config (the
+    config used), commit and torch (the code and torch version that measured it).
 
     `configs` maps a model name to its base config (a dataclass; default: the model's
     defaults), which `config_for_image_size` then adapts to each size; `trained_sizes` the

@@ -47,7 +47,7 @@ def _si(value: float) -> str:
     return f"{value:.3g}"
 
 
-TIMING = ("device", "compiled", "threads", "commit")
+TIMING = ("device", "compiled", "threads", "commit", "torch")
 """What makes two rows' times comparable: only rows alike in all of them are divided."""
 
 
@@ -56,7 +56,7 @@ def _timing(row: dict[str, Any]) -> tuple:
 
 
 def cost_ratios(rows: list[dict[str, Any]], *, numerator: str, denominator: str) -> list[dict[str, Any]]:
-    """Per size and timing (device, eager or compiled, threads, commit) where both models were
+    """Per size and timing (device, eager or compiled, threads, commit, torch) where both models were
     measured alike (a time on one device, or of other code, is never divided by another):
     numerator / denominator of flops, params, latency, peak memory, and denominator /
     numerator of throughput (how many times faster). Each ratio's `timing` names those of
@@ -92,8 +92,11 @@ def _setting_words(key: str, value: Any) -> str:
         return "compiled" if value else "eager"
     if key == "threads":
         return f"{value} threads" if value is not None else "threads ?"
-    if key == "commit":
-        return f"commit {str(value)[:7]}" if value else "commit ?"
+    if key == "commit":  # short, with a -dirty tree's suffix
+        text = str(value or "?")
+        return f"commit {text[:7]}{'-dirty' if text.endswith('-dirty') else ''}"
+    if key == "torch":
+        return f"torch {value or '?'}"
     return str(value)
 
 

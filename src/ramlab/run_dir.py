@@ -114,7 +114,12 @@ def prepare_run_dir(
             trained_at = state.get("commit") if state is not None else None
             other_code = bool(trained_at) and trained_at != commit
             trained_on = state.get("device") if state is not None else None
-            other_device = bool(trained_on) and device is not None and trained_on != device
+            same = {"cuda": "cuda:0"}  # torch's default GPU, named either way
+            other_device = (
+                bool(trained_on)
+                and device is not None
+                and same.get(trained_on, trained_on) != same.get(device, device)
+            )
             if changed or other_code or other_device:  # before config.yaml: a crash keeps it
                 line = {"command": command, "changed": changed}
                 if other_code:

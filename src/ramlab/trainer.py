@@ -8,7 +8,7 @@ A run directory holds:
                     staged as best.next.pt until last.pt records their epoch (ramlab.checkpoint)
     result.json     test_error, val_error, per_glimpse_test_error, params, epochs, ...
                     (result.previous[.STEPS].json: a finished run's, while a resume trains it on)
-    history.jsonl   settings changed on resume (`--resume --epochs 90`), one line per resume
+    history.jsonl   a line for each resume that changed settings, code or device
     .lock           held by the one process writing the run (see ramlab.lock)
 
 Exact resume: epoch e shuffles and samples from a generator seeded with (seed, e), and a

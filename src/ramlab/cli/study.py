@@ -127,6 +127,11 @@ def cmd_study(args: argparse.Namespace) -> int:
             "of job time (estimated from this study's finished jobs, else from rates measured on 2 CPU cores)"
         )
         return 0
+    trainings = [job for job in study.jobs() if job.kind == "train" and not study.is_done(job)]
+    if any(study.run_config(job, chosen_reward=False).train.tensorboard for job in trainings):
+        from ramlab.metrics import check_tensorboard
+
+        check_tensorboard()  # else each of these jobs would fail on it
     path = study.run(executor=args.executor, resources=resources, options=options)
     print(path)
     return 0
@@ -134,7 +139,8 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 def parse_options(pairs: list[str]) -> dict[str, object]:
     """`KEY=VALUE` pairs as executor options; VALUE is read as YAML (numbers, true/false,
-    text), and `sbatch.partition=gpu` fills the `sbatch` mapping (its values as text)."""
+    text), and `sbatch.partition=gpu` fills the `sbatch` mapping (its values as text; an
+    empty one or `true`, a bare flag)."""
     import yaml
 
     from ramlab.config import yaml_value
@@ -145,9 +151,12 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
         if not sep or not key:
             raise RamlabError(f"--option {pair!r}: write KEY=VALUE, e.g. retries=2")
         try:
-            # an #SBATCH value stays as written: YAML reads 10:00:00 as 36000 (sexagesimal),
-            # 0123 as octal and on as true
-            value = text if key.startswith("sbatch.") or not text else yaml_value(text)
+            # an #SBATCH value stays as written (YAML reads 10:00:00 as 36000, 0123 as octal
+            # and on as true); none, or true, is a bare flag (sbatch.exclusive=: --exclusive)
+            if key.startswith("sbatch."):
+                value = True if text.lower() in ("", "true") else text
+            else:
+                value = yaml_value(text) if text else ""
         except yaml.YAMLError as exc:
             problem = str(exc).splitlines()[0]
             raise RamlabError(f"--option {pair!r}: VALUE is not valid YAML ({problem})") from None

@@ -56,6 +56,12 @@ OWN_SBATCH = {
     "array": "each dependency level is one array, --jobs N at once",
     "cpus-per-task": "use --threads-per-job T",
     "cpus_per_task": "use --threads-per-job T",
+    "gpus-per-node": "use --gpus-per-job F",
+    "gpus_per_node": "use --gpus-per-job F",
+    **dict.fromkeys(
+        ("output", "error", "open-mode", "job-name", "wckey"),
+        "submitit names each job and reads its logs where it wrote them",
+    ),
 }
 # How long a job whose command Slurm stopped waits for Slurm to end it (KillWait, 30 s by
 # default, or a partition's preemption GraceTime) before it reports the exit.

@@ -50,5 +50,5 @@ def fmt_p(p: float) -> str:
     for digits in (2, 3, 4, 6):
         text = f"{p:.{digits}g}"
         if (float(text) < SIGNIFICANCE) == (p < SIGNIFICANCE):
-            break
-    return text
+            return text
+    return f"< {SIGNIFICANCE:g}" if p < SIGNIFICANCE else text

@@ -145,13 +145,17 @@ def _cost_rows_of(ctx: Context) -> list[dict]:
 
 
 def run_cost(ctx: Context, job: Job) -> None:
+    import torch
+
     from ramlab.cost import measure_costs, write_cost_json
 
     spec, path = ctx.preset.cost, ctx.out / "cost.json"
     rows = _cost_rows_of(ctx)
-    if any(r.get("commit") != ctx.commit for r in rows):
-        # Some rows to measure (else the job is done), and kept ones of other code: all are
-        # measured again, as the ratios divide only rows of one commit (`cost_ratios`).
+    here = {"commit": ctx.commit, "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if any(r.get(key) != value for r in rows for key, value in here.items()):
+        # Some rows to measure (else the job is done), and kept ones of other code, threads
+        # (a node's) or torch: all are measured again, as the ratios divide only rows timed
+        # alike (`cost_ratios`).
         rows = []
     for model in spec.models:
         sizes = [s for s in spec.sizes if not any(r["model"] == model and r["size"] == s for r in rows)]

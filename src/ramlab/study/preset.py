@@ -20,7 +20,6 @@ from pydantic import ValidationError
 
 from ramlab.config import from_dict, load_yaml
 from ramlab.errors import RamlabError
-from ramlab.metrics import check_tensorboard
 from ramlab.models.registry import model_class, model_config_class
 from ramlab.runconfig import RunConfig, TrainConfig, config_path
 from ramlab.study.messages import preset_error
@@ -169,8 +168,6 @@ def load_preset(name_or_file: str | Path, *, seeds: int | None = None) -> Preset
             except RamlabError as exc:
                 raise _top_level_train_error(train, str(exc), source=source) or exc from None
             _check_fits(config, where=where)
-            if config.train.tensorboard:  # each of the group's jobs would fail on it
-                check_tensorboard()
         groups.append(group)
     if spec.cost is not None:
         configs = {

@@ -54,7 +54,7 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
         "digits at every level, placed, and cluttered, anew at each): all of them, or, where the "
         "count is lower, a fixed random subset, the same for every run, whose scenes are made "
         "anew at the training level too (so its error there is not the run's test error). "
-        "Every run of a dataset sees the same scenes at a level. "
+        "Every run of a dataset and data seed sees the same scenes at a level. "
         "Error in %, mean ± std over the seeds swept at that "
         "level ((n=k) where fewer than the row's). Sweeps of another split, policy, number or "
         "choice of digits are never averaged together: each kind has its own tables."
