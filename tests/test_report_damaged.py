@@ -213,3 +213,26 @@ def test_a_copy_of_a_run_counts_once_and_is_listed_as_left_out(tmp_path, capsys)
     report = (tmp_path / "report.md").read_text()
     assert table_row(report, "`fc`")[1].startswith("2.50")  # two seeds (2.33 with the copy)
     assert table_row(report, "`runs/later/fc-mnist-seed0`")[1].startswith("the same experiment and seed")
+
+
+def test_cost_rows_of_the_wrong_shape_are_skipped_not_a_crash(tmp_path, capsys):
+    # A size written as text sorted against numbers (TypeError), a list of FLOPs by part
+    # (AttributeError) and a list as a model's name (unhashable) stopped the whole report.
+    write_run(tmp_path, "convnet-mnist-seed0", model="convnet", data="mnist", seed=0, error=3.0)
+    good = {"params": 10, "flops": 20, "latency_ms": 1.0, "throughput": 5.0, "peak_memory_mb": 0.5}
+    rows = [
+        {"model": "ram", "size": 28, **good, "flops_breakdown": {"core": 20}},
+        {"model": "ram", "size": "60", **good},
+        {"model": "resnet", "size": 28, **good, "flops_breakdown": [1, 2]},
+        {"model": ["ram"], "size": 100, **good},
+    ]
+    (tmp_path / "cost.json").write_text(json.dumps({"rows": rows}))
+    assert main(["report", str(tmp_path)]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        'warning: report skips cost.json, ram at 60 px: size is "60", not an image side in pixels',
+        "warning: report skips cost.json, resnet at 28 px: flops_breakdown is [1, 2], not FLOPs by part",
+        """warning: report skips cost.json, ['ram'] at 100 px: model is ["ram"], not a model's name""",
+    ]
+    cost = (tmp_path / "report.md").read_text()
+    cost = cost[cost.index("## Compute cost") :]
+    assert table_row(cost, "`ram`")[1] == "28"

@@ -237,6 +237,15 @@ COST_FIELDS = ("params", "flops", "latency_ms", "throughput", "peak_memory_mb")
 
 
 def check_cost_row(row: dict) -> None:
-    """A row of cost.json: every measured quantity a positive number."""
+    """A row of cost.json: a model's name, an image side in pixels, every measured quantity a
+    positive number, and its FLOPs' breakdown (where given) numbers by part."""
+    if not isinstance(row.get("model"), str) or not row["model"]:
+        raise Damaged(f"model is {_shown(row.get('model'))}, not a model's name")
+    size = row.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise Damaged(f"size is {_shown(size)}, not an image side in pixels")
     for key in COST_FIELDS:
         number(row, key, required=True, positive=True)
+    breakdown = row.get("flops_breakdown", {})
+    if not isinstance(breakdown, dict) or not all(is_number(v) for v in breakdown.values()):
+        raise Damaged(f"flops_breakdown is {_shown(breakdown)}, not FLOPs by part")

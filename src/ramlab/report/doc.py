@@ -139,13 +139,25 @@ _BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 
 def _inline(text: str) -> str:
-    out = _ANCHOR.sub(r'<a id="\1"></a>', html.escape(text, quote=False))
-    out = _CODE.sub(r"<code>\1</code>", out)
+    """A line's Markdown in HTML. Code spans are literal: links and bold apply outside them
+    only (a run named `fc [y](javascript:...)` became a link inside its code span), and a
+    link goes only to an anchor or a relative path."""
+    parts = _CODE.split(html.escape(text, quote=False))  # odd indices: the code spans' contents
+    return "".join(f"<code>{part}</code>" if i % 2 else _inline_text(part) for i, part in enumerate(parts))
+
+
+def _inline_text(out: str) -> str:
+    out = _ANCHOR.sub(r'<a id="\1"></a>', out)
     # On escaped text: a <target> reads &lt;target&gt;, and the target is escaped already.
-    out = _ESCAPED_LINK.sub(
-        lambda m: f'<a href="{(m[2] or m[3]).replace(chr(34), "&quot;")}">{m[1]}</a>', out
-    )
+    out = _ESCAPED_LINK.sub(_html_link, out)
     return _BOLD.sub(r"<strong>\1</strong>", out)
+
+
+def _html_link(match: re.Match) -> str:
+    target = match[2] or match[3]
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", target):  # a scheme (javascript:, https:): not ours
+        return match[0]
+    return f'<a href="{target.replace(chr(34), "&quot;")}">{match[1]}</a>'
 
 
 HTML_PAGE = """<!DOCTYPE html>
