@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -107,3 +108,26 @@ def test_closing_after_a_full_disk_keeps_the_first_message(tmp_path):
     other._file = FullDisk()
     with pytest.raises(OSError):
         other.close()
+
+
+def test_reading_a_log_drops_a_cut_last_line_and_refuses_a_damaged_one_before_it(tmp_path):
+    # A damaged line mid-log silently ended the curve there: compare_curves read a run that
+    # went on to epoch 7 as one that stopped at 3.
+    path = tmp_path / "metrics.jsonl"
+    good = [json.dumps({"step": s, "epoch": s, "val/error": 1.0}) for s in (1, 2, 3)]
+    path.write_text("\n".join([*good, '{"step": 4, "ep']) + "\n")
+    assert [r["step"] for r in read_metrics(path)] == [1, 2, 3]  # cut by a crash: dropped
+    path.write_text("\n".join([good[0], '{"step": 2, "ep', *good[2:]]) + "\n")
+    with pytest.raises(RamlabError, match=r"metrics\.jsonl: line 2 is not a metrics record"):
+        read_metrics(path)
+
+
+def test_a_committed_curve_finds_the_config_its_result_holds(tmp_path):
+    from ramlab.progress import RunFiles
+
+    curve = tmp_path / "t60-m2-es80-val.jsonl"  # as results/recipes/tuning/ keeps some runs
+    curve.write_text(json.dumps({"step": 1, "epoch": 1, "val/error": 1.0}) + "\n")
+    (tmp_path / "t60-m2-es80-result.json").write_text(json.dumps({"config": {"data": "translated60"}}))
+    assert RunFiles.find(curve).config == tmp_path / "t60-m2-es80-result.json"
+    (tmp_path / "t60-m2-es80-config.yaml").write_text("data: translated60\n")
+    assert RunFiles.find(curve).config == tmp_path / "t60-m2-es80-config.yaml"  # the config first

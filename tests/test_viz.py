@@ -189,3 +189,26 @@ def test_glimpse_figures_and_where_they_go_share_evaluates_random_first_location
     evaluation = evaluate(ram, SceneLoader(scenes, batch_size=2))
     np.testing.assert_allclose(where["inside_bbox_percent"], evaluation.in_box, atol=1e-9)
     assert np.ptp(trajectories(ram, scenes).locations[:, 0]) > 0.1  # random, not the centre
+
+
+def test_line_styles_never_contradict_the_captions(tmp_path, monkeypatch):
+    # Labels 8-15 take the dashed style and 16+ the dotted: a RAM's validation curve read as a
+    # one-shot model ("dashed: one-shot") or as a training curve ("training (dotted)").
+    from ramlab.viz import curves
+
+    figures = []
+    monkeypatch.setattr(curves, "save_figure", lambda fig, out: figures.append(fig) or out)
+    labels = [f"run{i}" for i in range(18)]
+    styles = curves.series_styles(labels)
+    assert styles["run9"]["linestyle"] != "-" and styles["run17"]["linestyle"] != "-"
+    records = [
+        {"epoch": 1, "val/error": 3.0, "train/error": 2.0},
+        {"epoch": 2, "val/error": 2.0, "train/error": 1.0},
+    ]
+    curves.plot_training([(label, records) for label in labels], tmp_path / "t.png", styles=styles)
+    error_panel = figures[-1].axes[1]
+    validation = [line for line in error_panel.lines if line.get_label() in labels]
+    assert len(validation) == 18 and {line.get_linestyle() for line in validation} == {"-"}
+    curves.plot_anytime({"run9": [[5.0, 3.0]], "cnn": [[4.0]]}, tmp_path / "a.png", styles=styles)
+    legend = [text.get_text() for text in figures[-1].axes[0].get_legend().get_texts()]
+    assert legend == ["run9", "cnn (one-shot)"]

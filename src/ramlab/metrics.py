@@ -89,13 +89,19 @@ def _lines_up_to(path: Path, step: int) -> list[dict[str, Any]]:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The log's records. Its last line, cut by a crash, is dropped; a damaged line before
+    it is an error naming the file and the line (a curve silently ending there would read as
+    a run that stopped)."""
+    texts = [text for text in Path(path).read_text().splitlines() if text.strip()]
     lines = []
-    for text in Path(path).read_text().splitlines():
-        if text.strip():
-            try:
-                lines.append(json.loads(text))
-            except json.JSONDecodeError:
-                break  # a line cut by a crash ends the usable log
+    for number, text in enumerate(texts, start=1):
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:
+            if number < len(texts):
+                raise RamlabError(
+                    f"{path}: line {number} is not a metrics record ({text[:40]!r}); delete it to read the rest"
+                ) from None
     return lines
 
 

@@ -65,7 +65,11 @@ class RunFiles:
             stem = curve_stem(path.name)
             names = (
                 path,
-                [path.with_name(f"{stem}-config.yaml"), path.with_name(f"{stem}.json")],
+                # as results/ names them: a config, else the config a result or NAME.yaml holds
+                [
+                    path.with_name(f"{stem}{end}")
+                    for end in ("-config.yaml", "-result.json", ".json", ".yaml")
+                ],
                 path.with_name(f"{stem}-history.jsonl"),
             )
         curve, configs, history = names

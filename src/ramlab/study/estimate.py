@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ramlab.data import datasets
+from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.progress import val_curve
 from ramlab.study.plan import Job
@@ -66,7 +67,7 @@ def epochs_trained(run_dir: Path) -> int:
     (0 without a readable log)."""
     try:
         records = read_metrics(run_dir / "metrics.jsonl")
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, RamlabError):  # the resume itself names a damaged line
         return 0
     return int(max((point.epoch for point in val_curve(records)), default=0))
 

@@ -108,7 +108,9 @@ def plot_anytime(
         style = _style(styles, label, i)
         n = f" (n={len(rows)})" if len(rows) > 1 else ""
         if len(rows[0]) == 1:  # a one-shot model: one error whatever the glimpse count
-            ax.axhline(_mean_std(rows)[0][0], color=style["color"], ls="--", lw=1.2, label=f"{label}{n}")
+            ax.axhline(
+                _mean_std(rows)[0][0], color=style["color"], ls="--", lw=1.2, label=f"{label}{n} (one-shot)"
+            )
             continue
         _mean_band(ax, np.arange(1, max(map(len, rows)) + 1), rows, style, f"{label}{n}")
     ax.set_xlabel("glimpses taken")
@@ -172,15 +174,9 @@ def plot_training(
         for ax, (key, _, _) in zip(axes.flat, TRAINING_PANELS, strict=True):
             if key == "error":
                 xs, ys = _series(records, "val/error")
+                # validation solid whatever the label's line style (dotted is training's)
                 ax.plot(
-                    xs,
-                    ys,
-                    color=style["color"],
-                    ls=style["linestyle"],
-                    marker=style["marker"],
-                    ms=3,
-                    lw=1.3,
-                    label=legend,
+                    xs, ys, color=style["color"], ls="-", marker=style["marker"], ms=3, lw=1.3, label=legend
                 )
                 xs, ys = _series(records, "train/error")
                 ax.plot(xs, _smooth(ys, 5), color=style["color"], ls=":", lw=1.0)

@@ -120,7 +120,7 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
                 title=f"Anytime error on {data}",
                 styles=inputs.styles,
             )
-            caption = f"Error after each glimpse on {data} (mean ± std over seeds; dashed: one-shot models)."
+            caption = f"Error after each glimpse on {data} (mean ± std over seeds; flat lines: one-shot models, marked so in the legend)."
             last_only = [f"`{label}`" for label in anytime if last_glimpse_only(groups[label])]
             if last_only:
                 caption += (
