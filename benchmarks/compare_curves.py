@@ -30,6 +30,7 @@ This is the command behind every "mean over epochs A-B" in results/recipes/TUNIN
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
@@ -104,6 +105,23 @@ def first_reaching(curve: list, target: float) -> str:
     return "never" if point is None else str(int(point.epoch))
 
 
+def _scalar_keys(
+    parser: argparse.ArgumentParser, path: Path, records: list[dict], keys: list[str]
+) -> list[str]:
+    """`keys`, each a number on the run's validation lines, else a usage error listing those
+    that are (a misspelt key printed a row of '-', a list-valued one a traceback)."""
+    lines = [r for r in records if "val/error" in r]
+    numeric = sorted(
+        {k for r in lines for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    )
+    for key in keys:
+        if key not in numeric:
+            parser.error(
+                f"{path}: --key {key} is not a number on its validation lines; they have: {', '.join(numeric)}"
+            )
+    return keys
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -164,7 +182,7 @@ def main() -> None:
             )
         top = best(curve)
         best_epoch = int(top.epoch)
-        series = {key: val_by_epoch(records, key) for key in keys}
+        series = {key: val_by_epoch(records, key) for key in _scalar_keys(parser, path, records, keys)}
         if args.train_error:
             series["train/error (sampled)"] = train_by_epoch(records)
         for key in args.train_keys:

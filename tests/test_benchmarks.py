@@ -292,3 +292,21 @@ def test_a_benchmarks_first_line_names_its_command_and_commit(monkeypatch) -> No
     assert line == "command: python benchmarks/retina_tables.py --threads 2; commit: abc1234"
     monkeypatch.delenv("RAMLAB_COMMIT")
     assert provenance.command_line().endswith("; commit: unknown")
+
+
+def test_compare_curves_refuses_a_key_its_validation_lines_lack(tmp_path) -> None:
+    # A misspelt --key printed a row of '-'; a list-valued one (val/per_step_error) a traceback.
+    curve = tmp_path / "r-val.jsonl"
+    curve.write_text(
+        json.dumps({"step": 1, "epoch": 1, "val/error": 3.0, "val/per_step_error": [4.0, 3.0]}) + "\n"
+    )
+    for key in ("val/in_bx", "val/per_step_error"):
+        done = subprocess.run(
+            [sys.executable, str(BENCHMARKS / "compare_curves.py"), str(curve), "--windows", "1-1", "--key", key],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert (
+            f"--key {key} is not a number on its validation lines; they have: epoch, step, val/error"
+            in done.stderr
+        )
