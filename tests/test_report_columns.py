@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
 from test_report import table_row, write_run
 
 from ramlab.cli import main
+from ramlab.config import to_dict
+from ramlab.models.ram import RAMConfig
 from ramlab.report import write_report
 
 
@@ -220,3 +223,31 @@ def test_the_papers_baseline_numbers_only_beside_a_baseline_of_its_shape():
     assert paper_error(run("convnet", filters=8, kernel=10, stride=5, hidden=256)) == 1.62
     assert paper_error(run("convnet", filters=16, kernel=10, stride=5, hidden=256)) is None
     assert paper_error(run("ram", glimpses=6)) == 1.22
+
+
+def test_the_flops_column_counts_every_rollout_the_test_error_averaged(tmp_path):
+    # eval.json counts one rollout with the policy mean; a test error averaged over M sampled
+    # rollouts cost M times that.
+    glimpses = to_dict(RAMConfig(glimpses=2))
+    write_run(
+        tmp_path,
+        "ram-seed0",
+        model="ram",
+        data="mnist",
+        seed=0,
+        error=2.0,
+        model_config=glimpses,
+        steps=[3.0, 2.0],
+    )
+    folder = write_run(tmp_path, "fc-seed0", model="fc", data="mnist", seed=0, error=3.0)
+    for name, rollouts in (("ram-seed0", 4), ("fc-seed0", 4)):
+        config_file = tmp_path / "runs" / name / "config.yaml"
+        config = yaml.safe_load(config_file.read_text())
+        config["train"]["eval_rollouts"] = rollouts
+        config_file.write_text(yaml.safe_dump(config))
+    assert folder.is_dir() and main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| model | test error"))
+    column = [c.strip() for c in header.strip("|").split("|")].index("FLOPs / image")
+    assert table_row(report, "`ram`")[column] == "12 M"  # 3 M a rollout, 4 rollouts
+    assert table_row(report, "`fc`")[column] == "3 M"  # one pass, whatever the setting says

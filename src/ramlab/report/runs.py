@@ -79,6 +79,16 @@ class Run:
         return "glimpses" in self.config.get("model_config", {})
 
     @property
+    def test_flops(self) -> float | None:
+        """FLOPs per test image as its test error was measured: one rollout's (eval.json)
+        times the rollouts averaged (`eval_rollouts`); None without eval.json's count."""
+        flops = (self.evaluation or {}).get("flops")
+        if not flops:
+            return None
+        rollouts = self.config.get("train", {}).get("eval_rollouts") or 1
+        return flops * (rollouts if self.takes_glimpses else 1)
+
+    @property
     def seed(self) -> int:
         return self.config.get("train", {}).get("seed", 0)
 

@@ -65,7 +65,7 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
     points = []
     for data in inputs.datasets:
         for label, runs in by_label(r for r in inputs.runs if r.data == data).items():
-            flops = [r.evaluation["flops"] for r in runs if (r.evaluation or {}).get("flops")]
+            flops = [r.test_flops for r in runs if r.test_flops]
             if flops:
                 points.append((f"{label} · {data}", flops[0], [r.result["test_error"] for r in runs]))
     if points:

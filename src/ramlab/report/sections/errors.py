@@ -85,7 +85,7 @@ def errors_section(doc: Doc, inputs: ReportInputs) -> None:
             errors = [r.result["test_error"] for r in runs]
             protocols = sorted({measured_as(r) for r in runs})
             sampled = [r.evaluation["sampled"]["error"] for r in runs if (r.evaluation or {}).get("sampled")]
-            flops = [r.evaluation["flops"] for r in runs if (r.evaluation or {}).get("flops")]
+            flops = [r.test_flops for r in runs if r.test_flops]
             paper = paper_error(runs[0])
             rows.append(
                 [
