@@ -30,7 +30,6 @@ This is the command behind every "mean over epochs A-B" in results/recipes/TUNIN
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
@@ -105,21 +104,20 @@ def first_reaching(curve: list, target: float) -> str:
     return "never" if point is None else str(int(point.epoch))
 
 
-def _scalar_keys(
-    parser: argparse.ArgumentParser, path: Path, records: list[dict], keys: list[str]
-) -> list[str]:
-    """`keys`, each a number on the run's validation lines, else a usage error listing those
-    that are (a misspelt key printed a row of '-', a list-valued one a traceback)."""
-    lines = [r for r in records if "val/error" in r]
+def _check_keys(parser: argparse.ArgumentParser, runs: list[list[dict]], keys: list[str]) -> None:
+    """Each `--key` a number on some run's validation lines, and a list on none, else a usage
+    error listing those that are (a misspelt key printed rows of '-', a list-valued one a
+    traceback). A run that never logged a key (a CNN's `val/in_box`) shows '-' for it."""
+    lines = [r for records in runs for r in records if "val/error" in r]
     numeric = sorted(
         {k for r in lines for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     )
+    listed = {k for r in lines for k, v in r.items() if isinstance(v, list)}
     for key in keys:
-        if key not in numeric:
+        if key not in numeric or key in listed:
             parser.error(
-                f"{path}: --key {key} is not a number on its validation lines; they have: {', '.join(numeric)}"
+                f"--key {key} is not a number on the runs' validation lines; they have: {', '.join(numeric)}"
             )
-    return keys
 
 
 def main() -> None:
@@ -169,20 +167,23 @@ def main() -> None:
         header.append(f"best±{args.around_best}")
     header += [f"best by {b}" for b in args.budgets] + [f"first <= {t:g}" for t in args.reach]
     header += [f"early stop {p}" + (f"/{e}" if e < 10**9 else "") for p, e in args.stops]
-    rows = []
+    loaded: list[tuple[str, list[dict]]] = []
     for label, path in map(labelled_run, args.runs):
         try:
-            records = read_metrics(RunFiles.find(path).curve)
+            loaded.append((label, read_metrics(RunFiles.find(path).curve)))
         except RamlabError as exc:
             parser.error(str(exc))
-        curve = val_curve(records)
-        if not curve:
+        if not val_curve(loaded[-1][1]):
             parser.error(
                 f"{path}: no validation lines (val/error); is it a run directory or a -val.jsonl curve?"
             )
+    _check_keys(parser, [records for _, records in loaded], keys)
+    rows = []
+    for label, records in loaded:
+        curve = val_curve(records)
         top = best(curve)
         best_epoch = int(top.epoch)
-        series = {key: val_by_epoch(records, key) for key in _scalar_keys(parser, path, records, keys)}
+        series = {key: val_by_epoch(records, key) for key in keys}
         if args.train_error:
             series["train/error (sampled)"] = train_by_epoch(records)
         for key in args.train_keys:

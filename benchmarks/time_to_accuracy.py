@@ -60,13 +60,13 @@ def main() -> None:
             parser.error(f"two runs labelled {label!r}: name them apart (LABEL=RUN)")
         try:
             files = RunFiles.find(path)
-        except RamlabError as exc:
+            curves[label] = read_val_curve(files.curve)
+            history = read_metrics(files.history) if files.history else []
+        except RamlabError as exc:  # no such run, or a damaged line in its log
             parser.error(str(exc))
-        curves[label] = read_val_curve(files.curve)
         config = read_config(files.config)
         if config.get("data") is not None:  # a run without a config beside it names none
             datasets.add(config["data"])
-        history = read_metrics(files.history) if files.history else []
         threads = "?"  # no config beside the curve: unknown, not torch's default
         if files.config is not None:
             threads = " -> ".join(

@@ -296,6 +296,7 @@ def test_a_benchmarks_first_line_names_its_command_and_commit(monkeypatch) -> No
 
 def test_compare_curves_refuses_a_key_its_validation_lines_lack(tmp_path) -> None:
     # A misspelt --key printed a row of '-'; a list-valued one (val/per_step_error) a traceback.
+    # (A key some runs never logged, a CNN's val/in_box, still reads '-' for them.)
     curve = tmp_path / "r-val.jsonl"
     curve.write_text(
         json.dumps({"step": 1, "epoch": 1, "val/error": 3.0, "val/per_step_error": [4.0, 3.0]}) + "\n"
@@ -307,6 +308,6 @@ def test_compare_curves_refuses_a_key_its_validation_lines_lack(tmp_path) -> Non
         )  # fmt: skip
         assert done.returncode == 2, done.stderr
         assert (
-            f"--key {key} is not a number on its validation lines; they have: epoch, step, val/error"
+            f"--key {key} is not a number on the runs' validation lines; they have: epoch, step, val/error"
             in done.stderr
         )

@@ -68,6 +68,12 @@ CASES = {
         "metrics.jsonl: line 2: val/error is NaN, not a finite number",
     ),
     "metrics line not an object": ("metrics.jsonl", "[1, 2]\n", "metrics.jsonl: line 1 is not a mapping"),
+    # a damaged line before the last (read_metrics' own error): skipped, not a crash of the report
+    "metrics line damaged mid-log": (
+        "metrics.jsonl",
+        '{"step": 1}\n{"step": 2, "ep\n{"step": 3}\n',
+        "metrics.jsonl: line 2 is not a metrics record",
+    ),
     "NaN FLOPs": (
         "eval.json",
         json.dumps({"flops": float("nan")}),

@@ -46,7 +46,8 @@ def val_curve(records: list[dict]) -> list[CurvePoint]:
 class RunFiles:
     """Where a run's curve, config and resume history are: in a run directory
     (metrics.jsonl, config.yaml, history.jsonl), or beside a committed curve `NAME-val.jsonl`
-    or `NAME-val-partial.jsonl` (NAME-config.yaml, else the config inside the result NAME.json; NAME-history.jsonl), as
+    or `NAME-val-partial.jsonl` (NAME-config.yaml, else the config inside NAME-result.json or
+    NAME.json, else NAME.yaml; NAME-history.jsonl), as
     results/recipes/ keeps finished runs. A config or history that is not there is None; a
     missing curve is an error that says what to give."""
 

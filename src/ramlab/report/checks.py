@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from ramlab.errors import RamlabError
+
 
 class Damaged(ValueError):
     """A file the report cannot use; the message says which and why."""
@@ -41,6 +43,8 @@ def read(path: Path, parse: Callable[[Path], Any], check: Callable[[Any], None])
         reason = f"cannot read ({exc.strerror or exc})"
     except Damaged as exc:
         reason = str(exc)
+    except RamlabError as exc:  # a parser's own (a metrics log's damaged line names it)
+        reason = str(exc).removeprefix(f"{path}: ")
     else:
         return data
     raise Damaged(f"{path.name}: {reason}")

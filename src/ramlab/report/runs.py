@@ -86,6 +86,8 @@ class Run:
         if not flops:
             return None
         rollouts = self.config.get("train", {}).get("eval_rollouts") or 1
+        if not isinstance(rollouts, int) or isinstance(rollouts, bool) or rollouts < 1:
+            return None  # a config edited by hand: no count rather than a wrong one
         return flops * (rollouts if self.takes_glimpses else 1)
 
     @property
