@@ -82,6 +82,20 @@ def fake_slurm(tmp_path, monkeypatch) -> tuple:
     return record
 
 
+def slurm_executor_in(tmp_path, resources: Resources, *, sbatch=None, signal_delay_s: int = 120):
+    """A Slurm executor writing under tmp_path: 60-minute jobs, 3 requeues."""
+    return make_executor(
+        folder=tmp_path / "submitit",
+        cluster="slurm",
+        resources=resources,
+        timeout_min=60,
+        max_requeues=3,
+        signal_delay_s=signal_delay_s,
+        sbatch=sbatch or {},
+        progress=lambda line: None,
+    )
+
+
 def test_submission_of_a_level_as_an_array(tmp_path, monkeypatch):
     record = fake_slurm(tmp_path, monkeypatch)
     lines: list[str] = []
@@ -137,30 +151,12 @@ def test_sbatch_options_ramlab_sets_itself_are_refused_with_the_option_to_use(
     # An #SBATCH --time override went unseen by submitit's own time-out count.
     fake_slurm(tmp_path, monkeypatch)
     with pytest.raises(RamlabError, match=rf"--option sbatch\.{key}: ramlab sets it itself; .*{fix}"):
-        make_executor(
-            folder=tmp_path / "submitit",
-            cluster="slurm",
-            resources=Resources(jobs=1),
-            timeout_min=60,
-            max_requeues=3,
-            signal_delay_s=120,
-            sbatch={key: "10:00:00", "partition": "gpu"},
-            progress=print,
-        )
+        slurm_executor_in(tmp_path, Resources(jobs=1), sbatch={key: "10:00:00", "partition": "gpu"})
 
 
 def test_a_single_task_is_a_plain_job(tmp_path, monkeypatch):
     record = fake_slurm(tmp_path, monkeypatch)
-    executor = make_executor(
-        folder=tmp_path / "submitit",
-        cluster="slurm",
-        resources=Resources(jobs=4),
-        timeout_min=60,
-        max_requeues=3,
-        signal_delay_s=90,
-        sbatch={},
-        progress=lambda line: None,
-    )
+    executor = slurm_executor_in(tmp_path, Resources(jobs=4), signal_delay_s=90)
     (job,) = submit_level(executor, [fake(tmp_path, "only")], threads=1, name="ramlab-level1")
     assert job.job_id == "4242"
     script = (record / "script.sh").read_text()

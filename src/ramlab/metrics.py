@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,46 +64,48 @@ class MetricsLog:
 
 
 def _lines_up_to(path: Path, step: int) -> list[dict[str, Any]]:
-    """The log's records up to `step`, for a resume. The last line, cut by a crash, is
-    dropped; a damaged line before it is an error naming the file and the line (rewriting the
-    log without it would drop the curve after it)."""
-    raw = path.read_bytes().splitlines()
-    kept = []
-    for number, data in enumerate(raw, start=1):
-        if not data.strip():
-            continue
-        try:
-            record = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            record = None
-        at = record.get("step", 0) if isinstance(record, dict) else None
-        if not isinstance(at, (int, float)) or isinstance(at, bool):
-            if any(rest.strip() for rest in raw[number:]):
-                raise RamlabError(
-                    f"{path}: line {number} is not a metrics record ({data[:40]!r}); fix: delete that "
-                    "line (the others are kept) and resume again"
-                )
-            break  # a line cut by a crash ends the log
-        if at <= step:
-            kept.append(record)
-    return kept
+    """The log's records up to `step`, for a resume (rewriting the log without a damaged line
+    would drop the curve after it)."""
+    records = _parsed(
+        path.read_bytes().splitlines(),
+        path,
+        valid=lambda r: isinstance(r, dict) and _is_step(r.get("step", 0)),
+        fix="fix: delete that line (the others are kept) and resume again",
+    )
+    return [record for record in records if record.get("step", 0) <= step]
+
+
+def _is_step(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The log's records. Its last line, cut by a crash, is dropped; a damaged line before
-    it is an error naming the file and the line (a curve silently ending there would read as
-    a run that stopped)."""
-    texts = [text for text in Path(path).read_text().splitlines() if text.strip()]
-    lines = []
-    for number, text in enumerate(texts, start=1):
+    """The log's records (a curve silently ending at a damaged line would read as a run
+    that stopped)."""
+    return _parsed(Path(path).read_text().splitlines(), path, fix="delete it to read the rest")
+
+
+def _parsed(
+    lines: list, path: str | Path, *, fix: str, valid: Callable[[Any], bool] = lambda r: True
+) -> list:
+    """A log's lines (text or bytes) as records. The last, cut by a crash, is dropped; a
+    damaged line before it is an error naming the file and the line, and `fix`."""
+    lines = [line for line in lines if line.strip()]
+    records = []
+    for number, line in enumerate(lines, start=1):
         try:
-            lines.append(json.loads(text))
-        except json.JSONDecodeError:
-            if number < len(texts):
-                raise RamlabError(
-                    f"{path}: line {number} is not a metrics record ({text[:40]!r}); delete it to read the rest"
-                ) from None
-    return lines
+            record = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            record = _DAMAGED
+        if record is _DAMAGED or not valid(record):
+            if number < len(lines):
+                raise RamlabError(f"{path}: line {number} is not a metrics record ({line[:40]!r}); {fix}")
+            break  # a line cut by a crash ends the log
+        records.append(record)
+    return records
+
+
+_DAMAGED = object()
 
 
 NO_TENSORBOARD = "--tensorboard needs the tensorboard package: pip install 'ramlab[tensorboard]'"
