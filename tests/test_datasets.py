@@ -155,12 +155,13 @@ def test_a_negative_train_limit_is_refused():
     assert datasets.kept_scenes(50, 3, "train") == slice(3)
 
 
-def test_warped_scenes_are_cached_apart_from_the_float32_ones():
-    # The float64 warp re-rounds a pixel here and there: the old cache files must not be
-    # served (the draws, seeded by the spec's key, are the same spec's as before).
+def test_warped_scenes_are_cached_apart_from_the_earlier_warps():
+    # The float64 warp re-rounded a pixel here and there, then the warp took a stream of its
+    # own (new placements): neither earlier file ("-w64", or none) may be served.
     warped = SceneSpec(canvas=60, rotation=(-30.0, 30.0))
-    assert "-w64-" in datasets.cache_path("t", warped, 0, "test").name
-    assert "-w64-" not in datasets.cache_path("t", SceneSpec(canvas=60), 0, "test").name
+    name = datasets.cache_path("t", warped, 0, "test").name
+    assert f"-v{datasets.CACHE_VERSION}-warp2-seed0-" in name and datasets.WARP_VERSION == 2
+    assert "-warp" not in datasets.cache_path("t", SceneSpec(canvas=60), 0, "test").name
 
 
 # The scene generator's output, pinned: the cache's file names cover every SceneSpec field but
@@ -168,20 +169,23 @@ def test_warped_scenes_are_cached_apart_from_the_float32_ones():
 # place drawn in the other order) would go on serving old cached scenes beside new ones (a
 # fresh-scene run's epoch 0 from the cache, later epochs made anew; a robustness sweep's
 # trained level no longer the run's test set). When this fails, the output changed: bump
-# `datasets.CACHE_VERSION` and write the new digests here.
+# `datasets.CACHE_VERSION` (or, where only warped scenes changed, `WARP_VERSION`) and write
+# the new digests here.
 PINNED_SCENES = {
     "mnist": "35f8ca2baed0990a",
     "translated60": "8590401a3a0c99ae",
     "centred60": "4bea2577822bda3f",
     "cluttered60": "4540d82382402aae",
     "cluttered100": "8db2de42489fac08",
-    "warped": "773162623a7faba7",
+    "warped": "1569d92e3b5d3d0f",  # WARP_VERSION 2 (1: 773162623a7faba7)
 }
 
 
 @pytest.mark.parametrize("name", list(PINNED_SCENES))
 def test_the_scene_generators_output_is_pinned_to_the_cache_version(name):
-    assert datasets.CACHE_VERSION == 1, "the version was bumped: update PINNED_SCENES and this line"
+    assert (datasets.CACHE_VERSION, datasets.WARP_VERSION) == (1, 2), (
+        "the version was bumped: update PINNED_SCENES and this line"
+    )
     rng = np.random.default_rng(2026)
     digits = rng.integers(0, 256, size=(12, 28, 28), dtype=np.uint8)
     labels = np.arange(12, dtype=np.uint8) % 10
@@ -194,5 +198,6 @@ def test_the_scene_generators_output_is_pinned_to_the_cache_version(name):
     for array in (scenes.images, scenes.labels, scenes.bboxes):
         digest.update(np.ascontiguousarray(array).tobytes())
     assert digest.hexdigest()[:16] == PINNED_SCENES[name], (
-        f"{name}: the scene generator's output changed; bump CACHE_VERSION in ramlab/data/datasets.py"
+        f"{name}: the scene generator's output changed; bump CACHE_VERSION (or WARP_VERSION) in "
+        "ramlab/data/datasets.py"
     )

@@ -17,6 +17,7 @@ from ramlab.cli import main
 from ramlab.config import to_dict
 from ramlab.models.ram import RAMConfig
 from ramlab.report import find_runs, write_report
+from ramlab.robustness import FORMAT
 from ramlab.runconfig import TrainConfig
 
 COMMIT = "abc123def4567890abc123def4567890abc123de"
@@ -34,7 +35,7 @@ def write_run(
     steps: list[float] | None = None,
     rotate: list[float] | None = None,
     glimpses: bool = False,
-    sweep_format: int = 2,
+    sweep_format: int = FORMAT,
 ) -> Path:
     folder = root / "runs" / name
     folder.mkdir(parents=True)
@@ -125,7 +126,7 @@ def make_study(root: Path) -> Path:
             steps=[30.0, 20.0, error],
             rotate=rotate,
             glimpses=seed == 0,
-            sweep_format=1 if seed else 2,  # seed 1's sweep predates the random subset
+            sweep_format=1 if seed else FORMAT,  # seed 1's sweep predates the random subset
         )
     write_run(
         root,
@@ -272,6 +273,16 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     assert table_row(block, "`ram (reward=sparse)`")[1:3] == ["10.0", "40.0"]
     assert table_row(block, "`resnet`")[1:3] == ["5.2", "60.0"]
     older = report[report.index("*test split, its first 100 digits (an older sweep)") :]
+    # Its levels were drawn anew each (before format 5), the current sweeps' are paired.
+    assert older.startswith(
+        "*test split, its first 100 digits (an older sweep), policy mean, one rollout; older "
+        "sweeps, whose levels each drew their scenes anew*"
+    )
+    assert (
+        "*test split, 100 of its digits, models with glimpses: policy mean, one rollout; the others: "
+        in report
+    )
+    assert report.count("whose levels each drew their scenes anew") == 1
     assert table_row(older, "`ram (reward=sparse)`")[1:3] == ["14.0", "50.0"]
     assert "ram-sparse-translated60-seed0" not in table_row(older, "`ram (reward=sparse)`")[-1]
     robustness = report[report.index("## Robustness to shifts") : report.index("## Reward structures")]

@@ -3,6 +3,7 @@ digits at every level, resuming a partial sweep, the CLI and its errors."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -26,6 +27,7 @@ from ramlab.robustness import (
 )
 from ramlab.run import evaluate_run
 from ramlab.runconfig import RunConfig, TrainConfig
+from ramlab.sweeps import sweep_kind
 from ramlab.trainer import Trainer
 
 TINY_RAM = RAMConfig(**tiny.TINY_RAM, glimpses=2)
@@ -97,7 +99,8 @@ def test_every_level_holds_the_same_digits_of_its_split(fake_mnist, split, limit
     base = dataset_spec("centred60")
     kind = SHIFTS["translate"]
     scenes = [
-        shifted_scenes(kind.spec(base, level), seed=0, limit=limit, split=split) for level in (0, 8, 16)
+        shifted_scenes(kind.spec(base, level), base=base, seed=0, limit=limit, split=split)
+        for level in (0, 8, 16)
     ]
     # The fake splits: val is the last 8 of the 48 training digits, test the 20 test digits.
     labels = fake_mnist.test_labels if split == "test" else fake_mnist.train_labels[40:]
@@ -107,9 +110,12 @@ def test_every_level_holds_the_same_digits_of_its_split(fake_mnist, split, limit
     for other in scenes[1:]:
         assert np.array_equal(other.labels, scenes[0].labels)
         assert not np.array_equal(other.images, scenes[0].images)
-    # The window grows: at level 0 every digit's box sits at the centre, at 16 they spread.
-    centres = [((s.bboxes[:, 0] + s.bboxes[:, 2]) / 2) for s in scenes]
-    assert np.ptp(centres[0]) < np.ptp(centres[2])
+    # The window grows: at level 0 every digit's 28 px square sits at the canvas's centre
+    # (16 px in from each side: its ink box that far from the digit's own), at 16 they spread.
+    digits = (fake_mnist.test_images if split == "test" else fake_mnist.train_images[40:])[kept]
+    ink = np.stack([digits.any(axis=1).argmax(axis=1), digits.any(axis=2).argmax(axis=1)], axis=1)
+    assert (scenes[0].bboxes[:, :2] - ink == 16).all()
+    assert np.ptp(scenes[2].bboxes[:, :2] - ink) > 0
 
 
 def test_sweep_json_shape_and_training_level_matches_the_test_error(run_dir, tmp_path):
@@ -317,7 +323,7 @@ def test_a_smaller_mnist_digit_stays_where_the_run_saw_digits(fake_mnist):
         assert low <= centred <= high
     # Nothing is drawn at 0.5: other seeds give the same scenes.
     half = kind.spec(base, 0.5)
-    one, other = (shifted_scenes(half, seed=s, limit=None) for s in (0, 1))
+    one, other = (shifted_scenes(half, base=base, seed=s, limit=None) for s in (0, 1))
     assert np.array_equal(one.images, other.images)
     assert kind.spec(base, 1.0) == base  # the trained level: the run's own test scenes
     # Datasets with a window keep it: a smaller digit there reaches further (README).
@@ -331,6 +337,7 @@ def test_format_3_sweeps_are_this_formats_but_on_a_dataset_of_one_place():
     assert sweep_format({"format": 3, "data": "mnist"}) == 3  # its scale levels changed
     assert sweep_format({"format": 3, "data": "nope"}) == 3
     assert sweep_format({"format": 2, "data": "translated60"}) == 2
+    assert sweep_format({"format": 3}) == sweep_format({"format": 3, "data": [60]}) == 3  # damaged
 
 
 @pytest.mark.parametrize("data", ["translated60", "cluttered60", "centred60"])
@@ -342,9 +349,42 @@ def test_the_translate_level_a_run_trained_at_reads_its_own_test_scenes(fake_mni
     at_trained = kind.spec(base, kind.trained(base))
     assert at_trained == base
     own = load_split(data, "test", seed=0, cache=False)
-    assert np.array_equal(shifted_scenes(at_trained, seed=0, limit=None).images, own.images)
+    assert np.array_equal(shifted_scenes(at_trained, base=base, seed=0, limit=None).images, own.images)
     assert kind.spec(base, 16).max_offset is None  # the whole canvas, on centred60 too
     assert kind.spec(base, 15).max_offset == 15
+
+
+@pytest.mark.parametrize("data", ["translated60", "cluttered60"])
+def test_noise_and_clutter_levels_are_the_runs_test_scenes_with_only_that_changed(fake_mnist, data):
+    # Every level draws from the run's own spec's stream (format 5). Seeded by each level's own
+    # spec (format 4), every level placed its digits anew: no box would match.
+    base = resolve_spec(data)
+    own = load_split(data, "test", seed=0, cache=False)
+    noise = SHIFTS["noise"]
+    low, high = (shifted_scenes(noise.spec(base, s), base=base, seed=0, limit=None) for s in (0.1, 0.2))
+    assert np.array_equal(low.bboxes, own.bboxes) and np.array_equal(high.bboxes, own.bboxes)
+    # The same draws times σ: where neither level clipped, 0.2's noise is twice 0.1's (each
+    # rounded to a whole intensity, so within 0.5 + 2 x 0.5).
+    clean, a, b = (x.images.astype(float) for x in (own, low, high))
+    inside = (a > 0) & (a < 255) & (b > 0) & (b < 255)
+    assert inside.mean() > 0.3
+    assert np.abs((b - clean) - 2 * (a - clean))[inside].max() <= 1.5
+    # Clutter: the first N pieces of one sequence, laid on the same placements.
+    counts = [0, 2, 4, 8]
+    clutter = SHIFTS["clutter"]
+    levels = [shifted_scenes(clutter.spec(base, n), base=base, seed=0, limit=None) for n in counts]
+    for fewer, more in itertools.pairwise(levels):
+        assert np.array_equal(fewer.bboxes, own.bboxes) and np.array_equal(more.bboxes, own.bboxes)
+        assert (more.images >= fewer.images).all() and (more.images > fewer.images).any()
+    assert np.array_equal(levels[counts.index(base.clutter_count)].images, own.images)
+
+
+def test_a_sweep_of_an_earlier_format_is_another_kind_of_sweep():
+    current = {"format": robustness.FORMAT, "split": "test", "limit": None, "sample": False}
+    assert same_sweep(current, limit=None, sample=False)
+    for older in (4, 3, "5", None):  # 4 drew every level anew; a damaged format reads as the oldest
+        assert not same_sweep({**current, "format": older}, limit=None, sample=False), older
+    assert sweep_kind({**current, "format": 4})[-1] and not sweep_kind(current)[-1]
 
 
 @pytest.mark.parametrize(
@@ -368,14 +408,14 @@ def test_a_damaged_sweep_file_names_the_fix_and_the_studys_own_is_swept_again(ru
 
 def test_the_kept_scenes_stay_within_their_memory_budget(fake_mnist, monkeypatch):
     base, kind = resolve_spec("translated60"), SHIFTS["rotate"]
-    one = shifted_scenes(kind.spec(base, 0), seed=0, limit=None)
+    one = shifted_scenes(kind.spec(base, 0), base=base, seed=0, limit=None)
     size = one.images.nbytes + one.labels.nbytes + one.bboxes.nbytes
     monkeypatch.setattr(robustness, "_SCENES_BYTES", 2 * size)  # room for two levels
     for level in (10, 20, 30):
-        shifted_scenes(kind.spec(base, level), seed=0, limit=None)
+        shifted_scenes(kind.spec(base, level), base=base, seed=0, limit=None)
     kept = [key[0].rotation[0] for key in robustness._SCENES]
     assert kept == [20.0, 30.0]  # the oldest went first
     assert (
-        shifted_scenes(kind.spec(base, 30), seed=0, limit=None)
+        shifted_scenes(kind.spec(base, 30), base=base, seed=0, limit=None)
         is robustness._SCENES[list(robustness._SCENES)[-1]]
     )

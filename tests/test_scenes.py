@@ -262,9 +262,24 @@ def test_a_rotation_leaves_the_placement_window_as_it_is():
 
     still, turned = centres(SceneSpec(canvas=60)), centres(SceneSpec(canvas=60, rotation=(30, 30)))
     assert still.min() == 14 and still.max() == 46  # the 28×28 box anywhere on the canvas
-    # The same window (before: 19.5..40.5, the 39 px patch kept on the canvas). The angles are
-    # drawn first, so the scenes' own places differ.
+    # The same window (before: 19.5..40.5, the 39 px patch kept on the canvas), and since the
+    # warp draws from a stream of its own, the same places (before: the angles were drawn
+    # first, and every place differed).
     assert 13.5 <= turned.min() <= 14.5 and 45.5 <= turned.max() <= 46.5
+    assert np.abs(turned - still).max() <= 0.5
+
+
+def test_a_warp_leaves_the_clutter_and_noise_draws_as_they_are():
+    # Blank digits: the scenes hold only clutter (cut from the one lit digit) and noise, which
+    # must not move when the digits are turned (a robustness sweep's rotation levels are the
+    # dataset's scenes with only the digits turned).
+    digits = np.zeros((50, 28, 28), dtype=np.uint8)
+    digits[0] = 255
+    plain = SceneSpec(canvas=60, clutter_count=6, noise=0.1)
+    turned = SceneSpec(canvas=60, clutter_count=6, noise=0.1, rotation=(40, 40))
+    a, b = scenes_of(plain, digits, seed=9), scenes_of(turned, digits, seed=9)
+    assert np.array_equal(a.images[1:], b.images[1:])  # scene 0's digit is lit, and turned
+    assert not np.array_equal(a.images[1:], scenes_of(plain, digits, seed=10).images[1:])
 
 
 def test_a_rotated_digit_cut_by_the_canvas_edge_keeps_a_tight_box():

@@ -8,10 +8,17 @@ must stay unread).
 
 The scenes come from the scene generator with the run's own dataset spec and data seed, one
 field replaced, so every level holds the same test digits in the same order, and every model
-of a dataset sees the same scenes at a level (their errors are paired). The generator's seed
-follows the spec, so each level places (and clutters) its digits anew: a difference between
-two levels holds the sampling noise of two scene sets as well as the shift's effect (about
-±0.25 points at 3% error on 10,000 scenes). The shifts:
+of a dataset sees the same scenes at a level (their errors are paired). Every level draws
+from the random stream of the run's own spec and data seed, so levels share whatever their
+shift leaves alone: a noise level is the run's test scenes with noise added (the same draws,
+times σ), a clutter level the same scenes with the first N pieces of one sequence of clutter,
+a rotation level the same scenes with every digit turned (the warp draws from a stream of
+its own). Their training level is the run's test split itself. A translate or scale level
+changes where a digit may lie (a scale through the digit's box), so it places its digits
+anew, and with them its clutter and noise: a difference between two such levels holds the
+sampling noise of two scene sets as well as the shift's effect (about ±0.25 points at 3%
+error on 10,000 scenes). Sweeps before format 5 seeded each level by its own spec, which
+drew every level's scenes anew. The shifts:
 
     translate  max_offset   the placement window (± px from the centre) grows to the whole canvas
     rotate     rotation     every digit turned by exactly this angle (degrees, counter-clockwise)
@@ -57,7 +64,9 @@ from ramlab.sweeps import sweep_kind
 # 4: on a dataset of one placement (mnist) a scale level below 1 keeps the digit where it was
 #    (3 let the smaller digit move within the window it opened). Other datasets' format 3
 #    sweeps are format 4's (`sweep_format`).
-FORMAT = 4
+# 5: every level draws from the stream of the run's own spec (4 seeded each level by its own,
+#    so each level placed and cluttered its digits anew), and a warp from a stream of its own.
+FORMAT = 5
 
 
 SWEEP_SPLITS = ("val", "test")
@@ -67,18 +76,20 @@ def same_sweep(
     previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test", rollouts: int = 1
 ) -> bool:
     """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
-    wanted = (split, sample or rollouts > 1, rollouts, limit, False)
+    wanted = (split, sample or rollouts > 1, rollouts, limit, False, False)
     return sweep_format(previous) == FORMAT and sweep_kind(previous) == wanted
 
 
 def sweep_format(sweep: dict[str, Any]) -> int | None:
-    """A saved sweep's format, read as this version's where the change since made no
-    difference: format 4 changed only the scale levels of a dataset of one placement."""
+    """A saved sweep's format, read as format 4 where the change to it made no difference
+    (format 4 changed only the scale levels of a dataset of one placement). Format 5 changed
+    every level but a dataset's own."""
     found = sweep.get("format")
     if found == 3:
+        data = sweep.get("data")
         try:
-            return 3 if one_place(resolve_spec(sweep.get("data"))) else 4
-        except (RamlabError, TypeError):
+            return 3 if not isinstance(data, str) or one_place(resolve_spec(data)) else 4
+        except RamlabError:  # a dataset this version does not have
             return 3
     return found
 
@@ -96,20 +107,24 @@ def _scene_bytes(scenes: Scenes) -> int:
     return scenes.images.nbytes + scenes.labels.nbytes + scenes.bboxes.nbytes
 
 
-def shifted_scenes(spec: SceneSpec, *, seed: int, limit: int | None, split: str = "test") -> Scenes:
-    """The scenes of `spec` for the digits of `split` (test, or val): the whole split (limit
-    None: then a level equal to the run's own dataset reproduces that split exactly), or
-    scenes of `limit` of its digits only (`datasets.evaluation_subset`'s, the same at every
-    level), generated alone: many times faster than building the whole split and keeping a
-    few, but not the same placements or clutter."""
+def shifted_scenes(
+    spec: SceneSpec, *, base: SceneSpec, seed: int, limit: int | None, split: str = "test"
+) -> Scenes:
+    """The scenes of `spec` (a level of a shift of `base`, the run's dataset) for the digits of
+    `split` (test, or val): the whole split (limit None: then a level equal to `base`
+    reproduces the run's split exactly), or scenes of `limit` of its digits only
+    (`datasets.evaluation_subset`'s, the same at every level), generated alone: many times
+    faster than building the whole split and keeping a few, but not the same placements or
+    clutter. Every level is drawn with `base`'s seed, so levels share what the shift leaves
+    alone (the module's docstring)."""
     if split not in SWEEP_SPLITS:
         raise unknown_name("robustness split", split, SWEEP_SPLITS)
-    key = (spec, seed, limit, split)
+    key = (spec, base, seed, limit, split)
     if key not in _SCENES:
         images, labels = datasets.split_digits(datasets.mnist_digits(), split)
         keep = datasets.evaluation_subset(len(labels), limit, split)
         # Not cached on disk: a sweep would leave dozens of 36 MB test sets behind.
-        made = generate_scenes(spec, images[keep], labels[keep], seed=datasets.split_seed(spec, seed, split))
+        made = generate_scenes(spec, images[keep], labels[keep], seed=datasets.split_seed(base, seed, split))
         while _SCENES and (
             len(_SCENES) >= _SCENES_KEPT
             or sum(map(_scene_bytes, _SCENES.values())) + _scene_bytes(made) > _SCENES_BYTES
@@ -217,7 +232,7 @@ def robustness_sweep(
         kind = SHIFTS[name]
         errors, per_step, count = [], [], 0
         for level in levels:
-            scenes = shifted_scenes(kind.spec(base, level), seed=seed, limit=limit, split=split)
+            scenes = shifted_scenes(kind.spec(base, level), base=base, seed=seed, limit=limit, split=split)
             loader = SceneLoader(scenes, batch_size=batch_size, device=device_)
             evaluation = evaluate(model, loader, sample=sample, rollouts=rollouts)
             errors.append(evaluation.error)

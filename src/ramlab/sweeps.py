@@ -8,18 +8,23 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool]:
+def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool, bool]:
     """What a sweep's numbers measure beyond its levels: (split, sampled, rollouts, limit,
-    first_n). first_n: a limited sweep of format 1 read the split's first N digits (MNIST's
-    test file is ordered by source, its first half the harder), later ones a fixed random
-    subset. Only sweeps of one kind are averaged together."""
+    first_n, redrawn). first_n: a limited sweep of format 1 read the split's first N digits
+    (MNIST's test file is ordered by source, its first half the harder), later ones a fixed
+    random subset. redrawn: before format 5 each level's scenes were drawn with a seed of its
+    own, so a level's scenes differ from a later sweep's at the same level. Only sweeps of one
+    kind are averaged together."""
     limit = sweep.get("limit")
+    found = sweep.get("format", 1)
+    found = found if isinstance(found, int) and not isinstance(found, bool) else 1  # damaged: the oldest
     return (
         sweep.get("split", "test"),
         bool(sweep.get("sample")),
         sweep.get("rollouts", 1),
         limit,
-        limit is not None and sweep.get("format", 1) < 2,
+        limit is not None and found < 2,
+        found < 5,
     )
 
 

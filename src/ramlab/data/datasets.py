@@ -7,10 +7,11 @@ A `limit` keeps the first N training scenes, but a fixed random N of the validat
 scenes (`evaluation_subset`): MNIST's test file is ordered by the NIST collection its digits
 came from, and its first half is the harder one (three models read 1.9-2.4x the second half's
 error on it), so its first N are not a sample of the split.
-Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-v<CACHE_VERSION>-seed<S>-<split>.npz` (S is 0
-for a spec that draws nothing, such as mnist's, whose scenes are the same for every seed), with
-a checksum of its arrays (`ramlab.data.cache`): a file that fails to read or verify is named
-on stderr, deleted and rebuilt.
+Cache: `$RAMLAB_HOME/scenes/<name>-<spec hash>-v<CACHE_VERSION>-seed<S>-<split>.npz` (a warped
+spec's with `-warp<WARP_VERSION>` before `-seed`; S is 0 for a spec that draws nothing, such
+as mnist's, whose scenes are the same for every seed), with a checksum of its arrays
+(`ramlab.data.cache`): a file that fails to read or verify is named on stderr, deleted and
+rebuilt.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ DATASETS: dict[str, SceneSpec] = {
 SPLITS = ("train", "val", "test")
 TRAIN_SIZE = 55_000
 CACHE_VERSION = 1  # bump when the generator's output changes for the same spec and seed
+# Bump instead when only warped scenes change (it names their cache files, not every split's
+# seed): 1 rounded in float64, 2 draws the warp from a stream of its own.
+WARP_VERSION = 2
 
 _mnist: Mnist | None = None
 
@@ -102,10 +106,10 @@ def split_seed(spec: SceneSpec, seed: int, split: str) -> int:
 
 
 def cache_path(name: str, spec: SceneSpec, seed: int, split: str) -> Path:
-    # The version is in the name so that bumping it never serves scenes of the old generator;
-    # warped scenes were rounded in float32 before (CPU-dependent: the same draws, a pixel
-    # here and there one level off), so theirs carry "w64" and their old files are not read.
-    warp = "-w64" if spec.warped else ""
+    # The version is in the name so that bumping it never serves scenes of the old generator.
+    # Warped scenes carry their own version: rounded in float32 at first (CPU-dependent), then
+    # in float64 ("-w64"), now with the warp on its own stream ("-warp2").
+    warp = f"-warp{WARP_VERSION}" if spec.warped else ""
     if spec.draws_nothing:  # one set of scenes for every seed: one file (seed 0's), not copies
         seed = 0
     stem = f"{name}-{spec.key()}-v{CACHE_VERSION}{warp}-seed{seed}-{split}"

@@ -226,6 +226,9 @@ def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) ->
     return rng.integers(low, high + 1, size=(n, 2))
 
 
+WARP_STREAM = 1  # the warp's stream of a seed S: default_rng([S, WARP_STREAM])
+
+
 def generate_scenes(spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, seed: int) -> Scenes:
     """Build one scene per digit, in order, so labels are the digits' labels.
 
@@ -236,7 +239,10 @@ def generate_scenes(spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, 
         raise ValueError(f"digits must be (N, 28, 28) uint8, got {digits.shape} {digits.dtype}")
     n = len(digits)
     rng = np.random.default_rng(seed)
-    patches = _warp(digits, spec, rng) if spec.warped else digits
+    # The warp draws from a stream of its own, so that the placements, clutter and noise of a
+    # seed are the same with or without it: a robustness sweep's rotation levels are then the
+    # run's test scenes with only the digits turned (`ramlab.robustness`).
+    patches = _warp(digits, spec, np.random.default_rng([seed, WARP_STREAM])) if spec.warped else digits
     size, footprint = patches.shape[1], spec.footprint
     margin = (size - footprint) // 2  # the patch's overhang on each side of the footprint
 

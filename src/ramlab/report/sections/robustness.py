@@ -16,7 +16,7 @@ SPLIT_WORDS = {"test": "test", "val": "validation"}
 def _kind_words(kind: tuple, *, glimpses: bool = True, one_pass: bool = False) -> str:
     """A sweep kind (`sweep_kind`) in words, for a table's heading: how its models with
     glimpses were read (`glimpses`) and whether models without (`one_pass`) are in it too."""
-    split, sampled, rollouts, limit, first_n = kind
+    split, sampled, rollouts, limit, first_n, redrawn = kind
     policy = (
         f"sampled policy, class probabilities averaged over {rollouts} rollouts"
         if rollouts > 1
@@ -31,13 +31,14 @@ def _kind_words(kind: tuple, *, glimpses: bool = True, one_pass: bool = False) -
         if limit is None
         else (f"its first {limit} digits (an older sweep)" if first_n else f"{limit} of its digits")
     )
-    return f"{SPLIT_WORDS.get(split, split)} split, {digits}, {policy}"
+    older = "; older sweeps, whose levels each drew their scenes anew" if redrawn else ""
+    return f"{SPLIT_WORDS.get(split, split)} split, {digits}, {policy}{older}"
 
 
 def _kind_order(kind: tuple) -> tuple:
     """The study's own sweeps (test digits, policy mean) first."""
-    split, sampled, rollouts, limit, first_n = kind
-    return (split != "test", sampled, rollouts, first_n, limit is not None, limit or 0)
+    split, sampled, rollouts, limit, first_n, redrawn = kind
+    return (split != "test", sampled, rollouts, redrawn, first_n, limit is not None, limit or 0)
 
 
 def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
@@ -50,11 +51,15 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
         {r.name for r in swept if r.robustness.get("limit") and r.robustness.get("format", 1) < 2}
     )
     doc.para(
-        "Each run's best model on its own digits, with one scene parameter changed (the same "
-        "digits at every level, placed, and cluttered, anew at each): all of them, or, where the "
-        "count is lower, a fixed random subset, the same for every run, whose scenes are made "
-        "anew at the training level too (so its error there is not the run's test error). "
-        "Every run of a dataset and data seed sees the same scenes at a level. "
+        "Each run's best model on its own digits, with one scene parameter changed: all of them, "
+        "or, where the count is lower, a fixed random subset, the same for every run, whose "
+        "scenes are made anew at the training level too (so its error there is not the run's "
+        "test error). Every run of a dataset and data seed sees the same scenes at a level. "
+        "Levels share what their shift leaves alone: a noise, clutter or rotation level holds "
+        "the dataset's own scenes with only the noise, the number of clutter pieces or the "
+        "digit's turn changed (at the dataset's own level, with all digits read: the run's "
+        "test split itself); a translate or scale level places the digits, and their clutter, "
+        "anew. "
         "Error in %, mean ± std over the seeds swept at that "
         "level ((n=k) where fewer than the row's). Sweeps of another split, policy, number or "
         "choice of digits are never averaged together: each kind has its own tables."
