@@ -275,14 +275,14 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     older = report[report.index("*test split, its first 100 digits (an older sweep)") :]
     # Its levels were drawn anew each (before format 5), the current sweeps' are paired.
     assert older.startswith(
-        "*test split, its first 100 digits (an older sweep), policy mean, one rollout; older "
-        "sweeps, whose levels each drew their scenes anew*"
+        "*test split, its first 100 digits (an older sweep), policy mean, one rollout; each "
+        "level's scenes drawn anew (before format 5)*"
     )
     assert (
         "*test split, 100 of its digits, models with glimpses: policy mean, one rollout; the others: "
         in report
     )
-    assert report.count("whose levels each drew their scenes anew") == 1
+    assert report.count("scenes drawn anew (before format 5)") == 1
     assert table_row(older, "`ram (reward=sparse)`")[1:3] == ["14.0", "50.0"]
     assert "ram-sparse-translated60-seed0" not in table_row(older, "`ram (reward=sparse)`")[-1]
     robustness = report[report.index("## Robustness to shifts") : report.index("## Reward structures")]

@@ -12,8 +12,8 @@ import tiny
 
 from ramlab import robustness
 from ramlab.cli import main
-from ramlab.data.datasets import dataset_spec, evaluation_subset, load_split, resolve_spec
-from ramlab.data.scenes import placement_range
+from ramlab.data.datasets import dataset_spec, evaluation_subset, load_split, resolve_spec, split_seed
+from ramlab.data.scenes import SceneSpec, generate_scenes, placement_range
 from ramlab.errors import RamlabError
 from ramlab.models.ram import RAMConfig
 from ramlab.robustness import (
@@ -377,6 +377,35 @@ def test_noise_and_clutter_levels_are_the_runs_test_scenes_with_only_that_change
         assert np.array_equal(fewer.bboxes, own.bboxes) and np.array_equal(more.bboxes, own.bboxes)
         assert (more.images >= fewer.images).all() and (more.images > fewer.images).any()
     assert np.array_equal(levels[counts.index(base.clutter_count)].images, own.images)
+
+
+def test_every_level_keeps_the_clutter_and_noise_but_a_level_of_one_place():
+    # Blank digits but one: the scenes hold only clutter (cut from the lit digit) and noise.
+    # A rotation level draws its warp apart; a translate or scale level maps the same
+    # placement draws onto its window (one each: NumPy's bounded integers), so the clutter and
+    # noise stay. Translate 0 has one place, draws nothing for it, and shifts them.
+    digits = np.zeros((40, 28, 28), dtype=np.uint8)
+    digits[0] = 255
+    labels = np.arange(40) % 10
+    base = SceneSpec(canvas=60, clutter_count=4, noise=0.1)
+    own = generate_scenes(base, digits, labels, seed=3).images[1:]
+    for name, level in [("rotate", 45), ("translate", 4), ("translate", 8), ("scale", 0.5), ("scale", 1.3)]:
+        level_scenes = generate_scenes(SHIFTS[name].spec(base, level), digits, labels, seed=3)
+        assert np.array_equal(level_scenes.images[1:], own), (name, level)
+    single = generate_scenes(SHIFTS["translate"].spec(base, 0), digits, labels, seed=3)
+    assert not np.array_equal(single.images[1:], own)
+
+
+def test_every_level_is_drawn_with_the_runs_own_seed(fake_mnist):
+    base = resolve_spec("cluttered60")
+    images, labels = fake_mnist.test_images, fake_mnist.test_labels
+    for name, level in [("rotate", 30), ("noise", 0.2), ("translate", 8)]:
+        spec = SHIFTS[name].spec(base, level)
+        swept = shifted_scenes(spec, base=base, seed=1, limit=None)
+        made = generate_scenes(spec, images, labels, seed=split_seed(base, 1, "test"))
+        assert np.array_equal(swept.images, made.images), name
+        other = generate_scenes(spec, images, labels, seed=split_seed(spec, 1, "test"))  # format 4's
+        assert not np.array_equal(swept.images, other.images), name
 
 
 def test_a_sweep_of_an_earlier_format_is_another_kind_of_sweep():

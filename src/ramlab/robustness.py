@@ -13,12 +13,14 @@ from the random stream of the run's own spec and data seed, so levels share what
 shift leaves alone: a noise level is the run's test scenes with noise added (the same draws,
 times σ), a clutter level the same scenes with the first N pieces of one sequence of clutter,
 a rotation level the same scenes with every digit turned (the warp draws from a stream of
-its own). Their training level is the run's test split itself. A translate or scale level
-changes where a digit may lie (a scale through the digit's box), so it places its digits
-anew, and with them its clutter and noise: a difference between two such levels holds the
-sampling noise of two scene sets as well as the shift's effect (about ±0.25 points at 3%
-error on 10,000 scenes). Sweeps before format 5 seeded each level by its own spec, which
-drew every level's scenes anew. The shifts:
+its own). At the dataset's own level, with all its digits, these are the run's split itself.
+A translate or scale level changes where a digit may lie (a scale through the digit's box):
+NumPy maps the same placement draws onto the level's window, one each, so the digits move
+alike and the clutter and noise stay (tests/test_robustness.py pins this), except at a level
+of a single place (translate 0), which draws no placements and so shifts the clutter's and
+noise's draws. Sweeps before format 5 seeded each level by its own spec, which drew every
+level's scenes anew (about ±0.25 points between two levels at 3% error on 10,000 scenes).
+The shifts:
 
     translate  max_offset   the placement window (± px from the centre) grows to the whole canvas
     rotate     rotation     every digit turned by exactly this angle (degrees, counter-clockwise)
@@ -83,7 +85,7 @@ def same_sweep(
 def sweep_format(sweep: dict[str, Any]) -> int | None:
     """A saved sweep's format, read as format 4 where the change to it made no difference
     (format 4 changed only the scale levels of a dataset of one placement). Format 5 changed
-    every level but a dataset's own."""
+    every level but a dataset's own, so both are older sweeps now (`sweeps.sweep_kind`)."""
     found = sweep.get("format")
     if found == 3:
         data = sweep.get("data")

@@ -16,8 +16,7 @@ def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool,
     own, so a level's scenes differ from a later sweep's at the same level. Only sweeps of one
     kind are averaged together."""
     limit = sweep.get("limit")
-    found = sweep.get("format", 1)
-    found = found if isinstance(found, int) and not isinstance(found, bool) else 1  # damaged: the oldest
+    found = format_of(sweep)
     return (
         sweep.get("split", "test"),
         bool(sweep.get("sample")),
@@ -26,6 +25,12 @@ def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool,
         limit is not None and found < 2,
         found < 5,
     )
+
+
+def format_of(sweep: dict[str, Any]) -> int:
+    """A sweep's format as written; 1 (the oldest) where it has none or a damaged one."""
+    found = sweep.get("format", 1)
+    return found if isinstance(found, int) and not isinstance(found, bool) else 1
 
 
 def errors_by_level(entries: Sequence[dict[str, Any]]) -> dict[float, list[float]]:

@@ -41,7 +41,7 @@ SPLITS = ("train", "val", "test")
 TRAIN_SIZE = 55_000
 CACHE_VERSION = 1  # bump when the generator's output changes for the same spec and seed
 # Bump instead when only warped scenes change (it names their cache files, not every split's
-# seed): 1 rounded in float64, 2 draws the warp from a stream of its own.
+# seed): 1 (named "-w64") rounded in float64, 2 draws the warp from a stream of its own.
 WARP_VERSION = 2
 
 _mnist: Mnist | None = None

@@ -8,7 +8,7 @@ from ramlab.report.formatting import fmt_some
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import data_key
 from ramlab.report.runs import by_label, links
-from ramlab.sweeps import errors_by_level, sweep_kind
+from ramlab.sweeps import errors_by_level, format_of, sweep_kind
 
 SPLIT_WORDS = {"test": "test", "val": "validation"}
 
@@ -31,7 +31,7 @@ def _kind_words(kind: tuple, *, glimpses: bool = True, one_pass: bool = False) -
         if limit is None
         else (f"its first {limit} digits (an older sweep)" if first_n else f"{limit} of its digits")
     )
-    older = "; older sweeps, whose levels each drew their scenes anew" if redrawn else ""
+    older = "; each level's scenes drawn anew (before format 5)" if redrawn else ""
     return f"{SPLIT_WORDS.get(split, split)} split, {digits}, {policy}{older}"
 
 
@@ -47,19 +47,17 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
     if not swept:
         doc.para("No run has a `robustness.json` (run `ramlab robustness RUN_DIR --json ...`).")
         return
-    first_n = sorted(
-        {r.name for r in swept if r.robustness.get("limit") and r.robustness.get("format", 1) < 2}
-    )
+    first_n = sorted({r.name for r in swept if r.robustness.get("limit") and format_of(r.robustness) < 2})
     doc.para(
         "Each run's best model on its own digits, with one scene parameter changed: all of them, "
         "or, where the count is lower, a fixed random subset, the same for every run, whose "
         "scenes are made anew at the training level too (so its error there is not the run's "
         "test error). Every run of a dataset and data seed sees the same scenes at a level. "
         "Levels share what their shift leaves alone: a noise, clutter or rotation level holds "
-        "the dataset's own scenes with only the noise, the number of clutter pieces or the "
-        "digit's turn changed (at the dataset's own level, with all digits read: the run's "
-        "test split itself); a translate or scale level places the digits, and their clutter, "
-        "anew. "
+        "the scenes the sweep reads at the dataset's own level with only the noise, the number "
+        "of clutter pieces or the digit's turn changed (with all digits read, that level is the "
+        "run's split itself); a translate or scale level moves the digits within its window, "
+        "and keeps the clutter and noise, except at a level of a single place (translate 0). "
         "Error in %, mean ± std over the seeds swept at that "
         "level ((n=k) where fewer than the row's). Sweeps of another split, policy, number or "
         "choice of digits are never averaged together: each kind has its own tables."
