@@ -168,13 +168,46 @@ def test_each_other_reward_is_also_tested_against_the_sparse_reward_at_another_w
         "mean test error 6.50 % against 10.50 %, p = 0.029 over 4 + 4 seeds: lower error than the "
         "sparse reward, beyond the seed-to-seed spread."
     )
-    controls = scale_controls(by_label(runs))
+    controls = scale_controls(by_label(runs), comparisons(by_label(runs)))
     assert [c.sentence() for c in controls] == [
         "`ram (glimpses=6, reward=0.1*infogain)` against `ram (glimpses=6, reward=0.1*sparse)`: mean "
         "test error 2.50 % against 6.50 %, p = 0.029 over 4 + 4 seeds: lower error than the sparse "
         "reward at 0.1 (`0.1*sparse`), beyond the seed-to-seed spread."
     ]  # neither sparse reward is its own control, and the 4-glimpse bbox has none
-    assert scale_controls(by_label(runs[:4] + runs[8:])) == []  # no control trained: nothing to say
+    fewer = by_label(runs[:4] + runs[8:])
+    assert scale_controls(fewer, comparisons(fewer)) == []  # no control trained: nothing to say
+
+
+def test_a_reward_added_to_the_sparse_reward_at_a_tenth_is_tested_against_a_tenth_first():
+    # 0.1*sparse+bbox differs from 0.1*sparse in the box penalty alone, from sparse in the
+    # sparse reward's scale too: the table's test is the former, the control the latter.
+    runs = [
+        *(fake_run("sparse", s, e) for s, e in enumerate([9.0, 10.0, 11.0, 12.0])),
+        *(fake_run("0.1*sparse", s, e) for s, e in enumerate([5.0, 6.0, 7.0, 8.0])),
+        *(fake_run("0.1*sparse+bbox", s, e) for s, e in enumerate([1.0, 2.0, 3.0, 4.0])),
+        *(fake_run("sparse+bbox", s, e) for s, e in enumerate([1.0, 2.0, 3.0, 4.0])),
+    ]
+    groups = by_label(runs)
+    against = comparisons(groups)
+    tenth, whole = "ram (glimpses=6, reward=0.1*sparse+bbox)", "ram (glimpses=6, reward=sparse+bbox)"
+    assert against[tenth].reference == "ram (glimpses=6, reward=0.1*sparse)"
+    assert (
+        against[tenth]
+        .sentence()
+        .endswith(
+            "mean test error 2.50 % against 6.50 %, p = 0.029 over 4 + 4 seeds: lower error than the "
+            "sparse reward at 0.1 (`0.1*sparse`), beyond the seed-to-seed spread."
+        )
+    )
+    assert against[whole].reference == "ram (glimpses=6, reward=sparse)"
+    assert {(c.label, c.reference, c.versus) for c in scale_controls(groups, against)} == {
+        (tenth, "ram (glimpses=6, reward=sparse)", "the sparse reward"),
+        (whole, "ram (glimpses=6, reward=0.1*sparse)", "the sparse reward at 0.1 (`0.1*sparse`)"),
+    }
+    # Without runs at its own weight, the paper's weight is the reference.
+    alone = by_label(runs[:4] + runs[8:12])
+    assert comparisons(alone)[tenth].reference == "ram (glimpses=6, reward=sparse)"
+    assert scale_controls(alone, comparisons(alone)) == []
 
 
 def rewards_in_report(tmp_path, errors_by_reward: dict[str, tuple[float, ...]]) -> str:

@@ -6,8 +6,8 @@
 
 Sections: test error per dataset and model (mean ± std over seeds) beside the paper's
 numbers, anytime and training curves; compute cost; robustness; reward structures (with a
-permutation test of each against the sparse reward over seeds, and against the sparse reward
-at another weight where one trained: the scale control; and of each study group against its
+permutation test of each against the sparse reward alone over seeds, at its own sparse weight
+where that trained, and at the other weights: the scale control; and of each study group against its
 reference across datasets); glimpse trajectories;
 provenance (config, seed, commit and command of every run). A table row names the runs its
 numbers come from, linked to their provenance. It never trains or runs a model, so it can

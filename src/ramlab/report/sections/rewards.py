@@ -10,7 +10,9 @@ or later a reward gets near the paper's reward's final accuracy. On cluttered60 
 seeds at 42 and 43, though the box penalty's best validation error ends level with theirs.
 
 A reward is tested against the runs whose config is the same but for the reward, which is
-`sparse` (the paper's): the two-sided permutation test of `ramlab.report.stats` over the
+the sparse reward alone, at the reward's own sparse weight where runs at that weight trained
+(`0.1*sparse+0.1*infogain@0` against `0.1*sparse`: only the new term differs), else the
+paper's `sparse`: the two-sided permutation test of `ramlab.report.stats` over the
 seeds' test errors. p >= SIGNIFICANCE says the difference cannot be told from the
 seed-to-seed spread (not that there is none); with fewer than MIN_SEEDS seeds on a side
 there is no test, and the report says so. Each comparison is tested on its own, with no
@@ -18,8 +20,8 @@ correction for their number, and the report says that too. A study group compare
 same reference group on several datasets is also tested across them (`ramlab.report.pooled`):
 one dataset's 3 + 3 seeds cannot reach p < 0.05, four datasets' can.
 
-Where the sparse reward also trained at another weight (`0.1*sparse`, the paper preset's
-scale control on the cluttered sets), each other reward is tested against that too: with
+Where the sparse reward alone also trained at another weight (`0.1*sparse` beside `sparse`,
+the paper preset's scale control), each other reward is tested against that too: with
 `policy_trains_core` a reward's weight sets how hard REINFORCE pulls on the core against the
 cross-entropy (Adam sets the policy's own step whatever the weight), so a new reward's lead
 over `sparse` may be its scale rather than its form (results/rewards-recipe/).
@@ -152,40 +154,78 @@ def fmt_epochs_to(curves: list[list[CurvePoint]], bar: float | None) -> str:
     return text if len(reached) == len(curves) else f"{text} ({len(reached)} of {len(curves)} runs)"
 
 
-def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
-    """Each label not under the sparse reward, against the sparse label that differs from it
-    only in the reward."""
+def own_sparse_weight(reward: str) -> float | None:
+    """The weight of the sparse term in `reward` (`0.1*sparse+bbox`: 0.1), None without one
+    (or for a reward this version cannot read)."""
+    from ramlab.rewards import parse_reward
 
-    sparse = [label for label, runs in groups.items() if sparse_weight(_reward(runs[0])) == 1.0]
+    try:
+        return parse_reward(reward).get("sparse")
+    except RamlabError:
+        return None
+
+
+def _versus(groups: dict[str, list[Run]], reference: str) -> str:
+    weight = sparse_weight(_reward(groups[reference][0]))
+    if weight == 1.0:
+        return "the sparse reward"
+    return f"the sparse reward at {weight:g} (`{_reward(groups[reference][0])}`)"
+
+
+def _sparse_alone(groups: dict[str, list[Run]], label: str) -> list[str]:
+    """The labels under the sparse reward alone (at any weight) that differ from `label` only
+    in the reward."""
     rest = _all_but_reward(groups)
+    return [
+        other
+        for other, runs in groups.items()
+        if other != label and rest[other] == rest[label] and sparse_weight(_reward(runs[0])) is not None
+    ]
+
+
+def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
+    """Each label not under the sparse reward alone at the paper's weight of 1, against the
+    label under the sparse reward alone that differs from it only in the reward: at the
+    label's own sparse weight where one trained (a new reward added to `0.1*sparse` is tested
+    against `0.1*sparse`, so the new term is the only difference), else at 1. The sparse
+    reward alone at another weight is tested against it at 1 (the scale itself)."""
     out = {}
     for label, runs in groups.items():
-        if label in sparse:
+        reward = _reward(runs[0])
+        if sparse_weight(reward) == 1.0:
             continue
-        reference = next((s for s in sparse if rest[s] == rest[label]), None)
+        own = 1.0 if sparse_weight(reward) is not None else own_sparse_weight(reward) or 1.0
+        weights = {s: sparse_weight(_reward(groups[s][0])) for s in _sparse_alone(groups, label)}
+        reference = next((s for s, w in weights.items() if w == own), None)
+        reference = reference or next((s for s, w in weights.items() if w == 1.0), None)
         out[label] = Comparison.of(
             label,
             reference,
             _test_errors(runs),
             _test_errors(groups[reference]) if reference else [],
+            _versus(groups, reference) if reference else "the sparse reward",
         )
     return out
 
 
-def scale_controls(groups: dict[str, list[Run]]) -> list[Comparison]:
-    """Each label whose reward is not the sparse reward alone, against every label with the
-    sparse reward alone at a weight other than 1 and otherwise the same config."""
-    weight = {label: sparse_weight(_reward(runs[0])) for label, runs in groups.items()}
-    controls = [label for label, w in weight.items() if w is not None and w != 1.0]
-    rest = _all_but_reward(groups)
+def scale_controls(groups: dict[str, list[Run]], against: dict[str, Comparison]) -> list[Comparison]:
+    """Each label whose reward is not the sparse reward alone, against every label under the
+    sparse reward alone at a weight other than its reference's in `against` (`comparisons`),
+    with otherwise the same config: the control for a reward's scale."""
     out = []
     for label, runs in groups.items():
-        if weight[label] is not None:
+        if sparse_weight(_reward(runs[0])) is not None:
             continue
-        for control in (c for c in controls if rest[c] == rest[label]):
-            versus = f"the sparse reward at {weight[control]:g} (`{_reward(groups[control][0])}`)"
+        reference = against[label].reference if label in against else None
+        for control in (c for c in _sparse_alone(groups, label) if c != reference):
             out.append(
-                Comparison.of(label, control, _test_errors(runs), _test_errors(groups[control]), versus)
+                Comparison.of(
+                    label,
+                    control,
+                    _test_errors(runs),
+                    _test_errors(groups[control]),
+                    _versus(groups, control),
+                )
             )
     return out
 
@@ -202,13 +242,15 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
     doc.para(
         "Runs of the attention model under each reward structure: accuracy (every seed), learning "
         "speed (validation error per epoch; best epoch; the first epoch whose validation error is "
-        f"at most {SPEED_FACTOR:g}× the sparse reward's best, its seeds' mean, with otherwise the same "
+        f"at most {SPEED_FACTOR:g}× the best of the sparse reward of `p vs sparse`, its seeds' mean, with otherwise the same "
         "config) and where the glimpses go (share of glimpse "
         "centres inside the digit's bounding box, and mean distance to it, on the test scenes)."
     )
     doc.para(
         "`p vs sparse`: two-sided permutation test of the difference in mean test error between the "
-        "reward and the sparse reward with otherwise the same config, over seeds (exact: every way of "
+        "reward and the sparse reward alone with otherwise the same config (at the reward's own "
+        "sparse weight where that trained, else at the paper's 1; the sentences below name it), "
+        "over seeds (exact: every way of "
         f"relabelling the seeds' errors between the two; past {MAX_EXACT:,} ways, a fixed random "
         f"{SAMPLES:,} of them). p ≥ {SIGNIFICANCE:g}: the difference cannot be told from the "
         "seed-to-seed spread (which does not show there is none). Each comparison is tested on its "
@@ -250,7 +292,7 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         doc.table(HEADERS, rows)
         for comparison in against.values():
             doc.para(comparison.sentence())
-        controls = scale_controls(groups)
+        controls = scale_controls(groups, against)
         for comparison in [*against.values(), *controls]:
             if comparison.reference is not None:
                 reward = _reward(groups[comparison.label][0])
@@ -261,7 +303,8 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
                 pooled.append((*pair, stratum))
         if controls:
             doc.para(
-                "Against the sparse reward at another weight, the control for a reward's scale (with "
+                "Against the sparse reward at another weight than the table's reference, the control "
+                "for a reward's scale (with "
                 "`policy_trains_core` the weight sets how hard REINFORCE pulls on the core; Adam sets the "
                 "policy's own step whatever it is):"
             )
