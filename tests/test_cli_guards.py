@@ -293,3 +293,44 @@ def test_tensorboard_without_its_package_is_refused_before_the_run_starts(tmp_pa
     assert main(["study", str(path), "--out", str(tmp_path / "s")]) == 2  # it would train
     assert "--tensorboard needs the tensorboard package" in capsys.readouterr().err
     assert not (tmp_path / "s" / "runs").exists()
+
+
+def test_a_folder_given_as_a_file_says_so(run, tmp_path, capsys):
+    # A run's folder is its config.yaml for --config; a folder for --json is named as one.
+    from ramlab.runconfig import config_path
+
+    assert config_path(run) == run / "config.yaml"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RamlabError, match=r"empty is a folder without a config\.yaml"):
+        config_path(tmp_path / "empty")
+    capsys.readouterr()
+    argv = ["cost", "--models", "fc", "--sizes", "28", "--repeats", "1", "--batch", "2", "--device", "cpu"]
+    assert main([*argv, "--json", str(tmp_path / "empty")]) == 2
+    assert f"--json {tmp_path / 'empty'} is a folder: give a file path" in capsys.readouterr().err
+
+
+def test_an_empty_config_file_is_refused_not_read_as_the_defaults(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# nothing yet\n")
+    assert main(["train", "ram", "--config", str(empty), "--out", str(tmp_path / "run")]) == 2
+    assert "empty.yaml: the config file holds no settings" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_eval_names_a_missing_folder_and_refuses_a_limit_below_one_before_any_data(tmp_path, capsys):
+    assert main(["eval", str(tmp_path / "nope")]) == 2
+    assert "nope: no such folder" in capsys.readouterr().err
+    # No MNIST here (no fake_mnist): a limit checked after loading would fail on the data.
+    assert main(["eval", str(tmp_path / "nope"), "--limit", "0"]) == 2
+    assert "--limit must be >= 1" in capsys.readouterr().err
+
+
+def test_cost_takes_names_and_sizes_by_commas_or_spaces(capsys):
+    argv = ["--repeats", "1", "--batch", "2", "--device", "cpu", "--threads", "1"]
+    assert main(["cost", "--models", "fc", "convnet", "--sizes", "28", "32,36", *argv]) == 0
+    table = capsys.readouterr().out
+    for model in ("fc", "convnet"):
+        for size in (28, 32, 36):
+            assert any(line.split()[:2] == [model, str(size)] for line in table.splitlines()), (model, size)
+    assert main(["cost", "--models", "fc", "--sizes", "28", "28", *argv]) == 2
+    assert "--sizes: 28 is given twice" in capsys.readouterr().err

@@ -131,6 +131,8 @@ def check_json_target(path: str | os.PathLike, *, keys: tuple[str, ...], what: s
     target = Path(path)
     if not target.exists():
         return
+    if target.is_dir():
+        raise RamlabError(f"--json {target} is a folder: give a file path (such as {target / 'out.json'})")
     try:
         data = json.loads(target.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):

@@ -19,6 +19,8 @@ from ramlab.runconfig import RunConfig, build_run_model
 def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Model]:
     """The run's config and its best model (in eval mode)."""
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise RamlabError(f"{run_dir}: no such folder (a run's folder, as `ramlab train ... --out DIR` made)")
     if not (run_dir / "config.yaml").is_file():
         raise RamlabError(f"{run_dir}: not a run directory (no config.yaml); train one with ramlab train")
     try:

@@ -36,13 +36,20 @@ def recipe_names() -> list[str]:
 
 
 def config_path(name_or_path: str | Path) -> Path:
-    """A run config file: the name of a committed recipe, or a path (`./NAME` for a file in
-    the working folder named as a recipe: a stray file there never replaces one)."""
+    """A run config file: the name of a committed recipe, a path (`./NAME` for a file in the
+    working folder named as a recipe: a stray file there never replaces one), or a run's
+    folder (its config.yaml)."""
     if str(name_or_path) in recipe_names():
         return RECIPE_DIR / f"{name_or_path}.yaml"
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.is_dir():  # a run's folder: its config
+        if (path / "config.yaml").is_file():
+            return path / "config.yaml"
+        raise RamlabError(
+            f"{name_or_path} is a folder without a config.yaml: give a config file or a run's folder"
+        )
     raise RamlabError(
         f"{name_or_path}: no such config file, and not a recipe name; recipes: {', '.join(recipe_names())}"
     )

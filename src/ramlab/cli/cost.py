@@ -22,15 +22,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--models",
-        default=",".join(DEFAULT_MODELS),
-        help=f"comma-separated model names (default: {','.join(DEFAULT_MODELS)})",
+        nargs="+",
+        default=[",".join(DEFAULT_MODELS)],
+        metavar="NAME",
+        help=f"model names, by commas or spaces (default: {','.join(DEFAULT_MODELS)})",
     )
     p.add_argument(
         "--sizes",
+        nargs="+",
         type=positive_int_list,
-        default=list(DEFAULT_SIZES),
-        metavar="N,N,...",
-        help=f"image sides in pixels (default: {','.join(map(str, DEFAULT_SIZES))})",
+        default=[list(DEFAULT_SIZES)],
+        metavar="N",
+        help=f"image sides in pixels, by commas or spaces (default: {','.join(map(str, DEFAULT_SIZES))})",
     )
     p.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
@@ -78,12 +81,13 @@ def model_configs(names: list[str]) -> tuple[dict, dict]:
 
 
 def cmd_cost(args: argparse.Namespace) -> int:
-    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    models = [name.strip() for given in args.models for name in given.split(",") if name.strip()]
     if not models:
         raise RamlabError("--models needs at least one model name")
     for name in models:
         model_class(name)  # an unknown name lists the valid ones
-    for flag, values in (("--models", models), ("--sizes", args.sizes)):
+    sizes = [size for given in args.sizes for size in given]  # `28,60 100` -> [28, 60, 100]
+    for flag, values in (("--models", models), ("--sizes", sizes)):
         twice = [v for i, v in enumerate(values) if v in values[:i]]
         if twice:
             raise RamlabError(f"{flag}: {twice[0]} is given twice")
@@ -98,7 +102,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     rows = measure_costs(
         models,
-        args.sizes,
+        sizes,
         device=args.device,
         batch=args.batch,
         repeats=args.repeats,

@@ -13,7 +13,7 @@ from ramlab.data.datasets import DATASETS
 from ramlab.errors import RamlabError
 from ramlab.files import check_json_target, write_json
 from ramlab.models.registry import model_class, model_config_class, model_names
-from ramlab.runconfig import READ_BY, RunConfig, TrainConfig, config_path, unused_fields
+from ramlab.runconfig import READ_BY, RunConfig, TrainConfig, config_path, recipe_names, unused_fields
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +79,11 @@ def run_config_from_args(args: argparse.Namespace, *, saved: dict | None = None)
         }
     if args.config:
         loaded = load_yaml(config_path(args.config))
+        if not loaded:  # would train the defaults, as if no --config were given
+            raise RamlabError(
+                f"{args.config}: the config file holds no settings; give one that does, a recipe "
+                f"({', '.join(recipe_names())}), or no --config"
+            )
         if loaded.get("model", args.model) != args.model:
             raise RamlabError(f"{args.config} is a config for model {loaded['model']!r}, not {args.model!r}")
         for key, value in loaded.items():
@@ -177,6 +182,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.rollouts < 1:
         raise RamlabError(f"--rollouts must be >= 1, got {args.rollouts}")
+    if args.limit is not None and args.limit < 1:  # before the split is built
+        raise RamlabError(f"--limit must be >= 1 (leave it out for all scenes), got {args.limit}")
     if args.json is not None:
         check_json_target(args.json, keys=("run", "split", "error"), what="an evaluation")
     set_threads(args.threads)
