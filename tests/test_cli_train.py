@@ -285,3 +285,15 @@ def test_eval_repeats_the_trainers_sampled_figures_at_any_batch_size(fake_mnist,
     # Monte Carlo: image i's M rollouts are the same draws in batches of 3 and of 8.
     three, eight = (evaluate_run(out, rollouts=4, limit=8, device="cpu", batch_size=size) for size in (3, 8))
     assert three["loss"] == pytest.approx(eight["loss"], rel=1e-6) and three["error"] == eight["error"]
+
+
+def test_a_random_policy_run_end_to_end_says_how_it_looked(fake_mnist, tmp_path, capsys) -> None:
+    """`--policy random`: the paper's random-glimpse control trains, tests, and names its
+    protocol; no part is reported starved (it has no policy to starve)."""
+    out = tmp_path / "run"
+    assert main(["train", "ram", *TINY, "--policy", "random", "--out", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["test_protocol"] == "random glimpse locations, one rollout"
+    assert "no gradient reached" not in capsys.readouterr().err
+    assert main(["eval", str(out), "--sample", "--limit", "4"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"] == "random glimpse locations, one rollout"

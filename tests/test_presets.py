@@ -53,7 +53,11 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
         assert RunConfig.load(config_path(data)).model_config.policy_trains_core
     assert not RunConfig.load(config_path("mnist")).model_config.policy_trains_core
     for glimpses in (4, 8):
-        groups = [g for g in paper.runs if g.model_config.get("glimpses") == glimpses]
+        groups = [
+            g
+            for g in paper.runs
+            if g.model_config.get("glimpses") == glimpses and "policy" not in g.model_config
+        ]
         assert [g.seeds for g in groups] == [1, 1]
         assert [bool(g.best_reward_of) for g in groups] == [False, True]
         assert set(groups[1].best_reward_of) == {g.name for g in six if g.model_config["reward"] != "sparse"}
@@ -73,7 +77,10 @@ def test_packaged_presets_load_and_hold_the_issue_plan():
     assert {g.name for g in six} | {"ram6-sparse-scaled"} <= swept  # every 6-glimpse reward
     assert {g.name for g in paper.runs if "centred" in g.name} <= swept
     jobs = Study(paper, "unused", log=lambda _: None).jobs()
-    assert sum(j.kind == "train" for j in jobs) == 72 + 9 + 4 + 16 + 36 + 12
+    assert sum(j.kind == "train" for j in jobs) == 72 + 9 + 4 + 16 + 2 + 36 + 12
+    # The paper's random-glimpse control, where it gives a number: 8 glimpses, the cluttered sets.
+    (random,) = [g for g in paper.runs if g.model_config.get("policy") == "random"]
+    assert random.model_config["glimpses"] == 8 and set(random.data) == {"cluttered60", "cluttered100"}
 
 
 def test_paper_rewards_add_to_each_recipes_own_sparse_weight():

@@ -255,7 +255,7 @@ def test_the_paper_study_trains_every_ram_from_its_recipe() -> None:
     from ramlab.study.preset import run_config
 
     paper = study.load_preset("paper")
-    changed = {"reward", "glimpses", "seed"}
+    changed = {"reward", "glimpses", "seed", "policy"}  # policy: the random-glimpse control
     checked = set()
     for group in (g for g in paper.runs if g.model == "ram"):
         for data in group.data:

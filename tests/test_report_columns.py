@@ -13,6 +13,7 @@ from ramlab.cli import main
 from ramlab.config import to_dict
 from ramlab.models.ram import RAMConfig
 from ramlab.report import write_report
+from ramlab.robustness import FORMAT
 
 
 def test_only_rams_whose_configs_say_so_count_as_trained_on_the_last_glimpse():
@@ -44,7 +45,7 @@ def test_robustness_pools_seeds_level_by_level_and_never_mixes_kinds(tmp_path):
             "error": errors,
             "count": 50,
         }
-        sweep = {"format": 2, "limit": None, "sample": False, "shifts": {"rotate": entry}, **kind}
+        sweep = {"format": FORMAT, "limit": None, "sample": False, "shifts": {"rotate": entry}, **kind}
         (folder / "robustness.json").write_text(json.dumps(sweep))
 
     sweep_of("fc-seed0", [0.0, 15.0], [2.0, 4.0])
@@ -223,6 +224,12 @@ def test_the_papers_baseline_numbers_only_beside_a_baseline_of_its_shape():
     assert paper_error(run("convnet", filters=8, kernel=10, stride=5, hidden=256)) == 1.62
     assert paper_error(run("convnet", filters=16, kernel=10, stride=5, hidden=256)) is None
     assert paper_error(run("ram", glimpses=6)) == 1.22
+    # Its random glimpses: their own row, only where the paper gives one (the cluttered sets).
+    assert paper_error(run("ram", glimpses=8, policy="random")) is None
+    cluttered = SimpleNamespace(model="ram", data="cluttered60", config={"model_config": {"glimpses": 8}})
+    assert paper_error(cluttered) == 4.04
+    cluttered.config["model_config"]["policy"] = "random"
+    assert paper_error(cluttered) == 14.4
 
 
 def test_the_flops_column_counts_every_rollout_the_test_error_averaged(tmp_path):

@@ -37,8 +37,14 @@ ONE_PASS = "one forward pass"
 """The protocol of a model without a location policy (fc, convnet, resnet)."""
 
 
-def protocol(*, sample: bool, rollouts: int) -> str:
-    """How a number was measured, in words (result files and the report quote it)."""
+def protocol(*, sample: bool, rollouts: int, random_places: bool = False) -> str:
+    """How a number was measured, in words (result files and the report quote it).
+    `random_places`: a RAM whose glimpses go to random places (`policy: random`), sampled or
+    not."""
+    if random_places:
+        if rollouts > 1:
+            return f"random glimpse locations, class probabilities averaged over {rollouts} rollouts (Monte Carlo)"
+        return "random glimpse locations, one rollout"
     if rollouts > 1:
         return f"sampled policy, class probabilities averaged over {rollouts} rollouts (Monte Carlo)"
     return "sampled policy, one rollout" if sample else "policy mean, one rollout"
@@ -155,7 +161,7 @@ def evaluate(
         count=count,
         protocol=ONE_PASS
         if isinstance(model, FeedForwardModel)
-        else protocol(sample=sample, rollouts=rollouts),
+        else protocol(sample=sample, rollouts=rollouts, random_places=model.looks_at_random),
         in_box=None if inside is None else (inside.double() * 100.0 / (count * rollouts)).tolist(),
         glimpse_distance=None if inside is None else distance.item() / (count * rollouts),
     )

@@ -240,6 +240,7 @@ def robustness_sweep(
             errors.append(evaluation.error)
             per_step.append(evaluation.per_step_error)
             count = evaluation.count
+            result["protocol"] = evaluation.protocol
             if progress:
                 progress(f"{name} {level:g}: error {evaluation.error:.2f}%")
         result["shifts"][name] = {
@@ -333,6 +334,8 @@ def format_sweep(result: dict[str, Any]) -> str:
     split = {"val": "validation"}.get(result.get("split", "test"), "test")
     if issubclass(model_class(result["model"]), FeedForwardModel):
         how = ONE_PASS
+    elif isinstance(result.get("protocol"), str):  # as evaluated (a random policy says so)
+        how = result["protocol"]
     else:
         how = protocol(sample=bool(result.get("sample")), rollouts=int(result.get("rollouts") or 1))
     counts = sorted({e["count"] for e in result["shifts"].values() if isinstance(e.get("count"), int)})

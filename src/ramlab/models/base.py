@@ -73,6 +73,12 @@ class Model(nn.Module):
         return Objective(loss=loss, metrics={"loss/classification": loss.detach()})
 
     @property
+    def looks_at_random(self) -> bool:
+        """Whether its glimpses go to random places, in evaluation too (the RAM's random-policy
+        control): an evaluation then says so rather than "policy mean"."""
+        return False
+
+    @property
     def training_copies(self) -> int:
         """How many times the trainer repeats each image in a batch (the RAM's M rollouts),
         consecutively: copies of image i are rows i*M .. i*M+M-1."""

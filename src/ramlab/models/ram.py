@@ -7,7 +7,8 @@
         l_{t+1} ~ policy(h_t.detach())                   # where to look next (h_t, undetached, with policy_trains_core)
     b_t = baseline(h_{t-1}.detach())                     # expected return of action l_t
 drop is dropout (in training, with `dropout` > 0) on the core's two non-recurrent connections;
-the policy and the baseline read the state undropped.
+the policy and the baseline read the state undropped. With `policy: random` every l_t is drawn
+uniformly over the canvas instead, in evaluation too, and there is no policy or baseline.
 
 `rollout` is the only implementation of this loop; training, evaluation, robustness and
 visualisation all call it (through `forward`).
@@ -69,20 +70,26 @@ class RAM(Model):
             combine=config.glimpse_combine,
         )
         self.core = build_core(config.core, input_dim=config.hidden, hidden=config.hidden)
-        self.policy = LocationPolicy(
+        # The random-policy control has neither: nothing chooses where it looks.
+        policy = LocationPolicy(
             hidden=config.hidden,
             std=config.std,
             learn_std=config.learn_std,
             mean=config.policy_mean,
             layer=config.policy_hidden,
         )
+        self.policy = None if self.looks_at_random else policy
         self.classifier = Classifier(hidden=config.hidden, num_classes=num_classes)
-        self.baseline = Baseline(hidden=config.hidden)
+        self.baseline = None if self.looks_at_random else Baseline(hidden=config.hidden)
+
+    @property
+    def looks_at_random(self) -> bool:
+        return self.config.policy == "random"
 
     def first_location(
         self, batch: int, device: torch.device, generator: torch.Generator | None, dtype: torch.dtype
     ) -> torch.Tensor:
-        if self.config.first_location == "centre":
+        if self.config.first_location == "centre" and not self.looks_at_random:
             return torch.zeros(batch, 2, device=device, dtype=dtype)
         return torch.rand(batch, 2, generator=generator, device=device, dtype=dtype) * 2.0 - 1.0
 
@@ -90,14 +97,17 @@ class RAM(Model):
         self, images: torch.Tensor, *, sample: bool, generator: torch.Generator | None
     ) -> tuple[torch.Tensor | None, ...]:
         """(first location (B, 2), the policy's standard-normal noise (B, T-1, 2) when
-        sampling, the dropout masks (2, B, T, hidden) in training with dropout), in the order
+        sampling (the random policy: the other T-1 places, uniform in [-1, 1], sampling or
+        not), the dropout masks (2, B, T, hidden) in training with dropout), in the order
         `rollout` draws them; None for what this pass does not use."""
         batch, device, config = images.shape[0], images.device, self.config
         dtype = images.dtype  # the model's (a float64 or bfloat16 model is fed its own dtype)
         location = self.first_location(batch, device, generator, dtype)
         noise = None
-        if sample:
-            shape = (batch, config.glimpses - 1, 2)
+        shape = (batch, config.glimpses - 1, 2)
+        if self.looks_at_random:
+            noise = torch.rand(shape, generator=generator, device=device, dtype=dtype) * 2.0 - 1.0
+        elif sample:
             noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
         masks = None
         if self.training and config.dropout > 0:
@@ -126,7 +136,8 @@ class RAM(Model):
         if randomness is None:
             randomness = self.draw_randomness(images, sample=sample, generator=generator)
         location, noise, masks = randomness
-        noise = noise if sample else None
+        places = noise if self.looks_at_random else None  # the random policy's, drawn
+        noise = noise if sample and places is None else None
         batch, device, steps = images.shape[0], images.device, self.config.glimpses
         if pyramid is None:
             pyramid = self.sense(images)
@@ -137,7 +148,11 @@ class RAM(Model):
             g = self.glimpse(self.retina.glimpse(pyramid, location), location)
             state = self.core(g if masks is None else g * masks[0, :, t], state)
             hiddens.append(self.core.hidden(state))
-            if t + 1 < steps:
+            if t + 1 == steps:
+                break
+            if places is not None:
+                location = places[:, t]
+            else:
                 state_in = hiddens[-1] if self.config.policy_trains_core else hiddens[-1].detach()
                 mu, log_std = self.policy(state_in)
                 if noise is None:
@@ -148,7 +163,7 @@ class RAM(Model):
                     actions.append(action)
                     means.append(mu)
                     log_stds.append(log_std)
-                locations.append(location)
+            locations.append(location)
         h = torch.stack(hiddens, dim=1)  # (B, T+1, hidden): h_{-1} = initial state, then h_0..h_{T-1}
         log_probs = images.new_zeros(batch, steps)  # (B, T); 0 where no policy acted
         entropy = images.new_zeros(batch, steps)
@@ -157,12 +172,15 @@ class RAM(Model):
             log_std = torch.stack(log_stds, dim=1) if self.config.learn_std else log_stds[0]
             log_probs[:, 1:] = self.policy.log_prob(torch.stack(actions, dim=1), mu, log_std)
             entropy[:, 1:] = self.policy.entropy(log_std, mu)
-        acted = torch.ones(steps, dtype=torch.bool, device=device)
-        acted[0] = False  # the first location is not the policy's
+        acted = torch.full((steps,), places is None, dtype=torch.bool, device=device)
+        acted[0] = False  # the first location is not the policy's (nor any, drawn at random)
+        baselines = (
+            images.new_zeros(batch, steps) if self.baseline is None else self.baseline(h[:, :-1].detach())
+        )
         return Rollout(
             locations=torch.stack(locations, dim=1),
             log_probs=log_probs,
-            baselines=self.baseline(h[:, :-1].detach()),
+            baselines=baselines,
             step_logits=self.classifier(h[:, 1:] if masks is None else h[:, 1:] * masks[1]),
             entropy=entropy,
             acted=acted,
@@ -173,7 +191,7 @@ class RAM(Model):
     def parameter_groups(self) -> list[dict]:
         """The location policy in a group of its own when its learning rate is scaled. At the
         default scale one group, as before the option: older runs' optimiser state resumes."""
-        if self.config.policy_lr == 1.0:
+        if self.config.policy_lr == 1.0 or self.policy is None:
             return super().parameter_groups()
         policy = {id(p) for p in self.policy.parameters()}
         return [

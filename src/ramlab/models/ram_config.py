@@ -14,6 +14,7 @@ from ramlab.models.policy import MAX_LOG_STD, MIN_STD, POLICY_MEANS
 from ramlab.rewards import parse_reward
 
 FIRST_LOCATIONS = ("random", "centre")
+POLICIES = ("learned", "random")
 BASELINES = ("learned", "rollouts")
 
 
@@ -54,6 +55,13 @@ class RAMConfig:
         "affine map",
     )
     first_location: str = param("random", "first glimpse location: random (the paper) or centre")
+    policy: str = param(
+        "learned",
+        "where the glimpses go: learned (the location policy, trained by REINFORCE) or random "
+        "(every glimpse at a place drawn uniformly over the canvas, in training and evaluation "
+        "alike: the paper's 'random glimpses' control, what a learned policy adds; no policy or "
+        "baseline is built, and the reward, the policy's settings and first_location are not read)",
+    )
     policy_trains_core: bool = param(
         False,
         "let the REINFORCE gradient reach the core and glimpse network through the policy's input "
@@ -126,6 +134,7 @@ class RAMConfig:
                 raise RamlabError(f"ram {name} must be a positive integer, got {getattr(self, name)}")
         choice("ram core", self.core, CORES)
         choice("ram first_location", self.first_location, FIRST_LOCATIONS)
+        choice("ram policy", self.policy, POLICIES)
         choice("ram policy_mean", self.policy_mean, POLICY_MEANS)
         choice("ram baseline", self.baseline, BASELINES)
         choice("ram glimpse_combine", self.glimpse_combine, COMBINES)

@@ -234,7 +234,12 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
     from ramlab.viz.curves import plot_rewards
 
     doc.heading(2, "Reward structures", "rewards")
-    rewarded = [r for r in inputs.runs if "reward" in r.config.get("model_config", {})]
+    rewarded = [  # a random policy (`policy: random`) has a reward in its config but no use for it
+        r
+        for r in inputs.runs
+        if "reward" in r.config.get("model_config", {})
+        and r.config["model_config"].get("policy", "learned") != "random"
+    ]
     compared = [d for d in inputs.datasets if len({r.label for r in rewarded if r.data == d}) > 1]
     if not compared:
         doc.para("Fewer than two reward structures were trained on any dataset.")
