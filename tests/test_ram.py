@@ -385,6 +385,10 @@ def test_a_random_policy_looks_where_its_draws_say_and_has_no_policy(sample: boo
     rollout = ram.rollout(images(), sample=sample, randomness=(first, places, masks))
     assert torch.equal(rollout.locations, torch.cat([first[:, None], places], dim=1))
     assert not rollout.acted.any() and not rollout.log_probs.any() and not rollout.baselines.any()
+    # A scene's places do not depend on how many scenes were drawn with it (a figure of 6
+    # scenes shows the places the evaluation of 10,000 used).
+    few = ram.draw_randomness(images(3), sample=sample, generator=gen(3))
+    assert torch.equal(few[0], first[:3]) and torch.equal(few[1], places[:3])
     # Two passes with the same generator: the same places (an evaluation repeats itself).
     assert torch.equal(ram.rollout(images(), sample=sample, generator=gen(4)).locations,
                        ram.rollout(images(), sample=sample, generator=gen(4)).locations)  # fmt: skip

@@ -258,3 +258,19 @@ def test_the_flops_column_counts_every_rollout_the_test_error_averaged(tmp_path)
     column = [c.strip() for c in header.strip("|").split("|")].index("FLOPs / image")
     assert table_row(report, "`ram`")[column] == "12 M"  # 3 M a rollout, 4 rollouts
     assert table_row(report, "`fc`")[column] == "3 M"  # one pass, whatever the setting says
+
+
+def test_a_run_from_before_a_field_existed_shares_its_label_with_a_newer_one(tmp_path):
+    # `policy` joined RAMConfig later: an older run's config lacks it, a newer one says
+    # `learned`. They are one experiment (the default is the old behaviour), not two labels.
+    from ramlab.report import find_runs
+
+    new = to_dict(RAMConfig(glimpses=6))
+    old = {k: v for k, v in new.items() if k != "policy"}
+    write_run(tmp_path, "ram-seed0", model="ram", data="mnist", seed=0, error=2.0, model_config=old)
+    write_run(tmp_path, "ram-seed1", model="ram", data="mnist", seed=1, error=3.0, model_config=new)
+    write_run(tmp_path, "ram-random-seed0", model="ram", data="mnist", seed=0, error=9.0,
+              model_config={**new, "policy": "random"})  # fmt: skip
+    labels = {run.path.name: run.label for run in find_runs(tmp_path)}
+    assert labels["ram-seed0"] == labels["ram-seed1"] == "ram (policy=learned)"
+    assert labels["ram-random-seed0"] == "ram (policy=random)"

@@ -142,6 +142,12 @@ def test_sweep_json_shape_and_training_level_matches_the_test_error(run_dir, tmp
     assert saved["shifts"]["noise"]["error"][0] == pytest.approx(trained["test_error"])
     limited = robustness_sweep(run_dir, shifts={"noise": [0.0, 0.5]}, limit=8, device="cpu")
     assert limited["shifts"]["noise"]["count"] == 8
+    # The protocol is recorded whether or not a shift was swept here (kept shifts, a random
+    # policy: format_sweep reads it rather than assuming the policy mean).
+    kept = robustness_sweep(run_dir, shifts={"rotate": [0, 30, 60]}, device="cpu", json_path=path)
+    assert kept["protocol"] == saved["protocol"] == "policy mean, one rollout"
+    random = {**saved, "protocol": "random glimpse locations, one rollout"}
+    assert "(random glimpse locations, one rollout; 20 scenes a level)" in robustness.format_sweep(random)
 
 
 def test_a_validation_sweep_reads_the_validation_split_and_not_the_test_split(run_dir, monkeypatch):

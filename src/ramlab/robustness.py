@@ -186,6 +186,9 @@ def robustness_sweep(
         "seed": config.train.seed,
         "data_seed": seed,
         "weights": weights_digest(model),
+        "protocol": ONE_PASS
+        if isinstance(model, FeedForwardModel)
+        else protocol(sample=sample, rollouts=rollouts, random_places=model.looks_at_random),
         "commit": commit or run_commit(),
         "command": command or shlex.join(["ramlab", *sys.argv[1:]]),
         "shifts": {},
@@ -240,7 +243,6 @@ def robustness_sweep(
             errors.append(evaluation.error)
             per_step.append(evaluation.per_step_error)
             count = evaluation.count
-            result["protocol"] = evaluation.protocol
             if progress:
                 progress(f"{name} {level:g}: error {evaluation.error:.2f}%")
         result["shifts"][name] = {

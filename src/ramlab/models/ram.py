@@ -89,7 +89,7 @@ class RAM(Model):
     def first_location(
         self, batch: int, device: torch.device, generator: torch.Generator | None, dtype: torch.dtype
     ) -> torch.Tensor:
-        if self.config.first_location == "centre" and not self.looks_at_random:
+        if self.config.first_location == "centre":
             return torch.zeros(batch, 2, device=device, dtype=dtype)
         return torch.rand(batch, 2, generator=generator, device=device, dtype=dtype) * 2.0 - 1.0
 
@@ -102,13 +102,15 @@ class RAM(Model):
         `rollout` draws them; None for what this pass does not use."""
         batch, device, config = images.shape[0], images.device, self.config
         dtype = images.dtype  # the model's (a float64 or bfloat16 model is fed its own dtype)
-        location = self.first_location(batch, device, generator, dtype)
         noise = None
-        shape = (batch, config.glimpses - 1, 2)
-        if self.looks_at_random:
-            noise = torch.rand(shape, generator=generator, device=device, dtype=dtype) * 2.0 - 1.0
-        elif sample:
-            noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        if self.looks_at_random:  # in one draw, row by row: a scene's places are the same in any batch
+            places = torch.rand(batch, config.glimpses, 2, generator=generator, device=device, dtype=dtype)
+            location, noise = places[:, 0] * 2.0 - 1.0, places[:, 1:] * 2.0 - 1.0
+        else:
+            location = self.first_location(batch, device, generator, dtype)
+            if sample:
+                shape = (batch, config.glimpses - 1, 2)
+                noise = torch.randn(shape, generator=generator, device=device, dtype=dtype)
         masks = None
         if self.training and config.dropout > 0:
             keep = 1.0 - config.dropout

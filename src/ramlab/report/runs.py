@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ramlab.config import flatten
+from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.report.checks import (
     Damaged,
@@ -194,8 +195,22 @@ def find_runs(root: Path) -> list[Run]:
 
 
 def experiment(config: dict) -> dict[str, Any]:
-    """The config as dotted keys, less the fields that never make two runs different experiments."""
-    return {k: v for k, v in flatten(config).items() if k not in NOT_EXPERIMENT}
+    """The config as dotted keys, less the fields that never make two runs different experiments.
+    A field the config lacks takes this version's default (`with_defaults`)."""
+    return {k: v for k, v in flatten(with_defaults(config)).items() if k not in NOT_EXPERIMENT}
+
+
+def with_defaults(config: dict) -> dict:
+    """The config with this version's defaults for the fields it lacks: a run trained before a
+    field existed has its default's behaviour (an option is added with the old behaviour as its
+    default), so that run and a newer one of the same experiment share a label (`policy` is
+    missing from the one, `learned` in the other). As read where this version cannot read it."""
+    from ramlab.runconfig import RunConfig
+
+    try:
+        return RunConfig.from_dict(config).to_dict()
+    except (RamlabError, TypeError, ValueError, AttributeError):
+        return config
 
 
 def _label(runs: list[Run]) -> None:

@@ -72,7 +72,7 @@ def evaluate_run_extras(
         "command": command or shlex.join(["ramlab", *sys.argv[1:]]),
     }
     if attention:
-        if spec.sampled:
+        if spec.sampled and not model.looks_at_random:  # random places: the test error again
             result["sampled"] = evaluate(model, loader, sample=True).to_dict()
         result["where"] = where_glimpses_go(model, loader)
         if spec.glimpses:

@@ -72,7 +72,8 @@ def _retina_of(model) -> tuple[int, int]:
 @torch.no_grad()
 def trajectories(model, scenes, *, seed: int = EVAL_SEED) -> Trajectories:
     """Run the model once (policy mean, as in evaluation: the same first locations where they
-    are random, drawn on the CPU whatever the device) on every scene of `scenes`."""
+    are random, and a random policy's same places, drawn on the CPU whatever the device) on
+    every scene of `scenes`."""
     from ramlab.data.loader import SceneLoader
 
     glimpse_size, scales = _retina_of(model)

@@ -4,8 +4,9 @@ glimpses go.
 
 Learning speed is the first epoch whose validation error is at most SPEED_FACTOR times the
 sparse reference's best (its seeds' mean of their lowest validation error): a bar every
-reward can reach, set by the reward it is compared with, so the column says how much sooner
-or later a reward gets near the paper's reward's final accuracy. On cluttered60 (recipe, seed
+reward can reach, set by the reward it is compared with (the sparse reward alone, at the
+reward's own sparse weight where that trained), so the column says how much sooner or later a
+reward gets near that reward's final accuracy. On cluttered60 (recipe, seed
 0, results/rewards-recipe/) the box penalty passes it at epoch 26 and the sparse reward's two
 seeds at 42 and 43, though the box penalty's best validation error ends level with theirs.
 

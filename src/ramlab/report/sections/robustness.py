@@ -92,7 +92,11 @@ def _kind_tables(doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: l
         name: {label: [e for _, e in pairs] for label, pairs in per.items()} for name, per in sweeps.items()
     }
     glimpses = [run.takes_glimpses for run in runs]
-    doc.para(f"*{_kind_words(kind, glimpses=any(glimpses), one_pass=not all(glimpses))}*")
+    words = _kind_words(kind, glimpses=any(glimpses), one_pass=not all(glimpses))
+    randomly = sorted({r.label for r in runs if str(r.robustness.get("protocol", "")).startswith("random")})
+    if randomly:  # the random-glimpse control has no policy to take the mean of
+        words += f"; {', '.join(randomly)}: random glimpse locations"
+    doc.para(f"*{words}*")
     stem = f"robustness-{data}" if number == 0 else f"robustness-{data}-{number}"
     path = plot_robustness(entries, inputs.fig_path(stem), styles=inputs.styles, split=split)
     doc.figure(
