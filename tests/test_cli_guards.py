@@ -307,6 +307,9 @@ def test_a_folder_given_as_a_file_says_so(run, tmp_path, capsys):
     argv = ["cost", "--models", "fc", "--sizes", "28", "--repeats", "1", "--batch", "2", "--device", "cpu"]
     assert main([*argv, "--json", str(tmp_path / "empty")]) == 2
     assert f"--json {tmp_path / 'empty'} is a folder: give a file path" in capsys.readouterr().err
+    # robustness too, before sweeping (it used to fail at its first write, a shift later)
+    assert main(["robustness", str(run), "--shift", "noise", "--json", str(tmp_path / "empty")]) == 2
+    assert f"--json {tmp_path / 'empty'} is a folder: give a file path" in capsys.readouterr().err
 
 
 def test_an_empty_config_file_is_refused_not_read_as_the_defaults(tmp_path, capsys):

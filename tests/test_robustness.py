@@ -3,7 +3,6 @@ digits at every level, resuming a partial sweep, the CLI and its errors."""
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import numpy as np
@@ -12,8 +11,8 @@ import tiny
 
 from ramlab import robustness
 from ramlab.cli import main
-from ramlab.data.datasets import dataset_spec, evaluation_subset, load_split, resolve_spec, split_seed
-from ramlab.data.scenes import SceneSpec, generate_scenes, placement_range
+from ramlab.data.datasets import dataset_spec, evaluation_subset, load_split, resolve_spec
+from ramlab.data.scenes import placement_range
 from ramlab.errors import RamlabError
 from ramlab.models.ram import RAMConfig
 from ramlab.robustness import (
@@ -27,7 +26,6 @@ from ramlab.robustness import (
 )
 from ramlab.run import evaluate_run
 from ramlab.runconfig import RunConfig, TrainConfig
-from ramlab.sweeps import sweep_kind
 from ramlab.trainer import Trainer
 
 TINY_RAM = RAMConfig(**tiny.TINY_RAM, glimpses=2)
@@ -358,68 +356,6 @@ def test_the_translate_level_a_run_trained_at_reads_its_own_test_scenes(fake_mni
     assert np.array_equal(shifted_scenes(at_trained, base=base, seed=0, limit=None).images, own.images)
     assert kind.spec(base, 16).max_offset is None  # the whole canvas, on centred60 too
     assert kind.spec(base, 15).max_offset == 15
-
-
-@pytest.mark.parametrize("data", ["translated60", "cluttered60"])
-def test_noise_and_clutter_levels_are_the_runs_test_scenes_with_only_that_changed(fake_mnist, data):
-    # Every level draws from the run's own spec's stream (format 5). Seeded by each level's own
-    # spec (format 4), every level placed its digits anew: no box would match.
-    base = resolve_spec(data)
-    own = load_split(data, "test", seed=0, cache=False)
-    noise = SHIFTS["noise"]
-    low, high = (shifted_scenes(noise.spec(base, s), base=base, seed=0, limit=None) for s in (0.1, 0.2))
-    assert np.array_equal(low.bboxes, own.bboxes) and np.array_equal(high.bboxes, own.bboxes)
-    # The same draws times σ: where neither level clipped, 0.2's noise is twice 0.1's (each
-    # rounded to a whole intensity, so within 0.5 + 2 x 0.5).
-    clean, a, b = (x.images.astype(float) for x in (own, low, high))
-    inside = (a > 0) & (a < 255) & (b > 0) & (b < 255)
-    assert inside.mean() > 0.3
-    assert np.abs((b - clean) - 2 * (a - clean))[inside].max() <= 1.5
-    # Clutter: the first N pieces of one sequence, laid on the same placements.
-    counts = [0, 2, 4, 8]
-    clutter = SHIFTS["clutter"]
-    levels = [shifted_scenes(clutter.spec(base, n), base=base, seed=0, limit=None) for n in counts]
-    for fewer, more in itertools.pairwise(levels):
-        assert np.array_equal(fewer.bboxes, own.bboxes) and np.array_equal(more.bboxes, own.bboxes)
-        assert (more.images >= fewer.images).all() and (more.images > fewer.images).any()
-    assert np.array_equal(levels[counts.index(base.clutter_count)].images, own.images)
-
-
-def test_every_level_keeps_the_clutter_and_noise_but_a_level_of_one_place():
-    # Blank digits but one: the scenes hold only clutter (cut from the lit digit) and noise.
-    # A rotation level draws its warp apart; a translate or scale level maps the same
-    # placement draws onto its window (one each: NumPy's bounded integers), so the clutter and
-    # noise stay. Translate 0 has one place, draws nothing for it, and shifts them.
-    digits = np.zeros((40, 28, 28), dtype=np.uint8)
-    digits[0] = 255
-    labels = np.arange(40) % 10
-    base = SceneSpec(canvas=60, clutter_count=4, noise=0.1)
-    own = generate_scenes(base, digits, labels, seed=3).images[1:]
-    for name, level in [("rotate", 45), ("translate", 4), ("translate", 8), ("scale", 0.5), ("scale", 1.3)]:
-        level_scenes = generate_scenes(SHIFTS[name].spec(base, level), digits, labels, seed=3)
-        assert np.array_equal(level_scenes.images[1:], own), (name, level)
-    single = generate_scenes(SHIFTS["translate"].spec(base, 0), digits, labels, seed=3)
-    assert not np.array_equal(single.images[1:], own)
-
-
-def test_every_level_is_drawn_with_the_runs_own_seed(fake_mnist):
-    base = resolve_spec("cluttered60")
-    images, labels = fake_mnist.test_images, fake_mnist.test_labels
-    for name, level in [("rotate", 30), ("noise", 0.2), ("translate", 8)]:
-        spec = SHIFTS[name].spec(base, level)
-        swept = shifted_scenes(spec, base=base, seed=1, limit=None)
-        made = generate_scenes(spec, images, labels, seed=split_seed(base, 1, "test"))
-        assert np.array_equal(swept.images, made.images), name
-        other = generate_scenes(spec, images, labels, seed=split_seed(spec, 1, "test"))  # format 4's
-        assert not np.array_equal(swept.images, other.images), name
-
-
-def test_a_sweep_of_an_earlier_format_is_another_kind_of_sweep():
-    current = {"format": robustness.FORMAT, "split": "test", "limit": None, "sample": False}
-    assert same_sweep(current, limit=None, sample=False)
-    for older in (4, 3, "5", None):  # 4 drew every level anew; a damaged format reads as the oldest
-        assert not same_sweep({**current, "format": older}, limit=None, sample=False), older
-    assert sweep_kind({**current, "format": 4})[-1] and not sweep_kind(current)[-1]
 
 
 @pytest.mark.parametrize(

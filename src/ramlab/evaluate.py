@@ -50,6 +50,14 @@ def protocol(*, sample: bool, rollouts: int, random_places: bool = False) -> str
     return "sampled policy, one rollout" if sample else "policy mean, one rollout"
 
 
+def protocol_of(model: Model, *, sample: bool, rollouts: int) -> str:
+    """`protocol` for this model: one forward pass for a model without glimpses, and a RAM's
+    random places said as such."""
+    if isinstance(model, FeedForwardModel):
+        return ONE_PASS
+    return protocol(sample=sample, rollouts=rollouts, random_places=model.looks_at_random)
+
+
 @dataclass
 class Evaluation:
     error: float  # % of wrong final predictions
@@ -159,9 +167,7 @@ def evaluate(
         per_step_error=per_step,
         loss=loss_sum.item() / count,
         count=count,
-        protocol=ONE_PASS
-        if isinstance(model, FeedForwardModel)
-        else protocol(sample=sample, rollouts=rollouts, random_places=model.looks_at_random),
+        protocol=protocol_of(model, sample=sample, rollouts=rollouts),
         in_box=None if inside is None else (inside.double() * 100.0 / (count * rollouts)).tolist(),
         glimpse_distance=None if inside is None else distance.item() / (count * rollouts),
     )

@@ -53,7 +53,7 @@ from ramlab.data.datasets import resolve_spec
 from ramlab.data.loader import SceneLoader
 from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
 from ramlab.errors import RamlabError, unknown_name
-from ramlab.evaluate import ONE_PASS, evaluate, protocol
+from ramlab.evaluate import ONE_PASS, evaluate, protocol, protocol_of
 from ramlab.files import check_json_target, write_json
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class
@@ -186,9 +186,7 @@ def robustness_sweep(
         "seed": config.train.seed,
         "data_seed": seed,
         "weights": weights_digest(model),
-        "protocol": ONE_PASS
-        if isinstance(model, FeedForwardModel)
-        else protocol(sample=sample, rollouts=rollouts, random_places=model.looks_at_random),
+        "protocol": protocol_of(model, sample=sample, rollouts=rollouts),
         "commit": commit or run_commit(),
         "command": command or shlex.join(["ramlab", *sys.argv[1:]]),
         "shifts": {},
@@ -277,6 +275,8 @@ def weights_digest(model: torch.nn.Module) -> str:
 def _sweep_words(sweep: dict[str, Any]) -> str:
     limit = sweep.get("limit")
     policy = "sampled" if sweep.get("sample") else "policy mean"
+    if str(sweep.get("protocol", "")).startswith("random"):
+        policy = "random glimpse locations"
     digits = "all digits" if limit is None else f"{limit} digits"
     weights = f", weights {sweep['weights']}" if sweep.get("weights") else ""
     return (

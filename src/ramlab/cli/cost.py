@@ -55,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config",
         action="append",
         default=[],
-        metavar="NAME|FILE",
-        help="measure a config's model as it trains (a recipe name, e.g. translated60, or a run's "
-        "config.yaml), adapted to each size, instead of that model's defaults; repeatable, one "
+        metavar="NAME|FILE|RUN_DIR",
+        help="measure a config's model as it trains (a recipe name, e.g. translated60, a run's "
+        "config.yaml or its folder), adapted to each size, instead of that model's defaults; repeatable, one "
         "per model",
     )
     add_threads_arg(p)

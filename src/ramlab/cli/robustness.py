@@ -70,6 +70,10 @@ def cmd_robustness(args: argparse.Namespace) -> int:
         raise RamlabError(f"--limit must be >= 1, got {args.limit}")
     if args.rollouts < 1:
         raise RamlabError(f"--rollouts must be >= 1, got {args.rollouts}")
+    if args.json and Path(args.json).is_dir():  # before a sweep of minutes, not at its first write
+        raise RamlabError(
+            f"--json {args.json} is a folder: give a file path (such as {Path(args.json) / 'robustness.json'})"
+        )
     shifts = {name: args.levels for name in names}
     set_threads(args.threads)
     result = robustness_sweep(

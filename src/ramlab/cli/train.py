@@ -24,9 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = models.add_parser(name, help=(cls.__doc__ or name).strip().splitlines()[0])
         p.add_argument(
             "--config",
-            metavar="FILE.yaml",
-            help="a run config (model, data, train, model_config), as a YAML file or the name of a "
-            "committed recipe (mnist, translated60, cluttered60, cluttered100); options below override it",
+            metavar="FILE.yaml|RECIPE|RUN_DIR",
+            help="a run config (model, data, train, model_config): a YAML file, the name of a "
+            "committed recipe (mnist, translated60, cluttered60, cluttered100) or a run's folder (its "
+            "config.yaml); options below override it",
         )
         p.add_argument(
             "--data",

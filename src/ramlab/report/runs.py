@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from ramlab.config import flatten
-from ramlab.errors import RamlabError
 from ramlab.metrics import read_metrics
 from ramlab.report.checks import (
     Damaged,
@@ -209,7 +208,7 @@ def with_defaults(config: dict) -> dict:
 
     try:
         return RunConfig.from_dict(config).to_dict()
-    except (RamlabError, TypeError, ValueError, AttributeError):
+    except Exception:  # a hand-edited file may fail in any way: it must never stop a report
         return config
 
 
