@@ -111,7 +111,14 @@ def test_paper_rewards_add_to_each_recipes_own_sparse_weight():
     )
     assert recipe_weight["mnist"] == 1.0
     combined = {g.name for g in paper.runs if "+" in g.model_config.get("reward", "")}
-    assert combined == {"ram6-infogain", "ram6-bbox", "ram6-infogain-bbox", "ram6-infogain-terminal"}
+    # (and the centred-digit RAM, whose reward is translated60's recipe's own)
+    assert combined == {
+        "ram6-infogain",
+        "ram6-bbox",
+        "ram6-infogain-bbox",
+        "ram6-infogain-terminal",
+        "ram6-centred",
+    }
 
 
 def test_seeds_option_replaces_the_default_only(tmp_path):

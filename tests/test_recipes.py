@@ -50,12 +50,12 @@ def test_a_recipe_is_the_papers_set_up_for_its_dataset(name: str) -> None:
     assert ram.glimpses == 6
     # The paper's sparse reward; at a weight other than 1 only where REINFORCE trains the core
     # (policy_trains_core): elsewhere Adam makes the weight all but irrelevant. Beside it a new
-    # reward only where validation chose one (TUNING.md): the cluttered sets, information gain
-    # per glimpse (@0), since the telescoped form (gamma 1) is another reward.
+    # reward only where validation chose one (TUNING.md): translated60 and the cluttered sets,
+    # information gain per glimpse (@0), since the telescoped form (gamma 1) is another reward.
     weights = parse_reward(ram.reward)
     assert weights["sparse"] == 1.0 or ram.policy_trains_core
     others = {k: v for k, v in weights.items() if k != "sparse"}
-    if name in ("cluttered60", "cluttered100"):
+    if name in ("translated60", "cluttered60", "cluttered100"):
         assert others == {"infogain": 0.1} and parse_discounts(ram.reward) == {"infogain": 0.0}
     else:
         assert sparse_weight(ram.reward) == weights["sparse"] and not others
