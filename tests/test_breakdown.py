@@ -163,7 +163,7 @@ def test_the_script_refuses_a_missing_run_and_runs_on_two_datasets(
         == 0
     )
     for argv, says in (
-        ([str(tmp_path / "nope")], "nope: not a run directory"),
+        ([str(tmp_path / "nope")], "nope: no such folder"),
         ([str(runs["translated60"]), str(runs["cluttered60"])], "different datasets"),
         ([str(runs["translated60"]), str(other_scenes)], "the runs' scenes differ (data seeds"),
         ([str(runs["translated60"]), "--offsets", "10", "0"], "--offsets must be strictly ascending"),

@@ -85,7 +85,7 @@ def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
 
     for limit in ("0", "-5"):  # not "all but 5": a clear error
         assert main(["eval", str(out), "--limit", limit, "--device", "cpu"]) == 2
-        assert f"a limit of test scenes must be >= 1 (None: all), got {limit}" in capsys.readouterr().err
+        assert f"--limit must be >= 1 (leave it out for all scenes), got {limit}" in capsys.readouterr().err
 
     with pytest.raises(SystemExit):  # argparse: a negative thread count is refused
         main(["eval", str(out), "--threads", "-1"])
