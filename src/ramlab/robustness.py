@@ -58,7 +58,7 @@ from ramlab.files import check_json_target, write_json
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class
 from ramlab.shifts import SHIFTS, Shift, one_place, resolve_levels
-from ramlab.sweeps import sweep_kind
+from ramlab.sweeps import format_of, sweep_kind
 
 # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
 # 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
@@ -82,11 +82,11 @@ def same_sweep(
     return sweep_format(previous) == FORMAT and sweep_kind(previous) == wanted
 
 
-def sweep_format(sweep: dict[str, Any]) -> int | None:
+def sweep_format(sweep: dict[str, Any]) -> int:
     """A saved sweep's format, read as format 4 where the change to it made no difference
     (format 4 changed only the scale levels of a dataset of one placement). Format 5 changed
     every level but a dataset's own, so both are older sweeps now (`sweeps.sweep_kind`)."""
-    found = sweep.get("format")
+    found = format_of(sweep)
     if found == 3:
         data = sweep.get("data")
         try:

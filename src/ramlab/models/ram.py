@@ -70,7 +70,8 @@ class RAM(Model):
             combine=config.glimpse_combine,
         )
         self.core = build_core(config.core, input_dim=config.hidden, hidden=config.hidden)
-        # The random-policy control has neither: nothing chooses where it looks.
+        # The random-policy control has neither: nothing chooses where it looks. The policy is
+        # built all the same, so that for a seed the layers both have start as the learned RAM's.
         policy = LocationPolicy(
             hidden=config.hidden,
             std=config.std,

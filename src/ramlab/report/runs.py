@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,11 @@ class Run:
     evaluation: dict | None
     robustness: dict | None
     label: str = ""
+
+    @cached_property
+    def settings(self) -> dict[str, Any]:
+        """`experiment(self.config)`, read once (it builds the run's config: a few ms)."""
+        return experiment(self.config)
 
     @property
     def model(self) -> str:
@@ -174,7 +180,7 @@ def _one_per_seed(runs: list[Run]) -> tuple[list[Run], list[Skipped]]:
     kept: dict[tuple, Run] = {}
     copies = []
     for run in runs:
-        key = (run.finished, run.seed, repr(sorted(experiment(run.config).items())))
+        key = (run.finished, run.seed, repr(sorted(run.settings.items())))
         first = kept.setdefault(key, run)
         if first is not run:
             copies.append(
@@ -218,7 +224,7 @@ def _label(runs: list[Run]) -> None:
     for run in runs:
         groups.setdefault((run.data, run.model), []).append(run)
     for (_, model), members in groups.items():
-        flats = [experiment(r.config) for r in members]
+        flats = [r.settings for r in members]
         keys = sorted({k for f in flats for k in f if len({repr(g.get(k)) for g in flats}) > 1})
         for run, flat in zip(members, flats, strict=True):
             parts = [f"{k.split('.')[-1]}={_value(flat.get(k))}" for k in keys]

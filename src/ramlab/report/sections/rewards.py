@@ -39,7 +39,7 @@ from ramlab.report.doc import Doc
 from ramlab.report.formatting import fmt_mean_std, fmt_p, fmt_some
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.pooled import Stratum, group_name, pooled_comparisons
-from ramlab.report.runs import Run, by_label, experiment, links
+from ramlab.report.runs import Run, by_label, links
 from ramlab.report.stats import MAX_EXACT, SAMPLES, SIGNIFICANCE, PermutationTest, permutation_test
 
 MIN_SEEDS = 2  # per reward: one seed says nothing about the spread between seeds
@@ -121,21 +121,29 @@ def _test_errors(runs: list[Run]) -> list[float]:
 def _all_but_reward(groups: dict[str, list[Run]]) -> dict[str, dict]:
     """Each label's experiment settings, its reward left out."""
     return {
-        label: {k: v for k, v in experiment(runs[0].config).items() if k != "model_config.reward"}
+        label: {k: v for k, v in runs[0].settings.items() if k != "model_config.reward"}
         for label, runs in groups.items()
     }
+
+
+def own_sparse_weight(reward: str) -> float | None:
+    """The weight of the sparse term in `reward` (`0.1*sparse+bbox`: 0.1), None without one
+    (or for a reward this version cannot read)."""
+    from ramlab.rewards import parse_reward  # imports torch: only once a report compares rewards
+
+    try:
+        return parse_reward(reward).get("sparse")
+    except RamlabError:
+        return None
 
 
 def sparse_weight(reward: str) -> float | None:
     """The weight of the sparse reward when `reward` is the sparse reward alone (`sparse`: 1,
     `0.1*sparse`: 0.1); None for any other reward, or one this version cannot read."""
-    from ramlab.rewards import parse_reward  # imports torch: only once a report compares rewards
+    from ramlab.rewards import parse_reward
 
-    try:
-        weights = parse_reward(reward)
-    except RamlabError:
-        return None
-    return weights["sparse"] if set(weights) == {"sparse"} else None
+    weight = own_sparse_weight(reward)
+    return weight if weight is not None and set(parse_reward(reward)) == {"sparse"} else None
 
 
 def speed_bar(reference: list[list[CurvePoint]]) -> float | None:
@@ -155,17 +163,6 @@ def fmt_epochs_to(curves: list[list[CurvePoint]], bar: float | None) -> str:
     return text if len(reached) == len(curves) else f"{text} ({len(reached)} of {len(curves)} runs)"
 
 
-def own_sparse_weight(reward: str) -> float | None:
-    """The weight of the sparse term in `reward` (`0.1*sparse+bbox`: 0.1), None without one
-    (or for a reward this version cannot read)."""
-    from ramlab.rewards import parse_reward
-
-    try:
-        return parse_reward(reward).get("sparse")
-    except RamlabError:
-        return None
-
-
 def _versus(groups: dict[str, list[Run]], reference: str) -> str:
     weight = sparse_weight(_reward(groups[reference][0]))
     if weight == 1.0:
@@ -173,10 +170,9 @@ def _versus(groups: dict[str, list[Run]], reference: str) -> str:
     return f"the sparse reward at {weight:g} (`{_reward(groups[reference][0])}`)"
 
 
-def _sparse_alone(groups: dict[str, list[Run]], label: str) -> list[str]:
+def _sparse_alone(groups: dict[str, list[Run]], label: str, rest: dict[str, dict]) -> list[str]:
     """The labels under the sparse reward alone (at any weight) that differ from `label` only
-    in the reward."""
-    rest = _all_but_reward(groups)
+    in the reward (`rest`: `_all_but_reward(groups)`)."""
     return [
         other
         for other, runs in groups.items()
@@ -190,13 +186,13 @@ def comparisons(groups: dict[str, list[Run]]) -> dict[str, Comparison]:
     label's own sparse weight where one trained (a new reward added to `0.1*sparse` is tested
     against `0.1*sparse`, so the new term is the only difference), else at 1. The sparse
     reward alone at another weight is tested against it at 1 (the scale itself)."""
-    out = {}
+    out, rest = {}, _all_but_reward(groups)
     for label, runs in groups.items():
         reward = _reward(runs[0])
         if sparse_weight(reward) == 1.0:
             continue
         own = 1.0 if sparse_weight(reward) is not None else own_sparse_weight(reward) or 1.0
-        weights = {s: sparse_weight(_reward(groups[s][0])) for s in _sparse_alone(groups, label)}
+        weights = {s: sparse_weight(_reward(groups[s][0])) for s in _sparse_alone(groups, label, rest)}
         reference = next((s for s, w in weights.items() if w == own), None)
         reference = reference or next((s for s, w in weights.items() if w == 1.0), None)
         out[label] = Comparison.of(
@@ -213,12 +209,12 @@ def scale_controls(groups: dict[str, list[Run]], against: dict[str, Comparison])
     """Each label whose reward is not the sparse reward alone, against every label under the
     sparse reward alone at a weight other than its reference's in `against` (`comparisons`),
     with otherwise the same config: the control for a reward's scale."""
-    out = []
+    out, rest = [], _all_but_reward(groups)
     for label, runs in groups.items():
         if sparse_weight(_reward(runs[0])) is not None:
             continue
         reference = against[label].reference if label in against else None
-        for control in (c for c in _sparse_alone(groups, label) if c != reference):
+        for control in (c for c in _sparse_alone(groups, label, rest) if c != reference):
             out.append(
                 Comparison.of(
                     label,
