@@ -20,11 +20,13 @@ import itertools
 import json
 from dataclasses import asdict
 
+import numpy as np
 import torch
 
 from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
 from ramlab.data.datasets import kept_scenes, load_split
 from ramlab.data.loader import unit_pixels
+from ramlab.data.scenes import Subset
 from ramlab.errors import RamlabError
 from ramlab.provenance import command, run_commit
 from ramlab.run import load_run, refuse_unread_test
@@ -98,7 +100,8 @@ def main() -> None:
         parts = [f"{100 * k // args.parts}-{100 * (k + 1) // args.parts}%" for k in range(args.parts)]
         images = unit_pixels(torch.from_numpy(scenes.images[keep]).unsqueeze(1))
         labels = torch.from_numpy(scenes.labels[keep]).long()
-        result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes[keep]))
+        subset = Subset(np.arange(total)[keep], of=total)  # a random first glimpse: the whole split's
+        result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes[keep]), subset=subset)
         outcomes[run] = result
         offset_bins, offset_names = bins(result.offset_px, args.offsets)
         tables = {

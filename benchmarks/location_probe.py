@@ -51,7 +51,7 @@ def main() -> None:
     for run, (config, model) in loaded.items():
         scenes = load_split(config.data, args.split, seed=config.train.data_seed, limit=args.limit)
         images = unit_pixels(torch.from_numpy(scenes.images).unsqueeze(1))
-        rows = location_probe(model, images, torch.from_numpy(scenes.bboxes))
+        rows = location_probe(model, images, torch.from_numpy(scenes.bboxes), subset=scenes.subset)
         report["runs"][run] = {"data": config.data, "rows": probe_rows(rows)}
         print(f"{run} ({config.data}, {args.split}, {len(images)} scenes: 80% fit, 20% scored)")
         print(

@@ -10,7 +10,8 @@ import pytest
 import tiny
 import yaml
 
-from ramlab.cli import main
+from ramlab.cli import build_parser, main
+from ramlab.cli.train import default_run_dir, run_config_from_args
 from ramlab.config import load_yaml
 from ramlab.models.ram import RAMConfig
 from ramlab.run import evaluate_run
@@ -295,5 +296,11 @@ def test_a_random_policy_run_end_to_end_says_how_it_looked(fake_mnist, tmp_path,
     result = json.loads((out / "result.json").read_text())
     assert result["test_protocol"] == "random glimpse locations, one rollout"
     assert "no gradient reached" not in capsys.readouterr().err
-    assert main(["eval", str(out), "--sample", "--limit", "4"]) == 0
+    logged = set().union(*map(json.loads, (out / "metrics.jsonl").read_text().splitlines()))
+    assert "policy/location_spread" in logged and not logged & {"policy/reward", "loss/reinforce"}
+    assert main(["eval", str(out), "--sample", "--limit", "4"]) != 0  # nothing to sample
+    assert "no policy to sample" in capsys.readouterr().err
+    assert main(["eval", str(out), "--limit", "4"]) == 0
     assert json.loads(capsys.readouterr().out)["protocol"] == "random glimpse locations, one rollout"
+    config = run_config_from_args(build_parser().parse_args(["train", "ram", *TINY, "--policy", "random"]))
+    assert default_run_dir(config).name == "ram-translated60-random2-seed0"  # not the reward's name

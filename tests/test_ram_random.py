@@ -3,11 +3,15 @@ trains it (the CLI end to end: test_cli_train.py)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
-from test_ram import gen, images, make_ram
+from test_ram import IMAGE_SIZE, gen, images, make_ram
 
+from ramlab.data.loader import SceneLoader
+from ramlab.data.scenes import Scenes
 from ramlab.errors import RamlabError
+from ramlab.evaluate import check_sampling, evaluate
 from ramlab.models.ram import RAMConfig
 
 # ---- the random-policy control (`policy: random`) ----------------------------------------------
@@ -29,8 +33,8 @@ def test_a_random_policy_looks_where_its_draws_say_and_has_no_policy(sample: boo
     rollout = ram.rollout(images(), sample=sample, randomness=(first, places, masks))
     assert torch.equal(rollout.locations, torch.cat([first[:, None], places], dim=1))
     assert not rollout.acted.any() and not rollout.log_probs.any() and not rollout.baselines.any()
-    # A scene's places do not depend on how many scenes were drawn with it (a figure of 6
-    # scenes shows the places the evaluation of 10,000 used).
+    # A scene's places do not depend on how many scenes were drawn after it (a subset's are
+    # the whole split's rows: test_evaluation_subset.py).
     few = ram.draw_randomness(images(3), sample=sample, generator=gen(3))
     assert torch.equal(few[0], first[:3]) and torch.equal(few[1], places[:3])
     # Two passes with the same generator: the same places (an evaluation repeats itself).
@@ -45,10 +49,28 @@ def test_a_random_policy_trains_on_the_cross_entropy_alone() -> None:
     objective = ram.objective(out, labels, torch.zeros(5, 4, dtype=torch.long))
     ce = torch.nn.functional.cross_entropy(out.logits, labels)
     assert torch.allclose(objective.loss, ce)
-    assert objective.metrics["loss/reinforce"] == 0 and objective.metrics["loss/baseline"] == 0
+    # No reward is read and no policy's figures are logged (a reward logged beside learned
+    # runs' would read as this run's policy's).
+    assert set(objective.metrics) == {"loss/classification", "policy/location_spread"}
+    assert objective.metrics["policy/location_spread"] > 0.3  # uniform on [-1, 1]: std 0.577
     objective.loss.backward()
     for part in (ram.glimpse, ram.core, ram.classifier):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
     assert ram.parameter_groups()[0]["params"] == list(ram.parameters())  # no policy group
     with pytest.raises(RamlabError, match=r"ram policy must be one of learned, random; got .nowhere."):
         RAMConfig(policy="nowhere")
+
+
+def test_a_random_policy_refuses_a_sampled_evaluation_and_averages_several_rollouts() -> None:
+    ram = make_ram(policy="random")
+    scenes = Scenes(
+        np.zeros((4, *IMAGE_SIZE), dtype=np.uint8), np.arange(4), np.zeros((4, 4), dtype=np.int32)
+    )
+    loader = SceneLoader(scenes, batch_size=3)
+    with pytest.raises(RamlabError, match=r"no policy to sample.*drop --sample"):
+        evaluate(ram, loader, sample=True)  # the same numbers as the mean's, labelled sampled
+    with pytest.raises(RamlabError, match="no policy to sample"):
+        check_sampling(ram, sample=True, rollouts=1)
+    assert evaluate(ram, loader).protocol == "random glimpse locations, one rollout"
+    averaged = evaluate(ram, loader, rollouts=2)
+    assert averaged.protocol.startswith("random glimpse locations, class probabilities averaged over 2")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ramlab.data.scenes import Subset
 from ramlab.evaluate import passes
 from ramlab.models.base import Model
 from ramlab.probe import box_centres
@@ -43,15 +44,22 @@ class GroupError:
 
 @torch.inference_mode()
 def scene_outcomes(
-    model: Model, images: torch.Tensor, labels: torch.Tensor, bboxes: torch.Tensor, *, batch_size: int = 500
+    model: Model,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    bboxes: torch.Tensor,
+    *,
+    batch_size: int = 500,
+    subset: Subset | None = None,
 ) -> Outcomes:
     """images (N, 1, H, W) in [0, 1], labels (N,), bboxes (N, 4) as (x0, y0, x1, y1) pixels.
-    The passes are `ramlab.evaluate`'s (a random first glimpse drawn as it draws it)."""
+    The passes are `ramlab.evaluate`'s (a random first glimpse drawn as it draws it; `subset`:
+    which scenes of their whole split these are, `Scenes.subset`)."""
     was_training = model.training
     model.eval()
     image_size = tuple(images.shape[-2:])
     wrong, inside = [], []
-    for rows, out in passes(model, images, batch_size=batch_size):
+    for rows, out in passes(model, images, batch_size=batch_size, subset=subset):
         wrong.append(out.step_logits[:, -1].argmax(dim=1) != labels[rows])
         if out.rollout is not None:
             hits = box_distance(out.rollout.locations, bboxes[rows], image_size) == 0  # (B, T)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ramlab.data.loader import SceneLoader
+from ramlab.data.scenes import Subset
 from ramlab.errors import RamlabError
 from ramlab.models.base import FeedForwardModel, Model, ModelOutput
 from ramlab.rewards import box_distance, to_pixels
@@ -56,6 +57,21 @@ def protocol_of(model: Model, *, sample: bool, rollouts: int) -> str:
     if isinstance(model, FeedForwardModel):
         return ONE_PASS
     return protocol(sample=sample, rollouts=rollouts, random_places=model.looks_at_random)
+
+
+def check_sampling(model: Model, *, sample: bool, rollouts: int) -> None:
+    """Refuse a sampled evaluation where there is nothing to sample: it would give the same
+    numbers under a false label (and another kind of sweep)."""
+    if sample and rollouts == 1 and model.looks_at_random:
+        raise RamlabError(
+            "a RAM with random glimpse locations (policy: random) has no policy to sample: its "
+            "places are random already; drop --sample (--rollouts M averages M random placements)"
+        )
+    if (sample or rollouts > 1) and isinstance(model, FeedForwardModel):
+        raise RamlabError(
+            f"the {type(model).__name__} model draws no glimpse locations: sampled evaluation and "
+            "several rollouts are for the RAM"
+        )
 
 
 @dataclass
@@ -92,26 +108,51 @@ def glimpse_distance(locations: torch.Tensor, image_size: tuple[int, int]) -> to
 
 
 def split_randomness(
-    model: Model, rows: int, *, sample: bool, seed: int, device: torch.device
+    model: Model,
+    count: int,
+    *,
+    sample: bool,
+    seed: int,
+    device: torch.device,
+    subset: Subset | None = None,
+    rollouts: int = 1,
 ) -> tuple[torch.Tensor | None, ...]:
-    """What `model.draw_randomness` draws for `rows` rollouts (image by image, an image's M
-    rollouts in a row), drawn at once on the CPU from a generator seeded with `seed`, then
-    moved to `device` in one copy (not one per batch, each of which would wait for a GPU)."""
+    """What `model.draw_randomness` draws for `count` scenes' `rollouts` rollouts each (scene
+    by scene, a scene's M rollouts in a row), drawn at once on the CPU from a generator seeded
+    with `seed`, then moved to `device` in one copy (not one per batch, each of which would
+    wait for a GPU). `subset`: which scenes of a whole split these are (`Scenes.subset`): the
+    whole split's numbers are drawn and the subset's rows kept, so each scene gets those the
+    whole split's evaluation gives it. None: the whole split."""
+    if subset is not None and len(subset.rows) != count:
+        raise ValueError(f"a subset of {len(subset.rows)} scenes for {count} scenes")
     generator = torch.Generator().manual_seed(seed)
     # draw_randomness reads the number of rows and the dtype only
     weight = next(model.parameters(), None)  # a model may have none (a fixed rule)
-    shape_only = torch.empty(rows, 1, 0, 0, dtype=torch.float32 if weight is None else weight.dtype)
-    drawn = model.draw_randomness(shape_only, sample=sample, generator=generator)
+    dtype = torch.float32 if weight is None else weight.dtype
+    scenes = count if subset is None else subset.of
+    drawn = model.draw_randomness(
+        torch.empty(scenes * rollouts, 1, 0, 0, dtype=dtype), sample=sample, generator=generator
+    )
+    if subset is not None:
+        rows = torch.as_tensor(subset.rows, dtype=torch.long)[:, None] * rollouts + torch.arange(rollouts)
+        drawn = tuple(None if d is None else d[rows.flatten()] for d in drawn)
     return tuple(None if d is None else d.to(device) for d in drawn)
 
 
 def passes(
-    model: Model, images: torch.Tensor, *, batch_size: int, seed: int = EVAL_SEED
+    model: Model,
+    images: torch.Tensor,
+    *,
+    batch_size: int,
+    seed: int = EVAL_SEED,
+    subset: Subset | None = None,
 ) -> Iterator[tuple[slice, ModelOutput]]:
     """The model's policy-mean passes over `images` (N, 1, H, W), batch by batch, as (rows,
     output), with the random numbers `evaluate` draws for the same scenes (a random first
-    location): per-scene analyses then add up to its figures. Call in eval mode."""
-    draws = split_randomness(model, len(images), sample=False, seed=seed, device=images.device)
+    location, a random policy's places; `subset`: which scenes of their whole split they are,
+    as `split_randomness` reads it): per-scene analyses then add up to its figures. Call in
+    eval mode."""
+    draws = split_randomness(model, len(images), sample=False, seed=seed, device=images.device, subset=subset)
     for start in range(0, len(images), batch_size):
         rows = slice(start, start + batch_size)
         randomness = tuple(None if d is None else d[rows] for d in draws)
@@ -129,16 +170,18 @@ def evaluate(
 ) -> Evaluation:
     if rollouts < 1:
         raise ValueError(f"rollouts must be >= 1, got {rollouts}")
+    check_sampling(model, sample=sample, rollouts=rollouts)
     sample = sample or rollouts > 1
-    if sample and isinstance(model, FeedForwardModel):  # nothing to sample: a false label
-        raise RamlabError(
-            f"the {type(model).__name__} model draws no glimpse locations: sampled evaluation and "
-            "several rollouts are for the RAM"
-        )
     was_training = model.training
     model.eval()
     draws = split_randomness(
-        model, loader.num_samples * rollouts, sample=sample, seed=seed, device=loader.device
+        model,
+        loader.num_samples,
+        sample=sample,
+        seed=seed,
+        device=loader.device,
+        subset=loader.subset,
+        rollouts=rollouts,
     )
     wrong_steps = inside = None
     distance = torch.zeros((), dtype=torch.float64, device=loader.device)

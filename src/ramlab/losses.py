@@ -53,22 +53,29 @@ def hybrid_loss(
     else:
         classification = F.cross_entropy(logits[:, -1], labels, label_smoothing=smoothing)
 
-    rewards, returns = reward_and_returns(  # (B, T) each
-        reward_weights, reward_discounts or {}, config.gamma, rollout, labels, bboxes
-    )
-    acted = rollout.acted.float()  # (T,)
-    n_acted = acted.sum().clamp(min=1.0)
-    baseline = ((rollout.baselines - returns).square() * acted).sum(1).mean() / n_acted
-    reference = rollout.baselines.detach()
-    if config.baseline == "rollouts":
-        reference = leave_one_out_mean(returns, config.rollouts)
-    advantage = (returns - reference) * acted
-    reinforce = -(advantage * rollout.log_probs).sum(1).mean()
-    entropy = (rollout.entropy * acted).sum(1).mean()
-
-    loss = classification + config.baseline_weight * baseline + config.reinforce_weight * reinforce
-    if config.entropy_weight:
-        loss = loss - config.entropy_weight * entropy
+    loss, policy = classification, {}
+    if config.policy == "learned":  # a random policy chose no place: no reward, nothing to train
+        rewards, returns = reward_and_returns(  # (B, T) each
+            reward_weights, reward_discounts or {}, config.gamma, rollout, labels, bboxes
+        )
+        acted = rollout.acted.float()  # (T,)
+        n_acted = acted.sum().clamp(min=1.0)
+        baseline = ((rollout.baselines - returns).square() * acted).sum(1).mean() / n_acted
+        reference = rollout.baselines.detach()
+        if config.baseline == "rollouts":
+            reference = leave_one_out_mean(returns, config.rollouts)
+        advantage = (returns - reference) * acted
+        reinforce = -(advantage * rollout.log_probs).sum(1).mean()
+        entropy = (rollout.entropy * acted).sum(1).mean()
+        loss = loss + config.baseline_weight * baseline + config.reinforce_weight * reinforce
+        if config.entropy_weight:
+            loss = loss - config.entropy_weight * entropy
+        policy = {
+            "loss/baseline": baseline.detach(),
+            "loss/reinforce": reinforce.detach(),
+            "policy/reward": rewards.sum(1).mean(),
+            "policy/entropy": entropy.detach() / n_acted,
+        }
     consistency = {}
     if config.consistency_weight:
         term = rollout_consistency(logits[:, -1], config.rollouts)
@@ -79,10 +86,7 @@ def hybrid_loss(
     spread = locations.std(dim=0).mean() if len(locations) > 1 else locations.new_zeros(())
     metrics = {
         "loss/classification": classification.detach(),
-        "loss/baseline": baseline.detach(),
-        "loss/reinforce": reinforce.detach(),
-        "policy/reward": rewards.sum(1).mean(),
-        "policy/entropy": entropy.detach() / n_acted,
+        **policy,
         "policy/location_spread": spread,
         **consistency,
     }

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from ramlab.data.scenes import Subset
 from ramlab.errors import RamlabError
 from ramlab.evaluate import passes
 from ramlab.models.base import Model
@@ -69,9 +70,11 @@ def location_probe(
     fit_fraction: float = 0.8,
     penalty: float = 1.0,
     batch_size: int = 500,
+    subset: Subset | None = None,
 ) -> list[ProbeStep]:
     """images (N, 1, H, W) in [0, 1], bboxes (N, 4): one row per glimpse. The model looks with
-    its policy's mean (as evaluation does) and must expose its states (the RAM's rollout)."""
+    its policy's mean (as evaluation does, `subset` as `ramlab.evaluate.passes` reads it) and
+    must expose its states (the RAM's rollout)."""
     fit = int(fit_fraction * len(images))
     if not 2 <= fit <= len(images) - 2:
         raise RamlabError(f"location probe: {len(images)} scenes leave too few to fit or to score")
@@ -79,7 +82,7 @@ def location_probe(
     model.eval()
     states, locations = [], []
     try:
-        for _, out in passes(model, images, batch_size=batch_size):
+        for _, out in passes(model, images, batch_size=batch_size, subset=subset):
             rollout = out.rollout
             if rollout is None or rollout.states is None:
                 raise RamlabError("location probe: the model has no recurrent states to probe (a RAM has)")

@@ -51,9 +51,9 @@ import torch
 from ramlab.data import datasets
 from ramlab.data.datasets import resolve_spec
 from ramlab.data.loader import SceneLoader
-from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
+from ramlab.data.scenes import Scenes, SceneSpec, Subset, generate_scenes
 from ramlab.errors import RamlabError, unknown_name
-from ramlab.evaluate import ONE_PASS, evaluate, protocol, protocol_of
+from ramlab.evaluate import ONE_PASS, check_sampling, evaluate, protocol, protocol_of
 from ramlab.files import check_json_target, write_json
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class
@@ -127,6 +127,7 @@ def shifted_scenes(
         keep = datasets.evaluation_subset(len(labels), limit, split)
         # Not cached on disk: a sweep would leave dozens of 36 MB test sets behind.
         made = generate_scenes(spec, images[keep], labels[keep], seed=datasets.split_seed(base, seed, split))
+        made.subset = None if limit is None else Subset(keep, of=len(labels))
         while _SCENES and (
             len(_SCENES) >= _SCENES_KEPT
             or sum(map(_scene_bytes, _SCENES.values())) + _scene_bytes(made) > _SCENES_BYTES
@@ -170,6 +171,7 @@ def robustness_sweep(
         raise unknown_name("robustness split", split, SWEEP_SPLITS)
     config, model = load_run(run_dir, device=device)
     refuse_unread_test(run_dir, config, split)
+    check_sampling(model, sample=sample, rollouts=rollouts)  # before any level is built
     batch_size = batch_size or config.train.eval_batch_size  # the trainer's, as ramlab eval
     base = resolve_spec(config.data)
     wanted = resolve_levels(base, shifts if shifts is not None else dict.fromkeys(SHIFTS))

@@ -143,6 +143,8 @@ def refuse_unused_options(args: argparse.Namespace, config: RunConfig) -> None:
 def default_run_dir(config: RunConfig) -> Path:
     reward = getattr(config.model_config, "reward", None)
     tag = f"-{reward.replace('*', 'x')}" if reward else ""
+    if getattr(config.model_config, "policy", "learned") == "random":  # the reward is not read
+        tag = f"-random{config.model_config.glimpses}"
     return Path("runs") / f"{config.model}-{config.data}{tag}-seed{config.train.seed}"
 
 

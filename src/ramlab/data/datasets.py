@@ -26,7 +26,7 @@ from ramlab.data.cache import DamagedCache, load_arrays, read_or_discard, save_a
 from ramlab.data.mnist import FILES as MNIST_FILES
 from ramlab.data.mnist import Mnist, load_mnist
 from ramlab.data.mnist import cache_dir as mnist_cache_dir
-from ramlab.data.scenes import Scenes, SceneSpec, generate_scenes
+from ramlab.data.scenes import Scenes, SceneSpec, Subset, generate_scenes
 from ramlab.errors import RamlabError, unknown_name
 from ramlab.home import ramlab_home
 
@@ -187,7 +187,8 @@ def load_split(
             save_scenes(path, scenes)
     if limit is not None:
         keep = kept_scenes(len(scenes), limit, split)
-        scenes = Scenes(scenes.images[keep], scenes.labels[keep], scenes.bboxes[keep], spec)
+        subset = Subset(np.arange(len(scenes))[keep], of=len(scenes))
+        scenes = Scenes(scenes.images[keep], scenes.labels[keep], scenes.bboxes[keep], spec, subset)
     return scenes
 
 

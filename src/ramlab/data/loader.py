@@ -64,6 +64,7 @@ class SceneLoader:
         self.images = torch.from_numpy(scenes.images).to(self.device)
         self.labels = torch.from_numpy(scenes.labels).to(self.device)
         self.bboxes = torch.from_numpy(scenes.bboxes).float().to(self.device)
+        self.subset = scenes.subset  # which scenes of their whole split (None: all of it)
         self.batch_size = batch_size
 
     def __len__(self) -> int:

@@ -128,14 +128,29 @@ class SceneSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+@dataclass(frozen=True)
+class Subset:
+    """Which scenes of a whole split of `of` scenes a subset holds: `rows` (N,), their
+    positions in it. An evaluation draws a scene's random numbers (a random first glimpse, a
+    random policy's places, sampling noise) for the whole split and takes the subset's rows,
+    so a limited evaluation or a figure gives each scene those the whole split's evaluation
+    gives it."""
+
+    rows: np.ndarray
+    of: int
+
+
 @dataclass
 class Scenes:
-    """A split of scenes. images (N, H, W) uint8; labels (N,) int64; bboxes (N, 4) int32."""
+    """A split of scenes. images (N, H, W) uint8; labels (N,) int64; bboxes (N, 4) int32.
+    subset: which scenes of the whole split these are (a limited evaluation's); None: all of
+    them, in order."""
 
     images: np.ndarray
     labels: np.ndarray
     bboxes: np.ndarray
     spec: SceneSpec = field(default_factory=SceneSpec)
+    subset: Subset | None = None
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -72,8 +72,8 @@ def _retina_of(model) -> tuple[int, int]:
 @torch.no_grad()
 def trajectories(model, scenes, *, seed: int = EVAL_SEED) -> Trajectories:
     """Run the model once (policy mean, as in evaluation: the same first locations where they
-    are random, and a random policy's same places, drawn on the CPU whatever the device) on
-    every scene of `scenes`."""
+    are random, and a random policy's same places, drawn on the CPU whatever the device, the
+    whole split's evaluation's for a subset of it) on every scene of `scenes`."""
     from ramlab.data.loader import SceneLoader
 
     glimpse_size, scales = _retina_of(model)
@@ -82,7 +82,7 @@ def trajectories(model, scenes, *, seed: int = EVAL_SEED) -> Trajectories:
     batch = next(iter(loader))
     was_training = model.training
     model.eval()
-    _, out = next(passes(model, batch.images, batch_size=len(batch.images), seed=seed))
+    _, out = next(passes(model, batch.images, batch_size=len(batch.images), seed=seed, subset=scenes.subset))
     model.train(was_training)
     if out.rollout is None:
         raise RamlabError(f"{type(model).__name__} returned no rollout: it takes no glimpses")
@@ -276,7 +276,9 @@ def where_glimpses_go(model, loader, *, seed: int = EVAL_SEED) -> dict[str, list
     _retina_of(model)
     was_training = model.training
     model.eval()
-    draws = split_randomness(model, loader.num_samples, sample=False, seed=seed, device=loader.device)
+    draws = split_randomness(
+        model, loader.num_samples, sample=False, seed=seed, device=loader.device, subset=loader.subset
+    )
     inside, distance, count = None, None, 0
     for batch in loader:
         rows = slice(count, count + len(batch))
