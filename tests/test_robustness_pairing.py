@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from ramlab import robustness
-from ramlab.data.datasets import load_split, resolve_spec, split_seed
+from ramlab.data.datasets import evaluation_subset, load_split, resolve_spec, split_seed
 from ramlab.data.scenes import SceneSpec, generate_scenes
+from ramlab.protocols import ONE_PASS
 from ramlab.robustness import SHIFTS, same_sweep, shifted_scenes
-from ramlab.sweeps import sweep_kind
+from ramlab.sweeps import FIRST_ROWS, sweep_kind
 
 
 @pytest.fixture(autouse=True)
@@ -84,3 +85,27 @@ def test_a_sweep_of_an_earlier_format_is_another_kind_of_sweep():
     for older in (4, 3, "5", None):  # 4 drew every level anew; a damaged format reads as the oldest
         assert not same_sweep({**current, "format": older}, limit=None, sample=False), older
     assert sweep_kind({**current, "format": 4})[-1] and not sweep_kind(current)[-1]
+
+
+def test_a_limited_format_5_sweep_of_a_model_that_draws_is_older_and_the_rest_are_current():
+    """Format 6 gave a limited sweep's digits the whole split's random numbers (format 5 gave
+    them the first N rows'): only format 5 sweeps it changed are another kind."""
+    ram = {"format": 5, "split": "test", "sample": False, "protocol": "policy mean, one rollout"}
+    resnet = {**ram, "protocol": ONE_PASS}
+    assert same_sweep({**ram, "limit": None}, limit=None, sample=False)  # all digits: unchanged
+    assert same_sweep({**resnet, "limit": 500}, limit=500, sample=False)  # draws nothing
+    assert not same_sweep({**ram, "limit": 500}, limit=500, sample=False)
+    assert sweep_kind({**ram, "limit": 500})[-1] == FIRST_ROWS
+    assert sweep_kind({**ram, "format": 6, "limit": 500})[-1] == ""
+    assert sweep_kind({**resnet, "limit": 500})[-1] == ""
+
+
+def test_a_limited_level_knows_which_digits_of_the_split_it_holds(fake_mnist):
+    base = resolve_spec("translated60")
+    limited = shifted_scenes(base, base=base, seed=0, limit=5, split="test")
+    whole = load_split("translated60", "test", seed=0)
+    assert (
+        limited.subset.of == len(whole) and shifted_scenes(base, base=base, seed=0, limit=None).subset is None
+    )
+    np.testing.assert_array_equal(limited.subset.rows, evaluation_subset(len(whole), 5, "test"))
+    np.testing.assert_array_equal(limited.labels, whole.labels[limited.subset.rows])

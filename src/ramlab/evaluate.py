@@ -8,7 +8,9 @@ which of these produced a number, and every result file carries it.
 Every random number an evaluation uses (a random first location, the sampled policy's noise)
 is drawn before it starts, for the whole split at once, on the CPU from a generator of fixed
 seed: so an evaluation gives the same numbers at any batch size and on any device (up to the
-device's arithmetic), and two evaluations of one model agree.
+device's arithmetic), and two evaluations of one model agree. A subset of a split (a limited
+evaluation, a figure's few scenes: `Scenes.subset`) gets the rows of the whole split's draw
+that its scenes have there.
 
 For a model that glimpses (its output has a rollout), `in_box` is the share (%) of glimpse
 centres inside the digit's bounding box, per step, and `glimpse_distance` the mean distance in
@@ -29,26 +31,10 @@ from ramlab.data.loader import SceneLoader
 from ramlab.data.scenes import Subset
 from ramlab.errors import RamlabError
 from ramlab.models.base import FeedForwardModel, Model, ModelOutput
+from ramlab.protocols import ONE_PASS, protocol
 from ramlab.rewards import box_distance, to_pixels
 
 EVAL_SEED = 1234
-
-
-ONE_PASS = "one forward pass"
-"""The protocol of a model without a location policy (fc, convnet, resnet)."""
-
-
-def protocol(*, sample: bool, rollouts: int, random_places: bool = False) -> str:
-    """How a number was measured, in words (result files and the report quote it).
-    `random_places`: a RAM whose glimpses go to random places (`policy: random`), sampled or
-    not."""
-    if random_places:
-        if rollouts > 1:
-            return f"random glimpse locations, class probabilities averaged over {rollouts} rollouts (Monte Carlo)"
-        return "random glimpse locations, one rollout"
-    if rollouts > 1:
-        return f"sampled policy, class probabilities averaged over {rollouts} rollouts (Monte Carlo)"
-    return "sampled policy, one rollout" if sample else "policy mean, one rollout"
 
 
 def protocol_of(model: Model, *, sample: bool, rollouts: int) -> str:

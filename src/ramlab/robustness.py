@@ -58,7 +58,7 @@ from ramlab.files import check_json_target, write_json
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class
 from ramlab.shifts import SHIFTS, Shift, one_place, resolve_levels
-from ramlab.sweeps import format_of, sweep_kind
+from ramlab.sweeps import FIRST_ROWS, format_of, sweep_kind
 
 # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
 # 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
@@ -68,7 +68,10 @@ from ramlab.sweeps import format_of, sweep_kind
 #    sweeps are format 4's (`sweep_format`).
 # 5: every level draws from the stream of the run's own spec (4 seeded each level by its own,
 #    so each level placed and cluttered its digits anew), and a warp from a stream of its own.
-FORMAT = 5
+# 6: a limited sweep gives each digit the random numbers (a random first glimpse or policy's
+#    places, sampling noise) that a sweep of the whole split gives it (5 gave the N digits
+#    those of the split's first N rows). Other format 5 sweeps are format 6's (`sweep_format`).
+FORMAT = 6
 
 
 SWEEP_SPLITS = ("val", "test")
@@ -78,15 +81,19 @@ def same_sweep(
     previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test", rollouts: int = 1
 ) -> bool:
     """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
-    wanted = (split, sample or rollouts > 1, rollouts, limit, False, False)
+    wanted = (split, sample or rollouts > 1, rollouts, limit, False, "")
     return sweep_format(previous) == FORMAT and sweep_kind(previous) == wanted
 
 
 def sweep_format(sweep: dict[str, Any]) -> int:
-    """A saved sweep's format, read as format 4 where the change to it made no difference
-    (format 4 changed only the scale levels of a dataset of one placement). Format 5 changed
-    every level but a dataset's own, so both are older sweeps now (`sweeps.sweep_kind`)."""
+    """A saved sweep's format, read as the next where the change to it made no difference:
+    format 3 as 4 but on a dataset of one placement (format 4 changed only its scale levels),
+    format 5 as 6 where it read all digits or a model without glimpses (format 6 changed only
+    a limited sweep's random numbers; `sweeps.sweep_kind`). Format 5 changed every level but
+    a dataset's own, so sweeps before it are older sweeps now."""
     found = format_of(sweep)
+    if found == 5 and sweep_kind(sweep)[-1] != FIRST_ROWS:
+        return 6
     if found == 3:
         data = sweep.get("data")
         try:

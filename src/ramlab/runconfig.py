@@ -306,6 +306,16 @@ class RunConfig:
                 f"eval_sample and eval_rollouts are for the RAM: the {self.model} model draws no "
                 "glimpse locations"
             )
+        if (
+            self.train.eval_sample
+            and self.train.eval_rollouts == 1
+            and getattr(self.model_config, "policy", "learned") == "random"
+        ):
+            raise RamlabError(
+                "eval_sample is for a learned policy: a RAM with random glimpse locations (policy: "
+                "random) has none to sample; leave eval_sample out (eval_rollouts M averages M "
+                "random placements)"
+            )
         if self.train.augmented:  # a scale that does not fit the canvas fails now, not at epoch 0
             try:
                 self.training_spec()

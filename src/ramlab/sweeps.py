@@ -7,23 +7,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ramlab.protocols import ONE_PASS
 
-def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool, bool]:
+# What an older sweep drew differently (sweep_kind's last field; "" for a current sweep).
+REDRAWN = "redrawn"  # before format 5: each level's scenes drawn with a seed of its own
+FIRST_ROWS = "first-rows"  # format 5, limited, a model that draws: the first N digits' numbers
+
+
+def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool, str]:
     """What a sweep's numbers measure beyond its levels: (split, sampled, rollouts, limit,
-    first_n, redrawn). first_n: a limited sweep of format 1 read the split's first N digits
+    first_n, older). first_n: a limited sweep of format 1 read the split's first N digits
     (MNIST's test file is ordered by source, its first half the harder), later ones a fixed
-    random subset. redrawn: before format 5 each level's scenes were drawn with a seed of its
-    own, so a level's scenes differ from a later sweep's at the same level. Only sweeps of one
-    kind are averaged together."""
+    random subset. older: REDRAWN before format 5, whose levels' scenes differ from a later
+    sweep's at the same level; FIRST_ROWS for a limited format 5 sweep of a model that draws
+    random numbers (a random first glimpse or policy, sampling), which gave its N digits the
+    numbers of the split's first N rows, not their own (format 6); "" otherwise. Only sweeps
+    of one kind are averaged together."""
     limit = sweep.get("limit")
     found = format_of(sweep)
+    older = REDRAWN if found < 5 else ""
+    if found == 5 and limit is not None and sweep.get("protocol") != ONE_PASS:
+        older = FIRST_ROWS  # a policy mean from a centred start drew nothing: unknown here
     return (
         sweep.get("split", "test"),
         bool(sweep.get("sample")),
         sweep.get("rollouts", 1),
         limit,
         limit is not None and found < 2,
-        found < 5,
+        older,
     )
 
 

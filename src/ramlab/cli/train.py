@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(
             "--out",
             metavar="DIR",
-            help="run directory (default: runs/<model>-<data>[-<reward, * as x>]-seed<seed>)",
+            help="run directory (default: runs/<model>-<data>[-<reward, * as x>]-seed<seed>; "
+            "a RAM with --policy random: -random<glimpses> in place of the reward, since "
+            "2033256)",
         )
         p.add_argument(
             "--resume",

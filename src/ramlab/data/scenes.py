@@ -128,7 +128,7 @@ class SceneSpec:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # an array field: no generated ==
 class Subset:
     """Which scenes of a whole split of `of` scenes a subset holds: `rows` (N,), their
     positions in it. An evaluation draws a scene's random numbers (a random first glimpse, a

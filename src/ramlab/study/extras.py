@@ -17,8 +17,10 @@ from ramlab.study.schema import EvalSpec
 
 
 def eval_settings(spec: EvalSpec) -> dict:
-    """What eval.json was made with: a changed preset makes the evaluation run again."""
-    return {"glimpses": spec.glimpses, "sampled": spec.sampled, "limit": spec.limit}
+    """What eval.json was made with: a changed preset makes the evaluation run again, and so
+    does an older eval.json (draws 1: a limited evaluation and the figures' few scenes took
+    the random numbers of the split's first rows, not their own; 2: their own)."""
+    return {"glimpses": spec.glimpses, "sampled": spec.sampled, "limit": spec.limit, "draws": 2}
 
 
 def _flops(model, scenes) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from ramlab.report.formatting import fmt_some
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import data_key
 from ramlab.report.runs import by_label, links
-from ramlab.sweeps import errors_by_level, format_of, sweep_kind
+from ramlab.sweeps import FIRST_ROWS, REDRAWN, errors_by_level, format_of, sweep_kind
 
 SPLIT_WORDS = {"test": "test", "val": "validation"}
 
@@ -16,7 +16,7 @@ SPLIT_WORDS = {"test": "test", "val": "validation"}
 def _kind_words(kind: tuple, *, glimpses: bool = True, one_pass: bool = False) -> str:
     """A sweep kind (`sweep_kind`) in words, for a table's heading: how its models with
     glimpses were read (`glimpses`) and whether models without (`one_pass`) are in it too."""
-    split, sampled, rollouts, limit, first_n, redrawn = kind
+    split, sampled, rollouts, limit, first_n, older = kind
     policy = (
         f"sampled policy, class probabilities averaged over {rollouts} rollouts"
         if rollouts > 1
@@ -31,14 +31,17 @@ def _kind_words(kind: tuple, *, glimpses: bool = True, one_pass: bool = False) -
         if limit is None
         else (f"its first {limit} digits (an older sweep)" if first_n else f"{limit} of its digits")
     )
-    older = "; each level's scenes drawn anew (before format 5)" if redrawn else ""
-    return f"{SPLIT_WORDS.get(split, split)} split, {digits}, {policy}{older}"
+    told = {
+        REDRAWN: "; each level's scenes drawn anew (before format 5)",
+        FIRST_ROWS: "; the random numbers of the split's first digits, not their own (format 5)",
+    }.get(older, "")
+    return f"{SPLIT_WORDS.get(split, split)} split, {digits}, {policy}{told}"
 
 
 def _kind_order(kind: tuple) -> tuple:
     """The study's own sweeps (test digits, policy mean) first."""
-    split, sampled, rollouts, limit, first_n, redrawn = kind
-    return (split != "test", sampled, rollouts, redrawn, first_n, limit is not None, limit or 0)
+    split, sampled, rollouts, limit, first_n, older = kind
+    return (split != "test", sampled, rollouts, older, first_n, limit is not None, limit or 0)
 
 
 def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
