@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from test_execute_local import (
@@ -227,3 +228,46 @@ def test_ray_init_keeps_the_drivers_signal_handlers():
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_cluster_whose_workers_cannot_run_ramlab_is_refused_before_any_job(tmp_path, monkeypatch):
+    # Every task imports ramlab in the Python that started its node: from another environment
+    # every job would fail alike, after it was submitted.
+    from ramlab.errors import RamlabError
+    from ramlab.execute.ray_executor import check_workers
+
+    asked: list[dict] = []
+
+    def remote(**options):
+        asked.append(options)
+        return lambda function: SimpleNamespace(remote=lambda: function.__name__)
+
+    monkeypatch.setattr(ray, "remote", remote)
+    monkeypatch.setattr(ray, "get", lambda ref, timeout: f"/nodes/python ({ref}, {timeout:g} s)")
+    assert check_workers("10.0.0.9:6379", timeout=5) == "/nodes/python (_worker_python, 5 s)"
+    assert asked == [{"num_cpus": 0}]  # runs on a cluster whose CPUs are all taken
+
+    def fails(ref, timeout):
+        raise ray.exceptions.RaySystemError("ModuleNotFoundError: No module named 'ramlab'")
+
+    monkeypatch.setattr(ray, "get", fails)
+    with pytest.raises(
+        RamlabError, match=r"probe task .* failed \(.*No module named 'ramlab'\).*`ray start`"
+    ):
+        check_workers("10.0.0.9:6379")
+
+    def hangs(ref, timeout):
+        raise ray.exceptions.GetTimeoutError("timed out")
+
+    monkeypatch.setattr(ray, "get", hangs)
+    with pytest.raises(RamlabError, match=r"did not run in 120 s: are its nodes up"):
+        check_workers("10.0.0.9:6379")
+    # From execute: refused after connecting, the connection closed again.
+    shut: list[bool] = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **_: None)
+    monkeypatch.setattr(ray, "shutdown", lambda: shut.append(True))
+    monkeypatch.setattr(ray, "get", fails)
+    with pytest.raises(RamlabError, match="No module named 'ramlab'"):
+        execute([fake(tmp_path, "a")], executor="ray", resources=Resources(), address="10.0.0.9:6379")
+    assert shut == [True] and records(tmp_path) == {}

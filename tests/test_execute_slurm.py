@@ -19,8 +19,9 @@ from ramlab.execute import Resources, execute
 
 submitit = pytest.importorskip("submitit")
 
-from ramlab.execute import command, slurm_executor  # noqa: E402
-from ramlab.execute.slurm_executor import SlurmCommand, make_executor, submit_level  # noqa: E402
+from ramlab.execute import command, slurm_command, slurm_executor  # noqa: E402
+from ramlab.execute.slurm_command import SlurmCommand  # noqa: E402
+from ramlab.execute.slurm_executor import make_executor, submit_level  # noqa: E402
 
 
 def test_local_cluster_runs_the_dag_level_by_level(tmp_path):
@@ -277,7 +278,7 @@ def test_a_command_slurm_stopped_waits_for_slurm_to_end_the_job(tmp_path, monkey
     else:
         monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     slept: list[float] = []
-    monkeypatch.setattr(slurm_executor, "time", SimpleNamespace(monotonic=time.monotonic, sleep=slept.append))
+    monkeypatch.setattr(slurm_command, "time", SimpleNamespace(monotonic=time.monotonic, sleep=slept.append))
     argv = [
         sys.executable,
         "-c",
@@ -326,3 +327,123 @@ def test_a_job_that_died_without_an_exit_code_says_why_and_where_its_log_is() ->
     assert failure_summary(timed_out) == "no result (Slurm state TIMEOUT)"
     assert failure_summary(RuntimeError("lost\nmore")) == "lost"
     assert failure_summary(RuntimeError()) == "RuntimeError"
+
+
+# ---- a first real cluster: array limits, lost jobs, cancelling without losing checkpoints ----
+
+
+def test_a_level_past_max_array_goes_in_arrays_of_that_many(tmp_path, monkeypatch):
+    # Every array task counts toward a cluster's per-user limit of submitted jobs: sbatch
+    # refuses one array of the paper study's 280 trainings where the limit is 100-200.
+    fake_slurm(tmp_path, monkeypatch)
+    batches: list[list[str]] = []
+
+    def run_batch(executor, tasks, tracker, *args, **kwargs):
+        batches.append([task.id for task in tasks])
+        for task in tasks:
+            tracker.start(task.id, quiet=True)
+            tracker.end(task.id, returncode=0, seconds=1.0, attempts=1)
+
+    monkeypatch.setattr(slurm_executor, "_run_batch", run_batch)
+    tasks = [fake(tmp_path, f"t{i}") for i in range(5)] + [fake(tmp_path, "last", deps=["t0"])]
+    outcomes = slurm_executor.run(
+        tasks, resources=Resources(jobs=2), progress=lambda line: None, folder=tmp_path / "s", max_array=2
+    )
+    assert batches == [["t0", "t1"], ["t2", "t3"], ["t4"], ["last"]]
+    assert all(outcome.ok for outcome in outcomes)
+    with pytest.raises(RamlabError, match="max_array must be >= 1"):
+        slurm_executor.run(tasks, resources=Resources(jobs=2), progress=print, folder=tmp_path, max_array=0)
+
+
+def fake_tool(tmp_path, name: str, body: str) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+    (bin_dir / name).chmod(0o755)
+
+
+def test_cancelling_signals_the_commands_first_then_cancels_the_jobs(tmp_path, monkeypatch):
+    # A plain scancel signals the batch step too, whose srun then SIGKILLs the training
+    # before it saves: the commands get SIGTERM alone first, and the grace to save.
+    fake_slurm(tmp_path, monkeypatch)
+    fake_tool(tmp_path, "scancel", f'echo "$@" >> {tmp_path}/scancel')
+    slept: list[float] = []
+    monkeypatch.setattr(slurm_executor, "time", SimpleNamespace(sleep=slept.append))
+    cancelled: list[str] = []
+    jobs = [SimpleNamespace(job_id=i, cancel=lambda check, i=i: cancelled.append(i)) for i in ("7_0", "7_1")]
+    lines: list[str] = []
+    slurm_executor.stop_jobs(jobs, grace=60.0, progress=lines.append)
+    assert (tmp_path / "scancel").read_text() == "--signal=TERM 7_0 7_1\n"
+    assert slept == [60.0] and cancelled == ["7_0", "7_1"]
+    assert lines == ["stopping 2 job(s): SIGTERM to their commands, scancel in 60 s", "cancelled 2 job(s)"]
+    # A second Ctrl-C during the grace: the jobs are cancelled at once, not left running.
+    cancelled.clear()
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(slurm_executor, "time", SimpleNamespace(sleep=interrupted))
+    slurm_executor.stop_jobs(jobs, grace=60.0, progress=lines.append)
+    assert cancelled == ["7_0", "7_1"]
+
+
+def test_squeue_says_which_jobs_are_still_queued(tmp_path, monkeypatch):
+    from ramlab.execute.slurm_queue import queued
+
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    fake_tool(tmp_path, "squeue", f'echo "$@" > {tmp_path}/asked\necho 5_0\necho " 5_2 "')
+    assert queued(["5_0", "5_1", "5_2"]) == {"5_0", "5_2"}
+    assert (tmp_path / "asked").read_text().split() == [
+        "--noheader", "--array", "--format=%i", "--jobs=5_0,5_1,5_2"
+    ]  # fmt: skip
+    fake_tool(tmp_path, "squeue", "echo 'slurm_load_jobs error: Invalid job id specified' >&2\nexit 1")
+    assert queued(["5_1"]) == set()  # all of them gone from Slurm's memory
+    fake_tool(tmp_path, "squeue", "echo 'slurm_load_jobs error: Socket timed out' >&2\nexit 1")
+    assert queued(["5_1"]) is None  # cannot say: nothing is judged lost
+    (tmp_path / "bin" / "squeue").unlink()
+    assert queued(["5_1"]) is None
+
+
+def test_a_job_out_of_the_queue_without_a_result_is_lost_after_a_while(tmp_path, monkeypatch):
+    # submitit waits for ever on PREEMPTED (a cluster that cancels on preemption) and UNKNOWN
+    # (no accounting database) jobs; one requeued is listed again within seconds.
+    from ramlab.execute import slurm_queue
+
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr(slurm_queue, "time", SimpleNamespace(monotonic=lambda: clock.now))
+    listed = [{"1_0"}, {"1_0", "1_1"}, {"1_0"}, {"1_0"}, set()]
+    monkeypatch.setattr(slurm_queue, "queued", lambda ids: listed.pop(0))
+    job = lambda job_id: SimpleNamespace(job_id=job_id, done=lambda: False)  # noqa: E731
+    waiting = {"a": job("1_0"), "b": job("1_1")}
+    watch = slurm_queue.Vanished(every=60, after=600)
+    assert watch.lost(waiting) == {}  # t=0: b is not listed
+    clock.now = 30.0
+    assert watch.lost(waiting) == {}  # not asked again before `every`
+    clock.now = 100.0
+    assert watch.lost(waiting) == {}  # b is back (requeued): its clock starts again
+    clock.now = 200.0
+    assert watch.lost(waiting) == {}  # b missing since 200
+    clock.now = 800.0
+    assert watch.lost(waiting) == {"b": 600.0}
+    clock.now = 900.0
+    assert watch.lost({"a": waiting["a"]}) == {}  # a missing since 900 only
+
+
+def test_a_lost_job_is_a_failure_that_says_why_and_skips_its_dependents(tmp_path):
+    from ramlab.execute.dag import Tracker
+
+    tasks = [fake(tmp_path, "a"), fake(tmp_path, "b", deps=["a"])]
+    tracker = Tracker(tasks, jobs=1, progress=lambda line: None)
+    tracker.start("a", quiet=True)
+    job = SimpleNamespace(
+        job_id="9_0", done=lambda: False, state="PREEMPTED", paths=SimpleNamespace(stdout="/s/9_0_0_log.out")
+    )
+    watch = SimpleNamespace(lost=lambda waiting: {"a": 660.0})
+    waiting = {"a": job}
+    slurm_executor.wait(waiting, tracker, {"a": 0}, 0.0, watch=watch)
+    assert waiting == {}
+    a, b = tracker.outcomes()
+    assert not a.ok and a.returncode is None
+    assert "Slurm job 9_0: out of the queue for 11 min with no result (state PREEMPTED)" in a.reason
+    assert "PreemptMode=CANCEL" in a.reason and "/s/9_0_0_log.out" in a.reason
+    assert not b.ok and b.reason.startswith("skipped")

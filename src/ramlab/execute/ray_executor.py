@@ -14,8 +14,10 @@ and shuts it down at the end. Ctrl-C cancels the Ray tasks (their commands get S
 SIGKILL after the grace period) and re-raises KeyboardInterrupt.
 
 On a cluster every node runs the commands itself: ramlab must be installed on every node at
-the driver's path (a command names the driver's Python, `sys.executable`), and the study
-directory (commands, logs, checkpoints) must be on storage every node sees.
+the driver's path (a command names the driver's Python, `sys.executable`), every node's
+`ray start` run from that environment (each task imports this module in the Python that
+started its node; a probe task checks it before any job is submitted, `check_workers`), and
+the study directory (commands, logs, checkpoints) must be on storage every node sees.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import math
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -42,6 +45,8 @@ CANCEL_MARGIN = 5.0
 # How often, while the tasks in flight run on, the cluster's size is looked at again (one that
 # grows, an autoscaler's or a head started with no CPUs, then takes more at once).
 CAPACITY_SECONDS = 10.0
+# How long a probe task of no CPU gets to run on a cluster before the study starts.
+PROBE_SECONDS = 120.0
 
 
 @contextlib.contextmanager
@@ -62,6 +67,30 @@ def keeping_signal_handlers() -> Iterator[None]:
 def _run_command(argv: list[str], env: dict[str, str], log: str, grace: float) -> float:
     """The body of each Ray task."""
     return command.run_or_raise(argv, log=Path(log), env=env, grace=grace)
+
+
+def _worker_python() -> str:
+    """Where a Ray worker runs: its Python (a task that runs at all imported ramlab there)."""
+    return sys.executable
+
+
+def check_workers(address: str, *, timeout: float = PROBE_SECONDS) -> str:
+    """Run one task of no CPU on the cluster and return the Python it ran in, or a RamlabError
+    before any job is submitted: every task imports this module in the Python that started its
+    node (`ray start`), so a node started from another environment fails every job alike."""
+    try:
+        return ray.get(ray.remote(num_cpus=0)(_worker_python).remote(), timeout=timeout)
+    except ray.exceptions.GetTimeoutError as exc:
+        raise RamlabError(
+            f"a probe task on the Ray cluster at {address} did not run in {timeout:.0f} s: are its "
+            "nodes up (`ray status`)?"
+        ) from exc
+    except ray.exceptions.RayError as exc:
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise RamlabError(
+            f"a probe task on the Ray cluster at {address} failed ({first}): every node must run "
+            f"`ray start` from an environment with ramlab installed at the driver's path ({sys.executable})"
+        ) from exc
 
 
 def run(
@@ -92,6 +121,11 @@ def run(
                     "--head` on its head node) or check the address, or leave address and "
                     "RAY_ADDRESS unset for a local Ray"
                 ) from exc
+            try:
+                progress(f"the cluster's workers run {check_workers(address)}")
+            except RamlabError:
+                ray.shutdown()
+                raise
         else:
             local_ray = True
             check_cpus(resources.jobs, resources.threads_per_job)

@@ -20,33 +20,45 @@ LocalExecutor, which has no array parallelism: a level goes in batches of N), fo
 A job's outcome comes from submitit's result file; a job that dies without one (killed, out
 of memory, node lost) is a failure with submitit's message, and its log says more.
 
-The driver must stay up until the end (Ctrl-C cancels the running level, `scancel`). The
-study directory and the submitit `folder` must be on storage every node sees, and ramlab
-installed at the same path on every node (jobs run this Python, `sys.executable`).
+A level of more than `max_array` jobs goes in arrays of that many, each waited for (every
+array task counts toward a cluster's per-user limit of submitted jobs). A job that leaves the
+queue with no result and does not come back (a cluster that cancels on preemption, or one
+without accounting, where submitit can only say UNKNOWN) is a failure after 10 minutes
+(`slurm_queue.Vanished`), not waited for for ever.
+
+The driver must stay up until the end. Ctrl-C (or SIGTERM, SIGHUP) stops the running level:
+`scancel --signal=TERM` to the jobs' commands, which save their checkpoints, then `scancel`
+half the signal delay later (a second Ctrl-C: at once); a plain `scancel` would let srun kill
+the command before it saves. The study directory and the submitit `folder` must be on
+storage every node sees, and ramlab installed at the same path on every node (jobs run this
+Python, `sys.executable`). Preemption with SIGTERM alone reaches the command only if the
+partition's GraceTime is over 0 (with 0, Slurm's SIGTERM to the batch step makes srun kill
+the command at once): ask for GraceTime >= 60 s or `PreemptParameters=send_user_signal`.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
-import signal
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.helpers import Checkpointable, DelayedSubmission
 
 from ramlab.errors import RamlabError
 from ramlab.execute import command
 from ramlab.execute.dag import Outcome, Task, Tracker, levels
 from ramlab.execute.resources import Resources, visible_gpus
+from ramlab.execute.slurm_command import SlurmCommand
+from ramlab.execute.slurm_queue import Vanished
 
 CLUSTERS = ("slurm", "local")
 POLL_SECONDS = 10.0
+MAX_ARRAY = 100  # jobs submitted at once: a common per-user limit of submitted jobs is 100-1000
 # #SBATCH options ramlab writes itself (an --option sbatch.KEY would override them unseen by
 # submitit, whose time-out count reads its own): what to use instead.
 OWN_SBATCH = {
@@ -56,87 +68,15 @@ OWN_SBATCH = {
     "array": "each dependency level is one array, --jobs N at once",
     "cpus-per-task": "use --threads-per-job T",
     "cpus_per_task": "use --threads-per-job T",
-    "gpus-per-node": "use --gpus-per-job F",
-    "gpus_per_node": "use --gpus-per-job F",
+    **dict.fromkeys(("gpus-per-node", "gpus_per_node", "gpus", "gres"), "use --gpus-per-job F"),
     **dict.fromkeys(
         ("output", "error", "open-mode", "job-name", "wckey"),
         "submitit names each job and reads its logs where it wrote them",
     ),
 }
-# How long a job whose command Slurm stopped waits for Slurm to end it (KillWait, 30 s by
-# default, or a partition's preemption GraceTime) before it reports the exit.
-END_WAIT_SECONDS = 300.0
 FAILED = re.compile(r"CommandFailed: exit (-?\d+) after ([0-9.]+) s")
 TRACE = re.compile(r"with trace:\n-+\n(.*?)\n-+\n", re.DOTALL)  # submitit's FailedJobError
 STATE = re.compile(r"has not produced any output \(state: ([^)]*)\)")  # its UncompletedJobError
-
-
-def preempt_signal() -> int:
-    """submitit's preemption/time-out signal (USR2 unless SUBMITIT_PREEMPT_SIGNAL says)."""
-    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"))
-
-
-def stopped_by_sigterm(returncode: int) -> bool:
-    """Whether a command ended on SIGTERM: killed by it, or (a training) saved and exited
-    with the shell's 128 + 15."""
-    return returncode in (-signal.SIGTERM, 128 + signal.SIGTERM)
-
-
-class SlurmCommand(Checkpointable):
-    """What each Slurm job runs: a task's command, as a subprocess that ignores the
-    preemption signal (submitit handles it here: `checkpoint` stops the command, then the job
-    is requeued with a fresh `SlurmCommand`).
-
-    grace: seconds `checkpoint` gives the command to save and exit after its SIGTERM, before
-    the job is requeued (the stop that follows would signal it again, which stops a training
-    at once, without its checkpoint). end_wait: a command ended by a SIGTERM this job did not
-    send came from Slurm itself (a preemption on a cluster that sends no user signal, an
-    `scancel`, the time limit): Slurm ends this job too within its grace time, and a requeued
-    job resumes the command. So the job waits up to end_wait seconds for that rather than
-    write a failure the requeue would contradict (the driver would record the task failed
-    while Slurm runs it again); it reports the exit only if nothing ended it meanwhile."""
-
-    def __init__(
-        self,
-        *,
-        task_id: str,
-        argv: list[str],
-        env: Mapping[str, str],
-        log: str,
-        grace: float = command.GRACE_SECONDS,
-        end_wait: float = END_WAIT_SECONDS,
-    ) -> None:
-        self.task_id = task_id
-        self.argv = list(argv)
-        self.env = dict(env)
-        self.log = str(log)
-        self.grace = float(grace)
-        self.end_wait = float(end_wait)
-        self._process = None
-
-    def __call__(self) -> float:
-        began = time.monotonic()
-        self._process = command.start(
-            self.argv, log=Path(self.log), env=self.env, preexec_fn=command.ignore_signal(preempt_signal())
-        )
-        returncode = command.wait(self._process, grace=self.grace)
-        seconds = time.monotonic() - began
-        if returncode != 0 and stopped_by_sigterm(returncode) and os.environ.get("SLURM_JOB_ID"):
-            time.sleep(self.end_wait)  # Slurm's SIGKILL (or submitit's requeue) ends it here
-        if returncode != 0:
-            raise command.CommandFailed(returncode, seconds)
-        return seconds
-
-    def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission:
-        if self._process is not None:
-            if self._process.returncode is None:
-                self._process.terminate()
-            # Let it save and exit (reaped in __call__, which submitit's SystemExit ends).
-            command.exited(self._process, self.grace)
-        return DelayedSubmission(copy.copy(self))  # the same settings, no process (__getstate__)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_process": None}
 
 
 def make_executor(
@@ -251,7 +191,7 @@ def settle(tracker: Tracker, task_id: str, job: submitit.Job, offset: int) -> Ou
         task_id,
         returncode=None,
         attempts=attempts,
-        error=f"Slurm job {job.job_id}: {failure_summary(error)}; submitit's log: {job.paths.stderr}",
+        error=f"Slurm job {job.job_id}: {failure_summary(error)}; submitit's log: {job.paths.stdout}",
     )
 
 
@@ -282,6 +222,7 @@ def run(
     max_requeues: int = 5,
     signal_delay_s: int = 120,
     sbatch: Mapping[str, Any] | None = None,
+    max_array: int = MAX_ARRAY,
     poll_seconds: float = POLL_SECONDS,
 ) -> list[Outcome]:
     """Run the tasks as Slurm job arrays, level by level.
@@ -292,10 +233,16 @@ def run(
         is no longer requeued (preemptions do not count). signal_delay_s: seconds between
         the signal and the kill; the command gets half of them to save and exit before the
         job is requeued. sbatch: extra `#SBATCH` options, e.g. {"partition": "gpu",
-        "mem": "16G"}. poll_seconds: how often the driver looks for finished jobs."""
+        "mem": "16G"}. max_array: the most jobs submitted at once (a level of more goes in
+        arrays of that many, each waited for): every array task counts toward a cluster's
+        per-user limit of submitted jobs (`sacctmgr show assoc user=$USER format=MaxSubmit`),
+        and sbatch refuses an array past it. poll_seconds: how often the driver looks for
+        finished jobs."""
     timeout_min = command.check_timeout(timeout_min)
     if not timeout_min:
         raise RamlabError("timeout_min must be > 0 under Slurm: it is each job's time limit (--time)")
+    if max_array < 1:
+        raise RamlabError(f"max_array must be >= 1 (jobs submitted at once), got {max_array}")
     if not tasks:
         return []
     if folder is None:
@@ -315,7 +262,7 @@ def run(
         todo = [task for task in wave if task.id in tracker.pending]
         # Slurm caps an array's parallelism (%N); submitit's local cluster has no such cap,
         # so there a level goes in batches of N.
-        batch = len(todo) if cluster == "slurm" else resources.jobs
+        batch = min(len(todo), max_array) if cluster == "slurm" else resources.jobs
         for first in range(0, len(todo), max(1, batch)):
             _run_batch(
                 executor,
@@ -325,6 +272,7 @@ def run(
                 depth,
                 poll_seconds,
                 grace=signal_delay_s / 2,
+                slurm=cluster == "slurm",
             )
     return tracker.outcomes()
 
@@ -338,6 +286,7 @@ def _run_batch(
     poll_seconds: float,
     *,
     grace: float,
+    slurm: bool,
 ) -> None:
     """Submit tasks of one level and wait for all of them."""
     offsets = {task.id: command.log_size(task.log) for task in tasks}
@@ -350,15 +299,67 @@ def _run_batch(
             tracker.start(task.id, quiet=True)
         array = jobs[0].job_id.split("_")[0]
         tracker.progress(f"level {depth}: submitted {len(jobs)} job(s) as job {array} | {tracker.status()}")
-        while waiting:
-            for task_id, job in list(waiting.items()):
-                if job.done():
-                    del waiting[task_id]
-                    settle(tracker, task_id, job, offsets[task_id])
-            if waiting:
-                time.sleep(poll_seconds)
+        wait(waiting, tracker, offsets, poll_seconds, watch=Vanished() if slurm else None)
     except BaseException:  # cancelled first: the report may fail (a closed terminal)
-        for job in waiting.values():
-            job.cancel(check=False)
-        tracker.progress(f"cancelled {len(waiting)} job(s)")
+        stop_jobs(list(waiting.values()), grace=grace if slurm else 0.0, progress=tracker.progress)
         raise
+
+
+def wait(
+    waiting: dict[str, submitit.Job],
+    tracker: Tracker,
+    offsets: dict[str, int],
+    poll_seconds: float,
+    *,
+    watch: Vanished | None,
+) -> None:
+    """Settle each job as it finishes (a job `watch` finds gone from the queue without a
+    result, as lost), until none is left; `waiting` loses each job it settles."""
+    while waiting:
+        for task_id, job in list(waiting.items()):
+            if job.done():
+                del waiting[task_id]
+                settle(tracker, task_id, job, offsets[task_id])
+        if watch is not None:
+            for task_id, gone in watch.lost(waiting).items():
+                job = waiting.pop(task_id)
+                attempts = max(1, command.attempts_since(tracker.by_id[task_id].log, offsets[task_id]))
+                tracker.end(
+                    task_id,
+                    returncode=None,
+                    attempts=attempts,
+                    error=(
+                        f"Slurm job {job.job_id}: out of the queue for {gone / 60:.0f} min with no "
+                        f"result (state {job.state}): preempted on a cluster that cancels "
+                        "(PreemptMode=CANCEL; ramlab needs REQUEUE), or lost where no accounting "
+                        f"says why; submitit's log: {job.paths.stdout}"
+                    ),
+                )
+        if waiting:
+            time.sleep(poll_seconds)
+
+
+def stop_jobs(jobs: list[submitit.Job], *, grace: float, progress: Callable[[str], None]) -> None:
+    """Cancel jobs, their commands first: `scancel --signal=TERM` signals only the jobs'
+    steps, so each training saves its checkpoint and exits, and `grace` seconds later
+    `scancel` ends the jobs. A plain `scancel` also signals the batch step, whose srun then
+    kills the command at once (SIGKILL), before it saves. grace 0: at once (a second Ctrl-C
+    during the wait too)."""
+    if not jobs:
+        return
+    try:
+        if grace > 0:
+            progress(f"stopping {len(jobs)} job(s): SIGTERM to their commands, scancel in {grace:.0f} s")
+            subprocess.run(
+                ["scancel", "--signal=TERM", *(job.job_id for job in jobs)],
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
+            time.sleep(grace)
+    except (OSError, subprocess.TimeoutExpired, KeyboardInterrupt):
+        pass  # cancel them now
+    finally:
+        for job in jobs:
+            job.cancel(check=False)
+        progress(f"cancelled {len(jobs)} job(s)")
