@@ -230,44 +230,55 @@ def test_ray_init_keeps_the_drivers_signal_handlers():
         signal.signal(signal.SIGTERM, previous)
 
 
-def test_a_cluster_whose_workers_cannot_run_ramlab_is_refused_before_any_job(tmp_path, monkeypatch):
-    # Every task imports ramlab in the Python that started its node: from another environment
-    # every job would fail alike, after it was submitted.
+def test_a_cluster_whose_nodes_cannot_run_the_jobs_is_refused_before_any_job(tmp_path, monkeypatch):
+    # Every task imports ramlab in the Python that started its node, and every job runs the
+    # driver's Python: a node without either would fail every job sent there, one by one.
     from ramlab.errors import RamlabError
     from ramlab.execute.ray_executor import check_workers
 
-    asked: list[dict] = []
+    assert check_workers("local", timeout=60) == 1  # the test session's Ray: one node, all there
+    n1, n2, n3 = ("11" * 28, "22" * 28, "33" * 28)  # Ray's node ids: 28 bytes in hex
+    nodes = [
+        {"NodeID": n1, "Alive": True, "NodeManagerAddress": "10.0.0.1"},
+        {"NodeID": n2, "Alive": True, "NodeManagerAddress": "10.0.0.2"},
+        {"NodeID": n3, "Alive": False},
+    ]
+    sent: list[str] = []
 
-    def remote(**options):
-        asked.append(options)
-        return lambda function: SimpleNamespace(remote=lambda: function.__name__)
+    class Probe:
+        def options(self, scheduling_strategy):
+            assert scheduling_strategy.soft is False  # on that node, not wherever Ray likes
+            sent.append(scheduling_strategy.node_id)
+            return SimpleNamespace(remote=lambda python: scheduling_strategy.node_id)
 
-    monkeypatch.setattr(ray, "remote", remote)
-    monkeypatch.setattr(ray, "get", lambda ref, timeout: f"/nodes/python ({ref}, {timeout:g} s)")
-    assert check_workers("10.0.0.9:6379", timeout=5) == "/nodes/python (_worker_python, 5 s)"
-    assert asked == [{"num_cpus": 0}]  # runs on a cluster whose CPUs are all taken
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(ray, "remote", lambda **options: lambda function: Probe())
+    monkeypatch.setattr(ray, "get", lambda node, timeout: node != n2)  # n2 lacks the Python
+    with pytest.raises(RamlabError, match=r"node 10\.0\.0\.2 of the Ray cluster at c:1 has no .*same path"):
+        check_workers("c:1")
+    assert sent == [n1, n2]  # every alive node
 
-    def fails(ref, timeout):
+    def fails(node, timeout):
         raise ray.exceptions.RaySystemError("ModuleNotFoundError: No module named 'ramlab'")
 
     monkeypatch.setattr(ray, "get", fails)
     with pytest.raises(
-        RamlabError, match=r"probe task .* failed \(.*No module named 'ramlab'\).*`ray start`"
+        RamlabError, match=r"node 10\.0\.0\.1 .* failed \(.*No module named 'ramlab'\).*`ray start`"
     ):
-        check_workers("10.0.0.9:6379")
+        check_workers("c:1")
 
-    def hangs(ref, timeout):
+    def hangs(node, timeout):
         raise ray.exceptions.GetTimeoutError("timed out")
 
     monkeypatch.setattr(ray, "get", hangs)
-    with pytest.raises(RamlabError, match=r"did not run in 120 s: are its nodes up"):
-        check_workers("10.0.0.9:6379")
-    # From execute: refused after connecting, the connection closed again.
+    with pytest.raises(RamlabError, match=r"did not run in 120 s: is it up"):
+        check_workers("c:1")
+    # From execute: refused after connecting, and the connection closed again.
     shut: list[bool] = []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **_: None)
     monkeypatch.setattr(ray, "shutdown", lambda: shut.append(True))
     monkeypatch.setattr(ray, "get", fails)
     with pytest.raises(RamlabError, match="No module named 'ramlab'"):
-        execute([fake(tmp_path, "a")], executor="ray", resources=Resources(), address="10.0.0.9:6379")
+        execute([fake(tmp_path, "a")], executor="ray", resources=Resources(), address="c:1")
     assert shut == [True] and records(tmp_path) == {}

@@ -16,7 +16,8 @@ SIGKILL after the grace period) and re-raises KeyboardInterrupt.
 On a cluster every node runs the commands itself: ramlab must be installed on every node at
 the driver's path (a command names the driver's Python, `sys.executable`), every node's
 `ray start` run from that environment (each task imports this module in the Python that
-started its node; a probe task checks it before any job is submitted, `check_workers`), and
+started its node; a probe task on every node checks it, and the driver's Python, before any
+job is submitted: `check_workers`), and
 the study directory (commands, logs, checkpoints) must be on storage every node sees.
 """
 
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import ray
 from ray.exceptions import RayTaskError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from ramlab.errors import RamlabError
 from ramlab.execute import command
@@ -69,28 +71,45 @@ def _run_command(argv: list[str], env: dict[str, str], log: str, grace: float) -
     return command.run_or_raise(argv, log=Path(log), env=env, grace=grace)
 
 
-def _worker_python() -> str:
-    """Where a Ray worker runs: its Python (a task that runs at all imported ramlab there)."""
-    return sys.executable
+def _worker_check(driver_python: str) -> bool:
+    """On a node: whether the driver's Python is there (the jobs run it). A task that runs at
+    all imported ramlab in the Python that started the node."""
+    return os.path.exists(driver_python)
 
 
-def check_workers(address: str, *, timeout: float = PROBE_SECONDS) -> str:
-    """Run one task of no CPU on the cluster and return the Python it ran in, or a RamlabError
-    before any job is submitted: every task imports this module in the Python that started its
-    node (`ray start`), so a node started from another environment fails every job alike."""
-    try:
-        return ray.get(ray.remote(num_cpus=0)(_worker_python).remote(), timeout=timeout)
-    except ray.exceptions.GetTimeoutError as exc:
-        raise RamlabError(
-            f"a probe task on the Ray cluster at {address} did not run in {timeout:.0f} s: are its "
-            "nodes up (`ray status`)?"
-        ) from exc
-    except ray.exceptions.RayError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise RamlabError(
-            f"a probe task on the Ray cluster at {address} failed ({first}): every node must run "
-            f"`ray start` from an environment with ramlab installed at the driver's path ({sys.executable})"
-        ) from exc
+def check_workers(address: str, *, timeout: float = PROBE_SECONDS) -> int:
+    """Run a task of no CPU on every alive node of the cluster, before any job is submitted;
+    the number of nodes, or a RamlabError naming the first node that cannot run the jobs:
+    each task imports this module in the Python that started its node (`ray start`), and each
+    job runs the driver's Python, so either missing on a node fails every job sent there."""
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    probe = ray.remote(num_cpus=0)(_worker_check)
+    refs = [
+        probe.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)).remote(
+            sys.executable
+        )
+        for node in nodes
+    ]
+    for node, ref in zip(nodes, refs, strict=True):
+        where = f"node {node.get('NodeManagerAddress') or node['NodeID']} of the Ray cluster at {address}"
+        try:
+            found = ray.get(ref, timeout=timeout)
+        except ray.exceptions.GetTimeoutError as exc:
+            raise RamlabError(
+                f"a probe task on {where} did not run in {timeout:.0f} s: is it up (`ray status`)?"
+            ) from exc
+        except ray.exceptions.RayError as exc:
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise RamlabError(
+                f"a probe task on {where} failed ({first}): run every node's `ray start` from an "
+                f"environment with ramlab installed at the driver's path ({sys.executable})"
+            ) from exc
+        if not found:
+            raise RamlabError(
+                f"{where} has no {sys.executable}: the jobs run the driver's Python, so install "
+                "ramlab at the same path on every node"
+            )
+    return len(nodes)
 
 
 def run(
@@ -122,8 +141,8 @@ def run(
                     "RAY_ADDRESS unset for a local Ray"
                 ) from exc
             try:
-                progress(f"the cluster's workers run {check_workers(address)}")
-            except RamlabError:
+                progress(f"{check_workers(address)} Ray node(s) run ramlab and have {sys.executable}")
+            except BaseException:  # a Ctrl-C during the probe too: no connection left open
                 ray.shutdown()
                 raise
         else:

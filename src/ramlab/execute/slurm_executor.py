@@ -38,6 +38,7 @@ the command at once): ask for GraceTime >= 60 s or `PreemptParameters=send_user_
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -53,7 +54,7 @@ from ramlab.errors import RamlabError
 from ramlab.execute import command
 from ramlab.execute.dag import Outcome, Task, Tracker, levels
 from ramlab.execute.resources import Resources, visible_gpus
-from ramlab.execute.slurm_command import SlurmCommand
+from ramlab.execute.slurm_command import SlurmCommand  # also what older job pickles name here
 from ramlab.execute.slurm_queue import Vanished
 
 CLUSTERS = ("slurm", "local")
@@ -68,7 +69,9 @@ OWN_SBATCH = {
     "array": "each dependency level is one array, --jobs N at once",
     "cpus-per-task": "use --threads-per-job T",
     "cpus_per_task": "use --threads-per-job T",
-    **dict.fromkeys(("gpus-per-node", "gpus_per_node", "gpus", "gres"), "use --gpus-per-job F"),
+    "gpus-per-node": "use --gpus-per-job F",
+    "gpus_per_node": "use --gpus-per-job F",
+    "clusters": "the driver watches its jobs with squeue on this cluster: run it on the one you want",
     **dict.fromkeys(
         ("output", "error", "open-mode", "job-name", "wckey"),
         "submitit names each job and reads its logs where it wrote them",
@@ -100,6 +103,12 @@ def make_executor(
             + ", ".join(f"sbatch.{key}" for key in owned)
             + ": ramlab sets it itself; "
             + "; ".join(OWN_SBATCH[key] for key in owned)
+        )
+    doubled = sorted({"gres", "gpus"} & set(sbatch)) if whole_gpus else []
+    if doubled:  # a typed GPU (gres=gpu:a100:1) comes from sbatch.gres alone
+        raise RamlabError(
+            f"--option sbatch.{doubled[0]} and --gpus-per-job {gpus:g} both ask for GPUs: give "
+            "one (sbatch.gres=gpu:TYPE:N for a GPU type, without --gpus-per-job)"
         )
     if cluster == "slurm":
         try:
@@ -301,7 +310,7 @@ def _run_batch(
         tracker.progress(f"level {depth}: submitted {len(jobs)} job(s) as job {array} | {tracker.status()}")
         wait(waiting, tracker, offsets, poll_seconds, watch=Vanished() if slurm else None)
     except BaseException:  # cancelled first: the report may fail (a closed terminal)
-        stop_jobs(list(waiting.values()), grace=grace if slurm else 0.0, progress=tracker.progress)
+        stop_jobs(list(waiting.values()), grace=grace, progress=tracker.progress, slurm=slurm)
         raise
 
 
@@ -323,6 +332,7 @@ def wait(
         if watch is not None:
             for task_id, gone in watch.lost(waiting).items():
                 job = waiting.pop(task_id)
+                job.cancel(check=False)  # squeue may not see it (another cluster): no stray copy
                 attempts = max(1, command.attempts_since(tracker.by_id[task_id].log, offsets[task_id]))
                 tracker.end(
                     task_id,
@@ -339,27 +349,44 @@ def wait(
             time.sleep(poll_seconds)
 
 
-def stop_jobs(jobs: list[submitit.Job], *, grace: float, progress: Callable[[str], None]) -> None:
-    """Cancel jobs, their commands first: `scancel --signal=TERM` signals only the jobs'
-    steps, so each training saves its checkpoint and exits, and `grace` seconds later
-    `scancel` ends the jobs. A plain `scancel` also signals the batch step, whose srun then
-    kills the command at once (SIGKILL), before it saves. grace 0: at once (a second Ctrl-C
-    during the wait too)."""
+def stop_jobs(
+    jobs: list[submitit.Job], *, grace: float, progress: Callable[[str], None], slurm: bool = True
+) -> None:
+    """Cancel jobs, their commands first: the pending ones are cancelled (one would start
+    only to be killed), `scancel --signal=TERM` signals only the running jobs' steps, so each
+    training saves its checkpoint and exits, and `grace` seconds later `scancel` ends the
+    jobs. A plain `scancel` also signals the batch step, whose srun then kills the command at
+    once (SIGKILL), before it saves. grace 0: at once (a second Ctrl-C during the wait too).
+    Under Slurm one scancel for all, in a session of its own (a Ctrl-C at the terminal does
+    not reach it); elsewhere (submitit's local cluster) each job's own cancel."""
     if not jobs:
         return
+    ids = [job.job_id for job in jobs]
     try:
-        if grace > 0:
+        if slurm and grace > 0:
             progress(f"stopping {len(jobs)} job(s): SIGTERM to their commands, scancel in {grace:.0f} s")
-            subprocess.run(
-                ["scancel", "--signal=TERM", *(job.job_id for job in jobs)],
-                capture_output=True,
-                check=False,
-                timeout=60,
-            )
+            _scancel("--state=PENDING", *ids)
+            _scancel("--signal=TERM", *ids)
             time.sleep(grace)
-    except (OSError, subprocess.TimeoutExpired, KeyboardInterrupt):
+    except KeyboardInterrupt:
         pass  # cancel them now
     finally:
-        for job in jobs:
-            job.cancel(check=False)
+        if slurm:
+            for _ in range(2):  # again if a Ctrl-C cut the first short
+                try:
+                    _scancel(*ids)
+                    break
+                except KeyboardInterrupt:
+                    continue
+        else:
+            for job in jobs:
+                job.cancel(check=False)
         progress(f"cancelled {len(jobs)} job(s)")
+
+
+def _scancel(*args: str) -> None:
+    """scancel ARGS, its failures ignored (a job already ended), in a session of its own."""
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(
+            ["scancel", *args], capture_output=True, check=False, timeout=60, start_new_session=True
+        )

@@ -47,9 +47,10 @@ class Vanished:
 def queued(job_ids: list[str]) -> set[str] | None:
     """Which of `job_ids` (array tasks as 123_4) squeue still lists, pending or running, or
     None when squeue cannot say (not there, failed, timed out)."""
+    arrays = sorted({job_id.split("_")[0] for job_id in job_ids})  # with --array: all its tasks
     try:
         out = subprocess.run(
-            ["squeue", "--noheader", "--array", "--format=%i", f"--jobs={','.join(job_ids)}"],
+            ["squeue", "--noheader", "--array", "--format=%i", f"--jobs={','.join(arrays)}"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -59,4 +60,4 @@ def queued(job_ids: list[str]) -> set[str] | None:
     if out.returncode != 0:
         # every id asked for has left Slurm's memory (MinJobAge): none is queued
         return set() if "invalid job id" in out.stderr.lower() else None
-    return {line.strip() for line in out.stdout.splitlines() if line.strip()}
+    return {line.strip() for line in out.stdout.splitlines() if line.strip()} & set(job_ids)
