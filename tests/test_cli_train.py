@@ -288,7 +288,7 @@ def test_eval_repeats_the_trainers_sampled_figures_at_any_batch_size(fake_mnist,
     assert three["loss"] == pytest.approx(eight["loss"], rel=1e-6) and three["error"] == eight["error"]
 
 
-def test_a_random_policy_run_end_to_end_says_how_it_looked(fake_mnist, tmp_path, capsys) -> None:
+def test_a_random_policy_run_end_to_end_says_how_it_looked(fake_mnist, tmp_path, capsys, monkeypatch) -> None:
     """`--policy random`: the paper's random-glimpse control trains, tests, and names its
     protocol; no part is reported starved (it has no policy to starve)."""
     out = tmp_path / "run"
@@ -300,6 +300,9 @@ def test_a_random_policy_run_end_to_end_says_how_it_looked(fake_mnist, tmp_path,
     assert "policy/location_spread" in logged and not logged & {"policy/reward", "loss/reinforce"}
     assert main(["eval", str(out), "--sample", "--limit", "4"]) != 0  # nothing to sample
     assert "no policy to sample" in capsys.readouterr().err
+    monkeypatch.setattr("ramlab.robustness.shifted_scenes", lambda *a, **k: pytest.fail("a level was built"))
+    assert main(["robustness", str(out), "--sample", "--shift", "noise", "--limit", "4"]) != 0
+    assert "no policy to sample" in capsys.readouterr().err  # before any level's scenes
     assert main(["eval", str(out), "--limit", "4"]) == 0
     assert json.loads(capsys.readouterr().out)["protocol"] == "random glimpse locations, one rollout"
     config = run_config_from_args(build_parser().parse_args(["train", "ram", *TINY, "--policy", "random"]))

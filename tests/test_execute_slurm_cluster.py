@@ -73,17 +73,33 @@ def test_cancelling_signals_the_commands_first_then_cancels_the_jobs(tmp_path, m
     monkeypatch.setattr(slurm_executor, "time", SimpleNamespace(sleep=interrupted))
     slurm_executor.stop_jobs(jobs, grace=60.0, progress=lines.append)
     assert (tmp_path / "scancel").read_text().splitlines()[-1] == "7_0 7_1"
+    # A Ctrl-C during the final scancel: it is asked again, not left with jobs queued.
+    calls: list[tuple] = []
+
+    def scancel(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(slurm_executor, "_scancel", scancel)
+    monkeypatch.setattr(slurm_executor, "time", SimpleNamespace(sleep=slept.append))
+    slurm_executor.stop_jobs(jobs, grace=1.0, progress=lines.append)
+    assert calls[2:] == [("7_0", "7_1"), ("7_0", "7_1")]
     # submitit's local cluster: each job's own cancel, at once.
     cancelled: list[str] = []
     local = [SimpleNamespace(job_id="1", cancel=lambda check: cancelled.append("1"))]
     slurm_executor.stop_jobs(local, grace=60.0, progress=lines.append, slurm=False)
-    assert cancelled == ["1"] and slept == [60.0]
+    assert cancelled == ["1"] and slept == [60.0, 1.0]
 
 
 def test_a_typed_gpu_comes_from_sbatch_gres_alone(tmp_path, monkeypatch):
     record = fake_slurm(tmp_path, monkeypatch)
     with pytest.raises(RamlabError, match=r"sbatch\.gres and --gpus-per-job 1 both ask for GPUs"):
         slurm_executor_in(tmp_path, Resources(jobs=1, gpus_per_job=1), sbatch={"gres": "gpu:a100:1"})
+    with pytest.raises(RamlabError, match=r"sbatch\.gpus-per-task and --gpus-per-job 1 both ask"):
+        slurm_executor_in(tmp_path, Resources(jobs=1, gpus_per_job=1), sbatch={"gpus-per-task": "1"})
+    with pytest.raises(RamlabError, match=r"sbatch\.clusters: ramlab sets it itself; .*squeue"):
+        slurm_executor_in(tmp_path, Resources(jobs=1), sbatch={"clusters": "other"})
     executor = slurm_executor_in(tmp_path, Resources(jobs=1), sbatch={"gres": "gpu:a100:1"})
     slurm_executor.submit_level(executor, [fake(tmp_path, "a")], threads=1, name="ramlab-level0")
     assert "#SBATCH --gres=gpu:a100:1" in (record / "script.sh").read_text()

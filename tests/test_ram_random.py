@@ -13,6 +13,7 @@ from ramlab.data.scenes import Scenes
 from ramlab.errors import RamlabError
 from ramlab.evaluate import check_sampling, evaluate
 from ramlab.models.ram import RAMConfig
+from ramlab.runconfig import RunConfig
 
 # ---- the random-policy control (`policy: random`) ----------------------------------------------
 
@@ -72,5 +73,10 @@ def test_a_random_policy_refuses_a_sampled_evaluation_and_averages_several_rollo
     with pytest.raises(RamlabError, match="no policy to sample"):
         check_sampling(ram, sample=True, rollouts=1)
     assert evaluate(ram, loader).protocol == "random glimpse locations, one rollout"
+    # A random RAM's validation with eval_sample would fail after its first epoch: refused before.
+    random = {"model": "ram", "data": "mnist", "model_config": {"policy": "random"}}
+    with pytest.raises(RamlabError, match=r"eval_sample is for a learned policy.*none to sample"):
+        RunConfig.from_dict({**random, "train": {"eval_sample": True}})
+    RunConfig.from_dict({**random, "train": {"eval_rollouts": 3}})  # M random placements averaged
     averaged = evaluate(ram, loader, rollouts=2)
     assert averaged.protocol.startswith("random glimpse locations, class probabilities averaged over 2")

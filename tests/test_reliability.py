@@ -360,11 +360,6 @@ def test_sampling_a_model_that_draws_no_locations_is_refused(fake_mnist, tmp_pat
         RamlabError, match="eval_sample and eval_rollouts are for the RAM: the fc model draws no"
     ):
         RunConfig.from_dict({"model": "fc", "data": "mnist", "train": {"eval_rollouts": 3}})
-    # A random RAM's validation would fail after its first epoch, not before it.
-    random = {"model": "ram", "data": "mnist", "model_config": {"policy": "random"}}
-    with pytest.raises(RamlabError, match=r"eval_sample is for a learned policy.*none to sample"):
-        RunConfig.from_dict({**random, "train": {"eval_sample": True}})
-    RunConfig.from_dict({**random, "train": {"eval_rollouts": 3}})  # M random placements averaged
     config = RunConfig.from_dict(
         {"model": "fc", "data": "mnist", "train": dataclasses.asdict(tiny_config(epochs=1).train)}
     )

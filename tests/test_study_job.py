@@ -21,6 +21,7 @@ from ramlab.device import threads_given
 from ramlab.provenance import run_commit
 from ramlab.study import Context, load_preset
 from ramlab.study import jobs as study_jobs
+from ramlab.study.extras import eval_settings
 from ramlab.study.job import main
 from ramlab.study.plan import build_plan
 
@@ -241,6 +242,24 @@ def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):
     for changed in ({"limit": 16}, {"sample": True}, {"format": 1}):  # format 1 read the first 8 digits
         path.write_text(json.dumps({**done, **changed}))
         assert not study_jobs.is_done(ctx, job), changed
+    # Format 5 gave a limited sweep the first 8 digits' random numbers: a RAM's is redone.
+    path.write_text(json.dumps({**done, "format": 5, "protocol": "policy mean, one rollout"}))
+    assert not study_jobs.is_done(ctx, job)
+
+
+def test_an_evaluation_made_with_other_draws_is_run_again(tmp_path):
+    # Before `draws` 2, a limited evaluation and the figures' scenes took the split's first
+    # rows' random numbers (a random first glimpse), not their own.
+    preset = write_preset(tmp_path / "p.yaml", evaluate={"limit": 8, "glimpses": 2})
+    ctx = Context(load_preset(preset), tmp_path / "study")
+    job = next(j for j in build_plan(ctx.preset) if j.kind == "eval")
+    path = ctx.run_dir(job.run) / "eval.json"
+    path.parent.mkdir(parents=True)
+    settings = eval_settings(ctx.preset.evaluate)
+    path.write_text(json.dumps({"settings": settings}))
+    assert study_jobs.is_done(ctx, job)
+    path.write_text(json.dumps({"settings": {k: v for k, v in settings.items() if k != "draws"}}))
+    assert not study_jobs.is_done(ctx, job)
 
 
 def test_a_damaged_result_is_not_done_and_its_job_rewrites_it(study_dir, capsys, monkeypatch):

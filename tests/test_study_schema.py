@@ -207,6 +207,28 @@ def test_all_the_problems_are_listed_in_one_error(tmp_path):
             "robustness[1].runs: group 'ram' is already in an earlier sweep; give a group one sweep",
         ),
         ({"robustness": [{"runs": ["nope"]}]}, "robustness[0].runs: unknown group 'nope'; allowed: all, ram"),
+        # A sampled sweep of a run with no policy to sample failed when its job came, hours in.
+        (
+            {
+                "runs": [
+                    group("a"),
+                    group(
+                        "b",
+                        data=["translated60", "mnist"],
+                        per_data={"mnist": {"model_config": {"policy": "random"}}},
+                    ),
+                ],
+                "robustness": [{"runs": ["a", "b"], "sample": True}],
+            },
+            "robustness[0].sample: group 'b' has no location policy to sample",
+        ),
+        (
+            {
+                "runs": [group("a"), {"name": "cnn", "model": "resnet", "data": "mnist"}],
+                "robustness": [{"sample": True}],
+            },
+            "robustness[0].sample: group 'cnn' has no location policy to sample",
+        ),
         # Settings that were accepted and then replaced (a review found each silently dropped):
         ({"train": {"seed": 5}}, "train.seed: a run's seed is its index 0..seeds-1"),
         ({"runs": [group("a", train={"seed": 5})]}, "runs[0] (a).train.seed: a run's seed is its index"),

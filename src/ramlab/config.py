@@ -94,7 +94,9 @@ def add_policy_args(parser: argparse.ArgumentParser) -> None:
     """`--sample` and `--rollouts M`: the policy an evaluation outside training reads the
     model with (`ramlab.evaluate`); the command checks that M >= 1."""
     parser.add_argument(
-        "--sample", action="store_true", help="sample glimpse locations instead of the policy mean"
+        "--sample",
+        action="store_true",
+        help="sample glimpse locations from a learned policy instead of taking its mean",
     )
     parser.add_argument(
         "--rollouts",

@@ -5,7 +5,8 @@ says. `sample=True` draws locations as in training; `rollouts=M > 1` draws M rol
 image and averages their class probabilities (Monte Carlo), at every step. `protocol` names
 which of these produced a number, and every result file carries it.
 
-Every random number an evaluation uses (a random first location, the sampled policy's noise)
+Every random number an evaluation uses (a random first location, a random policy's places,
+the sampled policy's noise)
 is drawn before it starts, for the whole split at once, on the CPU from a generator of fixed
 seed: so an evaluation gives the same numbers at any batch size and on any device (up to the
 device's arithmetic), and two evaluations of one model agree. A subset of a split (a limited

@@ -10,7 +10,9 @@ over the steps t where the policy chose l_t, and every mean over all B rollouts.
 rollouts per image (rows i*M .. i*M+M-1 see image i) and `baseline: rollouts`, the advantage
 uses b_t = the mean of G_t over the image's other M-1 rollouts instead of the learned b_t
 (which is still regressed, so it stays comparable). p_bar is the mean of the final class
-distributions p_T of the image's M rollouts, its gradient stopped (sg).
+distributions p_T of the image's M rollouts, its gradient stopped (sg). A RAM with random
+glimpse places (`policy: random`) chose none: its loss is the cross-entropy (and consistency)
+alone, no reward is read, and no policy figures are logged.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""The Slurm executor (through submitit): one job array per dependency level.
+"""The Slurm executor (through submitit): job arrays, dependency level by level.
 
 The driver goes level by level (`dag.levels`): it submits the tasks of a level whose
-dependencies all succeeded as one job array, `--array=0-K%N` (at most N run at once), waits
-for the whole array, then submits the next level. Level by level rather than `afterok`
+dependencies all succeeded as a job array, `--array=0-K%N` (at most N run at once; a level of
+more than `max_array` tasks as several, one after the other), waits for the whole array, then
+submits the next. Level by level rather than `afterok`
 dependencies: a failed job then simply leaves its dependents unsubmitted, instead of pending
 forever with DependencyNeverSatisfied, and the driver sees every outcome. The price: a level
 waits for its slowest job.
@@ -59,6 +60,8 @@ from ramlab.execute.slurm_queue import Vanished
 
 CLUSTERS = ("slurm", "local")
 POLL_SECONDS = 10.0
+# sbatch options that ask for GPUs besides --gpus-per-job's --gpus-per-node
+GPU_SBATCH = {"gres", "gpus", "gpus-per-task", "gpus_per_task", "gpus-per-socket", "gpus_per_socket"}
 MAX_ARRAY = 100  # jobs submitted at once: a common per-user limit of submitted jobs is 100-1000
 # #SBATCH options ramlab writes itself (an --option sbatch.KEY would override them unseen by
 # submitit, whose time-out count reads its own): what to use instead.
@@ -66,7 +69,7 @@ OWN_SBATCH = {
     "time": "use --option timeout_min=MINUTES (each job's time limit)",
     "signal": "the signal before a time limit is submitit's: USR2, signal_delay_s=SECONDS before it",
     "requeue": "jobs are always requeued on preemption and time-out (max_requeues=N caps time-outs)",
-    "array": "each dependency level is one array, --jobs N at once",
+    "array": "each dependency level goes in arrays of at most max_array jobs, --jobs N at once",
     "cpus-per-task": "use --threads-per-job T",
     "cpus_per_task": "use --threads-per-job T",
     "gpus-per-node": "use --gpus-per-job F",
@@ -104,7 +107,7 @@ def make_executor(
             + ": ramlab sets it itself; "
             + "; ".join(OWN_SBATCH[key] for key in owned)
         )
-    doubled = sorted({"gres", "gpus"} & set(sbatch)) if whole_gpus else []
+    doubled = sorted(GPU_SBATCH & set(sbatch)) if whole_gpus else []
     if doubled:  # a typed GPU (gres=gpu:a100:1) comes from sbatch.gres alone
         raise RamlabError(
             f"--option sbatch.{doubled[0]} and --gpus-per-job {gpus:g} both ask for GPUs: give "

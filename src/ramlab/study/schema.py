@@ -36,7 +36,8 @@ from pydantic import (
 from ramlab.config import field_names
 from ramlab.data.datasets import dataset_spec
 from ramlab.errors import RamlabError
-from ramlab.models.registry import model_config_class, model_names
+from ramlab.models.base import FeedForwardModel
+from ramlab.models.registry import model_class, model_config_class, model_names
 from ramlab.runconfig import TrainConfig, recipe_names
 from ramlab.study.values import (
     Count,
@@ -229,6 +230,18 @@ class RobustnessSpec(Section, frozen=True):
     """Sample glimpse locations instead of using the policy mean."""
 
 
+def _has_policy(group: Group) -> bool:
+    """Whether a group's runs draw their glimpse places from a learned policy (what a sampled
+    sweep samples): a RAM not set to `policy: random`, here or for one of its datasets."""
+    if issubclass(model_class(group.model), FeedForwardModel):
+        return False
+    configs = [
+        group.model_cfg,
+        *((entry or {}).get("model_config") or {} for entry in group.per_data.values()),
+    ]
+    return not any(config.get("policy") == "random" for config in configs)
+
+
 def _cost_config_dicts(value: Any) -> dict:
     if value is None:
         return {}
@@ -377,6 +390,14 @@ class PresetFile(Section):
                     f"group {twice[0]!r} is already in an earlier sweep; give a group one sweep",
                 )
             swept.update(targets)
+            unsampled = [name for name in targets if sweep.sample and not _has_policy(groups[name])]
+            if unsampled:  # its sweep job would fail when it comes, after the training
+                raise invalid(
+                    ("robustness", i, "sample"),
+                    f"group {unsampled[0]!r} has no location policy to sample (random glimpse "
+                    "places, or a model without glimpses): list the groups to sample in runs, "
+                    "and sweep it without sample",
+                )
             for data in sorted({d for name in targets for d in groups[name].data}):
                 try:
                     resolve_levels(dataset_spec(data), sweep.shifts)

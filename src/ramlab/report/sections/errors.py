@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from ramlab.evaluate import ONE_PASS
+from ramlab.protocols import ONE_PASS
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import duration, fmt_mean_std, fmt_some, si
 from ramlab.report.inputs import ReportInputs

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ramlab.evaluate import ONE_PASS
+from ramlab.protocols import ONE_PASS
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import fmt_some
 from ramlab.report.inputs import ReportInputs
