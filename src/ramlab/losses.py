@@ -12,7 +12,8 @@ uses b_t = the mean of G_t over the image's other M-1 rollouts instead of the le
 (which is still regressed, so it stays comparable). p_bar is the mean of the final class
 distributions p_T of the image's M rollouts, its gradient stopped (sg). A RAM with random
 glimpse places (`policy: random`) chose none: its loss is the cross-entropy (and consistency)
-alone, no reward is read, and no policy figures are logged.
+alone, no reward is read, and only the spread of its places is logged of the policy's
+figures (no reward, entropy, REINFORCE or baseline loss).
 """
 
 from __future__ import annotations
