@@ -20,7 +20,6 @@ import itertools
 import json
 from dataclasses import asdict
 
-import numpy as np
 import torch
 
 from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
@@ -100,7 +99,7 @@ def main() -> None:
         parts = [f"{100 * k // args.parts}-{100 * (k + 1) // args.parts}%" for k in range(args.parts)]
         images = unit_pixels(torch.from_numpy(scenes.images[keep]).unsqueeze(1))
         labels = torch.from_numpy(scenes.labels[keep]).long()
-        subset = Subset(np.arange(total)[keep], of=total)  # a random first glimpse: the whole split's
+        subset = Subset.kept(keep, of=total)  # a random first glimpse: the whole split's draws
         result = scene_outcomes(model, images, labels, torch.from_numpy(scenes.bboxes[keep]), subset=subset)
         outcomes[run] = result
         offset_bins, offset_names = bins(result.offset_px, args.offsets)

@@ -187,7 +187,7 @@ def load_split(
             save_scenes(path, scenes)
     if limit is not None:
         keep = kept_scenes(len(scenes), limit, split)
-        subset = Subset(np.arange(len(scenes))[keep], of=len(scenes))
+        subset = Subset.kept(keep, of=len(scenes))
         scenes = Scenes(scenes.images[keep], scenes.labels[keep], scenes.bboxes[keep], spec, subset)
     return scenes
 

@@ -139,6 +139,12 @@ class Subset:
     rows: np.ndarray
     of: int
 
+    @classmethod
+    def kept(cls, keep: slice | np.ndarray, of: int) -> Subset:
+        """The subset that indexing a split of `of` scenes with `keep` (a slice or indices)
+        keeps."""
+        return cls(np.arange(of)[keep], of=of)
+
 
 @dataclass
 class Scenes:

@@ -126,24 +126,27 @@ def _all_but_reward(groups: dict[str, list[Run]]) -> dict[str, dict]:
     }
 
 
-def own_sparse_weight(reward: str) -> float | None:
-    """The weight of the sparse term in `reward` (`0.1*sparse+bbox`: 0.1), None without one
-    (or for a reward this version cannot read)."""
+def _weights(reward: str) -> dict[str, float] | None:
+    """A reward's terms and weights, None for one this version cannot read."""
     from ramlab.rewards import parse_reward  # imports torch: only once a report compares rewards
 
     try:
-        return parse_reward(reward).get("sparse")
+        return parse_reward(reward)
     except RamlabError:
         return None
+
+
+def own_sparse_weight(reward: str) -> float | None:
+    """The weight of the sparse term in `reward` (`0.1*sparse+bbox`: 0.1), None without one
+    (or for a reward this version cannot read)."""
+    return (_weights(reward) or {}).get("sparse")
 
 
 def sparse_weight(reward: str) -> float | None:
     """The weight of the sparse reward when `reward` is the sparse reward alone (`sparse`: 1,
     `0.1*sparse`: 0.1); None for any other reward, or one this version cannot read."""
-    from ramlab.rewards import parse_reward
-
-    weight = own_sparse_weight(reward)
-    return weight if weight is not None and set(parse_reward(reward)) == {"sparse"} else None
+    weights = _weights(reward) or {}
+    return weights["sparse"] if set(weights) == {"sparse"} else None
 
 
 def speed_bar(reference: list[list[CurvePoint]]) -> float | None:
