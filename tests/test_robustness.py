@@ -330,7 +330,8 @@ def test_a_smaller_mnist_digit_stays_where_the_run_saw_digits(fake_mnist):
     one, other = (shifted_scenes(half, base=base, seed=s, limit=None) for s in (0, 1))
     assert np.array_equal(one.images, other.images)
     assert kind.spec(base, 1.0) == base  # the trained level: the run's own test scenes
-    # Datasets with a window keep it: a smaller digit there reaches further (README).
+    # Datasets with a window keep it; the sweep puts each digit on the centre its scene gave it
+    # (test_robustness_pairing.py).
     assert kind.spec(resolve_spec("translated60"), 0.5).max_offset is None
     assert kind.spec(resolve_spec("centred60"), 0.5).max_offset == 4
 

@@ -1,6 +1,7 @@
 """Robustness levels paired with each other (robustness.json format 5): every level draws from
 the run's own spec's stream and a warp from its own, so a level changes only what its shift
-changes; sweeps of earlier formats are another kind."""
+changes, and a scale level keeps each digit's centre (format 7); sweeps of earlier formats
+are another kind."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from ramlab import robustness
 from ramlab.data.datasets import evaluation_subset, load_split, resolve_spec, split_seed
 from ramlab.data.scenes import SceneSpec, generate_scenes
 from ramlab.protocols import ONE_PASS
-from ramlab.robustness import SHIFTS, same_sweep, shifted_scenes
-from ramlab.sweeps import FIRST_ROWS, sweep_kind
+from ramlab.robustness import SHIFTS, same_sweep, shifted_scenes, sweep_format
+from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, sweep_kind
 
 
 @pytest.fixture(autouse=True)
@@ -52,19 +53,55 @@ def test_noise_and_clutter_levels_are_the_runs_test_scenes_with_only_that_change
 
 def test_every_level_keeps_the_clutter_and_noise_but_a_level_of_one_place():
     # Blank digits but one: the scenes hold only clutter (cut from the lit digit) and noise.
-    # A rotation level draws its warp apart; a translate or scale level maps the same
-    # placement draws onto its window (one each: NumPy's bounded integers), so the clutter and
-    # noise stay. Translate 0 has one place, draws nothing for it, and shifts them.
+    # A rotation level draws its warp apart; a translate level maps the same placement draws
+    # onto its window (one each: NumPy's bounded integers), and a scale level draws the places
+    # of the dataset's own box, so the clutter and noise stay. Translate 0 has one place,
+    # draws nothing for it, and shifts them.
     digits = np.zeros((40, 28, 28), dtype=np.uint8)
     digits[0] = 255
     labels = np.arange(40) % 10
     base = SceneSpec(canvas=60, clutter_count=4, noise=0.1)
     own = generate_scenes(base, digits, labels, seed=3).images[1:]
     for name, level in [("rotate", 45), ("translate", 4), ("translate", 8), ("scale", 0.5), ("scale", 1.3)]:
-        level_scenes = generate_scenes(SHIFTS[name].spec(base, level), digits, labels, seed=3)
+        level_scenes = generate_scenes(
+            SHIFTS[name].spec(base, level), digits, labels, seed=3, centres_of=base.footprint
+        )
         assert np.array_equal(level_scenes.images[1:], own), (name, level)
     single = generate_scenes(SHIFTS["translate"].spec(base, 0), digits, labels, seed=3)
     assert not np.array_equal(single.images[1:], own)
+
+
+@pytest.mark.parametrize("data", ["translated60", "cluttered60", "centred60"])
+def test_a_scale_level_resizes_each_digit_about_the_centre_its_scene_gave_it(fake_mnist, data):
+    # Format 6 placed the resized box anywhere in the window it left: at 60 px a digit's
+    # centre then reached 7-53 px at scale 0.5 and only 22.5-37.5 at 1.6, a translation mixed
+    # into the scale curve (and a larger digit nearer a RAM's first, central glimpse).
+    base = resolve_spec(data)
+    lit = np.full((300, 28, 28), 255, dtype=np.uint8)  # a digit's tight box is its whole box
+    labels = np.arange(300) % 10
+    own = generate_scenes(base, lit, labels, seed=5).bboxes
+    centre = (own[:, :2] + own[:, 2:]) / 2  # (x, y)
+    for level in (0.5, 0.75, 1.3, 1.6):
+        spec = SHIFTS["scale"].spec(base, level)
+        boxes = generate_scenes(spec, lit, labels, seed=5, centres_of=base.footprint).bboxes
+        assert (boxes[:, :2] >= 0).all() and (boxes[:, 2:] <= spec.canvas).all(), level
+        side = boxes[:, 2:] - boxes[:, :2]
+        assert np.abs(side - 28 * level).max() <= 1.5, level
+        # Kept to the pixel, moved only as far as the canvas's edge needs (a larger digit).
+        wanted = np.clip(centre, side / 2, spec.canvas - side / 2)
+        assert np.abs((boxes[:, :2] + boxes[:, 2:]) / 2 - wanted).max() <= 1.0, level
+        assert level > 1 or np.array_equal(wanted, centre)  # a smaller digit never reaches an edge
+    # The sweep's scenes are these (the test split's digits, the run's own seed).
+    spec = SHIFTS["scale"].spec(base, 1.3)
+    swept = shifted_scenes(spec, base=base, seed=1, limit=None)
+    made = generate_scenes(
+        spec,
+        fake_mnist.test_images,
+        fake_mnist.test_labels,
+        seed=split_seed(base, 1, "test"),
+        centres_of=base.footprint,
+    )
+    assert np.array_equal(swept.images, made.images) and np.array_equal(swept.bboxes, made.bboxes)
 
 
 def test_every_level_is_drawn_with_the_runs_own_seed(fake_mnist):
@@ -85,6 +122,21 @@ def test_a_sweep_of_an_earlier_format_is_another_kind_of_sweep():
     for older in (4, 3, "5", None):  # 4 drew every level anew; a damaged format reads as the oldest
         assert not same_sweep({**current, "format": older}, limit=None, sample=False), older
     assert sweep_kind({**current, "format": 4})[-1] and not sweep_kind(current)[-1]
+
+
+def test_a_format_6_sweep_with_a_scale_shift_on_a_dataset_of_many_places_is_older():
+    """Format 7 changed only the scale levels of datasets whose digits lie in more than one
+    place: format 6 sweeps without a scale shift, or on mnist, are format 7's."""
+    sweep = {"format": 6, "split": "test", "limit": None, "sample": False, "rollouts": 1}
+    scaled = {**sweep, "shifts": {"rotate": {}, "scale": {}}}
+    for data in ("translated60", "cluttered60", "centred60", "nope", None):
+        assert sweep_kind({**scaled, "data": data})[-1] == MOVED_BY_SCALE, data
+        assert sweep_format({**scaled, "data": data}) == 6, data
+        assert not same_sweep({**scaled, "data": data}, limit=None, sample=False), data
+        assert same_sweep({**sweep, "data": data, "shifts": {"rotate": {}}}, limit=None, sample=False)
+    assert same_sweep({**scaled, "data": "mnist"}, limit=None, sample=False)  # its rule is unchanged
+    assert sweep_kind({**scaled, "format": 5, "data": "cluttered60"})[-1] == MOVED_BY_SCALE
+    assert sweep_kind({**scaled, "format": robustness.FORMAT, "data": "cluttered60"})[-1] == ""
 
 
 def test_a_limited_format_5_sweep_of_a_model_that_draws_is_older_and_the_rest_are_current():

@@ -14,20 +14,21 @@ shift leaves alone: a noise level is the run's test scenes with noise added (the
 times σ), a clutter level the same scenes with the first N pieces of one sequence of clutter,
 a rotation level the same scenes with every digit turned (the warp draws from a stream of
 its own). At the dataset's own level, with all its digits, these are the run's split itself.
-A translate or scale level changes where a digit may lie (a scale through the digit's box):
-NumPy maps the same placement draws onto the level's window, one each, so the digits move
-alike and the clutter and noise stay (tests/test_robustness.py pins this), except at a level
-of a single place (translate 0), which draws no placements and so shifts the clutter's and
-noise's draws. Sweeps before format 5 seeded each level by its own spec, which drew every
+A translate level changes where a digit may lie: NumPy maps the same placement draws onto
+the level's window, one each, so the digits move alike and the clutter and noise stay
+(tests/test_robustness_pairing.py pins this), except at a level of a single place (translate
+0), which draws no placements and so shifts the clutter's and noise's draws. A scale level
+draws the places of the dataset's own digit box and puts the resized digit on the same
+centre (since format 7; `generate_scenes`' `centres_of`), so it measures the size alone. Sweeps before format 5 seeded each level by its own spec, which drew every
 level's scenes anew (about ±0.25 points between two levels at 3% error on 10,000 scenes).
 The shifts:
 
     translate  max_offset   the placement window (± px from the centre) grows to the whole canvas
     rotate     rotation     every digit turned by exactly this angle (degrees, counter-clockwise)
-    scale      scale        every digit resized by exactly this factor (the placement window
-                            kept: where a smaller digit's box opens it wider, as on a 60 px
-                            canvas placed anywhere, the digit reaches further; where the
-                            dataset has one place, as 28×28 mnist, it stays centred)
+    scale      scale        every digit resized by exactly this factor about the centre the
+                            dataset's scene gave it (moved only as far as the canvas's edge
+                            needs: a digit of 1.6 × 28 px near an edge of a 60 px canvas;
+                            where the dataset has one place, as 28×28 mnist, it stays centred)
     noise      noise        Gaussian pixel noise of this σ on the [0, 1] intensity scale
     clutter    clutter_count  this many clutter pieces (of the dataset's clutter size)
 
@@ -58,7 +59,7 @@ from ramlab.files import check_json_target, write_json
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class
 from ramlab.shifts import SHIFTS, Shift, one_place, resolve_levels
-from ramlab.sweeps import FIRST_ROWS, format_of, sweep_kind
+from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, format_of, sweep_kind
 
 # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
 # 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
@@ -71,7 +72,12 @@ from ramlab.sweeps import FIRST_ROWS, format_of, sweep_kind
 # 6: a limited sweep gives each digit the random numbers (a random first glimpse or policy's
 #    places, sampling noise) that a sweep of the whole split gives it (5 gave the N digits
 #    those of the split's first N rows). Other format 5 sweeps are format 6's (`sweep_format`).
-FORMAT = 6
+# 7: a scale level keeps each digit's centre where the dataset's scene put it (6 placed the
+#    resized box anywhere in its own window: a smaller digit reached nearer the edges, a larger
+#    one stayed nearer the centre, so the curve mixed a translation into the scale). Format 6
+#    sweeps without a scale shift, or on a dataset of one place (its rule is unchanged), are
+#    format 7's (`sweep_format`; `sweeps.sweep_kind` marks the others MOVED_BY_SCALE).
+FORMAT = 7
 
 
 SWEEP_SPLITS = ("val", "test")
@@ -89,11 +95,14 @@ def sweep_format(sweep: dict[str, Any]) -> int:
     """A saved sweep's format, read as the next where the change to it made no difference:
     format 3 as 4 but on a dataset of one placement (format 4 changed only its scale levels),
     format 5 as 6 where it read all digits or a model without glimpses (format 6 changed only
-    a limited sweep's random numbers; `sweeps.sweep_kind`). Format 5 changed every level but
-    a dataset's own, so sweeps before it are older sweeps now."""
+    a limited sweep's random numbers; `sweeps.sweep_kind`), and 6 as 7 where it has no scale
+    shift or its dataset has one place (format 7 changed only the scale levels elsewhere).
+    Format 5 changed every level but a dataset's own, so sweeps before it are older sweeps now."""
     found = format_of(sweep)
     if found == 5 and sweep_kind(sweep)[-1] != FIRST_ROWS:
-        return 6
+        found = 6
+    if found == 6:
+        return 6 if sweep_kind(sweep)[-1] == MOVED_BY_SCALE else 7
     if found == 3:
         data = sweep.get("data")
         try:
@@ -125,7 +134,9 @@ def shifted_scenes(
     (`datasets.evaluation_subset`'s, the same at every level), generated alone: many times
     faster than building the whole split and keeping a few, but not the same placements or
     clutter. Every level is drawn with `base`'s seed, so levels share what the shift leaves
-    alone (the module's docstring)."""
+    alone (the module's docstring); a scale level keeps the centres `base`'s scenes give
+    their digits (`generate_scenes`' `centres_of`), but on a dataset of one place, whose
+    smaller digits `Shift.spec` keeps in the middle."""
     if split not in SWEEP_SPLITS:
         raise unknown_name("robustness split", split, SWEEP_SPLITS)
     key = (spec, base, seed, limit, split)
@@ -133,7 +144,13 @@ def shifted_scenes(
         images, labels = datasets.split_digits(datasets.mnist_digits(), split)
         keep = datasets.evaluation_subset(len(labels), limit, split)
         # Not cached on disk: a sweep would leave dozens of 36 MB test sets behind.
-        made = generate_scenes(spec, images[keep], labels[keep], seed=datasets.split_seed(base, seed, split))
+        made = generate_scenes(
+            spec,
+            images[keep],
+            labels[keep],
+            seed=datasets.split_seed(base, seed, split),
+            centres_of=None if one_place(base) else base.footprint,
+        )
         made.subset = None if limit is None else Subset(keep, of=len(labels))
         while _SCENES and (
             len(_SCENES) >= _SCENES_KEPT

@@ -19,8 +19,6 @@ import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ramlab.errors import RamlabError
 
@@ -176,6 +174,9 @@ def _windows(canvas: np.ndarray, size: int) -> np.ndarray:
 
 def _warp(digits: np.ndarray, spec: SceneSpec, rng: np.random.Generator) -> np.ndarray:
     """Rotate and scale each digit about its centre into a patch_size² patch (N, P, P) uint8."""
+    import torch  # here, not at the top: the specs and shifts are read without torch (the report)
+    import torch.nn.functional as F
+
     n, size = len(digits), spec.patch_size
     angles = np.radians(rng.uniform(*spec.rotation, size=n))
     scales = rng.uniform(*spec.scale, size=n)
@@ -250,11 +251,18 @@ def _placements(spec: SceneSpec, size: int, n: int, rng: np.random.Generator) ->
 WARP_STREAM = 1  # the warp's stream of a seed S: default_rng([S, WARP_STREAM])
 
 
-def generate_scenes(spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, seed: int) -> Scenes:
+def generate_scenes(
+    spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, seed: int, centres_of: int | None = None
+) -> Scenes:
     """Build one scene per digit, in order, so labels are the digits' labels.
 
     digits: (N, 28, 28) uint8; labels: (N,). Clutter is cut from other digits of `digits`
     (from the digit itself only when it is the one digit: `ramlab robustness --limit 1`).
+    `centres_of` (a robustness scale level): draw the places of a box of this side (the
+    dataset's own footprint) under the spec's window, and put each digit's footprint on its
+    box's centre (half a pixel up and left where the two sides' parity differs), moved only as
+    far as the canvas's edge needs; the same draws as the dataset's own scenes, so the digits
+    stay where they were, only resized. None: the footprint itself is placed under the window.
     """
     if digits.ndim != 3 or digits.shape[1:] != (DIGIT, DIGIT) or digits.dtype != np.uint8:
         raise ValueError(f"digits must be (N, 28, 28) uint8, got {digits.shape} {digits.dtype}")
@@ -271,7 +279,11 @@ def generate_scenes(spec: SceneSpec, digits: np.ndarray, labels: np.ndarray, *, 
     # the overhang, which is then cropped away with whatever (blank corners) lay on it.
     canvas_size = spec.canvas + 2 * margin
     padded = np.zeros((n, canvas_size, canvas_size), dtype=np.uint8)
-    corner = _placements(spec, footprint, n, rng)  # (N, 2) as (x, y), of the footprint
+    if centres_of is None or centres_of == footprint:
+        corner = _placements(spec, footprint, n, rng)  # (N, 2) as (x, y), of the footprint
+    else:
+        drawn = _placements(spec, centres_of, n, rng)
+        corner = np.clip(drawn + (centres_of - footprint) // 2, 0, spec.canvas - footprint)
     rows = np.arange(n)
     _windows(padded, size)[rows, corner[:, 1], corner[:, 0]] = patches
     canvas = np.ascontiguousarray(padded[:, margin : margin + spec.canvas, margin : margin + spec.canvas])

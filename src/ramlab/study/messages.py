@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ramlab.errors import RamlabError
-from ramlab.study.schema import section_keys
+from ramlab.study.sections import section_keys
 from ramlab.study.values import NAME
 
 EXPECTED = {

@@ -14,16 +14,11 @@ the run configs are built (`ramlab.study.preset`). YAML values are taken as they
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import types
-import typing
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainValidator,
     TypeAdapter,
@@ -39,6 +34,7 @@ from ramlab.errors import RamlabError
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class, model_config_class, model_names
 from ramlab.runconfig import TrainConfig, recipe_names
+from ramlab.study.sections import Section, fields_of
 from ramlab.study.values import (
     Count,
     DatasetName,
@@ -55,72 +51,6 @@ from ramlab.study.values import (
     problem,
     shift_names,
 )
-
-_SECTIONS: dict[str, type[Section]] = {}  # class name -> class, for "expected a mapping with keys"
-
-
-def section_keys(class_name: str) -> list[str]:
-    """The keys of the section class named so (as in pydantic's `model_type` errors)."""
-    return _SECTIONS[class_name].yaml_keys() if class_name in _SECTIONS else []
-
-
-class Section(BaseModel):
-    """A mapping of known keys (an unknown one lists the allowed keys), values as YAML gives them."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, protected_namespaces=())
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        _SECTIONS[cls.__name__] = cls
-
-    @classmethod
-    def yaml_keys(cls) -> list[str]:
-        """The keys of this section, as the YAML spells them."""
-        return [info.alias or name for name, info in cls.model_fields.items()]
-
-    @model_validator(mode="before")
-    @classmethod
-    def _name_the_allowed_keys(cls, data: Any) -> Any:
-        # extra="forbid" refuses an unknown key; this says which keys are allowed instead.
-        if isinstance(data, dict):
-            for key in data:
-                if key not in cls.yaml_keys():
-                    raise invalid((key,), f"unknown key; allowed: {', '.join(cls.yaml_keys())}", data[key])
-        return data
-
-
-def _yaml_type(tp: Any) -> Any:
-    """A config field's type as YAML writes it: tuples are lists."""
-    origin = typing.get_origin(tp)
-    if origin is tuple:
-        return list[typing.get_args(tp)[0]]
-    if origin in (typing.Union, types.UnionType):
-        return typing.Union[tuple(_yaml_type(a) for a in typing.get_args(tp))]  # noqa: UP007
-    return tp
-
-
-@functools.cache
-def config_section(cls: type) -> type[Section]:
-    """A section taking any of dataclass `cls`'s fields, in their order, with their types."""
-    hints = typing.get_type_hints(cls)
-    fields: dict[str, Any] = {
-        f.name: (_yaml_type(hints[f.name]), Field(None, description=f.metadata.get("help")))
-        for f in dataclasses.fields(cls)
-    }
-    return create_model(cls.__name__, __base__=Section, **fields)
-
-
-def fields_of(cls: type) -> Any:
-    """The type of a section of `cls`'s fields, given as the dict of the keys set (null: {})."""
-
-    def check(value: Any) -> dict:
-        if value is None:
-            return {}
-        return config_section(cls).model_validate(value).model_dump(exclude_unset=True)
-
-    return Annotated[dict, PlainValidator(check)]
-
 
 TrainFields = fields_of(TrainConfig)
 
@@ -152,9 +82,9 @@ class Group(Section):
     data: DatasetNames
     seeds: Seeds | None = None
     recipe: Recipe = False
-    train: TrainFields = {}
-    model_cfg: Any = Field({}, alias="model_config")
-    per_data: Any = {}
+    train: TrainFields = Field(default_factory=dict)
+    model_cfg: Any = Field(default_factory=dict, alias="model_config")
+    per_data: Any = Field(default_factory=dict)
     best_reward_of: names_of("group") | None = None
 
     @field_validator("model_cfg", "per_data")
@@ -265,7 +195,7 @@ class CostSpec(Section, frozen=True):
     """Where to measure: cpu, cuda, auto."""
     compile: bool = False
     """Time the compiled fast path (torch.compile; CUDA graphs on a GPU) instead of the eager pass."""
-    configs: Annotated[dict, PlainValidator(_cost_config_dicts)] = {}
+    configs: Annotated[dict, PlainValidator(_cost_config_dicts)] = Field(default_factory=dict)
     """Model name -> config fields (default: the model's defaults), adapted to each size."""
 
     @field_validator("sizes")
@@ -283,7 +213,7 @@ class PresetFile(Section):
     description: str = ""
     seeds: Seeds = 1
     device: Device | None = None
-    train: TrainFields = {}
+    train: TrainFields = Field(default_factory=dict)
     runs: Annotated[list[Group], Field(min_length=1)]
     evaluate: EvalSpec | None = None
     robustness: list[RobustnessSpec] | None = None

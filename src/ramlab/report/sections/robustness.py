@@ -8,7 +8,7 @@ from ramlab.report.formatting import fmt_some
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import data_key
 from ramlab.report.runs import by_label, links
-from ramlab.sweeps import FIRST_ROWS, REDRAWN, errors_by_level, format_of, sweep_kind
+from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, REDRAWN, errors_by_level, format_of, sweep_kind
 
 SPLIT_WORDS = {"test": "test", "val": "validation"}
 
@@ -34,6 +34,8 @@ def _kind_words(kind: tuple, *, glimpses: bool = True, one_pass: bool = False) -
     told = {
         REDRAWN: "; each level's scenes drawn anew (before format 5)",
         FIRST_ROWS: "; the random numbers of the split's first digits, not their own (format 5)",
+        MOVED_BY_SCALE: "; a scale level placed each resized digit anew in its window, not on "
+        "its own centre (before format 7)",
     }.get(older, "")
     return f"{SPLIT_WORDS.get(split, split)} split, {digits}, {policy}{told}"
 
@@ -59,8 +61,10 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
         "Levels share what their shift leaves alone: a noise, clutter or rotation level holds "
         "the scenes the sweep reads at the dataset's own level with only the noise, the number "
         "of clutter pieces or the digit's turn changed (with all digits read, that level is the "
-        "run's split itself); a translate or scale level moves the digits within its window, "
-        "and keeps the clutter and noise, except at a level of a single place (translate 0). "
+        "run's split itself); a translate level moves the digits within its window, and a "
+        "scale level resizes each digit about the centre the dataset gave it (moved only where "
+        "a larger digit would leave the canvas); both keep the clutter and noise, except at a "
+        "level of a single place (translate 0). "
         "Error in %, mean ± std over the seeds swept at that "
         "level ((n=k) where fewer than the row's). Sweeps of another split, policy, number or "
         "choice of digits are never averaged together: each kind has its own tables."
