@@ -119,7 +119,9 @@ def test_every_level_holds_the_same_digits_of_its_split(fake_mnist, split, limit
 def test_sweep_json_shape_and_training_level_matches_the_test_error(run_dir, tmp_path):
     path = tmp_path / "rob.json"
     shifts = {"translate": None, "rotate": [0, 30, 60], "noise": [0.0, 0.5]}
-    result = robustness_sweep(run_dir, shifts=shifts, device="cpu", json_path=path, command="test")
+    result = robustness_sweep(
+        run_dir, shifts=shifts, device="cpu", json_path=path, command="test", commit="aaa"
+    )
     saved = read_robustness(path)
     assert saved == json.loads(json.dumps(result))
     assert saved["model"] == "ram" and saved["data"] == "centred60"
@@ -142,8 +144,13 @@ def test_sweep_json_shape_and_training_level_matches_the_test_error(run_dir, tmp
     assert limited["shifts"]["noise"]["count"] == 8
     # The protocol is recorded whether or not a shift was swept here (kept shifts, a random
     # policy: format_sweep reads it rather than assuming the policy mean).
-    kept = robustness_sweep(run_dir, shifts={"rotate": [0, 30, 60]}, device="cpu", json_path=path)
+    kept = robustness_sweep(
+        run_dir, shifts={"rotate": [0, 30, 60], "clutter": [0]}, device="cpu", json_path=path, commit="bbb"
+    )
     assert kept["protocol"] == saved["protocol"] == "policy mean, one rollout"
+    # Each shift names the commit that measured it; the file's is the last run's.
+    assert kept["shifts"]["rotate"]["commit"] == kept["shifts"]["noise"]["commit"] == "aaa"
+    assert kept["shifts"]["clutter"]["commit"] == kept["commit"] == "bbb"
     random = {**saved, "protocol": "random glimpse locations, one rollout"}
     assert "(random glimpse locations, one rollout; 20 scenes a level)" in robustness.format_sweep(random)
 

@@ -29,11 +29,15 @@ The shifts:
                             dataset's scene gave it (moved only as far as the canvas's edge
                             needs: a digit of 1.6 × 28 px near an edge of a 60 px canvas;
                             where the dataset has one place, as 28×28 mnist, it stays centred)
-    noise      noise        Gaussian pixel noise of this σ on the [0, 1] intensity scale
+    noise      noise        Gaussian pixel noise of this σ on the [0, 1] intensity scale, the
+                            sum clipped to [0, 1] (the black background keeps only the
+                            positive half: less spread than σ, and brighter)
     clutter    clutter_count  this many clutter pieces (of the dataset's clutter size)
 
 A sweep's JSON (`robustness.json`) holds, per shift, its levels and the error at each:
-`{"shifts": {"rotate": {"levels": [0, 15, ...], "error": [1.2, 3.4, ...], ...}}}`.
+`{"shifts": {"rotate": {"levels": [0, 15, ...], "error": [1.2, 3.4, ...], "commit": ...}}}`,
+each shift with the commit that measured it (a resumed sweep keeps its earlier shifts, and the
+file's top-level `commit` and `command` are the last run's).
 """
 
 from __future__ import annotations
@@ -277,6 +281,7 @@ def robustness_sweep(
             "error": errors,
             "per_step_error": per_step,
             "count": count,
+            "commit": result["commit"],  # the file's is the last run's; a kept shift keeps its own
         }
         if json_path:
             write_json(json_path, result)

@@ -106,7 +106,12 @@ SHIFTS: dict[str, Shift] = {
     "translate": Shift("translate", "max_offset", "placement window (± px from the centre)", (), True),
     "rotate": Shift("rotate", "rotation", "rotation (degrees)", (0.0, 15.0, 30.0, 45.0, 60.0)),
     "scale": Shift("scale", "scale", "digit scale (× its 28 px size)", (0.5, 0.75, 1.0, 1.3, 1.6)),
-    "noise": Shift("noise", "noise", "noise σ (intensity, [0, 1] scale)", (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)),
+    "noise": Shift(
+        "noise",
+        "noise",
+        "noise σ (intensity, [0, 1] scale; before clipping to it)",
+        (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+    ),
     "clutter": Shift("clutter", "clutter_count", "clutter pieces per image", (0, 2, 4, 8, 12, 16), True),
 }
 
