@@ -12,7 +12,6 @@ import tiny
 from ramlab import robustness
 from ramlab.cli import main
 from ramlab.data.datasets import dataset_spec, evaluation_subset, load_split, resolve_spec
-from ramlab.data.scenes import placement_range
 from ramlab.errors import RamlabError
 from ramlab.models.ram import RAMConfig
 from ramlab.robustness import (
@@ -22,7 +21,6 @@ from ramlab.robustness import (
     robustness_sweep,
     same_sweep,
     shifted_scenes,
-    sweep_format,
 )
 from ramlab.run import evaluate_run
 from ramlab.runconfig import RunConfig, TrainConfig
@@ -322,36 +320,6 @@ def test_a_sweep_file_of_another_run_is_refused_and_other_shifts_stay_in_it(run_
         robustness_sweep(other, shifts={"noise": [0.0]}, limit=4, device="cpu", json_path=path)
 
 
-def test_a_smaller_mnist_digit_stays_where_the_run_saw_digits(fake_mnist):
-    # mnist puts every digit in one place; a digit at scale 0.5 has a 14 px box, which would
-    # open a window of ±7 px: translation the run never saw, mixed into the scale curve.
-    base, kind = resolve_spec("mnist"), SHIFTS["scale"]
-    for level in (0.5, 0.75):
-        spec = kind.spec(base, level)
-        low, high = placement_range(spec, spec.footprint)
-        assert high - low <= 1, level  # 0.75: a 21 px box, its centre between two pixels
-        centred = (spec.canvas - spec.footprint) / 2
-        assert low <= centred <= high
-    # Nothing is drawn at 0.5: other seeds give the same scenes.
-    half = kind.spec(base, 0.5)
-    one, other = (shifted_scenes(half, base=base, seed=s, limit=None) for s in (0, 1))
-    assert np.array_equal(one.images, other.images)
-    assert kind.spec(base, 1.0) == base  # the trained level: the run's own test scenes
-    # Datasets with a window keep it; the sweep puts each digit on the centre its scene gave it
-    # (test_robustness_pairing.py).
-    assert kind.spec(resolve_spec("translated60"), 0.5).max_offset is None
-    assert kind.spec(resolve_spec("centred60"), 0.5).max_offset == 4
-
-
-def test_format_3_sweeps_are_this_formats_but_on_a_dataset_of_one_place():
-    assert sweep_format({"format": 3, "data": "translated60"}) == 4
-    assert sweep_format({"format": 3, "data": "cluttered100"}) == 4
-    assert sweep_format({"format": 3, "data": "mnist"}) == 3  # its scale levels changed
-    assert sweep_format({"format": 3, "data": "nope"}) == 3
-    assert sweep_format({"format": 2, "data": "translated60"}) == 2
-    assert sweep_format({"format": 3}) == sweep_format({"format": 3, "data": [60]}) == 3  # damaged
-
-
 @pytest.mark.parametrize("data", ["translated60", "cluttered60", "centred60"])
 def test_the_translate_level_a_run_trained_at_reads_its_own_test_scenes(fake_mnist, data):
     # translated60's window (the whole canvas) was swept as max_offset 16: the same places but
@@ -398,3 +366,20 @@ def test_the_kept_scenes_stay_within_their_memory_budget(fake_mnist, monkeypatch
         shifted_scenes(kind.spec(base, 30), base=base, seed=0, limit=None)
         is robustness._SCENES[list(robustness._SCENES)[-1]]
     )
+
+
+def test_a_format_6_file_keeps_its_other_shifts_and_sweeps_its_scale_again(run_dir, tmp_path):
+    # Format 7 changed only the scale levels of a dataset of many places (centred60 here).
+    path = tmp_path / "sweep.json"
+    robustness_sweep(run_dir, shifts={"rotate": [0, 30], "scale": [1.0, 1.3]}, device="cpu", json_path=path)
+    old = read_robustness(path)
+    old["format"] = 6
+    for entry in old["shifts"].values():
+        entry["error"] = [55.0, 55.0]  # what the file said, to see which shifts were kept
+        del entry["commit"]
+    path.write_text(json.dumps(old))
+    again = robustness_sweep(
+        run_dir, shifts={"rotate": [0, 30], "scale": [1.0, 1.3]}, device="cpu", json_path=path, commit="bbb"
+    )
+    assert again["format"] == robustness.FORMAT and again["shifts"]["rotate"]["error"] == [55.0, 55.0]
+    assert again["shifts"]["scale"]["error"] != [55.0, 55.0] and again["shifts"]["scale"]["commit"] == "bbb"

@@ -19,8 +19,11 @@ the level's window, one each, so the digits move alike and the clutter and noise
 (tests/test_robustness_pairing.py pins this), except at a level of a single place (translate
 0), which draws no placements and so shifts the clutter's and noise's draws. A scale level
 draws the places of the dataset's own digit box and puts the resized digit on the same
-centre (since format 7; `generate_scenes`' `centres_of`), so it measures the size alone. Sweeps before format 5 seeded each level by its own spec, which drew every
-level's scenes anew (about ±0.25 points between two levels at 3% error on 10,000 scenes).
+centre (since format 7; `generate_scenes`' `centres_of`): below scale 1 the size alone, above
+it a digit near an edge also moved inwards as far as the canvas needs (at 60 px about half
+the digits at 1.3, three quarters at 1.6, by up to 9 px). Sweeps before format 5 seeded each
+level by its own spec, which drew every level's scenes anew (about ±0.25 points between two
+levels at 3% error on 10,000 scenes).
 The shifts:
 
     translate  max_offset   the placement window (± px from the centre) grows to the whole canvas
@@ -36,8 +39,8 @@ The shifts:
 
 A sweep's JSON (`robustness.json`) holds, per shift, its levels and the error at each:
 `{"shifts": {"rotate": {"levels": [0, 15, ...], "error": [1.2, 3.4, ...], "commit": ...}}}`,
-each shift with the commit that measured it (a resumed sweep keeps its earlier shifts, and the
-file's top-level `commit` and `command` are the last run's).
+each shift (since format 7) with the commit that measured it: a resumed sweep keeps its
+earlier shifts, and the file's top-level `commit` and `command` are the last run's.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ from ramlab.files import check_json_target, write_json
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class
 from ramlab.shifts import SHIFTS, Shift, one_place, resolve_levels
-from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, format_of, sweep_kind
+from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, format_of, sweep_kind, without_moved_scale
 
 # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
 # 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
@@ -222,6 +225,8 @@ def robustness_sweep(
         "shifts": {},
     }
     previous = _previous_sweep(json_path, replace_stale=replace_stale)
+    if previous is not None:  # a format 6 file whose scale levels moved the digits: the rest
+        previous = without_moved_scale(previous)
     # Another run's sweep: another folder name, model, dataset or seed (the folder itself may
     # have moved with its study since).
     identity = ("model", "data", "seed")

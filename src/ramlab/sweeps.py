@@ -36,7 +36,7 @@ def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool,
     older = REDRAWN if found < 5 else ""
     if found == 5 and limit is not None and sweep.get("protocol") != ONE_PASS:
         older = FIRST_ROWS  # a policy mean from a centred start drew nothing: unknown here
-    elif found in (5, 6) and "scale" in (sweep.get("shifts") or {}) and not _one_place(sweep.get("data")):
+    elif found in (5, 6) and _has_scale(sweep) and not _one_place(sweep.get("data")):
         older = MOVED_BY_SCALE
     return (
         sweep.get("split", "test"),
@@ -46,6 +46,19 @@ def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool,
         limit is not None and found < 2,
         older,
     )
+
+
+def _has_scale(sweep: dict[str, Any]) -> bool:
+    shifts = sweep.get("shifts")
+    return isinstance(shifts, dict) and "scale" in shifts
+
+
+def without_moved_scale(sweep: dict[str, Any]) -> dict[str, Any]:
+    """A sweep as format 7 reads it: one set apart only for its scale levels (MOVED_BY_SCALE)
+    without its scale shift, which is then the one shift to sweep again; any other as it is."""
+    if sweep_kind(sweep)[-1] != MOVED_BY_SCALE:
+        return sweep
+    return {**sweep, "shifts": {k: v for k, v in sweep["shifts"].items() if k != "scale"}}
 
 
 def _one_place(data: Any) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ramlab.progress import CurvePoint
+from ramlab.shifts import SHIFTS
 from ramlab.sweeps import errors_by_level
 from ramlab.viz.style import PALETTE, plt, save_figure
 
@@ -242,7 +243,7 @@ def plot_robustness(
                     value = trained[0] if isinstance(trained, list) else trained
                     ax.axvline(value, color="0.5", ls=":", lw=1.0)
                 trained_marked = True
-        label = next(iter(sweeps[name].values()))[0].get("label", name) if sweeps[name] else name
+        label = SHIFTS[name].label if name in SHIFTS else name  # today's words, not a file's
         ax.set_xlabel(label)
         ax.set_ylabel(f"{split} error (%)")
         ax.set_ylim(bottom=0)
