@@ -171,7 +171,7 @@ def test_seeds_option_replaces_the_default_only(tmp_path):
         (
             {"cost": {"models": ["ram"], "size": [28]}},
             "cost.size",
-            "models, sizes, batch, device, compile, configs",
+            "models, sizes, batch, repeats, device, compile, configs",
         ),
         ({"evaluate": {"glimpses": -1}}, "evaluate.glimpses", "a whole number >= 0"),
         ({"train": {"test": False}}, "train.test", "a study's runs are its final models"),

@@ -172,6 +172,21 @@ def test_cost_rows_measured_at_several_commits_say_so(tmp_path):
     assert "Measured by `ramlab study quick` at commit `aaa`." in (tmp_path / "report.md").read_text()
 
 
+def test_the_cost_section_says_the_rams_scales_and_how_many_calls_each_median_took(tmp_path):
+    good = {"params": 10, "flops": 20, "latency_ms": 1.0, "throughput": 5.0, "peak_memory_mb": 0.5}
+    rows = [
+        {"model": "ram", "size": 60, **good, "config": {"scales": 3}, "repeats": 10},
+        {"model": "ram", "size": 28, **good, "config": {"scales": 2}, "repeats": 10},
+        {"model": "resnet", "size": 28, **good, "config": {}},  # written before rows said: 3
+    ]
+    (tmp_path / "cost.json").write_text(json.dumps({"rows": rows}))
+    write_report(tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "(the RAM adds scales for larger images: 2 at 28 px, 3 at 60 px)" in report
+    assert "(the median of 3 or 10 timed calls after warm-up)" in report
+    assert "a multiply-add is 2 FLOPs" in report and "weights included" in report
+
+
 def test_a_studys_report_takes_the_runs_of_its_plan(tmp_path):
     # --seeds 3 then a plain rerun (2 seeds): seed 2 stays on disk, and was averaged in.
     from ramlab.report.runs import read_runs

@@ -157,6 +157,9 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     assert not done({**eager_row, "device": "cuda"})  # the preset's device changed since
     assert not done({**eager_row, "throughput_batch": 256})  # or its batch
     assert not done({**eager_row, "config": {**eager_row["config"], "hidden": 7}})  # or the model's config
+    assert eager_row["repeats"] == 10  # the preset's default: the median of 10 calls
+    assert not done({**eager_row, "repeats": 3})  # timed with fewer calls (and rows before the key)
+    assert not done({k: v for k, v in eager_row.items() if k != "repeats"})
     # Rows of other code, all there: done (a study rerun after a commit redoes nothing).
     assert done({**eager_row, "commit": "0" * 40})
 

@@ -66,6 +66,7 @@ from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import FlopCounterMode
 
 from ramlab.config import to_dict
+from ramlab.cost_rows import REPEATS
 from ramlab.device import resolve_device
 from ramlab.errors import RamlabError
 from ramlab.fastpath import CompiledForward
@@ -258,7 +259,14 @@ def check_sizes(
 
 
 def row_settings(
-    name: str, size: int, *, device: str, batch: int, config: Any = None, compiled: bool = False
+    name: str,
+    size: int,
+    *,
+    device: str,
+    batch: int,
+    config: Any = None,
+    compiled: bool = False,
+    repeats: int = REPEATS,
 ) -> dict[str, Any]:
     """How `measure_cost` with these arguments measures, as its row records it (JSON types):
     a saved row with other settings was measured another way."""
@@ -267,6 +275,7 @@ def row_settings(
         "device": str(resolved),
         "throughput_batch": throughput_batch(batch, size, resolved),
         "compiled": compiled,
+        "repeats": repeats,
         "config": to_dict(sized_config(name, size, config)),
     }
     return json.loads(json.dumps(settings))
@@ -278,7 +287,7 @@ def measure_cost(
     *,
     device: str | torch.device = "cpu",
     batch: int = 256,
-    repeats: int = 3,
+    repeats: int = REPEATS,
     config: Any = None,
     compiled: bool = False,
     trained_size: int | None = None,
@@ -318,6 +327,7 @@ def measure_cost(
         "device": str(device),
         "threads": torch.get_num_threads(),
         "compiled": compiled,
+        "repeats": repeats,
         "config": to_dict(config),
         "commit": run_commit(),  # rows of other code are never divided by these (cost_ratios)
         "torch": torch.__version__,
@@ -330,7 +340,7 @@ def measure_costs(
     *,
     device: str = "cpu",
     batch: int = 256,
-    repeats: int = 3,
+    repeats: int = REPEATS,
     configs: dict[str, Any] | None = None,
     compiled: bool = False,
     trained_sizes: dict[str, int] | None = None,
@@ -338,7 +348,8 @@ def measure_costs(
     """One row per (model, size), models outer: the keys model, size, params, flops (per
     image), flops_breakdown, flops_by_op, latency_ms (batch 1), throughput (images/s),
     throughput_batch, peak_memory_mb (MiB, 2^20 bytes, at batch 1), device, threads (torch's CPU threads while
-    timing), compiled (timed through the compiled fast path, else eagerly), config (the
+    timing), compiled (timed through the compiled fast path, else eagerly), repeats (the
+    timed calls each median is taken over), config (the
     config used), commit and torch (the code and torch version that measured it).
 
     `configs` maps a model name to its base config (a dataclass; default: the model's

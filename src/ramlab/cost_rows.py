@@ -47,6 +47,11 @@ def _si(value: float) -> str:
     return f"{value:.3g}"
 
 
+REPEATS = 10
+"""Timed calls per measurement (latency, throughput), the median taken, as the README's cost
+figures were timed (`--repeats 10`); a study's cost job takes seconds either way."""
+
+
 TIMING = ("device", "compiled", "threads", "commit", "torch")
 """What makes two rows' times comparable: only rows alike in all of them are divided."""
 

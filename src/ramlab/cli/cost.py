@@ -6,7 +6,7 @@ import argparse
 
 from ramlab.config import add_threads_arg, positive_int_list
 from ramlab.cost import DEFAULT_MODELS, DEFAULT_SIZES, measure_costs, write_cost_json
-from ramlab.cost_rows import format_cost_table
+from ramlab.cost_rows import REPEATS, format_cost_table
 from ramlab.device import set_threads
 from ramlab.errors import RamlabError
 from ramlab.files import check_json_target
@@ -43,7 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=256,
         help="throughput batch, capped at 256 images of 100×100 pixels (16 times that on CUDA) (default 256)",
     )
-    p.add_argument("--repeats", type=int, default=3, help="timed calls per measurement (default 3)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=REPEATS,
+        help=f"timed calls per measurement, the median taken (default {REPEATS})",
+    )
     p.add_argument(
         "--compile",
         action="store_true",

@@ -89,6 +89,10 @@ class Model(nn.Module):
         """Raises RamlabError when `config` cannot be built for (H, W) images (the RAM's
         glimpse wider than the canvas); nothing is built. Every size by default."""
 
+    sized_fields: tuple[str, ...] = ()
+    """Config fields `config_for_image_size` sets for a config of no size in particular (a
+    study's `cost.configs`, whose value there would be replaced: the RAM's scales)."""
+
     @classmethod
     def config_for_image_size(cls, config: Any, image_size: int, *, trained_size: int | None = None) -> Any:
         """The config to use on other images (the RAM adds scales), from one given for images

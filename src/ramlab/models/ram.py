@@ -53,6 +53,7 @@ class RAM(Model):
     """The Recurrent Attention Model: glimpses, a recurrent core and a location policy."""
 
     config_class = RAMConfig
+    sized_fields = ("scales",)  # enough for the widest patch to span 80% of each side
 
     def __init__(self, *, config: RAMConfig, image_size: tuple[int, int], num_classes: int = 10) -> None:
         super().__init__(config=config, image_size=image_size, num_classes=num_classes)

@@ -131,6 +131,7 @@ def _cost_rows_of(ctx: Context) -> list[dict]:
             batch=spec.batch,
             config=_cost_base_config(spec, row["model"]),
             compiled=spec.compile,
+            repeats=spec.repeats,
         )
         row = {"compiled": False, **row}  # rows written before the key were eager
         if ctx.jobs_here and want["device"] == "cpu" and row.get("threads") != threads:
@@ -165,7 +166,13 @@ def run_cost(ctx: Context, job: Job) -> None:
         base = _cost_base_config(spec, model)
         configs = {model: base} if base is not None else None
         measured = measure_costs(
-            [model], sizes, device=spec.device, batch=spec.batch, configs=configs, compiled=spec.compile
+            [model],
+            sizes,
+            device=spec.device,
+            batch=spec.batch,
+            repeats=spec.repeats,
+            configs=configs,
+            compiled=spec.compile,
         )
         rows += [{**row, "commit": ctx.commit} for row in measured]  # a resumed job adds rows of its own
         write_cost_json(rows, path)  # after each model, so an interruption keeps the rest

@@ -4,7 +4,7 @@
     runs:       [{name, model, data, seeds, recipe, train, model_config, per_data, best_reward_of}]
     evaluate:   {glimpses, sampled, limit}                       (EvalSpec)
     robustness: [{runs, shifts, limit, sample}]                  (RobustnessSpec)
-    cost:       {models, sizes, batch, device, configs}          (CostSpec)
+    cost:       {models, sizes, batch, repeats, device, compile, configs}   (CostSpec)
 
 A `train` or `model_config` section takes any of the fields of `TrainConfig` or of the
 model's config dataclass, with their types (`config_section`); their values are checked when
@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from ramlab.config import field_names
+from ramlab.cost_rows import REPEATS
 from ramlab.data.datasets import dataset_spec
 from ramlab.errors import RamlabError
 from ramlab.models.base import FeedForwardModel
@@ -176,7 +177,17 @@ def _cost_config_dicts(value: Any) -> dict:
     if value is None:
         return {}
     configs = _cost_configs().validate_python(value)
-    return {name: getattr(configs, name) for name in value}  # in the file's order
+    out = {name: getattr(configs, name) for name in value}  # in the file's order
+    for name, fields in out.items():
+        for field in model_class(name).sized_fields:
+            if field in fields:  # config_for_image_size sets it at every side
+                raise invalid(
+                    (name, field),
+                    f"{name}'s {field} is chosen for each image side (the report lists it per "
+                    "side): leave it out",
+                    fields[field],
+                )
+    return out
 
 
 SIZES = (28, 60, 100, 200, 400)
@@ -191,6 +202,8 @@ class CostSpec(Section, frozen=True):
     """Image sides in pixels."""
     batch: Count = 64
     """Batch of the throughput measurement (capped for large images)."""
+    repeats: Count = REPEATS
+    """Timed calls per latency and throughput measurement, the median taken (after warm-up)."""
     device: Device = "cpu"
     """Where to measure: cpu, cuda, auto."""
     compile: bool = False

@@ -37,10 +37,13 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
     source = inputs.cost_source
     doc.para(
         "Inference of untrained models at each image side, each in its config (the preset's "
-        "`cost.configs`, else the model's default) adapted to the size "
-        f"(the RAM adds scales), measured as {timing_mode(inputs.cost_rows)}: FLOPs per image counted by PyTorch's FLOP "
-        "counter, latency at batch 1 (median), throughput at the batch shown, peak memory of live "
-        "tensors at batch 1. " + (f"{source[0].upper()}{source[1:]}." if source else "Source: `cost.json`.")
+        f"`cost.configs`, else the model's default) adapted to the size ({_scales(inputs.cost_rows)}), "
+        f"measured as {timing_mode(inputs.cost_rows)}: FLOPs per image counted by PyTorch's FLOP "
+        "counter (a multiply-add is 2 FLOPs) with ramlab's formulas for the element-wise adds, "
+        "multiplies and divides it scores 0 (the RAM's retina is block sums: most of its FLOPs at "
+        f"large sides), latency at batch 1 and throughput at the batch shown ({_repeats(inputs.cost_rows)}), "
+        "peak memory of live tensors at batch 1, weights included (a CPU convolution's own scratch "
+        "space is not seen). " + (f"{source[0].upper()}{source[1:]}." if source else "Source: `cost.json`.")
     )
     rows = [
         [
@@ -72,6 +75,25 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         # styles of this figure's own points: one model on two datasets is two points, each its own
         path = plot_error_vs_flops(points, inputs.fig_path("error-vs-flops"))
         doc.figure(path, "Accuracy per FLOP: test error against FLOPs per image of each trained model.")
+
+
+def _scales(rows: list[dict]) -> str:
+    """The scales each RAM row took at its side, in words."""
+    by_side = {
+        r["size"]: r["config"]["scales"]
+        for r in sorted(rows, key=lambda r: r["size"])
+        if r.get("model") == "ram" and isinstance(r.get("config"), dict) and "scales" in r["config"]
+    }
+    if not by_side:
+        return "the RAM adds scales"
+    sides = ", ".join(f"{n} at {side} px" for side, n in by_side.items())
+    return f"the RAM adds scales for larger images: {sides}"
+
+
+def _repeats(rows: list[dict]) -> str:
+    """How many timed calls each median took (3 in rows written before they said)."""
+    counts = sorted({c for r in rows if isinstance(c := r.get("repeats", 3), int)})
+    return f"the median of {' or '.join(map(str, counts)) or 'several'} timed calls after warm-up"
 
 
 def trained_versus_measured(inputs: ReportInputs) -> list[tuple[str, str, int, float, float]]:
