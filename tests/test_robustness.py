@@ -368,18 +368,24 @@ def test_the_kept_scenes_stay_within_their_memory_budget(fake_mnist, monkeypatch
     )
 
 
-def test_a_format_6_file_keeps_its_other_shifts_and_sweeps_its_scale_again(run_dir, tmp_path):
+def test_a_format_6_file_keeps_its_other_shifts_and_sweeps_its_scale_again(run_dir, tmp_path, capsys):
     # Format 7 changed only the scale levels of a dataset of many places (centred60 here).
     path = tmp_path / "sweep.json"
     robustness_sweep(run_dir, shifts={"rotate": [0, 30], "scale": [1.0, 1.3]}, device="cpu", json_path=path)
     old = read_robustness(path)
-    old["format"] = 6
+    old["format"], old["commit"] = 6, "aaa"
     for entry in old["shifts"].values():
         entry["error"] = [55.0, 55.0]  # what the file said, to see which shifts were kept
-        del entry["commit"]
+        del entry["commit"]  # format 6 named one commit, the file's
     path.write_text(json.dumps(old))
-    again = robustness_sweep(
-        run_dir, shifts={"rotate": [0, 30], "scale": [1.0, 1.3]}, device="cpu", json_path=path, commit="bbb"
-    )
+    asked = {"rotate": [0, 30], "scale": [1.0, 1.3]}
+    again = robustness_sweep(run_dir, shifts=asked, device="cpu", json_path=path, commit="bbb")
     assert again["format"] == robustness.FORMAT and again["shifts"]["rotate"]["error"] == [55.0, 55.0]
+    assert again["shifts"]["rotate"]["commit"] == "aaa"  # kept: measured by the file's commit
     assert again["shifts"]["scale"]["error"] != [55.0, 55.0] and again["shifts"]["scale"]["commit"] == "bbb"
+    # A sweep that does not ask for scale drops the old scale levels, and says so.
+    path.write_text(json.dumps(old))
+    capsys.readouterr()
+    robustness_sweep(run_dir, shifts={"rotate": [0, 30]}, device="cpu", json_path=path)
+    assert "its scale levels (1, 1.3) placed each resized digit anew (format 6)" in capsys.readouterr().err
+    assert list(read_robustness(path)["shifts"]) == ["rotate"]

@@ -159,7 +159,7 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     assert not done({**eager_row, "config": {**eager_row["config"], "hidden": 7}})  # or the model's config
     assert eager_row["repeats"] == 10  # the preset's default: the median of 10 calls
     assert not done({**eager_row, "repeats": 3})  # timed with fewer calls (and rows before the key)
-    assert not done({k: v for k, v in eager_row.items() if k != "repeats"})
+    assert not done({k: v for k, v in eager_row.items() if k != "repeats"})  # written before: 3
     # Rows of other code, all there: done (a study rerun after a commit redoes nothing).
     assert done({**eager_row, "commit": "0" * 40})
 
@@ -178,10 +178,13 @@ def test_a_cost_job_with_rows_to_measure_measures_again_those_of_other_code(tmp_
     ctx = Context(preset, out)
     ctx.commit = "new"
     sizes: list[int] = []
-    monkeypatch.setattr(
-        "ramlab.cost.measure_costs",
-        lambda models, asked, **kw: sizes.extend(asked) or [{**row, "size": s} for s in asked],
-    )
+
+    def measure(models, asked, **options):
+        assert options["repeats"] == 10  # the preset's, as its rows must say to count as done
+        sizes.extend(asked)
+        return [{**row, "size": s} for s in asked]
+
+    monkeypatch.setattr("ramlab.cost.measure_costs", measure)
     kept_rows = {  # the kept row at 28 px, and what is measured beside it
         "old code": ({**row, "commit": "old"}, [28, 60]),
         "another torch": ({**row, "commit": "new", "torch": "1.0"}, [28, 60]),

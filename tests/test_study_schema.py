@@ -102,8 +102,7 @@ def test_an_unknown_key_lists_the_keys_of_its_section(tmp_path, sections, line):
         ({"seeds": "two"}, "seeds: expected int; got 'two'"),
         (  # the study's cost rows chose the RAM's scales per side and dropped this silently
             {"cost": {"configs": {"ram": {"scales": 2}}}},
-            "cost.configs.ram.scales: ram's scales is chosen for each image side (the report lists "
-            "it per side): leave it out",
+            "cost.configs.ram.scales: ram's scales is set for each image side by the cost job: leave it out",
         ),
         ({"cost": {"repeats": 0}}, "cost.repeats: must be a whole number >= 1; got 0"),
         ({"seeds": True}, "seeds: expected int; got True"),

@@ -225,7 +225,15 @@ def robustness_sweep(
         "shifts": {},
     }
     previous = _previous_sweep(json_path, replace_stale=replace_stale)
-    if previous is not None:  # a format 6 file whose scale levels moved the digits: the rest
+    if previous is not None and sweep_kind(previous)[-1] == MOVED_BY_SCALE:
+        # A format 6 file whose scale levels moved the digits: the rest is format 7's.
+        if "scale" not in wanted:
+            levels = _levels_text(previous["shifts"]["scale"].get("levels") or [])
+            print(
+                f"{json_path}: its scale levels ({levels}) placed each resized digit anew (format 6), "
+                "so they are dropped; sweep --shift scale to measure them as format 7 does",
+                file=sys.stderr,
+            )
         previous = without_moved_scale(previous)
     # Another run's sweep: another folder name, model, dataset or seed (the folder itself may
     # have moved with its study since).
@@ -251,7 +259,10 @@ def robustness_sweep(
             f"{_sweep_words(result)}), which this one would replace: choose another --json, or "
             "delete the file"
         )
-    saved = previous["shifts"] if same else {}
+    # A shift kept from a file of before format 7 takes the file's commit as its own.
+    saved = (
+        {k: {"commit": previous.get("commit"), **v} for k, v in previous["shifts"].items()} if same else {}
+    )
     for name, levels in wanted.items():
         kept = saved.get(name, {}).get("levels")
         if kept is not None and kept != levels and not replace_stale and set(kept) - set(levels):

@@ -115,9 +115,9 @@ def _cost_base_config(spec: CostSpec, model: str) -> Any:
 
 def _cost_rows_of(ctx: Context) -> list[dict]:
     """The rows of the study's cost.json that its preset asks for, measured as it asks; rows
-    timed another way (eager or compiled, another device, batch, model config or number of
-    threads on a CPU: a resume under another executor) are left out, so they are measured
-    again. A study whose jobs run on other nodes leaves threads to the job, which knows them."""
+    timed another way (eager or compiled, another device, batch, number of timed calls, model
+    config or number of threads on a CPU: a resume under another executor) are left out, so
+    they are measured again. A study whose jobs run on other nodes leaves threads to the job, which knows them."""
     from ramlab.cost import row_settings
     from ramlab.device import threads_given
 
@@ -133,7 +133,7 @@ def _cost_rows_of(ctx: Context) -> list[dict]:
             compiled=spec.compile,
             repeats=spec.repeats,
         )
-        row = {"compiled": False, **row}  # rows written before the key were eager
+        row = {"compiled": False, "repeats": 3, **row}  # rows written before the keys: eager, 3 calls
         if ctx.jobs_here and want["device"] == "cpu" and row.get("threads") != threads:
             return False
         return all(row.get(key) == value for key, value in want.items())

@@ -183,8 +183,7 @@ def _cost_config_dicts(value: Any) -> dict:
             if field in fields:  # config_for_image_size sets it at every side
                 raise invalid(
                     (name, field),
-                    f"{name}'s {field} is chosen for each image side (the report lists it per "
-                    "side): leave it out",
+                    f"{name}'s {field} is set for each image side by the cost job: leave it out",
                     fields[field],
                 )
     return out

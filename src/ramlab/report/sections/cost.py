@@ -40,8 +40,8 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         f"`cost.configs`, else the model's default) adapted to the size ({_scales(inputs.cost_rows)}), "
         f"measured as {timing_mode(inputs.cost_rows)}: FLOPs per image counted by PyTorch's FLOP "
         "counter (a multiply-add is 2 FLOPs) with ramlab's formulas for the element-wise adds, "
-        "multiplies and divides it scores 0 (the RAM's retina is block sums: most of its FLOPs at "
-        f"large sides), latency at batch 1 and throughput at the batch shown ({_repeats(inputs.cost_rows)}), "
+        "multiplies and divides it scores 0 (the RAM's retina is block sums, a growing share of its "
+        f"FLOPs as the side grows), latency at batch 1 and throughput at the batch shown ({_repeats(inputs.cost_rows)}), "
         "peak memory of live tensors at batch 1, weights included (a CPU convolution's own scratch "
         "space is not seen). " + (f"{source[0].upper()}{source[1:]}." if source else "Source: `cost.json`.")
     )
@@ -77,12 +77,17 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         doc.figure(path, "Accuracy per FLOP: test error against FLOPs per image of each trained model.")
 
 
+def _count(value: object) -> bool:
+    """Whether a row's value is a count (a whole number >= 1, not a bool): a damaged one is left out."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _scales(rows: list[dict]) -> str:
     """The scales each RAM row took at its side, in words."""
     by_side = {
         r["size"]: r["config"]["scales"]
         for r in sorted(rows, key=lambda r: r["size"])
-        if r.get("model") == "ram" and isinstance(r.get("config"), dict) and "scales" in r["config"]
+        if r.get("model") == "ram" and isinstance(r.get("config"), dict) and _count(r["config"].get("scales"))
     }
     if not by_side:
         return "the RAM adds scales"
@@ -92,7 +97,7 @@ def _scales(rows: list[dict]) -> str:
 
 def _repeats(rows: list[dict]) -> str:
     """How many timed calls each median took (3 in rows written before they said)."""
-    counts = sorted({c for r in rows if isinstance(c := r.get("repeats", 3), int)})
+    counts = sorted({c for r in rows if _count(c := r.get("repeats", 3))})
     return f"the median of {' or '.join(map(str, counts)) or 'several'} timed calls after warm-up"
 
 
