@@ -137,6 +137,10 @@ def test_rows_describe_themselves(tmp_path):
         assert row["throughput_batch"] == min(2, throughput_batch(2, row["size"]))
         assert row["flops_by_op"]
         assert row["threads"] == 1  # how it was timed
+        # Its weights, 4 bytes a float32 parameter (and the ResNet's BatchNorm buffers), are
+        # part of its peak, which also holds the image and the activations.
+        assert 4 * row["params"] / 2**20 <= row["weights_mb"] < row["peak_memory_mb"]
+        assert row["model"] == "resnet" or row["weights_mb"] == 4 * row["params"] / 2**20
     # The config actually used: the RAM keeps g = 12 and adds scales (12 * 2^4 = 192 >= 0.8 * 200).
     assert rows[3]["config"]["glimpse_size"] == 12 and rows[3]["config"]["scales"] == 5
     assert rows[3]["config"] == {**RAMConfig().__dict__, "scales": 5}
@@ -144,6 +148,7 @@ def test_rows_describe_themselves(tmp_path):
     assert read_cost_json(path) == json.loads(json.dumps(rows))
     table = format_cost_table(rows)
     assert "ResNet / RAM" in table and "retina=" in table
+    assert f"{rows[0]['peak_memory_mb']:.3g} ({rows[0]['weights_mb']:.3g})" in table
 
 
 def test_throughput_batch_is_capped_by_pixels():

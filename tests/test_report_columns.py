@@ -175,7 +175,7 @@ def test_cost_rows_measured_at_several_commits_say_so(tmp_path):
 def test_the_cost_section_says_the_rams_scales_and_how_many_calls_each_median_took(tmp_path):
     good = {"params": 10, "flops": 20, "latency_ms": 1.0, "throughput": 5.0, "peak_memory_mb": 0.5}
     rows = [
-        {"model": "ram", "size": 60, **good, "config": {"scales": 3}, "repeats": 10},
+        {"model": "ram", "size": 60, **good, "config": {"scales": 3}, "repeats": 10, "weights_mb": 0.25},
         {"model": "ram", "size": 28, **good, "config": {"scales": 2}, "repeats": 10},
         {"model": "resnet", "size": 28, **good, "config": {}},  # written before rows said: 3
     ]
@@ -184,7 +184,8 @@ def test_the_cost_section_says_the_rams_scales_and_how_many_calls_each_median_to
     report = (tmp_path / "report.md").read_text()
     assert "(the RAM adds scales for larger images: 2 at 28 px, 3 at 60 px)" in report
     assert "(the median of 3 or 10 timed calls after warm-up)" in report
-    assert "a multiply-add is 2 FLOPs" in report and "weights included" in report
+    assert "a multiply-add is 2 FLOPs" in report and "the weights' share in brackets" in report
+    assert "| 0.5 (0.25) |" in report and "| 0.5 |" in report  # rows before weights_mb: the peak alone
 
 
 def test_a_studys_report_takes_the_runs_of_its_plan(tmp_path):

@@ -190,6 +190,13 @@ class LiveTensorMemory(TorchDispatchMode):
         return out
 
 
+def weights_bytes(model: Model) -> int:
+    """The bytes of a model's parameters and buffers, each storage once: the part of its peak
+    memory that does not grow with the image (the rest is the input and activations)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
+
+
 def peak_memory_bytes(model: Model, images: torch.Tensor) -> int:
     """The most bytes held at once by live tensors during `model(images)` (see the module doc)."""
     start = [images, *model.parameters(), *model.buffers()]
@@ -324,6 +331,7 @@ def measure_cost(
         "throughput": len(many) / per_batch,
         "throughput_batch": len(many),
         "peak_memory_mb": peak_memory_bytes(model, one) / 2**20,
+        "weights_mb": weights_bytes(model) / 2**20,
         "device": str(device),
         "threads": torch.get_num_threads(),
         "compiled": compiled,
@@ -347,7 +355,8 @@ def measure_costs(
 ) -> list[dict[str, Any]]:
     """One row per (model, size), models outer: the keys model, size, params, flops (per
     image), flops_breakdown, flops_by_op, latency_ms (batch 1), throughput (images/s),
-    throughput_batch, peak_memory_mb (MiB, 2^20 bytes, at batch 1), device, threads (torch's CPU threads while
+    throughput_batch, peak_memory_mb (MiB, 2^20 bytes, at batch 1), weights_mb (the MiB of
+    its parameters and buffers, part of that peak), device, threads (torch's CPU threads while
     timing), compiled (timed through the compiled fast path, else eagerly), repeats (the
     timed calls each median is taken over), config (the
     config used), commit and torch (the code and torch version that measured it).

@@ -105,6 +105,12 @@ def _setting_words(key: str, value: Any) -> str:
     return str(value)
 
 
+def weights_in_brackets(row: dict[str, Any]) -> str:
+    """ " (W)": the MiB of a row's weights and buffers, part of its peak (rows before: "")."""
+    weights = row.get("weights_mb")
+    return f" ({weights:.3g})" if isinstance(weights, (int, float)) and not isinstance(weights, bool) else ""
+
+
 def format_cost_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table of the rows, then the ResNet / RAM ratios per size (when both ran)."""
     header = (
@@ -115,7 +121,7 @@ def format_cost_table(rows: list[dict[str, Any]]) -> str:
         "FLOPs breakdown",
         "latency ms",
         "img/s (batch)",
-        "peak MiB",
+        "peak MiB (weights)",
     )
     lines = [header]
     for row in rows:
@@ -129,7 +135,7 @@ def format_cost_table(rows: list[dict[str, Any]]) -> str:
                 breakdown,
                 f"{row['latency_ms']:.3g}",
                 f"{row['throughput']:.4g} ({row['throughput_batch']})",
-                f"{row['peak_memory_mb']:.3g}",
+                f"{row['peak_memory_mb']:.3g}{weights_in_brackets(row)}",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

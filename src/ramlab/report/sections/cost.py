@@ -3,7 +3,7 @@ RAM at each side, and accuracy per FLOP of the trained models."""
 
 from __future__ import annotations
 
-from ramlab.cost_rows import timing_mode
+from ramlab.cost_rows import timing_mode, weights_in_brackets
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import si
 from ramlab.report.inputs import ReportInputs
@@ -16,7 +16,7 @@ HEADERS = [
     "FLOPs / image",
     "latency (ms)",
     "images/s (batch)",
-    "peak memory (MiB)",
+    "peak memory (MiB; weights)",
     "FLOPs by part",
 ]
 
@@ -42,8 +42,9 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         "counter (a multiply-add is 2 FLOPs) with ramlab's formulas for the element-wise adds, "
         "multiplies and divides it scores 0 (the RAM's retina is block sums, a growing share of its "
         f"FLOPs as the side grows), latency at batch 1 and throughput at the batch shown ({_repeats(inputs.cost_rows)}), "
-        "peak memory of live tensors at batch 1, weights included (a CPU convolution's own scratch "
-        "space is not seen). " + (f"{source[0].upper()}{source[1:]}." if source else "Source: `cost.json`.")
+        "peak memory of live tensors at batch 1, the weights' share in brackets (a CPU "
+        "convolution's own scratch space is not seen). "
+        + (f"{source[0].upper()}{source[1:]}." if source else "Source: `cost.json`.")
     )
     rows = [
         [
@@ -55,7 +56,9 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
             f"{r['throughput']:,.0f} ({r.get('throughput_batch', '?')})"
             if isinstance(r.get("throughput"), (int, float))
             else "—",
-            f"{r['peak_memory_mb']:.3g}" if isinstance(r.get("peak_memory_mb"), (int, float)) else "—",
+            f"{r['peak_memory_mb']:.3g}{weights_in_brackets(r)}"
+            if isinstance(r.get("peak_memory_mb"), (int, float))
+            else "—",
             ", ".join(f"{k} {si(v)}" for k, v in (r.get("flops_breakdown") or {}).items()),
         ]
         for r in sorted(inputs.cost_rows, key=lambda r: (r["model"], r["size"]))
