@@ -166,7 +166,7 @@ def test_tiny_study_on_cuda(fake_mnist, tmp_path, capsys) -> None:
             "sizes": [28, 60],
             "batch": 2,
             "device": "cuda",
-            "configs": {"ram": ram, "resnet": TINY_RESNET},
+            "configs": {"ram": {**tiny.TINY_RAM_COST, "glimpses": 2}, "resnet": TINY_RESNET},
         },
     }
     path = tmp_path / "gpu.yaml"

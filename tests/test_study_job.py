@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import tiny
 import torch
 from test_study import TINY_RAM, TINY_TRAIN, write_preset
 
@@ -38,7 +39,7 @@ def study_dir(fake_mnist, tmp_path):
             tmp_path / "p.yaml",
             train={**TINY_TRAIN, "threads": 2},
             evaluate={"glimpses": 0, "sampled": False},
-            cost={"models": ["ram"], "sizes": [28], "batch": 2, "configs": {"ram": TINY_RAM}},
+            cost={"models": ["ram"], "sizes": [28], "batch": 2, "configs": {"ram": tiny.TINY_RAM_COST}},
         )
     )
     out = tmp_path / "study"

@@ -3,3 +3,5 @@
 glimpse count, core and reward they need."""
 
 TINY_RAM = {"glimpse_size": 8, "scales": 2, "glimpse_hidden": 8, "location_hidden": 4, "hidden": 12}
+TINY_RAM_COST = {key: value for key, value in TINY_RAM.items() if key != "scales"}
+"""TINY_RAM as a study's `cost.configs` takes it: the cost job sets the scales at each side."""
