@@ -7,18 +7,16 @@ format 7 (`ramlab robustness` since 2026-12-07) resizes each digit about the cen
 dataset's scene gave it; format 6 placed the resized box anywhere in the window it left (a
 larger digit nearer the centre, a smaller one out to the edges). The difference between the
 two columns is the translation format 6 mixed into its scale curve. It also prints how far the
-digits' centres moved from the dataset's own scenes under each placement (mean px).
+digits' box centres moved from the dataset's own scenes under each placement (the mean over x
+and y of the absolute move, px).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from ramlab.data import datasets
 from ramlab.data.datasets import resolve_spec
@@ -53,7 +51,7 @@ def main() -> None:
         seed = datasets.split_seed(base, config.train.data_seed, args.split)
         own = centres(generate_scenes(base, images, labels, seed=seed).bboxes)
         print(f"{run} ({config.model} on {config.data}), {args.split} error % at each scale level")
-        print("   level   format 6   format 7   centre moved (px): format 6, format 7")
+        print("   level   format 6   format 7   centre moved per axis (mean px): format 6, format 7")
         for level in args.levels:
             spec = kind.spec(base, level)
             row = []

@@ -184,7 +184,7 @@ def test_the_cost_section_says_the_rams_scales_and_how_many_calls_each_median_to
     report = (tmp_path / "report.md").read_text()
     assert "(the RAM adds scales for larger images: 2 at 28 px, 3 at 60 px)" in report
     assert "(the median of 3 or 10 timed calls after warm-up)" in report
-    assert "a multiply-add is 2 FLOPs" in report and "the weights' share in brackets" in report
+    assert "a multiply-add is 2 FLOPs" in report and "the weights' MiB of it in brackets" in report
     assert "| 0.5 (0.25) |" in report and "| 0.5 |" in report  # rows before weights_mb: the peak alone
 
 

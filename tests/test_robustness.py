@@ -383,9 +383,13 @@ def test_a_format_6_file_keeps_its_other_shifts_and_sweeps_its_scale_again(run_d
     assert again["format"] == robustness.FORMAT and again["shifts"]["rotate"]["error"] == [55.0, 55.0]
     assert again["shifts"]["rotate"]["commit"] == "aaa"  # kept: measured by the file's commit
     assert again["shifts"]["scale"]["error"] != [55.0, 55.0] and again["shifts"]["scale"]["commit"] == "bbb"
-    # A sweep that does not ask for scale drops the old scale levels, and says so.
+    # A sweep of another kind (another limit) is refused, and drops nothing.
     path.write_text(json.dumps(old))
     capsys.readouterr()
+    with pytest.raises(RamlabError, match="holds another sweep"):
+        robustness_sweep(run_dir, shifts={"rotate": [0, 30]}, limit=4, device="cpu", json_path=path)
+    assert "dropped" not in capsys.readouterr().err
+    # A sweep that does not ask for scale drops the old scale levels, and says so.
     robustness_sweep(run_dir, shifts={"rotate": [0, 30]}, device="cpu", json_path=path)
     assert "its scale levels (1, 1.3) placed each resized digit anew (format 6)" in capsys.readouterr().err
     assert list(read_robustness(path)["shifts"]) == ["rotate"]

@@ -15,7 +15,7 @@ from ramlab.errors import RamlabError
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scale_placement_ab.py"
 
 
-def test_the_two_placements_agree_at_scale_1_and_only_format_6_moves_a_smaller_digit(
+def test_the_two_placements_agree_at_scale_1_and_only_format_6_moves_a_smaller_digit_far(
     fake_mnist, tmp_path, monkeypatch, capsys
 ):
     tiny = ["--data", "translated60", "--epochs", "1", "--batch-size", "4", "--train-limit", "8",

@@ -130,10 +130,10 @@ def test_ctrl_c_exits_130_and_records_nothing(study_dir, capsys, monkeypatch):
 
 
 def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
-    def context(compile_: bool) -> Context:
-        cost = {"models": ["fc"], "sizes": [28], "compile": compile_}
+    def context(compile_: bool, repeats: int = 10) -> Context:
+        cost = {"models": ["fc"], "sizes": [28], "compile": compile_, "repeats": repeats}
         return Context(
-            load_preset(write_preset(tmp_path / f"{compile_}.yaml", cost=cost)), tmp_path / "study"
+            load_preset(write_preset(tmp_path / f"{compile_}-{repeats}.yaml", cost=cost)), tmp_path / "study"
         )
 
     (job,) = [j for j in build_plan(context(False).preset) if j.kind == "cost"]
@@ -148,9 +148,9 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     }
     assert eager_row["compiled"] is False and eager_row["throughput_batch"] == 64
 
-    def done(row: dict, *, compile_: bool = False) -> bool:
+    def done(row: dict, *, compile_: bool = False, repeats: int = 10) -> bool:
         (tmp_path / "study" / "cost.json").write_text(json.dumps({"rows": [row]}))
-        return study_jobs.is_done(context(compile_), job)
+        return study_jobs.is_done(context(compile_, repeats), job)
 
     assert done(eager_row)
     assert not done(eager_row, compile_=True)
@@ -161,6 +161,10 @@ def test_cost_rows_timed_the_other_way_are_measured_again(tmp_path):
     assert eager_row["repeats"] == 10  # the preset's default: the median of 10 calls
     assert not done({**eager_row, "repeats": 3})  # timed with fewer calls (and rows before the key)
     assert not done({k: v for k, v in eager_row.items() if k != "repeats"})  # written before: 3
+    # A preset of 3 calls: its rows, and those written before the key, are done; 10 calls' not.
+    assert done({**eager_row, "repeats": 3}, repeats=3)
+    assert done({k: v for k, v in eager_row.items() if k != "repeats"}, repeats=3)
+    assert not done(eager_row, repeats=3)
     # Rows of other code, all there: done (a study rerun after a commit redoes nothing).
     assert done({**eager_row, "commit": "0" * 40})
 

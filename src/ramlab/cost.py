@@ -192,7 +192,8 @@ class LiveTensorMemory(TorchDispatchMode):
 
 def weights_bytes(model: Model) -> int:
     """The bytes of a model's parameters and buffers, each storage once: the part of its peak
-    memory that does not grow with the image (the rest is the input and activations)."""
+    memory that is not the input or activations (a RAM's grows with the image only through
+    the scales its config adds)."""
     tensors = [*model.parameters(), *model.buffers()]
     return sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}.values())
 

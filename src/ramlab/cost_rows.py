@@ -49,7 +49,8 @@ def _si(value: float) -> str:
 
 REPEATS = 10
 """Timed calls per measurement (latency, throughput), the median taken, as the README's cost
-figures were timed (`--repeats 10`); a study's cost job takes seconds either way."""
+figures were timed (`--repeats 10`); a study's cost job takes seconds either way. Here, not in
+`ramlab.cost`, so that the study's schema and the report read it without the measuring code."""
 
 
 TIMING = ("device", "compiled", "threads", "commit", "torch")
@@ -160,4 +161,12 @@ def format_cost_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(text)
 
 
-__all__ = ["cost_ratios", "format_cost_table", "read_cost_rows", "timing_mode"]
+__all__ = [
+    "REPEATS",
+    "TIMING",
+    "cost_ratios",
+    "format_cost_table",
+    "read_cost_rows",
+    "timing_mode",
+    "weights_in_brackets",
+]

@@ -66,57 +66,9 @@ from ramlab.files import check_json_target, write_json
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class
 from ramlab.shifts import SHIFTS, Shift, one_place, resolve_levels
-from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, format_of, sweep_kind, without_moved_scale
-
-# 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
-# 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
-#    the run's test scenes exactly (2 drew new placements under another spec key).
-# 4: on a dataset of one placement (mnist) a scale level below 1 keeps the digit where it was
-#    (3 let the smaller digit move within the window it opened). Other datasets' format 3
-#    sweeps are format 4's (`sweep_format`).
-# 5: every level draws from the stream of the run's own spec (4 seeded each level by its own,
-#    so each level placed and cluttered its digits anew), and a warp from a stream of its own.
-# 6: a limited sweep gives each digit the random numbers (a random first glimpse or policy's
-#    places, sampling noise) that a sweep of the whole split gives it (5 gave the N digits
-#    those of the split's first N rows). Other format 5 sweeps are format 6's (`sweep_format`).
-# 7: a scale level keeps each digit's centre where the dataset's scene put it (6 placed the
-#    resized box anywhere in its own window: a smaller digit reached nearer the edges, a larger
-#    one stayed nearer the centre, so the curve mixed a translation into the scale). Format 6
-#    sweeps without a scale shift, or on a dataset of one place (its rule is unchanged), are
-#    format 7's (`sweep_format`; `sweeps.sweep_kind` marks the others MOVED_BY_SCALE).
-FORMAT = 7
-
+from ramlab.sweeps import FORMAT, MOVED_BY_SCALE, same_sweep, sweep_format, sweep_kind, without_moved_scale
 
 SWEEP_SPLITS = ("val", "test")
-
-
-def same_sweep(
-    previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test", rollouts: int = 1
-) -> bool:
-    """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
-    wanted = (split, sample or rollouts > 1, rollouts, limit, False, "")
-    return sweep_format(previous) == FORMAT and sweep_kind(previous) == wanted
-
-
-def sweep_format(sweep: dict[str, Any]) -> int:
-    """A saved sweep's format, read as the next where the change to it made no difference:
-    format 3 as 4 but on a dataset of one placement (format 4 changed only its scale levels),
-    format 5 as 6 where it read all digits or a model without glimpses (format 6 changed only
-    a limited sweep's random numbers; `sweeps.sweep_kind`), and 6 as 7 where it has no scale
-    shift or its dataset has one place (format 7 changed only the scale levels elsewhere).
-    Format 5 changed every level but a dataset's own, so sweeps before it are older sweeps now."""
-    found = format_of(sweep)
-    if found == 5 and sweep_kind(sweep)[-1] != FIRST_ROWS:
-        found = 6
-    if found == 6:
-        return 6 if sweep_kind(sweep)[-1] == MOVED_BY_SCALE else 7
-    if found == 3:
-        data = sweep.get("data")
-        try:
-            return 3 if not isinstance(data, str) or one_place(resolve_spec(data)) else 4
-        except RamlabError:  # a dataset this version does not have
-            return 3
-    return found
 
 
 # Scenes of one level are the same for every run of a dataset: keep the last few in memory,
@@ -225,15 +177,9 @@ def robustness_sweep(
         "shifts": {},
     }
     previous = _previous_sweep(json_path, replace_stale=replace_stale)
+    moved_scale = None  # a format 6 file's scale levels, which moved the digits: the rest is format 7's
     if previous is not None and sweep_kind(previous)[-1] == MOVED_BY_SCALE:
-        # A format 6 file whose scale levels moved the digits: the rest is format 7's.
-        if "scale" not in wanted:
-            levels = _levels_text(previous["shifts"]["scale"].get("levels") or [])
-            print(
-                f"{json_path}: its scale levels ({levels}) placed each resized digit anew (format 6), "
-                "so they are dropped; sweep --shift scale to measure them as format 7 does",
-                file=sys.stderr,
-            )
+        moved_scale = previous["shifts"]["scale"].get("levels") or []
         previous = without_moved_scale(previous)
     # Another run's sweep: another folder name, model, dataset or seed (the folder itself may
     # have moved with its study since).
@@ -263,6 +209,12 @@ def robustness_sweep(
     saved = (
         {k: {"commit": previous.get("commit"), **v} for k, v in previous["shifts"].items()} if same else {}
     )
+    if same and moved_scale is not None and "scale" not in wanted:
+        print(
+            f"{json_path}: its scale levels ({_levels_text(moved_scale)}) placed each resized digit "
+            "anew (format 6), so they are dropped; a sweep of scale measures them as format 7 does",
+            file=sys.stderr,
+        )
     for name, levels in wanted.items():
         kept = saved.get(name, {}).get("levels")
         if kept is not None and kept != levels and not replace_stale and set(kept) - set(levels):
@@ -399,6 +351,7 @@ def format_sweep(result: dict[str, Any]) -> str:
 
 
 __all__ = [
+    "FORMAT",
     "SHIFTS",
     "SWEEP_SPLITS",
     "Shift",
@@ -407,4 +360,5 @@ __all__ = [
     "resolve_levels",
     "robustness_sweep",
     "same_sweep",
+    "sweep_format",
 ]

@@ -19,6 +19,54 @@ FIRST_ROWS = "first-rows"  # format 5, limited, a model that draws: the first N 
 MOVED_BY_SCALE = "moved-by-scale"  # formats 5-6, a scale shift: each level's box placed anew
 
 
+# 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
+# 3: a translate level whose window is the whole canvas is the dataset's own spec, so it reads
+#    the run's test scenes exactly (2 drew new placements under another spec key).
+# 4: on a dataset of one placement (mnist) a scale level below 1 keeps the digit where it was
+#    (3 let the smaller digit move within the window it opened). Other datasets' format 3
+#    sweeps are format 4's (`sweep_format`).
+# 5: every level draws from the stream of the run's own spec (4 seeded each level by its own,
+#    so each level placed and cluttered its digits anew), and a warp from a stream of its own.
+# 6: a limited sweep gives each digit the random numbers (a random first glimpse or policy's
+#    places, sampling noise) that a sweep of the whole split gives it (5 gave the N digits
+#    those of the split's first N rows). Other format 5 sweeps are format 6's (`sweep_format`).
+# 7: a scale level keeps each digit's centre where the dataset's scene put it (6 placed the
+#    resized box anywhere in its own window: a smaller digit reached nearer the edges, a larger
+#    one stayed nearer the centre, so the curve mixed a translation into the scale). Format 6
+#    sweeps without a scale shift, or on a dataset of one place (its rule is unchanged), are
+#    format 7's (`sweep_format`; `sweeps.sweep_kind` marks the others MOVED_BY_SCALE).
+FORMAT = 7
+
+
+def same_sweep(
+    previous: dict[str, Any], *, limit: int | None, sample: bool, split: str = "test", rollouts: int = 1
+) -> bool:
+    """Whether a saved sweep's scenes and policy are those asked for (its levels aside)."""
+    wanted = (split, sample or rollouts > 1, rollouts, limit, False, "")
+    return sweep_format(previous) == FORMAT and sweep_kind(previous) == wanted
+
+
+def sweep_format(sweep: dict[str, Any]) -> int:
+    """A saved sweep's format, read as the next where the change to it made no difference:
+    format 3 as 4 but on a dataset of one placement (format 4 changed only its scale levels),
+    format 5 as 6 where it read all digits or a model without glimpses (format 6 changed only
+    a limited sweep's random numbers; `sweeps.sweep_kind`), and 6 as 7 where it has no scale
+    shift or its dataset has one place (format 7 changed only the scale levels elsewhere).
+    Format 5 changed every level but a dataset's own, so sweeps before it are older sweeps now."""
+    found = format_of(sweep)
+    if found == 5 and sweep_kind(sweep)[-1] != FIRST_ROWS:
+        found = 6
+    if found == 6:
+        return 6 if sweep_kind(sweep)[-1] == MOVED_BY_SCALE else 7
+    if found == 3:
+        data = sweep.get("data")
+        try:
+            return 3 if not isinstance(data, str) or one_place(resolve_spec(data)) else 4
+        except RamlabError:  # a dataset this version does not have
+            return 3
+    return found
+
+
 def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool, str]:
     """What a sweep's numbers measure beyond its levels: (split, sampled, rollouts, limit,
     first_n, older). first_n: a limited sweep of format 1 read the split's first N digits

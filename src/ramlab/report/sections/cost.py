@@ -42,7 +42,7 @@ def cost_section(doc: Doc, inputs: ReportInputs) -> None:
         "counter (a multiply-add is 2 FLOPs) with ramlab's formulas for the element-wise adds, "
         "multiplies and divides it scores 0 (the RAM's retina is block sums, a growing share of its "
         f"FLOPs as the side grows), latency at batch 1 and throughput at the batch shown ({_repeats(inputs.cost_rows)}), "
-        "peak memory of live tensors at batch 1, the weights' share in brackets (a CPU "
+        "peak memory of live tensors at batch 1, the weights' MiB of it in brackets (a CPU "
         "convolution's own scratch space is not seen). "
         + (f"{source[0].upper()}{source[1:]}." if source else "Source: `cost.json`.")
     )
