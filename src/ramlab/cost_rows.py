@@ -53,6 +53,9 @@ figures were timed (`--repeats 10`); a study's cost job takes seconds either way
 `ramlab.cost`, so that the study's schema and the report read it without the measuring code."""
 
 
+REPEATS_BEFORE = 3
+"""The timed calls of a row written before rows said (a study's cost job always took 3)."""
+
 TIMING = ("device", "compiled", "threads", "commit", "torch")
 """What makes two rows' times comparable: only rows alike in all of them are divided."""
 

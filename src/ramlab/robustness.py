@@ -66,7 +66,7 @@ from ramlab.files import check_json_target, write_json
 from ramlab.models.base import FeedForwardModel
 from ramlab.models.registry import model_class
 from ramlab.shifts import SHIFTS, Shift, one_place, resolve_levels
-from ramlab.sweeps import FORMAT, MOVED_BY_SCALE, same_sweep, sweep_format, sweep_kind, without_moved_scale
+from ramlab.sweeps import FORMAT, same_sweep, sweep_format, without_moved_scale
 
 SWEEP_SPLITS = ("val", "test")
 
@@ -178,9 +178,8 @@ def robustness_sweep(
     }
     previous = _previous_sweep(json_path, replace_stale=replace_stale)
     moved_scale = None  # a format 6 file's scale levels, which moved the digits: the rest is format 7's
-    if previous is not None and sweep_kind(previous)[-1] == MOVED_BY_SCALE:
-        moved_scale = previous["shifts"]["scale"].get("levels") or []
-        previous = without_moved_scale(previous)
+    if previous is not None and (kept := without_moved_scale(previous)) is not previous:
+        moved_scale, previous = previous["shifts"]["scale"].get("levels") or [], kept
     # Another run's sweep: another folder name, model, dataset or seed (the folder itself may
     # have moved with its study since).
     identity = ("model", "data", "seed")

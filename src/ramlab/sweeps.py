@@ -58,12 +58,8 @@ def sweep_format(sweep: dict[str, Any]) -> int:
         found = 6
     if found == 6:
         return 6 if sweep_kind(sweep)[-1] == MOVED_BY_SCALE else 7
-    if found == 3:
-        data = sweep.get("data")
-        try:
-            return 3 if not isinstance(data, str) or one_place(resolve_spec(data)) else 4
-        except RamlabError:  # a dataset this version does not have
-            return 3
+    if found == 3:  # an unknown or damaged dataset stays the older format
+        return 4 if _one_place(sweep.get("data")) is False else 3
     return found
 
 
@@ -84,7 +80,7 @@ def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool,
     older = REDRAWN if found < 5 else ""
     if found == 5 and limit is not None and sweep.get("protocol") != ONE_PASS:
         older = FIRST_ROWS  # a policy mean from a centred start drew nothing: unknown here
-    elif found in (5, 6) and _has_scale(sweep) and not _one_place(sweep.get("data")):
+    elif found in (5, 6) and _has_scale(sweep) and _one_place(sweep.get("data")) is not True:
         older = MOVED_BY_SCALE
     return (
         sweep.get("split", "test"),
@@ -109,12 +105,13 @@ def without_moved_scale(sweep: dict[str, Any]) -> dict[str, Any]:
     return {**sweep, "shifts": {k: v for k, v in sweep["shifts"].items() if k != "scale"}}
 
 
-def _one_place(data: Any) -> bool:
-    """Whether dataset `data` puts every digit in one place (False: unknown or damaged)."""
+def _one_place(data: Any) -> bool | None:
+    """Whether dataset `data` puts every digit in one place; None where it is unknown (a
+    dataset this version does not have) or damaged, which each caller reads as the older."""
     try:
-        return isinstance(data, str) and one_place(resolve_spec(data))
+        return one_place(resolve_spec(data)) if isinstance(data, str) else None
     except RamlabError:
-        return False
+        return None
 
 
 def format_of(sweep: dict[str, Any]) -> int:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ramlab.config import flatten, load_yaml, save_yaml
-from ramlab.cost_rows import read_cost_rows
+from ramlab.cost_rows import REPEATS_BEFORE, read_cost_rows
 from ramlab.data import datasets
 from ramlab.errors import RamlabError
 from ramlab.files import os_error_message
@@ -133,7 +133,7 @@ def _cost_rows_of(ctx: Context) -> list[dict]:
             compiled=spec.compile,
             repeats=spec.repeats,
         )
-        row = {"compiled": False, "repeats": 3, **row}  # rows written before the keys: eager, 3 calls
+        row = {"compiled": False, "repeats": REPEATS_BEFORE, **row}  # rows written before the keys
         if ctx.jobs_here and want["device"] == "cpu" and row.get("threads") != threads:
             return False
         return all(row.get(key) == value for key, value in want.items())

@@ -3,7 +3,7 @@ RAM at each side, and accuracy per FLOP of the trained models."""
 
 from __future__ import annotations
 
-from ramlab.cost_rows import timing_mode, weights_in_brackets
+from ramlab.cost_rows import REPEATS_BEFORE, timing_mode, weights_in_brackets
 from ramlab.report.doc import Doc
 from ramlab.report.formatting import si
 from ramlab.report.inputs import ReportInputs
@@ -100,7 +100,7 @@ def _scales(rows: list[dict]) -> str:
 
 def _repeats(rows: list[dict]) -> str:
     """How many timed calls each median took (3 in rows written before they said)."""
-    counts = sorted({c for r in rows if _count(c := r.get("repeats", 3))})
+    counts = sorted({c for r in rows if _count(c := r.get("repeats", REPEATS_BEFORE))})
     return f"the median of {' or '.join(map(str, counts)) or 'several'} timed calls after warm-up"
 
 
