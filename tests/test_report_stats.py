@@ -15,6 +15,7 @@ from ramlab.report import write_report
 from ramlab.report.formatting import fmt_p
 from ramlab.report.runs import Run, by_label
 from ramlab.report.sections.rewards import (
+    Comparison,
     comparisons,
     fmt_epochs_to,
     scale_controls,
@@ -66,6 +67,32 @@ def test_unequal_sizes_and_ties():
     assert permutation_test([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
     # Rounding must not split a tie: 0.1 + 0.2 != 0.3 in floating point.
     assert permutation_test([0.1, 0.2], [0.3, 0.0]).p_value == 1.0
+
+
+def test_a_value_that_is_not_finite_is_refused_not_read_as_significant():
+    # A NaN compares false with everything: counted, it would make no relabelling as extreme
+    # as the observed one and read p = 0.
+    for a, b in (([1.0, float("nan"), 2.0], [3.0, 4.0, 5.0]), ([1.0, 2.0], [3.0, float("inf")])):
+        with pytest.raises(ValueError, match=r"finite values, got (nan|inf)"):
+            permutation_test(a, b)
+        with pytest.raises(ValueError, match="finite values"):
+            stratified_permutation_test([([1.0, 2.0], [3.0, 4.0]), (a, b)])
+
+
+def test_the_sentence_blames_ties_not_the_seed_count_when_ties_raise_the_floor():
+    # Pooled 1, 1, 1, 2, 2, 3, 3, 3: the extreme sums 5 and 11 are each reached twice (with
+    # either 2), 4 of C(8, 4) = 70 relabellings, where 4 + 4 untied seeds reach 2 of 70.
+    tied = Comparison.of("x", "ref", [1.0, 1.0, 1.0, 2.0], [2.0, 3.0, 3.0, 3.0]).sentence()
+    assert tied.endswith(
+        "p = 0.057 over 4 + 4 seeds: the difference cannot be told from the seed-to-seed spread "
+        "(nor shown to be none). No relabelling of these errors can reach p < 0.05: the smallest p "
+        "they allow is 0.057, as several relabellings tie for the most extreme (4 + 4 seeds "
+        "without such ties allow 0.029)."
+    )
+    untied = Comparison.of("x", "ref", [1.0, 2.0], [3.0, 4.0]).sentence()
+    assert untied.endswith(
+        "With 2 + 2 seeds no difference can reach p < 0.05 (the smallest p is 0.33): more seeds are needed."
+    )
 
 
 def test_a_p_value_is_never_rounded_across_the_significance_level():
@@ -314,6 +341,12 @@ def test_one_dataset_is_the_plain_test_and_four_reach_far_below_it():
     sampled = stratified_permutation_test(four, max_exact=10, samples=3000)
     assert not sampled.exact and sampled.p_value == pytest.approx(1 / 3001)  # (0 hits + 1) / (3000 + 1)
     assert stratified_permutation_test(four, max_exact=10, samples=3000) == sampled  # reproducible
+    # The sampled test relabels within each dataset too: here its estimate is the exact p
+    # (10 of 400), where shuffling the twelve errors across the two datasets would read 0.9.
+    apart = [([1.0, 2.0, 3.0], [2.5, 3.5, 4.0]), ([10.0, 30.0, 20.0], [40.0, 25.0, 50.0])]
+    assert stratified_permutation_test(apart).p_value == pytest.approx(10 / 400)
+    estimate = stratified_permutation_test(apart, max_exact=10, samples=20_000).p_value
+    assert estimate == pytest.approx(10 / 400, abs=0.005)  # its standard error: 0.0011
     with pytest.raises(ValueError):
         stratified_permutation_test([])
     with pytest.raises(ValueError):

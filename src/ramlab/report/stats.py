@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
-from math import comb, sqrt
+from math import comb, isfinite, sqrt
 
 SIGNIFICANCE = 0.05  # the conventional level; below it a difference is more than seed noise
 MAX_EXACT = 200_000  # relabellings counted one by one; 10 + 10 seeds have 184,756 (well under a second)
@@ -51,9 +51,7 @@ def permutation_test(
     seed: int = 0,
 ) -> PermutationTest:
     """Two-sided permutation test of equal means of `a` and `b` (see the module's docstring)."""
-    if not a or not b:
-        raise ValueError("a permutation test needs at least one value on each side")
-    pooled = [float(v) for v in (*a, *b)]
+    pooled = _pooled(a, b)
     n, k = len(pooled), len(a)
     # mean(A') - mean(B') = n / (k (n - k)) * (sum(A') - k * total / n): compare the sums.
     centre = k * sum(pooled) / n
@@ -94,9 +92,7 @@ def stratified_permutation_test(
         raise ValueError("a stratified permutation test needs at least one stratum")
     parts, total, counted, symmetric, tolerance = [], 1, 1, True, 1e-9
     for a, b in strata:
-        if not a or not b:
-            raise ValueError("a permutation test needs at least one value on each side")
-        pooled = [float(v) for v in (*a, *b)]
+        pooled = _pooled(a, b)
         n, k = len(pooled), len(a)
         mean = sum(pooled) / n
         # mean(A') - mean(B') = n / (k (n - k)) * (sum(A') - k * mean), over the pooled mean
@@ -121,6 +117,18 @@ def stratified_permutation_test(
         x = sum(scale * (sum(rng.sample(pooled, k)) - centre) for pooled, k, scale, centre in parts)
         hits += abs(x) >= observed - tolerance
     return PermutationTest((hits + 1) / (samples + 1), samples, False, smallest_p)
+
+
+def _pooled(a: Sequence[float], b: Sequence[float]) -> list[float]:
+    """`a` then `b` as floats, each side non-empty and every value finite: a NaN compares
+    false with everything, so it would count no relabelling as extreme and read p = 0."""
+    if not a or not b:
+        raise ValueError("a permutation test needs at least one value on each side")
+    pooled = [float(v) for v in (*a, *b)]
+    bad = [v for v in pooled if not isfinite(v)]
+    if bad:
+        raise ValueError(f"a permutation test needs finite values, got {bad[0]} among {pooled}")
+    return pooled
 
 
 def _exact(stats: list[float], observed: float, tolerance: float) -> PermutationTest:

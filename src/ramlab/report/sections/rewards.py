@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from math import comb
 
 from ramlab.errors import RamlabError
 from ramlab.progress import CurvePoint, best, time_to, val_curve
@@ -103,10 +104,19 @@ class Comparison:
             return f"{head}: {side} error than {self.versus}, beyond the seed-to-seed spread."
         text = f"{head}: the difference cannot be told from the seed-to-seed spread (nor shown to be none)."
         if test.smallest_p >= SIGNIFICANCE:
-            text += (
-                f" With {seeds} no difference can reach p < {SIGNIFICANCE:g} (the smallest p is "
-                f"{fmt_p(test.smallest_p)}): more seeds are needed."
-            )
+            k, n = len(self.errors), len(self.errors) + len(self.reference_errors)
+            untied = (2 if 2 * k == n else 1) / comb(n, k)  # when one relabelling is the extreme
+            if test.smallest_p <= untied * (1 + 1e-9):
+                text += (
+                    f" With {seeds} no difference can reach p < {SIGNIFICANCE:g} (the smallest p is "
+                    f"{fmt_p(test.smallest_p)}): more seeds are needed."
+                )
+            else:  # equal errors (or equal gaps) let several relabellings share the extreme
+                text += (
+                    f" No relabelling of these errors can reach p < {SIGNIFICANCE:g}: the smallest p "
+                    f"they allow is {fmt_p(test.smallest_p)}, as several relabellings tie for the "
+                    f"most extreme ({seeds} without such ties allow {fmt_p(untied)})."
+                )
         return text
 
 
