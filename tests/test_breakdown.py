@@ -13,12 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from ramlab.breakdown import bins, grouped_errors, scene_outcomes, shared_errors
+from ramlab.breakdown import bins, grouped_errors, placement_offsets, rings, scene_outcomes, shared_errors
 from ramlab.cli import main
 from ramlab.data.loader import SceneLoader
 from ramlab.data.scenes import Scenes
 from ramlab.evaluate import evaluate
 from ramlab.models.ram import RAM, RAMConfig
+from ramlab.robustness import robustness_sweep
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "error_breakdown.py"
 
@@ -191,3 +192,58 @@ def test_scene_outcomes_add_up_to_the_evaluation_with_a_random_first_glimpse() -
     assert outcomes.wrong.sum().item() * 100.0 / 20 == pytest.approx(evaluation.error)
     in_box = outcomes.glimpses_in_box.sum().item() * 100.0 / (20 * 3)
     assert in_box == pytest.approx(sum(evaluation.in_box) / 3)
+
+
+def test_placement_offsets_and_rings_by_hand() -> None:
+    centred = torch.tensor([[10, 10, 20, 22], [10, 10, 20, 22], [12, 11, 18, 20]])
+    moved = torch.tensor([[14, 7, 24, 19], [1, 10, 11, 22], [12, 11, 18, 20]])
+    assert placement_offsets(centred, moved).tolist() == [4, 9, 0]  # max(|4|, |-3|), |-9|, unmoved
+    with pytest.raises(ValueError, match="different scenes"):
+        placement_offsets(centred, moved[:2])
+    index, names = rings(torch.tensor([0, 4, 5, 8, 9, 12, 13, 16]), [0, 4, 8, 12, 16])
+    assert names == ["0-4", "5-8", "9-12", "13-16"]
+    assert index.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]  # each ring's top edge belongs to it
+    index, names = rings(torch.tensor([0, 6, 7]), [0, 6])
+    assert names == ["0-6"] and index.tolist() == [0, 0, 0]  # past the last level: the last ring
+    for bad in ([0], [4, 0], [0, 4, 4]):
+        with pytest.raises(ValueError, match="strictly ascending"):
+            rings(torch.tensor([1]), bad)
+
+
+def test_the_script_splits_a_translate_level_into_rings_that_add_up_to_the_sweep(
+    fake_mnist, tmp_path, monkeypatch, capsys
+) -> None:
+    tiny = ["--data", "centred60", "--train-limit", "16", "--epochs", "1", "--batch-size", "8",
+            "--glimpses", "2", "--glimpse-size", "8", "--scales", "2", "--glimpse-hidden", "8",
+            "--location-hidden", "4", "--hidden", "12", "--device", "cpu", "--threads", "1",
+            "--progress", "false", "--test", "false"]  # fmt: skip
+    run = tmp_path / "run"
+    assert main(["train", "ram", *tiny, "--out", str(run)]) == 0
+    report = tmp_path / "rings.json"
+    argv = ["error_breakdown.py", str(run), "--translate", "16", "--json", str(report)]
+    monkeypatch.setattr(sys, "argv", argv)
+    runpy.run_path(str(SCRIPT), run_name="__main__")
+    printed = capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert data["translate"] == 16 and data["split"] == "val"
+    entry = data["runs"][str(run)]
+    rows = entry["tables"]["placement_px"]
+    assert [row["group"] for row in rows] == ["0-4", "5-8", "9-12", "13-16"]  # the sweep's levels
+    assert sum(row["scenes"] for row in rows) == entry["scenes"] == 8  # all 8 validation scenes
+    assert sum(row["wrong"] for row in rows) == entry["wrong"]
+    # The same scenes the sweep reads at ±16 px: the same error.
+    sweep = robustness_sweep(run, shifts={"translate": [16]}, split="val", device="cpu")
+    assert 100.0 * entry["wrong"] / 8 == pytest.approx(sweep["shifts"]["translate"]["error"][0])
+    in_box = entry["placement_in_box"]
+    assert set(in_box) == {row["group"] for row in rows if row["scenes"]}
+    assert all(0.0 <= share <= 100.0 for share in in_box.values())
+    assert "translate ±16 px, 8 scenes" in printed and "by placement ring" in printed
+    for extra, says in (
+        (["--translate", "0"], "--translate must be above 0 px"),
+        (["--translate", "4", "--limit", "4"], "no --limit"),
+        (["--translate", "40"], "translate"),  # past the whole canvas: the sweep's own refusal
+    ):
+        monkeypatch.setattr(sys, "argv", ["error_breakdown.py", str(run), *extra])
+        with pytest.raises(SystemExit) as stop:
+            runpy.run_path(str(SCRIPT), run_name="__main__")
+        assert stop.value.code == 2 and says in capsys.readouterr().err

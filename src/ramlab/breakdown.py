@@ -96,6 +96,31 @@ def bins(values: torch.Tensor, edges: list[float]) -> tuple[torch.Tensor, list[s
     return index, names
 
 
+def placement_offsets(centred: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+    """How far each digit was placed from the centre, max(|dx|, |dy|) in pixels (a translate
+    level's window is a square): boxes (N, 4) as (x0, y0, x1, y1) of the same digits at
+    translate 0 (the centre) and moved. A digit's ink box moves with its placement, so the
+    difference of the boxes' corners is the move, whatever the digit's shape."""
+    if centred.shape != moved.shape:
+        raise ValueError(
+            f"the boxes are of different scenes: {tuple(centred.shape)} and {tuple(moved.shape)}"
+        )
+    return (moved[:, :2] - centred[:, :2]).abs().amax(dim=1)
+
+
+def rings(offsets: torch.Tensor, levels: list[float]) -> tuple[torch.Tensor, list[str]]:
+    """Ring index of each whole-pixel offset between consecutive translate levels (ascending,
+    the first 0): [0, l1], (l1, l2], ..., offsets past the last level in the last ring; and
+    the rings' names ("0-4", "5-8", ...)."""
+    edges = [int(level) for level in levels if level > 0]
+    if not edges or levels != sorted(set(levels)):
+        raise ValueError(f"ring levels must be strictly ascending with one above 0, got {levels}")
+    inner = torch.tensor(edges[:-1], dtype=offsets.dtype, device=offsets.device)
+    index = torch.bucketize(offsets, inner)  # boundaries[i - 1] < x <= boundaries[i]
+    names = [f"{0 if i == 0 else edges[i - 1] + 1}-{high}" for i, high in enumerate(edges)]
+    return index, names
+
+
 def shared_errors(first: torch.Tensor, second: torch.Tensor) -> dict[str, int]:
     """How many scenes both models get wrong, only the first, only the second (bool (N,) each)."""
     if first.shape != second.shape:
