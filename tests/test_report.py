@@ -268,9 +268,11 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
     )
 
     # Robustness: per level, mean ± std over the seeds of one kind of sweep. Seed 1's sweep read
-    # the first 100 test digits (format 1), seed 0's a random 100: never averaged together.
+    # the first 100 test digits (format 1), seed 0's a random 100: never averaged together, and
+    # each table counts its one seed against the group's two.
     block = report[report.index("**rotate**") :]
-    assert table_row(block, "`ram (reward=sparse)`")[1:3] == ["10.0", "40.0"]
+    assert table_row(block, "`ram (reward=sparse)`")[1:3] == ["10.0 (n=1)", "40.0 (n=1)"]
+    assert "| model | 0 (trained) | 30 | runs |" in block  # every sweep trained at 0°
     assert table_row(block, "`resnet`")[1:3] == ["5.2", "60.0"]
     older = report[report.index("*test split, its first 100 digits (an older sweep)") :]
     # Its levels were drawn anew each (before format 5), the current sweeps' are paired.
@@ -283,7 +285,7 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
         in report
     )
     assert report.count("scenes drawn anew (before format 5)") == 1
-    assert table_row(older, "`ram (reward=sparse)`")[1:3] == ["14.0", "50.0"]
+    assert table_row(older, "`ram (reward=sparse)`")[1:3] == ["14.0 (n=1)", "50.0 (n=1)"]
     assert "ram-sparse-translated60-seed0" not in table_row(older, "`ram (reward=sparse)`")[-1]
     robustness = report[report.index("## Robustness to shifts") : report.index("## Reward structures")]
     assert (

@@ -63,14 +63,45 @@ def test_robustness_pools_seeds_level_by_level_and_never_mixes_kinds(tmp_path):
         ", all its digits, models with glimpses: policy mean, one rollout; the others: one forward pass*"
     )
     header = next(line for line in test.splitlines() if line.startswith("| model"))
-    assert header.split("|")[2:6] == [" 0 ", " 15 ", " 30 ", " 45 "]
+    assert header.split("|")[2:6] == [" 0 (trained) ", " 15 ", " 30 ", " 45 "]
     fc = table_row(test, "`fc`")
     assert fc[1:5] == ["3.0 ± 1.4", "4.0 (n=1)", "9.0 (n=1)", "—"]
     assert "fc-seed0" in fc[5] and "fc-seed1" in fc[5]
-    convnet = table_row(test, "`convnet`")
-    assert convnet[1:5] == ["1.0", "—", "—", "7.0"] and "convnet-seed1" not in convnet[5]
-    assert table_row(val, "`convnet`")[1:3] == ["90.0", "90.0"]
+    convnet = table_row(test, "`convnet`")  # one of its two seeds: the other's is in another table
+    assert convnet[1:5] == ["1.0 (n=1)", "—", "—", "7.0 (n=1)"] and "convnet-seed1" not in convnet[5]
+    assert table_row(val, "`convnet`")[1:3] == ["90.0 (n=1)", "90.0 (n=1)"]
     assert "50 validation scenes per level" in val
+    assert "Not swept" not in section  # every seed has a sweep
+
+
+def test_a_seed_without_a_sweep_is_counted_and_named_and_each_training_level_is_said(tmp_path):
+    def run(name, data, errors, trained, rotate=True):
+        folder = write_run(tmp_path, name, model="fc", data=data, seed=int(name[-1]), error=2.0)
+        if rotate:
+            entry = {
+                "label": "rotation (degrees)",
+                "trained": trained,
+                "levels": [0.0, 30.0],
+                "error": errors,
+            }
+            sweep = {"format": FORMAT, "limit": None, "sample": False, "shifts": {"rotate": entry}}
+            (folder / "robustness.json").write_text(json.dumps(sweep))
+
+    run("fc-seed0", "centred60", [1.0, 5.0], [0.0, 0.0])
+    run("fc-seed1", "centred60", [3.0, 7.0], [0.0, 0.0])
+    run("fc-seed2", "centred60", None, None, rotate=False)  # trained, not swept yet
+    run("fc-seed3", "mnist", [1.0, 2.0], [0.0, 0.0])
+    run("fc-seed4", "mnist", [3.0, 4.0], [30.0, 30.0])  # trained at 30° (augmentation)
+    assert main(["report", str(tmp_path)]) == 0
+    section = (tmp_path / "report.md").read_text()
+    section = section[section.index("## Robustness to shifts") :]
+    mnist, centred = section.split("### centred60")  # mnist's tables come first
+    assert table_row(centred, "`fc`")[1:3] == ["2.0 ± 1.4 (n=2)", "6.0 ± 1.4 (n=2)"]  # of its 3 seeds
+    assert "Not swept (no `robustness.json`" in centred and "`runs/fc-seed2`" in centred
+    assert "| model | 0 (trained) | 30 | runs |" in centred
+    # Two training levels in one table: neither is marked in its header, both are named.
+    assert "| model | 0 | 30 | runs |" in mnist and "Trained at 0, 30 (by model)." in mnist
+    assert table_row(mnist, "`fc`")[1:3] == ["2.0 ± 1.4", "3.0 ± 1.4"] and "Not swept" not in mnist
 
 
 def test_the_epochs_column_is_the_epochs_trained_and_names_the_budget_of_an_early_stop(tmp_path):

@@ -15,7 +15,7 @@ from ramlab.data.datasets import resolve_spec
 from ramlab.data.scenes import placement_range
 from ramlab.protocols import ONE_PASS
 from ramlab.robustness import SHIFTS, same_sweep, shifted_scenes, sweep_format
-from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, sweep_kind, without_moved_scale
+from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, REDRAWN, SMALL_MOVED, sweep_kind, without_moved_scale
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +38,19 @@ def test_the_report_and_the_sweeps_module_load_without_torch():
     code = "import sys, ramlab.report, ramlab.sweeps, ramlab.viz.curves; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_scale_sweep_before_format_4_on_a_dataset_of_one_place_is_kept_apart():
+    """Format 4 kept mnist's smaller digits centred (3 let them move): its scale levels below 1
+    are not format 3's, so the two are never averaged, though both drew each level anew."""
+    sweep = {"split": "test", "limit": None, "sample": False, "shifts": {"scale": {}}}
+    for older in (1, 2, 3):
+        assert sweep_kind({**sweep, "format": older, "data": "mnist"})[-1] == SMALL_MOVED, older
+        assert sweep_kind({**sweep, "format": older, "data": "nope"})[-1] == SMALL_MOVED  # unknown: older
+        assert sweep_kind({**sweep, "format": older, "data": "cluttered60"})[-1] == REDRAWN
+        unscaled = {**sweep, "format": older, "data": "mnist", "shifts": {"rotate": {}}}
+        assert sweep_kind(unscaled)[-1] == REDRAWN
+    assert sweep_kind({**sweep, "format": 4, "data": "mnist"})[-1] == REDRAWN
 
 
 def test_a_format_6_sweep_with_a_scale_shift_on_a_dataset_of_many_places_is_older():

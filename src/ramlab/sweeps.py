@@ -17,6 +17,7 @@ from ramlab.shifts import one_place
 REDRAWN = "redrawn"  # before format 5: each level's scenes drawn with a seed of its own
 FIRST_ROWS = "first-rows"  # format 5, limited, a model that draws: the first N digits' numbers
 MOVED_BY_SCALE = "moved-by-scale"  # formats 5-6, a scale shift: each level's box placed anew
+SMALL_MOVED = "small-moved"  # before format 4, a scale shift on one place: a smaller digit moved
 
 
 # 2: a limited sweep reads datasets.evaluation_subset's test digits (1: the first N).
@@ -68,7 +69,8 @@ def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool,
     first_n, older). first_n: a limited sweep of format 1 read the split's first N digits
     (MNIST's test file is ordered by source, its first half the harder), later ones a fixed
     random subset. older: REDRAWN before format 5, whose levels' scenes differ from a later
-    sweep's at the same level; FIRST_ROWS for a limited format 5 sweep of a model that draws
+    sweep's at the same level; SMALL_MOVED for one before format 4 with a scale shift on a
+    dataset of one place (mnist), whose scale levels below 1 let the smaller digit move; FIRST_ROWS for a limited format 5 sweep of a model that draws
     random numbers (a random first glimpse or policy, sampling), which gave its N digits the
     numbers of the split's first N rows, not their own (format 6); MOVED_BY_SCALE for a
     format 5 or 6 sweep with a scale shift on a dataset whose digits may lie in more than one
@@ -78,7 +80,9 @@ def sweep_kind(sweep: dict[str, Any]) -> tuple[str, bool, int, int | None, bool,
     limit = sweep.get("limit")
     found = format_of(sweep)
     older = REDRAWN if found < 5 else ""
-    if found == 5 and limit is not None and sweep.get("protocol") != ONE_PASS:
+    if found < 4 and _has_scale(sweep) and _one_place(sweep.get("data")) is not False:
+        older = SMALL_MOVED  # and redrawn: its scale levels below 1 differ from format 4's
+    elif found == 5 and limit is not None and sweep.get("protocol") != ONE_PASS:
         older = FIRST_ROWS  # a policy mean from a centred start drew nothing: unknown here
     elif found in (5, 6) and _has_scale(sweep) and _one_place(sweep.get("data")) is not True:
         older = MOVED_BY_SCALE

@@ -215,8 +215,8 @@ def plot_robustness(
 ) -> Path:
     """Error against shift level, one panel per shift, one line per label: at each level, the
     mean ± std over the seeds swept there (`ramlab.sweeps.errors_by_level`). sweeps: shift ->
-    label -> [robustness.json entries], of one kind (`sweep_kind`); the training level is
-    marked with a grey band (or line). `split` names the digits in the labels."""
+    label -> [robustness.json entries], of one kind (`sweep_kind`); every entry's training level
+    is marked with a grey band (or line). `split` names the digits in the labels."""
     names = list(sweeps)
     cols = min(3, max(1, len(names)))
     rows_ = math.ceil(max(1, len(names)) / cols)
@@ -224,7 +224,7 @@ def plot_robustness(
     for ax in axes.flat[len(names) :]:
         ax.axis("off")
     for ax, name in zip(axes.flat, names, strict=False):
-        trained_marked = False
+        marked = set()  # each model's training level, each marked once
         for i, (label, entries) in enumerate(sweeps[name].items()):
             per_level = errors_by_level(entries)
             style = _style(styles, label, i)
@@ -235,14 +235,17 @@ def plot_robustness(
             _line(ax, levels, mean, style, f"{label}{n}")
             if len(entries) > 1:
                 ax.fill_between(levels, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
-            trained = entries[0].get("trained")
-            if not trained_marked and trained is not None:
+            for entry in entries:
+                trained = entry.get("trained")
+                key = tuple(trained) if isinstance(trained, list) else trained
+                if trained is None or key in marked:
+                    continue
+                marked.add(key)
                 if isinstance(trained, list) and trained[0] != trained[1]:
                     ax.axvspan(trained[0], trained[1], color="0.5", alpha=0.15, lw=0)
                 else:
                     value = trained[0] if isinstance(trained, list) else trained
                     ax.axvline(value, color="0.5", ls=":", lw=1.0)
-                trained_marked = True
         label = SHIFTS[name].label if name in SHIFTS else name  # today's words, not a file's
         ax.set_xlabel(label)
         ax.set_ylabel(f"{split} error (%)")
@@ -251,7 +254,7 @@ def plot_robustness(
     if names:
         _legend(axes.flat[0])
     fig.suptitle(
-        title or f"Robustness: {split} error under shifts not seen in training (grey: training level)",
+        title or f"Robustness: {split} error under shifts not seen in training (grey: training levels)",
         fontsize=11,
     )
     fig.tight_layout()

@@ -8,7 +8,15 @@ from ramlab.report.formatting import fmt_some
 from ramlab.report.inputs import ReportInputs
 from ramlab.report.paper import data_key
 from ramlab.report.runs import by_label, links
-from ramlab.sweeps import FIRST_ROWS, MOVED_BY_SCALE, REDRAWN, errors_by_level, format_of, sweep_kind
+from ramlab.sweeps import (
+    FIRST_ROWS,
+    MOVED_BY_SCALE,
+    REDRAWN,
+    SMALL_MOVED,
+    errors_by_level,
+    format_of,
+    sweep_kind,
+)
 
 SPLIT_WORDS = {"test": "test", "val": "validation"}
 
@@ -33,6 +41,8 @@ def _kind_words(kind: tuple, *, glimpses: bool = True, one_pass: bool = False) -
     )
     told = {
         REDRAWN: "; each level's scenes drawn anew (before format 5)",
+        SMALL_MOVED: "; each level's scenes drawn anew, and a scale level below 1 let the smaller "
+        "digit move in the window it opened (before format 4)",
         FIRST_ROWS: "; the random numbers of the split's first digits, not their own (format 5)",
         MOVED_BY_SCALE: "; a scale level placed each resized digit anew in its window, not on "
         "its own centre (before format 7)",
@@ -64,9 +74,15 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
         "run's split itself); a translate level moves the digits within its window, and a "
         "scale level resizes each digit about the centre the dataset gave it (moved only where "
         "a larger digit would leave the canvas); both keep the clutter and noise, except at a "
-        "level of a single place (translate 0). "
-        "Error in %, mean ± std over the seeds swept at that "
-        "level ((n=k) where fewer than the row's). Sweeps of another split, policy, number or "
+        "level of a single place (translate 0). A translate level of ±N px places each digit "
+        "anywhere in a window of ±N px about the centre, so a wider window still holds the "
+        "placements of the narrower ones (the widest is the whole canvas); a clutter piece is a "
+        "square crop of another digit of the split (the dataset's clutter size), put anywhere "
+        "and merged by the brighter pixel; noise of σ is added to the [0, 1] pixels and clipped, "
+        "so on a black background only its positive half shows. A table marks the training "
+        "level where its models share one. Error in %, mean ± std over the seeds swept at that level ((n=k) where "
+        "fewer than the group's seeds on the dataset: the others not swept, swept for another "
+        "kind of table, or without the level). Sweeps of another split, policy, number or "
         "choice of digits are never averaged together: each kind has its own tables."
         + (
             f" Older sweeps read the first N digits of MNIST's test file instead, whose first half is "
@@ -78,15 +94,26 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
     for data in sorted({r.data for r in swept}, key=data_key):
         here = [r for r in swept if r.data == data]
         doc.heading(3, f"{data}")
+        groups = by_label([r for r in inputs.runs if r.data == data])  # every seed, swept or not
+        seeds = {label: len(members) for label, members in groups.items()}
+        missing = [r.name for label in by_label(here) for r in groups[label] if not r.robustness]
+        if missing:
+            doc.para(
+                "Not swept (no `robustness.json`; their groups' rows count the seeds that were): "
+                + ", ".join(f"`{name}`" for name in missing)
+                + "."
+            )
         kinds = sorted({sweep_kind(r.robustness) for r in here}, key=_kind_order)
         for number, kind in enumerate(kinds):
-            _kind_tables(
-                doc, inputs, data, kind, [r for r in here if sweep_kind(r.robustness) == kind], number
-            )
+            runs = [r for r in here if sweep_kind(r.robustness) == kind]
+            _kind_tables(doc, inputs, data, kind, runs, number, seeds)
 
 
-def _kind_tables(doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: list, number: int) -> None:
-    """The figure and one table per shift of the sweeps of one kind on one dataset."""
+def _kind_tables(
+    doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: list, number: int, seeds: dict[str, int]
+) -> None:
+    """The figure and one table per shift of the sweeps of one kind on one dataset; `seeds`:
+    each group's runs on the dataset, against which a cell counts its seeds."""
     from ramlab.viz.curves import plot_robustness
 
     split = SPLIT_WORDS.get(kind[0], kind[0])
@@ -108,7 +135,7 @@ def _kind_tables(doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: l
     path = plot_robustness(entries, inputs.fig_path(stem), styles=inputs.styles, split=split)
     doc.figure(
         path,
-        f"{split.capitalize()} error under each shift, runs trained on {data} (grey: the training level).",
+        f"{split.capitalize()} error under each shift, runs trained on {data} (grey: each model's training level).",
     )
     for name, per_label in sweeps.items():
         every = [e for pairs in per_label.values() for _, e in pairs]
@@ -117,8 +144,24 @@ def _kind_tables(doc: Doc, inputs: ReportInputs, data: str, kind: tuple, runs: l
         rows = []
         for label, pairs in per_label.items():
             by_level = errors_by_level([e for _, e in pairs])
-            cells = [fmt_some(by_level.get(level, []), len(pairs), 1) for level in levels]
+            cells = [fmt_some(by_level.get(level, []), seeds.get(label, len(pairs)), 1) for level in levels]
             rows.append([f"`{label}`", *cells, links([run for run, _ in pairs])])
         count = "/".join(str(c) for c in counts) or "?"
-        doc.para(f"**{name}**: {every[0].get('label', name)}; {count} {split} scenes per level.")
-        doc.table(["model", *(f"{v:g}" for v in levels), "runs"], rows)
+        trained = {_trained(e) for e in every} - {None}
+        shared = next(iter(trained)) if len(trained) == 1 else None
+        header = [f"{v:g} (trained)" if v == shared else f"{v:g}" for v in levels]
+        said = (
+            ""
+            if len(trained) < 2
+            else f" Trained at {', '.join(f'{v:g}' for v in sorted(trained))} (by model)."
+        )
+        doc.para(f"**{name}**: {every[0].get('label', name)}; {count} {split} scenes per level.{said}")
+        doc.table(["model", *header, "runs"], rows)
+
+
+def _trained(entry: dict) -> float | None:
+    """A shift's training level as one number (a range of augmentation, or none: None)."""
+    trained = entry.get("trained")
+    if isinstance(trained, list):
+        return float(trained[0]) if len(trained) == 2 and trained[0] == trained[1] else None
+    return None if trained is None else float(trained)
