@@ -270,6 +270,30 @@ def test_a_damaged_config_yaml_says_how_to_get_it_back(fake_mnist, tmp_path, cap
     assert load_run(out)[0].train.epochs == 1
 
 
+def test_a_config_yaml_cut_short_or_edited_is_refused_against_last_pt(fake_mnist, tmp_path, capsys):
+    # Cut short at a line's end it still parses, the fields it lost at their defaults: a
+    # resume used to train on with them (another eval_limit, train_limit, model) unannounced.
+    out = tmp_path / "run"
+    Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()
+    text = (out / "config.yaml").read_text()
+    cut = text[: text.index("eval_limit")]  # train_limit and every field after it lost
+    (out / "config.yaml").write_text(cut)
+    before = (out / "last.pt").read_bytes()
+    assert main(["train", "ram", "--out", str(out), "--resume", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml is not the config last.pt trained with (" in err
+    assert "train.eval_limit: None in config.yaml, 8 in last.pt" in err
+    assert "Delete it and resume again (it is rebuilt from last.pt)" in err
+    assert (out / "last.pt").read_bytes() == before and (out / "config.yaml").read_text() == cut  # untouched
+    # A field a resume may change differs legitimately (a resume saves it to config.yaml
+    # before its next checkpoint): no refusal.
+    save_yaml(out / "config.yaml", tiny_config(epochs=2, schedule="exponential").to_dict())
+    assert Trainer(tiny_config(epochs=2, schedule="exponential"), out).fit(resume=True)["epochs_run"] == 2
+    # As the message says: deleted, config.yaml comes back from last.pt and the run goes on.
+    (out / "config.yaml").unlink()
+    assert Trainer(tiny_config(epochs=3, schedule="exponential"), out).fit(resume=True)["epochs_run"] == 3
+
+
 def test_a_run_that_lost_its_config_yaml_is_never_trained_over(fake_mnist, tmp_path):
     out = tmp_path / "run"
     Trainer(tiny_config(epochs=1, schedule="exponential"), out).fit()

@@ -15,7 +15,7 @@ from ramlab.config import load_yaml, save_yaml
 from ramlab.errors import RamlabError
 from ramlab.evaluate import Evaluation
 from ramlab.position import Position
-from ramlab.runconfig import RunConfig, keep_unused, resume_changes
+from ramlab.runconfig import RESUME_MAY_CHANGE, RunConfig, keep_unused, resume_changes
 
 
 def refuse_study_folder(out: Path) -> None:
@@ -97,6 +97,9 @@ def prepare_run_dir(
                         "or last.pt), or train it anew"
                     )
                 raise RamlabError(f"{out}: {exc}. {fix}") from None
+            state = load_checkpoint(last) if last.exists() else None
+            if state is not None:
+                check_config_matches(out, run_config, state)
             try:
                 config, unused = keep_unused(run_config, config, checkpointed=last.exists())
                 changed = resume_changes(run_config, config)
@@ -108,7 +111,6 @@ def prepare_run_dir(
                     "its own values and ignores the ones given",
                     file=sys.stderr,
                 )
-            state = load_checkpoint(last) if last.exists() else None
             if state is not None:
                 check_epochs_cover(out, config, state)
             trained_at = state.get("commit") if state is not None else None
@@ -145,6 +147,37 @@ def prepare_run_dir(
             )
     save_yaml(saved, config.to_dict())
     return None, config
+
+
+def check_config_matches(out: Path, saved: RunConfig, state: dict[str, Any]) -> None:
+    """config.yaml must be the config last.pt trained with, but for what a resume may change
+    (a resume records those in history.jsonl and saves them to both): one cut short still
+    parses, its missing fields at their defaults, and would go on training another run."""
+    as_trained = state.get("config")
+    try:
+        trained = RunConfig.from_dict(as_trained, where="last.pt") if isinstance(as_trained, dict) else None
+    except RamlabError:  # a config this version refuses: config.yaml's own check speaks for it
+        return
+    if trained is None:
+        return
+    old, new = trained.to_dict(), saved.to_dict()
+    differ = [
+        f"{section}.{key}: {new[section].get(key)!r} in config.yaml, {value!r} in last.pt"
+        for section in ("train", "model_config")
+        for key, value in old[section].items()
+        if new[section].get(key) != value and not (section == "train" and key in RESUME_MAY_CHANGE)
+    ]
+    differ += [
+        f"{key}: {new[key]!r} in config.yaml, {old[key]!r} in last.pt"
+        for key in ("model", "data")
+        if old[key] != new[key]
+    ]
+    if differ:
+        raise RamlabError(
+            f"{out}: config.yaml is not the config last.pt trained with ({'; '.join(differ)}): it was "
+            "edited or cut short. Delete it and resume again (it is rebuilt from last.pt), or restore "
+            "it from a copy; to change a setting, start a new run"
+        )
 
 
 def check_epochs_cover(out: Path, config: RunConfig, state: dict[str, Any]) -> None:
