@@ -61,6 +61,24 @@ def test_an_empty_path_is_refused(argv, name, capsys):
     assert f"ramlab: error: {name} is empty: give a file or folder" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, prog",
+    [
+        (["train", "ram", "--data", "nosuch"], "ramlab train ram"),
+        (["nosuch"], "ramlab"),
+        (["eval"], "ramlab eval"),
+    ],
+)
+def test_a_usage_error_is_its_line_and_where_help_is_not_the_whole_usage(argv, prog, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err.splitlines()
+    assert stop.value.code == 2 and len(err) == 2, err
+    assert err[0].startswith(f"{prog}: error: ") and err[1] == f"(`{prog} --help` lists its arguments)"
+    if "nosuch" in argv:
+        assert "invalid choice: 'nosuch' (choose from " in err[0]  # the valid names listed
+
+
 def test_a_run_whose_weights_do_not_fit_its_config_is_a_clear_error(run, capsys):
     # config.yaml edited by hand (or another run's best.pt): not torch's size-mismatch traceback
     config = run / "config.yaml"
@@ -225,6 +243,18 @@ def test_robustness_json_never_overwrites_nor_says_to_delete_a_runs_own_files(ru
     err = capsys.readouterr().err
     assert "that file holds something other than a robustness sweep" in err and "delete" not in err
     assert (run / name).read_bytes() == before
+
+
+def test_a_damaged_sweep_file_is_named_as_one_with_its_fix(run, capsys):
+    damaged = run / "robustness.json"
+    damaged.write_text('{"format": 7, "shi')  # cut short
+    argv = ["robustness", str(run), "--shift", "noise", "--levels", "0", "--limit", "4", "--device", "cpu"]
+    assert main([*argv, "--json", str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert "that file is not readable JSON (damaged?)" in err
+    assert "if it is a robustness sweep, damaged, delete it and run again" in err
+    damaged.unlink()  # as it says
+    assert main([*argv, "--json", str(damaged)]) == 0
 
 
 @pytest.mark.parametrize(

@@ -263,6 +263,19 @@ def test_an_unfinished_runs_test_split_stays_unread(fake_mnist, tmp_path, capsys
         assert "has not finished (no readable result.json)" in err and "--split val" in err, args
         assert f"--out {out} --resume" in err, args
     assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 0
+    # A damaged result.json is named as such, with the resume that rewrites it.
+    (out / "result.json").write_text('{"test_error": 1.')
+    assert main(["eval", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: result.json is damaged" in err and "tests best.pt again and rewrites it" in err
+    # A lost config.yaml beside the run's checkpoints: resume it, not "train one".
+    (out / "config.yaml").unlink()
+    assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run (best.pt, last.pt, result.json) but no config.yaml: resume it" in err
+    (out / "last.pt").unlink()
+    assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 2
+    assert "but no config.yaml: restore config.yaml from a copy" in capsys.readouterr().err
 
 
 def test_eval_repeats_the_trainers_sampled_figures_at_any_batch_size(fake_mnist, tmp_path, capsys) -> None:

@@ -1,5 +1,6 @@
 """A damaged run never stops the report: a run whose files cannot be read, lack a field the
-report needs or hold NaN is left out, listed with the reason, and warned about on stderr."""
+report needs or hold NaN is left out (or, for eval.json and robustness.json, that file alone),
+listed with the reason, and warned about on stderr."""
 
 from __future__ import annotations
 
@@ -140,8 +141,16 @@ def test_a_run_with_a_damaged_file_is_skipped_with_its_reason(tmp_path, case):
     name, content, reason = CASES[case]
     damage(tmp_path, name, content)
     runs, skipped = read_runs(tmp_path)
-    assert [run.name for run in runs] == ["runs/convnet-mnist-seed0"]
-    assert len(skipped) == 1 and skipped[0].name == DAMAGED
+    if name in ("eval.json", "robustness.json"):  # made after training: left out alone
+        assert [run.name for run in runs] == ["runs/convnet-mnist-seed0", DAMAGED]
+        kept = runs[1]
+        assert kept.result["test_error"] == 2.0  # its test error still counts
+        assert (kept.evaluation if name == "eval.json" else kept.robustness) is None
+        assert len(skipped) == 1 and skipped[0].name == f"{DAMAGED}/{name}"
+        assert "(the run's other files are read; delete it and run `ramlab study` again" in skipped[0].reason
+    else:
+        assert [run.name for run in runs] == ["runs/convnet-mnist-seed0"]
+        assert len(skipped) == 1 and skipped[0].name == DAMAGED
     assert skipped[0].reason.startswith(reason)
 
 

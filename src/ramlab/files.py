@@ -137,6 +137,19 @@ def check_json_target(path: str | os.PathLike, *, keys: tuple[str, ...], what: s
         data = json.loads(target.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         data = None
+    own = target.name in (
+        "config.yaml",
+        "result.json",
+        "metrics.jsonl",
+        "history.jsonl",
+        "best.pt",
+        "last.pt",
+    )
+    if data is None and not own:  # cut short or garbled, not a run's own file: a damaged output?
+        raise RamlabError(
+            f"--json {target}: that file is not readable JSON (damaged?), and this would overwrite "
+            f"it: if it is {what}, damaged, delete it and run again; otherwise choose another --json"
+        )
     if not (isinstance(data, dict) and all(key in data for key in keys)):
         raise RamlabError(
             f"--json {target}: that file holds something other than {what} (a run's result.json "

@@ -22,7 +22,15 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Mo
     if not run_dir.exists():
         raise RamlabError(f"{run_dir}: no such folder (a run's folder, as `ramlab train ... --out DIR` made)")
     if not (run_dir / "config.yaml").is_file():
-        raise RamlabError(f"{run_dir}: not a run directory (no config.yaml); train one with ramlab train")
+        held = [name for name in ("best.pt", "last.pt", "result.json") if (run_dir / name).exists()]
+        if not held:
+            raise RamlabError(f"{run_dir}: not a run directory (no config.yaml); train one with ramlab train")
+        how = (
+            f"resume it (ramlab train MODEL --out {run_dir} --resume), which rebuilds it from last.pt"
+            if "last.pt" in held
+            else "restore config.yaml from a copy (best.pt holds the run's config)"
+        )
+        raise RamlabError(f"{run_dir} holds a run ({', '.join(held)}) but no config.yaml: {how}")
     try:
         config = RunConfig.load(run_dir / "config.yaml")
     except RamlabError as exc:
@@ -51,6 +59,12 @@ def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> No
     if config.train.test:
         if result is not None:
             return
+        if Path(run_dir, "result.json").exists():
+            raise RamlabError(
+                f"{run_dir}: result.json is damaged, so whether its best.pt is final cannot be read "
+                "and its test split stays unread: resume the run (ramlab train ... --out "
+                f"{run_dir} --resume), which tests best.pt again and rewrites it, or use --split val"
+            )
         raise RamlabError(
             f"{run_dir} has not finished (no readable result.json), so its best.pt is not final "
             "and its test split stays unread: use --split val, or resume the run to its end "

@@ -22,8 +22,16 @@ def command_modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__))
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose usage error is one line and a pointer to --help, not the
+    whole usage first (40 lines for `ramlab train ram`, the error last)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n(`{self.prog} --help` lists its arguments)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="ramlab",
         description="The Recurrent Attention Model versus low-parameter CNNs on MNIST scenes.",
     )

@@ -3,8 +3,9 @@
     runs, skipped = read_runs(DIR)    every run under DIR, and the ones left out (damaged or copies)
 
 A run's files (config.yaml, result.json, metrics.jsonl, eval.json, robustness.json) are
-checked as they are read (`ramlab.report.checks`); a run with a damaged file is left out
-whole, as a `Skipped` that says why, so one bad file never stops a report. A second run with
+checked as they are read (`ramlab.report.checks`); a run with a damaged config, result or
+metrics file is left out whole, as a `Skipped` that says why, so one bad file never stops a
+report (a damaged eval.json or robustness.json, made after training, is left out alone). A second run with
 the same experiment and seed (a copied folder, or a rerun) is left out too, so that it does
 not count as one more seed.
 
@@ -120,17 +121,36 @@ class Skipped:
     reason: str
 
 
-def read_run(folder: Path, name: str) -> Run:
-    """The run in `folder`; raises Damaged when one of its files cannot be used."""
-    return Run(
+REMADE_BY = {  # a run's files made after its training, and how to make each again
+    "eval.json": "`ramlab study` again (its eval job)",
+    "robustness.json": "`ramlab study` again, or `ramlab robustness RUN --json RUN/robustness.json`",
+}
+
+
+def read_run(folder: Path, name: str) -> tuple[Run, list[Skipped]]:
+    """The run in `folder`, and its files left out: raises Damaged when its config, result or
+    metrics cannot be used; a damaged eval.json or robustness.json (made after training) is
+    left out alone, the run read without it."""
+    left_out = []
+
+    def extra(file: str, check) -> dict | None:
+        try:
+            return read(folder / file, parse_json, check)
+        except Damaged as exc:
+            fix = f"the run's other files are read; delete it and run {REMADE_BY[file]} to make it again"
+            left_out.append(Skipped(f"{name}/{file}", f"{exc} ({fix})"))
+            return None
+
+    run = Run(
         path=folder,
         name=name,
         config=read(folder / "config.yaml", parse_yaml, check_config),
         result=read(folder / "result.json", parse_json, check_result),
         metrics=read(folder / "metrics.jsonl", read_metrics, check_metrics) or [],
-        evaluation=read(folder / "eval.json", parse_json, check_evaluation),
-        robustness=read(folder / "robustness.json", parse_json, check_robustness),
+        evaluation=extra("eval.json", check_evaluation),
+        robustness=extra("robustness.json", check_robustness),
     )
+    return run, left_out
 
 
 PLAN = "plan.json"
@@ -153,9 +173,12 @@ def read_runs(root: Path) -> tuple[list[Run], list[Skipped]]:
             skipped.append(Skipped(name, f"not a run of this study's plan ({PLAN}: the preset as last run)"))
             continue
         try:
-            runs.append(read_run(folder, name))
+            run, left_out = read_run(folder, name)
         except Damaged as exc:
             skipped.append(Skipped(name, str(exc)))
+            continue
+        runs.append(run)
+        skipped += left_out
     # Finished runs are labelled among themselves: a run still training with another config
     # does not change the labels in the tables.
     _label([r for r in runs if r.finished])
