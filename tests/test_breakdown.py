@@ -9,17 +9,20 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from ramlab.breakdown import bins, grouped_errors, placement_offsets, rings, scene_outcomes, shared_errors
 from ramlab.cli import main
+from ramlab.data.datasets import resolve_spec
 from ramlab.data.loader import SceneLoader
 from ramlab.data.scenes import Scenes
 from ramlab.evaluate import evaluate
 from ramlab.models.ram import RAM, RAMConfig
-from ramlab.robustness import robustness_sweep
+from ramlab.robustness import robustness_sweep, shifted_scenes
+from ramlab.shifts import SHIFTS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "error_breakdown.py"
 
@@ -231,6 +234,16 @@ def test_the_script_splits_a_translate_level_into_rings_that_add_up_to_the_sweep
     assert [row["group"] for row in rows] == ["0-4", "5-8", "9-12", "13-16"]  # the sweep's levels
     assert sum(row["scenes"] for row in rows) == entry["scenes"] == 8  # all 8 validation scenes
     assert sum(row["wrong"] for row in rows) == entry["wrong"]
+    # Each scene in the ring of its placement: its ink box's move from the centred scene (the
+    # sweep's translate 0), counted here with numpy from the sweep's own scenes.
+    base = resolve_spec("centred60")
+    moved, centred = (
+        shifted_scenes(SHIFTS["translate"].spec(base, px), base=base, seed=0, limit=None, split="val")
+        for px in (16, 0)
+    )
+    offset = np.abs(moved.bboxes[:, :2].astype(int) - centred.bboxes[:, :2]).max(axis=1)
+    counts = np.bincount(np.digitize(offset, [4.5, 8.5, 12.5]), minlength=4).tolist()
+    assert [row["scenes"] for row in rows] == counts
     # The same scenes the sweep reads at ±16 px: the same error.
     sweep = robustness_sweep(run, shifts={"translate": [16]}, split="val", device="cpu")
     assert 100.0 * entry["wrong"] / 8 == pytest.approx(sweep["shifts"]["translate"]["error"][0])

@@ -268,14 +268,26 @@ def test_an_unfinished_runs_test_split_stays_unread(fake_mnist, tmp_path, capsys
     assert main(["eval", str(out), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert f"{out}: result.json is damaged" in err and "tests best.pt again and rewrites it" in err
+    last = (out / "last.pt").read_bytes()
+    (out / "last.pt").unlink()  # then only a copy can bring it back: a resume would refuse
+    assert main(["eval", str(out), "--device", "cpu"]) == 2
+    assert "restore result.json from a copy (last.pt, which a resume" in capsys.readouterr().err
+    (out / "last.pt").write_bytes(last)
     # A lost config.yaml beside the run's checkpoints: resume it, not "train one".
     (out / "config.yaml").unlink()
     assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "holds a run (best.pt, last.pt, result.json) but no config.yaml: resume it" in err
+    assert (
+        "holds a run (best.pt, last.pt, result.json) but no config.yaml: restore config.yaml from a copy"
+        in err
+    )
+    assert (
+        f"or rebuild it from last.pt with a resume (ramlab train ram --out {out} --resume, which also" in err
+    )
     (out / "last.pt").unlink()
     assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 2
-    assert "but no config.yaml: restore config.yaml from a copy" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "but no config.yaml: restore config.yaml from a copy" in err and "resume" not in err
 
 
 def test_eval_repeats_the_trainers_sampled_figures_at_any_batch_size(fake_mnist, tmp_path, capsys) -> None:

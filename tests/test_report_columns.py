@@ -97,7 +97,7 @@ def test_a_seed_without_a_sweep_is_counted_and_named_and_each_training_level_is_
     section = section[section.index("## Robustness to shifts") :]
     mnist, centred = section.split("### centred60")  # mnist's tables come first
     assert table_row(centred, "`fc`")[1:3] == ["2.0 ± 1.4 (n=2)", "6.0 ± 1.4 (n=2)"]  # of its 3 seeds
-    assert "Not swept (no `robustness.json`" in centred and "`runs/fc-seed2`" in centred
+    assert "Not swept (no readable `robustness.json`" in centred and "`runs/fc-seed2`" in centred
     assert "| model | 0 (trained) | 30 | runs |" in centred
     # Two training levels in one table: neither is marked in its header, both are named.
     assert "| model | 0 | 30 | runs |" in mnist and "Trained at 0, 30 (by model)." in mnist
@@ -321,3 +321,11 @@ def test_a_run_from_before_a_field_existed_shares_its_label_with_a_newer_one(tmp
     labels = {run.path.name: run.label for run in find_runs(tmp_path)}
     assert labels["ram-seed0"] == labels["ram-seed1"] == "ram (policy=learned)"
     assert labels["ram-random-seed0"] == "ram (policy=random)"
+
+
+def test_a_training_range_is_never_marked_as_one_level():
+    from ramlab.report.sections.robustness import _trained
+
+    assert _trained({"trained": [0.8, 1.2]}) == (0.8, 1.2)  # augmentation: a range, said in words
+    assert _trained({"trained": [30, 30]}) == 30.0 and _trained({"trained": 4}) == 4.0
+    assert _trained({}) is None and _trained({"trained": [1.0]}) is None

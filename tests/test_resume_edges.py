@@ -285,6 +285,12 @@ def test_a_config_yaml_cut_short_or_edited_is_refused_against_last_pt(fake_mnist
     assert "train.eval_limit: None in config.yaml, 8 in last.pt" in err
     assert "Delete it and resume again (it is rebuilt from last.pt)" in err
     assert (out / "last.pt").read_bytes() == before and (out / "config.yaml").read_text() == cut  # untouched
+    # Cut where only fields a resume may change are lost (lr, the default 1e-3 when missing,
+    # not the run's 0.01): the fields themselves are missing, whatever their values.
+    (out / "config.yaml").write_text(text[: text.index("\n  lr:") + 1])
+    assert main(["train", "ram", "--out", str(out), "--resume", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "config.yaml is not the config last.pt trained with (train.lr, train.momentum" in err
     # A field a resume may change differs legitimately (a resume saves it to config.yaml
     # before its next checkpoint): no refusal.
     save_yaml(out / "config.yaml", tiny_config(epochs=2, schedule="exponential").to_dict())

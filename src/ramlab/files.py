@@ -137,14 +137,8 @@ def check_json_target(path: str | os.PathLike, *, keys: tuple[str, ...], what: s
         data = json.loads(target.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         data = None
-    own = target.name in (
-        "config.yaml",
-        "result.json",
-        "metrics.jsonl",
-        "history.jsonl",
-        "best.pt",
-        "last.pt",
-    )
+    # a run's own files (its config, result, logs, checkpoints, figures): never "delete it"
+    own = target.suffix in (".pt", ".yaml", ".jsonl", ".png", ".gif") or target.name.startswith("result.")
     if data is None and not own:  # cut short or garbled, not a run's own file: a damaged output?
         raise RamlabError(
             f"--json {target}: that file is not readable JSON (damaged?), and this would overwrite "

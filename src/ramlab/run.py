@@ -25,11 +25,13 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Mo
         held = [name for name in ("best.pt", "last.pt", "result.json") if (run_dir / name).exists()]
         if not held:
             raise RamlabError(f"{run_dir}: not a run directory (no config.yaml); train one with ramlab train")
-        how = (
-            f"resume it (ramlab train MODEL --out {run_dir} --resume), which rebuilds it from last.pt"
-            if "last.pt" in held
-            else "restore config.yaml from a copy (best.pt holds the run's config)"
-        )
+        how = "restore config.yaml from a copy (best.pt holds the run's config)"
+        if "last.pt" in held:
+            model = _model_of(run_dir / "last.pt") or "MODEL"
+            how += (
+                f", or rebuild it from last.pt with a resume (ramlab train {model} --out {run_dir} "
+                "--resume, which also trains an unfinished run on to its end)"
+            )
         raise RamlabError(f"{run_dir} holds a run ({', '.join(held)}) but no config.yaml: {how}")
     try:
         config = RunConfig.load(run_dir / "config.yaml")
@@ -46,6 +48,16 @@ def load_run(run_dir: str | Path, *, device: str = "cpu") -> tuple[RunConfig, Mo
     return config, model.eval()
 
 
+def _model_of(checkpoint: Path) -> str | None:
+    """The model name a checkpoint's config holds, for a message; None where it cannot say."""
+    try:
+        config = load_checkpoint(checkpoint).get("config")
+    except RamlabError:
+        return None
+    model = config.get("model") if isinstance(config, dict) else None
+    return model if isinstance(model, str) else None
+
+
 def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> None:
     """Raises when `split` is the test split of a tuning run (trained with `test: false`), or
     of a run that has not finished (no result.json: training, interrupted, or trained on).
@@ -60,10 +72,15 @@ def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> No
         if result is not None:
             return
         if Path(run_dir, "result.json").exists():
+            fix = (
+                f"resume the run (ramlab train ... --out {run_dir} --resume), which tests best.pt "
+                "again and rewrites it"
+                if Path(run_dir, "last.pt").exists()
+                else "restore result.json from a copy (last.pt, which a resume rewrites it from, is gone)"
+            )
             raise RamlabError(
                 f"{run_dir}: result.json is damaged, so whether its best.pt is final cannot be read "
-                "and its test split stays unread: resume the run (ramlab train ... --out "
-                f"{run_dir} --resume), which tests best.pt again and rewrites it, or use --split val"
+                f"and its test split stays unread: {fix}, or use --split val"
             )
         raise RamlabError(
             f"{run_dir} has not finished (no readable result.json), so its best.pt is not final "

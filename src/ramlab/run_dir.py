@@ -99,7 +99,7 @@ def prepare_run_dir(
                 raise RamlabError(f"{out}: {exc}. {fix}") from None
             state = load_checkpoint(last) if last.exists() else None
             if state is not None:
-                check_config_matches(out, run_config, state)
+                check_config_matches(out, values, run_config, state)
             try:
                 config, unused = keep_unused(run_config, config, checkpointed=last.exists())
                 changed = resume_changes(run_config, config)
@@ -149,29 +149,38 @@ def prepare_run_dir(
     return None, config
 
 
-def check_config_matches(out: Path, saved: RunConfig, state: dict[str, Any]) -> None:
-    """config.yaml must be the config last.pt trained with, but for what a resume may change
-    (a resume records those in history.jsonl and saves them to both): one cut short still
-    parses, its missing fields at their defaults, and would go on training another run."""
+def check_config_matches(out: Path, values: dict[str, Any], saved: RunConfig, state: dict[str, Any]) -> None:
+    """config.yaml (`values` as read, `saved` as parsed) must be the config last.pt trained
+    with: every field last.pt names present, and equal but for what a resume may change (a
+    resume records those in history.jsonl and saves them to both). One cut short still parses,
+    its missing fields at their defaults, and would go on training another run."""
     as_trained = state.get("config")
+    if not isinstance(as_trained, dict):
+        return
+    lost = [key for key in ("model", "data") if key in as_trained and key not in values]
+    for section in ("train", "model_config"):
+        held = values.get(section) if isinstance(values.get(section), dict) else {}
+        trained_fields = as_trained.get(section) if isinstance(as_trained.get(section), dict) else {}
+        lost += [f"{section}.{key}" for key in trained_fields if key not in held]
+    differ = [f"{', '.join(lost)} missing"] if lost else []
     try:
-        trained = RunConfig.from_dict(as_trained, where="last.pt") if isinstance(as_trained, dict) else None
-    except RamlabError:  # a config this version refuses: config.yaml's own check speaks for it
-        return
-    if trained is None:
-        return
-    old, new = trained.to_dict(), saved.to_dict()
-    differ = [
-        f"{section}.{key}: {new[section].get(key)!r} in config.yaml, {value!r} in last.pt"
-        for section in ("train", "model_config")
-        for key, value in old[section].items()
-        if new[section].get(key) != value and not (section == "train" and key in RESUME_MAY_CHANGE)
-    ]
-    differ += [
-        f"{key}: {new[key]!r} in config.yaml, {old[key]!r} in last.pt"
-        for key in ("model", "data")
-        if old[key] != new[key]
-    ]
+        trained = RunConfig.from_dict(as_trained, where="last.pt")
+    except RamlabError as exc:  # config.yaml, accepted, cannot be what last.pt trained with
+        differ.append(f"last.pt's own is refused by this version: {exc}")
+        trained = None
+    if trained is not None:
+        old, new = trained.to_dict(), saved.to_dict()
+        differ += [
+            f"{section}.{key}: {new[section].get(key)!r} in config.yaml, {value!r} in last.pt"
+            for section in ("train", "model_config")
+            for key, value in old[section].items()
+            if new[section].get(key) != value and not (section == "train" and key in RESUME_MAY_CHANGE)
+        ]
+        differ += [
+            f"{key}: {new[key]!r} in config.yaml, {old[key]!r} in last.pt"
+            for key in ("model", "data")
+            if old[key] != new[key]
+        ]
     if differ:
         raise RamlabError(
             f"{out}: config.yaml is not the config last.pt trained with ({'; '.join(differ)}): it was "

@@ -123,7 +123,7 @@ class Skipped:
 
 REMADE_BY = {  # a run's files made after its training, and how to make each again
     "eval.json": "`ramlab study` again (its eval job)",
-    "robustness.json": "`ramlab study` again, or `ramlab robustness RUN --json RUN/robustness.json`",
+    "robustness.json": "`ramlab study` again, or the `ramlab robustness RUN --json ...` it was made with",
 }
 
 

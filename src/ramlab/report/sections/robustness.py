@@ -99,7 +99,7 @@ def robustness_section(doc: Doc, inputs: ReportInputs) -> None:
         missing = [r.name for label in by_label(here) for r in groups[label] if not r.robustness]
         if missing:
             doc.para(
-                "Not swept (no `robustness.json`; their groups' rows count the seeds that were): "
+                "Not swept (no readable `robustness.json`; their groups' rows count the seeds that were): "
                 + ", ".join(f"`{name}`" for name in missing)
                 + "."
             )
@@ -148,20 +148,19 @@ def _kind_tables(
             rows.append([f"`{label}`", *cells, links([run for run, _ in pairs])])
         count = "/".join(str(c) for c in counts) or "?"
         trained = {_trained(e) for e in every} - {None}
-        shared = next(iter(trained)) if len(trained) == 1 else None
+        shared = next(iter(trained)) if len(trained) == 1 else None  # a level, or a range
         header = [f"{v:g} (trained)" if v == shared else f"{v:g}" for v in levels]
-        said = (
-            ""
-            if len(trained) < 2
-            else f" Trained at {', '.join(f'{v:g}' for v in sorted(trained))} (by model)."
-        )
+        said = ""
+        if len(trained) > 1 or isinstance(shared, tuple):
+            ways = sorted(f"{t[0]:g} to {t[1]:g}" if isinstance(t, tuple) else f"{t:g}" for t in trained)
+            said = f" Trained at {', '.join(ways)} (by model)."
         doc.para(f"**{name}**: {every[0].get('label', name)}; {count} {split} scenes per level.{said}")
         doc.table(["model", *header, "runs"], rows)
 
 
-def _trained(entry: dict) -> float | None:
-    """A shift's training level as one number (a range of augmentation, or none: None)."""
+def _trained(entry: dict) -> float | tuple[float, float] | None:
+    """A shift's training level (a range of augmentation as (low, high)); None if not said."""
     trained = entry.get("trained")
-    if isinstance(trained, list):
-        return float(trained[0]) if len(trained) == 2 and trained[0] == trained[1] else None
-    return None if trained is None else float(trained)
+    if isinstance(trained, list) and len(trained) == 2:
+        return float(trained[0]) if trained[0] == trained[1] else (float(trained[0]), float(trained[1]))
+    return None if trained is None or isinstance(trained, list) else float(trained)
