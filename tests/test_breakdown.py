@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_cli_train import TINY
 from torch import nn
 
 from ramlab.breakdown import bins, grouped_errors, placement_offsets, rings, scene_outcomes, shared_errors
@@ -216,12 +217,8 @@ def test_placement_offsets_and_rings_by_hand() -> None:
 def test_the_script_splits_a_translate_level_into_rings_that_add_up_to_the_sweep(
     fake_mnist, tmp_path, monkeypatch, capsys
 ) -> None:
-    tiny = ["--data", "centred60", "--train-limit", "16", "--epochs", "1", "--batch-size", "8",
-            "--glimpses", "2", "--glimpse-size", "8", "--scales", "2", "--glimpse-hidden", "8",
-            "--location-hidden", "4", "--hidden", "12", "--device", "cpu", "--threads", "1",
-            "--progress", "false", "--test", "false"]  # fmt: skip
     run = tmp_path / "run"
-    assert main(["train", "ram", *tiny, "--out", str(run)]) == 0
+    assert main(["train", "ram", "--data", "centred60", *TINY, "--test", "false", "--out", str(run)]) == 0
     report = tmp_path / "rings.json"
     argv = ["error_breakdown.py", str(run), "--translate", "16", "--json", str(report)]
     monkeypatch.setattr(sys, "argv", argv)
