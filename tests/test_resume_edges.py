@@ -404,3 +404,10 @@ def test_a_resume_ignores_values_of_fields_the_run_never_reads(fake_mnist, tmp_p
     Trainer(sgd, tmp_path / "sgd").fit()
     with pytest.raises(RamlabError, match=r"these differ: momentum\."):
         Trainer(tiny_config(epochs=1, optimizer="sgd", momentum=0.5), tmp_path / "sgd").fit(resume=True)
+
+
+def test_what_a_study_lets_change_for_a_finished_run_a_resume_accepts_too():
+    from ramlab.config import HOW_IT_RAN
+    from ramlab.runconfig import RESUME_MAY_CHANGE
+
+    assert set(HOW_IT_RAN) <= set(RESUME_MAY_CHANGE)  # else a study resuming such a run fails

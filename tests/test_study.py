@@ -15,6 +15,7 @@ import yaml
 from ramlab import robustness, study
 from ramlab.cli import main
 from ramlab.errors import RamlabError
+from ramlab.run_dir import read_result
 from ramlab.study import Study, load_preset
 
 TINY_RAM = {**tiny.TINY_RAM, "glimpses": 2}
@@ -222,6 +223,30 @@ def test_a_changed_preset_does_not_silently_reuse_a_finished_run(fake_mnist, tmp
         run.run(report=False)
 
 
+def test_how_a_finished_run_ran_may_change_and_one_refused_run_stops_no_other(fake_mnist, tmp_path):
+    out = tmp_path / "study"
+    study.run_study(write_preset(tmp_path / "p.yaml", runs=ram_runs("a")), out=out, log=lambda _: None)
+    finished = mtimes(out / "runs" / "a-translated60-seed0")
+    # Progress, logging and the device say how a run ran, not what it computes: still done.
+    how = {**TINY_TRAIN, "progress": True, "log_every": 7, "eval_batch_size": 3, "device": "auto"}
+    logs: list[str] = []
+    study.run_study(
+        write_preset(tmp_path / "p.yaml", train=how, runs=ram_runs("a")), out=out, log=logs.append
+    )
+    assert logs[0].startswith("[study] p: 1 jobs, 1 already done, 0 to run"), logs[0]
+    assert mtimes(out / "runs" / "a-translated60-seed0") == finished
+    # A changed epochs refuses a's run, in its own job: b trains all the same, --list still lists.
+    changed = write_preset(tmp_path / "p.yaml", train={**TINY_TRAIN, "epochs": 3}, runs=ram_runs("a", "b"))
+    logs.clear()
+    with pytest.raises(
+        RamlabError, match=r"^1 job\(s\) of the study failed;.*\n  train a-translated60-seed0: "
+    ):
+        study.run_study(changed, out=out, log=logs.append)
+    assert read_result(out / "runs" / "b-translated60-seed0" / "result.json")["epochs"] == 3
+    assert mtimes(out / "runs" / "a-translated60-seed0") == finished  # a's run kept as it was
+    assert main(["study", str(changed), "--out", str(out), "--list"]) == 0
+
+
 # ---- presets --------------------------------------------------------------------------------
 def test_list_shows_jobs_without_running(fake_mnist, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("ramlab.execute.resources.available_cpus", lambda: 2)
@@ -275,3 +300,15 @@ def test_the_serial_study_refuses_executor_options(tmp_path, capsys):
     assert "--option timeout_min: the serial study runs its jobs in this process" in err
     assert "--executor local --jobs 1 --option timeout_min=N" in err
     assert not out.exists()
+
+
+def test_a_damaged_job_output_reads_as_not_done(tmp_path):
+    from ramlab.study.jobs import _read_json
+
+    path = tmp_path / "eval.json"
+    for damaged in (b"[]", b"null", b'"text"', b"\xff\xfe", b'{"settings": '):
+        path.write_bytes(damaged)
+        assert _read_json(path) == {}, damaged  # was an AttributeError (or UnicodeDecodeError)
+    path.write_text('{"settings": 1}')
+    assert _read_json(path) == {"settings": 1}
+    assert _read_json(tmp_path / "missing.json") == {}

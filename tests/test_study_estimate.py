@@ -110,6 +110,7 @@ def test_finished_seconds_reads_the_jobs_of_the_plan_and_passes_over_bad_lines(t
         json.dumps({"id": "b"}),
         json.dumps({"id": "c", "seconds": "x"}),
         json.dumps({"id": "gone", "seconds": 3}),
+        json.dumps({"id": {"a": 1}, "seconds": 3}),  # an unhashable id: a TypeError before
         json.dumps({"id": "a", "seconds": 14.0}),
     ]
     path.write_text("\n".join(lines) + "\n")

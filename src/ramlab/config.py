@@ -23,6 +23,20 @@ import yaml
 
 from ramlab.errors import RamlabError
 
+# A run's training fields that say how it ran, not what it computes (compile: the same losses
+# to float rounding, tests/test_fastpath.py; only speed differs, as with device and threads):
+# a study accepts a change of them for a run it made, and a report never tells runs apart by them.
+HOW_IT_RAN = (
+    "device",
+    "compile",
+    "threads",
+    "progress",
+    "tensorboard",
+    "log_every",
+    "checkpoint_every",
+    "eval_batch_size",
+)
+
 
 def param(default: Any, help: str, **metadata: Any) -> Any:
     """A dataclass field with a default and help text (shown by `--help`)."""

@@ -24,7 +24,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from ramlab.config import flatten
+from ramlab.config import HOW_IT_RAN, flatten
 from ramlab.metrics import read_metrics
 from ramlab.report.checks import (
     Damaged,
@@ -38,19 +38,8 @@ from ramlab.report.checks import (
     read,
 )
 
-# Config fields that never make two runs different experiments (compile: the same losses to
-# float rounding, tests/test_fastpath.py; only speed differs, as with device and threads).
-NOT_EXPERIMENT = {
-    "train.seed",
-    "train.device",
-    "train.compile",
-    "train.threads",
-    "train.progress",
-    "train.tensorboard",
-    "train.log_every",
-    "train.checkpoint_every",
-    "train.eval_batch_size",
-}
+# Config fields that never make two runs different experiments: the seed, and how it ran.
+NOT_EXPERIMENT = {"train.seed", *(f"train.{field}" for field in HOW_IT_RAN)}
 
 
 @dataclass

@@ -147,6 +147,6 @@ def finished_seconds(path: Path, ids: Iterable[str]) -> dict[str, tuple[float, f
             work = None if work is None else float(work)
         except (ValueError, KeyError, TypeError, AttributeError):
             continue
-        if job_id in wanted:
+        if isinstance(job_id, str) and job_id in wanted:  # an id of another type: a damaged line
             found[job_id] = (seconds, work)
     return found

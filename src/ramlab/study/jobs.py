@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ramlab.config import flatten, load_yaml, save_yaml
+from ramlab.config import HOW_IT_RAN, flatten, load_yaml, save_yaml
 from ramlab.cost_rows import REPEATS_BEFORE, read_cost_rows
 from ramlab.data import datasets
 from ramlab.errors import RamlabError
@@ -51,8 +51,9 @@ def checked_run_config(ctx: Context, job: Job) -> RunConfig:
     saved = run_dir / "config.yaml"
     if saved.is_file():
         old = RunConfig.from_dict(load_yaml(saved), where=str(saved))
-        # Threads say how a run ran, not what it computes: they may differ between attempts.
-        old = replace(old, train=replace(old.train, threads=config.train.threads))
+        # How a run ran (threads, device, compile, logging), not what it computes: these may
+        # differ between attempts, or after the run (a resume records a change of them).
+        old = replace(old, train=replace(old.train, **{k: getattr(config.train, k) for k in HOW_IT_RAN}))
         if old != config:
             raise RamlabError(
                 f"{run_dir} holds a run with another config than the preset's "
@@ -245,10 +246,13 @@ def save_preset(ctx: Context) -> Path:
 
 
 def _read_json(path: Path) -> dict:
+    """A job's JSON output, or {} (not done) where it is missing or damaged: unreadable, not
+    JSON, or JSON that is not an object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def is_done(ctx: Context, job: Job) -> bool:
@@ -256,7 +260,10 @@ def is_done(ctx: Context, job: Job) -> bool:
     if job.kind == "train":
         if read_result(ctx.run_dir(job.run) / "result.json") is None:
             return False  # missing, or damaged: the training job resumes and rewrites it
-        checked_run_config(ctx, job)  # a finished run made with another config: a clear error
+        try:
+            checked_run_config(ctx, job)
+        except RamlabError:  # a finished run made with another config: its job fails, saying
+            return False  # so, and those needing it are skipped; the other jobs go on
         return True
     if job.kind == "eval":
         path = ctx.run_dir(job.run) / "eval.json"

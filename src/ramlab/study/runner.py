@@ -271,9 +271,13 @@ class Study(Context):
                     self.log(traceback.format_exc().rstrip())
                 failures.append(f"report: {type(exc).__name__}: {exc}")
         if failures:
+            jobs = sum(not f.startswith("report: ") for f in failures)
+            what = f"{jobs} job(s) of the study failed" + (
+                ", and so did the report" if jobs < len(failures) else ""
+            )
             raise RamlabError(
-                f"{len(failures)} job(s) of the study failed; the rest is done and kept, and "
-                "rerunning the study retries them:\n  " + "\n  ".join(failures)
+                f"{what}; the rest is done and kept, and rerunning the study retries them:\n  "
+                + "\n  ".join(failures)
             )
         return path
 
