@@ -41,6 +41,7 @@ def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
     assert code == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and "test error" in printed
+    assert "% (policy mean, one rollout, 8 test scenes), val error" in printed  # how it was read
 
     result = json.loads((out / "result.json").read_text())
     # A resume of the finished run prints its kept result, whatever keys an older one lacks.
@@ -49,7 +50,7 @@ def test_train_then_eval(fake_mnist, tmp_path, capsys) -> None:
     assert main([*args, "--resume"]) == 0
     again = capsys.readouterr().out
     assert (
-        again.startswith(f"{out}: test error {result['test_error']:.2f}%, val error")
+        again.startswith(f"{out}: test error {result['test_error']:.2f}% (policy mean, one rollout, 8 test")
         and "parameters" not in again
     )
     (out / "result.json").write_text(json.dumps(result))
@@ -263,6 +264,12 @@ def test_an_unfinished_runs_test_split_stays_unread(fake_mnist, tmp_path, capsys
         assert "has not finished (no readable result.json)" in err and "--split val" in err, args
         assert f"--out {out} --resume" in err, args
     assert main(["eval", str(out), "--split", "val", "--device", "cpu"]) == 0
+    # A result.json with no test error (a tuning run's, its config.yaml now test: true, or a
+    # test that did not finish) is no licence to read the test split.
+    untested = {**json.loads((out / "result.previous.json").read_text()), "test_error": None}
+    (out / "result.json").write_text(json.dumps(untested))
+    assert main(["eval", str(out), "--device", "cpu"]) == 2
+    assert "its result.json holds no test error" in capsys.readouterr().err
     # A damaged result.json is named as such, with the resume that rewrites it.
     (out / "result.json").write_text('{"test_error": 1.')
     assert main(["eval", str(out), "--device", "cpu"]) == 2

@@ -69,8 +69,15 @@ def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> No
         return
     result = read_result(Path(run_dir, "result.json"))
     if config.train.test:
-        if result is not None:
+        if result is not None and result.get("test_error") is not None:
             return
+        if result is not None:  # finished as a tuning run, then config.yaml said test: true
+            raise RamlabError(
+                f"{run_dir}: its result.json holds no test error (a test that did not finish, or a "
+                "config.yaml edited to test: true), so its test split stays unread: resume it "
+                f"(ramlab train ... --out {run_dir} --resume --test true), which tests best.pt once, "
+                "or use --split val"
+            )
         if Path(run_dir, "result.json").exists():
             fix = (
                 f"resume the run (ramlab train ... --out {run_dir} --resume), which tests best.pt "

@@ -172,6 +172,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"note: {out} holds no run to resume; starting one there", file=sys.stderr)
     result = Trainer(config, out, command=shlex.join(["ramlab", *sys.argv[1:]])).fit(resume=args.resume)
     test = "not measured (--test false)" if result["test_error"] is None else f"{result['test_error']:.2f}%"
+    how = [result.get("test_protocol"), result.get("test_count")]  # a kept result may lack them
+    if result["test_error"] is not None and isinstance(how[0], str) and isinstance(how[1], int):
+        test += f" ({how[0]}, {how[1]:,} test scenes)"
     params, seconds = result.get("params"), result.get("train_seconds")  # a kept result may lack them
     print(
         f"{out}: test error {test}, val error {result['val_error']:.2f}%"
