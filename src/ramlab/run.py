@@ -60,7 +60,8 @@ def _model_of(checkpoint: Path) -> str | None:
 
 def refuse_unread_test(run_dir: str | Path, config: RunConfig, split: str) -> None:
     """Raises when `split` is the test split of a tuning run (trained with `test: false`), or
-    of a run that has not finished (no result.json: training, interrupted, or trained on).
+    of a run that has not finished (no result.json: training, interrupted, or trained on), or
+    whose result.json holds no test error (a test cut short, or config.yaml edited).
 
     A model's test split is read once, when it is final: the trainer reads it with `--test
     true`, and a tuning run chosen on validation becomes final by resuming it so, which

@@ -43,7 +43,10 @@ def config_difference(old: dict, new: dict) -> str:
 
 def checked_run_config(ctx: Context, job: Job) -> RunConfig:
     """The training job's config; a RamlabError if its run folder holds a run (finished or
-    not) made with another: a changed preset never silently reuses, or continues, it."""
+    not) made with another: a changed preset never silently reuses, or continues, it. How the
+    run ran (`config.HOW_IT_RAN`: device, compile, threads, logging) may differ; on a device
+    of another kind its samples come from another generator, and under a time budget these
+    change how many epochs fit, so such a run is the same experiment, not the same numbers."""
     config = ctx.run_config(job)
     if ctx.threads:
         config = config.with_overrides(train={"threads": ctx.threads}, model_config={})
