@@ -256,6 +256,10 @@ def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):
     # Format 5 gave a limited sweep the first 8 digits' random numbers: a RAM's is redone.
     path.write_text(json.dumps({**done, "format": 5, "protocol": "policy mean, one rollout"}))
     assert not study_jobs.is_done(ctx, job)
+    # Damaged inside (JSON, but a shift or the shifts not an object): swept again, no traceback.
+    for damaged in ({"shifts": []}, {"shifts": {"rotate": [0, 30]}}, {"shifts": None}):
+        path.write_text(json.dumps({**done, **damaged}))
+        assert not study_jobs.is_done(ctx, job), damaged
 
 
 def test_an_evaluation_made_with_other_draws_is_run_again(tmp_path):

@@ -278,8 +278,13 @@ def is_done(ctx: Context, job: Job) -> bool:
         if not same_sweep(done, limit=job.sweep.limit, sample=job.sweep.sample):
             return False
         wanted = resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts)
-        shifts = done.get("shifts", {})
-        return all(shifts.get(name, {}).get("levels") == levels for name, levels in wanted.items())
+        shifts = done.get("shifts")
+        if not isinstance(shifts, dict):
+            return False  # damaged: swept again
+        return all(
+            isinstance(shifts.get(name), dict) and shifts[name].get("levels") == levels
+            for name, levels in wanted.items()
+        )
     if job.kind == "cost":
         spec = ctx.preset.cost
         wanted = {(m, s) for m in spec.models for s in spec.sizes}
