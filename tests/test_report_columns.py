@@ -324,8 +324,8 @@ def test_a_run_from_before_a_field_existed_shares_its_label_with_a_newer_one(tmp
 
 
 def test_a_training_range_is_never_marked_as_one_level():
-    from ramlab.report.sections.robustness import _trained
+    from ramlab.sweeps import training_level
 
-    assert _trained({"trained": [0.8, 1.2]}) == (0.8, 1.2)  # augmentation: a range, said in words
-    assert _trained({"trained": [30, 30]}) == 30.0 and _trained({"trained": 4}) == 4.0
-    assert _trained({}) is None and _trained({"trained": [1.0]}) is None
+    assert training_level({"trained": [0.8, 1.2]}) == (0.8, 1.2)  # augmentation: a range, said in words
+    assert training_level({"trained": [30, 30]}) == 30.0 and training_level({"trained": 4}) == 4.0
+    assert training_level({}) is None and training_level({"trained": [1.0]}) is None

@@ -132,3 +132,13 @@ def errors_by_level(entries: Sequence[dict[str, Any]]) -> dict[float, list[float
         level: [e["error"][e["levels"].index(level)] for e in entries if level in e["levels"]]
         for level in levels
     }
+
+
+def training_level(entry: dict[str, Any]) -> float | tuple[float, float] | None:
+    """A shift entry's `trained` as one level, or (low, high) for a range of augmentation;
+    None where the entry does not say (or says it in a shape no sweep writes)."""
+    trained = entry.get("trained")
+    if isinstance(trained, list) and len(trained) == 2:
+        low, high = float(trained[0]), float(trained[1])
+        return low if low == high else (low, high)
+    return None if trained is None or isinstance(trained, list) else float(trained)

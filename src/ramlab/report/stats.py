@@ -17,6 +17,7 @@ test set of the same size, whatever the seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,9 @@ class PermutationTest:
     smallest_p: float
     """The smallest p-value the test can give: exact, that of these values' most extreme
     relabelling (ties raise it); sampled, that of groups of these sizes with distinct values."""
+    untied_p: float = 0.0
+    """The smallest p-value groups of these sizes could give with no ties (`permutation_test`'s;
+    0 where not computed): above it, `smallest_p` was raised by ties among these values."""
 
 
 def permutation_test(
@@ -58,16 +62,16 @@ def permutation_test(
     observed = abs(sum(pooled[:k]) - centre)
     tolerance = 1e-9 * (1.0 + sum(abs(v) for v in pooled))  # equal up to rounding counts as equal
     total = comb(n, k)
-    smallest_p = (2 if 2 * k == n else 1) / total
+    untied_p = (2 if 2 * k == n else 1) / total  # one relabelling and its mirror the extreme
     if total <= max_exact:
         stats = [abs(sum(chosen) - centre) for chosen in combinations(pooled, k)]
-        return _exact(stats, observed, tolerance)
+        return dataclasses.replace(_exact(stats, observed, tolerance), untied_p=untied_p)
     rng = random.Random(seed)
     hits = 0
     for _ in range(samples):
         rng.shuffle(pooled)
         hits += abs(sum(pooled[:k]) - centre) >= observed - tolerance
-    return PermutationTest((hits + 1) / (samples + 1), samples, False, smallest_p)
+    return PermutationTest((hits + 1) / (samples + 1), samples, False, untied_p, untied_p)
 
 
 def stratified_permutation_test(

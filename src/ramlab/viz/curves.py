@@ -19,7 +19,7 @@ import numpy as np
 
 from ramlab.progress import CurvePoint
 from ramlab.shifts import SHIFTS
-from ramlab.sweeps import errors_by_level
+from ramlab.sweeps import errors_by_level, training_level
 from ramlab.viz.style import PALETTE, plt, save_figure
 
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -235,17 +235,12 @@ def plot_robustness(
             _line(ax, levels, mean, style, f"{label}{n}")
             if len(entries) > 1:
                 ax.fill_between(levels, mean - std, mean + std, color=style["color"], alpha=0.15, lw=0)
-            for entry in entries:
-                trained = entry.get("trained")
-                key = tuple(trained) if isinstance(trained, list) else trained
-                if trained is None or key in marked:
-                    continue
-                marked.add(key)
-                if isinstance(trained, list) and trained[0] != trained[1]:
-                    ax.axvspan(trained[0], trained[1], color="0.5", alpha=0.15, lw=0)
+            for trained in {training_level(entry) for entry in entries} - {None} - marked:
+                marked.add(trained)
+                if isinstance(trained, tuple):
+                    ax.axvspan(*trained, color="0.5", alpha=0.15, lw=0)
                 else:
-                    value = trained[0] if isinstance(trained, list) else trained
-                    ax.axvline(value, color="0.5", ls=":", lw=1.0)
+                    ax.axvline(trained, color="0.5", ls=":", lw=1.0)
         label = SHIFTS[name].label if name in SHIFTS else name  # today's words, not a file's
         ax.set_xlabel(label)
         ax.set_ylabel(f"{split} error (%)")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from math import comb
 
 from ramlab.errors import RamlabError
 from ramlab.progress import CurvePoint, best, time_to, val_curve
@@ -104,8 +103,7 @@ class Comparison:
             return f"{head}: {side} error than {self.versus}, beyond the seed-to-seed spread."
         text = f"{head}: the difference cannot be told from the seed-to-seed spread (nor shown to be none)."
         if test.smallest_p >= SIGNIFICANCE:
-            k, n = len(self.errors), len(self.errors) + len(self.reference_errors)
-            untied = (2 if 2 * k == n else 1) / comb(n, k)  # when one relabelling is the extreme
+            untied = test.untied_p
             if test.smallest_p <= untied * (1 + 1e-9):
                 text += (
                     f" With {seeds} no difference can reach p < {SIGNIFICANCE:g} (the smallest p is "

@@ -16,6 +16,7 @@ from ramlab.sweeps import (
     errors_by_level,
     format_of,
     sweep_kind,
+    training_level,
 )
 
 SPLIT_WORDS = {"test": "test", "val": "validation"}
@@ -147,7 +148,7 @@ def _kind_tables(
             cells = [fmt_some(by_level.get(level, []), seeds.get(label, len(pairs)), 1) for level in levels]
             rows.append([f"`{label}`", *cells, links([run for run, _ in pairs])])
         count = "/".join(str(c) for c in counts) or "?"
-        trained = {_trained(e) for e in every} - {None}
+        trained = {training_level(e) for e in every} - {None}
         shared = next(iter(trained)) if len(trained) == 1 else None  # a level, or a range
         header = [f"{v:g} (trained)" if v == shared else f"{v:g}" for v in levels]
         said = ""
@@ -156,11 +157,3 @@ def _kind_tables(
             said = f" Trained at {', '.join(ways)} (by model)."
         doc.para(f"**{name}**: {every[0].get('label', name)}; {count} {split} scenes per level.{said}")
         doc.table(["model", *header, "runs"], rows)
-
-
-def _trained(entry: dict) -> float | tuple[float, float] | None:
-    """A shift's training level (a range of augmentation as (low, high)); None if not said."""
-    trained = entry.get("trained")
-    if isinstance(trained, list) and len(trained) == 2:
-        return float(trained[0]) if trained[0] == trained[1] else (float(trained[0]), float(trained[1]))
-    return None if trained is None or isinstance(trained, list) else float(trained)
