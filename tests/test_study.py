@@ -223,7 +223,7 @@ def test_a_changed_preset_does_not_silently_reuse_a_finished_run(fake_mnist, tmp
         run.run(report=False)
 
 
-def test_how_a_finished_run_ran_may_change_and_one_refused_run_stops_no_other(fake_mnist, tmp_path):
+def test_how_a_finished_run_ran_may_change_and_one_refused_run_stops_no_other(fake_mnist, tmp_path, capsys):
     out = tmp_path / "study"
     study.run_study(write_preset(tmp_path / "p.yaml", runs=ram_runs("a")), out=out, log=lambda _: None)
     finished = mtimes(out / "runs" / "a-translated60-seed0")
@@ -244,7 +244,16 @@ def test_how_a_finished_run_ran_may_change_and_one_refused_run_stops_no_other(fa
         study.run_study(changed, out=out, log=logs.append)
     assert read_result(out / "runs" / "b-translated60-seed0" / "result.json")["epochs"] == 3
     assert mtimes(out / "runs" / "a-translated60-seed0") == finished  # a's run kept as it was
+    capsys.readouterr()
     assert main(["study", str(changed), "--out", str(out), "--list"]) == 0
+    # --list says a's training is refused, and why, where it said "to do" before.
+    lines = capsys.readouterr().out.splitlines()
+    (i,) = [i for i, line in enumerate(lines) if "train a-translated60-seed0" in line]
+    assert lines[i].split()[1] == "refused"
+    assert re.search(r"holds a run with another config .*train\.epochs: 2 -> 3", lines[i + 1])
+    assert re.match(r"\d+ jobs: \d+ done, \d+ to do, 1 refused \(each says why\)", lines[-1])
+    (b,) = [line for line in lines if "train b-translated60-seed0" in line]
+    assert b.split()[1] == "done"
 
 
 # ---- presets --------------------------------------------------------------------------------

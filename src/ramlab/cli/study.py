@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--list",
         action="store_true",
-        help="list the jobs, which are done, what each took or is estimated to take; run nothing",
+        help="list the jobs, which are done, what each took or is estimated to take, and any that would be refused (and why); run nothing",
     )
     run = p.add_argument_group("executors (see the README: one machine, a Ray cluster, Slurm)")
     run.add_argument(
@@ -118,12 +118,17 @@ def cmd_study(args: argparse.Namespace) -> int:
         from ramlab.study.runner import duration
 
         rows = study.times()
-        for i, (job, done, seconds) in enumerate(rows, start=1):
+        for i, (job, done, seconds, refused) in enumerate(rows, start=1):
+            if refused:  # it would fail at once: no estimate, and the reason under it
+                print(f"{i:>4}  {'refused':<7} {'':>7}  {job.title}\n        {refused}")
+                continue
             took = "" if seconds is None else f"{'' if done else '~'}{duration(seconds)}"
-            print(f"{i:>4}  {'done' if done else 'to do':<6} {took:>7}  {job.title}")
-        todo = [seconds for _, done, seconds in rows if not done]
+            print(f"{i:>4}  {'done' if done else 'to do':<7} {took:>7}  {job.title}")
+        todo = [seconds for _, done, seconds, reason in rows if not done and not reason]
+        n_refused = sum(1 for *_, reason in rows if reason)
         print(
-            f"{len(rows)} jobs: {len(rows) - len(todo)} done, {len(todo)} to do, ~{duration(sum(todo))} "
+            f"{len(rows)} jobs: {len(rows) - len(todo) - n_refused} done, {len(todo)} to do"
+            f"{f', {n_refused} refused (each says why)' if n_refused else ''}, ~{duration(sum(todo))} "
             "of job time (estimated from this study's finished jobs, else from rates measured on 2 CPU cores)"
         )
         return 0

@@ -47,23 +47,53 @@ def checked_run_config(ctx: Context, job: Job) -> RunConfig:
     run ran (`config.HOW_IT_RAN`: device, compile, threads, logging) may differ; on a device
     of another kind its samples come from another generator, and under a time budget these
     change how many epochs fit, so such a run is the same experiment, not the same numbers."""
+    config = _preset_config(ctx, job)
+    mismatch = _config_mismatch(ctx, job, config)
+    if mismatch:
+        raise RamlabError(mismatch)
+    return config
+
+
+def _preset_config(ctx: Context, job: Job) -> RunConfig:
     config = ctx.run_config(job)
     if ctx.threads:
         config = config.with_overrides(train={"threads": ctx.threads}, model_config={})
+    return config
+
+
+def _config_mismatch(ctx: Context, job: Job, config: RunConfig) -> str | None:
+    """What refuses the run folder's run for `config`, or None (no run there, or the same)."""
     run_dir = ctx.run_dir(job.run)
     saved = run_dir / "config.yaml"
-    if saved.is_file():
-        old = RunConfig.from_dict(load_yaml(saved), where=str(saved))
-        # How a run ran (threads, device, compile, logging), not what it computes: these may
-        # differ between attempts, or after the run (a resume records a change of them).
-        old = replace(old, train=replace(old.train, **{k: getattr(config.train, k) for k in HOW_IT_RAN}))
-        if old != config:
-            raise RamlabError(
-                f"{run_dir} holds a run with another config than the preset's "
-                f"({config_difference(old.to_dict(), config.to_dict())}); delete that folder to redo "
-                "the run, or choose another --out"
-            )
-    return config
+    if not saved.is_file():
+        return None
+    old = RunConfig.from_dict(load_yaml(saved), where=str(saved))
+    # How a run ran (threads, device, compile, logging), not what it computes: these may
+    # differ between attempts, or after the run (a resume records a change of them).
+    old = replace(old, train=replace(old.train, **{k: getattr(config.train, k) for k in HOW_IT_RAN}))
+    if old == config:
+        return None
+    return (
+        f"{run_dir} holds a run with another config than the preset's "
+        f"({config_difference(old.to_dict(), config.to_dict())}); delete that folder to redo "
+        "the run, or choose another --out"
+    )
+
+
+def refusal(ctx: Context, job: Job) -> str | None:
+    """Why the job would fail before it starts, or None: a training job whose run folder
+    holds a run (finished or not) made with another config, or a damaged config.yaml, the
+    message naming what differs and the fix. `ramlab study --list` shows it beside the job."""
+    if job.kind != "train":
+        return None
+    try:
+        config = _preset_config(ctx, job)
+    except RamlabError:  # a reward chosen from runs not finished yet: known once they are
+        return None
+    try:
+        return _config_mismatch(ctx, job, config)
+    except RamlabError as exc:  # config.yaml damaged
+        return str(exc)
 
 
 def run_train(ctx: Context, job: Job, *, trainer_class: type | None = None) -> None:

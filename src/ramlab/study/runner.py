@@ -31,7 +31,7 @@ from ramlab.study import recipes
 from ramlab.study.context import Context, log_to_stderr
 from ramlab.study.estimate import Rates, epochs_trained, finished_seconds, units
 from ramlab.study.job import STUDY_COMMAND
-from ramlab.study.jobs import is_done, run_job, save_preset
+from ramlab.study.jobs import is_done, refusal, run_job, save_preset
 from ramlab.study.plan import Job, build_plan, run_dir, topological_order
 from ramlab.study.preset import Preset, load_preset
 
@@ -93,15 +93,17 @@ class Study(Context):
             )
         return {job_id: seconds for job_id, (seconds, _) in taken.items()}
 
-    def times(self) -> list[tuple[Job, bool, float | None]]:
-        """Every job, whether it is done, and its seconds: what it took if done (None when
-        jobs.jsonl does not say), else the estimate. Reads the study folder; writes nothing."""
+    def times(self) -> list[tuple[Job, bool, float | None, str | None]]:
+        """Every job, whether it is done, its seconds (what it took if done, None when
+        jobs.jsonl does not say; else the estimate) and why it would fail before it starts
+        (`jobs.refusal`; None for most). Reads the study folder; writes nothing."""
         jobs = self.jobs()
         taken = self._learn_history(jobs)
         rows = []
         for job in jobs:
             done = self.is_done(job)
-            rows.append((job, done, taken.get(job.id) if done else self._seconds(job)))
+            seconds = taken.get(job.id) if done else self._seconds(job)
+            rows.append((job, done, seconds, None if done else refusal(self, job)))
         return rows
 
     # ---- running -------------------------------------------------------------------------
