@@ -304,8 +304,8 @@ def test_report_holds_every_section_with_the_runs_numbers(study):
         "60.5 ± 0.7",
         "2.0 ± 0.0",
         "1.0 ± 0.0",
-        "30.2 ± 0.4",
-        "5.0 ± 0.0",
+        "50.5 ± 0.7",  # the glimpses the policy placed (the second): 50 and 51, not the first's 10
+        "2.0 ± 0.0",
     ]
     assert table_row(rewards, "`sparse+bbox`")[2:5] == ["9.50", "—", "1"]
     assert table_row(rewards, "`sparse+bbox`")[7] == "1.0"  # against the sparse runs' bar of 81

@@ -86,7 +86,9 @@ def test_tiny_study_end_to_end_then_nothing_is_redone(fake_mnist, tmp_path, caps
         }
         sweep = json.loads((run / "robustness.json").read_text())
         assert list(sweep["shifts"]) == ["translate", "rotate", "noise"]
-    for name in runs[:4]:  # the RAM runs draw their glimpses
+    for name in runs[:4]:  # the RAM runs draw their glimpses, and say how their places were read
+        where = json.loads((out / "runs" / name / "eval.json").read_text())["where"]
+        assert (where["split"], where["protocol"]) == ("test", "policy mean, one rollout")
         assert (out / "runs" / name / "glimpses.png").is_file()
         assert (out / "runs" / name / "glimpses.gif").is_file()
     assert not (out / "runs" / "resnet-translated60-seed0" / "glimpses.png").exists()

@@ -69,6 +69,7 @@ def test_where_glimpses_go_counts_centres_inside_the_box(ram, scenes):
     loader = SceneLoader(scenes, batch_size=3)
     where = where_glimpses_go(ram, loader)
     assert where["count"] == 4
+    assert where["protocol"] == "policy mean, one rollout"  # how the places were read, recorded
     assert len(where["inside_bbox_percent"]) == len(where["distance_to_bbox_px"]) == 3
     traj = trajectories(ram, scenes)
     centres = traj.centres()  # (N, T, 2)

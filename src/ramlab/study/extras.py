@@ -76,7 +76,7 @@ def evaluate_run_extras(
     if attention:
         if spec.sampled and not model.looks_at_random:  # random places: the test error again
             result["sampled"] = evaluate(model, loader, sample=True).to_dict()
-        result["where"] = where_glimpses_go(model, loader)
+        result["where"] = {**where_glimpses_go(model, loader), "split": "test"}
         if spec.glimpses:
             shown = datasets.load_split(config.data, "test", seed=config.train.data_seed, limit=spec.glimpses)
             traj = trajectories(model, shown)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ramlab.errors import RamlabError
-from ramlab.evaluate import EVAL_SEED, passes, split_randomness
+from ramlab.evaluate import EVAL_SEED, passes, protocol_of, split_randomness
 from ramlab.files import atomic_write
 from ramlab.viz.style import PALETTE, plt, save_figure
 
@@ -272,7 +272,8 @@ def draw_run_glimpses(
 def where_glimpses_go(model, loader, *, seed: int = EVAL_SEED) -> dict[str, list[float]]:
     """Per glimpse step over a split: % of centres inside the digit's bbox, and the mean
     distance from centre to bbox in pixels (0 inside), from the rollouts `evaluate` makes (its
-    random first locations, drawn on the CPU whatever the device)."""
+    random first locations, drawn on the CPU whatever the device), with the scene count and
+    the protocol (the policy's mean, one rollout)."""
     _retina_of(model)
     was_training = model.training
     model.eval()
@@ -299,6 +300,7 @@ def where_glimpses_go(model, loader, *, seed: int = EVAL_SEED) -> dict[str, list
         "inside_bbox_percent": (inside * 100.0 / count).tolist(),
         "distance_to_bbox_px": (distance / count).tolist(),
         "count": count,
+        "protocol": protocol_of(model, sample=False, rollouts=1),
     }
 
 

@@ -54,10 +54,17 @@ HEADERS = [
     "val error after epoch 1 %",
     "best epoch",
     f"epochs to val ≤ {SPEED_FACTOR:g}× sparse's best",
-    "glimpses in bbox %",
-    "distance to bbox (px)",
+    "placed glimpses in bbox %",
+    "their distance to bbox (px)",
     "runs",
 ]
+
+
+def _chosen_mean(where: list[dict], key: str) -> list[float]:
+    """Each run's mean of eval.json's per-glimpse `where[key]` over the glimpses its policy
+    placed (the second on: the first is where `first_location` puts it, the same under every
+    reward); a run with one glimpse has none."""
+    return [statistics.fmean(w[key][1:]) for w in where if len(w[key]) > 1]
 
 
 @dataclass(frozen=True)
@@ -257,7 +264,9 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
         "speed (validation error per epoch; best epoch; the first epoch whose validation error is "
         f"at most {SPEED_FACTOR:g}× the best of the sparse reward of `p vs sparse`, its seeds' mean, with otherwise the same "
         "config) and where the glimpses go (share of glimpse "
-        "centres inside the digit's bounding box, and mean distance to it, on the test scenes)."
+        "centres inside the digit's bounding box, and mean distance to it, on the test scenes, over "
+        "the glimpses the policy places: the second on, since `first_location` places the first "
+        "whatever the reward)."
     )
     doc.para(
         "`p vs sparse`: two-sided permutation test of the difference in mean test error between the "
@@ -296,8 +305,8 @@ def rewards_section(doc: Doc, inputs: ReportInputs) -> None:
                         [r.result["best_epoch"] for r in runs if "best_epoch" in r.result], len(runs), 1
                     ),
                     fmt_epochs_to(val_curves[label], speed_bar(val_curves[reference]) if reference else None),
-                    fmt_some([statistics.fmean(w["inside_bbox_percent"]) for w in where], len(runs), 1),
-                    fmt_some([statistics.fmean(w["distance_to_bbox_px"]) for w in where], len(runs), 1),
+                    fmt_some(_chosen_mean(where, "inside_bbox_percent"), len(runs), 1),
+                    fmt_some(_chosen_mean(where, "distance_to_bbox_px"), len(runs), 1),
                     links(runs),
                 ]
             )
