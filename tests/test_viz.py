@@ -213,3 +213,34 @@ def test_line_styles_never_contradict_the_captions(tmp_path, monkeypatch):
     curves.plot_anytime({"run9": [[5.0, 3.0]], "cnn": [[4.0]]}, tmp_path / "a.png", styles=styles)
     legend = [text.get_text() for text in figures[-1].axes[0].get_legend().get_texts()]
     assert legend == ["run9", "cnn (one-shot)"]
+
+
+@pytest.mark.parametrize("ce_all_steps", [False, True])
+def test_answers_before_the_last_glimpse_are_marked_where_training_never_asked_for_them(
+    scenes, tmp_path, monkeypatch, ce_all_steps
+):
+    from matplotlib.text import Text
+
+    from ramlab.viz import glimpses
+
+    torch.manual_seed(0)
+    model = build_model("ram", {**TINY_RAM, "ce_all_steps": ce_all_steps}, image_size=(60, 60)).eval()
+    traj = trajectories(model, scenes)
+    assert traj.early_answers_trained is ce_all_steps
+    drawn: list[str] = []
+    real = glimpses.save_figure
+
+    def keep_texts(fig, out):
+        drawn.extend(text.get_text() for text in fig.findobj(Text))
+        return real(fig, out)
+
+    monkeypatch.setattr(glimpses, "save_figure", keep_texts)
+    draw_trajectories(traj, tmp_path / "g.png")
+    answers = [text for text in drawn if text.startswith("pred ")]
+    assert len(answers) == 4 * 3  # one per scene and glimpse
+    marked = [text for text in answers if text.endswith(glimpses.UNTRAINED_MARK)]
+    assert len(marked) == (0 if ce_all_steps else 4 * 2)  # all but the last glimpse's
+    assert (glimpses.UNTRAINED_NOTE in drawn) is not ce_all_steps
+    # The row's verdict is the last glimpse's answer: trained either way, never marked.
+    verdicts = [text for text in drawn if text.startswith("true ")]
+    assert len(verdicts) == 4 and not any(glimpses.UNTRAINED_MARK in text for text in verdicts)

@@ -40,6 +40,9 @@ class Trajectories:
     predictions: np.ndarray  # (N, T) the anytime prediction after each glimpse
     glimpse_size: int
     scales: int
+    # Whether the answers before the last glimpse were trained (ce_all_steps); when not, the
+    # figures mark them: the classifier only ever learned to answer after the last glimpse.
+    early_answers_trained: bool = True
 
     @property
     def steps(self) -> int:
@@ -94,7 +97,18 @@ def trajectories(model, scenes, *, seed: int = EVAL_SEED) -> Trajectories:
         predictions=out.step_logits.argmax(dim=2).cpu().numpy(),
         glimpse_size=glimpse_size,
         scales=scales,
+        early_answers_trained=bool(getattr(getattr(model, "config", None), "ce_all_steps", True)),
     )
+
+
+UNTRAINED_MARK = "†"
+UNTRAINED_NOTE = f"{UNTRAINED_MARK} not trained to answer yet (ce_all_steps: false)"
+
+
+def _pred(traj: Trajectories, i: int, t: int) -> str:
+    """'pred k' after glimpse t, marked where that answer was never trained."""
+    mark = "" if traj.early_answers_trained or t == traj.steps - 1 else UNTRAINED_MARK
+    return f"pred {int(traj.predictions[i, t])}{mark}"
 
 
 def _draw_scene(ax, traj: Trajectories, i: int, *, upto: int, boxes_at: int | None, fontsize: float) -> None:
@@ -145,8 +159,9 @@ def _draw_scene(ax, traj: Trajectories, i: int, *, upto: int, boxes_at: int | No
     ax.set_yticks([])
 
 
-def _verdict(label: int, prediction: int) -> str:
-    return f"true {label}, pred {prediction}" + ("" if label == prediction else " (wrong)")
+def _verdict(traj: Trajectories, i: int, t: int) -> str:
+    label, prediction = int(traj.labels[i]), int(traj.predictions[i, t])
+    return f"true {label}, {_pred(traj, i, t)}" + ("" if label == prediction else " (wrong)")
 
 
 # The PNG grid has a row per scene, 1.6 inches tall: 100 rows is a 160-inch figure, about
@@ -160,9 +175,8 @@ def draw_trajectories(traj: Trajectories, out: str | Path, *, title: str = "") -
     cols = steps + 1
     fig, axes = plt.subplots(n, cols, figsize=(1.45 * cols, 1.6 * n), squeeze=False)
     for i in range(n):
-        final = int(traj.predictions[i, -1])
         _draw_scene(axes[i, 0], traj, i, upto=steps - 1, boxes_at=None, fontsize=6)
-        axes[i, 0].set_title(_verdict(int(traj.labels[i]), final), fontsize=8)
+        axes[i, 0].set_title(_verdict(traj, i, steps - 1), fontsize=8)
         for t in range(steps):
             ax = axes[i, t + 1]
             _draw_scene(ax, traj, i, upto=t, boxes_at=t, fontsize=6)
@@ -171,7 +185,7 @@ def draw_trajectories(traj: Trajectories, out: str | Path, *, title: str = "") -
             ax.text(
                 0.03,
                 0.03,
-                f"pred {int(traj.predictions[i, t])}",
+                _pred(traj, i, t),
                 transform=ax.transAxes,
                 fontsize=7,
                 color="black",
@@ -193,6 +207,8 @@ def _legend(fig, traj: Trajectories, *, ncol: int, anchor=(0.5, 0.04), loc: str 
             Line2D([], [], color=BOX_COLOUR, ls=SCALE_STYLES[s % len(SCALE_STYLES)], label=f"{side} px patch")
         )
     handles.append(Line2D([], [], color=BBOX_COLOUR, ls=BBOX_STYLE, label="digit bounding box"))
+    if not traj.early_answers_trained:
+        handles.append(Line2D([], [], ls="none", label=UNTRAINED_NOTE))
     # Below the axes: the tight bounding box of savefig grows to hold it.
     fig.legend(handles=handles, loc=loc, ncol=ncol, fontsize=8, frameon=False, bbox_to_anchor=anchor)
 
@@ -206,11 +222,11 @@ def _frame(traj: Trajectories, t: int, indices: list[int], title: str) -> np.nda
     for ax, i in zip(axes.flat, indices, strict=False):
         ax.axis("on")
         _draw_scene(ax, traj, i, upto=t, boxes_at=t, fontsize=7)
-        ax.set_title(_verdict(int(traj.labels[i]), int(traj.predictions[i, t])), fontsize=9)
+        ax.set_title(_verdict(traj, i, t), fontsize=9)
     fig.suptitle(f"{title}glimpse {t + 1} of {traj.steps}", fontsize=10)
     _legend(fig, traj, ncol=2, anchor=(0.5, 0.0), loc="lower center")
     height = 2.4 * rows + 0.3  # inches, as in the figsize above
-    legend_rows = math.ceil((traj.scales + 2) / 2)
+    legend_rows = math.ceil((traj.scales + 2 + (not traj.early_answers_trained)) / 2)
     fig.subplots_adjust(bottom=(0.15 + 0.17 * legend_rows) / height, top=1 - 0.45 / height)
     buffer = io.BytesIO()
     # Not tight: every frame keeps the same size, as a GIF needs.
