@@ -179,3 +179,44 @@ def test_epochs_trained_reads_the_last_validated_epoch(tmp_path):
     assert epochs_trained(tmp_path) == 2
     (tmp_path / "metrics.jsonl").write_bytes(b"\xff")
     assert epochs_trained(tmp_path) == 0
+
+
+def test_a_resumed_sweep_or_cost_job_is_estimated_on_what_it_has_left(tmp_path, monkeypatch):
+    # Both counted every level (cell) again: a sweep keeps the shifts its robustness.json holds
+    # at the asked levels, and the cost job the cells cost.json holds.
+    from ramlab.study import jobs as study_jobs
+    from ramlab.sweeps import FORMAT, same_sweep
+
+    p = preset(
+        tmp_path,
+        robustness=[{"runs": "all", "shifts": {"rotate": [0, 30], "noise": [0, 0.1, 0.2]}, "limit": 10}],
+        cost={"models": ["ram", "resnet"], "sizes": [28, 60, 100]},
+    )
+    study = Study(p, tmp_path / "s", log=lambda _: None)
+    jobs = by_id(study)
+    sweep = jobs["robustness-0-resnet-translated60-seed0"]
+    assert study._left(sweep) == ("resnet", 5 * 10)  # nothing swept: 5 levels of 10 scenes
+    saved = {"format": FORMAT, "split": "test", "sample": False, "limit": 10, "shifts": {}}
+    assert same_sweep(saved, limit=10, sample=False)
+    path = study.run_dir(sweep.run) / "robustness.json"
+    path.parent.mkdir(parents=True)
+
+    def holding(shifts: dict) -> tuple[str, float]:
+        path.write_text(json.dumps({**saved, "shifts": shifts}))
+        return study._left(sweep)
+
+    assert holding({"rotate": {"levels": [0, 30]}}) == ("resnet", 3 * 10)  # noise's 3 levels left
+    assert holding({"rotate": {"levels": [0, 45]}}) == ("resnet", 5 * 10)  # other levels: redone
+    assert holding({"rotate": "damaged", "noise": {"levels": [0, 0.1, 0.2]}}) == ("resnet", 2 * 10)
+    assert not study.is_done(sweep)
+    assert holding({"rotate": {"levels": [0, 30]}, "noise": {"levels": [0, 0.1, 0.2]}}) == ("resnet", 0)
+    assert study.is_done(sweep)
+    path.write_text(json.dumps({**saved, "limit": 20, "shifts": {"rotate": {"levels": [0, 30]}}}))
+    assert study._left(sweep) == ("resnet", 5 * 10)  # another kind of sweep: all again
+
+    cost = jobs["cost"]
+    assert study._left(cost) == ("all", 6)
+    rows = [{"model": "ram", "size": 28}, {"model": "resnet", "size": 100}, {"model": "fc", "size": 60}]
+    monkeypatch.setattr(study_jobs, "_cost_rows_of", lambda ctx: rows)  # measured as asked
+    assert study._left(cost) == ("all", 4)  # fc's row is not one the preset asks for
+    assert study_jobs.cost_cells_left(study) == {("ram", 60), ("ram", 100), ("resnet", 28), ("resnet", 60)}

@@ -7,8 +7,8 @@ A job's estimate is its units of work times the seconds a unit takes:
                  the epochs an interrupted run has validated are done; a run that stops
                  early takes less
     eval         the test scenes it reads, once for where the glimpses go and once more sampled
-    robustness   every level's scenes
-    cost         one unit per (model, image size) cell
+    robustness   every level's scenes (a resumed sweep's kept shifts are done)
+    cost         one unit per (model, image size) cell (a resumed job's measured cells are done)
 
 Seconds per unit, first found in: the jobs of the same kind, model and dataset this study has
 finished (in this process, or in any before it: the study's jobs.jsonl); those of the same
@@ -72,9 +72,12 @@ def epochs_trained(run_dir: Path) -> int:
     return int(max((point.epoch for point in val_curve(records)), default=0))
 
 
-def units(job: Job, preset: Preset, *, trained: int = 0) -> tuple[str, float]:
-    """(model, units of work) of a job, a training's after its first `trained` epochs; the
-    cost job's model is "all"."""
+def units(
+    job: Job, preset: Preset, *, trained: int = 0, levels: int | None = None, cells: int | None = None
+) -> tuple[str, float]:
+    """(model, units of work) of a job: a training's after its first `trained` epochs, a
+    sweep's of `levels` of its levels (None: all), the cost job's of `cells` of its (model,
+    size) cells (None: all); the cost job's model is "all"."""
     if job.kind == "train":
         cfg = run_config(job.group, job.data, job.seed, preset.train, where="")
         n_train = min(cfg.train.train_limit or datasets.TRAIN_SIZE, datasets.TRAIN_SIZE)
@@ -90,9 +93,10 @@ def units(job: Job, preset: Preset, *, trained: int = 0) -> tuple[str, float]:
     if job.kind == "robustness":
         from ramlab.robustness import resolve_levels
 
-        levels = sum(map(len, resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts).values()))
+        if levels is None:
+            levels = sum(map(len, resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts).values()))
         return job.group.model, levels * (job.sweep.limit or TEST_SIZE)
-    return "all", len(preset.cost.models) * len(preset.cost.sizes)
+    return "all", (len(preset.cost.models) * len(preset.cost.sizes) if cells is None else cells)
 
 
 class Rates:

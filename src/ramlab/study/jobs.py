@@ -220,9 +220,7 @@ def run_job(ctx: Context, job: Job, *, trainer_class: type | None = None) -> flo
     from ramlab.device import set_threads
 
     set_threads(ctx.job_threads())
-    # The work this attempt does (a resumed training: the epochs left), for the estimates.
-    trained = epochs_trained(ctx.run_dir(job.run)) if job.kind == "train" else 0
-    _, work = units(job, ctx.preset, trained=trained)
+    _, work = work_left(ctx, job)  # what this attempt does, for the estimates
     tick = time.perf_counter()
     if job.kind == "train":
         run_train(ctx, job, trainer_class=trainer_class)
@@ -302,21 +300,47 @@ def is_done(ctx: Context, job: Job) -> bool:
         path = ctx.run_dir(job.run) / "eval.json"
         return path.is_file() and _read_json(path).get("settings") == eval_settings(ctx.preset.evaluate)
     if job.kind == "robustness":
-        from ramlab.robustness import resolve_levels, same_sweep
-
-        done = _read_json(ctx.run_dir(job.run) / "robustness.json")
-        if not same_sweep(done, limit=job.sweep.limit, sample=job.sweep.sample):
-            return False
-        wanted = resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts)
-        shifts = done.get("shifts")
-        if not isinstance(shifts, dict):
-            return False  # damaged: swept again
-        return all(
-            isinstance(shifts.get(name), dict) and shifts[name].get("levels") == levels
-            for name, levels in wanted.items()
-        )
+        return not shifts_left(ctx, job)
     if job.kind == "cost":
-        spec = ctx.preset.cost
-        wanted = {(m, s) for m in spec.models for s in spec.sizes}
-        return wanted <= {(r["model"], r["size"]) for r in _cost_rows_of(ctx)}
+        return not cost_cells_left(ctx)
     raise AssertionError(job.kind)
+
+
+def shifts_left(ctx: Context, job: Job) -> dict[str, list]:
+    """The sweep's shifts (name: levels) its robustness.json does not hold as the preset asks
+    them: all of them where the file is missing, damaged or of another kind of sweep (limit,
+    policy). The sweep keeps the others when it resumes."""
+    from ramlab.robustness import resolve_levels, same_sweep
+
+    wanted = resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts)
+    done = _read_json(ctx.run_dir(job.run) / "robustness.json")
+    shifts = done.get("shifts")
+    if not same_sweep(done, limit=job.sweep.limit, sample=job.sweep.sample) or not isinstance(shifts, dict):
+        return wanted  # none, another kind, or damaged: swept again
+    return {
+        name: levels
+        for name, levels in wanted.items()
+        if not (isinstance(shifts.get(name), dict) and shifts[name].get("levels") == levels)
+    }
+
+
+def cost_cells_left(ctx: Context) -> set[tuple[str, int]]:
+    """The (model, image size) cells of the preset's cost table that cost.json does not hold
+    measured as it asks (a resumed cost job measures these; when the kept rows' code, threads
+    or torch differ from its own it measures them all again)."""
+    spec = ctx.preset.cost
+    wanted = {(m, s) for m in spec.models for s in spec.sizes}
+    return wanted - {(r["model"], r["size"]) for r in _cost_rows_of(ctx)}
+
+
+def work_left(ctx: Context, job: Job) -> tuple[str, float]:
+    """(model, units of work) the job has left, for the estimates and the rates learnt from
+    what an attempt did: an interrupted training's validated epochs, a resumed sweep's kept
+    shifts and a resumed cost job's measured cells are done."""
+    if job.kind == "train":
+        return units(job, ctx.preset, trained=epochs_trained(ctx.run_dir(job.run)))
+    if job.kind == "robustness":
+        return units(job, ctx.preset, levels=sum(map(len, shifts_left(ctx, job).values())))
+    if job.kind == "cost":
+        return units(job, ctx.preset, cells=len(cost_cells_left(ctx)))
+    return units(job, ctx.preset)

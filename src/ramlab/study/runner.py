@@ -29,9 +29,9 @@ from ramlab.lock import DirectoryLock
 from ramlab.report.runs import PLAN
 from ramlab.study import recipes
 from ramlab.study.context import Context, log_to_stderr
-from ramlab.study.estimate import Rates, epochs_trained, finished_seconds, units
+from ramlab.study.estimate import Rates, finished_seconds, units
 from ramlab.study.job import STUDY_COMMAND
-from ramlab.study.jobs import is_done, refusal, run_job, save_preset
+from ramlab.study.jobs import is_done, refusal, run_job, save_preset, work_left
 from ramlab.study.plan import Job, build_plan, run_dir, topological_order
 from ramlab.study.preset import Preset, load_preset
 
@@ -72,9 +72,8 @@ class Study(Context):
 
     # ---- estimates -----------------------------------------------------------------------
     def _left(self, job: Job) -> tuple[str, float]:
-        """(model, units of work) left of a job: an interrupted training's validated epochs are done."""
-        trained = epochs_trained(self.run_dir(job.run)) if job.kind == "train" else 0
-        return units(job, self.preset, trained=trained)
+        """(model, units of work) left of a job (`jobs.work_left`)."""
+        return work_left(self, job)
 
     def _seconds(self, job: Job) -> float:
         model, work = self._left(job)
