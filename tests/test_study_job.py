@@ -205,10 +205,26 @@ def test_a_cost_job_with_rows_to_measure_measures_again_those_of_other_code(tmp_
     # On other nodes (Ray, Slurm) the kept rows' threads are not judged when listing: a job
     # there with other threads measures them all again rather than divide T1 by T2.
     ctx.jobs_here = False
-    (out / "cost.json").write_text(json.dumps({"rows": [{**row, "commit": "new", "threads": 4}]}))
+    not_asked = {**row, "commit": "new", "size": 100}  # a size the preset no longer asks for
+    (out / "cost.json").write_text(json.dumps({"rows": [{**row, "commit": "new", "threads": 4}, not_asked]}))
     sizes.clear()
     study_jobs.run_cost(ctx, job)
     assert sizes == [28, 60]
+    # No row is lost: each one cost.json dropped is in cost-replaced.json, once.
+    replaced = json.loads((out / study_jobs.REPLACED_COST).read_text())["rows"]
+    assert replaced == [
+        {**row, "commit": "old"},
+        {**row, "commit": "new", "torch": "1.0"},
+        {**row, "commit": "new", "threads": 4},
+        not_asked,
+    ]
+    # A damaged cost-replaced.json is left as it is, the rows kept in a file beside it.
+    (out / study_jobs.REPLACED_COST).write_text("{")
+    (out / "cost.json").write_text(json.dumps({"rows": [not_asked]}))
+    study_jobs.run_cost(ctx, job)
+    assert (out / study_jobs.REPLACED_COST).read_text() == "{"
+    (beside,) = out.glob("cost-replaced-*.json")
+    assert json.loads(beside.read_text())["rows"] == [not_asked]
 
 
 def test_cost_rows_timed_with_other_threads_are_measured_again(tmp_path, monkeypatch):

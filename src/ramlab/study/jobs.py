@@ -5,7 +5,8 @@
                  with the preset's settings)
     robustness   robustness_sweep: RUN/robustness.json (done: it holds the sweep's levels)
     cost         measure_costs: STUDY/cost.json (done: every model at every size; a model's
-                 rows are written as soon as it is measured)
+                 rows are written as soon as it is measured; rows it drops go to
+                 STUDY/cost-replaced.json)
 
 `run_job` runs any of them (with the job's torch threads) and appends its line to
 STUDY/jobs.jsonl: the serial runner and the job entry point (`ramlab.study.job`) both use it.
@@ -23,7 +24,7 @@ from ramlab.config import HOW_IT_RAN, flatten, load_yaml, save_yaml
 from ramlab.cost_rows import REPEATS_BEFORE, read_cost_rows
 from ramlab.data import datasets
 from ramlab.errors import RamlabError
-from ramlab.files import os_error_message
+from ramlab.files import os_error_message, write_json
 from ramlab.lock import append_line
 from ramlab.run_dir import read_result
 from ramlab.runconfig import RunConfig
@@ -143,6 +144,9 @@ def _run_device(ctx: Context, job: Job) -> str:
     return ctx.run_config(job, chosen_reward=False).train.device
 
 
+REPLACED_COST = "cost-replaced.json"
+
+
 def _cost_base_config(spec: CostSpec, model: str) -> Any:
     return model_config(model, spec.configs[model], where="cost") if model in spec.configs else None
 
@@ -192,6 +196,7 @@ def run_cost(ctx: Context, job: Job) -> None:
         # (a node's) or torch: all are measured again, as the ratios divide only rows timed
         # alike (`cost_ratios`).
         rows = []
+    _keep_replaced(ctx, [r for r in read_cost_rows(path) if r not in rows])
     for model in spec.models:
         sizes = [s for s in spec.sizes if not any(r["model"] == model and r["size"] == s for r in rows)]
         if not sizes:
@@ -210,6 +215,25 @@ def run_cost(ctx: Context, job: Job) -> None:
         )
         rows += [{**row, "commit": ctx.commit} for row in measured]  # a resumed job adds rows of its own
         write_cost_json(rows, path)  # after each model, so an interruption keeps the rest
+
+
+def _keep_replaced(ctx: Context, replaced: list[dict]) -> None:
+    """Rows cost.json held that the job is about to drop (another model, size or way of
+    timing than the preset's now, or measured again): added to STUDY/cost-replaced.json, so a
+    changed preset loses no measurement. The report reads cost.json only."""
+    if not replaced:
+        return
+    path = ctx.out / REPLACED_COST
+    try:
+        kept = read_cost_rows(path)
+    except RamlabError:  # damaged: started again beside it, not over it
+        path = path.with_name(f"{path.stem}-{int(time.time())}.json")
+        kept = []
+    added = [r for r in replaced if r not in kept]
+    write_json(path, {"rows": kept + added})
+    ctx.log(
+        f"[study]   {len(replaced)} cost row(s) this job replaces or the preset no longer asks for: kept in {path}"
+    )
 
 
 RUNNERS = {"train": run_train, "eval": run_eval, "robustness": run_robustness, "cost": run_cost}
