@@ -253,9 +253,21 @@ def test_how_a_finished_run_ran_may_change_and_one_refused_run_stops_no_other(fa
     (i,) = [i for i, line in enumerate(lines) if "train a-translated60-seed0" in line]
     assert lines[i].split()[1] == "refused"
     assert re.search(r"holds a run with another config .*train\.epochs: 2 -> 3", lines[i + 1])
-    assert re.match(r"\d+ jobs: \d+ done, \d+ to do, 1 refused \(each says why\)", lines[-1])
+    assert lines[-1].startswith("2 jobs: 1 done, 0 to do, 1 refused, 0 blocked by them (each says why), ~")
     (b,) = [line for line in lines if "train b-translated60-seed0" in line]
     assert b.split()[1] == "done"
+    # With evaluation: a's evaluation would be skipped, and says so; b's is to do.
+    evaluated = write_preset(
+        tmp_path / "p.yaml", train={**TINY_TRAIN, "epochs": 3}, runs=ram_runs("a", "b"), evaluate={"limit": 4}
+    )
+    assert main(["study", str(evaluated), "--out", str(out), "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    (i,) = [i for i, line in enumerate(lines) if "eval a-translated60-seed0" in line]
+    assert lines[i].split()[1] == "blocked" and "~" not in lines[i]
+    assert lines[i + 1].strip() == "skipped: it needs train a-translated60-seed0, which cannot run"
+    (b,) = [line for line in lines if "eval b-translated60-seed0" in line]
+    assert b.split()[1] == "to"
+    assert re.match(r"4 jobs: 1 done, 1 to do, 1 refused, 1 blocked by them \(each says why\), ~", lines[-1])
 
 
 # ---- presets --------------------------------------------------------------------------------

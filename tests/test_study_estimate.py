@@ -183,7 +183,11 @@ def test_epochs_trained_reads_the_last_validated_epoch(tmp_path):
 
 def test_a_resumed_sweep_or_cost_job_is_estimated_on_what_it_has_left(tmp_path, monkeypatch):
     # Both counted every level (cell) again: a sweep keeps the shifts its robustness.json holds
-    # at the asked levels, and the cost job the cells cost.json holds.
+    # at the asked levels (`robustness_sweep` on a resume), and the cost job the cells of
+    # cost.json it keeps.
+    import torch
+
+    from ramlab.device import threads_given
     from ramlab.study import jobs as study_jobs
     from ramlab.sweeps import FORMAT, same_sweep
 
@@ -198,25 +202,38 @@ def test_a_resumed_sweep_or_cost_job_is_estimated_on_what_it_has_left(tmp_path, 
     assert study._left(sweep) == ("resnet", 5 * 10)  # nothing swept: 5 levels of 10 scenes
     saved = {"format": FORMAT, "split": "test", "sample": False, "limit": 10, "shifts": {}}
     assert same_sweep(saved, limit=10, sample=False)
+    rotate = {"levels": [0, 30], "error": [1.0, 2.0]}
+    noise = {"levels": [0, 0.1, 0.2], "error": [1.0, 5.0, 9.0]}
     path = study.run_dir(sweep.run) / "robustness.json"
     path.parent.mkdir(parents=True)
 
-    def holding(shifts: dict) -> tuple[str, float]:
-        path.write_text(json.dumps({**saved, "shifts": shifts}))
+    def holding(shifts: dict, **changes) -> tuple[str, float]:
+        path.write_text(json.dumps({**saved, **changes, "shifts": shifts}))
         return study._left(sweep)
 
-    assert holding({"rotate": {"levels": [0, 30]}}) == ("resnet", 3 * 10)  # noise's 3 levels left
-    assert holding({"rotate": {"levels": [0, 45]}}) == ("resnet", 5 * 10)  # other levels: redone
-    assert holding({"rotate": "damaged", "noise": {"levels": [0, 0.1, 0.2]}}) == ("resnet", 2 * 10)
+    assert holding({"rotate": rotate}) == ("resnet", 3 * 10)  # noise's 3 levels left
     assert not study.is_done(sweep)
-    assert holding({"rotate": {"levels": [0, 30]}, "noise": {"levels": [0, 0.1, 0.2]}}) == ("resnet", 0)
+    assert holding({"rotate": {"levels": [0, 45], "error": [1.0, 3.0]}}) == ("resnet", 5 * 10)  # redone
+    assert holding({"rotate": rotate, "noise": noise}) == ("resnet", 0)
     assert study.is_done(sweep)
-    path.write_text(json.dumps({**saved, "limit": 20, "shifts": {"rotate": {"levels": [0, 30]}}}))
-    assert study._left(sweep) == ("resnet", 5 * 10)  # another kind of sweep: all again
+    assert holding({"rotate": rotate, "noise": noise, "scale": {"levels": [1]}}) == ("resnet", 5 * 10)
+    assert not study.is_done(sweep)  # a damaged shift, even one not asked for: all swept afresh
+    assert holding({"rotate": rotate, "noise": {"levels": [0, 0.1, 0.2]}}) == ("resnet", 5 * 10)  # no errors
+    assert holding({"rotate": rotate}, limit=20) == ("resnet", 5 * 10)  # another kind of sweep
 
     cost = jobs["cost"]
     assert study._left(cost) == ("all", 6)
-    rows = [{"model": "ram", "size": 28}, {"model": "resnet", "size": 100}, {"model": "fc", "size": 60}]
+    study.commit = "abc"
+    alike = {"commit": "abc", "threads": threads_given(study.job_threads()), "torch": torch.__version__}
+    rows = [{"model": m, "size": size, **alike} for m, size in (("ram", 28), ("resnet", 100), ("fc", 60))]
     monkeypatch.setattr(study_jobs, "_cost_rows_of", lambda ctx: rows)  # measured as asked
+    assert study_jobs.cost_cells_left(study, rows) == {
+        ("ram", 60),
+        ("ram", 100),
+        ("resnet", 28),
+        ("resnet", 60),
+    }
     assert study._left(cost) == ("all", 4)  # fc's row is not one the preset asks for
-    assert study_jobs.cost_cells_left(study) == {("ram", 60), ("ram", 100), ("resnet", 28), ("resnet", 60)}
+    for other in ({"commit": "old"}, {"threads": alike["threads"] + 1}, {"torch": "1.0"}):
+        rows[0] = {**rows[0], **alike, **other}
+        assert study._left(cost) == ("all", 6), other  # a row of other code, threads or torch: all again

@@ -218,13 +218,17 @@ def test_a_cost_job_with_rows_to_measure_measures_again_those_of_other_code(tmp_
         {**row, "commit": "new", "threads": 4},
         not_asked,
     ]
-    # A damaged cost-replaced.json is left as it is, the rows kept in a file beside it.
+    (out / "cost.json").write_text(json.dumps({"rows": [not_asked, not_asked]}))  # dropped again
+    study_jobs.run_cost(ctx, job)
+    assert json.loads((out / study_jobs.REPLACED_COST).read_text())["rows"] == replaced
+    # A damaged cost-replaced.json is moved aside as it is, and a new one begun.
     (out / study_jobs.REPLACED_COST).write_text("{")
+    study_jobs.run_cost(ctx, job)  # cost.json holds no row to drop now: nothing to keep
     (out / "cost.json").write_text(json.dumps({"rows": [not_asked]}))
     study_jobs.run_cost(ctx, job)
-    assert (out / study_jobs.REPLACED_COST).read_text() == "{"
-    (beside,) = out.glob("cost-replaced-*.json")
-    assert json.loads(beside.read_text())["rows"] == [not_asked]
+    (aside,) = out.glob("cost-replaced-damaged-*.json")
+    assert aside.read_text() == "{"
+    assert json.loads((out / study_jobs.REPLACED_COST).read_text())["rows"] == [not_asked]
 
 
 def test_cost_rows_timed_with_other_threads_are_measured_again(tmp_path, monkeypatch):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import textwrap
 from pathlib import Path
 
 from ramlab.errors import RamlabError
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--list",
         action="store_true",
-        help="list the jobs, which are done, what each took or is estimated to take, and any that would be refused (and why); run nothing",
+        help="list the jobs, which are done, what each took or is estimated to take, and any that would be refused or blocked (and why); run nothing",
     )
     run = p.add_argument_group("executors (see the README: one machine, a Ray cluster, Slurm)")
     run.add_argument(
@@ -118,17 +119,25 @@ def cmd_study(args: argparse.Namespace) -> int:
         from ramlab.study.runner import duration
 
         rows = study.times()
+        todo, stopped = [], {}  # seconds of the jobs to do; the title of each job that cannot run
         for i, (job, done, seconds, refused) in enumerate(rows, start=1):
-            if refused:  # it would fail at once: no estimate, and the reason under it
-                print(f"{i:>4}  {'refused':<7} {'':>7}  {job.title}\n        {refused}")
+            waits = next((stopped[dep] for dep in job.deps if dep in stopped), None)
+            if refused or (waits and not done):  # it would fail, or be skipped: no estimate
+                stopped[job.id] = job.title
+                why = refused or f"skipped: it needs {waits}, which cannot run"
+                print(f"{i:>4}  {'refused' if refused else 'blocked':<7} {'':>7}  {job.title}")
+                print(textwrap.indent(why, " " * 8))
                 continue
             took = "" if seconds is None else f"{'' if done else '~'}{duration(seconds)}"
             print(f"{i:>4}  {'done' if done else 'to do':<7} {took:>7}  {job.title}")
-        todo = [seconds for _, done, seconds, reason in rows if not done and not reason]
+            if not done:
+                todo.append(seconds)
         n_refused = sum(1 for *_, reason in rows if reason)
+        n_blocked = len(stopped) - n_refused
         print(
-            f"{len(rows)} jobs: {len(rows) - len(todo) - n_refused} done, {len(todo)} to do"
-            f"{f', {n_refused} refused (each says why)' if n_refused else ''}, ~{duration(sum(todo))} "
+            f"{len(rows)} jobs: {len(rows) - len(todo) - len(stopped)} done, {len(todo)} to do"
+            f"{f', {n_refused} refused, {n_blocked} blocked by them (each says why)' if stopped else ''}, "
+            f"~{duration(sum(todo))} "
             "of job time (estimated from this study's finished jobs, else from rates measured on 2 CPU cores)"
         )
         return 0

@@ -83,10 +83,10 @@ def _config_mismatch(ctx: Context, job: Job, config: RunConfig) -> str | None:
 
 def refusal(ctx: Context, job: Job) -> str | None:
     """Why the job would fail before it starts, or None: a training job whose run folder
-    holds a run (finished or not) made with another config, or a damaged config.yaml, the
-    message naming what differs and the fix. `ramlab study --list` shows it beside the job."""
-    if job.kind != "train":
-        return None
+    holds a run (finished or not) made with another config (the message says what differs
+    and what to do) or a damaged config.yaml. `ramlab study --list` shows it under the job."""
+    if job.kind != "train" or not (ctx.run_dir(job.run) / "config.yaml").is_file():
+        return None  # nothing there to refuse
     try:
         config = _preset_config(ctx, job)
     except RamlabError:  # a reward chosen from runs not finished yet: known once they are
@@ -189,13 +189,7 @@ def run_cost(ctx: Context, job: Job) -> None:
     from ramlab.cost import measure_costs, write_cost_json
 
     spec, path = ctx.preset.cost, ctx.out / "cost.json"
-    rows = _cost_rows_of(ctx)
-    here = {"commit": ctx.commit, "threads": torch.get_num_threads(), "torch": torch.__version__}
-    if any(r.get(key) != value for r in rows for key, value in here.items()):
-        # Some rows to measure (else the job is done), and kept ones of other code, threads
-        # (a node's) or torch: all are measured again, as the ratios divide only rows timed
-        # alike (`cost_ratios`).
-        rows = []
+    rows = _cost_rows_kept(ctx, torch.get_num_threads())
     _keep_replaced(ctx, [r for r in read_cost_rows(path) if r not in rows])
     for model in spec.models:
         sizes = [s for s in spec.sizes if not any(r["model"] == model and r["size"] == s for r in rows)]
@@ -219,21 +213,25 @@ def run_cost(ctx: Context, job: Job) -> None:
 
 def _keep_replaced(ctx: Context, replaced: list[dict]) -> None:
     """Rows cost.json held that the job is about to drop (another model, size or way of
-    timing than the preset's now, or measured again): added to STUDY/cost-replaced.json, so a
-    changed preset loses no measurement. The report reads cost.json only."""
+    timing than the preset's now, or measured again): added to STUDY/cost-replaced.json
+    (each row once), so a changed preset loses no measurement. The report reads cost.json
+    only. A damaged cost-replaced.json is moved aside, kept, and a new one begun."""
     if not replaced:
         return
     path = ctx.out / REPLACED_COST
     try:
         kept = read_cost_rows(path)
-    except RamlabError:  # damaged: started again beside it, not over it
-        path = path.with_name(f"{path.stem}-{int(time.time())}.json")
+    except RamlabError as exc:
+        aside = path.with_name(f"{path.stem}-damaged-{time.strftime('%Y%m%d-%H%M%S')}.json")
+        path.replace(aside)
+        ctx.log(f"[study]   {exc}: moved to {aside}, a new {path.name} begun")
         kept = []
-    added = [r for r in replaced if r not in kept]
-    write_json(path, {"rows": kept + added})
-    ctx.log(
-        f"[study]   {len(replaced)} cost row(s) this job replaces or the preset no longer asks for: kept in {path}"
-    )
+    added = [r for i, r in enumerate(replaced) if r not in kept and r not in replaced[:i]]
+    if added:
+        write_json(path, {"rows": kept + added})
+        ctx.log(
+            f"[study]   {len(added)} cost row(s) this job replaces or the preset no longer asks for: kept in {path}"
+        )
 
 
 RUNNERS = {"train": run_train, "eval": run_eval, "robustness": run_robustness, "cost": run_cost}
@@ -325,36 +323,57 @@ def is_done(ctx: Context, job: Job) -> bool:
         return path.is_file() and _read_json(path).get("settings") == eval_settings(ctx.preset.evaluate)
     if job.kind == "robustness":
         return not shifts_left(ctx, job)
-    if job.kind == "cost":
-        return not cost_cells_left(ctx)
+    if job.kind == "cost":  # every cell there, of whatever code: a rerun after a commit redoes none
+        return not cost_cells_left(ctx, _cost_rows_of(ctx))
     raise AssertionError(job.kind)
 
 
 def shifts_left(ctx: Context, job: Job) -> dict[str, list]:
     """The sweep's shifts (name: levels) its robustness.json does not hold as the preset asks
-    them: all of them where the file is missing, damaged or of another kind of sweep (limit,
-    policy). The sweep keeps the others when it resumes."""
-    from ramlab.robustness import resolve_levels, same_sweep
+    them, read as the sweep reads the file when it resumes (`robustness.read_robustness`):
+    all of them where the file is missing, damaged (any shift, asked for or not) or of
+    another kind of sweep (limit, policy); a format 6 file's moved scale levels are left.
+    Unlike the sweep, this loads no weights: a best.pt replaced by hand since is not seen."""
+    from ramlab.robustness import read_robustness, resolve_levels
+    from ramlab.sweeps import same_sweep, without_moved_scale
 
     wanted = resolve_levels(datasets.dataset_spec(job.data), job.sweep.shifts)
-    done = _read_json(ctx.run_dir(job.run) / "robustness.json")
-    shifts = done.get("shifts")
-    if not same_sweep(done, limit=job.sweep.limit, sample=job.sweep.sample) or not isinstance(shifts, dict):
-        return wanted  # none, another kind, or damaged: swept again
+    path = ctx.run_dir(job.run) / "robustness.json"
+    if not path.is_file():
+        return wanted
+    try:
+        done = without_moved_scale(read_robustness(path))
+    except RamlabError:  # damaged: the study's sweep starts it afresh
+        return wanted
+    if not same_sweep(done, limit=job.sweep.limit, sample=job.sweep.sample):
+        return wanted  # another kind of sweep: replaced
     return {
         name: levels
         for name, levels in wanted.items()
-        if not (isinstance(shifts.get(name), dict) and shifts[name].get("levels") == levels)
+        if done["shifts"].get(name, {}).get("levels") != levels
     }
 
 
-def cost_cells_left(ctx: Context) -> set[tuple[str, int]]:
-    """The (model, image size) cells of the preset's cost table that cost.json does not hold
-    measured as it asks (a resumed cost job measures these; when the kept rows' code, threads
-    or torch differ from its own it measures them all again)."""
+def cost_cells_left(ctx: Context, rows: list[dict]) -> set[tuple[str, int]]:
+    """The (model, image size) cells of the preset's cost table that `rows` lack."""
     spec = ctx.preset.cost
     wanted = {(m, s) for m in spec.models for s in spec.sizes}
-    return wanted - {(r["model"], r["size"]) for r in _cost_rows_of(ctx)}
+    return wanted - {(r["model"], r["size"]) for r in rows}
+
+
+def _cost_rows_kept(ctx: Context, threads: int) -> list[dict]:
+    """The rows of cost.json a cost job at `threads` keeps: those measured as the preset asks
+    (`_cost_rows_of`), or none where any was measured by other code, threads (a node's) or
+    torch: all are measured again, as the ratios divide only rows timed alike (`cost_ratios`)."""
+    import torch
+
+    from ramlab.provenance import run_commit
+
+    rows = _cost_rows_of(ctx)
+    here = {"commit": ctx.commit or run_commit(), "threads": threads, "torch": torch.__version__}
+    if any(r.get(key) != value for r in rows for key, value in here.items()):
+        return []
+    return rows
 
 
 def work_left(ctx: Context, job: Job) -> tuple[str, float]:
@@ -366,5 +385,8 @@ def work_left(ctx: Context, job: Job) -> tuple[str, float]:
     if job.kind == "robustness":
         return units(job, ctx.preset, levels=sum(map(len, shifts_left(ctx, job).values())))
     if job.kind == "cost":
-        return units(job, ctx.preset, cells=len(cost_cells_left(ctx)))
+        from ramlab.device import threads_given
+
+        kept = _cost_rows_kept(ctx, threads_given(ctx.job_threads()))  # the threads run_job sets
+        return units(job, ctx.preset, cells=len(cost_cells_left(ctx, kept)))
     return units(job, ctx.preset)

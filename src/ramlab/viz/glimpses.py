@@ -285,11 +285,12 @@ def draw_run_glimpses(
 
 
 @torch.no_grad()
-def where_glimpses_go(model, loader, *, seed: int = EVAL_SEED) -> dict[str, list[float]]:
+def where_glimpses_go(model, loader, *, seed: int = EVAL_SEED) -> dict[str, list[float] | int | str]:
     """Per glimpse step over a split: % of centres inside the digit's bbox, and the mean
     distance from centre to bbox in pixels (0 inside), from the rollouts `evaluate` makes (its
     random first locations, drawn on the CPU whatever the device), with the scene count and
-    the protocol (the policy's mean, one rollout)."""
+    the protocol (`evaluate.protocol_of`: the policy's mean, or a random policy's places, one
+    rollout)."""
     _retina_of(model)
     was_training = model.training
     model.eval()
