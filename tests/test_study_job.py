@@ -266,7 +266,7 @@ def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):
         "format": robustness.FORMAT,
         "limit": 8,
         "sample": False,
-        "shifts": {"rotate": {"levels": [0, 30]}},
+        "shifts": {"rotate": {"levels": [0, 30], "error": [1.0, 2.0]}},
     }
     path.write_text(json.dumps(done))
     assert study_jobs.is_done(ctx, job)
@@ -277,7 +277,9 @@ def test_a_robustness_sweep_of_other_scenes_is_run_again(tmp_path):
     path.write_text(json.dumps({**done, "format": 5, "protocol": "policy mean, one rollout"}))
     assert not study_jobs.is_done(ctx, job)
     # Damaged inside (JSON, but a shift or the shifts not an object): swept again, no traceback.
-    for damaged in ({"shifts": []}, {"shifts": {"rotate": [0, 30]}}, {"shifts": None}):
+    # Levels without their errors read as damaged too, as the sweep reads them (they counted as done).
+    no_errors = {"shifts": {"rotate": {"levels": [0, 30]}}}
+    for damaged in ({"shifts": []}, {"shifts": {"rotate": [0, 30]}}, {"shifts": None}, no_errors):
         path.write_text(json.dumps({**done, **damaged}))
         assert not study_jobs.is_done(ctx, job), damaged
 
