@@ -191,8 +191,9 @@ def run_cost(ctx: Context, job: Job) -> None:
     spec, path = ctx.preset.cost, ctx.out / "cost.json"
     rows = _cost_rows_kept(ctx, torch.get_num_threads())
     _keep_replaced(ctx, [r for r in read_cost_rows(path) if r not in rows])
+    left = cost_cells_left(ctx, rows)
     for model in spec.models:
-        sizes = [s for s in spec.sizes if not any(r["model"] == model and r["size"] == s for r in rows)]
+        sizes = [s for s in spec.sizes if (model, s) in left]
         if not sizes:
             continue
         ctx.log(f"[study]   cost of {model} at {', '.join(map(str, sizes))} px")
